@@ -1,0 +1,309 @@
+//! The `contactsd` command line: settings, `serve`, and the operator's `admin` commands.
+//!
+//! Every setting is a flag and an environment variable (a flag wins), as listed in the
+//! contract's §10. Commands other than `serve` print one JSON object on stdout on success, and
+//! a message on stderr with a non-zero exit on failure.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use chrono::FixedOffset;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::domain::access::Plan;
+use crate::domain::values;
+use crate::http::{self, HttpSettings};
+use crate::service::{Service, ServiceSettings};
+use crate::store;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "contactsd",
+    version,
+    about = "A self-hosted organization contacts directory"
+)]
+struct Cli {
+    /// Database URL: `sqlite://FILE` (created if missing) or `postgres://...`.
+    #[arg(
+        long,
+        env = "CONTACTSD_DATABASE_URL",
+        default_value = "sqlite://contactsd.db",
+        global = true
+    )]
+    db: String,
+
+    /// Log format: `text` for people, `json` for machines.
+    #[arg(
+        long,
+        env = "CONTACTSD_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Migrate the database if needed, then serve the API until SIGINT or SIGTERM.
+    Serve(ServeArgs),
+    /// Operator commands that act on the database directly.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "CONTACTSD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Token lifetime in seconds.
+    #[arg(long, env = "CONTACTSD_TOKEN_TTL", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    token_ttl: u64,
+    /// Calls per second per appid (0 = no limit).
+    #[arg(long, env = "CONTACTSD_RATE_LIMIT", default_value_t = 20)]
+    rate_limit: u32,
+    /// Token calls per minute per appid (0 = no limit).
+    #[arg(long, env = "CONTACTSD_TOKEN_RATE_LIMIT", default_value_t = 60)]
+    token_rate_limit: u32,
+    /// Maximum depth of the group tree (a top-level group has depth 1).
+    #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=64))]
+    max_group_depth: u32,
+    /// UTC offset of the times the API returns, e.g. `+08:00`.
+    #[arg(long, env = "CONTACTSD_TIME_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
+    time_offset: FixedOffset,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PlanArg {
+    Free,
+    Business,
+    Flagship,
+}
+
+impl From<PlanArg> for Plan {
+    fn from(plan: PlanArg) -> Plan {
+        match plan {
+            PlanArg::Free => Plan::Free,
+            PlanArg::Business => Plan::Business,
+            PlanArg::Flagship => Plan::Flagship,
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Create an org, its contacts directory and a team app for it.
+    CreateOrg {
+        #[arg(long)]
+        name: String,
+        #[arg(long, value_enum, default_value = "business")]
+        plan: PlanArg,
+        /// Admin seats (members with role 2 or 3) the org may fill.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i64).range(0..=1_000_000))]
+        admin_seats: i64,
+    },
+    /// Create a platform app, which may create orgs through the API.
+    CreatePlatformApp {
+        #[arg(long)]
+        name: String,
+    },
+    /// Give an app a new secret; the old secret and the app's current token stop working.
+    RotateSecret {
+        #[arg(long)]
+        appid: String,
+    },
+}
+
+fn parse_offset(raw: &str) -> Result<FixedOffset, String> {
+    raw.parse::<FixedOffset>()
+        .map_err(|_| format!("{raw:?} is not a UTC offset like +08:00"))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTACTSD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("contactsd: cannot start the runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("contactsd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let store = store::open(&cli.db)
+        .await
+        .map_err(|error| format!("cannot open the database: {error}"))?;
+    match cli.command {
+        Command::Serve(args) => {
+            let settings = ServiceSettings {
+                token_ttl: args.token_ttl,
+                rate_limit: args.rate_limit,
+                token_rate_limit: args.token_rate_limit,
+                max_group_depth: args.max_group_depth,
+                ..ServiceSettings::default()
+            };
+            let service = Arc::new(Service::new(store, settings));
+            serve(service, &args).await
+        }
+        Command::Admin { command } => {
+            let service = Service::new(store, ServiceSettings::default());
+            let output = admin(&service, command).await?;
+            println!("{output}");
+            Ok(())
+        }
+    }
+}
+
+async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::Value, String> {
+    match command {
+        AdminCommand::CreateOrg {
+            name,
+            plan,
+            admin_seats,
+        } => {
+            let name = values::org_name(&name).map_err(|e| e.to_string())?;
+            let (org, app) = service
+                .create_org_with_app(&name, plan.into(), admin_seats)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({
+                "org_id": org.org_id,
+                "team_id": org.team_id,
+                "appid": app.appid,
+                "secret": app.secret,
+            }))
+        }
+        AdminCommand::CreatePlatformApp { name } => {
+            let name = values::org_name(&name).map_err(|e| e.to_string())?;
+            let app = service
+                .create_platform_app(&name)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok(json!({"appid": app.appid, "secret": app.secret}))
+        }
+        AdminCommand::RotateSecret { appid } => {
+            let app = service.rotate_secret(&appid).await.map_err(|e| match e {
+                crate::service::ServiceError::InvalidCredential => {
+                    format!("no app with appid {appid:?}")
+                }
+                other => other.to_string(),
+            })?;
+            Ok(json!({"appid": app.appid, "secret": app.secret}))
+        }
+    }
+}
+
+/// On a database without any app, create a platform app and a demo org and show how to use
+/// them: the first run is usable at once.
+async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<(), String> {
+    if !service.is_empty().await.map_err(|e| e.to_string())? {
+        return Ok(());
+    }
+    let platform = service
+        .create_platform_app("platform")
+        .await
+        .map_err(|e| e.to_string())?;
+    let (demo, app) = service
+        .create_org_with_app("Demo", Plan::Business, 10)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "First start: created credentials. They are shown only this once.\n\
+         \n  platform app   appid={}  secret={}\n  \
+         demo org       org_id={} team_id={} (plan business)\n  \
+         demo team app  appid={}  secret={}\n\n\
+         Get a token for the demo team app:\n\n  \
+         curl 'http://{listen}/api/oauth2/access_token?appid={}&secret={}&grant_type=client_credential'\n",
+        platform.appid,
+        platform.secret,
+        demo.org_id,
+        demo.team_id,
+        app.appid,
+        app.secret,
+        app.appid,
+        app.secret,
+    );
+    Ok(())
+}
+
+async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
+    bootstrap(&service, args.listen).await?;
+    let listener = TcpListener::bind(args.listen)
+        .await
+        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+    let router = http::router(
+        service,
+        HttpSettings {
+            time_offset: args.time_offset,
+            ..HttpSettings::default()
+        },
+    );
+    tracing::info!(listen = %args.listen, "contactsd is serving");
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|error| format!("the server stopped: {error}"))?;
+    tracing::info!("contactsd stopped");
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM; requests in flight are then finished.
+async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+}

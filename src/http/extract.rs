@@ -1,0 +1,236 @@
+//! Reading requests: query strings (with the array forms of §1), JSON bodies, and the caller.
+//!
+//! Every failure here is an [`ApiError`] in the contract's envelope, never axum's plain-text
+//! rejections.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use super::AppState;
+use super::envelope::ApiError;
+use crate::domain::access::Caller;
+use crate::domain::values::Page;
+
+/// Most values one array parameter may hold.
+pub const MAX_ARRAY_ITEMS: usize = 1000;
+
+/// The decoded pairs of a query string, in order.
+#[derive(Debug, Clone, Default)]
+pub struct QueryParams {
+    pairs: Vec<(String, String)>,
+}
+
+impl QueryParams {
+    pub fn parse(raw: Option<&str>) -> QueryParams {
+        QueryParams {
+            pairs: raw
+                .map(|q| {
+                    form_urlencoded::parse(q.as_bytes())
+                        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The value of a parameter given once; given twice is an error.
+    pub fn single(&self, name: &str) -> Result<Option<&str>, ApiError> {
+        let mut values = self.pairs.iter().filter(|(k, _)| k == name);
+        let first = values.next().map(|(_, v)| v.as_str());
+        if values.next().is_some() {
+            return Err(ApiError::invalid(format!("{name} is given more than once")));
+        }
+        Ok(first)
+    }
+
+    pub fn int(&self, name: &str) -> Result<Option<i64>, ApiError> {
+        self.single(name)?
+            .map(|raw| {
+                raw.trim()
+                    .parse::<i64>()
+                    .map_err(|_| ApiError::invalid(format!("{name} must be an integer")))
+            })
+            .transpose()
+    }
+
+    /// `true`/`false` (also `1`/`0`); absent is `false`.
+    pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.single(name)? {
+            None => Ok(false),
+            Some("true" | "1") => Ok(true),
+            Some("false" | "0" | "") => Ok(false),
+            Some(_) => Err(ApiError::invalid(format!("{name} must be true or false"))),
+        }
+    }
+
+    /// An array parameter (§1): repeated keys `a=x&a=y`, bracket keys `a[]=x&a[]=y`, one
+    /// comma-separated value `a=x,y`, or one JSON array `a=["x","y"]`. Empty items are dropped.
+    pub fn array(&self, name: &str) -> Result<Option<Vec<String>>, ApiError> {
+        let bracket = format!("{name}[]");
+        let values: Vec<&str> = self
+            .pairs
+            .iter()
+            .filter(|(k, _)| *k == name || *k == bracket)
+            .map(|(_, v)| v.as_str())
+            .collect();
+        let items: Vec<String> = match values.as_slice() {
+            [] => return Ok(None),
+            [one] if one.trim_start().starts_with('[') => parse_json_array(name, one)?,
+            [one] => one.split(',').map(|s| s.trim().to_owned()).collect(),
+            many => many.iter().map(|s| (*s).to_owned()).collect(),
+        };
+        let items: Vec<String> = items.into_iter().filter(|s| !s.is_empty()).collect();
+        if items.len() > MAX_ARRAY_ITEMS {
+            return Err(ApiError::invalid(format!(
+                "{name} may hold at most {MAX_ARRAY_ITEMS} values"
+            )));
+        }
+        Ok(Some(items))
+    }
+
+    /// `page` and `per_page` (§5.1).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let page = self.int("page")?.unwrap_or(1);
+        let per_page = self.int("per_page")?.unwrap_or(10);
+        let page = u64::try_from(page).map_err(|_| ApiError::invalid("page must be at least 1"))?;
+        let per_page = u64::try_from(per_page)
+            .map_err(|_| ApiError::invalid("per_page must be between 1 and 1000"))?;
+        Ok(Page::new(page, per_page)?)
+    }
+}
+
+fn parse_json_array(name: &str, raw: &str) -> Result<Vec<String>, ApiError> {
+    let values: Vec<serde_json::Value> = serde_json::from_str(raw)
+        .map_err(|_| ApiError::invalid(format!("{name} is not a valid JSON array")))?;
+    values
+        .into_iter()
+        .map(|value| match value {
+            serde_json::Value::String(s) => Ok(s),
+            serde_json::Value::Number(n) => Ok(n.to_string()),
+            _ => Err(ApiError::invalid(format!(
+                "{name} must hold strings or numbers"
+            ))),
+        })
+        .collect()
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(QueryParams::parse(parts.uri.query()))
+    }
+}
+
+/// The app calling, from `access_token` in the query or an `Authorization: Bearer` header.
+pub struct Authenticated(pub Caller);
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let query = QueryParams::parse(parts.uri.query());
+        let bearer = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "))
+            .map(str::trim);
+        let token = match query.single("access_token")? {
+            Some(token) => token,
+            None => bearer.unwrap_or_default(),
+        };
+        let appid = query.single("appid")?.filter(|appid| !appid.is_empty());
+        let caller = state.service.authenticate(token, appid).await?;
+        Ok(Authenticated(caller))
+    }
+}
+
+/// A JSON body, with every failure (malformed, wrong type, too large) in the envelope.
+/// An empty body reads as `{}` so that bodies whose fields are all optional may be left out.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::too_large()
+                } else {
+                    ApiError::invalid("the request body could not be read")
+                }
+            })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn array(query: &str) -> Option<Vec<String>> {
+        QueryParams::parse(Some(query)).array("remote_ids").unwrap()
+    }
+
+    #[test]
+    fn arrays_come_in_four_forms() {
+        let want = Some(vec!["a".to_owned(), "b".to_owned()]);
+        assert_eq!(array("remote_ids=a&remote_ids=b"), want);
+        assert_eq!(array("remote_ids%5B%5D=a&remote_ids%5B%5D=b"), want);
+        assert_eq!(array("remote_ids[]=a&remote_ids[]=b"), want);
+        assert_eq!(array("remote_ids=a,b"), want);
+        assert_eq!(array("remote_ids=%5B%22a%22,%22b%22%5D"), want);
+        assert_eq!(
+            array("remote_ids=[1,2]"),
+            Some(vec!["1".to_owned(), "2".to_owned()])
+        );
+        assert_eq!(array("other=1"), None);
+    }
+
+    #[test]
+    fn repeated_keys_are_taken_as_they_are() {
+        // A value with a comma among repeated keys is one item, not two.
+        assert_eq!(
+            array("remote_ids=a,b&remote_ids=c"),
+            Some(vec!["a,b".to_owned(), "c".to_owned()])
+        );
+        // A single value starting with `[` must be JSON.
+        assert!(
+            QueryParams::parse(Some("remote_ids=[a"))
+                .array("remote_ids")
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn pages_and_flags_are_checked() {
+        let q = QueryParams::parse(Some("page=0"));
+        assert!(q.page().is_err());
+        let q = QueryParams::parse(Some("page=2&per_page=1000&recursive=true"));
+        assert_eq!(q.page().unwrap(), Page::new(2, 1000).unwrap());
+        assert!(q.flag("recursive").unwrap());
+        assert!(
+            QueryParams::parse(Some("recursive=yes"))
+                .flag("recursive")
+                .is_err()
+        );
+        assert!(QueryParams::parse(Some("page=x")).page().is_err());
+        assert!(QueryParams::parse(Some("page=1&page=2")).page().is_err());
+    }
+}

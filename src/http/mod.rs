@@ -1,0 +1,101 @@
+//! The HTTP face of the service: routes, extractors, the envelope and error mapping.
+//!
+//! Handlers are thin: read the request ([`extract`]), call the [`Service`], shape the answer
+//! ([`envelope`]). Nothing here knows about SQL.
+
+pub mod envelope;
+pub mod extract;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use chrono::{DateTime, FixedOffset};
+use tower_http::catch_panic::CatchPanicLayer;
+
+use crate::service::Service;
+
+/// Settings of the HTTP layer.
+#[derive(Debug, Clone)]
+pub struct HttpSettings {
+    /// The offset of every time the API returns (stored times are UTC).
+    pub time_offset: FixedOffset,
+    /// Largest accepted request body, in bytes.
+    pub body_limit: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        HttpSettings {
+            time_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
+            body_limit: 1024 * 1024,
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<Service>,
+    pub settings: Arc<HttpSettings>,
+}
+
+impl AppState {
+    /// RFC 3339 with the configured offset and second precision, e.g.
+    /// `2021-06-24T18:24:45+08:00`.
+    pub fn format_time(&self, unix_seconds: i64) -> String {
+        DateTime::from_timestamp(unix_seconds, 0)
+            .unwrap_or_default()
+            .with_timezone(&self.settings.time_offset)
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, false)
+    }
+}
+
+/// Every route of the contract, wrapped in the envelope middleware.
+pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
+    let body_limit = settings.body_limit;
+    let state = AppState {
+        service,
+        settings: Arc::new(settings),
+    };
+    Router::new()
+        .route("/healthz", get(routes::health))
+        .route("/api/oauth2/access_token", get(routes::issue_token))
+        .route("/api/orgs", post(routes::create_org))
+        .route("/api/orgs/{org_id}", get(routes::get_org))
+        .route("/api/sso/users", post(routes::register_user))
+        .route(
+            "/api/sso/users/{openid}",
+            get(routes::get_user).post(routes::update_user),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/groups",
+            get(routes::list_groups).post(routes::create_group),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/groups/batch_delete",
+            post(routes::delete_groups),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/groups/{group_id}",
+            get(routes::get_group).post(routes::update_group),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/groups/{group_id}/users",
+            get(routes::list_members),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
+            post(routes::add_member).delete(routes::remove_member),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/users/{user_id}",
+            post(routes::update_member),
+        )
+        .with_state(state)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(CatchPanicLayer::custom(envelope::panic_response))
+        .layer(axum::middleware::from_fn(envelope::envelope_middleware))
+}

@@ -1,0 +1,232 @@
+//! Apps, secrets, tokens and per-appid rate limits (§3).
+//!
+//! Secrets and tokens are generated here from the operating system's random source and only
+//! their SHA-256 digests are stored. Both are long random strings (190+ bits), so a fast digest
+//! is as safe as a password hash against a stolen database, and it keeps the per-request token
+//! check to one indexed lookup.
+
+use std::num::NonZeroU32;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{Service, ServiceError, ServiceResult, unix_now};
+use crate::domain::RuleError;
+use crate::domain::access::{AppScope, Caller, Plan};
+use crate::domain::values::OrgId;
+use crate::store::NewApp;
+
+const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+const LOWER_ALPHANUMERIC: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// `len` characters drawn uniformly from `alphabet` (rejection sampling, no modulo bias).
+fn random_string(len: usize, alphabet: &[u8]) -> String {
+    let limit = 256 - (256 % alphabet.len());
+    let mut out = String::with_capacity(len);
+    let mut buffer = [0u8; 64];
+    while out.len() < len {
+        // The OS random source failing is not something a request can cause or recover from.
+        getrandom::fill(&mut buffer).expect("the operating system's random source failed");
+        for byte in buffer {
+            if (byte as usize) < limit && out.len() < len {
+                out.push(alphabet[byte as usize % alphabet.len()] as char);
+            }
+        }
+    }
+    out
+}
+
+fn digest(secret: &str) -> Vec<u8> {
+    Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A new app's public id and its secret (shown once).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub appid: String,
+    pub secret: String,
+}
+
+/// A freshly issued token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedToken {
+    pub access_token: String,
+    pub expires_in: u64,
+}
+
+/// Per-appid limits, counted in this process.
+pub(super) struct RateLimits {
+    calls: Option<DefaultKeyedRateLimiter<String>>,
+    token_calls: Option<DefaultKeyedRateLimiter<String>>,
+}
+
+fn limiter(quota: Option<Quota>) -> Option<DefaultKeyedRateLimiter<String>> {
+    quota.map(RateLimiter::keyed)
+}
+
+impl RateLimits {
+    pub(super) fn new(per_second: u32, token_per_minute: u32) -> RateLimits {
+        RateLimits {
+            calls: limiter(NonZeroU32::new(per_second).map(Quota::per_second)),
+            token_calls: limiter(NonZeroU32::new(token_per_minute).map(Quota::per_minute)),
+        }
+    }
+
+    fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, appid: &str) -> ServiceResult<()> {
+        let Some(limiter) = limiter else {
+            return Ok(());
+        };
+        limiter.check_key(&appid.to_owned()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            ServiceError::RateLimited {
+                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+            }
+        })
+    }
+}
+
+impl Service {
+    /// `GET /api/oauth2/access_token`: a new token that replaces every earlier one of the app.
+    pub async fn issue_token(
+        &self,
+        appid: &str,
+        secret: &str,
+        grant_type: &str,
+    ) -> ServiceResult<IssuedToken> {
+        if grant_type != "client_credential" {
+            return Err(RuleError::invalid("grant_type must be client_credential").into());
+        }
+        let app = self
+            .store
+            .app(appid)
+            .await?
+            .ok_or(ServiceError::InvalidCredential)?;
+        RateLimits::check(&self.limits.token_calls, &app.appid)?;
+        if !bool::from(digest(secret).ct_eq(&app.secret_hash)) {
+            return Err(ServiceError::InvalidCredential);
+        }
+        if let Some(org_id) = app.org_id {
+            let org = self
+                .store
+                .org_access(org_id)
+                .await?
+                .ok_or(ServiceError::InvalidCredential)?;
+            if org.plan == Plan::Free {
+                return Err(ServiceError::Subscription);
+            }
+        }
+        let token = random_string(48, ALPHANUMERIC);
+        let ttl = self.settings.token_ttl;
+        self.store
+            .put_token(&app.appid, &digest(&token), unix_now() + ttl as i64)
+            .await?;
+        Ok(IssuedToken {
+            access_token: token,
+            expires_in: ttl,
+        })
+    }
+
+    /// The app behind `token`, if the token is its latest and has not expired, and the app is
+    /// within its call rate. `appid`, when given, must name the same app.
+    pub async fn authenticate(&self, token: &str, appid: Option<&str>) -> ServiceResult<Caller> {
+        if token.is_empty() || token.len() > 256 {
+            return Err(ServiceError::InvalidAccessToken);
+        }
+        let record = self
+            .store
+            .token(&digest(token))
+            .await?
+            .ok_or(ServiceError::InvalidAccessToken)?;
+        if appid.is_some_and(|appid| appid != record.appid) {
+            return Err(ServiceError::InvalidAccessToken);
+        }
+        if record.expires_at <= unix_now() {
+            return Err(ServiceError::AccessTokenExpired);
+        }
+        RateLimits::check(&self.limits.calls, &record.appid)?;
+        Ok(Caller {
+            scope: match record.org_id {
+                Some(org) => AppScope::Team(org),
+                None => AppScope::Platform,
+            },
+            appid: record.appid,
+        })
+    }
+
+    async fn new_app(&self, name: &str, org_id: Option<OrgId>) -> ServiceResult<Credentials> {
+        let credentials = Credentials {
+            appid: format!("tpid{}", random_string(8, LOWER_ALPHANUMERIC)),
+            secret: random_string(40, ALPHANUMERIC),
+        };
+        self.store
+            .create_app(
+                NewApp {
+                    appid: credentials.appid.clone(),
+                    name: name.to_owned(),
+                    org_id,
+                    secret_hash: digest(&credentials.secret),
+                },
+                unix_now(),
+            )
+            .await?;
+        Ok(credentials)
+    }
+
+    /// `admin create-platform-app`.
+    pub async fn create_platform_app(&self, name: &str) -> ServiceResult<Credentials> {
+        self.new_app(name, None).await
+    }
+
+    /// A team app for `org_id` (used by `admin create-org`).
+    pub async fn create_team_app(&self, name: &str, org_id: OrgId) -> ServiceResult<Credentials> {
+        self.new_app(name, Some(org_id)).await
+    }
+
+    /// `admin rotate-secret`: a new secret; the old one and the current token stop working.
+    pub async fn rotate_secret(&self, appid: &str) -> ServiceResult<Credentials> {
+        let secret = random_string(40, ALPHANUMERIC);
+        if !self.store.set_secret(appid, &digest(&secret)).await? {
+            return Err(ServiceError::InvalidCredential);
+        }
+        Ok(Credentials {
+            appid: appid.to_owned(),
+            secret,
+        })
+    }
+
+    /// Is the database still without any app (a first start)?
+    pub async fn is_empty(&self) -> ServiceResult<bool> {
+        Ok(self.store.count_apps().await? == 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn random_strings_use_only_their_alphabet() {
+        let s = random_string(500, LOWER_ALPHANUMERIC);
+        assert_eq!(s.len(), 500);
+        assert!(s.bytes().all(|b| LOWER_ALPHANUMERIC.contains(&b)));
+        assert_ne!(
+            random_string(40, ALPHANUMERIC),
+            random_string(40, ALPHANUMERIC)
+        );
+    }
+
+    #[test]
+    fn rate_limits_answer_with_a_retry_delay_of_at_least_one_second() {
+        let limits = RateLimits::new(2, 0);
+        assert!(RateLimits::check(&limits.calls, "a").is_ok());
+        assert!(RateLimits::check(&limits.calls, "a").is_ok());
+        match RateLimits::check(&limits.calls, "a") {
+            Err(ServiceError::RateLimited { retry_after_secs }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        assert!(RateLimits::check(&limits.calls, "b").is_ok());
+        assert!(RateLimits::check(&limits.token_calls, "a").is_ok());
+    }
+}

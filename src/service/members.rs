@@ -1,0 +1,189 @@
+//! Member operations (§6): add, update, remove, list.
+
+use std::collections::HashMap;
+
+use super::{Service, ServiceResult};
+use crate::domain::access::Caller;
+use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
+use crate::domain::values::{GroupId, Page, ROOT_GROUP, Role, Source, TeamId, UserId};
+use crate::store::MemberDetails;
+
+/// One row of a member listing, as the contract shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub user_id: UserId,
+    pub respondent_id: i64,
+    pub name: String,
+    pub avatar: String,
+    pub role: Role,
+    pub group_id: GroupId,
+    pub group_full_name: String,
+}
+
+/// `POST /api/contacts/teams/{team_id}/users/{user_id}`, validated.
+#[derive(Debug, Clone, Default)]
+pub struct MemberUpdate {
+    pub group_ids: Option<Vec<GroupId>>,
+    pub nickname: Option<String>,
+    pub avatar: Option<String>,
+    pub role: Option<Role>,
+}
+
+fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: &[GroupId]) -> Change {
+    Change::PutMember {
+        member: StoredMember {
+            user_id,
+            role,
+            nickname: details.nickname.clone(),
+            avatar: details.avatar.clone(),
+            source: Source::Api,
+        },
+        groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
+    }
+}
+
+impl Service {
+    async fn details_of(&self, team_id: TeamId, user_id: UserId) -> ServiceResult<MemberDetails> {
+        Ok(self
+            .store
+            .member_details(team_id, user_id)
+            .await?
+            .unwrap_or(MemberDetails {
+                role: Role::Member,
+                nickname: String::new(),
+                avatar: String::new(),
+            }))
+    }
+
+    /// Add a registered user to `group_id` (0 = the root), joining the directory if needed.
+    pub async fn add_member(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        group_id: GroupId,
+        user_id: UserId,
+        role: Role,
+    ) -> ServiceResult<()> {
+        let team = self.team_for(caller, team_id).await?;
+        if self.store.user(user_id).await?.is_none() {
+            return Err(crate::domain::RuleError::ContactsUserNotFound.into());
+        }
+        let details = self.details_of(team_id, user_id).await?;
+        self.directories
+            .write(&*self.store, &team, |d| {
+                let admission = d.check_admission(user_id, group_id, role)?;
+                Ok((
+                    vec![put(user_id, admission.role, &details, &admission.groups)],
+                    (),
+                ))
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn update_member(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        user_id: UserId,
+        update: &MemberUpdate,
+    ) -> ServiceResult<()> {
+        let team = self.team_for(caller, team_id).await?;
+        let mut details = self.details_of(team_id, user_id).await?;
+        if let Some(nickname) = &update.nickname {
+            details.nickname = nickname.clone();
+        }
+        if let Some(avatar) = &update.avatar {
+            details.avatar = avatar.clone();
+        }
+        self.directories
+            .write(&*self.store, &team, |d| {
+                let placement =
+                    d.check_member_update(user_id, update.group_ids.as_deref(), update.role)?;
+                Ok((
+                    vec![put(user_id, placement.role, &details, &placement.groups)],
+                    (),
+                ))
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Remove a member from `group_id`, or from the directory for group 0.
+    pub async fn remove_member(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        group_id: GroupId,
+        user_id: UserId,
+    ) -> ServiceResult<()> {
+        let team = self.team_for(caller, team_id).await?;
+        let details = self.details_of(team_id, user_id).await?;
+        self.directories
+            .write(&*self.store, &team, |d| {
+                let change = match d.check_removal(user_id, group_id)? {
+                    None => Change::RemoveMember(user_id),
+                    Some(groups) => {
+                        let role = d.placement(user_id).map_or(Role::Member, |p| p.role);
+                        put(user_id, role, &details, &groups)
+                    }
+                };
+                Ok((vec![change], ()))
+            })
+            .await?;
+        Ok(())
+    }
+
+    pub async fn list_members(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        filter: &MemberFilter,
+        page: Page,
+    ) -> ServiceResult<(Vec<MemberRow>, u64)> {
+        let team = self.team_for(caller, team_id).await?;
+        let (listing, total) = self
+            .directories
+            .read(&*self.store, &team, |d| {
+                let (rows, total) = d.list_members(filter, page)?;
+                let named: Vec<_> = rows
+                    .into_iter()
+                    .map(|row| {
+                        let full_name = if row.group_id == ROOT_GROUP {
+                            d.team_name().to_owned()
+                        } else {
+                            d.full_name(row.group_id)
+                        };
+                        (row, full_name)
+                    })
+                    .collect();
+                Ok((named, total))
+            })
+            .await?;
+        let ids: Vec<UserId> = listing.iter().map(|(row, _)| row.user_id).collect();
+        let profiles: HashMap<UserId, _> = self
+            .store
+            .member_profiles(team_id, &ids)
+            .await?
+            .into_iter()
+            .map(|profile| (profile.user_id, profile))
+            .collect();
+        let rows = listing
+            .into_iter()
+            .filter_map(|(row, group_full_name)| {
+                // A member removed between the two reads is left out of this page.
+                let profile = profiles.get(&row.user_id)?;
+                Some(MemberRow {
+                    user_id: row.user_id,
+                    respondent_id: profile.respondent_id,
+                    name: profile.name.clone(),
+                    avatar: profile.avatar.clone(),
+                    role: row.role,
+                    group_id: row.group_id,
+                    group_full_name,
+                })
+            })
+            .collect();
+        Ok((rows, total))
+    }
+}

@@ -1,0 +1,146 @@
+//! The operations contactsd offers, independent of HTTP.
+//!
+//! A [`Service`] joins the domain rules, the store and the process-local state (rate limits
+//! and the cache of directories). The HTTP layer and the command line both call it, so a rule
+//! holds the same way whichever door a change comes through.
+
+mod auth;
+mod directories;
+mod groups;
+mod members;
+mod orgs;
+mod users;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use thiserror::Error;
+
+pub use auth::{Credentials, IssuedToken};
+pub use groups::{GroupUpdate, NewGroupRequest};
+pub use members::{MemberRow, MemberUpdate};
+pub use orgs::{CreatedOrg, OrgView};
+
+use crate::domain::RuleError;
+use crate::domain::access::{Caller, Denied, Plan};
+use crate::domain::values::TeamId;
+use crate::store::{Store, StoreError, TeamRecord};
+use auth::RateLimits;
+use directories::Directories;
+
+/// Settings that change what the service answers.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    /// Token lifetime in seconds.
+    pub token_ttl: u64,
+    /// Calls per second per appid; 0 = unlimited.
+    pub rate_limit: u32,
+    /// Token calls per minute per appid; 0 = unlimited.
+    pub token_rate_limit: u32,
+    pub max_group_depth: u32,
+    /// Admin seats of orgs created through the API.
+    pub default_admin_seats: i64,
+}
+
+impl Default for ServiceSettings {
+    fn default() -> Self {
+        ServiceSettings {
+            token_ttl: 7200,
+            rate_limit: 20,
+            token_rate_limit: 60,
+            max_group_depth: 15,
+            default_admin_seats: 10,
+        }
+    }
+}
+
+/// Why an operation was refused or failed. Each variant is one `error.type` of the contract
+/// (rule violations come wrapped from the domain).
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Rule(#[from] RuleError),
+    #[error("invalid access token")]
+    InvalidAccessToken,
+    #[error("access token expired")]
+    AccessTokenExpired,
+    #[error("invalid credential")]
+    InvalidCredential,
+    #[error("the app may not touch this resource")]
+    Claim,
+    #[error("the org's plan lacks this feature")]
+    Subscription,
+    #[error("contacts team not found")]
+    TeamNotFound,
+    #[error("user not found")]
+    UserNotFound,
+    #[error("org not found")]
+    OrgNotFound,
+    #[error("the creating user has created the most orgs allowed")]
+    OrgResourceExhausted,
+    #[error("rate limited; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
+    #[error("the directory kept changing concurrently")]
+    Busy,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<Denied> for ServiceError {
+    fn from(denied: Denied) -> Self {
+        match denied {
+            Denied::Claim => ServiceError::Claim,
+            Denied::Subscription => ServiceError::Subscription,
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// The whole application behind the HTTP layer and the command line.
+pub struct Service {
+    store: Arc<dyn Store>,
+    settings: ServiceSettings,
+    limits: RateLimits,
+    directories: Directories,
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, settings: ServiceSettings) -> Service {
+        Service {
+            limits: RateLimits::new(settings.rate_limit, settings.token_rate_limit),
+            directories: Directories::default(),
+            store,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &ServiceSettings {
+        &self.settings
+    }
+
+    /// Does the database answer?
+    pub async fn healthy(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+
+    /// The directory `team_id` if `caller` may use its contacts features.
+    /// A team app never learns whether another team exists.
+    async fn team_for(&self, caller: &Caller, team_id: TeamId) -> ServiceResult<TeamRecord> {
+        match self.store.team(team_id).await? {
+            Some(team) => {
+                caller.may_touch(&team.access, Plan::Business)?;
+                Ok(team)
+            }
+            None if caller.is_platform() => Err(ServiceError::TeamNotFound),
+            None => Err(ServiceError::Claim),
+        }
+    }
+}
+
+/// Now, in unix seconds.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+}

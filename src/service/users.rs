@@ -1,0 +1,65 @@
+//! Third-party users (§7): identities an app registers under its own openids.
+
+use super::{Service, ServiceError, ServiceResult, unix_now};
+use crate::domain::access::{AppScope, Caller, Plan};
+use crate::store::UserRecord;
+
+impl Service {
+    /// Team apps need a plan with third-party users; platform apps always may.
+    async fn may_manage_users(&self, caller: &Caller) -> ServiceResult<()> {
+        if let AppScope::Team(org_id) = caller.scope {
+            let org = self
+                .store
+                .org_access(org_id)
+                .await?
+                .ok_or(ServiceError::Claim)?;
+            caller.may_touch(&org, Plan::Business)?;
+        }
+        Ok(())
+    }
+
+    /// Register `openid` for the calling app; registering it again returns the same user with
+    /// the new nickname and avatar.
+    pub async fn register_user(
+        &self,
+        caller: &Caller,
+        openid: &str,
+        nickname: &str,
+        avatar: &str,
+    ) -> ServiceResult<UserRecord> {
+        self.may_manage_users(caller).await?;
+        Ok(self
+            .store
+            .register_user(&caller.appid, openid, nickname, avatar, unix_now())
+            .await?)
+    }
+
+    pub async fn user_by_openid(&self, caller: &Caller, openid: &str) -> ServiceResult<UserRecord> {
+        self.may_manage_users(caller).await?;
+        self.store
+            .user_by_openid(&caller.appid, openid)
+            .await?
+            .ok_or(ServiceError::UserNotFound)
+    }
+
+    pub async fn update_user(
+        &self,
+        caller: &Caller,
+        openid: &str,
+        nickname: Option<&str>,
+        avatar: Option<&str>,
+    ) -> ServiceResult<()> {
+        let current = self.user_by_openid(caller, openid).await?;
+        let nickname = nickname.unwrap_or(&current.nickname);
+        let avatar = avatar.unwrap_or(&current.avatar);
+        if self
+            .store
+            .update_user(&caller.appid, openid, nickname, avatar)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::UserNotFound)
+        }
+    }
+}

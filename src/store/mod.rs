@@ -1,0 +1,243 @@
+//! Persistence: the storage traits and their backends.
+//!
+//! The traits are split by capability (apps and tokens, orgs, users, directories) and speak only
+//! domain types, so nothing above this module sees SQL or a driver type. A backend is chosen at
+//! start-up from the database URL ([`open`]); each backend owns its schema and migrations.
+//!
+//! Backends do no rule checking of their own: the service decides on an in-memory
+//! [`Directory`](crate::domain::directory::Directory) and the store writes the resulting changes
+//! only if the team's version is unchanged ([`DirectoryStore::apply`]).
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::domain::access::{OrgAccess, Plan};
+use crate::domain::directory::{Change, Group, Placement};
+use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
+
+/// Why a storage call failed.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The team changed since the caller's copy: reload and decide again.
+    #[error("the team changed concurrently")]
+    Conflict,
+    /// The database URL is not one this build understands.
+    #[error("unsupported database URL: {0}")]
+    UnsupportedUrl(String),
+    /// Anything the database reported; details are for the log only.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+impl From<sqlx::migrate::MigrateError> for StoreError {
+    fn from(error: sqlx::migrate::MigrateError) -> Self {
+        StoreError::Database(error.to_string())
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// An app's stored identity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppRecord {
+    pub appid: String,
+    /// `None` for a platform app.
+    pub org_id: Option<OrgId>,
+    pub secret_hash: Vec<u8>,
+}
+
+/// The app behind a stored token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub appid: String,
+    pub org_id: Option<OrgId>,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// A new app to store.
+#[derive(Debug, Clone)]
+pub struct NewApp {
+    pub appid: String,
+    pub name: String,
+    pub org_id: Option<OrgId>,
+    pub secret_hash: Vec<u8>,
+}
+
+#[async_trait]
+pub trait AppStore: Send + Sync {
+    async fn count_apps(&self) -> StoreResult<i64>;
+    async fn create_app(&self, app: NewApp, now: i64) -> StoreResult<()>;
+    async fn app(&self, appid: &str) -> StoreResult<Option<AppRecord>>;
+    /// Replace the secret; returns `false` when there is no such app.
+    async fn set_secret(&self, appid: &str, secret_hash: &[u8]) -> StoreResult<bool>;
+    /// Make this the app's only valid token.
+    async fn put_token(&self, appid: &str, token_hash: &[u8], expires_at: i64) -> StoreResult<()>;
+    async fn token(&self, token_hash: &[u8]) -> StoreResult<Option<TokenRecord>>;
+}
+
+/// An org as shown by `GET /api/orgs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrgRecord {
+    pub access: OrgAccess,
+    pub name: String,
+    pub phone: String,
+    pub creator_id: Option<UserId>,
+    pub creator_name: String,
+    pub creator_avatar: String,
+}
+
+/// A directory's facts needed on every contacts call: who may touch it, and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamRecord {
+    pub access: OrgAccess,
+    pub name: String,
+    pub admin_seats: i64,
+    pub version: i64,
+}
+
+/// A new org (and its directory) to store.
+#[derive(Debug, Clone)]
+pub struct NewOrg {
+    pub name: String,
+    pub plan: Plan,
+    pub admin_seats: i64,
+    /// The platform app that creates it, if any.
+    pub creator_appid: Option<String>,
+    /// The user who creates it and becomes its owner, with the most orgs that user may create.
+    pub creator: Option<(UserId, i64)>,
+}
+
+/// The outcome of [`OrgStore::create_org`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrgCreation {
+    Created {
+        org_id: OrgId,
+        team_id: TeamId,
+    },
+    /// The creating user already created the most orgs allowed.
+    CreatorLimitReached,
+}
+
+#[async_trait]
+pub trait OrgStore: Send + Sync {
+    async fn create_org(&self, org: NewOrg, now: i64) -> StoreResult<OrgCreation>;
+    async fn org(&self, org_id: OrgId) -> StoreResult<Option<OrgRecord>>;
+    async fn org_access(&self, org_id: OrgId) -> StoreResult<Option<OrgAccess>>;
+    async fn team(&self, team_id: TeamId) -> StoreResult<Option<TeamRecord>>;
+}
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRecord {
+    pub user_id: UserId,
+    pub respondent_id: i64,
+    pub nickname: String,
+    pub avatar: String,
+}
+
+/// What a member listing row shows besides ids: directory-level names, or the user's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberProfile {
+    pub user_id: UserId,
+    pub respondent_id: i64,
+    pub name: String,
+    pub avatar: String,
+}
+
+/// A member's stored directory-level details.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberDetails {
+    pub role: Role,
+    pub nickname: String,
+    pub avatar: String,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync {
+    /// Register `openid` for `appid`, or update and return the user it already names.
+    async fn register_user(
+        &self,
+        appid: &str,
+        openid: &str,
+        nickname: &str,
+        avatar: &str,
+        now: i64,
+    ) -> StoreResult<UserRecord>;
+    async fn user_by_openid(&self, appid: &str, openid: &str) -> StoreResult<Option<UserRecord>>;
+    async fn user(&self, user_id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// Returns `false` when the app has no such openid.
+    async fn update_user(
+        &self,
+        appid: &str,
+        openid: &str,
+        nickname: &str,
+        avatar: &str,
+    ) -> StoreResult<bool>;
+    /// Profiles of these members of `team_id`, in any order.
+    async fn member_profiles(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+    ) -> StoreResult<Vec<MemberProfile>>;
+    async fn member_details(
+        &self,
+        team_id: TeamId,
+        user_id: UserId,
+    ) -> StoreResult<Option<MemberDetails>>;
+}
+
+/// Every row of one directory, read in one consistent snapshot.
+#[derive(Debug, Clone)]
+pub struct DirectorySnapshot {
+    pub team: TeamRecord,
+    pub groups: Vec<Group>,
+    pub members: Vec<(UserId, Placement)>,
+}
+
+/// What [`DirectoryStore::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// Ids given to the batch's created groups, in order.
+    pub created: Vec<GroupId>,
+    /// The team's version afterwards.
+    pub version: i64,
+}
+
+#[async_trait]
+pub trait DirectoryStore: Send + Sync {
+    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<DirectorySnapshot>>;
+    /// Write `changes` in one transaction if the team's version is still `expected_version`,
+    /// and bump the version; otherwise write nothing and answer [`StoreError::Conflict`].
+    async fn apply(
+        &self,
+        team_id: TeamId,
+        expected_version: i64,
+        changes: &[Change],
+        now: i64,
+    ) -> StoreResult<Applied>;
+}
+
+/// Everything the service needs from a backend.
+#[async_trait]
+pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
+    /// Does the database answer?
+    async fn ping(&self) -> StoreResult<()>;
+}
+
+/// Open (creating if needed) and migrate the database named by `url`.
+pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,631 @@
+//! The embedded SQLite backend, the default.
+//!
+//! One file, WAL journal, a busy timeout so that the command line and the server can share the
+//! file, foreign keys on. Writes go through a pool of exactly one connection and start with
+//! `BEGIN IMMEDIATE`, so writers queue in this process instead of failing with `SQLITE_BUSY`;
+//! reads use a separate pool and see the last committed state.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+
+use super::{
+    AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
+    NewApp, NewOrg, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult, TeamRecord,
+    TokenRecord, UserRecord, UserStore,
+};
+use crate::domain::access::{OrgAccess, Plan};
+use crate::domain::directory::{Change, Group, GroupRef, Placement};
+use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
+
+/// First org id handed out: org ids are large integers, as in the reference service.
+const FIRST_ORG_ID: i64 = 60_000_000_001;
+/// First user id handed out.
+const FIRST_USER_ID: i64 = 100_000_001;
+/// First respondent id handed out.
+const FIRST_RESPONDENT_ID: i64 = 500_000_001;
+
+pub struct SqliteStore {
+    reader: SqlitePool,
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(10))
+            .foreign_keys(true);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        MIGRATOR.run(&writer).await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.read_only(true))
+            .await?;
+        Ok(SqliteStore { reader, writer })
+    }
+
+    async fn begin_write(&self) -> StoreResult<Transaction<'static, Sqlite>> {
+        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+    }
+}
+
+fn plan_of(raw: &str) -> StoreResult<Plan> {
+    Plan::parse(raw).ok_or_else(|| StoreError::Database(format!("unknown plan {raw:?}")))
+}
+
+fn role_of(raw: i64) -> StoreResult<Role> {
+    Role::from_code(raw).ok_or_else(|| StoreError::Database(format!("unknown role {raw}")))
+}
+
+fn group_of(row: &SqliteRow) -> StoreResult<Group> {
+    Ok(Group {
+        id: row.try_get("id")?,
+        parent_id: row.try_get("parent_id")?,
+        source: Source::from_code(row.try_get("source")?),
+        remote_id: row.try_get("remote_id")?,
+        name: row.try_get("name")?,
+        order: row.try_get("sort_order")?,
+        is_valid: row.try_get("is_valid")?,
+        created_at: row.try_get("created_at")?,
+        upd_at: row.try_get("upd_at")?,
+    })
+}
+
+fn user_of(row: &SqliteRow) -> StoreResult<UserRecord> {
+    Ok(UserRecord {
+        user_id: row.try_get("id")?,
+        respondent_id: row.try_get("respondent_id")?,
+        nickname: row.try_get("nickname")?,
+        avatar: row.try_get("avatar")?,
+    })
+}
+
+const TEAM_QUERY: &str = "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
+     o.admin_seats, o.creator_appid FROM teams t JOIN orgs o ON o.id = t.org_id";
+
+fn team_of(row: &SqliteRow) -> StoreResult<TeamRecord> {
+    Ok(TeamRecord {
+        access: OrgAccess {
+            org_id: row.try_get("org_id")?,
+            team_id: row.try_get("team_id")?,
+            plan: plan_of(row.try_get("plan")?)?,
+            creator_appid: row.try_get("creator_appid")?,
+        },
+        name: row.try_get("name")?,
+        admin_seats: row.try_get("admin_seats")?,
+        version: row.try_get("version")?,
+    })
+}
+
+#[async_trait]
+impl AppStore for SqliteStore {
+    async fn count_apps(&self) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM apps")
+            .fetch_one(&self.reader)
+            .await?)
+    }
+
+    async fn create_app(&self, app: NewApp, now: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO apps (appid, name, org_id, secret_hash, created_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(app.appid)
+        .bind(app.name)
+        .bind(app.org_id)
+        .bind(app.secret_hash)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn app(&self, appid: &str) -> StoreResult<Option<AppRecord>> {
+        let row = sqlx::query("SELECT appid, org_id, secret_hash FROM apps WHERE appid = ?")
+            .bind(appid.to_owned())
+            .fetch_optional(&self.reader)
+            .await?;
+        row.map(|row| {
+            Ok(AppRecord {
+                appid: row.try_get("appid")?,
+                org_id: row.try_get("org_id")?,
+                secret_hash: row.try_get("secret_hash")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_secret(&self, appid: &str, secret_hash: &[u8]) -> StoreResult<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query("UPDATE apps SET secret_hash = ? WHERE appid = ?")
+            .bind(secret_hash.to_vec())
+            .bind(appid.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        // A new secret also ends the current token.
+        sqlx::query("DELETE FROM tokens WHERE appid = ?")
+            .bind(appid.to_owned())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn put_token(&self, appid: &str, token_hash: &[u8], expires_at: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (appid, token_hash, expires_at) VALUES (?, ?, ?) \
+             ON CONFLICT (appid) DO UPDATE SET token_hash = excluded.token_hash, \
+             expires_at = excluded.expires_at",
+        )
+        .bind(appid.to_owned())
+        .bind(token_hash.to_vec())
+        .bind(expires_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    async fn token(&self, token_hash: &[u8]) -> StoreResult<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "SELECT t.appid, t.expires_at, a.org_id FROM tokens t \
+             JOIN apps a ON a.appid = t.appid WHERE t.token_hash = ?",
+        )
+        .bind(token_hash.to_vec())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(TokenRecord {
+                appid: row.try_get("appid")?,
+                org_id: row.try_get("org_id")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl OrgStore for SqliteStore {
+    async fn create_org(&self, org: NewOrg, now: i64) -> StoreResult<OrgCreation> {
+        let mut tx = self.begin_write().await?;
+        if let Some((user_id, most)) = org.creator {
+            let created: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM orgs WHERE creator_user_id = ?")
+                    .bind(user_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+            if created >= most {
+                return Ok(OrgCreation::CreatorLimitReached);
+            }
+        }
+        let org_id: OrgId = sqlx::query_scalar(
+            "INSERT INTO orgs (id, name, plan, admin_seats, creator_user_id, creator_appid, \
+             created_at) VALUES ((SELECT COALESCE(MAX(id) + 1, ?) FROM orgs), ?, ?, ?, ?, ?, ?) \
+             RETURNING id",
+        )
+        .bind(FIRST_ORG_ID)
+        .bind(org.name)
+        .bind(org.plan.as_str())
+        .bind(org.admin_seats)
+        .bind(org.creator.map(|(user, _)| user))
+        .bind(org.creator_appid)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await?;
+        let team_id: TeamId =
+            sqlx::query_scalar("INSERT INTO teams (org_id, version) VALUES (?, 0) RETURNING id")
+                .bind(org_id)
+                .fetch_one(&mut *tx)
+                .await?;
+        if let Some((user_id, _)) = org.creator {
+            sqlx::query(
+                "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
+                 created_at, upd_at) VALUES (?, ?, ?, '', '', ?, ?, ?)",
+            )
+            .bind(team_id)
+            .bind(user_id)
+            .bind(Role::Owner.code())
+            .bind(Source::Api.code())
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(OrgCreation::Created { org_id, team_id })
+    }
+
+    async fn org(&self, org_id: OrgId) -> StoreResult<Option<OrgRecord>> {
+        let row = sqlx::query(
+            "SELECT o.id AS org_id, t.id AS team_id, o.name, o.plan, o.phone, o.creator_appid, \
+             o.creator_user_id, COALESCE(u.nickname, '') AS creator_name, \
+             COALESCE(u.avatar, '') AS creator_avatar \
+             FROM orgs o JOIN teams t ON t.org_id = o.id \
+             LEFT JOIN users u ON u.id = o.creator_user_id WHERE o.id = ?",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(OrgRecord {
+                access: OrgAccess {
+                    org_id: row.try_get("org_id")?,
+                    team_id: row.try_get("team_id")?,
+                    plan: plan_of(row.try_get("plan")?)?,
+                    creator_appid: row.try_get("creator_appid")?,
+                },
+                name: row.try_get("name")?,
+                phone: row.try_get("phone")?,
+                creator_id: row.try_get("creator_user_id")?,
+                creator_name: row.try_get("creator_name")?,
+                creator_avatar: row.try_get("creator_avatar")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn org_access(&self, org_id: OrgId) -> StoreResult<Option<OrgAccess>> {
+        Ok(self.org(org_id).await?.map(|org| org.access))
+    }
+
+    async fn team(&self, team_id: TeamId) -> StoreResult<Option<TeamRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!("{TEAM_QUERY} WHERE t.id = ?")))
+            .bind(team_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(team_of).transpose()
+    }
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn register_user(
+        &self,
+        appid: &str,
+        openid: &str,
+        nickname: &str,
+        avatar: &str,
+        now: i64,
+    ) -> StoreResult<UserRecord> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<UserId> =
+            sqlx::query_scalar("SELECT user_id FROM app_users WHERE appid = ? AND openid = ?")
+                .bind(appid.to_owned())
+                .bind(openid.to_owned())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let row = match existing {
+            Some(user_id) => {
+                sqlx::query(
+                    "UPDATE users SET nickname = ?, avatar = ? WHERE id = ? \
+                     RETURNING id, respondent_id, nickname, avatar",
+                )
+                .bind(nickname.to_owned())
+                .bind(avatar.to_owned())
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => {
+                let row = sqlx::query(
+                    "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
+                     ((SELECT COALESCE(MAX(id) + 1, ?) FROM users), \
+                      (SELECT COALESCE(MAX(respondent_id) + 1, ?) FROM users), ?, ?, ?) \
+                     RETURNING id, respondent_id, nickname, avatar",
+                )
+                .bind(FIRST_USER_ID)
+                .bind(FIRST_RESPONDENT_ID)
+                .bind(nickname.to_owned())
+                .bind(avatar.to_owned())
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES (?, ?, ?)")
+                    .bind(appid.to_owned())
+                    .bind(openid.to_owned())
+                    .bind(row.try_get::<i64, _>("id")?)
+                    .execute(&mut *tx)
+                    .await?;
+                row
+            }
+        };
+        let user = user_of(&row)?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
+    async fn user_by_openid(&self, appid: &str, openid: &str) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query(
+            "SELECT u.id, u.respondent_id, u.nickname, u.avatar FROM app_users a \
+             JOIN users u ON u.id = a.user_id WHERE a.appid = ? AND a.openid = ?",
+        )
+        .bind(appid.to_owned())
+        .bind(openid.to_owned())
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn user(&self, user_id: UserId) -> StoreResult<Option<UserRecord>> {
+        let row = sqlx::query("SELECT id, respondent_id, nickname, avatar FROM users WHERE id = ?")
+            .bind(user_id)
+            .fetch_optional(&self.reader)
+            .await?;
+        row.as_ref().map(user_of).transpose()
+    }
+
+    async fn update_user(
+        &self,
+        appid: &str,
+        openid: &str,
+        nickname: &str,
+        avatar: &str,
+    ) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "UPDATE users SET nickname = ?, avatar = ? WHERE id = \
+             (SELECT user_id FROM app_users WHERE appid = ? AND openid = ?)",
+        )
+        .bind(nickname.to_owned())
+        .bind(avatar.to_owned())
+        .bind(appid.to_owned())
+        .bind(openid.to_owned())
+        .execute(&self.writer)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn member_profiles(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+    ) -> StoreResult<Vec<MemberProfile>> {
+        if user_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids = serde_json::to_string(user_ids)
+            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let rows = sqlx::query(
+            "SELECT u.id, u.respondent_id, \
+             CASE WHEN m.nickname <> '' THEN m.nickname ELSE u.nickname END AS name, \
+             CASE WHEN m.avatar <> '' THEN m.avatar ELSE u.avatar END AS avatar \
+             FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE m.team_id = ? AND m.user_id IN (SELECT value FROM json_each(?))",
+        )
+        .bind(team_id)
+        .bind(ids)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(MemberProfile {
+                    user_id: row.try_get("id")?,
+                    respondent_id: row.try_get("respondent_id")?,
+                    name: row.try_get("name")?,
+                    avatar: row.try_get("avatar")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn member_details(
+        &self,
+        team_id: TeamId,
+        user_id: UserId,
+    ) -> StoreResult<Option<MemberDetails>> {
+        let row = sqlx::query(
+            "SELECT role, nickname, avatar FROM members WHERE team_id = ? AND user_id = ?",
+        )
+        .bind(team_id)
+        .bind(user_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.map(|row| {
+            Ok(MemberDetails {
+                role: role_of(row.try_get("role")?)?,
+                nickname: row.try_get("nickname")?,
+                avatar: row.try_get("avatar")?,
+            })
+        })
+        .transpose()
+    }
+}
+
+#[async_trait]
+impl DirectoryStore for SqliteStore {
+    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<DirectorySnapshot>> {
+        // One read transaction: the three reads see the same committed state.
+        let mut tx = self.reader.begin().await?;
+        let team = sqlx::query(sqlx::AssertSqlSafe(format!("{TEAM_QUERY} WHERE t.id = ?")))
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(team) = team.as_ref().map(team_of).transpose()? else {
+            return Ok(None);
+        };
+        let groups = sqlx::query(
+            "SELECT id, parent_id, source, remote_id, name, sort_order, is_valid, created_at, \
+             upd_at FROM groups WHERE team_id = ?",
+        )
+        .bind(team_id)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(group_of)
+        .collect::<StoreResult<Vec<Group>>>()?;
+        let roles =
+            sqlx::query("SELECT user_id, role FROM members WHERE team_id = ? ORDER BY user_id")
+                .bind(team_id)
+                .fetch_all(&mut *tx)
+                .await?;
+        let memberships = sqlx::query(
+            "SELECT user_id, group_id FROM memberships WHERE team_id = ? \
+             ORDER BY user_id, group_id",
+        )
+        .bind(team_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+
+        let mut members = Vec::with_capacity(roles.len());
+        let mut placed = memberships.iter().peekable();
+        for row in &roles {
+            let user_id: UserId = row.try_get("user_id")?;
+            let mut groups = Vec::new();
+            while let Some(next) = placed.peek() {
+                let member: UserId = next.try_get("user_id")?;
+                if member > user_id {
+                    break;
+                }
+                if member == user_id {
+                    groups.push(next.try_get::<GroupId, _>("group_id")?);
+                }
+                placed.next();
+            }
+            members.push((
+                user_id,
+                Placement {
+                    role: role_of(row.try_get("role")?)?,
+                    groups,
+                },
+            ));
+        }
+        Ok(Some(DirectorySnapshot {
+            team,
+            groups,
+            members,
+        }))
+    }
+
+    async fn apply(
+        &self,
+        team_id: TeamId,
+        expected_version: i64,
+        changes: &[Change],
+        now: i64,
+    ) -> StoreResult<Applied> {
+        let mut tx = self.begin_write().await?;
+        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM teams WHERE id = ?")
+            .bind(team_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if version != Some(expected_version) {
+            return Err(StoreError::Conflict);
+        }
+        let mut created: Vec<GroupId> = Vec::new();
+        let resolve = |created: &[GroupId], group: &GroupRef| match group {
+            GroupRef::Existing(id) => *id,
+            GroupRef::New(index) => created[*index],
+        };
+        for change in changes {
+            match change {
+                Change::CreateGroup { parent, group } => {
+                    let id: GroupId = sqlx::query_scalar(
+                        "INSERT INTO groups (team_id, parent_id, source, remote_id, name, \
+                         sort_order, is_valid, created_at, upd_at) \
+                         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
+                    )
+                    .bind(team_id)
+                    .bind(resolve(&created, parent))
+                    .bind(group.source.code())
+                    .bind(group.remote_id.clone())
+                    .bind(group.name.clone())
+                    .bind(group.order)
+                    .bind(group.created_at)
+                    .bind(group.upd_at)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                    created.push(id);
+                }
+                Change::UpdateGroup(group) => {
+                    sqlx::query(
+                        "UPDATE groups SET parent_id = ?, source = ?, remote_id = ?, name = ?, \
+                         sort_order = ?, is_valid = ?, upd_at = ? WHERE id = ? AND team_id = ?",
+                    )
+                    .bind(group.parent_id)
+                    .bind(group.source.code())
+                    .bind(group.remote_id.clone())
+                    .bind(group.name.clone())
+                    .bind(group.order)
+                    .bind(group.is_valid)
+                    .bind(group.upd_at)
+                    .bind(group.id)
+                    .bind(team_id)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::PutMember { member, groups } => {
+                    sqlx::query(
+                        "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
+                         created_at, upd_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
+                         ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
+                         nickname = excluded.nickname, avatar = excluded.avatar, \
+                         source = excluded.source, upd_at = excluded.upd_at",
+                    )
+                    .bind(team_id)
+                    .bind(member.user_id)
+                    .bind(member.role.code())
+                    .bind(member.nickname.clone())
+                    .bind(member.avatar.clone())
+                    .bind(member.source.code())
+                    .bind(now)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query("DELETE FROM memberships WHERE team_id = ? AND user_id = ?")
+                        .bind(team_id)
+                        .bind(member.user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                    for group in groups {
+                        sqlx::query(
+                            "INSERT OR IGNORE INTO memberships (team_id, user_id, group_id) \
+                             VALUES (?, ?, ?)",
+                        )
+                        .bind(team_id)
+                        .bind(member.user_id)
+                        .bind(resolve(&created, group))
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                }
+                Change::RemoveMember(user_id) => {
+                    sqlx::query("DELETE FROM members WHERE team_id = ? AND user_id = ?")
+                        .bind(team_id)
+                        .bind(*user_id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+        }
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE teams SET version = version + 1 WHERE id = ? RETURNING version",
+        )
+        .bind(team_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Applied { created, version })
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+}
