@@ -60,7 +60,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         service,
         settings: Arc::new(settings),
     };
-    Router::new()
+    let router = Router::new()
         .route("/healthz", get(routes::health))
         .route("/api/oauth2/access_token", get(routes::issue_token))
         .route("/api/orgs", post(routes::create_org))
@@ -94,8 +94,49 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
             "/api/contacts/teams/{team_id}/users/{user_id}",
             post(routes::update_member),
         )
-        .with_state(state)
-        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state);
+    with_envelope(router.layer(DefaultBodyLimit::max(body_limit)))
+}
+
+/// Wrap routes so that every response, a panic's included, gets the envelope and a log line.
+fn with_envelope(router: Router) -> Router {
+    router
         .layer(CatchPanicLayer::custom(envelope::panic_response))
         .layer(axum::middleware::from_fn(envelope::envelope_middleware))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::{Body, to_bytes};
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_is_answered_as_internal_in_the_envelope() {
+        async fn boom() -> &'static str {
+            panic!("a bug")
+        }
+        let app = with_envelope(Router::new().route("/boom", get(boom)));
+        let response = app
+            .oneshot(Request::get("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let header = response.headers()["x-request-id"]
+            .to_str()
+            .expect("ascii")
+            .to_owned();
+        let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "Internal");
+        assert_eq!(body["error"]["type"], "internal");
+        assert_eq!(body["data"], serde_json::json!({}));
+        assert_eq!(body["request_id"], header.as_str());
+        assert!(
+            !body.to_string().contains("a bug"),
+            "panic details must not leak"
+        );
+    }
 }
