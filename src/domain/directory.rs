@@ -949,7 +949,12 @@ impl Directory {
         match &old {
             Some(old) => {
                 for group in old.groups.iter().filter(|g| !placement.groups.contains(g)) {
-                    remove_sorted(self.group_members.entry(*group).or_default(), user_id);
+                    if let Some(list) = self.group_members.get_mut(group) {
+                        remove_sorted(list, user_id);
+                        if list.is_empty() {
+                            self.group_members.remove(group);
+                        }
+                    }
                 }
                 if old.role.uses_admin_seat() {
                     self.admins -= 1;
@@ -967,7 +972,6 @@ impl Directory {
             self.admins += 1;
         }
         self.members.insert(user_id, placement);
-        self.group_members.retain(|_, list| !list.is_empty());
     }
 
     fn remove_member(&mut self, user_id: UserId) {
@@ -1056,6 +1060,33 @@ impl Directory {
                 self.admins, admins
             ));
         }
+        for (group, list) in &self.group_members {
+            if list.is_empty() {
+                problems.push(format!("group {group} keeps an empty member list"));
+            }
+            for user_id in list {
+                let placed = self
+                    .members
+                    .get(user_id)
+                    .is_some_and(|p| p.groups.contains(group));
+                if !placed {
+                    problems.push(format!("group {group} lists {user_id}, who is not in it"));
+                }
+            }
+        }
+        for (user_id, placement) in &self.members {
+            for group in &placement.groups {
+                let listed = self
+                    .group_members
+                    .get(group)
+                    .is_some_and(|list| list.binary_search(user_id).is_ok());
+                if !listed {
+                    problems.push(format!(
+                        "member {user_id} is missing from group {group}'s list"
+                    ));
+                }
+            }
+        }
         if self.all_members.len() != self.members.len() {
             problems.push("the member listing and the member set differ".to_owned());
         }
@@ -1082,7 +1113,7 @@ fn remove_sorted(list: &mut Vec<UserId>, id: UserId) {
     }
 }
 
-/// `source` defaults for rows that a rule created.
+/// A valid top-level group row not yet stored (the store gives it its id, the change its parent).
 pub fn new_group(name: String, remote_id: String, order: i64, source: Source, now: i64) -> Group {
     Group {
         id: 0,
