@@ -72,8 +72,9 @@ pub enum GroupRef {
 pub enum Change {
     /// Insert a group under `parent`; `group.id` and `group.parent_id` are ignored.
     CreateGroup { parent: GroupRef, group: Group },
-    /// Overwrite an existing group's row.
-    UpdateGroup(Group),
+    /// Overwrite an existing group's row and place it under `parent`; `group.parent_id` is
+    /// ignored (the parent may be a group created earlier in the same batch).
+    UpdateGroup { group: Group, parent: GroupRef },
     /// Insert or overwrite a member and replace its whole set of groups.
     PutMember {
         member: MemberRow,
@@ -802,7 +803,11 @@ impl Directory {
                     next_created += 1;
                     self.put_group(group);
                 }
-                Change::UpdateGroup(group) => self.put_group(group.clone()),
+                Change::UpdateGroup { group, parent } => {
+                    let mut group = group.clone();
+                    group.parent_id = resolve(parent);
+                    self.put_group(group);
+                }
                 Change::PutMember { member, groups } => {
                     let mut ids: Vec<GroupId> = groups.iter().map(resolve).collect();
                     ids.sort_unstable();

@@ -140,7 +140,8 @@ impl Harness {
                 {
                     row.name = format!("n{name}");
                     row.order = order.map_or(row.order, i64::from);
-                    self.commit(vec![Change::UpdateGroup(row)]);
+                    let parent = GroupRef::Existing(row.parent_id);
+                    self.commit(vec![Change::UpdateGroup { group: row, parent }]);
                 }
             }
             Op::Move { group, to } => {
@@ -149,7 +150,8 @@ impl Harness {
                     && let Some(mut row) = self.valid(id)
                 {
                     row.parent_id = to;
-                    self.commit(vec![Change::UpdateGroup(row)]);
+                    let parent = GroupRef::Existing(row.parent_id);
+                    self.commit(vec![Change::UpdateGroup { group: row, parent }]);
                 }
             }
             Op::SetRemote { group, remote } => {
@@ -164,7 +166,8 @@ impl Harness {
                     && let Some(mut row) = self.valid(id)
                 {
                     row.remote_id = remote;
-                    self.commit(vec![Change::UpdateGroup(row)]);
+                    let parent = GroupRef::Existing(row.parent_id);
+                    self.commit(vec![Change::UpdateGroup { group: row, parent }]);
                 }
             }
             Op::Delete { groups } => {
@@ -177,7 +180,8 @@ impl Harness {
                         .filter_map(|id| self.valid(*id))
                         .map(|mut row| {
                             row.is_valid = false;
-                            Change::UpdateGroup(row)
+                            let parent = GroupRef::Existing(row.parent_id);
+                            Change::UpdateGroup { group: row, parent }
                         })
                         .collect();
                     self.commit(changes);

@@ -105,7 +105,8 @@ impl Service {
                 }
                 group.source = Source::Api;
                 group.upd_at = unix_now();
-                Ok((vec![Change::UpdateGroup(group)], ()))
+                let parent = GroupRef::Existing(group.parent_id);
+                Ok((vec![Change::UpdateGroup { group, parent }], ()))
             })
             .await?;
         Ok(())
@@ -135,7 +136,8 @@ impl Service {
                         let mut group = d.group(*id)?.group;
                         group.is_valid = false;
                         group.upd_at = now;
-                        Ok(Change::UpdateGroup(group))
+                        let parent = GroupRef::Existing(group.parent_id);
+                        Ok(Change::UpdateGroup { group, parent })
                     })
                     .collect::<Result<Vec<_>, RuleError>>()?;
                 Ok((changes, ()))

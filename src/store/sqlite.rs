@@ -550,12 +550,12 @@ impl DirectoryStore for SqliteStore {
                     .await?;
                     created.push(id);
                 }
-                Change::UpdateGroup(group) => {
+                Change::UpdateGroup { group, parent } => {
                     sqlx::query(
                         "UPDATE groups SET parent_id = ?, source = ?, remote_id = ?, name = ?, \
                          sort_order = ?, is_valid = ?, upd_at = ? WHERE id = ? AND team_id = ?",
                     )
-                    .bind(group.parent_id)
+                    .bind(resolve(&created, parent))
                     .bind(group.source.code())
                     .bind(group.remote_id.clone())
                     .bind(group.name.clone())
