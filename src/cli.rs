@@ -86,6 +86,9 @@ struct ServeArgs {
     /// UTC offset of the times the API returns, e.g. `+08:00`.
     #[arg(long, env = "CONTACTSD_TIME_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
     time_offset: FixedOffset,
+    /// Largest snapshot the sync route accepts, in bytes after decompression.
+    #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
+    sync_body_limit: usize,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -272,6 +275,7 @@ async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
         service,
         HttpSettings {
             time_offset: args.time_offset,
+            sync_body_limit: args.sync_body_limit,
             ..HttpSettings::default()
         },
     );

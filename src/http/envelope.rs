@@ -19,6 +19,7 @@ use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::domain::RuleError;
+use crate::domain::sync::SyncRefusal;
 use crate::service::ServiceError;
 
 /// What a handler decided; rendered into the envelope by [`envelope_middleware`].
@@ -77,6 +78,8 @@ pub struct ApiError {
     message: String,
     retry_after_secs: Option<u64>,
     internal: Option<String>,
+    /// Details for the client (only the sync extension sends any: `data.problems`).
+    data: Option<Box<RawValue>>,
 }
 
 impl ApiError {
@@ -93,6 +96,7 @@ impl ApiError {
             message,
             retry_after_secs: None,
             internal: None,
+            data: None,
         }
     }
 
@@ -200,10 +204,32 @@ impl From<ServiceError> for ApiError {
                 error.retry_after_secs = Some(retry_after_secs);
                 return error;
             }
+            ServiceError::SyncRefused(refusal) => return sync_refusal(refusal),
             ServiceError::Busy | ServiceError::Store(_) => return ApiError::internal(message),
         };
         ApiError::new(status, code, error_type, message)
     }
+}
+
+/// A refused sync: the snapshot's problems, or the brake's figures, in `data`.
+fn sync_refusal(refusal: SyncRefusal) -> ApiError {
+    let (mut error, data) = match refusal {
+        SyncRefusal::Problems(problems) => (
+            ApiError::invalid(format!("the snapshot has {} problem(s)", problems.len())),
+            serde_json::json!({ "problems": problems }),
+        ),
+        SyncRefusal::TooManyDeletes { groups, members } => (
+            ApiError::new(
+                StatusCode::CONFLICT,
+                "FailedPrecondition",
+                "sync_deletes_too_many",
+                "the snapshot would delete too much; set allow_mass_delete to proceed".to_owned(),
+            ),
+            serde_json::json!({ "groups_to_delete": groups, "members_to_remove": members }),
+        ),
+    };
+    error.data = serde_json::value::to_raw_value(&data).ok();
+    error
 }
 
 impl IntoResponse for ApiError {
@@ -221,7 +247,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             error_type: self.error_type,
             message: Some(self.message),
-            data: empty_object(),
+            data: self.data.unwrap_or_else(empty_object),
         });
         response
     }

@@ -6,6 +6,7 @@
 pub mod envelope;
 pub mod extract;
 mod routes;
+mod sync;
 
 use std::sync::Arc;
 
@@ -24,6 +25,8 @@ pub struct HttpSettings {
     pub time_offset: FixedOffset,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
+    /// Largest accepted snapshot for the sync route, in bytes after decompression.
+    pub sync_body_limit: usize,
 }
 
 impl Default for HttpSettings {
@@ -31,6 +34,7 @@ impl Default for HttpSettings {
         HttpSettings {
             time_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             body_limit: 1024 * 1024,
+            sync_body_limit: 512 * 1024 * 1024,
         }
     }
 }
@@ -73,6 +77,10 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         .route(
             "/api/contacts/teams/{team_id}/groups",
             get(routes::list_groups).post(routes::create_group),
+        )
+        .route(
+            "/api/contacts/teams/{team_id}/sync",
+            post(sync::sync_directory),
         )
         .route(
             "/api/contacts/teams/{team_id}/groups/batch_delete",

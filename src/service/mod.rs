@@ -9,6 +9,7 @@ mod directories;
 mod groups;
 mod members;
 mod orgs;
+mod sync;
 mod users;
 
 use std::sync::Arc;
@@ -20,9 +21,11 @@ pub use auth::{Credentials, IssuedToken};
 pub use groups::{GroupUpdate, NewGroupRequest};
 pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
+pub use sync::SyncOutcome;
 
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
+use crate::domain::sync::SyncRefusal;
 use crate::domain::values::TeamId;
 use crate::store::{Store, StoreError, TeamRecord};
 use auth::RateLimits;
@@ -80,6 +83,8 @@ pub enum ServiceError {
     OrgResourceExhausted,
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    #[error("the snapshot cannot be applied")]
+    SyncRefused(SyncRefusal),
     #[error("the directory kept changing concurrently")]
     Busy,
     #[error(transparent)]

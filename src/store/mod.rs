@@ -15,6 +15,7 @@ use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Group, Placement};
+use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
 
 /// Why a storage call failed.
@@ -193,6 +194,26 @@ pub trait UserStore: Send + Sync {
         team_id: TeamId,
         user_id: UserId,
     ) -> StoreResult<Option<MemberDetails>>;
+    /// Every openid the app registered, with its user.
+    async fn app_user_ids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>>;
+    /// Register these openids for `appid` in one transaction (existing ones are left alone)
+    /// and return the user of each.
+    async fn register_users(
+        &self,
+        appid: &str,
+        users: &[NewUser],
+        now: i64,
+    ) -> StoreResult<Vec<(String, UserId)>>;
+    /// The stored details of every member of `team_id`.
+    async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+}
+
+/// A user to register in bulk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    pub openid: String,
+    pub nickname: String,
+    pub avatar: String,
 }
 
 /// Every row of one directory, read in one consistent snapshot.

@@ -17,11 +17,12 @@ use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
     AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
-    NewApp, NewOrg, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult, TeamRecord,
-    TokenRecord, UserRecord, UserStore,
+    NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult,
+    TeamRecord, TokenRecord, UserRecord, UserStore,
 };
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Group, GroupRef, Placement};
+use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -441,6 +442,91 @@ impl UserStore for SqliteStore {
             })
         })
         .transpose()
+    }
+
+    async fn app_user_ids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>> {
+        let rows = sqlx::query("SELECT openid, user_id FROM app_users WHERE appid = ?")
+            .bind(appid.to_owned())
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("openid")?, row.try_get("user_id")?)))
+            .collect()
+    }
+
+    async fn register_users(
+        &self,
+        appid: &str,
+        users: &[NewUser],
+        now: i64,
+    ) -> StoreResult<Vec<(String, UserId)>> {
+        let mut tx = self.begin_write().await?;
+        let (mut next_id, mut next_respondent): (i64, i64) = {
+            let row = sqlx::query(
+                "SELECT COALESCE(MAX(id) + 1, ?) AS id, \
+                 COALESCE(MAX(respondent_id) + 1, ?) AS respondent FROM users",
+            )
+            .bind(FIRST_USER_ID)
+            .bind(FIRST_RESPONDENT_ID)
+            .fetch_one(&mut *tx)
+            .await?;
+            (row.try_get("id")?, row.try_get("respondent")?)
+        };
+        let mut registered = Vec::with_capacity(users.len());
+        for user in users {
+            let existing: Option<UserId> =
+                sqlx::query_scalar("SELECT user_id FROM app_users WHERE appid = ? AND openid = ?")
+                    .bind(appid.to_owned())
+                    .bind(user.openid.clone())
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(user_id) = existing {
+                registered.push((user.openid.clone(), user_id));
+                continue;
+            }
+            sqlx::query(
+                "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(next_id)
+            .bind(next_respondent)
+            .bind(user.nickname.clone())
+            .bind(user.avatar.clone())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES (?, ?, ?)")
+                .bind(appid.to_owned())
+                .bind(user.openid.clone())
+                .bind(next_id)
+                .execute(&mut *tx)
+                .await?;
+            registered.push((user.openid.clone(), next_id));
+            next_id += 1;
+            next_respondent += 1;
+        }
+        tx.commit().await?;
+        Ok(registered)
+    }
+
+    async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>> {
+        let rows =
+            sqlx::query("SELECT user_id, nickname, avatar, source FROM members WHERE team_id = ?")
+                .bind(team_id)
+                .fetch_all(&self.reader)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    row.try_get("user_id")?,
+                    MemberState {
+                        nickname: row.try_get("nickname")?,
+                        avatar: row.try_get("avatar")?,
+                        source: Source::from_code(row.try_get("source")?),
+                    },
+                ))
+            })
+            .collect()
     }
 }
 

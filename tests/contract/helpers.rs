@@ -38,8 +38,9 @@ impl Answer {
         &self.body["data"]
     }
 
+    /// A failure that carries details in `data` (the sync extension's problems).
     #[track_caller]
-    pub fn err(&self, status: u16, code: &str, error_type: &str) {
+    pub fn err_with_data(&self, status: u16, code: &str, error_type: &str) {
         assert_eq!(
             (
                 self.status,
@@ -50,6 +51,11 @@ impl Answer {
             "unexpected answer {:?}",
             self.body
         );
+    }
+
+    #[track_caller]
+    pub fn err(&self, status: u16, code: &str, error_type: &str) {
+        self.err_with_data(status, code, error_type);
         assert_eq!(self.body["data"], json!({}), "failures carry no data");
     }
 }

@@ -5,3 +5,4 @@ mod foundation;
 mod groups;
 mod helpers;
 mod members;
+mod sync;

@@ -1,0 +1,115 @@
+//! Directory sync (§8): make a directory equal to a snapshot in one transaction.
+//!
+//! The snapshot is planned twice at most: once to validate it and answer a dry run (users not
+//! registered yet get stand-in ids), and once, after the missing users are registered, under the
+//! team's write gate to produce the batch that is committed. Registering users is idempotent and
+//! touches no directory, so a refused or failed sync leaves no trace in any directory.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::{Service, ServiceError, ServiceResult, unix_now};
+use crate::domain::access::Caller;
+use crate::domain::sync::{self, Snapshot, SyncOptions, SyncRefusal, SyncReport};
+use crate::domain::values::{TeamId, UserId};
+use crate::store::NewUser;
+
+/// The report of a sync, with the time it took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncOutcome {
+    pub report: SyncReport,
+    pub dry_run: bool,
+    pub elapsed_ms: u64,
+}
+
+impl Service {
+    pub async fn sync_directory(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        snapshot: &Snapshot,
+        options: SyncOptions,
+        dry_run: bool,
+    ) -> ServiceResult<SyncOutcome> {
+        let started = Instant::now();
+        let team = self.team_for(caller, team_id).await?;
+        let max_depth = self.settings.max_group_depth;
+        let mut users: HashMap<String, UserId> = self
+            .store
+            .app_user_ids(&caller.appid)
+            .await?
+            .into_iter()
+            .collect();
+        let members: HashMap<_, _> = self
+            .store
+            .member_states(team_id)
+            .await?
+            .into_iter()
+            .collect();
+
+        // Stand-in ids (negative, never stored) for openids without a user yet.
+        let mut missing = Vec::new();
+        let mut planning_users = HashMap::with_capacity(snapshot.members.len());
+        for (n, member) in snapshot.members.iter().enumerate() {
+            let id = match users.get(&member.openid) {
+                Some(id) => *id,
+                None => {
+                    missing.push(NewUser {
+                        openid: member.openid.clone(),
+                        nickname: member.nickname.clone(),
+                        avatar: member.avatar.clone(),
+                    });
+                    -(n as UserId) - 1
+                }
+            };
+            planning_users.insert(member.openid.clone(), id);
+        }
+        let now = unix_now();
+        let checked = self
+            .directories
+            .read(&*self.store, &team, |d| {
+                Ok(sync::plan(
+                    d,
+                    snapshot,
+                    options,
+                    &planning_users,
+                    &members,
+                    max_depth,
+                    now,
+                )
+                .map(|(_, report)| report))
+            })
+            .await?;
+        let report = checked.map_err(ServiceError::SyncRefused)?;
+        if dry_run {
+            return Ok(SyncOutcome {
+                report,
+                dry_run,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            });
+        }
+
+        if !missing.is_empty() {
+            let registered = self
+                .store
+                .register_users(&caller.appid, &missing, now)
+                .await?;
+            users.extend(registered);
+        }
+        let (planned, _) = self
+            .directories
+            .write(&*self.store, &team, |d| {
+                match sync::plan(d, snapshot, options, &users, &members, max_depth, now) {
+                    Ok((changes, report)) => Ok((changes, Ok(report))),
+                    Err(refusal) => Ok((Vec::new(), Err(refusal))),
+                }
+            })
+            .await?;
+        let report: Result<SyncReport, SyncRefusal> = planned;
+        Ok(SyncOutcome {
+            report: report.map_err(ServiceError::SyncRefused)?,
+            dry_run,
+            elapsed_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
