@@ -5,6 +5,7 @@
 //! `BEGIN IMMEDIATE`, so writers queue in this process instead of failing with `SQLITE_BUSY`;
 //! reads use a separate pool and see the last committed state.
 
+use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -110,6 +111,149 @@ fn team_of(row: &SqliteRow) -> StoreResult<TeamRecord> {
         admin_seats: row.try_get("admin_seats")?,
         version: row.try_get("version")?,
     })
+}
+
+/// Rows per multi-row statement: bulk writes (a sync of a million members) go in statements
+/// of this many rows, far below SQLite's limit of 32,766 parameters per statement.
+const BATCH_ROWS: usize = 500;
+
+/// `(?, ?, ?), (?, ?, ?)` for `rows` rows of `columns` values.
+fn placeholders(rows: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; rows].join(", ")
+}
+
+fn json_ids(ids: &[i64]) -> StoreResult<String> {
+    serde_json::to_string(ids).map_err(|error| StoreError::Database(error.to_string()))
+}
+
+fn resolve(created: &[GroupId], group: &GroupRef) -> GroupId {
+    match group {
+        GroupRef::Existing(id) => *id,
+        GroupRef::New(index) => created[*index],
+    }
+}
+
+/// Insert a run of `CreateGroup` changes with ids given here (the writer is the only one, so
+/// the next id is known), so that one statement inserts many groups.
+async fn insert_groups(
+    tx: &mut Transaction<'static, Sqlite>,
+    team_id: TeamId,
+    batch: &[Change],
+    created: &mut Vec<GroupId>,
+) -> StoreResult<()> {
+    let next: GroupId = sqlx::query_scalar(
+        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'groups'), 0), \
+         COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let sql = format!(
+        "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
+         is_valid, created_at, upd_at) VALUES {}",
+        placeholders(batch.len(), 10)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut id = next;
+    for change in batch {
+        if let Change::CreateGroup { parent, group } = change {
+            query = query
+                .bind(id)
+                .bind(team_id)
+                .bind(resolve(created, parent))
+                .bind(group.source.code())
+                .bind(group.remote_id.clone())
+                .bind(group.name.clone())
+                .bind(group.order)
+                .bind(true)
+                .bind(group.created_at)
+                .bind(group.upd_at);
+            created.push(id);
+            id += 1;
+        }
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
+}
+
+async fn update_group(
+    tx: &mut Transaction<'static, Sqlite>,
+    team_id: TeamId,
+    group: &Group,
+    parent_id: GroupId,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE groups SET parent_id = ?, source = ?, remote_id = ?, name = ?, \
+         sort_order = ?, is_valid = ?, upd_at = ? WHERE id = ? AND team_id = ?",
+    )
+    .bind(parent_id)
+    .bind(group.source.code())
+    .bind(group.remote_id.clone())
+    .bind(group.name.clone())
+    .bind(group.order)
+    .bind(group.is_valid)
+    .bind(group.upd_at)
+    .bind(group.id)
+    .bind(team_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Upsert a run of members and replace their memberships, a few statements per run.
+async fn put_members(
+    tx: &mut Transaction<'static, Sqlite>,
+    team_id: TeamId,
+    batch: &[Change],
+    created: &[GroupId],
+    now: i64,
+) -> StoreResult<()> {
+    let sql = format!(
+        "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+         upd_at) VALUES {} ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
+         nickname = excluded.nickname, avatar = excluded.avatar, source = excluded.source, \
+         upd_at = excluded.upd_at",
+        placeholders(batch.len(), 8)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let mut users = Vec::with_capacity(batch.len());
+    let mut pairs: Vec<(UserId, GroupId)> = Vec::new();
+    for change in batch {
+        if let Change::PutMember { member, groups } = change {
+            query = query
+                .bind(team_id)
+                .bind(member.user_id)
+                .bind(member.role.code())
+                .bind(member.nickname.clone())
+                .bind(member.avatar.clone())
+                .bind(member.source.code())
+                .bind(now)
+                .bind(now);
+            users.push(member.user_id);
+            pairs.extend(groups.iter().map(|g| (member.user_id, resolve(created, g))));
+        }
+    }
+    query.execute(&mut **tx).await?;
+    sqlx::query(
+        "DELETE FROM memberships WHERE team_id = ? \
+         AND user_id IN (SELECT value FROM json_each(?))",
+    )
+    .bind(team_id)
+    .bind(json_ids(&users)?)
+    .execute(&mut **tx)
+    .await?;
+    for chunk in pairs.chunks(BATCH_ROWS) {
+        let sql = format!(
+            "INSERT OR IGNORE INTO memberships (team_id, user_id, group_id) VALUES {}",
+            placeholders(chunk.len(), 3)
+        );
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (user_id, group_id) in chunk {
+            query = query.bind(team_id).bind(*user_id).bind(*group_id);
+        }
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -397,8 +541,7 @@ impl UserStore for SqliteStore {
         if user_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let ids = serde_json::to_string(user_ids)
-            .map_err(|error| StoreError::Database(error.to_string()))?;
+        let ids = json_ids(user_ids)?;
         let rows = sqlx::query(
             "SELECT u.id, u.respondent_id, \
              CASE WHEN m.nickname <> '' THEN m.nickname ELSE u.nickname END AS name, \
@@ -473,37 +616,62 @@ impl UserStore for SqliteStore {
             (row.try_get("id")?, row.try_get("respondent")?)
         };
         let mut registered = Vec::with_capacity(users.len());
-        for user in users {
-            let existing: Option<UserId> =
-                sqlx::query_scalar("SELECT user_id FROM app_users WHERE appid = ? AND openid = ?")
-                    .bind(appid.to_owned())
-                    .bind(user.openid.clone())
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if let Some(user_id) = existing {
-                registered.push((user.openid.clone(), user_id));
+        for chunk in users.chunks(BATCH_ROWS) {
+            let openids =
+                serde_json::to_string(&chunk.iter().map(|u| &u.openid).collect::<Vec<_>>())
+                    .map_err(|error| StoreError::Database(error.to_string()))?;
+            let known: HashMap<String, UserId> = sqlx::query(
+                "SELECT openid, user_id FROM app_users WHERE appid = ? \
+                 AND openid IN (SELECT value FROM json_each(?))",
+            )
+            .bind(appid.to_owned())
+            .bind(openids)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok((row.try_get("openid")?, row.try_get("user_id")?)))
+            .collect::<StoreResult<_>>()?;
+            let mut fresh = Vec::new();
+            let mut fresh_openids = HashSet::new();
+            for user in chunk {
+                match known.get(&user.openid) {
+                    Some(user_id) => registered.push((user.openid.clone(), *user_id)),
+                    None if !fresh_openids.insert(user.openid.as_str()) => {}
+                    None => {
+                        fresh.push((user, next_id));
+                        registered.push((user.openid.clone(), next_id));
+                        next_id += 1;
+                    }
+                }
+            }
+            if fresh.is_empty() {
                 continue;
             }
-            sqlx::query(
-                "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(next_id)
-            .bind(next_respondent)
-            .bind(user.nickname.clone())
-            .bind(user.avatar.clone())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES (?, ?, ?)")
-                .bind(appid.to_owned())
-                .bind(user.openid.clone())
-                .bind(next_id)
-                .execute(&mut *tx)
-                .await?;
-            registered.push((user.openid.clone(), next_id));
-            next_id += 1;
-            next_respondent += 1;
+            let sql = format!(
+                "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES {}",
+                placeholders(fresh.len(), 5)
+            );
+            let mut insert_users = sqlx::query(sqlx::AssertSqlSafe(sql));
+            let sql = format!(
+                "INSERT INTO app_users (appid, openid, user_id) VALUES {}",
+                placeholders(fresh.len(), 3)
+            );
+            let mut insert_links = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for (user, user_id) in &fresh {
+                insert_users = insert_users
+                    .bind(*user_id)
+                    .bind(next_respondent)
+                    .bind(user.nickname.clone())
+                    .bind(user.avatar.clone())
+                    .bind(now);
+                insert_links = insert_links
+                    .bind(appid.to_owned())
+                    .bind(user.openid.clone())
+                    .bind(*user_id);
+                next_respondent += 1;
+            }
+            insert_users.execute(&mut *tx).await?;
+            insert_links.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(registered)
@@ -612,88 +780,47 @@ impl DirectoryStore for SqliteStore {
             return Err(StoreError::Conflict);
         }
         let mut created: Vec<GroupId> = Vec::new();
-        let resolve = |created: &[GroupId], group: &GroupRef| match group {
-            GroupRef::Existing(id) => *id,
-            GroupRef::New(index) => created[*index],
-        };
-        for change in changes {
-            match change {
-                Change::CreateGroup { parent, group } => {
-                    let id: GroupId = sqlx::query_scalar(
-                        "INSERT INTO groups (team_id, parent_id, source, remote_id, name, \
-                         sort_order, is_valid, created_at, upd_at) \
-                         VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?) RETURNING id",
-                    )
-                    .bind(team_id)
-                    .bind(resolve(&created, parent))
-                    .bind(group.source.code())
-                    .bind(group.remote_id.clone())
-                    .bind(group.name.clone())
-                    .bind(group.order)
-                    .bind(group.created_at)
-                    .bind(group.upd_at)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    created.push(id);
+        let mut rest = changes;
+        while let Some(first) = rest.first() {
+            let kind = std::mem::discriminant(first);
+            let run = rest
+                .iter()
+                .take(BATCH_ROWS)
+                .take_while(|change| std::mem::discriminant(*change) == kind)
+                .count();
+            let (batch, tail) = rest.split_at(run);
+            rest = tail;
+            match first {
+                Change::CreateGroup { .. } => {
+                    insert_groups(&mut tx, team_id, batch, &mut created).await?;
                 }
-                Change::UpdateGroup { group, parent } => {
-                    sqlx::query(
-                        "UPDATE groups SET parent_id = ?, source = ?, remote_id = ?, name = ?, \
-                         sort_order = ?, is_valid = ?, upd_at = ? WHERE id = ? AND team_id = ?",
-                    )
-                    .bind(resolve(&created, parent))
-                    .bind(group.source.code())
-                    .bind(group.remote_id.clone())
-                    .bind(group.name.clone())
-                    .bind(group.order)
-                    .bind(group.is_valid)
-                    .bind(group.upd_at)
-                    .bind(group.id)
-                    .bind(team_id)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                Change::PutMember { member, groups } => {
-                    sqlx::query(
-                        "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
-                         created_at, upd_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
-                         ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
-                         nickname = excluded.nickname, avatar = excluded.avatar, \
-                         source = excluded.source, upd_at = excluded.upd_at",
-                    )
-                    .bind(team_id)
-                    .bind(member.user_id)
-                    .bind(member.role.code())
-                    .bind(member.nickname.clone())
-                    .bind(member.avatar.clone())
-                    .bind(member.source.code())
-                    .bind(now)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query("DELETE FROM memberships WHERE team_id = ? AND user_id = ?")
-                        .bind(team_id)
-                        .bind(member.user_id)
-                        .execute(&mut *tx)
-                        .await?;
-                    for group in groups {
-                        sqlx::query(
-                            "INSERT OR IGNORE INTO memberships (team_id, user_id, group_id) \
-                             VALUES (?, ?, ?)",
-                        )
-                        .bind(team_id)
-                        .bind(member.user_id)
-                        .bind(resolve(&created, group))
-                        .execute(&mut *tx)
-                        .await?;
+                Change::UpdateGroup { .. } => {
+                    for change in batch {
+                        if let Change::UpdateGroup { group, parent } = change {
+                            update_group(&mut tx, team_id, group, resolve(&created, parent))
+                                .await?;
+                        }
                     }
                 }
-                Change::RemoveMember(user_id) => {
-                    sqlx::query("DELETE FROM members WHERE team_id = ? AND user_id = ?")
-                        .bind(team_id)
-                        .bind(*user_id)
-                        .execute(&mut *tx)
-                        .await?;
+                Change::PutMember { .. } => {
+                    put_members(&mut tx, team_id, batch, &created, now).await?
+                }
+                Change::RemoveMember(_) => {
+                    let ids: Vec<UserId> = batch
+                        .iter()
+                        .filter_map(|change| match change {
+                            Change::RemoveMember(user_id) => Some(*user_id),
+                            _ => None,
+                        })
+                        .collect();
+                    sqlx::query(
+                        "DELETE FROM members WHERE team_id = ? \
+                         AND user_id IN (SELECT value FROM json_each(?))",
+                    )
+                    .bind(team_id)
+                    .bind(json_ids(&ids)?)
+                    .execute(&mut *tx)
+                    .await?;
                 }
             }
         }
