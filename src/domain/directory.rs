@@ -449,8 +449,10 @@ impl Directory {
                 .map(|node| node.group.id)
                 .collect(),
         };
+        // Valid descendants come from the index; tombstones (`include_invalid`) are found by
+        // walking each candidate's parents instead.
         let subtree: Option<HashSet<GroupId>> = match filter.parent {
-            Some(parent) if filter.recursive && parent != ROOT_GROUP => {
+            Some(parent) if filter.recursive && parent != ROOT_GROUP && !filter.include_invalid => {
                 Some(self.descendants(parent).into_iter().collect())
             }
             _ => None,
@@ -465,7 +467,10 @@ impl Directory {
                 && match filter.parent {
                     Some(parent) if direct_children => group.parent_id == parent,
                     Some(ROOT_GROUP) | None => true,
-                    Some(_) => subtree.as_ref().is_some_and(|set| set.contains(id)),
+                    Some(parent) => match &subtree {
+                        Some(set) => set.contains(id),
+                        None => *id != parent && self.is_same_or_below(*id, parent),
+                    },
                 }
                 && wanted_remote
                     .as_ref()

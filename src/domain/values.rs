@@ -172,8 +172,8 @@ impl Page {
     pub const MAX_PER_PAGE: u64 = 1000;
 
     pub fn new(page: u64, per_page: u64) -> Result<Page, RuleError> {
-        if page == 0 || page > u32::MAX as u64 {
-            return Err(RuleError::invalid("page must be between 1 and 4294967295"));
+        if page == 0 {
+            return Err(RuleError::invalid("page must be at least 1"));
         }
         if per_page == 0 || per_page > Self::MAX_PER_PAGE {
             return Err(RuleError::invalid("per_page must be between 1 and 1000"));
@@ -183,7 +183,7 @@ impl Page {
 
     /// Index of the first row of this page.
     pub fn offset(self) -> u64 {
-        (self.page - 1) * self.per_page
+        (self.page - 1).saturating_mul(self.per_page)
     }
 
     /// The rows of this page out of an ordered slice.
@@ -225,12 +225,7 @@ mod tests {
         assert_eq!(Page::new(2, 2).unwrap().slice(&rows), &[3, 4]);
         assert_eq!(Page::new(3, 2).unwrap().slice(&rows), &[5]);
         assert!(Page::new(4, 2).unwrap().slice(&rows).is_empty());
-        assert!(
-            Page::new(u32::MAX as u64, 1000)
-                .unwrap()
-                .slice(&rows)
-                .is_empty()
-        );
+        assert!(Page::new(u64::MAX, 1000).unwrap().slice(&rows).is_empty());
         assert!(Page::new(0, 10).is_err());
         assert!(Page::new(1, 1001).is_err());
     }

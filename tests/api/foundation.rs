@@ -1,0 +1,713 @@
+//! §1 calling convention, §2 envelope, §3 apps, plans, tokens, tenants and rate limits.
+
+use std::time::Duration;
+
+use contactsd::domain::access::Plan;
+use reqwest::header::AUTHORIZATION;
+use serde_json::json;
+
+use crate::helpers::*;
+
+// ----- §1 calling convention ----------------------------------------------------------------
+
+#[tokio::test]
+async fn query_appid_and_access_token_authenticate_a_call() {
+    let app = TestApp::spawn().await;
+    let token = app.token(&app.appid, &app.secret).await;
+    let path = format!(
+        "{}?appid={}&access_token={}",
+        groups_path(app.team_id),
+        app.appid,
+        token
+    );
+    let data = assert_ok(&app.get(&path).await);
+    assert_eq!(data, json!({"list": [], "total": 0}));
+}
+
+#[tokio::test]
+async fn bearer_header_authenticates_with_or_without_appid() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+
+    // A write through the header alone, read back through the query convention.
+    let created = assert_ok(
+        &api.post_bearer(&groups_path(app.team_id), &json!({"name": "Sales"}))
+            .await,
+    );
+    let listed = api.list_groups(app.team_id, "").await;
+    assert_eq!(
+        listed.ints("id"),
+        vec![created["group_id"].as_i64().unwrap()]
+    );
+
+    let data = assert_ok(&api.get_bearer(&groups_path(app.team_id)).await);
+    assert_eq!(data["total"], 1);
+
+    let with_appid = format!("{}?appid={}", groups_path(app.team_id), app.appid);
+    assert_ok(&api.get_bearer(&with_appid).await);
+
+    let garbage = app
+        .send(
+            app.client
+                .get(app.url(&groups_path(app.team_id)))
+                .header(AUTHORIZATION, "Bearer not-a-token"),
+        )
+        .await;
+    assert_error(&garbage, 401, "Unauthenticated", "invalid_access_token");
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    // RFC 9110 §11.1: the authentication scheme is matched case-insensitively.
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    for scheme in ["bearer", "BEARER"] {
+        let response = app
+            .send(
+                app.client
+                    .get(app.url(&groups_path(app.team_id)))
+                    .header(AUTHORIZATION, format!("{scheme} {}", api.token)),
+            )
+            .await;
+        assert_ok(&response);
+    }
+}
+
+#[tokio::test]
+async fn remote_ids_arrays_are_read_in_all_four_forms() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let a = api
+        .create_group_with(team, &json!({"name": "A", "remote_id": "ra"}))
+        .await;
+    let b = api
+        .create_group_with(team, &json!({"name": "B", "remote_id": "rb"}))
+        .await;
+    api.create_group_with(team, &json!({"name": "C", "remote_id": "rc"}))
+        .await;
+
+    let forms = [
+        "remote_ids=ra&remote_ids=rb",
+        "remote_ids[]=ra&remote_ids[]=rb",
+        "remote_ids%5B%5D=ra&remote_ids%5B%5D=rb",
+        "remote_ids=ra,rb",
+        "remote_ids=ra%2Crb",
+        r#"remote_ids=["ra","rb"]"#,
+        "remote_ids=%5B%22ra%22%2C%22rb%22%5D",
+    ];
+    for form in forms {
+        let listed = api.list_groups(team, form).await;
+        let mut ids = listed.ints("id");
+        ids.sort_unstable();
+        assert_eq!(ids, vec![a, b], "form {form}");
+        assert_eq!(listed.total, 2, "form {form}");
+    }
+}
+
+#[tokio::test]
+async fn repeated_array_keys_are_taken_as_they_are_and_a_single_value_is_split() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let comma = api
+        .create_group_with(team, &json!({"name": "Comma", "remote_id": "x,y"}))
+        .await;
+    let z = api
+        .create_group_with(team, &json!({"name": "Z", "remote_id": "z"}))
+        .await;
+    let x = api
+        .create_group_with(team, &json!({"name": "X", "remote_id": "x"}))
+        .await;
+
+    let mut repeated = api
+        .list_groups(team, "remote_ids=x%2Cy&remote_ids=z")
+        .await
+        .ints("id");
+    repeated.sort_unstable();
+    assert_eq!(repeated, vec![comma, z]);
+
+    // One value is split on commas: "x" and "y", not "x,y".
+    assert_eq!(
+        api.list_groups(team, "remote_ids=x%2Cy").await.ints("id"),
+        vec![x]
+    );
+    // One JSON value keeps its items whole.
+    assert_eq!(
+        api.list_groups(team, &format!("remote_ids={}", encode(r#"["x,y"]"#)))
+            .await
+            .ints("id"),
+        vec![comma]
+    );
+    // A single value starting with `[` must be JSON.
+    let broken = api
+        .get(&format!("{}?remote_ids=%5Bx", groups_path(team)))
+        .await;
+    assert_error(&broken, 400, "InvalidArgument", "invalid_argument");
+}
+
+#[tokio::test]
+async fn roles_arrays_are_read_in_all_four_forms() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let team_admin = api.register_user("u-admin").await;
+    let survey_admin = api.register_user("u-survey").await;
+    let member = api.register_user("u-member").await;
+    api.add_member_ok(team, 0, team_admin, Some(2)).await;
+    api.add_member_ok(team, 0, survey_admin, Some(3)).await;
+    api.add_member_ok(team, 0, member, Some(4)).await;
+    let mut admins = vec![team_admin, survey_admin];
+    admins.sort_unstable();
+
+    let forms = [
+        "roles=2&roles=3",
+        "roles[]=2&roles[]=3",
+        "roles%5B%5D=2&roles%5B%5D=3",
+        "roles=2,3",
+        "roles=[2,3]",
+        "roles=%5B2%2C3%5D",
+        r#"roles=["2","3"]"#,
+    ];
+    for form in forms {
+        let listed = api.members(team, 0, form).await;
+        assert_eq!(listed.ints("user_id"), admins, "form {form}");
+        assert_eq!(listed.total, 2, "form {form}");
+    }
+    assert_eq!(
+        api.members(team, 0, "roles=4").await.ints("user_id"),
+        vec![member]
+    );
+}
+
+// ----- §2 envelope --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn unknown_routes_answer_not_found_in_the_envelope() {
+    let app = TestApp::spawn().await;
+    for path in ["/", "/api/nothing", "/api/contacts/teams/1/nothing/here"] {
+        let response = app.get(path).await;
+        assert_error(&response, 404, "NotFound", "not_found");
+    }
+    let response = app.post_json("/api/nothing", &json!({})).await;
+    assert_error(&response, 404, "NotFound", "not_found");
+}
+
+#[tokio::test]
+async fn a_known_path_with_the_wrong_method_is_405_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let response = api.delete(&groups_path(app.team_id)).await;
+    assert_error(&response, 405, "InvalidArgument", "invalid_argument");
+    let response = app.post_json("/api/oauth2/access_token", &json!({})).await;
+    assert_error(&response, 405, "InvalidArgument", "invalid_argument");
+    let response = app
+        .send(app.client.put(app.url(&api.authed("/api/orgs"))))
+        .await;
+    assert_error(&response, 405, "InvalidArgument", "invalid_argument");
+    // `groups/batch_delete` is POST only (were it read as the group "batch_delete", that is
+    // not a group id): refused as an invalid argument either way.
+    let response = api.get(&delete_groups_path(app.team_id)).await;
+    assert!(
+        [400, 405].contains(&response.status) && response.body["code"] == "InvalidArgument",
+        "{}",
+        response.body
+    );
+}
+
+#[tokio::test]
+async fn malformed_json_is_invalid_argument_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    for body in [r#"{"name": "Sales""#, "name=Sales", "[1, 2", "\"Sales\""] {
+        let response = api.post_raw(&groups_path(app.team_id), body).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    assert_eq!(api.list_groups(app.team_id, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn json_fields_of_the_wrong_type_are_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let group = api.create_group(team, "Sales", 0).await;
+    let user = api.register_user("u1").await;
+
+    let cases = [
+        (groups_path(team), json!({"name": 5})),
+        (groups_path(team), json!({"name": "X", "order": "high"})),
+        (groups_path(team), json!({"name": "X", "order": 1.5})),
+        (groups_path(team), json!({"name": "X", "parent_id": "0"})),
+        (groups_path(team), json!({"name": "X", "remote_id": 7})),
+        (groups_path(team), json!({"name": "X", "parent_id": -1})),
+        (group_path(team, group), json!({"name": ["Sales"]})),
+        (delete_groups_path(team), json!({"group_ids": "1"})),
+        (
+            delete_groups_path(team),
+            json!({"group_ids": [group.to_string()]}),
+        ),
+        ("/api/sso/users".to_owned(), json!({"openid": 12})),
+        (member_path(team, group, user), json!({"role": "admin"})),
+        (member_update_path(team, user), json!({"group_ids": group})),
+    ];
+    for (path, body) in cases {
+        let response = api.post_json(&path, &body).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    // Nothing was created, renamed or deleted by the refused calls.
+    let listed = api.list_groups(team, "").await;
+    assert_eq!(listed.ints("id"), vec![group]);
+    assert_eq!(listed.strings("name"), vec!["Sales"]);
+    assert_eq!(api.members(team, 0, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn unknown_body_fields_are_ignored() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let id = api
+        .create_group_with(
+            app.team_id,
+            &json!({"name": "Sales", "colour": "red", "extra": {"nested": [1, 2]}}),
+        )
+        .await;
+    assert_eq!(api.group(app.team_id, id).await["name"], "Sales");
+}
+
+#[tokio::test]
+async fn a_body_over_one_mebibyte_is_413_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let path = groups_path(app.team_id);
+
+    let padding = "a".repeat(1024 * 1024);
+    let oversized = format!(r#"{{"name": "Big", "padding": "{padding}"}}"#);
+    assert!(oversized.len() > 1024 * 1024);
+    let response = api.post_raw(&path, oversized).await;
+    assert_error(&response, 413, "InvalidArgument", "invalid_argument");
+    assert_eq!(api.list_groups(app.team_id, "").await.total, 0);
+
+    // Just under the limit is read (and the unknown field ignored).
+    let padding = "a".repeat(1024 * 1024 - 100);
+    let fits = format!(r#"{{"name": "Fits", "padding": "{padding}"}}"#);
+    assert!(fits.len() < 1024 * 1024);
+    assert_ok(&api.post_raw(&path, fits).await);
+    assert_eq!(
+        api.list_groups(app.team_id, "").await.strings("name"),
+        vec!["Fits"]
+    );
+}
+
+#[tokio::test]
+async fn every_answer_has_a_fresh_request_id_and_a_valid_incoming_one_is_reused() {
+    let app = TestApp::spawn().await;
+    let path = groups_path(app.team_id);
+    // `send` checks header == body on every answer; here: fresh per request.
+    let first = app.get(&path).await;
+    let second = app.get(&path).await;
+    assert_ne!(first.body["request_id"], second.body["request_id"]);
+
+    let mine = "7f0c4a52-3c55-4d8e-9d0e-2b7c2f6a1e11";
+    let reused = app
+        .send(app.client.get(app.url(&path)).header("x-request-id", mine))
+        .await;
+    assert_eq!(reused.body["request_id"], mine);
+    assert_eq!(reused.header("x-request-id"), Some(mine));
+
+    // Reused on successes too.
+    let ok = app
+        .send(
+            app.client
+                .get(app.url(&format!(
+                    "/api/oauth2/access_token?appid={}&secret={}&grant_type=client_credential",
+                    app.appid, app.secret
+                )))
+                .header("x-request-id", mine),
+        )
+        .await;
+    assert_ok(&ok);
+    assert_eq!(ok.body["request_id"], mine);
+
+    let invalid = app
+        .send(
+            app.client
+                .get(app.url(&path))
+                .header("x-request-id", "not-a-uuid"),
+        )
+        .await;
+    assert_ne!(invalid.body["request_id"], "not-a-uuid");
+}
+
+// ----- §3 tokens ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_token_call_returns_a_working_token_and_its_lifetime() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .token_response(&app.appid, &app.secret, "client_credential")
+        .await;
+    let data = assert_ok(&response);
+    let token = data["access_token"].as_str().expect("access_token");
+    assert!(
+        token.len() >= 22,
+        "a token carries at least 128 bits: {token:?}"
+    );
+    assert_eq!(data["expires_in"], 7200);
+    assert_eq!(data.as_object().map(|o| o.len()), Some(2), "{data}");
+
+    let api = Api::new(&app, &app.appid, token);
+    assert_ok(&api.get(&groups_path(app.team_id)).await);
+
+    let short = TestApp::builder().token_ttl(600).spawn().await;
+    let data = assert_ok(
+        &short
+            .token_response(&short.appid, &short.secret, "client_credential")
+            .await,
+    );
+    assert_eq!(data["expires_in"], 600);
+}
+
+#[tokio::test]
+async fn a_wrong_secret_or_unknown_appid_is_invalid_credential_without_saying_which() {
+    let app = TestApp::spawn().await;
+    let wrong_secret = app
+        .token_response(&app.appid, "not-the-secret", "client_credential")
+        .await;
+    assert_error(&wrong_secret, 401, "Unauthenticated", "invalid_credential");
+    let unknown_appid = app
+        .token_response("tpidnosuchap", &app.secret, "client_credential")
+        .await;
+    assert_error(&unknown_appid, 401, "Unauthenticated", "invalid_credential");
+    assert_eq!(
+        wrong_secret.body["error"], unknown_appid.body["error"],
+        "the two failures must read the same"
+    );
+}
+
+#[tokio::test]
+async fn a_grant_type_other_than_client_credential_is_invalid_argument() {
+    let app = TestApp::spawn().await;
+    for grant in ["password", "", "CLIENT_CREDENTIAL"] {
+        let response = app.token_response(&app.appid, &app.secret, grant).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    let missing = app
+        .get(&format!(
+            "/api/oauth2/access_token?appid={}&secret={}",
+            app.appid, app.secret
+        ))
+        .await;
+    assert_error(&missing, 400, "InvalidArgument", "invalid_argument");
+}
+
+#[tokio::test]
+async fn missing_or_garbage_tokens_are_invalid_access_token() {
+    let app = TestApp::spawn().await;
+    let path = groups_path(app.team_id);
+    let long_garbage = "x".repeat(1000);
+    let cases = [
+        path.clone(),
+        format!("{path}?appid={}", app.appid),
+        format!("{path}?appid={}&access_token=", app.appid),
+        format!("{path}?appid={}&access_token=garbage", app.appid),
+        format!("{path}?access_token=garbage"),
+        format!("{path}?appid={}&access_token={long_garbage}", app.appid),
+    ];
+    for case in cases {
+        let response = app.get(&case).await;
+        assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    }
+    // A write without a token changes nothing.
+    let response = app.post_json(&path, &json!({"name": "Sneaky"})).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    let api = app.team_api().await;
+    assert_eq!(api.list_groups(app.team_id, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn a_new_token_supersedes_every_earlier_one_at_once() {
+    let app = TestApp::spawn().await;
+    let first = app.team_api().await;
+    assert_ok(&first.get(&groups_path(app.team_id)).await);
+    let second = app.team_api().await;
+    assert_ne!(first.token, second.token);
+
+    let response = first.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    let response = first.get_bearer(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    assert_ok(&second.get(&groups_path(app.team_id)).await);
+}
+
+#[tokio::test]
+async fn a_new_token_supersedes_the_old_one_on_every_server_sharing_the_database() {
+    let app = TestApp::spawn().await;
+    let other_server = app.replica().await;
+    let old = app.team_api().await;
+    // The token works on the other process too.
+    let on_other = Api::new(&other_server, &old.appid, &old.token);
+    assert_ok(&on_other.get(&groups_path(app.team_id)).await);
+    // A write on one is seen by the other.
+    let id = on_other.create_group(app.team_id, "Sales", 0).await;
+    assert_eq!(old.list_groups(app.team_id, "").await.ints("id"), vec![id]);
+
+    let new = other_server.team_api().await;
+    let response = old.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    let on_first = Api::new(&app, &new.appid, &new.token);
+    assert_ok(&on_first.get(&groups_path(app.team_id)).await);
+}
+
+#[tokio::test]
+async fn a_token_of_one_app_sent_with_another_appid_is_refused() {
+    let app = TestApp::spawn().await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let token = app.token(&app.appid, &app.secret).await;
+    let response = app
+        .get(&format!(
+            "{}?appid={}&access_token={token}",
+            groups_path(app.team_id),
+            other.appid
+        ))
+        .await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+}
+
+#[tokio::test]
+async fn an_expired_token_is_access_token_expired() {
+    let app = TestApp::builder().token_ttl(1).spawn().await;
+    let data = assert_ok(
+        &app.token_response(&app.appid, &app.secret, "client_credential")
+            .await,
+    );
+    assert_eq!(data["expires_in"], 1);
+    let token = data["access_token"].as_str().expect("token").to_owned();
+    let api = Api::new(&app, &app.appid, &token);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let response = api.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "access_token_expired");
+    let response = api.get_bearer(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "access_token_expired");
+    // A new token works again.
+    let fresh = app.team_api().await;
+    assert_ok(&fresh.get(&groups_path(app.team_id)).await);
+}
+
+#[tokio::test]
+async fn an_app_of_a_free_org_is_refused_at_the_token_call() {
+    let app = TestApp::builder().plan(Plan::Free).spawn().await;
+    let response = app
+        .token_response(&app.appid, &app.secret, "client_credential")
+        .await;
+    assert_error(
+        &response,
+        403,
+        "PermissionDenied",
+        "invalid_org_subscription",
+    );
+}
+
+// ----- §3 tenants ---------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_team_app_gets_claim_error_for_another_orgs_team_and_for_a_missing_team() {
+    let app = TestApp::spawn().await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    let their_group = other_api.create_group(other.team_id, "Theirs", 0).await;
+    let api = app.team_api().await;
+    let missing_team = other.team_id + 1000;
+
+    for team in [other.team_id, missing_team] {
+        let calls = [
+            api.get(&groups_path(team)).await,
+            api.get(&group_path(team, their_group)).await,
+            api.post_json(&groups_path(team), &json!({"name": "Intruder"}))
+                .await,
+            api.post_json(&group_path(team, their_group), &json!({"name": "Renamed"}))
+                .await,
+            api.delete_groups(team, &[their_group]).await,
+            api.get(&members_path(team, 0)).await,
+        ];
+        for response in calls {
+            assert_error(&response, 403, "PermissionDenied", "claim_error");
+        }
+    }
+    // The other org's directory is untouched.
+    let theirs = other_api.list_groups(other.team_id, "").await;
+    assert_eq!(theirs.ints("id"), vec![their_group]);
+    assert_eq!(theirs.strings("name"), vec!["Theirs"]);
+    // And its groups are not reachable through one's own team either.
+    let response = api.get(&group_path(app.team_id, their_group)).await;
+    assert_error(&response, 404, "NotFound", "contacts_group_not_found");
+}
+
+#[tokio::test]
+async fn a_platform_app_on_a_missing_team_gets_team_not_found_and_claim_error_on_foreign_ones() {
+    let app = TestApp::spawn().await;
+    let platform = app.create_platform_app("Partner").await;
+    let api = app.login(&platform.appid, &platform.secret).await;
+    let response = api.get(&groups_path(app.team_id + 1000)).await;
+    assert_error(&response, 404, "NotFound", "contacts_team_not_found");
+    let response = api
+        .post_json(&groups_path(app.team_id + 1000), &json!({"name": "X"}))
+        .await;
+    assert_error(&response, 404, "NotFound", "contacts_team_not_found");
+    // A team the platform did not create exists, but is not its own.
+    let response = api.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 403, "PermissionDenied", "claim_error");
+}
+
+// ----- §3 rate limits -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn calls_over_the_rate_limit_get_429_with_retry_after_while_other_apps_are_unaffected() {
+    let app = TestApp::builder().rate_limit(2).spawn().await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let api = app.team_api().await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+
+    let mut limited = None;
+    for _ in 0..20 {
+        let response = api.get(&groups_path(app.team_id)).await;
+        if response.status == 429 {
+            limited = Some(response);
+            break;
+        }
+        assert_ok(&response);
+    }
+    let limited = limited.expect("20 quick calls at 2 a second must hit the limit");
+    assert_error(&limited, 429, "ResourceExhausted", "request_rate_limited");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("a 429 carries Retry-After")
+        .parse()
+        .expect("Retry-After is a number of seconds");
+    assert!(retry_after >= 1, "Retry-After {retry_after}");
+
+    assert_ok(&other_api.get(&groups_path(other.team_id)).await);
+}
+
+#[tokio::test]
+async fn token_calls_over_their_limit_get_429_with_retry_after_per_appid() {
+    let app = TestApp::builder().token_rate_limit(2).spawn().await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    for _ in 0..2 {
+        assert_ok(
+            &app.token_response(&app.appid, &app.secret, "client_credential")
+                .await,
+        );
+    }
+    let limited = app
+        .token_response(&app.appid, &app.secret, "client_credential")
+        .await;
+    assert_error(&limited, 429, "ResourceExhausted", "request_rate_limited");
+    let retry_after: u64 = limited
+        .header("retry-after")
+        .expect("a 429 carries Retry-After")
+        .parse()
+        .expect("Retry-After is a number of seconds");
+    assert!(retry_after >= 1);
+
+    assert_ok(
+        &app.token_response(&other.appid, &other.secret, "client_credential")
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn ids_in_the_path_that_are_not_numbers_are_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let paths = [
+        "/api/contacts/teams/abc/groups".to_owned(),
+        format!("/api/contacts/teams/{team}/groups/abc"),
+        format!("/api/contacts/teams/{team}/groups/abc/users"),
+        format!("/api/contacts/teams/{team}/groups/0/users/abc"),
+        "/api/orgs/abc".to_owned(),
+    ];
+    for path in &paths[..3] {
+        let response = api.get(path).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    let response = api.delete(&paths[3]).await;
+    assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    let response = api.get(&paths[4]).await;
+    assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+}
+
+#[tokio::test]
+async fn a_rotated_secret_replaces_the_old_one() {
+    let app = TestApp::spawn().await;
+    let rotated = app
+        .service
+        .rotate_secret(&app.appid)
+        .await
+        .unwrap_or_else(|error| panic!("rotate-secret failed: {error}"));
+    assert_ne!(rotated.secret, app.secret);
+    let response = app
+        .token_response(&app.appid, &app.secret, "client_credential")
+        .await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_credential");
+    let api = app.login(&app.appid, &rotated.secret).await;
+    assert_ok(&api.get(&groups_path(app.team_id)).await);
+}
+
+#[tokio::test]
+async fn rotating_the_secret_ends_the_current_token() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    app.service
+        .rotate_secret(&app.appid)
+        .await
+        .unwrap_or_else(|error| panic!("rotate-secret failed: {error}"));
+    let response = api.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+}
+
+#[tokio::test]
+async fn directory_changes_on_one_server_are_seen_by_another_on_the_same_database() {
+    let app = TestApp::spawn().await;
+    let other_server = app.replica().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    // Warm both servers' view of the directory before changing it.
+    let on_other = Api::new(&other_server, &api.appid, &api.token);
+    assert_eq!(on_other.list_groups(team, "").await.total, 0);
+    assert_eq!(api.list_groups(team, "").await.total, 0);
+
+    let sales = api.create_group(team, "Sales", 0).await;
+    let user = api.register_user("shared").await;
+    api.add_member_ok(team, sales, user, Some(2)).await;
+    let seen = on_other.members(team, sales, "").await;
+    assert_eq!(seen.ints("user_id"), vec![user]);
+    assert_eq!(seen.list[0]["role"], 2);
+
+    assert_ok(
+        &on_other
+            .update_group(team, sales, &json!({"name": "Revenue"}))
+            .await,
+    );
+    assert_eq!(
+        api.members(team, sales, "").await.list[0]["group_full_name"],
+        "Acme/Revenue"
+    );
+    assert_ok(&on_other.remove_member(team, 0, user).await);
+    assert_eq!(api.members(team, 0, "").await.total, 0);
+    assert_ok(&api.delete_groups(team, &[sales]).await);
+    assert_eq!(on_other.list_groups(team, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn healthz_answers_200_without_auth() {
+    let app = TestApp::spawn().await;
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .expect("healthz answers");
+    assert_eq!(response.status().as_u16(), 200);
+}

@@ -1,0 +1,1103 @@
+//! §5 groups: list with every filter, get one, create, update or move, batch delete.
+
+use std::cmp::Reverse;
+use std::collections::BTreeSet;
+
+use chrono::FixedOffset;
+use contactsd::domain::access::Plan;
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// The group fields of §5, no more, no less.
+const GROUP_FIELDS: [&str; 11] = [
+    "id",
+    "team_id",
+    "parent_id",
+    "source",
+    "remote_id",
+    "name",
+    "full_name",
+    "order",
+    "is_valid",
+    "created_at",
+    "upd_at",
+];
+
+/// A small tree, created in this order:
+///
+/// ```text
+/// A (order -1)        B (order 5)     C (order 0)
+/// ├── A1 (order 0)    └── B1 (order 0)
+/// └── A2 (order 9)
+///     └── A2x (order 0)
+/// ```
+struct Tree {
+    a: i64,
+    b: i64,
+    c: i64,
+    a1: i64,
+    a2: i64,
+    b1: i64,
+    a2x: i64,
+}
+
+async fn tree(api: &Api<'_>, team: i64) -> Tree {
+    let a = api
+        .create_group_with(team, &json!({"name": "A", "order": -1}))
+        .await;
+    let b = api
+        .create_group_with(team, &json!({"name": "B", "order": 5}))
+        .await;
+    let c = api.create_group_with(team, &json!({"name": "C"})).await;
+    let a1 = api
+        .create_group_with(team, &json!({"name": "A1", "parent_id": a}))
+        .await;
+    let a2 = api
+        .create_group_with(team, &json!({"name": "A2", "parent_id": a, "order": 9}))
+        .await;
+    let b1 = api
+        .create_group_with(team, &json!({"name": "B1", "parent_id": b}))
+        .await;
+    let a2x = api
+        .create_group_with(team, &json!({"name": "A2x", "parent_id": a2}))
+        .await;
+    Tree {
+        a,
+        b,
+        c,
+        a1,
+        a2,
+        b1,
+        a2x,
+    }
+}
+
+/// `(id, order)` pairs in the contract's sibling order: `order` descending, then `id`.
+fn by_order(mut rows: Vec<(i64, i64)>) -> Vec<i64> {
+    rows.sort_by_key(|(id, order)| (Reverse(*order), *id));
+    rows.into_iter().map(|(id, _)| id).collect()
+}
+
+/// The whole tree in list order: depth, then `order` descending, then `id`.
+fn tree_order(t: &Tree) -> Vec<i64> {
+    let mut ids = by_order(vec![(t.a, -1), (t.b, 5), (t.c, 0)]);
+    ids.extend(by_order(vec![(t.a1, 0), (t.a2, 9), (t.b1, 0)]));
+    ids.push(t.a2x);
+    ids
+}
+
+fn sorted(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
+    ids.into_iter()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect()
+}
+
+// ----- §5.1 list ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn the_list_orders_by_depth_then_order_descending_then_id() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+
+    let listed = api.list_groups(app.team_id, "per_page=100").await;
+    assert_eq!(listed.ints("id"), tree_order(&t));
+    assert_eq!(listed.total, 7);
+
+    let a2x = listed.row("id", t.a2x);
+    assert_eq!(a2x["parent_id"], t.a2);
+    assert_eq!(a2x["full_name"], "Acme/A/A2/A2x");
+    assert_eq!(a2x["team_id"], app.team_id);
+    assert_eq!(listed.row("id", t.b1)["full_name"], "Acme/B/B1");
+    for row in &listed.list {
+        let keys: BTreeSet<&str> = row
+            .as_object()
+            .expect("row")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, GROUP_FIELDS.into_iter().collect(), "{row}");
+    }
+}
+
+#[tokio::test]
+async fn parent_id_lists_direct_children_by_order_descending_then_id() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+
+    let top = api.list_groups(app.team_id, "parent_id=0").await;
+    assert_eq!(
+        top.ints("id"),
+        by_order(vec![(t.a, -1), (t.b, 5), (t.c, 0)])
+    );
+    assert_eq!(top.total, 3);
+
+    let under_a = api
+        .list_groups(app.team_id, &format!("parent_id={}", t.a))
+        .await;
+    assert_eq!(under_a.ints("id"), vec![t.a2, t.a1]);
+    assert_eq!(under_a.total, 2);
+    assert!(under_a.list.iter().all(|row| row["parent_id"] == t.a));
+
+    let leaf = api
+        .list_groups(app.team_id, &format!("parent_id={}", t.a2x))
+        .await;
+    assert_eq!((leaf.list.len(), leaf.total), (0, 0));
+}
+
+#[tokio::test]
+async fn a_parent_id_that_is_not_a_group_of_this_directory_is_parent_group_not_found() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let own = api.create_group(app.team_id, "Own", 0).await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    let foreign = other_api.create_group(other.team_id, "Foreign", 0).await;
+
+    for parent in [own + foreign + 1000, foreign] {
+        let response = api
+            .get(&format!("{}?parent_id={parent}", groups_path(app.team_id)))
+            .await;
+        assert_error(&response, 404, "NotFound", "parent_group_not_found");
+    }
+    let response = api
+        .get(&format!("{}?parent_id=abc", groups_path(app.team_id)))
+        .await;
+    assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+}
+
+#[tokio::test]
+async fn pages_cover_every_match_once_and_a_page_past_the_end_is_empty_with_the_real_total() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+
+    let mut seen = Vec::new();
+    for page in 1..=3 {
+        let listed = api
+            .list_groups(app.team_id, &format!("page={page}&per_page=3"))
+            .await;
+        assert_eq!(listed.total, 7, "page {page}");
+        seen.extend(listed.ints("id"));
+    }
+    assert_eq!(seen, tree_order(&t));
+
+    for page in [4, 1000] {
+        let past = api
+            .list_groups(app.team_id, &format!("page={page}&per_page=3"))
+            .await;
+        assert!(past.list.is_empty(), "page {page}: {:?}", past.list);
+        assert_eq!(past.total, 7);
+    }
+    let past = api
+        .list_groups(app.team_id, &format!("parent_id={}&page=2", t.a))
+        .await;
+    assert_eq!((past.list.len(), past.total), (0, 2));
+}
+
+#[tokio::test]
+async fn a_page_number_beyond_32_bits_is_just_a_page_past_the_end() {
+    // The contract bounds `page` only below (≥ 1).
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    api.create_group(app.team_id, "Only", 0).await;
+    for page in [4_294_967_296_i64, 99_999_999_999] {
+        let past = api
+            .list_groups(app.team_id, &format!("page={page}&per_page=1000"))
+            .await;
+        assert!(past.list.is_empty(), "page {page}: {:?}", past.list);
+        assert_eq!(past.total, 1);
+    }
+}
+
+#[tokio::test]
+async fn per_page_defaults_to_10_and_accepts_1_to_1000() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    for i in 0..12 {
+        api.create_group(app.team_id, &format!("G{i}"), 0).await;
+    }
+    let first = api.list_groups(app.team_id, "").await;
+    assert_eq!((first.list.len(), first.total), (10, 12));
+    let second = api.list_groups(app.team_id, "page=2").await;
+    assert_eq!((second.list.len(), second.total), (2, 12));
+
+    let one = api.list_groups(app.team_id, "per_page=1").await;
+    assert_eq!((one.list.len(), one.total), (1, 12));
+    let all = api.list_groups(app.team_id, "per_page=1000").await;
+    assert_eq!((all.list.len(), all.total), (12, 12));
+
+    for query in [
+        "per_page=0",
+        "per_page=1001",
+        "per_page=-1",
+        "per_page=ten",
+        "page=0",
+        "page=-1",
+        "page=x",
+    ] {
+        let response = api
+            .get(&format!("{}?{query}", groups_path(app.team_id)))
+            .await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+}
+
+#[tokio::test]
+async fn remote_ids_keeps_only_groups_with_those_remote_ids() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let r1 = api
+        .create_group_with(team, &json!({"name": "R1", "remote_id": "r1"}))
+        .await;
+    let r2 = api
+        .create_group_with(
+            team,
+            &json!({"name": "R2", "remote_id": "r2", "parent_id": r1}),
+        )
+        .await;
+    let r3 = api
+        .create_group_with(team, &json!({"name": "R3", "remote_id": "r3", "order": 3}))
+        .await;
+    api.create_group(team, "NoRemote", 0).await;
+
+    let listed = api.list_groups(team, "remote_ids=r2,r3,r1,nope").await;
+    // Still in list order: depth, then order descending, then id.
+    assert_eq!(listed.ints("id"), vec![r3, r1, r2]);
+    assert_eq!(listed.total, 3);
+    assert_eq!(listed.row("id", r2)["remote_id"], "r2");
+
+    let none = api.list_groups(team, "remote_ids=nope").await;
+    assert_eq!((none.list.len(), none.total), (0, 0));
+
+    let paged = api
+        .list_groups(team, "remote_ids=r1,r2,r3&per_page=2&page=2")
+        .await;
+    assert_eq!((paged.ints("id"), paged.total), (vec![r2], 3));
+
+    let with_parent = api
+        .list_groups(team, &format!("remote_ids=r1,r2,r3&parent_id={r1}"))
+        .await;
+    assert_eq!((with_parent.ints("id"), with_parent.total), (vec![r2], 1));
+}
+
+#[tokio::test]
+async fn include_invalid_also_lists_tombstones() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+    assert_ok(&api.delete_groups(app.team_id, &[t.c, t.a2x]).await);
+
+    let valid = api.list_groups(app.team_id, "per_page=100").await;
+    assert_eq!(valid.total, 5);
+    assert!(!valid.ints("id").contains(&t.c));
+    assert!(valid.list.iter().all(|row| row["is_valid"] == true));
+
+    let all = api
+        .list_groups(app.team_id, "per_page=100&include_invalid=true")
+        .await;
+    assert_eq!(all.total, 7);
+    assert_eq!(sorted(all.ints("id")), sorted(tree_order(&t)));
+    assert_eq!(all.row("id", t.c)["is_valid"], false);
+    assert_eq!(all.row("id", t.a2x)["is_valid"], false);
+    assert_eq!(all.row("id", t.a)["is_valid"], true);
+
+    let under_a2 = api
+        .list_groups(
+            app.team_id,
+            &format!("parent_id={}&include_invalid=true", t.a2),
+        )
+        .await;
+    assert_eq!((under_a2.ints("id"), under_a2.total), (vec![t.a2x], 1));
+    let under_a2 = api
+        .list_groups(app.team_id, &format!("parent_id={}", t.a2))
+        .await;
+    assert_eq!(under_a2.total, 0);
+}
+
+#[tokio::test]
+async fn updated_since_keeps_groups_changed_at_or_after_the_time() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+    let group = api.group(team, t.b).await;
+    let upd_at = group["upd_at"].as_str().expect("upd_at").to_owned();
+
+    // At the exact upd_at (inclusive), written with the server's offset or in UTC.
+    let at = api
+        .list_groups(
+            team,
+            &format!("per_page=100&updated_since={}", encode(&upd_at)),
+        )
+        .await;
+    assert!(at.ints("id").contains(&t.b), "{upd_at}: {:?}", at.list);
+    let utc = assert_time(&group["upd_at"], "+08:00")
+        .with_timezone(&chrono::Utc)
+        .format("%Y-%m-%dT%H:%M:%SZ")
+        .to_string();
+    let at_utc = api
+        .list_groups(
+            team,
+            &format!("per_page=100&updated_since={}", encode(&utc)),
+        )
+        .await;
+    assert!(at_utc.ints("id").contains(&t.b), "{utc}: {:?}", at_utc.list);
+
+    let past = api
+        .list_groups(
+            team,
+            "per_page=100&updated_since=2000-01-01T00:00:00%2B08:00",
+        )
+        .await;
+    assert_eq!(past.total, 7);
+
+    let future = api
+        .list_groups(team, "updated_since=2999-01-01T00:00:00%2B08:00")
+        .await;
+    assert_eq!((future.list.len(), future.total), (0, 0));
+
+    // With include_invalid it is a sync feed: deletions show up as tombstones.
+    assert_ok(&api.delete_groups(team, &[t.c]).await);
+    let feed = api
+        .list_groups(
+            team,
+            "per_page=100&include_invalid=true&updated_since=2000-01-01T00:00:00Z",
+        )
+        .await;
+    assert_eq!(feed.total, 7);
+    assert_eq!(feed.row("id", t.c)["is_valid"], false);
+
+    for bad in ["yesterday", "2021-06-24", "2021-06-24T18:24:45"] {
+        let response = api
+            .get(&format!(
+                "{}?updated_since={}",
+                groups_path(team),
+                encode(bad)
+            ))
+            .await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+}
+
+#[tokio::test]
+async fn recursive_lists_the_whole_subtree_below_the_parent() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+
+    let below_a = api
+        .list_groups(app.team_id, &format!("parent_id={}&recursive=true", t.a))
+        .await;
+    assert_eq!(sorted(below_a.ints("id")), sorted([t.a1, t.a2, t.a2x]));
+    assert_eq!(below_a.total, 3);
+
+    let below_b = api
+        .list_groups(app.team_id, &format!("parent_id={}&recursive=true", t.b))
+        .await;
+    assert_eq!((below_b.ints("id"), below_b.total), (vec![t.b1], 1));
+
+    let below_root = api
+        .list_groups(app.team_id, "parent_id=0&recursive=true&per_page=100")
+        .await;
+    assert_eq!(below_root.total, 7);
+    assert_eq!(sorted(below_root.ints("id")), sorted(tree_order(&t)));
+
+    let not_recursive = api
+        .list_groups(app.team_id, &format!("parent_id={}&recursive=false", t.a))
+        .await;
+    assert_eq!(not_recursive.ints("id"), vec![t.a2, t.a1]);
+}
+
+#[tokio::test]
+async fn recursive_with_include_invalid_also_lists_the_tombstones_of_the_subtree() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+    assert_ok(&api.delete_groups(app.team_id, &[t.a2x]).await);
+    let below_a = api
+        .list_groups(
+            app.team_id,
+            &format!("parent_id={}&recursive=true&include_invalid=true", t.a),
+        )
+        .await;
+    assert_eq!(sorted(below_a.ints("id")), sorted([t.a1, t.a2, t.a2x]));
+    assert_eq!(below_a.total, 3);
+
+    // A whole deleted branch, too.
+    assert_ok(&api.delete_groups(app.team_id, &[t.a1, t.a2]).await);
+    let below_a = api
+        .list_groups(
+            app.team_id,
+            &format!("parent_id={}&recursive=true&include_invalid=true", t.a),
+        )
+        .await;
+    assert_eq!(sorted(below_a.ints("id")), sorted([t.a1, t.a2, t.a2x]));
+    assert!(below_a.list.iter().all(|row| row["is_valid"] == false));
+    let valid_only = api
+        .list_groups(app.team_id, &format!("parent_id={}&recursive=true", t.a))
+        .await;
+    assert_eq!(valid_only.total, 0);
+}
+
+#[tokio::test]
+async fn keyword_matches_names_containing_it_case_insensitively() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let east = api.create_group(team, "Sales East", 0).await;
+    let west = api.create_group(team, "sales west", east).await;
+    let whole = api.create_group(team, "WHOLESALES", 0).await;
+    api.create_group(team, "Marketing", 0).await;
+    let percent = api.create_group(team, "100% Direct", 0).await;
+
+    let listed = api.list_groups(team, "keyword=SALES").await;
+    assert_eq!(sorted(listed.ints("id")), sorted([east, west, whole]));
+    assert_eq!(listed.total, 3);
+
+    let listed = api.list_groups(team, "keyword=eAsT").await;
+    assert_eq!((listed.ints("id"), listed.total), (vec![east], 1));
+
+    let listed = api
+        .list_groups(team, &format!("keyword=sales&parent_id={east}"))
+        .await;
+    assert_eq!((listed.ints("id"), listed.total), (vec![west], 1));
+
+    let listed = api.list_groups(team, "keyword=nothing").await;
+    assert_eq!(listed.total, 0);
+
+    // Beyond ASCII too.
+    let doctors = api.create_group(team, "ÄRZTE Süd", 0).await;
+    let listed = api
+        .list_groups(team, &format!("keyword={}", encode("ärzte süd")))
+        .await;
+    assert_eq!((listed.ints("id"), listed.total), (vec![doctors], 1));
+
+    // The keyword is plain text, not a pattern.
+    let listed = api.list_groups(team, "keyword=%25").await;
+    assert_eq!((listed.ints("id"), listed.total), (vec![percent], 1));
+    for pattern in ["_", "S_les", "Sales%25West", "*"] {
+        let listed = api.list_groups(team, &format!("keyword={pattern}")).await;
+        assert_eq!(listed.total, 0, "keyword {pattern}: {:?}", listed.list);
+    }
+}
+
+// ----- §5.2 get one -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn get_one_returns_the_group_and_unknown_or_deleted_groups_are_not_found() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let t = tree(&api, app.team_id).await;
+
+    let group = api.group(app.team_id, t.a2).await;
+    let keys: BTreeSet<&str> = group
+        .as_object()
+        .expect("group")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, GROUP_FIELDS.into_iter().collect());
+    assert_eq!(group["id"], t.a2);
+    assert_eq!(group["parent_id"], t.a);
+    assert_eq!(group["name"], "A2");
+    assert_eq!(group["full_name"], "Acme/A/A2");
+    assert_eq!(group["order"], 9);
+
+    assert_ok(&api.delete_groups(app.team_id, &[t.c]).await);
+    for missing in [t.c, t.a2x + 1000] {
+        let response = api.get(&group_path(app.team_id, missing)).await;
+        assert_error(&response, 404, "NotFound", "contacts_group_not_found");
+    }
+}
+
+// ----- §5.3 create --------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_applies_the_defaults_and_returns_id_and_name() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let response = api
+        .try_create_group(app.team_id, &json!({"name": "Sales"}))
+        .await;
+    let data = assert_ok(&response);
+    let id = data["group_id"].as_i64().expect("group_id");
+    assert!(id > 0 && id <= i64::from(u32::MAX));
+    assert_eq!(data, json!({"group_id": id, "name": "Sales"}));
+
+    let group = api.group(app.team_id, id).await;
+    assert_eq!(group["id"], id);
+    assert_eq!(group["team_id"], app.team_id);
+    assert_eq!(group["parent_id"], 0);
+    assert_eq!(group["source"], 1);
+    assert_eq!(group["remote_id"], "");
+    assert_eq!(group["name"], "Sales");
+    assert_eq!(group["full_name"], "Acme/Sales");
+    assert_eq!(group["order"], 0);
+    assert_eq!(group["is_valid"], true);
+    let created = assert_time(&group["created_at"], "+08:00");
+    let updated = assert_time(&group["upd_at"], "+08:00");
+    assert!(updated >= created);
+    let age = chrono::Utc::now().signed_duration_since(created);
+    assert!(
+        age.num_seconds().abs() < 60,
+        "created_at {created} is not now"
+    );
+}
+
+#[tokio::test]
+async fn times_use_the_configured_offset() {
+    let offset = FixedOffset::west_opt(5 * 3600).expect("offset");
+    let app = TestApp::builder().time_offset(offset).spawn().await;
+    let api = app.team_api().await;
+    let id = api.create_group(app.team_id, "Sales", 0).await;
+    let group = api.group(app.team_id, id).await;
+    let created = assert_time(&group["created_at"], "-05:00");
+    assert_time(&group["upd_at"], "-05:00");
+    let age = chrono::Utc::now().signed_duration_since(created);
+    assert!(age.num_seconds().abs() < 60, "created_at {created}");
+}
+
+#[tokio::test]
+async fn group_ids_are_unique_across_directories() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    let mut ids = BTreeSet::new();
+    for i in 0..3 {
+        ids.insert(api.create_group(app.team_id, &format!("G{i}"), 0).await);
+        ids.insert(
+            other_api
+                .create_group(other.team_id, &format!("G{i}"), 0)
+                .await,
+        );
+    }
+    assert_eq!(ids.len(), 6);
+}
+
+#[tokio::test]
+async fn names_are_trimmed_and_siblings_may_share_a_name() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let data = assert_ok(
+        &api.try_create_group(app.team_id, &json!({"name": "  Sales \t"}))
+            .await,
+    );
+    assert_eq!(data["name"], "Sales");
+    let id = data["group_id"].as_i64().expect("group_id");
+    let group = api.group(app.team_id, id).await;
+    assert_eq!(group["name"], "Sales");
+    assert_eq!(group["full_name"], "Acme/Sales");
+
+    let twin = api.create_group(app.team_id, "Sales", 0).await;
+    assert_ne!(twin, id);
+    assert_eq!(
+        api.list_groups(app.team_id, "").await.strings("name"),
+        vec!["Sales", "Sales"]
+    );
+}
+
+#[tokio::test]
+async fn invalid_names_remote_ids_and_orders_are_refused_and_create_nothing() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let long_name = "x".repeat(65);
+    let long_remote = "r".repeat(65);
+    let refused = [
+        json!({}),
+        json!({"name": ""}),
+        json!({"name": "   "}),
+        json!({"name": "Sales/East"}),
+        json!({"name": "/"}),
+        json!({"name": long_name}),
+        json!({"name": "R", "remote_id": long_remote}),
+        json!({"name": "O", "order": 2_147_483_648_i64}),
+        json!({"name": "O", "order": -2_147_483_649_i64}),
+    ];
+    for body in &refused {
+        let response = api.try_create_group(team, body).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    assert_eq!(api.list_groups(team, "").await.total, 0);
+
+    // The limits themselves are accepted; 64 characters are characters, not bytes.
+    let wide = "界".repeat(64);
+    let id = api.create_group(team, &wide, 0).await;
+    assert_eq!(api.group(team, id).await["name"], wide.as_str());
+    let remote = "r".repeat(64);
+    let id = api
+        .create_group_with(team, &json!({"name": "R", "remote_id": remote}))
+        .await;
+    assert_eq!(api.group(team, id).await["remote_id"], remote.as_str());
+    for order in [i64::from(i32::MAX), i64::from(i32::MIN)] {
+        let id = api
+            .create_group_with(team, &json!({"name": "O", "order": order}))
+            .await;
+        assert_eq!(api.group(team, id).await["order"], order);
+    }
+}
+
+#[tokio::test]
+async fn a_remote_id_in_use_by_a_valid_group_is_duplicated_remote_id() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let first = api
+        .create_group_with(team, &json!({"name": "One", "remote_id": "r1"}))
+        .await;
+    for body in [
+        json!({"name": "Two", "remote_id": "r1"}),
+        json!({"name": "Two", "remote_id": "r1", "parent_id": first}),
+    ] {
+        let response = api.try_create_group(team, &body).await;
+        assert_error(&response, 409, "AlreadyExists", "duplicated_remote_id");
+    }
+    assert_eq!(api.list_groups(team, "").await.ints("id"), vec![first]);
+
+    // Empty remote ids never collide, and other directories have their own remote ids.
+    api.create_group(team, "Blank1", 0).await;
+    api.create_group_with(team, &json!({"name": "Blank2", "remote_id": ""}))
+        .await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    other_api
+        .create_group_with(other.team_id, &json!({"name": "One", "remote_id": "r1"}))
+        .await;
+}
+
+#[tokio::test]
+async fn create_under_a_missing_foreign_or_deleted_parent_is_parent_group_not_found() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let deleted = api.create_group(team, "Deleted", 0).await;
+    assert_ok(&api.delete_groups(team, &[deleted]).await);
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    let foreign = other_api.create_group(other.team_id, "Foreign", 0).await;
+
+    for parent in [deleted, foreign, foreign + deleted + 1000] {
+        let response = api
+            .try_create_group(team, &json!({"name": "Child", "parent_id": parent}))
+            .await;
+        assert_error(&response, 404, "NotFound", "parent_group_not_found");
+    }
+    assert_eq!(api.list_groups(team, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn a_create_beyond_the_maximum_depth_is_group_too_deep() {
+    let app = TestApp::builder().max_group_depth(3).spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let d1 = api.create_group(team, "D1", 0).await;
+    let d2 = api.create_group(team, "D2", d1).await;
+    let d3 = api.create_group(team, "D3", d2).await;
+    assert_eq!(api.group(team, d3).await["full_name"], "Acme/D1/D2/D3");
+
+    let response = api
+        .try_create_group(team, &json!({"name": "D4", "parent_id": d3}))
+        .await;
+    assert_error(&response, 409, "FailedPrecondition", "group_too_deep");
+    assert_eq!(api.list_groups(team, "").await.total, 3);
+}
+
+#[tokio::test]
+async fn full_name_follows_renames_and_moves_of_ancestors() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+    assert_eq!(api.group(team, t.a2x).await["full_name"], "Acme/A/A2/A2x");
+
+    assert_ok(&api.update_group(team, t.a, &json!({"name": "Alpha"})).await);
+    assert_eq!(
+        api.group(team, t.a2x).await["full_name"],
+        "Acme/Alpha/A2/A2x"
+    );
+    assert_eq!(api.group(team, t.a1).await["full_name"], "Acme/Alpha/A1");
+
+    assert_ok(
+        &api.update_group(team, t.a2, &json!({"name": "A2", "to_id": t.b}))
+            .await,
+    );
+    assert_eq!(api.group(team, t.a2x).await["full_name"], "Acme/B/A2/A2x");
+    let listed = api.list_groups(team, "per_page=100").await;
+    assert_eq!(listed.row("id", t.a2x)["full_name"], "Acme/B/A2/A2x");
+    assert_eq!(listed.row("id", t.a2)["parent_id"], t.b);
+
+    assert_ok(
+        &api.update_group(team, t.a2, &json!({"name": "Top", "to_id": 0}))
+            .await,
+    );
+    assert_eq!(api.group(team, t.a2x).await["full_name"], "Acme/Top/A2x");
+    assert_eq!(api.group(team, t.a2).await["parent_id"], 0);
+}
+
+// ----- §5.4 update or move ------------------------------------------------------------------
+
+#[tokio::test]
+async fn update_renames_reorders_and_keeps_what_is_not_given() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let parent = api.create_group(team, "Parent", 0).await;
+    let id = api
+        .create_group_with(
+            team,
+            &json!({"name": "Old", "parent_id": parent, "order": 2, "remote_id": "r-old"}),
+        )
+        .await;
+    let before = api.group(team, id).await;
+
+    let response = api
+        .update_group(team, id, &json!({"name": "  New  ", "order": 7}))
+        .await;
+    assert_eq!(assert_ok(&response), json!({}));
+    let after = api.group(team, id).await;
+    assert_eq!(after["name"], "New");
+    assert_eq!(after["order"], 7);
+    assert_eq!(after["parent_id"], parent);
+    assert_eq!(after["remote_id"], "r-old");
+    assert_eq!(after["source"], 1);
+    assert_eq!(after["full_name"], "Acme/Parent/New");
+    assert_eq!(after["created_at"], before["created_at"]);
+    assert!(assert_time(&after["upd_at"], "+08:00") >= assert_time(&before["upd_at"], "+08:00"));
+
+    // Without `order`, the order stays.
+    assert_ok(&api.update_group(team, id, &json!({"name": "Newer"})).await);
+    assert_eq!(api.group(team, id).await["order"], 7);
+}
+
+#[tokio::test]
+async fn update_refuses_a_missing_or_invalid_name_and_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let id = api.create_group(team, "Sales", 0).await;
+    for body in [
+        json!({}),
+        json!({"order": 3}),
+        json!({"name": ""}),
+        json!({"name": "a/b"}),
+        json!({"name": "x".repeat(65)}),
+        json!({"name": "Sales", "order": 2_147_483_648_i64}),
+    ] {
+        let response = api.update_group(team, id, &body).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    let group = api.group(team, id).await;
+    assert_eq!(
+        (group["name"].clone(), group["order"].clone()),
+        (json!("Sales"), json!(0))
+    );
+}
+
+#[tokio::test]
+async fn from_id_must_name_the_current_parent() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+
+    let response = api
+        .update_group(
+            team,
+            t.a1,
+            &json!({"name": "Moved", "from_id": t.b, "to_id": t.c}),
+        )
+        .await;
+    assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    let unchanged = api.group(team, t.a1).await;
+    assert_eq!(
+        (unchanged["parent_id"].clone(), unchanged["name"].clone()),
+        (json!(t.a), json!("A1"))
+    );
+
+    assert_ok(
+        &api.update_group(
+            team,
+            t.a1,
+            &json!({"name": "Moved", "from_id": t.a, "to_id": t.c}),
+        )
+        .await,
+    );
+    let moved = api.group(team, t.a1).await;
+    assert_eq!(moved["parent_id"], t.c);
+    assert_eq!(moved["full_name"], "Acme/C/Moved");
+    assert_eq!(
+        api.list_groups(team, &format!("parent_id={}", t.c))
+            .await
+            .ints("id"),
+        vec![t.a1]
+    );
+    assert_eq!(
+        api.list_groups(team, &format!("parent_id={}", t.a))
+            .await
+            .ints("id"),
+        vec![t.a2]
+    );
+    // A top-level group's parent is 0.
+    assert_ok(
+        &api.update_group(team, t.b, &json!({"name": "B", "from_id": 0}))
+            .await,
+    );
+}
+
+#[tokio::test]
+async fn moving_a_group_under_itself_or_a_descendant_is_group_cycle() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+    for target in [t.a, t.a2, t.a2x] {
+        let response = api
+            .update_group(team, t.a, &json!({"name": "A", "to_id": target}))
+            .await;
+        assert_error(&response, 409, "FailedPrecondition", "group_cycle");
+    }
+    assert_eq!(api.group(team, t.a).await["parent_id"], 0);
+    assert_eq!(api.group(team, t.a2x).await["full_name"], "Acme/A/A2/A2x");
+    let listed = api.list_groups(team, "per_page=100").await;
+    assert_eq!(listed.ints("id"), tree_order(&t));
+}
+
+#[tokio::test]
+async fn a_move_that_puts_any_group_of_the_subtree_too_deep_is_group_too_deep() {
+    let app = TestApp::builder().max_group_depth(3).spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let x = api.create_group(team, "X", 0).await;
+    let x1 = api.create_group(team, "X1", x).await;
+    let x2 = api.create_group(team, "X2", x1).await;
+    let y = api.create_group(team, "Y", 0).await;
+
+    // X's subtree is 3 deep: under Y its leaf would be at depth 4.
+    let response = api
+        .update_group(team, x, &json!({"name": "X", "to_id": y}))
+        .await;
+    assert_error(&response, 409, "FailedPrecondition", "group_too_deep");
+    assert_eq!(api.group(team, x).await["parent_id"], 0);
+    assert_eq!(api.group(team, x2).await["full_name"], "Acme/X/X1/X2");
+
+    // X1's subtree is 2 deep: under Y it fits exactly.
+    assert_ok(
+        &api.update_group(team, x1, &json!({"name": "X1", "to_id": y}))
+            .await,
+    );
+    assert_eq!(api.group(team, x2).await["full_name"], "Acme/Y/X1/X2");
+}
+
+#[tokio::test]
+async fn the_default_group_cannot_be_renamed_or_moved() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let g = api.create_group(team, "G", 0).await;
+    for body in [json!({"name": "Root"}), json!({"name": "Root", "to_id": g})] {
+        let response = api.update_group(team, 0, &body).await;
+        assert_error(
+            &response,
+            409,
+            "FailedPrecondition",
+            "default_group_be_modified",
+        );
+    }
+    assert_eq!(api.group(team, g).await["full_name"], "Acme/G");
+}
+
+#[tokio::test]
+async fn updating_an_unknown_or_deleted_group_is_contacts_group_not_found() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let deleted = api.create_group(team, "Deleted", 0).await;
+    assert_ok(&api.delete_groups(team, &[deleted]).await);
+    for id in [deleted, deleted + 1000] {
+        let response = api.update_group(team, id, &json!({"name": "Back"})).await;
+        assert_error(&response, 404, "NotFound", "contacts_group_not_found");
+    }
+    let tombstones = api.list_groups(team, "include_invalid=true").await;
+    assert_eq!(tombstones.row("id", deleted)["name"], "Deleted");
+}
+
+#[tokio::test]
+async fn update_may_change_the_remote_id_but_not_to_one_in_use() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let one = api
+        .create_group_with(team, &json!({"name": "One", "remote_id": "r1"}))
+        .await;
+    let two = api
+        .create_group_with(team, &json!({"name": "Two", "remote_id": "r2"}))
+        .await;
+
+    let response = api
+        .update_group(team, two, &json!({"name": "Two", "remote_id": "r1"}))
+        .await;
+    assert_error(&response, 409, "AlreadyExists", "duplicated_remote_id");
+    assert_eq!(api.group(team, two).await["remote_id"], "r2");
+
+    // Keeping one's own remote id is no conflict.
+    assert_ok(
+        &api.update_group(team, one, &json!({"name": "One", "remote_id": "r1"}))
+            .await,
+    );
+    assert_ok(
+        &api.update_group(team, two, &json!({"name": "Two", "remote_id": "r3"}))
+            .await,
+    );
+    assert_eq!(
+        api.list_groups(team, "remote_ids=r3").await.ints("id"),
+        vec![two]
+    );
+    // r2 is free again.
+    api.create_group_with(team, &json!({"name": "New", "remote_id": "r2"}))
+        .await;
+}
+
+// ----- §5.5 batch delete --------------------------------------------------------------------
+
+#[tokio::test]
+async fn batch_delete_turns_groups_into_tombstones() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+    let before = api.group(team, t.c).await;
+
+    let response = api.delete_groups(team, &[t.c, t.b1]).await;
+    assert_eq!(assert_ok(&response), json!({}));
+    let listed = api.list_groups(team, "per_page=100").await;
+    assert_eq!(
+        sorted(listed.ints("id")),
+        sorted([t.a, t.b, t.a1, t.a2, t.a2x])
+    );
+    assert_eq!(listed.total, 5);
+
+    let tombstones = api
+        .list_groups(team, "per_page=100&include_invalid=true")
+        .await;
+    let c = tombstones.row("id", t.c);
+    assert_eq!(c["is_valid"], false);
+    assert_eq!(c["name"], "C");
+    assert!(assert_time(&c["upd_at"], "+08:00") >= assert_time(&before["upd_at"], "+08:00"));
+
+    // A second delete of a tombstone finds nothing.
+    let response = api.delete_groups(team, &[t.c]).await;
+    assert_error(&response, 404, "NotFound", "contacts_group_not_found");
+}
+
+#[tokio::test]
+async fn batch_delete_with_one_unknown_id_deletes_nothing() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    let foreign = other_api.create_group(other.team_id, "Foreign", 0).await;
+
+    for unknown in [t.a2x + foreign + 1000, foreign] {
+        let response = api.delete_groups(team, &[t.c, unknown, t.b1]).await;
+        assert_error(&response, 404, "NotFound", "contacts_group_not_found");
+    }
+    assert_eq!(api.list_groups(team, "per_page=100").await.total, 7);
+    assert_eq!(
+        other_api.list_groups(other.team_id, "").await.ints("id"),
+        vec![foreign]
+    );
+}
+
+#[tokio::test]
+async fn batch_delete_of_a_group_with_a_child_outside_the_batch_is_group_not_empty() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let t = tree(&api, team).await;
+
+    let response = api.delete_groups(team, &[t.c, t.a2]).await;
+    assert_error(&response, 409, "FailedPrecondition", "group_not_empty");
+    assert_eq!(api.list_groups(team, "per_page=100").await.total, 7);
+
+    // A parent deleted together with its whole subtree is fine, in any order.
+    assert_ok(&api.delete_groups(team, &[t.a2x, t.a, t.a1, t.a2]).await);
+    let listed = api.list_groups(team, "per_page=100").await;
+    assert_eq!(sorted(listed.ints("id")), sorted([t.b, t.c, t.b1]));
+}
+
+#[tokio::test]
+async fn batch_delete_with_the_default_group_is_default_group_be_modified() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let g = api.create_group(team, "G", 0).await;
+    let response = api.delete_groups(team, &[g, 0]).await;
+    assert_error(
+        &response,
+        409,
+        "FailedPrecondition",
+        "default_group_be_modified",
+    );
+    assert_eq!(api.list_groups(team, "").await.ints("id"), vec![g]);
+}
+
+#[tokio::test]
+async fn batch_delete_takes_1_to_100_ids() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let g = api.create_group(team, "G", 0).await;
+    let too_many: Vec<i64> = (0..101).map(|i| g + i).collect();
+    for body in [
+        json!({"group_ids": []}),
+        json!({"group_ids": too_many}),
+        json!({}),
+    ] {
+        let response = api.post_json(&delete_groups_path(team), &body).await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+    assert_eq!(api.list_groups(team, "").await.total, 1);
+
+    // 100 ids at once is fine.
+    let mut ids = Vec::new();
+    for i in 0..99 {
+        ids.push(api.create_group(team, &format!("G{i}"), 0).await);
+    }
+    ids.push(g);
+    assert_ok(&api.delete_groups(team, &ids).await);
+    assert_eq!(api.list_groups(team, "").await.total, 0);
+}
+
+#[tokio::test]
+async fn a_deleted_groups_remote_id_can_be_reused() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let old = api
+        .create_group_with(team, &json!({"name": "Old", "remote_id": "hr-1"}))
+        .await;
+    assert_ok(&api.delete_groups(team, &[old]).await);
+
+    let new = api
+        .create_group_with(team, &json!({"name": "New", "remote_id": "hr-1"}))
+        .await;
+    assert_ne!(new, old);
+    let listed = api.list_groups(team, "remote_ids=hr-1").await;
+    assert_eq!((listed.ints("id"), listed.total), (vec![new], 1));
+    // The tombstone still carries the id it had, for sync clients.
+    let with_tombstones = api
+        .list_groups(team, "remote_ids=hr-1&include_invalid=true")
+        .await;
+    assert_eq!(sorted(with_tombstones.ints("id")), sorted([old, new]));
+    let all = api.list_groups(team, "include_invalid=true").await;
+    let tombstone: &Value = all.row("id", old);
+    assert_eq!(tombstone["is_valid"], false);
+}

@@ -1,0 +1,12 @@
+//! HTTP integration tests of contactsd against `../shared/spec/API.md`.
+//!
+//! Every test starts the real router on `127.0.0.1:0` over a fresh database (SQLite by default,
+//! a fresh PostgreSQL database when `CONTACTSD_TEST_DATABASE_URL` is set) and talks to it over
+//! HTTP only; what a test checks is what a client sees: the status, the envelope, the data, and
+//! what reading it back afterwards shows.
+
+mod foundation;
+mod groups;
+mod helpers;
+mod members;
+mod users_orgs;
