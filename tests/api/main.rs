@@ -5,8 +5,10 @@
 //! HTTP only; what a test checks is what a client sees: the status, the envelope, the data, and
 //! what reading it back afterwards shows.
 
+mod concurrency;
 mod foundation;
 mod groups;
 mod helpers;
 mod members;
+mod sync;
 mod users_orgs;
