@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
-use crate::domain::sync::{self, Snapshot, SyncOptions, SyncRefusal, SyncReport};
+use crate::domain::sync::{self, MemberState, Snapshot, SyncOptions, SyncRefusal, SyncReport};
 use crate::domain::values::{TeamId, UserId};
-use crate::store::NewUser;
+use crate::store::{NewUser, TeamRecord};
 
 /// The report of a sync, with the time it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,6 +65,12 @@ impl Service {
             planning_users.insert(member.openid.clone(), id);
         }
         let now = unix_now();
+        if !dry_run && missing.is_empty() {
+            // Every user exists: decide once, under the write gate.
+            return self
+                .commit_sync(&team, snapshot, options, &users, &members, started)
+                .await;
+        }
         let checked = self
             .directories
             .read(&*self.store, &team, |d| {
@@ -96,10 +102,26 @@ impl Service {
                 .await?;
             users.extend(registered);
         }
+        self.commit_sync(&team, snapshot, options, &users, &members, started)
+            .await
+    }
+
+    /// Decide the snapshot on a current copy under the team's write gate and commit it.
+    async fn commit_sync(
+        &self,
+        team: &TeamRecord,
+        snapshot: &Snapshot,
+        options: SyncOptions,
+        users: &HashMap<String, UserId>,
+        members: &HashMap<UserId, MemberState>,
+        started: Instant,
+    ) -> ServiceResult<SyncOutcome> {
+        let max_depth = self.settings.max_group_depth;
+        let now = unix_now();
         let (planned, _) = self
             .directories
-            .write(&*self.store, &team, |d| {
-                match sync::plan(d, snapshot, options, &users, &members, max_depth, now) {
+            .write(&*self.store, team, |d| {
+                match sync::plan(d, snapshot, options, users, members, max_depth, now) {
                     Ok((changes, report)) => Ok((changes, Ok(report))),
                     Err(refusal) => Ok((Vec::new(), Err(refusal))),
                 }
@@ -108,7 +130,7 @@ impl Service {
         let report: Result<SyncReport, SyncRefusal> = planned;
         Ok(SyncOutcome {
             report: report.map_err(ServiceError::SyncRefused)?,
-            dry_run,
+            dry_run: false,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
     }
