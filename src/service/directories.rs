@@ -18,7 +18,22 @@ use crate::domain::values::{GroupId, TeamId};
 use crate::store::{Store, StoreError, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
-const WRITE_ATTEMPTS: usize = 8;
+const WRITE_ATTEMPTS: u32 = 24;
+
+/// A random pause before deciding again, growing with the attempts, so that the process that
+/// keeps losing (it must reload every time) gets its turn.
+async fn back_off(attempt: u32) {
+    let mut noise = [0u8; 2];
+    let jitter = match getrandom::fill(&mut noise) {
+        Ok(()) => u64::from(u16::from_le_bytes(noise)),
+        Err(_) => 0,
+    };
+    let ceiling_ms = 2u64 << attempt.min(6);
+    tokio::time::sleep(std::time::Duration::from_micros(
+        jitter % (ceiling_ms * 1000),
+    ))
+    .await;
+}
 
 #[derive(Default)]
 struct Slot {
@@ -112,8 +127,11 @@ impl Directories {
         let slot = self.slot(team_id);
         let _gate = slot.gate.lock().await;
         let mut stale = !slot.is_fresh(team.version);
-        for _ in 0..WRITE_ATTEMPTS {
+        for attempt in 0..WRITE_ATTEMPTS {
             if stale {
+                if attempt > 0 {
+                    back_off(attempt).await;
+                }
                 self.reload(store, &slot, team_id).await?;
             }
             let (changes, value, expected) = {

@@ -8,6 +8,7 @@
 //! [`Directory`](crate::domain::directory::Directory) and the store writes the resulting changes
 //! only if the team's version is unchanged ([`DirectoryStore::apply`]).
 
+pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -254,10 +255,33 @@ pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
     async fn ping(&self) -> StoreResult<()>;
 }
 
-/// Open (creating if needed) and migrate the database named by `url`.
+/// The environment variable giving the most connections one process opens to PostgreSQL.
+pub const POOL_SIZE_ENV: &str = "CONTACTSD_DB_POOL_SIZE";
+/// Connections per process to PostgreSQL when [`POOL_SIZE_ENV`] is not set. Size it so that
+/// processes × pool size stays below the server's `max_connections`.
+pub const DEFAULT_POOL_SIZE: u32 = 10;
+
+/// Open and migrate the database named by `url`: `sqlite:` (the file is created if missing) or
+/// `postgres://` / `postgresql://` (the database must exist; its pool size is read from
+/// [`POOL_SIZE_ENV`], default [`DEFAULT_POOL_SIZE`]).
 pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let pool_size = match std::env::var(POOL_SIZE_ENV) {
+            Err(_) => DEFAULT_POOL_SIZE,
+            Ok(raw) => match raw.trim().parse::<u32>() {
+                Ok(size) if size > 0 => size,
+                _ => {
+                    return Err(StoreError::Database(format!(
+                        "{POOL_SIZE_ENV} must be a positive integer, not {raw:?}"
+                    )));
+                }
+            },
+        };
+        Ok(std::sync::Arc::new(
+            postgres::PostgresStore::open(url, pool_size).await?,
+        ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

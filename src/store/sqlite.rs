@@ -783,10 +783,22 @@ impl DirectoryStore for SqliteStore {
         let mut rest = changes;
         while let Some(first) = rest.first() {
             let kind = std::mem::discriminant(first);
+            // A run holds changes of one kind and names each member once, so that applying it
+            // at once equals applying its changes in order.
+            let mut members_in_run = HashSet::new();
             let run = rest
                 .iter()
                 .take(BATCH_ROWS)
-                .take_while(|change| std::mem::discriminant(*change) == kind)
+                .take_while(|change| {
+                    std::mem::discriminant(*change) == kind
+                        && match change {
+                            Change::PutMember { member, .. } => {
+                                members_in_run.insert(member.user_id)
+                            }
+                            Change::RemoveMember(user_id) => members_in_run.insert(*user_id),
+                            _ => true,
+                        }
+                })
                 .count();
             let (batch, tail) = rest.split_at(run);
             rest = tail;
