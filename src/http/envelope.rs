@@ -299,6 +299,34 @@ struct Envelope<'a> {
     request_id: &'a str,
 }
 
+impl Outcome {
+    fn envelope<'a>(&'a self, request_id: &'a str) -> Envelope<'a> {
+        Envelope {
+            code: self.code,
+            error: ErrorBody {
+                error_type: self.error_type,
+                message: self.message.as_deref(),
+            },
+            data: &self.data,
+            request_id,
+        }
+    }
+}
+
+/// The envelope the middleware would send for `response` under `request_id`. The API
+/// description renders its examples with this, so they are the answers the server gives.
+pub(crate) fn rendered(response: &Response, request_id: &str) -> serde_json::Value {
+    let fallback;
+    let outcome = match response.extensions().get::<Outcome>() {
+        Some(outcome) => outcome,
+        None => {
+            fallback = outcome_from_status(response.status());
+            &fallback
+        }
+    };
+    serde_json::to_value(outcome.envelope(request_id)).unwrap_or_default()
+}
+
 /// The request id of a request: a valid incoming `x-request-id` UUID, or a fresh one.
 fn request_id_of(request: &Request) -> Uuid {
     request
@@ -330,16 +358,7 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
         }
         outcome => {
             let outcome = outcome.unwrap_or_else(|| outcome_from_status(parts.status));
-            let envelope = Envelope {
-                code: outcome.code,
-                error: ErrorBody {
-                    error_type: outcome.error_type,
-                    message: outcome.message.as_deref(),
-                },
-                data: &outcome.data,
-                request_id: &request_id,
-            };
-            let bytes = serde_json::to_vec(&envelope).unwrap_or_default();
+            let bytes = serde_json::to_vec(&outcome.envelope(&request_id)).unwrap_or_default();
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod extract;
+mod openapi;
 mod routes;
 mod sync;
 
@@ -102,6 +103,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
             "/api/contacts/teams/{team_id}/users/{user_id}",
             post(routes::update_member),
         )
+        .merge(openapi::routes())
         .with_state(state);
     with_envelope(router.layer(DefaultBodyLimit::max(body_limit)))
 }

@@ -1,17 +1,123 @@
 //! The handlers: one per operation of the contract, each reading its request, calling the
 //! service, and shaping the answer's `data` field for field as the contract shows it.
+//!
+//! Each handler also carries its part of the API description (`#[utoipa::path]`, see
+//! [`super::openapi`]): parameters, body, data, and the failures it can answer with, declared
+//! with [`failures!`] as the error values themselves.
+
+use std::borrow::Cow;
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
+use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 
 use super::AppState;
 use super::envelope::{ApiError, Reply};
 use super::extract::{Authenticated, JsonBody, MAX_ARRAY_ITEMS, QueryParams};
+use super::openapi::{Empty, Success, anonymous, authenticated, authenticated_body, failures};
+use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView, MemberFilter};
 use crate::domain::values::{self, GroupId, OrgId, ROOT_GROUP, Role, TeamId, UserId};
-use crate::service::{GroupUpdate, MemberUpdate, NewGroupRequest};
+use crate::service::{GroupUpdate, MemberUpdate, NewGroupRequest, ServiceError};
 
 type Answer = Result<Reply, ApiError>;
+
+// ----- shared parts of the description ------------------------------------------------------
+
+// The success envelopes (named components of the description).
+type CreatedGroupAnswer = Success<CreatedGroupData>;
+type CreatedOrgAnswer = Success<CreatedOrgData>;
+type EmptyAnswer = Success<Empty>;
+type GroupAnswer = Success<GroupData>;
+type GroupListAnswer = Success<ListData<GroupData>>;
+type HealthAnswer = Success<Health>;
+type MemberListAnswer = Success<ListData<MemberData>>;
+type OrgAnswer = Success<OrgData>;
+type TokenAnswer = Success<TokenData>;
+type UserAnswer = Success<UserData>;
+
+/// `appid` beside the token: the reference service's calling convention.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; the Authenticated extractor reads it"
+)]
+pub struct AppidQuery {
+    /// The calling app. Optional with a Bearer token; when given, it must be the token's app.
+    #[param(min_length = 1, example = "tpidk3v9q2xa")]
+    appid: Option<String>,
+}
+
+/// `page` and `per_page` of a listing (read by [`QueryParams::page`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; QueryParams reads it")]
+pub struct PageQuery {
+    /// The page, from 1. A page past the end answers an empty `list` and the real `total`.
+    #[param(minimum = 1, maximum = 4294967295_i64, default = 1)]
+    page: Option<i64>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 1000, default = 10)]
+    per_page: Option<i64>,
+}
+
+/// A member role in a filter: `1` owner, `2` team admin, `3` survey admin, `4` regular member.
+pub struct RoleCode;
+
+impl PartialSchema for RoleCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([1, 2, 3, 4]))
+            .description(Some(
+                "`1` owner, `2` team admin, `3` survey admin, `4` regular member.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RoleCode {}
+
+/// `{"list": [...], "total": N}` of a listing, named after its rows (`GroupList`, ...).
+impl<T: ToSchema> PartialSchema for ListData<T> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "list",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("list")
+            .property(
+                "total",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Every match, not only this page's rows.")),
+            )
+            .required("total")
+            .examples(
+                super::openapi::example_of(&T::schema())
+                    .map(|row| serde_json::json!({"list": [row], "total": 1})),
+            )
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for ListData<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Owned(format!("{}List", T::name()))
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
 
 fn order(raw: i64) -> Result<i64, ApiError> {
     if i32::try_from(raw).is_err() {
@@ -22,11 +128,29 @@ fn order(raw: i64) -> Result<i64, ApiError> {
 
 // ----- operations ---------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct Health {
+/// The state of the service.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok`.
+    #[schema(value_type = String)]
     status: &'static str,
 }
 
+failures!(HealthFailures: anonymous; ApiError::unavailable());
+
+/// Health: does the database answer?
+///
+/// No authentication. HTTP 503 (`Internal`) when the database does not answer.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers.", body = HealthAnswer),
+        HealthFailures,
+    ),
+)]
 pub async fn health(State(state): State<AppState>) -> Answer {
     if state.service.healthy().await {
         Reply::data(&Health { status: "ok" })
@@ -37,12 +161,65 @@ pub async fn health(State(state): State<AppState>) -> Answer {
 
 // ----- tokens -------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct TokenData {
+/// A new access token.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Token, example = json!({
+    "access_token": "HvTt8cTmFd0vDBWxgc41IGZ7X0YL2Mme1Oc74Ae0GhPMQkOQ",
+    "expires_in": 7200
+}))]
+pub struct TokenData {
+    /// The token; it replaces every earlier token of the app.
     access_token: String,
+    /// Its lifetime in seconds.
+    #[schema(minimum = 1)]
     expires_in: u64,
 }
 
+/// The query of the token call.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; issue_token reads it")]
+pub struct TokenQuery {
+    /// The app's id.
+    #[param(min_length = 1, example = "tpidk3v9q2xa")]
+    appid: String,
+    /// The app's secret.
+    #[param(min_length = 1)]
+    secret: String,
+    /// Always `client_credential`.
+    #[param(inline)]
+    grant_type: GrantType,
+}
+
+/// The only grant type.
+#[derive(ToSchema)]
+#[allow(dead_code, non_camel_case_types, reason = "describes the query string")]
+pub enum GrantType {
+    client_credential,
+}
+
+failures!(TokenFailures: anonymous;
+    ApiError::invalid("appid and secret are required"),
+    ServiceError::InvalidCredential,
+    ServiceError::Subscription,
+    ServiceError::RateLimited { retry_after_secs: 1 },
+);
+
+/// Get an access token.
+///
+/// Issuing a token invalidates every earlier token of the app at once. A wrong appid or secret
+/// is `invalid_credential` (never saying which); an app whose org is on the `free` plan gets
+/// `invalid_org_subscription`. Limited per appid (60 a minute by default).
+#[utoipa::path(
+    get,
+    path = "/api/oauth2/access_token",
+    tag = "tokens",
+    params(TokenQuery),
+    responses(
+        (status = 200, description = "A new token.", body = TokenAnswer),
+        TokenFailures,
+    ),
+)]
 pub async fn issue_token(State(state): State<AppState>, query: QueryParams) -> Answer {
     let appid = query.single("appid")?.unwrap_or_default();
     let secret = query.single("secret")?.unwrap_or_default();
@@ -59,18 +236,53 @@ pub async fn issue_token(State(state): State<AppState>, query: QueryParams) -> A
 
 // ----- orgs ---------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A new org and its owner.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Acme", "user_id": 100000001}))]
 pub struct CreateOrgBody {
+    /// 1..64 characters after trimming.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    /// A registered user (§7), who becomes the owner (role 1).
+    #[schema(value_type = i64)]
     user_id: UserId,
 }
 
-#[derive(Serialize)]
-struct CreatedOrgData {
+/// The created org and its directory.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedOrg, example = json!({"org_id": 60000000002_i64, "team_id": 2}))]
+pub struct CreatedOrgData {
+    #[schema(value_type = i64)]
     org_id: OrgId,
+    #[schema(value_type = i64)]
     team_id: TeamId,
 }
 
+failures!(CreateOrgFailures: authenticated_body;
+    RuleError::invalid("name must be 1 to 64 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+    ServiceError::OrgResourceExhausted,
+);
+
+/// Create an org (platform apps).
+///
+/// The org is on plan `business` with 10 admin seats; the user becomes its owner. A user may
+/// create at most 5 orgs (`org_resource_exhausted`). Team apps get `claim_error` (or
+/// `invalid_org_subscription` below `flagship`).
+#[utoipa::path(
+    post,
+    path = "/api/orgs",
+    tag = "orgs",
+    params(AppidQuery),
+    request_body = CreateOrgBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The org was created.", body = CreatedOrgAnswer),
+        CreateOrgFailures,
+    ),
+)]
 pub async fn create_org(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -87,18 +299,55 @@ pub async fn create_org(
     })
 }
 
-#[derive(Serialize)]
-struct OrgData {
+/// An org.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Org, example = json!({
+    "id": 60000000002_i64,
+    "name": "Acme",
+    "phone": "",
+    "current_user_role": 0,
+    "creator_id": 100000001,
+    "creator_name": "Ada",
+    "creator_avatar_url": "https://example.com/ada.png",
+    "team_id": 2
+}))]
+pub struct OrgData {
+    #[schema(value_type = i64)]
     id: OrgId,
     name: String,
     phone: String,
+    /// Always 0 for app calls.
     current_user_role: i64,
+    /// 0 for orgs created on the command line.
+    #[schema(value_type = i64)]
     creator_id: UserId,
     creator_name: String,
     creator_avatar_url: String,
+    #[schema(value_type = i64)]
     team_id: TeamId,
 }
 
+failures!(GetOrgFailures: authenticated;
+    ApiError::invalid("the request is malformed"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::OrgNotFound,
+);
+
+/// Get an org.
+///
+/// Team apps reach only their own org, on plan `flagship`; platform apps the orgs they created.
+#[utoipa::path(
+    get,
+    path = "/api/orgs/{org_id}",
+    tag = "orgs",
+    params(("org_id" = i64, Path, description = "The org's id."), AppidQuery),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The org.", body = OrgAnswer),
+        GetOrgFailures,
+    ),
+)]
 pub async fn get_org(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -119,21 +368,54 @@ pub async fn get_org(
 
 // ----- users --------------------------------------------------------------------------------
 
-#[derive(Deserialize)]
+/// A user to register under the app's own id for it.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"openid": "u-1001", "nickname": "Ada", "avatar": "https://example.com/ada.png"}))]
 pub struct RegisterUserBody {
+    /// The app's id for the user, unique per app.
+    #[schema(min_length = 1, max_length = 128)]
     openid: String,
     #[serde(default)]
+    #[schema(max_length = 64)]
     nickname: String,
+    /// An image URL.
     #[serde(default)]
+    #[schema(max_length = 255)]
     avatar: String,
 }
 
-#[derive(Serialize)]
-struct UserData {
+/// A user's ids.
+#[derive(Serialize, ToSchema)]
+#[schema(as = User, example = json!({"user_id": 100000001, "respondent_id": 500000001}))]
+pub struct UserData {
+    #[schema(value_type = i64)]
     user_id: UserId,
+    /// The user's answering identity.
     respondent_id: i64,
 }
 
+failures!(RegisterUserFailures: authenticated_body;
+    RuleError::invalid("openid must be 1 to 128 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+);
+
+/// Register a user.
+///
+/// Registering an openid the app already registered returns the same user and updates its
+/// nickname and avatar.
+#[utoipa::path(
+    post,
+    path = "/api/sso/users",
+    tag = "users",
+    params(AppidQuery),
+    request_body = RegisterUserBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The user.", body = UserAnswer),
+        RegisterUserFailures,
+    ),
+)]
 pub async fn register_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -152,6 +434,29 @@ pub async fn register_user(
     })
 }
 
+failures!(GetUserFailures: authenticated;
+    RuleError::invalid("openid must be 1 to 128 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+);
+
+/// Get a user by openid.
+#[utoipa::path(
+    get,
+    path = "/api/sso/users/{openid}",
+    tag = "users",
+    params(
+        ("openid" = String, Path, min_length = 1, max_length = 128,
+            description = "The app's id for the user."),
+        AppidQuery,
+    ),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The user.", body = UserAnswer),
+        GetUserFailures,
+    ),
+)]
 pub async fn get_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -165,12 +470,41 @@ pub async fn get_user(
     })
 }
 
-#[derive(Deserialize)]
+/// New profile values; a field left out (or `null`) keeps its value.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"nickname": "Ada L."}))]
 pub struct UpdateUserBody {
+    #[schema(max_length = 64)]
     nickname: Option<String>,
+    /// An image URL.
+    #[schema(max_length = 255)]
     avatar: Option<String>,
 }
 
+failures!(UpdateUserFailures: authenticated_body;
+    RuleError::invalid("nickname must be at most 64 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+);
+
+/// Update a user's nickname or avatar.
+#[utoipa::path(
+    post,
+    path = "/api/sso/users/{openid}",
+    tag = "users",
+    params(
+        ("openid" = String, Path, min_length = 1, max_length = 128,
+            description = "The app's id for the user."),
+        AppidQuery,
+    ),
+    request_body = UpdateUserBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated.", body = EmptyAnswer),
+        UpdateUserFailures,
+    ),
+)]
 pub async fn update_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -189,18 +523,47 @@ pub async fn update_user(
 
 // ----- groups -------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct GroupData {
+/// A group of a directory.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Group, example = json!({
+    "id": 1,
+    "team_id": 1,
+    "parent_id": 0,
+    "source": 1,
+    "remote_id": "sales",
+    "name": "Sales",
+    "full_name": "Demo/Sales",
+    "order": 0,
+    "is_valid": true,
+    "created_at": "2026-11-28T20:28:23+08:00",
+    "upd_at": "2026-11-28T20:28:23+08:00"
+}))]
+pub struct GroupData {
+    #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
     id: GroupId,
+    #[schema(value_type = i64)]
     team_id: TeamId,
+    /// `0` for a top-level group.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     parent_id: GroupId,
+    /// `1` created or last changed through the API, `2` by a directory sync.
+    #[schema(minimum = 1, maximum = 2)]
     source: i64,
+    /// The group's id in the client's own system, or `""`.
+    #[schema(max_length = 64)]
     remote_id: String,
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    /// The team's name, every ancestor's name and the group's own, joined by `/`.
     full_name: String,
+    /// Larger comes first among siblings.
+    #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: i64,
+    /// `false` for a deleted group kept as a tombstone.
     is_valid: bool,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     upd_at: String,
 }
 
@@ -223,8 +586,9 @@ impl GroupData {
     }
 }
 
+/// One page of a listing.
 #[derive(Serialize)]
-struct ListData<T> {
+pub struct ListData<T> {
     list: Vec<T>,
     total: u64,
 }
@@ -264,6 +628,62 @@ fn group_filter(query: &QueryParams) -> Result<GroupFilter, ApiError> {
     })
 }
 
+/// The query of the group list (read by [`group_filter`] and [`QueryParams::page`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; group_filter reads it"
+)]
+pub struct ListGroupsQuery {
+    /// Only groups whose `remote_id` is one of these.
+    #[param(max_items = 1000, style = Form, explode)]
+    remote_ids: Option<Vec<String>>,
+    /// Only the direct children of this group (`0` = the top level).
+    #[param(minimum = 0, maximum = 4294967295_i64)]
+    parent_id: Option<i64>,
+    /// With `parent_id`: every group below it, not only its children (an extension).
+    recursive: Option<bool>,
+    /// Also list deleted groups (tombstones) (an extension).
+    include_invalid: Option<bool>,
+    /// Only groups whose `upd_at` is at or after this time (an extension).
+    #[param(value_type = Option<String>, format = DateTime)]
+    updated_since: Option<String>,
+    /// Only groups whose name contains this, case-insensitively (an extension).
+    #[param(max_length = 64)]
+    keyword: Option<String>,
+}
+
+failures!(ListGroupsFailures: authenticated;
+    ApiError::invalid("recursive needs parent_id"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::ParentGroupNotFound,
+);
+
+/// List groups.
+///
+/// Without `parent_id`: every valid group, by depth, then `order` descending, then `id`
+/// (parents before their children). With `parent_id`: its children by `order` descending, then
+/// `id`.
+#[utoipa::path(
+    get,
+    path = "/api/contacts/teams/{team_id}/groups",
+    tag = "groups",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        PageQuery,
+        ListGroupsQuery,
+        AppidQuery,
+    ),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of groups.",
+            body = GroupListAnswer),
+        ListGroupsFailures,
+    ),
+)]
 pub async fn list_groups(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -285,6 +705,33 @@ pub async fn list_groups(
     })
 }
 
+failures!(GetGroupFailures: authenticated;
+    ApiError::invalid("the request is malformed"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+);
+
+/// Get a group (an extension).
+///
+/// A deleted group is `contacts_group_not_found`.
+#[utoipa::path(
+    get,
+    path = "/api/contacts/teams/{team_id}/groups/{group_id}",
+    tag = "groups",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("group_id" = i64, Path, minimum = 1, maximum = 4294967295_i64,
+            description = "The group's id."),
+        AppidQuery,
+    ),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The group.", body = GroupAnswer),
+        GetGroupFailures,
+    ),
+)]
 pub async fn get_group(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -294,20 +741,59 @@ pub async fn get_group(
     Reply::data(&GroupData::new(&state, team_id, view))
 }
 
-#[derive(Deserialize)]
+/// A new group.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Sales", "parent_id": 0, "order": 0, "remote_id": "sales"}))]
 pub struct CreateGroupBody {
+    /// 1..64 characters after trimming, without `/` or control characters.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    /// The parent group; `0` (the default) for the top level.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     parent_id: Option<GroupId>,
+    /// Larger comes first among siblings; default 0.
+    #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
+    /// The group's id in the client's own system, unique among the directory's valid groups;
+    /// default `""` (none).
+    #[schema(max_length = 64)]
     remote_id: Option<String>,
 }
 
-#[derive(Serialize)]
-struct CreatedGroupData {
+/// The created group.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedGroup, example = json!({"group_id": 1, "name": "Sales"}))]
+pub struct CreatedGroupData {
+    #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
     group_id: GroupId,
+    /// The name as stored (trimmed).
     name: String,
 }
 
+failures!(CreateGroupFailures: authenticated_body;
+    RuleError::invalid("name must not contain '/'"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::ParentGroupNotFound,
+    RuleError::DuplicatedRemoteId,
+    RuleError::GroupTooDeep,
+);
+
+/// Create a group.
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/groups",
+    tag = "groups",
+    params(("team_id" = i64, Path, description = "The directory (team) id."), AppidQuery),
+    request_body = CreateGroupBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The group was created.",
+            body = CreatedGroupAnswer),
+        CreateGroupFailures,
+    ),
+)]
 pub async fn create_group(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -330,15 +816,61 @@ pub async fn create_group(
     })
 }
 
-#[derive(Deserialize)]
+/// A group's new name, and optionally its order, parent and remote id.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Sales EMEA", "from_id": 0, "to_id": 2}))]
 pub struct UpdateGroupBody {
+    /// Required, as in the reference service: 1..64 characters after trimming, without `/`.
+    #[schema(min_length = 1, max_length = 64)]
     name: String,
+    #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
+    /// The current parent; if given and wrong, `invalid_argument`.
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     from_id: Option<GroupId>,
+    /// The new parent (`0` = the top level).
+    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
     to_id: Option<GroupId>,
+    /// A new remote id (an extension).
+    #[schema(max_length = 64)]
     remote_id: Option<String>,
 }
 
+failures!(UpdateGroupFailures: authenticated_body;
+    RuleError::invalid("from_id is not the group's current parent"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+    RuleError::ParentGroupNotFound,
+    RuleError::DuplicatedRemoteId,
+    RuleError::DefaultGroupModified,
+    RuleError::GroupCycle,
+    RuleError::GroupTooDeep,
+);
+
+/// Update or move a group.
+///
+/// Moving a group under itself or a descendant is `group_cycle`; a move that makes any group
+/// of the moved subtree deeper than the limit is `group_too_deep`; group `0` is
+/// `default_group_be_modified`.
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/groups/{group_id}",
+    tag = "groups",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+            description = "The group's id."),
+        AppidQuery,
+    ),
+    request_body = UpdateGroupBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated.", body = EmptyAnswer),
+        UpdateGroupFailures,
+    ),
+)]
 pub async fn update_group(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -363,11 +895,42 @@ pub async fn update_group(
     Ok(Reply::empty())
 }
 
-#[derive(Deserialize)]
+/// The groups to delete.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"group_ids": [3, 4]}))]
 pub struct DeleteGroupsBody {
+    /// 1..100 ids.
+    #[schema(min_items = 1, max_items = 100, inline, value_type = Vec<GroupIdValue>)]
     group_ids: Vec<GroupId>,
 }
 
+failures!(DeleteGroupsFailures: authenticated_body;
+    RuleError::invalid("group_ids must hold 1 to 100 ids"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+    RuleError::DefaultGroupModified,
+    RuleError::GroupNotEmpty,
+);
+
+/// Delete groups.
+///
+/// All or nothing: every group becomes a tombstone (`is_valid: false`, its `remote_id` free
+/// again), or none does. A group with members, or with child groups outside the batch, is
+/// `group_not_empty`.
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/groups/batch_delete",
+    tag = "groups",
+    params(("team_id" = i64, Path, description = "The directory (team) id."), AppidQuery),
+    request_body = DeleteGroupsBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Deleted.", body = EmptyAnswer),
+        DeleteGroupsFailures,
+    ),
+)]
 pub async fn delete_groups(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -383,17 +946,81 @@ pub async fn delete_groups(
 
 // ----- members ------------------------------------------------------------------------------
 
-#[derive(Serialize)]
-struct MemberData {
+/// A member row.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Member, example = json!({
+    "user_id": 100000001,
+    "respondent_id": 500000001,
+    "name": "Ada",
+    "avatar": "https://example.com/ada.png",
+    "role": 4,
+    "group_id": 1,
+    "group_full_name": "Demo/Sales"
+}))]
+pub struct MemberData {
+    #[schema(value_type = i64)]
     user_id: UserId,
     respondent_id: i64,
+    /// The directory-level nickname when set, else the user's own.
     name: String,
+    /// The directory-level avatar when set, else the user's own.
     avatar: String,
+    /// `1` owner, `2` team admin, `3` survey admin, `4` regular member.
+    #[schema(minimum = 1, maximum = 4)]
     role: i64,
+    /// The listed group; for group 0, the member's first group by id, or 0.
+    #[schema(value_type = i64, minimum = 0, maximum = 4294967295_i64)]
     group_id: GroupId,
+    /// That group's `full_name` (the team's name for 0).
     group_full_name: String,
 }
 
+/// The query of the member list (read by [`list_members`] and [`QueryParams::page`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; list_members reads it"
+)]
+pub struct ListMembersQuery {
+    /// Only members with one of these roles.
+    #[param(max_items = 1000, style = Form, explode, value_type = Option<Vec<RoleCode>>)]
+    roles: Option<Vec<i64>>,
+    /// Also the members of every group below this one, once each (an extension).
+    recursive: Option<bool>,
+}
+
+failures!(ListMembersFailures: authenticated;
+    ApiError::invalid("roles must hold 1, 2, 3 or 4"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+);
+
+/// List the members of a group.
+///
+/// Group `0` lists every member of the directory, once each; another group its direct members.
+/// Ordered by `user_id`.
+#[utoipa::path(
+    get,
+    path = "/api/contacts/teams/{team_id}/groups/{group_id}/users",
+    tag = "members",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+            description = "The group (`0` = the whole directory)."),
+        PageQuery,
+        ListMembersQuery,
+        AppidQuery,
+    ),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "One page of members.",
+            body = MemberListAnswer),
+        ListMembersFailures,
+    ),
+)]
 pub async fn list_members(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -441,11 +1068,47 @@ pub async fn list_members(
     })
 }
 
-#[derive(Deserialize)]
+/// How to add a member.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"role": 4}))]
 pub struct AddMemberBody {
+    /// `2` team admin, `3` survey admin or `4` regular member (the default). With no admin
+    /// seat left, an admin role is quietly lowered to 4. Ignored for an existing member.
+    #[schema(minimum = 2, maximum = 4)]
     role: Option<i64>,
 }
 
+failures!(AddMemberFailures: authenticated_body;
+    RuleError::invalid("role must be 2, 3 or 4"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+    RuleError::ContactsUserNotFound,
+    RuleError::ContactsUserExisted,
+);
+
+/// Add a user to a group.
+///
+/// Adds the user to the directory if needed, and to the group (`0` = the directory only).
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
+    tag = "members",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+            description = "The group (`0` = the directory only)."),
+        ("user_id" = i64, Path, description = "A registered user."),
+        AppidQuery,
+    ),
+    request_body = AddMemberBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Added.", body = EmptyAnswer),
+        AddMemberFailures,
+    ),
+)]
 pub async fn add_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -464,6 +1127,36 @@ pub async fn add_member(
     Ok(Reply::empty())
 }
 
+failures!(RemoveMemberFailures: authenticated;
+    RuleError::invalid("the owner cannot be removed"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::GroupNotFound,
+    RuleError::ContactsUserNotFound,
+);
+
+/// Remove a member from a group.
+///
+/// Group `0` removes the member from the directory entirely. The owner cannot be removed from
+/// the directory.
+#[utoipa::path(
+    delete,
+    path = "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
+    tag = "members",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+            description = "The group (`0` = the whole directory)."),
+        ("user_id" = i64, Path, description = "The member."),
+        AppidQuery,
+    ),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Removed.", body = EmptyAnswer),
+        RemoveMemberFailures,
+    ),
+)]
 pub async fn remove_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -476,14 +1169,68 @@ pub async fn remove_member(
     Ok(Reply::empty())
 }
 
-#[derive(Deserialize)]
+/// A member's new groups, profile or role; a field left out (or `null`) keeps its value.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"group_ids": [1, 2], "nickname": "Ada", "role": 3}))]
 pub struct UpdateMemberBody {
+    /// Replaces the member's whole set of groups (`[]` = the root only; `0` is ignored).
+    #[schema(max_items = 1000, value_type = Option<Vec<GroupIdValue>>)]
     group_ids: Option<Vec<GroupId>>,
+    /// The directory-level nickname.
+    #[schema(max_length = 64)]
     nickname: Option<String>,
+    /// The directory-level avatar URL.
+    #[schema(max_length = 255)]
     avatar: Option<String>,
+    /// `2`, `3` or `4`. The owner's role cannot change; with no admin seat left, an admin role
+    /// is `exceed_user_limit`.
+    #[schema(minimum = 2, maximum = 4)]
     role: Option<i64>,
 }
 
+/// A group id in a body: `0` (the root) or a group's id.
+pub struct GroupIdValue;
+
+impl PartialSchema for GroupIdValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(4294967295_i64))
+            .into()
+    }
+}
+
+impl ToSchema for GroupIdValue {}
+
+failures!(UpdateMemberFailures: authenticated_body;
+    RuleError::invalid("the owner's role cannot change"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    RuleError::ContactsUserNotFound,
+    RuleError::GroupNotFound,
+    RuleError::ExceedUserLimit,
+);
+
+/// Update a member.
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/users/{user_id}",
+    tag = "members",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        ("user_id" = i64, Path, description = "The member."),
+        AppidQuery,
+    ),
+    request_body = UpdateMemberBody,
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Updated.", body = EmptyAnswer),
+        UpdateMemberFailures,
+    ),
+)]
 pub async fn update_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,

@@ -13,12 +13,18 @@ use axum::http::header;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::envelope::{ApiError, Reply};
 use super::extract::{Authenticated, QueryParams};
-use crate::domain::sync::{Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions};
+use super::openapi::{Success, authenticated_body, failures};
+use super::routes::AppidQuery;
+use crate::domain::sync::{
+    Problem, Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
+};
 use crate::domain::values::TeamId;
+use crate::service::ServiceError;
 
 /// Options a snapshot may carry (in the JSON body, an NDJSON `options` line, or the query).
 #[derive(Debug, Default, Deserialize)]
@@ -147,14 +153,175 @@ fn sync_options(query: &QueryParams, body: Options) -> Result<(SyncOptions, bool
     ))
 }
 
-#[derive(Serialize)]
-struct SyncData {
+/// What a sync did (or, in a dry run, would do).
+#[derive(Serialize, ToSchema)]
+#[schema(as = SyncResult, example = json!({
+    "dry_run": false,
+    "groups_created": 1, "groups_renamed": 0, "groups_moved": 0, "groups_reordered": 0,
+    "groups_deleted": 0, "groups_unchanged": 0,
+    "members_added": 1, "members_changed": 0, "members_removed": 0, "members_unchanged": 0,
+    "elapsed_ms": 6
+}))]
+pub struct SyncData {
     dry_run: bool,
     #[serde(flatten)]
+    #[schema(inline, value_type = SyncReportDoc)]
     report: crate::domain::sync::SyncReport,
     elapsed_ms: u64,
 }
 
+// ----- the description of the sync call (see `super::openapi`) -----
+
+type SyncAnswer = Success<SyncData>;
+
+/// `SyncReport` as the wire shows it (the domain type carries no schema).
+#[derive(ToSchema)]
+#[allow(dead_code, reason = "describes SyncReport for the API description")]
+pub struct SyncReportDoc {
+    groups_created: u64,
+    groups_renamed: u64,
+    groups_moved: u64,
+    groups_reordered: u64,
+    groups_deleted: u64,
+    groups_unchanged: u64,
+    members_added: u64,
+    members_changed: u64,
+    members_removed: u64,
+    members_unchanged: u64,
+}
+
+/// A snapshot as a JSON body. As NDJSON, each line is one object tagged by `kind`:
+/// `{"kind": "options", ...}`, `{"kind": "group", ...}` or `{"kind": "member", ...}`.
+#[derive(ToSchema)]
+#[schema(as = Snapshot, example = json!({
+    "mode": "replace",
+    "groups": [
+        {"remote_id": "sales", "name": "Sales"},
+        {"remote_id": "emea", "name": "EMEA", "parent_remote_id": "sales", "order": 1}
+    ],
+    "members": [
+        {"openid": "u-1001", "nickname": "Ada", "role": 4, "group_remote_ids": ["emea"]}
+    ]
+}))]
+#[allow(dead_code, reason = "describes the snapshot for the API description")]
+pub struct SnapshotDoc {
+    /// `upsert` (the default) changes what the snapshot holds and leaves the rest; `replace`
+    /// also deletes the synced groups and removes the synced members the snapshot no longer
+    /// holds.
+    #[schema(value_type = Option<String>, pattern = "^(upsert|replace)$")]
+    mode: Option<String>,
+    /// Answer what would change, and change nothing.
+    dry_run: Option<bool>,
+    /// Lift the brake that refuses a `replace` deleting more than 50 rows and more than 20%.
+    allow_mass_delete: Option<bool>,
+    groups: Option<Vec<SnapshotGroupDoc>>,
+    members: Option<Vec<SnapshotMemberDoc>>,
+}
+
+/// `SnapshotGroup`: a group, keyed by its remote id.
+#[derive(ToSchema)]
+#[schema(as = SnapshotGroup)]
+#[allow(dead_code, reason = "describes SnapshotGroup for the API description")]
+pub struct SnapshotGroupDoc {
+    #[schema(min_length = 1, max_length = 64)]
+    remote_id: String,
+    #[schema(min_length = 1, max_length = 64)]
+    name: String,
+    /// The parent's remote id; `""` (the default) for the top level.
+    #[schema(max_length = 64)]
+    parent_remote_id: Option<String>,
+    #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
+    order: Option<i64>,
+}
+
+/// `SnapshotMember`: a member, keyed by the app's openid (registered if new).
+#[derive(ToSchema)]
+#[schema(as = SnapshotMember)]
+#[allow(dead_code, reason = "describes SnapshotMember for the API description")]
+pub struct SnapshotMemberDoc {
+    #[schema(min_length = 1, max_length = 128)]
+    openid: String,
+    #[schema(max_length = 64)]
+    nickname: Option<String>,
+    #[schema(max_length = 255)]
+    avatar: Option<String>,
+    /// `2`, `3` or `4` (the default).
+    #[schema(minimum = 2, maximum = 4)]
+    role: Option<i64>,
+    /// The member's groups by remote id; `[]` = the root only.
+    group_remote_ids: Option<Vec<String>>,
+}
+
+/// The headers the sync call reads besides `Content-Type` (`application/json` or
+/// `application/x-ndjson`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code, reason = "describes the headers; sync_directory reads them")]
+pub struct SyncHeaders {
+    /// `gzip` for a compressed body.
+    #[param(
+        rename = "Content-Encoding",
+        required = false,
+        pattern = "^(gzip|identity)$"
+    )]
+    content_encoding: String,
+}
+
+/// The query of the sync call (the body's options win).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; sync_options reads it"
+)]
+pub struct SyncQuery {
+    /// `upsert` (the default) or `replace`.
+    #[param(value_type = Option<String>, pattern = "^(upsert|replace)$")]
+    mode: Option<String>,
+    dry_run: Option<bool>,
+    allow_mass_delete: Option<bool>,
+}
+
+failures!(SyncFailures: authenticated_body;
+    ServiceError::SyncRefused(SyncRefusal::Problems(vec![Problem {
+        remote_id: Some("emea".to_owned()),
+        openid: None,
+        error_type: "parent_group_not_found",
+        message: "no group has remote_id \"sales-eu\"".to_owned(),
+    }])),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+    ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups: 60, members: 0 }),
+);
+
+/// Sync a directory to a snapshot (an extension).
+///
+/// Makes the directory equal to the snapshot in one transaction: groups are keyed by
+/// `remote_id`, members by the app's `openid`; what it creates or changes gets `source: 2`.
+/// A snapshot with problems changes nothing and lists them (at most 100) in `data.problems`.
+/// The body is `application/json` or `application/x-ndjson`, optionally with
+/// `Content-Encoding: gzip`, and has a size limit of its own (512 MiB decompressed by default).
+#[utoipa::path(
+    post,
+    path = "/api/contacts/teams/{team_id}/sync",
+    tag = "sync",
+    params(
+        ("team_id" = i64, Path, description = "The directory (team) id."),
+        SyncHeaders,
+        SyncQuery,
+        AppidQuery,
+    ),
+    request_body(content(
+        (SnapshotDoc = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    security(("access_token" = []), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Applied (or, in a dry run, planned).", body = SyncAnswer),
+        SyncFailures,
+    ),
+)]
 pub async fn sync_directory(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
@@ -162,6 +329,8 @@ pub async fn sync_directory(
     query: QueryParams,
     request: Request,
 ) -> Result<Reply, ApiError> {
+    // Tenancy and plan first: a caller that may not touch the team gets no body parsed.
+    state.service.check_team_access(&caller, team_id).await?;
     let headers = request.headers();
     let ndjson = headers
         .get(header::CONTENT_TYPE)

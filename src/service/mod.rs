@@ -129,6 +129,12 @@ impl Service {
         self.store.ping().await.is_ok()
     }
 
+    /// Refuse early a caller that may not use the contacts features of `team_id` (before a
+    /// large request body is read, for instance).
+    pub async fn check_team_access(&self, caller: &Caller, team_id: TeamId) -> ServiceResult<()> {
+        self.team_for(caller, team_id).await.map(|_| ())
+    }
+
     /// The directory `team_id` if `caller` may use its contacts features.
     /// A team app never learns whether another team exists.
     async fn team_for(&self, caller: &Caller, team_id: TeamId) -> ServiceResult<TeamRecord> {

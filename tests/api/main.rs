@@ -10,5 +10,7 @@ mod foundation;
 mod groups;
 mod helpers;
 mod members;
+mod openapi;
+mod processes;
 mod sync;
 mod users_orgs;

@@ -289,3 +289,19 @@ async fn readers_during_a_sync_see_the_old_or_the_new_directory() {
         .strings("name");
     assert!(names.iter().all(|name| name == "New"));
 }
+
+#[tokio::test]
+async fn another_tenant_is_refused_before_its_body_is_read() {
+    let app = TestApp::spawn().await;
+    let other = app
+        .create_org("Other", contactsd::domain::access::Plan::Business, 10)
+        .await;
+    let api = app.team_api().await;
+    let answer = api
+        .post_raw(
+            &format!("/api/contacts/teams/{}/sync", other.team_id),
+            "not json at all",
+        )
+        .await;
+    assert_error(&answer, 403, "PermissionDenied", "claim_error");
+}

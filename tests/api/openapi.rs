@@ -1,0 +1,419 @@
+//! The API description: `/openapi.json` against its committed snapshot, against the router's
+//! routes and against real answers; and the `/docs` page.
+//!
+//! When the document changes on purpose, refresh the snapshot with
+//! `UPDATE_SNAPSHOTS=1 cargo test --test contract openapi` and review the diff.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, assert_error, assert_ok, group_path, groups_path, member_path};
+
+const SNAPSHOT: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/tests/api/snapshots/openapi.json"
+);
+
+/// Routes that serve pages, not operations of the API.
+const NOT_OPERATIONS: [&str; 2] = ["/docs", "/docs/{*file}"];
+
+async fn document(app: &TestApp) -> Value {
+    let response = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(
+        response.headers().contains_key("x-request-id"),
+        "the middleware still tags the answer"
+    );
+    response.json().await.expect("JSON")
+}
+
+/// JSON pointers where `a` and `b` differ (at most `limit`).
+fn differences(a: &Value, b: &Value, at: &str, out: &mut Vec<String>, limit: usize) {
+    if out.len() >= limit || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keys: BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for key in keys {
+                let pointer = format!("{at}/{}", key.replace('~', "~0").replace('/', "~1"));
+                match (x.get(key), y.get(key)) {
+                    (Some(x), Some(y)) => differences(x, y, &pointer, out, limit),
+                    (Some(_), None) => out.push(format!("{pointer}: only in the snapshot")),
+                    (None, Some(_)) => out.push(format!("{pointer}: only in the document")),
+                    (None, None) => {}
+                }
+            }
+        }
+        (Value::Array(x), Value::Array(y)) if x.len() == y.len() => {
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                differences(x, y, &format!("{at}/{i}"), out, limit);
+            }
+        }
+        _ => out.push(format!("{at}: {a} in the snapshot, {b} in the document")),
+    }
+}
+
+#[tokio::test]
+async fn the_document_matches_its_snapshot() {
+    let app = TestApp::spawn().await;
+    let served = document(&app).await;
+    let committed: Option<Value> = std::fs::read_to_string(SNAPSHOT)
+        .ok()
+        .and_then(|text| serde_json::from_str(&text).ok());
+    if committed.as_ref() == Some(&served) {
+        return;
+    }
+    if std::env::var("UPDATE_SNAPSHOTS").is_ok_and(|value| value == "1") {
+        let mut text = serde_json::to_string_pretty(&served).expect("serialize");
+        text.push('\n');
+        std::fs::create_dir_all(Path::new(SNAPSHOT).parent().expect("folder")).expect("mkdir");
+        std::fs::write(SNAPSHOT, text).expect("write the snapshot");
+        eprintln!("updated {SNAPSHOT}");
+        return;
+    }
+    let mut found = Vec::new();
+    if let Some(committed) = &committed {
+        differences(committed, &served, "", &mut found, 20);
+    } else {
+        found.push("no readable snapshot".to_owned());
+    }
+    panic!(
+        "/openapi.json differs from {SNAPSHOT}:\n  {}\nIf the change is intended, run \
+         `UPDATE_SNAPSHOTS=1 cargo test --test contract openapi` and commit the snapshot.",
+        found.join("\n  ")
+    );
+}
+
+/// `(method, path)` of every `.route(...)` in the HTTP layer's source (test modules aside).
+fn routes_in_source() -> BTreeSet<(String, String)> {
+    let folder = concat!(env!("CARGO_MANIFEST_DIR"), "/src/http");
+    let mut routes = BTreeSet::new();
+    for entry in std::fs::read_dir(folder).expect("src/http") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|ext| ext != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read");
+        let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+        let mut rest = code;
+        while let Some(start) = rest.find(".route(") {
+            let call = &rest[start + ".route(".len()..];
+            let mut depth = 1;
+            let end = call
+                .char_indices()
+                .find(|&(_, c)| {
+                    match c {
+                        '(' => depth += 1,
+                        ')' => depth -= 1,
+                        _ => {}
+                    }
+                    depth == 0
+                })
+                .map_or(call.len(), |(i, _)| i);
+            let arguments = &call[..end];
+            let route = arguments
+                .split('"')
+                .nth(1)
+                .unwrap_or_else(|| panic!("a route without a literal path: {arguments}"));
+            let handlers = arguments.splitn(3, '"').nth(2).unwrap_or_default();
+            let mut methods = 0;
+            for method in ["get", "post", "put", "patch", "delete"] {
+                let call = format!("{method}(");
+                let found = handlers.match_indices(&call).any(|(i, _)| {
+                    handlers[..i]
+                        .chars()
+                        .next_back()
+                        .is_none_or(|c| !c.is_alphanumeric() && c != '_')
+                });
+                if found {
+                    routes.insert((method.to_owned(), route.to_owned()));
+                    methods += 1;
+                }
+            }
+            assert!(methods > 0, "no method found for {route} in {path:?}");
+            rest = &call[end..];
+        }
+    }
+    routes
+}
+
+fn operations(document: &Value) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            found.insert((method.clone(), path.clone()));
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn every_route_of_the_router_is_described() {
+    let app = TestApp::spawn().await;
+    let described = operations(&document(&app).await);
+    let routed: BTreeSet<_> = routes_in_source()
+        .into_iter()
+        .filter(|(_, path)| !NOT_OPERATIONS.contains(&path.as_str()))
+        .collect();
+    assert!(
+        routed.len() >= 17,
+        "the source scan found too few routes: {routed:?}"
+    );
+    let undescribed: Vec<_> = routed.difference(&described).collect();
+    assert!(
+        undescribed.is_empty(),
+        "routes without #[utoipa::path] in the ApiDoc: {undescribed:?}"
+    );
+    let unrouted: Vec<_> = described.difference(&routed).collect();
+    assert!(
+        unrouted.is_empty(),
+        "described operations without a route: {unrouted:?}"
+    );
+}
+
+#[tokio::test]
+async fn every_described_operation_answers_on_its_route() {
+    let app = TestApp::spawn().await;
+    let described = operations(&document(&app).await);
+    for (method, path) in described {
+        let url = fill_placeholders(&app.address, &path);
+        let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+        let response = app
+            .client
+            .request(method.clone(), &url)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status().as_u16();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        assert!(
+            status != 405 && !(status == 404 && body["error"]["type"] == "not_found"),
+            "{method} {url} is not routed: {status} {body}"
+        );
+    }
+}
+
+fn fill_placeholders(base: &str, path: &str) -> String {
+    let mut url = base.to_owned();
+    for segment in path.split('/').skip(1) {
+        url.push('/');
+        match segment {
+            "{openid}" => url.push_str("someone"),
+            s if s.starts_with('{') => url.push('1'),
+            s => url.push_str(s),
+        }
+    }
+    url
+}
+
+fn collect_refs(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            if let Some(Value::String(target)) = map.get("$ref") {
+                out.push(target.clone());
+            }
+            map.values().for_each(|v| collect_refs(v, out));
+        }
+        Value::Array(items) => items.iter().for_each(|v| collect_refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_every_reference_resolves() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut refs = Vec::new();
+    collect_refs(&doc, &mut refs);
+    assert!(!refs.is_empty());
+    for target in refs {
+        let pointer = target.strip_prefix('#').expect("a local reference");
+        assert!(doc.pointer(pointer).is_some(), "{target} does not resolve");
+    }
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["access_token"]["in"], "query");
+    assert_eq!(schemes["bearer"]["scheme"], "bearer");
+    let list_groups = &doc["paths"]["/api/contacts/teams/{team_id}/groups"]["get"];
+    let statuses: Vec<&str> = list_groups["responses"]
+        .as_object()
+        .expect("responses")
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(statuses, ["200", "400", "401", "403", "404", "429", "500"]);
+    let per_page = list_groups["parameters"]
+        .as_array()
+        .expect("parameters")
+        .iter()
+        .find(|p| p["name"] == "per_page")
+        .expect("per_page");
+    assert_eq!(per_page["in"], "query");
+    assert_eq!(per_page["schema"]["minimum"], 1);
+    assert_eq!(per_page["schema"]["maximum"], 1000);
+}
+
+/// The example of `error_type` at `status` of an operation, without its request id.
+fn failure_example(doc: &Value, path: &str, method: &str, status: &str, error_type: &str) -> Value {
+    let mut example =
+        doc["paths"][path][method]["responses"][status]["content"]["application/json"]["examples"]
+            [error_type]["value"]
+            .clone();
+    example
+        .as_object_mut()
+        .unwrap_or_else(|| panic!("no example of {error_type} at {status} for {method} {path}"))
+        .remove("request_id");
+    example
+}
+
+#[tokio::test]
+async fn failure_examples_are_what_the_server_answers() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let api = app.team_api().await;
+    let groups = "/api/contacts/teams/{team_id}/groups";
+
+    let answer = api
+        .get(&format!("{}?parent_id=4000", groups_path(app.team_id)))
+        .await;
+    assert_error(&answer, 404, "NotFound", "parent_group_not_found");
+    let mut body = answer.body.clone();
+    body.as_object_mut().expect("object").remove("request_id");
+    assert_eq!(
+        body,
+        failure_example(&doc, groups, "get", "404", "parent_group_not_found")
+    );
+
+    let answer = app.get(&groups_path(app.team_id)).await;
+    assert_error(&answer, 401, "Unauthenticated", "invalid_access_token");
+    let mut body = answer.body.clone();
+    body.as_object_mut().expect("object").remove("request_id");
+    assert_eq!(
+        body,
+        failure_example(&doc, groups, "get", "401", "invalid_access_token")
+    );
+}
+
+/// The keys of the example of a component schema.
+fn example_keys(doc: &Value, schema: &str) -> BTreeSet<String> {
+    doc["components"]["schemas"][schema]["example"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{schema} has no example"))
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn keys(value: &Value) -> BTreeSet<String> {
+    value.as_object().expect("object").keys().cloned().collect()
+}
+
+#[tokio::test]
+async fn data_examples_have_the_fields_of_real_answers() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    let token = app
+        .token_response(&app.appid, &app.secret, "client_credential")
+        .await;
+    assert_eq!(keys(&assert_ok(&token)), example_keys(&doc, "Token"));
+
+    let api = app.team_api().await;
+    let sales = api
+        .create_group_with(app.team_id, &json!({"name": "Sales", "remote_id": "sales"}))
+        .await;
+    let group = api.get(&group_path(app.team_id, sales)).await;
+    assert_eq!(keys(&assert_ok(&group)), example_keys(&doc, "Group"));
+
+    let user = api.register_user("u-1").await;
+    let added = api
+        .post_json(&member_path(app.team_id, sales, user), &json!({}))
+        .await;
+    assert_eq!(assert_ok(&added), json!({}));
+    let members = api.members(app.team_id, sales, "").await;
+    assert_eq!(keys(&members.list[0]), example_keys(&doc, "Member"));
+
+    let health = app.get("/healthz").await;
+    assert_eq!(keys(&assert_ok(&health)), example_keys(&doc, "Health"));
+
+    // The sync call's body and report are described by types of their own: the example
+    // snapshot must be accepted, and the report must have the described fields.
+    let mut snapshot = doc["components"]["schemas"]["Snapshot"]["example"].clone();
+    snapshot["dry_run"] = json!(true);
+    let synced = api
+        .post_json(
+            &format!("/api/contacts/teams/{}/sync", app.team_id),
+            &snapshot,
+        )
+        .await;
+    assert_eq!(keys(&assert_ok(&synced)), example_keys(&doc, "SyncResult"));
+}
+
+#[tokio::test]
+async fn the_docs_page_is_served_from_the_binary() {
+    let app = TestApp::spawn().await;
+    let page = app
+        .client
+        .get(format!("{}/docs", app.address))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .expect("ascii")
+            .starts_with("text/html")
+    );
+    let html = page.text().await.expect("text");
+    assert!(html.contains("swagger-ui-bundle.js"), "{html}");
+    assert!(
+        !html.contains("http"),
+        "the page loads nothing from elsewhere"
+    );
+
+    for (file, kind) in [
+        ("swagger-ui-bundle.js", "javascript"),
+        ("swagger-ui-standalone-preset.js", "javascript"),
+        ("swagger-ui.css", "css"),
+    ] {
+        let response = app
+            .client
+            .get(format!("{}/docs/{file}", app.address))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), 200, "{file}");
+        let content_type = response.headers()["content-type"].to_str().expect("ascii");
+        assert!(content_type.contains(kind), "{file}: {content_type}");
+        assert!(
+            response.bytes().await.expect("body").len() > 10_000,
+            "{file}"
+        );
+    }
+    let initializer = app
+        .client
+        .get(format!("{}/docs/swagger-initializer.js", app.address))
+        .send()
+        .await
+        .expect("request")
+        .text()
+        .await
+        .expect("text");
+    assert!(initializer.contains("openapi.json"), "{initializer}");
+    assert!(
+        initializer.contains("\"validatorUrl\": \"none\""),
+        "{initializer}"
+    );
+
+    let missing = app.get("/docs/nothing-here.js").await;
+    assert_error(&missing, 404, "NotFound", "not_found");
+}
