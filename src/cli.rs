@@ -14,9 +14,12 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::domain::access::Plan;
-use crate::domain::values;
+use crate::domain::sync::{
+    Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
+};
+use crate::domain::values::{self, Role};
 use crate::http::{self, HttpSettings};
-use crate::service::{Service, ServiceSettings};
+use crate::service::{Service, ServiceError, ServiceSettings};
 use crate::store;
 
 #[derive(Debug, Parser)]
@@ -64,6 +67,36 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+    /// Make a directory equal to a snapshot file (JSON, NDJSON or CSV), on the database given
+    /// by `--db`, on behalf of the team's own app (its openids). Prints the report.
+    Sync(SyncArgs),
+}
+
+#[derive(Debug, Args)]
+struct SyncArgs {
+    #[arg(long)]
+    team_id: i64,
+    /// `.json`, `.ndjson`/`.jsonl` or `.csv` (see docs/SYNC.md for the columns); `.gz` after
+    /// any of them for a gzip-compressed file.
+    #[arg(long)]
+    file: std::path::PathBuf,
+    #[arg(long, value_enum, default_value = "upsert")]
+    mode: ModeArg,
+    /// Report what would change, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Lift the brake on mass deletion in replace mode.
+    #[arg(long)]
+    allow_mass_delete: bool,
+    /// Maximum depth of the group tree.
+    #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15)]
+    max_group_depth: u32,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ModeArg {
+    Upsert,
+    Replace,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +163,12 @@ enum AdminCommand {
         #[arg(long)]
         appid: String,
     },
+    /// Check every invariant of every stored directory; exits non-zero on any violation.
+    Check {
+        /// Maximum depth of the group tree.
+        #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15)]
+        max_group_depth: u32,
+    },
 }
 
 fn parse_offset(raw: &str) -> Result<FixedOffset, String> {
@@ -186,11 +225,160 @@ async fn run(cli: Cli) -> Result<(), String> {
             serve(service, &args).await
         }
         Command::Admin { command } => {
-            let service = Service::new(store, ServiceSettings::default());
+            let max_group_depth = match command {
+                AdminCommand::Check { max_group_depth } => max_group_depth,
+                _ => ServiceSettings::default().max_group_depth,
+            };
+            let settings = ServiceSettings {
+                max_group_depth,
+                ..ServiceSettings::default()
+            };
+            let service = Service::new(store, settings);
             let output = admin(&service, command).await?;
             println!("{output}");
             Ok(())
         }
+        Command::Sync(args) => {
+            let settings = ServiceSettings {
+                max_group_depth: args.max_group_depth,
+                ..ServiceSettings::default()
+            };
+            let service = Service::new(store, settings);
+            let output = sync_file(&service, &args).await?;
+            println!("{output}");
+            Ok(())
+        }
+    }
+}
+
+/// Read a snapshot file in the format its name says.
+fn read_snapshot(path: &std::path::Path) -> Result<Snapshot, String> {
+    let file = std::fs::File::open(path)
+        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let name = path.to_string_lossy().to_lowercase();
+    let (name, reader): (&str, Box<dyn std::io::Read>) = match name.strip_suffix(".gz") {
+        Some(inner) => (inner, Box::new(flate2::read::GzDecoder::new(file))),
+        None => (name.as_str(), Box::new(file)),
+    };
+    if name.ends_with(".csv") {
+        read_csv(reader)
+    } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
+        http::sync::read_snapshot(reader, true)
+    } else if name.ends_with(".json") {
+        http::sync::read_snapshot(reader, false)
+    } else {
+        Err(format!(
+            "{}: the file name must end in .json, .ndjson, .jsonl or .csv (optionally .gz)",
+            path.display()
+        ))
+    }
+}
+
+/// The CSV snapshot: a header row, then one row per group (`kind` = `group`) or member
+/// (`kind` = `member`); columns `kind, remote_id, name, parent_remote_id, order, openid,
+/// nickname, avatar, role, group_remote_ids` (remote ids separated by `|`). Empty cells take
+/// the defaults.
+fn read_csv(reader: impl std::io::Read) -> Result<Snapshot, String> {
+    #[derive(serde::Deserialize)]
+    struct Row {
+        kind: String,
+        #[serde(default)]
+        remote_id: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        parent_remote_id: String,
+        order: Option<i64>,
+        #[serde(default)]
+        openid: String,
+        #[serde(default)]
+        nickname: String,
+        #[serde(default)]
+        avatar: String,
+        role: Option<i64>,
+        #[serde(default)]
+        group_remote_ids: String,
+    }
+    let mut snapshot = Snapshot::default();
+    let mut rows = csv::Reader::from_reader(reader);
+    for (number, row) in rows.deserialize::<Row>().enumerate() {
+        let row = row.map_err(|error| format!("CSV row {}: {error}", number + 2))?;
+        match row.kind.as_str() {
+            "group" => snapshot.groups.push(SnapshotGroup {
+                remote_id: row.remote_id,
+                name: row.name,
+                parent_remote_id: row.parent_remote_id,
+                order: row.order.unwrap_or(0),
+            }),
+            "member" => snapshot.members.push(SnapshotMember {
+                openid: row.openid,
+                nickname: row.nickname,
+                avatar: row.avatar,
+                role: row.role.unwrap_or(Role::Member.code()),
+                group_remote_ids: row
+                    .group_remote_ids
+                    .split('|')
+                    .filter(|id| !id.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            }),
+            other => {
+                return Err(format!(
+                    "CSV row {}: kind must be group or member, not {other:?}",
+                    number + 2
+                ));
+            }
+        }
+    }
+    Ok(snapshot)
+}
+
+async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Value, String> {
+    let path = args.file.clone();
+    let snapshot = tokio::task::spawn_blocking(move || read_snapshot(&path))
+        .await
+        .map_err(|error| format!("reading the snapshot stopped: {error}"))??;
+    eprintln!(
+        "contactsd: syncing {} groups and {} members into team {}{}",
+        snapshot.groups.len(),
+        snapshot.members.len(),
+        args.team_id,
+        if args.dry_run { " (dry run)" } else { "" }
+    );
+    let options = SyncOptions {
+        mode: match args.mode {
+            ModeArg::Upsert => SyncMode::Upsert,
+            ModeArg::Replace => SyncMode::Replace,
+        },
+        allow_mass_delete: args.allow_mass_delete,
+    };
+    match service
+        .sync_as_team_app(args.team_id, &snapshot, options, args.dry_run)
+        .await
+    {
+        Ok(outcome) => {
+            let mut report = serde_json::to_value(&outcome.report).map_err(|e| e.to_string())?;
+            report["dry_run"] = json!(outcome.dry_run);
+            report["elapsed_ms"] = json!(outcome.elapsed_ms);
+            Ok(report)
+        }
+        Err(ServiceError::SyncRefused(SyncRefusal::Problems(problems))) => {
+            let listed = serde_json::to_string_pretty(&problems).map_err(|e| e.to_string())?;
+            Err(format!(
+                "the snapshot has problems; nothing was changed:\n{listed}"
+            ))
+        }
+        Err(ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups, members })) => {
+            Err(format!(
+                "the snapshot would delete {groups} groups and remove {members} members; \
+                 nothing was changed (pass --allow-mass-delete to proceed)"
+            ))
+        }
+        Err(ServiceError::TeamNotFound) => Err(format!("no team {}", args.team_id)),
+        Err(ServiceError::InvalidCredential) => {
+            Err(format!("team {} has no team app to sync for", args.team_id))
+        }
+        Err(other) => Err(other.to_string()),
     }
 }
 
@@ -229,6 +417,28 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
                 other => other.to_string(),
             })?;
             Ok(json!({"appid": app.appid, "secret": app.secret}))
+        }
+        AdminCommand::Check { .. } => {
+            let checks = service
+                .check_directories()
+                .await
+                .map_err(|e| e.to_string())?;
+            let broken: Vec<_> = checks
+                .iter()
+                .filter(|check| !check.violations.is_empty())
+                .map(|check| json!({"team_id": check.team_id, "violations": check.violations}))
+                .collect();
+            let report = json!({
+                "teams_checked": checks.len(),
+                "groups": checks.iter().map(|c| c.groups).sum::<usize>(),
+                "members": checks.iter().map(|c| c.members).sum::<usize>(),
+                "violations": broken,
+            });
+            if broken.is_empty() {
+                Ok(report)
+            } else {
+                Err(format!("invariants are violated:\n{report:#}"))
+            }
         }
     }
 }

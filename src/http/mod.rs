@@ -7,7 +7,7 @@ pub mod envelope;
 pub mod extract;
 mod openapi;
 mod routes;
-mod sync;
+pub mod sync;
 
 use std::sync::Arc;
 

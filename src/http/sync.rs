@@ -100,6 +100,17 @@ fn json_error(error: serde_json::Error) -> BodyError {
     }
 }
 
+/// Read a JSON or NDJSON snapshot from a file (the `contactsd sync` command), ignoring any
+/// options it carries: on the command line, the flags decide.
+pub fn read_snapshot(reader: impl Read, ndjson: bool) -> Result<Snapshot, String> {
+    parse(reader, ndjson)
+        .map(|(snapshot, _)| snapshot)
+        .map_err(|error| match error {
+            BodyError::TooLarge => "the snapshot is too large".to_owned(),
+            BodyError::Invalid(message) => message,
+        })
+}
+
 fn parse(reader: impl Read, ndjson: bool) -> Result<(Snapshot, Options), BodyError> {
     let reader = BufReader::with_capacity(256 * 1024, reader);
     if !ndjson {

@@ -155,3 +155,50 @@ pub fn unix_now() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_secs() as i64)
 }
+
+/// What `contactsd admin check` found in one directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirectoryCheck {
+    pub team_id: TeamId,
+    pub groups: usize,
+    pub members: usize,
+    pub violations: Vec<String>,
+}
+
+impl Service {
+    /// Load every directory from the database as stored and check every invariant from
+    /// scratch (the cache is not used).
+    pub async fn check_directories(&self) -> ServiceResult<Vec<DirectoryCheck>> {
+        let max_depth = self.settings.max_group_depth;
+        let mut checks = Vec::new();
+        for team_id in self.store.team_ids().await? {
+            let Some(snapshot) = self.store.load_directory(team_id).await? else {
+                continue;
+            };
+            let team = snapshot.team;
+            let directory = crate::domain::directory::Directory::load(
+                team_id,
+                team.name,
+                team.admin_seats,
+                team.version,
+                snapshot.groups,
+                snapshot.members,
+            );
+            let mut violations = directory.violations(max_depth);
+            if directory.admins_used() > directory.admin_seats() {
+                violations.push(format!(
+                    "{} members hold admin roles but the org has {} admin seats",
+                    directory.admins_used(),
+                    directory.admin_seats()
+                ));
+            }
+            checks.push(DirectoryCheck {
+                team_id,
+                groups: directory.valid_group_count(),
+                members: directory.member_count(),
+                violations,
+            });
+        }
+        Ok(checks)
+    }
+}

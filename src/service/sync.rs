@@ -135,3 +135,33 @@ impl Service {
         })
     }
 }
+
+impl Service {
+    /// `contactsd sync`: the same sync as the API, on behalf of the team's own app (whose
+    /// openids the snapshot names).
+    pub async fn sync_as_team_app(
+        &self,
+        team_id: TeamId,
+        snapshot: &Snapshot,
+        options: SyncOptions,
+        dry_run: bool,
+    ) -> ServiceResult<SyncOutcome> {
+        let team = self
+            .store
+            .team(team_id)
+            .await?
+            .ok_or(ServiceError::TeamNotFound)?;
+        let org_id = team.access.org_id;
+        let appid = self
+            .store
+            .team_appid(org_id)
+            .await?
+            .ok_or(ServiceError::InvalidCredential)?;
+        let caller = Caller {
+            appid,
+            scope: crate::domain::access::AppScope::Team(org_id),
+        };
+        self.sync_directory(&caller, team_id, snapshot, options, dry_run)
+            .await
+    }
+}

@@ -135,6 +135,10 @@ pub trait OrgStore: Send + Sync {
     async fn org(&self, org_id: OrgId) -> StoreResult<Option<OrgRecord>>;
     async fn org_access(&self, org_id: OrgId) -> StoreResult<Option<OrgAccess>>;
     async fn team(&self, team_id: TeamId) -> StoreResult<Option<TeamRecord>>;
+    /// Every directory, ascending.
+    async fn team_ids(&self) -> StoreResult<Vec<TeamId>>;
+    /// The oldest team app of an org, if it has one.
+    async fn team_appid(&self, org_id: OrgId) -> StoreResult<Option<String>>;
 }
 
 /// A registered user.

@@ -533,6 +533,21 @@ impl OrgStore for PostgresStore {
             .await?;
         row.as_ref().map(team_of).transpose()
     }
+
+    async fn team_ids(&self) -> StoreResult<Vec<TeamId>> {
+        Ok(sqlx::query_scalar("SELECT id FROM teams ORDER BY id")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    async fn team_appid(&self, org_id: OrgId) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT appid FROM apps WHERE org_id = $1 ORDER BY created_at, appid LIMIT 1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
 }
 
 #[async_trait]

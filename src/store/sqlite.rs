@@ -434,6 +434,21 @@ impl OrgStore for SqliteStore {
             .await?;
         row.as_ref().map(team_of).transpose()
     }
+
+    async fn team_ids(&self) -> StoreResult<Vec<TeamId>> {
+        Ok(sqlx::query_scalar("SELECT id FROM teams ORDER BY id")
+            .fetch_all(&self.reader)
+            .await?)
+    }
+
+    async fn team_appid(&self, org_id: OrgId) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT appid FROM apps WHERE org_id = ? ORDER BY created_at, appid LIMIT 1",
+        )
+        .bind(org_id)
+        .fetch_optional(&self.reader)
+        .await?)
+    }
 }
 
 #[async_trait]
