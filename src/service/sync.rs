@@ -47,22 +47,18 @@ impl Service {
             .into_iter()
             .collect();
 
-        // Stand-in ids (negative, never stored) for openids without a user yet.
+        // Stand-in ids (negative, never stored) for openids without a user yet; they are
+        // replaced by the real ids once the users are registered.
         let mut missing = Vec::new();
-        let mut planning_users = HashMap::with_capacity(snapshot.members.len());
         for (n, member) in snapshot.members.iter().enumerate() {
-            let id = match users.get(&member.openid) {
-                Some(id) => *id,
-                None => {
-                    missing.push(NewUser {
-                        openid: member.openid.clone(),
-                        nickname: member.nickname.clone(),
-                        avatar: member.avatar.clone(),
-                    });
-                    -(n as UserId) - 1
-                }
-            };
-            planning_users.insert(member.openid.clone(), id);
+            if !users.contains_key(&member.openid) {
+                missing.push(NewUser {
+                    openid: member.openid.clone(),
+                    nickname: member.nickname.clone(),
+                    avatar: member.avatar.clone(),
+                });
+                users.insert(member.openid.clone(), -(n as UserId) - 1);
+            }
         }
         let now = unix_now();
         if !dry_run && missing.is_empty() {
@@ -74,16 +70,10 @@ impl Service {
         let checked = self
             .directories
             .read(&*self.store, &team, |d| {
-                Ok(sync::plan(
-                    d,
-                    snapshot,
-                    options,
-                    &planning_users,
-                    &members,
-                    max_depth,
-                    now,
+                Ok(
+                    sync::plan(d, snapshot, options, &users, &members, max_depth, now)
+                        .map(|(_, report)| report),
                 )
-                .map(|(_, report)| report))
             })
             .await?;
         let report = checked.map_err(ServiceError::SyncRefused)?;
