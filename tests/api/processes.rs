@@ -15,6 +15,9 @@ const BINARY: &str = env!("CARGO_BIN_EXE_contactsd");
 /// One `contactsd serve` process, killed when dropped.
 struct Server {
     base: String,
+    /// Everything the process logged (at `info`).
+    log: std::path::PathBuf,
+    _log_dir: tempfile::TempDir,
     _child: Child,
 }
 
@@ -27,6 +30,9 @@ fn free_port() -> u16 {
 
 async fn start(database: &str) -> Server {
     let port = free_port();
+    let log_dir = tempfile::tempdir().expect("temp dir");
+    let log = log_dir.path().join("server.log");
+    let log_file = std::fs::File::create(&log).expect("log file");
     let child = Command::new(BINARY)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
         .args([
@@ -37,8 +43,9 @@ async fn start(database: &str) -> Server {
             "--db",
             database,
         ])
-        .env("CONTACTSD_LOG", "warn")
+        .env("CONTACTSD_LOG", "info")
         .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file))
         .kill_on_drop(true)
         .spawn()
         .expect("start contactsd serve");
@@ -50,6 +57,8 @@ async fn start(database: &str) -> Server {
         {
             return Server {
                 base,
+                log,
+                _log_dir: log_dir,
                 _child: child,
             };
         }
@@ -140,6 +149,21 @@ async fn two_processes_share_tokens_and_the_directory() {
     let (_, body) = call(client.get(groups_on(&second, &new))).await;
     assert_eq!(body["data"]["total"], 1);
     assert_eq!(body["data"]["list"][0]["full_name"], "Acme/Sales");
+
+    // The logs name every request but never a secret or a token.
+    for server in [&first, &second] {
+        let log = std::fs::read_to_string(&server.log).expect("read the log");
+        assert!(
+            log.contains("/api/contacts/teams/{team_id}/groups"),
+            "{log}"
+        );
+        for secret in [&secret, &old, &new] {
+            assert!(
+                !log.contains(secret.as_str()),
+                "a secret or token is in the log"
+            );
+        }
+    }
 }
 
 /// Run the binary with `args` on `database`; its exit status and stdout parsed as JSON.
