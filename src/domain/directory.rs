@@ -13,7 +13,7 @@
 
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use super::RuleError;
 use super::values::{GroupId, Page, ROOT_GROUP, Role, Source, TeamId, UserId};
@@ -146,6 +146,9 @@ pub struct Directory {
     /// Every valid group in listing order (depth, order desc, id); built on first use after a
     /// change that moved many groups at once.
     listing: OnceLock<Vec<GroupId>>,
+    /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
+    /// version: a page of a large subtree is then a slice like any other listing.
+    subtree_members: Mutex<HashMap<GroupId, Arc<[UserId]>>>,
     members: HashMap<UserId, Placement>,
     /// Every member, ascending.
     all_members: Vec<UserId>,
@@ -182,6 +185,7 @@ impl Directory {
             children: HashMap::new(),
             by_remote: HashMap::new(),
             listing: OnceLock::new(),
+            subtree_members: Mutex::new(HashMap::new()),
             members: HashMap::with_capacity(members.len()),
             all_members: Vec::with_capacity(members.len()),
             group_members: HashMap::new(),
@@ -496,6 +500,33 @@ impl Directory {
         Ok((rows, candidates.len() as u64))
     }
 
+    /// Every member of `group` and of the groups below it, once each, ascending.
+    fn subtree_members(&self, group: GroupId) -> Arc<[UserId]> {
+        let cached = self
+            .subtree_members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&group)
+            .cloned();
+        if let Some(members) = cached {
+            return members;
+        }
+        let mut ids: Vec<UserId> = std::iter::once(group)
+            .chain(self.descendants(group))
+            .filter_map(|group| self.group_members.get(&group))
+            .flatten()
+            .copied()
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+        let members: Arc<[UserId]> = ids.into();
+        self.subtree_members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(group, members.clone());
+        members
+    }
+
     /// One page of members and the number of all matches (§6).
     pub fn list_members(
         &self,
@@ -509,15 +540,7 @@ impl Directory {
         let base: &[UserId] = if filter.group == ROOT_GROUP {
             &self.all_members
         } else if filter.recursive {
-            let mut ids: Vec<UserId> = std::iter::once(filter.group)
-                .chain(self.descendants(filter.group))
-                .filter_map(|group| self.group_members.get(&group))
-                .flatten()
-                .copied()
-                .collect();
-            ids.sort_unstable();
-            ids.dedup();
-            union = ids;
+            union = self.subtree_members(filter.group);
             &union
         } else {
             self.group_members
@@ -829,6 +852,10 @@ impl Directory {
             }
         }
         self.version = version;
+        self.subtree_members
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 
     fn put_group(&mut self, group: Group) {
