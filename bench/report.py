@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Render bench/run's results as markdown (stdout).
+
+Usage: report.py RESULTS.tsv KEY=VALUE...   (called by bench/run)
+
+RESULTS.tsv rows: name, kind (read/write/ceiling), requests, duration_us, errors,
+status_errors, p50_us, p99_us, server_cpu_ticks.
+"""
+
+import datetime
+import os
+import subprocess
+import sys
+
+
+def sh(cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown"
+
+
+def main() -> None:
+    rows_path = sys.argv[1]
+    env = dict(arg.split("=", 1) for arg in sys.argv[2:])
+    tick = float(env["CLK_TCK"])
+    rows = []
+    with open(rows_path) as f:
+        for line in f:
+            name, kind, req, dur, err, serr, p50, p99, ticks = line.rstrip("\n").split("\t")
+            req, dur, err, serr = int(req), int(dur), int(err), int(serr)
+            cpu = int(ticks) / tick
+            rows.append({
+                "name": name, "kind": kind, "req": req, "rps": req / (dur / 1e6),
+                "err": err, "serr": serr, "p50": int(p50) / 1000, "p99": int(p99) / 1000,
+                "cpu": cpu, "per_cpu": (req / cpu) if cpu > 0 else float("inf"),
+            })
+    ceiling = next(r for r in rows if r["kind"] == "ceiling")
+    scen = [r for r in rows if r["kind"] != "ceiling"]
+    by_name = {r["name"]: r for r in scen}
+
+    out = []
+    w = out.append
+    smoke = env["MODE"] == "smoke"
+    w("# Benchmarks" + (" (smoke run: not representative)" if smoke else ""))
+    w("")
+    if smoke:
+        w("Smoke mode checks that `bench/run` works (CI); its numbers are too short and too small "
+          "to mean anything. The full results live in `docs/BENCHMARKS.md`.")
+        w("")
+    else:
+        w("Produced by `bench/run` (issue 8); rerun it to replace this file. What it does, what "
+          "each scenario measures and how to read the numbers is described after the results.")
+        w("")
+    w("## Results")
+    w("")
+    w(f"- Command: `{env['COMMAND']}`")
+    w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    w(f"- Machine: {sh('nproc')} cores ({cpu_model()}), {sh('uname -sr')}; "
+      "the load generator runs on the same cores as the server (loopback)")
+    w(f"- Database: {env['DB_KIND']}")
+    w(f"- Load: wrk ({sh('wrk -v 2>&1 | head -1').split(' [')[0] or 'wrk'}), "
+      f"{env['CONNS']} connections, {env['THREADS']} threads, {env['DURATION']} s per scenario, "
+      "a valid token (`appid` + `access_token` in the query) on every call, rate limits off")
+    w(f"- Directory: {int(env['NGROUPS']):,} groups, {int(env['NMEMBERS']):,} members "
+      f"(`bench/gen_snapshot.py`, {env['GEN_S']} s to generate, {env['SNAP_MB']} MB of NDJSON)")
+    w(f"- Loading: **{env['LOAD_S']} s** for one `POST .../sync` of the whole snapshot "
+      f"(server peak RSS during the sync: {int(env['SYNC_HWM_KB']) / 1024:.0f} MB); "
+      f"report: `{env['SYNC_REPORT']}`")
+    w(f"- After a restart on the loaded database, the first listing (loading the directory "
+      f"into memory) took {env['COLD_S']} s")
+    w(f"- Server peak RSS (VmHWM) after all scenarios, restarted server: "
+      f"**{int(env['HWM_KB']) / 1024:.0f} MB** (current RSS {int(env['RSS_KB']) / 1024:.0f} MB)")
+    if env.get("PANICS", "0") not in ("", "0"):
+        w(f"- The server log holds {env['PANICS']} panics")
+    w("")
+    w("| scenario | requests/s | p50 ms | p99 ms | errors | server CPU s | calls per server CPU-s | vs ceiling |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in scen + [ceiling]:
+        ratio = r["rps"] / ceiling["rps"] if ceiling["rps"] else 0
+        w(f"| {r['name']} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f} | "
+          f"{r['err']:,} of {r['req']:,} | {r['cpu']:.2f} | {r['per_cpu']:,.0f} | "
+          f"{'' if r is ceiling else f'{ratio:.0%}'} |")
+    w("")
+    w("errors = non-2xx answers plus socket errors and timeouts (wrk's count); server CPU = "
+      "utime + stime of the server process over the run (`/proc/<pid>/stat`); vs ceiling = "
+      "requests/s over the ceiling server's requests/s under the same load.")
+    w("")
+
+    # Targets (issue 8).
+    def met(ok: bool) -> str:
+        return "**met**" if ok else "**not met**"
+
+    reads = [r for r in scen if r["kind"] == "read"]
+    page1 = scen[0]
+    w("## Targets (issue 8: 2-core machine, embedded SQLite)")
+    w("")
+    w("| target | measured | |")
+    w("|---|---|---|")
+    ratio1 = page1["rps"] / ceiling["rps"]
+    w(f"| list groups page 1: ≥ 12,700 calls per server CPU-second | {page1['per_cpu']:,.0f} | "
+      f"{met(page1['per_cpu'] >= 12700)} |")
+    w(f"| list groups page 1: ≥ 50% of the ceiling's throughput | {ratio1:.0%} | "
+      f"{met(ratio1 >= 0.5)} |")
+    for deep_i, first_i in ((1, 0), (3, 2), (7, 6)):
+        deep, first = scen[deep_i], scen[first_i]
+        w(f"| {deep['name']}: p99 ≤ 2× p99 of page 1 | {deep['p99']:.2f} ms vs "
+          f"{first['p99']:.2f} ms ({deep['p99'] / first['p99']:.1f}×) | "
+          f"{met(deep['p99'] <= 2 * first['p99'])} |")
+    slow = [r for r in reads if r["p99"] >= 10]
+    worst = max(reads, key=lambda r: r["p99"])
+    best = min(reads, key=lambda r: r["p99"])
+    w(f"| p99 < 10 ms at {env['CONNS']} connections, every read scenario | "
+      f"{len(slow)} of {len(reads)} at or over 10 ms; best {best['p99']:.2f} ms "
+      f"({best['name']}), worst {worst['p99']:.2f} ms ({worst['name']}) | {met(not slow)} |")
+    create = next(r for r in scen if r["name"].startswith("create group"))
+    create_ok = create["rps"] - create["err"] / max(create["req"], 1) * create["rps"]
+    w(f"| writes: ≥ 2,000 group creates per second | {create_ok:,.0f} successful/s | "
+      f"{met(create_ok >= 2000)} |")
+    hwm = int(env["HWM_KB"]) / 1024
+    w(f"| peak RSS < 256 MB with the whole directory loaded | {hwm:.0f} MB (restarted server; "
+      f"{int(env['SYNC_HWM_KB']) / 1024:.0f} MB while syncing) | {met(hwm < 256)} |")
+    w("")
+    if smoke:
+        w("(Targets are stated for the full directory; on the smoke directory they mean little.)")
+        w("")
+
+    w("## What is measured")
+    w("")
+    w("- `bench/run` builds release (`cargo build --release --bin contactsd --example ceiling`), "
+      "generates the snapshot, starts `contactsd serve` on a fresh SQLite file (or "
+      "`$BENCH_DATABASE_URL`, an empty PostgreSQL database) with `--rate-limit 0 "
+      "--token-rate-limit 0`, reads the demo team app printed by the first start, takes one "
+      "token and loads the snapshot with one `POST /api/contacts/teams/{team}/sync` "
+      "(`application/x-ndjson`). It then restarts the server on the loaded database, so that "
+      "the peak RSS is the loaded directory's and not the sync's, and looks the ids it needs up "
+      "through the API.")
+    w("- Each scenario is one wrk run (`bench/wrk.lua`) over loopback. Read scenarios repeat one "
+      "GET; before each, one call is checked for a 200 (a failure stops the run).")
+    w("- Deep pages: page 5,000 of the default group listing, page 500 of the 10,000-child "
+      "parent `wide`, page 50,000 of group 0's members, each with `per_page=10` (the smoke "
+      "directory is smaller: its last page instead).")
+    w("- remote_ids: 10 remote ids (`wide-1`..`wide-5`, `tree.0`..`tree.3`, `chain-7`). Get one "
+      "group: `chain-15`, at depth 15 (its `full_name` walks 15 parents). Members of `wide-0`: "
+      "the group with 50,000 direct members (smoke: 500). Recursive members: "
+      "`GET .../groups/{tree}/users?recursive=true`, `tree` being the top of the balanced tree "
+      "that holds almost every member.")
+    w("- Create group: `POST .../groups` with a unique name per request "
+      "(`bench-<thread>-<n>`), all under one parent created for the benchmark, so the parent's "
+      "children grow by one per request.")
+    w("- Move group: `POST .../groups/{id}` `{\"name\":\"Bench moved\",\"to_id\":A|B}`, one leaf "
+      "group moved back and forth between two top-level groups (no `from_id`, so concurrent "
+      "moves do not conflict).")
+    w(f"- Add member: `POST .../groups/{{gid}}/users/{{uid}}` `{{\"role\":4}}`. 64 users are "
+      f"registered first (`POST /api/sso/users`); request n of a wrk thread adds that thread's "
+      f"user n mod 32 to the next group among the first 1,000 groups of the default listing. "
+      f"The first request for a user also adds it to the directory; the others add an existing "
+      f"member to one more group. No (user, group) pair repeats within {int(env['ADD_PAIRS']):,} "
+      f"requests; past that the repeats answer 409 `contacts_user_existed` and count as errors.")
+    w("- The ceiling (`examples/ceiling.rs`): axum 0.8 on the default multi-thread tokio runtime, "
+      f"like `contactsd serve`, answering every GET with a fixed {env['PAGE1_BYTES']}-byte JSON "
+      "body (the length of the real page-1 answer), no database, no token check; it receives "
+      "the \"list groups page 1\" load.")
+    w("- The server logs one line per request to stderr (its default), written to a file.")
+    w("- No timed assertions: the numbers are reported, never checked, and the smoke run "
+      "(`bench/run --smoke`, in CI) fails only when the script breaks.")
+    w("")
+    w("## Notes")
+    w("")
+    w("- Every contacts call reads the token's row (`Service::authenticate`) and the team's row "
+      "(the tenant check, which also carries the directory version) from the database before "
+      "it answers from the in-memory directory; member pages also read names and avatars from "
+      "the database. The ceiling does none of this, so the gap between a read scenario and the "
+      "ceiling is mostly those round trips plus the envelope, the JSON and the request log "
+      "(an inference from the code, not a profile).")
+    w("- The load generator shares the machine's cores with the server, so requests/s is lower "
+      "than the server alone could do; calls per server CPU-second does not depend on that.")
+    w("- The first scenario runs right after the restart; its p99 may include the warm-up of the "
+      "connection pool and caches.")
+    w("")
+    print("\n".join(out))
+
+
+if __name__ == "__main__":
+    main()
