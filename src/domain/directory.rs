@@ -16,7 +16,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use super::RuleError;
-use super::values::{GroupId, Page, ROOT_GROUP, Role, Source, TeamId, UserId};
+use super::values::{GroupId, Page, ROOT_GROUP, Role, Source, UserId};
 
 /// A group row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,7 +134,6 @@ struct Node {
 /// One team's directory. See the module documentation.
 #[derive(Debug)]
 pub struct Directory {
-    team_id: TeamId,
     team_name: String,
     admin_seats: i64,
     version: i64,
@@ -169,7 +168,6 @@ fn sibling_key(group: &Group) -> (Reverse<i64>, GroupId) {
 impl Directory {
     /// A directory from its stored rows. Rows may come in any order.
     pub fn load(
-        team_id: TeamId,
         team_name: String,
         admin_seats: i64,
         version: i64,
@@ -177,7 +175,6 @@ impl Directory {
         members: Vec<(UserId, Placement)>,
     ) -> Directory {
         let mut directory = Directory {
-            team_id,
             team_name,
             admin_seats,
             version,
@@ -235,10 +232,6 @@ impl Directory {
             list.sort_unstable();
         }
         directory
-    }
-
-    pub fn team_id(&self) -> TeamId {
-        self.team_id
     }
 
     pub fn team_name(&self) -> &str {

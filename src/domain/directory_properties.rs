@@ -77,7 +77,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            directory: Directory::load(1, "Team".into(), SEATS, 0, Vec::new(), Vec::new()),
+            directory: Directory::load("Team".into(), SEATS, 0, Vec::new(), Vec::new()),
             next_id: 1,
         }
     }
@@ -416,7 +416,6 @@ proptest! {
         // A fresh load of the same rows is the same directory.
         let d = &harness.directory;
         let reloaded = Directory::load(
-            1,
             "Team".into(),
             SEATS,
             d.version(),

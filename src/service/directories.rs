@@ -84,7 +84,6 @@ impl Directories {
             .ok_or(ServiceError::TeamNotFound)?;
         let team = snapshot.team;
         slot.replace(Some(Directory::load(
-            team_id,
             team.name,
             team.admin_seats,
             team.version,

@@ -120,10 +120,6 @@ impl Service {
         }
     }
 
-    pub fn settings(&self) -> &ServiceSettings {
-        &self.settings
-    }
-
     /// Does the database answer?
     pub async fn healthy(&self) -> bool {
         self.store.ping().await.is_ok()
@@ -177,7 +173,6 @@ impl Service {
             };
             let team = snapshot.team;
             let directory = crate::domain::directory::Directory::load(
-                team_id,
                 team.name,
                 team.admin_seats,
                 team.version,
