@@ -7,9 +7,11 @@
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use chrono::FixedOffset;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 use tokio::net::TcpListener;
 
@@ -18,7 +20,7 @@ use crate::domain::sync::{
     Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
 };
 use crate::domain::values::{self, Role};
-use crate::http::{self, HttpSettings};
+use crate::http::{self, ConnectionSettings, HttpSettings};
 use crate::service::{Service, ServiceError, ServiceSettings};
 use crate::store;
 
@@ -122,6 +124,15 @@ struct ServeArgs {
     /// Largest snapshot the sync route accepts, in bytes after decompression.
     #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
     sync_body_limit: usize,
+    /// Connections served at once; a connection beyond this is answered with HTTP 429.
+    #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: u32,
+    /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
+    #[arg(long, env = "CONTACTSD_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout: u64,
+    /// Longest pause, in seconds, between two chunks of a request body.
+    #[arg(long, env = "CONTACTSD_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    body_read_timeout: u64,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,16 +262,25 @@ async fn run(cli: Cli) -> Result<(), String> {
     }
 }
 
-/// Read a snapshot file in the format its name says.
+/// Read a snapshot file in the format its name says, showing the bytes read on a terminal.
 fn read_snapshot(path: &std::path::Path) -> Result<Snapshot, String> {
     let file = std::fs::File::open(path)
         .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+    let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
+    let progress = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr())
+        .with_style(
+            ProgressStyle::with_template(
+                "reading   {bar:40} {binary_bytes}/{binary_total_bytes} ({elapsed})",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+    let file = progress.wrap_read(file);
     let name = path.to_string_lossy().to_lowercase();
     let (name, reader): (&str, Box<dyn std::io::Read>) = match name.strip_suffix(".gz") {
         Some(inner) => (inner, Box::new(flate2::read::GzDecoder::new(file))),
         None => (name.as_str(), Box::new(file)),
     };
-    if name.ends_with(".csv") {
+    let snapshot = if name.ends_with(".csv") {
         read_csv(reader)
     } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
         http::sync::read_snapshot(reader, true)
@@ -271,7 +291,9 @@ fn read_snapshot(path: &std::path::Path) -> Result<Snapshot, String> {
             "{}: the file name must end in .json, .ndjson, .jsonl or .csv (optionally .gz)",
             path.display()
         ))
-    }
+    };
+    progress.finish();
+    snapshot
 }
 
 /// The CSV snapshot: a header row, then one row per group (`kind` = `group`) or member
@@ -352,10 +374,18 @@ async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Val
         },
         allow_mass_delete: args.allow_mass_delete,
     };
-    match service
+    let progress = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+        .with_style(
+            ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        )
+        .with_message("validating, planning and writing");
+    progress.enable_steady_tick(Duration::from_millis(120));
+    let outcome = service
         .sync_as_team_app(args.team_id, &snapshot, options, args.dry_run)
-        .await
-    {
+        .await;
+    progress.finish_and_clear();
+    match outcome {
         Ok(outcome) => {
             let mut report = serde_json::to_value(&outcome.report).map_err(|e| e.to_string())?;
             report["dry_run"] = json!(outcome.dry_run);
@@ -489,11 +519,14 @@ async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
             ..HttpSettings::default()
         },
     );
+    let connections = ConnectionSettings {
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
+        body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        ..ConnectionSettings::default()
+    };
     tracing::info!(listen = %args.listen, "contactsd is serving");
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|error| format!("the server stopped: {error}"))?;
+    http::serve(listener, router, connections, shutdown_signal()).await;
     tracing::info!("contactsd stopped");
     Ok(())
 }

@@ -118,6 +118,18 @@ impl ApiError {
         )
     }
 
+    /// The answer on a connection beyond the server's connection limit.
+    pub fn too_many_connections() -> ApiError {
+        let mut error = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "ResourceExhausted",
+            "request_rate_limited",
+            "the server has too many open connections; retry later".to_owned(),
+        );
+        error.retry_after_secs = Some(1);
+        error
+    }
+
     pub fn internal(detail: String) -> ApiError {
         let mut error = ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,7 +7,10 @@ pub mod envelope;
 pub mod extract;
 mod openapi;
 mod routes;
+mod server;
 pub mod sync;
+
+pub use server::{ConnectionSettings, serve};
 
 use std::sync::Arc;
 

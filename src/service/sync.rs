@@ -34,18 +34,22 @@ impl Service {
         let started = Instant::now();
         let team = self.team_for(caller, team_id).await?;
         let max_depth = self.settings.max_group_depth;
-        let mut users: HashMap<String, UserId> = self
-            .store
-            .app_user_ids(&caller.appid)
-            .await?
-            .into_iter()
-            .collect();
-        let members: HashMap<_, _> = self
-            .store
-            .member_states(team_id)
-            .await?
-            .into_iter()
-            .collect();
+        // Three independent reads of millions of rows each: run them side by side (the
+        // directory read is a no-op when this process has the current copy already).
+        let (users, members, ()) = tokio::try_join!(
+            async { Ok(self.store.app_user_ids(&caller.appid).await?) },
+            async { Ok(self.store.member_states(team_id).await?) },
+            self.directories.read(&*self.store, &team, |_| Ok(())),
+        )?;
+        let mut users: HashMap<String, UserId> = users.into_iter().collect();
+        let members: HashMap<_, _> = members.into_iter().collect();
+        tracing::info!(
+            team_id,
+            users = users.len(),
+            members = members.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sync: read the stored users, members and directory"
+        );
 
         // Stand-in ids (negative, never stored) for openids without a user yet; they are
         // replaced by the real ids once the users are registered.
@@ -77,6 +81,12 @@ impl Service {
             })
             .await?;
         let report = checked.map_err(ServiceError::SyncRefused)?;
+        tracing::info!(
+            team_id,
+            new_users = missing.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "sync: the snapshot is valid"
+        );
         if dry_run {
             return Ok(SyncOutcome {
                 report,
@@ -111,8 +121,21 @@ impl Service {
         let (planned, _) = self
             .directories
             .write(&*self.store, team, |d| {
+                tracing::info!(
+                    team_id = team.access.team_id,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "sync: planning on the current directory"
+                );
                 match sync::plan(d, snapshot, options, users, members, max_depth, now) {
-                    Ok((changes, report)) => Ok((changes, Ok(report))),
+                    Ok((changes, report)) => {
+                        tracing::info!(
+                            team_id = team.access.team_id,
+                            changes = changes.len(),
+                            elapsed_ms = started.elapsed().as_millis() as u64,
+                            "sync: writing the changes"
+                        );
+                        Ok((changes, Ok(report)))
+                    }
                     Err(refusal) => Ok((Vec::new(), Err(refusal))),
                 }
             })

@@ -12,6 +12,7 @@ pub mod postgres;
 pub mod sqlite;
 
 use async_trait::async_trait;
+use futures_util::{Stream, TryStreamExt};
 use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
@@ -289,4 +290,47 @@ pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
+}
+
+/// Decode rows one by one as the database sends them. A directory read is millions of rows;
+/// collecting the raw rows first would hold them all (hundreds of bytes each) at once.
+pub(crate) async fn decode_rows<R, T>(
+    rows: impl Stream<Item = Result<R, sqlx::Error>>,
+    mut decode: impl FnMut(&R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut rows = std::pin::pin!(rows);
+    let mut decoded = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        decoded.push(decode(&row)?);
+    }
+    Ok(decoded)
+}
+
+/// Each member's placement from its role and its memberships, both ascending by user id.
+pub(crate) fn placements(
+    roles: Vec<(UserId, Role)>,
+    memberships: &[(UserId, GroupId)],
+) -> Vec<(UserId, Placement)> {
+    let mut placed = memberships.iter().peekable();
+    roles
+        .into_iter()
+        .map(|(user_id, role)| {
+            let mut groups = Vec::new();
+            while let Some(&&(member, group)) = placed.peek() {
+                if member > user_id {
+                    break;
+                }
+                if member == user_id {
+                    groups.push(group);
+                }
+                placed.next();
+            }
+            (user_id, Placement { role, groups })
+        })
+        .collect()
+}
+
+/// A stored role code; an unknown one means the database was changed by hand.
+pub(crate) fn role_of(raw: i64) -> StoreResult<Role> {
+    Role::from_code(raw).ok_or_else(|| StoreError::Database(format!("unknown role {raw}")))
 }

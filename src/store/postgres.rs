@@ -64,10 +64,10 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 use super::{
     AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
     NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult,
-    TeamRecord, TokenRecord, UserRecord, UserStore,
+    TeamRecord, TokenRecord, UserRecord, UserStore, decode_rows, placements, role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Group, GroupRef, Placement};
+use crate::domain::directory::{Change, Group, GroupRef};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
@@ -116,10 +116,6 @@ fn apply_error(error: sqlx::Error) -> StoreError {
 
 fn plan_of(raw: &str) -> StoreResult<Plan> {
     Plan::parse(raw).ok_or_else(|| StoreError::Database(format!("unknown plan {raw:?}")))
-}
-
-fn role_of(raw: i64) -> StoreResult<Role> {
-    Role::from_code(raw).ok_or_else(|| StoreError::Database(format!("unknown role {raw}")))
 }
 
 fn group_of(row: &PgRow) -> StoreResult<Group> {
@@ -707,11 +703,11 @@ impl UserStore for PostgresStore {
     async fn app_user_ids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>> {
         let rows = sqlx::query("SELECT openid, user_id FROM app_users WHERE appid = $1")
             .bind(appid.to_owned())
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("openid")?, row.try_get("user_id")?)))
-            .collect()
+            .fetch(&self.pool);
+        decode_rows(rows, |row| {
+            Ok((row.try_get("openid")?, row.try_get("user_id")?))
+        })
+        .await
     }
 
     async fn register_users(
@@ -839,20 +835,18 @@ impl UserStore for PostgresStore {
         let rows =
             sqlx::query("SELECT user_id, nickname, avatar, source FROM members WHERE team_id = $1")
                 .bind(team_id)
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("user_id")?,
-                    MemberState {
-                        nickname: row.try_get("nickname")?,
-                        avatar: row.try_get("avatar")?,
-                        source: Source::from_code(row.try_get("source")?),
-                    },
-                ))
-            })
-            .collect()
+                .fetch(&self.pool);
+        decode_rows(rows, |row| {
+            Ok((
+                row.try_get("user_id")?,
+                MemberState {
+                    nickname: row.try_get("nickname")?,
+                    avatar: row.try_get("avatar")?,
+                    source: Source::from_code(row.try_get("source")?),
+                },
+            ))
+        })
+        .await
     }
 }
 
@@ -876,48 +870,28 @@ impl DirectoryStore for PostgresStore {
              upd_at FROM groups WHERE team_id = $1",
         )
         .bind(team_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(group_of)
-        .collect::<StoreResult<Vec<Group>>>()?;
+        .fetch(&mut *tx);
+        let groups = decode_rows(groups, group_of).await?;
         let roles =
             sqlx::query("SELECT user_id, role FROM members WHERE team_id = $1 ORDER BY user_id")
                 .bind(team_id)
-                .fetch_all(&mut *tx)
-                .await?;
+                .fetch(&mut *tx);
+        let roles = decode_rows(roles, |row| {
+            Ok((row.try_get("user_id")?, role_of(row.try_get("role")?)?))
+        })
+        .await?;
         let memberships = sqlx::query(
             "SELECT user_id, group_id FROM memberships WHERE team_id = $1 \
              ORDER BY user_id, group_id",
         )
         .bind(team_id)
-        .fetch_all(&mut *tx)
+        .fetch(&mut *tx);
+        let memberships = decode_rows(memberships, |row| {
+            Ok((row.try_get("user_id")?, row.try_get("group_id")?))
+        })
         .await?;
         tx.commit().await?;
-
-        let mut members = Vec::with_capacity(roles.len());
-        let mut placed = memberships.iter().peekable();
-        for row in &roles {
-            let user_id: UserId = row.try_get("user_id")?;
-            let mut groups = Vec::new();
-            while let Some(next) = placed.peek() {
-                let member: UserId = next.try_get("user_id")?;
-                if member > user_id {
-                    break;
-                }
-                if member == user_id {
-                    groups.push(next.try_get::<GroupId, _>("group_id")?);
-                }
-                placed.next();
-            }
-            members.push((
-                user_id,
-                Placement {
-                    role: role_of(row.try_get("role")?)?,
-                    groups,
-                },
-            ));
-        }
+        let members = placements(roles, &memberships);
         Ok(Some(DirectorySnapshot {
             team,
             groups,

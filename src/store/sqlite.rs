@@ -19,10 +19,10 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{
     AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
     NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult,
-    TeamRecord, TokenRecord, UserRecord, UserStore,
+    TeamRecord, TokenRecord, UserRecord, UserStore, placements, role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Group, GroupRef, Placement};
+use crate::domain::directory::{Change, Group, GroupRef};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
@@ -69,24 +69,6 @@ fn plan_of(raw: &str) -> StoreResult<Plan> {
     Plan::parse(raw).ok_or_else(|| StoreError::Database(format!("unknown plan {raw:?}")))
 }
 
-fn role_of(raw: i64) -> StoreResult<Role> {
-    Role::from_code(raw).ok_or_else(|| StoreError::Database(format!("unknown role {raw}")))
-}
-
-fn group_of(row: &SqliteRow) -> StoreResult<Group> {
-    Ok(Group {
-        id: row.try_get("id")?,
-        parent_id: row.try_get("parent_id")?,
-        source: Source::from_code(row.try_get("source")?),
-        remote_id: row.try_get("remote_id")?,
-        name: row.try_get("name")?,
-        order: row.try_get("sort_order")?,
-        is_valid: row.try_get("is_valid")?,
-        created_at: row.try_get("created_at")?,
-        upd_at: row.try_get("upd_at")?,
-    })
-}
-
 fn user_of(row: &SqliteRow) -> StoreResult<UserRecord> {
     Ok(UserRecord {
         user_id: row.try_get("id")?,
@@ -94,6 +76,46 @@ fn user_of(row: &SqliteRow) -> StoreResult<UserRecord> {
         nickname: row.try_get("nickname")?,
         avatar: row.try_get("avatar")?,
     })
+}
+
+/// Rows per chunk of a [`bulk_read`].
+const BULK_CHUNK: i64 = 100_000;
+
+/// A read of up to millions of rows (a whole directory, every user of an app); callers run it in
+/// a read transaction, so that the chunks see one state. Through the driver, each row is a hand-off between threads that costs
+/// microseconds; instead SQLite puts each chunk of rows into one JSON array of arrays, decoded
+/// in one pass at a fraction of the cost (docs/SYNC-BENCHMARKS.md has the figures).
+///
+/// `sql` takes `?1` = `key`, `?2` = the cursor (rows strictly after it, in cursor order) and
+/// `?3` = the chunk size, and selects two columns: the chunk as JSON and its last cursor (NULL
+/// for an empty chunk).
+async fn bulk_read<T, K, C>(
+    connection: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+    key: K,
+    mut after: C,
+) -> StoreResult<Vec<T>>
+where
+    T: serde::de::DeserializeOwned,
+    K: Clone + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+    C: Send + Unpin + for<'q> sqlx::Encode<'q, Sqlite> + for<'r> sqlx::Decode<'r, Sqlite>,
+    C: sqlx::Type<Sqlite>,
+{
+    let mut rows = Vec::new();
+    loop {
+        let (json, last): (String, Option<C>) = sqlx::query_as(sql)
+            .bind(key.clone())
+            .bind(after)
+            .bind(BULK_CHUNK)
+            .fetch_one(&mut *connection)
+            .await?;
+        let Some(last) = last else { break };
+        let chunk: Vec<T> =
+            serde_json::from_str(&json).map_err(|error| StoreError::Database(error.to_string()))?;
+        rows.extend(chunk);
+        after = last;
+    }
+    Ok(rows)
 }
 
 const TEAM_QUERY: &str = "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
@@ -603,13 +625,16 @@ impl UserStore for SqliteStore {
     }
 
     async fn app_user_ids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>> {
-        let rows = sqlx::query("SELECT openid, user_id FROM app_users WHERE appid = ?")
-            .bind(appid.to_owned())
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|row| Ok((row.try_get("openid")?, row.try_get("user_id")?)))
-            .collect()
+        let mut tx = self.reader.begin().await?;
+        bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(openid, user_id)), max(openid) FROM \
+             (SELECT openid, user_id FROM app_users WHERE appid = ?1 AND openid > ?2 \
+             ORDER BY openid LIMIT ?3)",
+            appid.to_owned(),
+            String::new(),
+        )
+        .await
     }
 
     async fn register_users(
@@ -693,23 +718,30 @@ impl UserStore for SqliteStore {
     }
 
     async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>> {
-        let rows =
-            sqlx::query("SELECT user_id, nickname, avatar, source FROM members WHERE team_id = ?")
-                .bind(team_id)
-                .fetch_all(&self.reader)
-                .await?;
-        rows.iter()
-            .map(|row| {
-                Ok((
-                    row.try_get("user_id")?,
+        let mut tx = self.reader.begin().await?;
+        let rows: Vec<(UserId, String, String, i64)> = bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(user_id, nickname, avatar, source)), \
+             max(user_id) FROM (SELECT user_id, nickname, avatar, source FROM members \
+             WHERE team_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
+            team_id,
+            0_i64,
+        )
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(user_id, nickname, avatar, source)| {
+                let source = Source::from_code(source);
+                (
+                    user_id,
                     MemberState {
-                        nickname: row.try_get("nickname")?,
-                        avatar: row.try_get("avatar")?,
-                        source: Source::from_code(row.try_get("source")?),
+                        nickname,
+                        avatar,
+                        source,
                     },
-                ))
+                )
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -725,53 +757,62 @@ impl DirectoryStore for SqliteStore {
         let Some(team) = team.as_ref().map(team_of).transpose()? else {
             return Ok(None);
         };
-        let groups = sqlx::query(
-            "SELECT id, parent_id, source, remote_id, name, sort_order, is_valid, created_at, \
-             upd_at FROM groups WHERE team_id = ?",
+        type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
+        let groups: Vec<GroupRow> = bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(id, parent_id, source, remote_id, name, \
+             sort_order, is_valid, created_at, upd_at)), max(id) FROM (SELECT * FROM groups \
+             WHERE team_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3)",
+            team_id,
+            0_i64,
         )
-        .bind(team_id)
-        .fetch_all(&mut *tx)
-        .await?
-        .iter()
-        .map(group_of)
-        .collect::<StoreResult<Vec<Group>>>()?;
-        let roles =
-            sqlx::query("SELECT user_id, role FROM members WHERE team_id = ? ORDER BY user_id")
-                .bind(team_id)
-                .fetch_all(&mut *tx)
-                .await?;
-        let memberships = sqlx::query(
-            "SELECT user_id, group_id FROM memberships WHERE team_id = ? \
-             ORDER BY user_id, group_id",
-        )
-        .bind(team_id)
-        .fetch_all(&mut *tx)
         .await?;
-        tx.commit().await?;
-
-        let mut members = Vec::with_capacity(roles.len());
-        let mut placed = memberships.iter().peekable();
-        for row in &roles {
-            let user_id: UserId = row.try_get("user_id")?;
-            let mut groups = Vec::new();
-            while let Some(next) = placed.peek() {
-                let member: UserId = next.try_get("user_id")?;
-                if member > user_id {
-                    break;
-                }
-                if member == user_id {
-                    groups.push(next.try_get::<GroupId, _>("group_id")?);
-                }
-                placed.next();
-            }
-            members.push((
-                user_id,
-                Placement {
-                    role: role_of(row.try_get("role")?)?,
-                    groups,
+        let groups = groups
+            .into_iter()
+            .map(
+                |(id, parent_id, source, remote_id, name, order, valid, created_at, upd_at)| {
+                    Group {
+                        id,
+                        parent_id,
+                        source: Source::from_code(source),
+                        remote_id,
+                        name,
+                        order,
+                        is_valid: valid != 0,
+                        created_at,
+                        upd_at,
+                    }
                 },
-            ));
-        }
+            )
+            .collect();
+        let roles: Vec<(UserId, i64)> = bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(user_id, role)), max(user_id) FROM \
+             (SELECT user_id, role FROM members WHERE team_id = ?1 AND user_id > ?2 \
+             ORDER BY user_id LIMIT ?3)",
+            team_id,
+            0_i64,
+        )
+        .await?;
+        let mut roles = roles
+            .into_iter()
+            .map(|(user_id, role)| Ok((user_id, role_of(role)?)))
+            .collect::<StoreResult<Vec<_>>>()?;
+        roles.sort_unstable_by_key(|(user_id, _)| *user_id);
+        let mut memberships: Vec<(UserId, GroupId)> = bulk_read(
+            &mut tx,
+            // Chunked by member: the memberships of the next members after the cursor.
+            "SELECT (SELECT json_group_array(json_array(user_id, group_id)) FROM memberships \
+             WHERE team_id = ?1 AND user_id > ?2 AND user_id <= chunk.last), chunk.last \
+             FROM (SELECT max(user_id) AS last FROM (SELECT user_id FROM members \
+             WHERE team_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)) AS chunk",
+            team_id,
+            0_i64,
+        )
+        .await?;
+        memberships.sort_unstable();
+        tx.commit().await?;
+        let members = placements(roles, &memberships);
         Ok(Some(DirectorySnapshot {
             team,
             groups,

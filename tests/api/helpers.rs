@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use contactsd::domain::access::Plan;
-use contactsd::http::{HttpSettings, router};
+use contactsd::http::{ConnectionSettings, HttpSettings, router};
 use contactsd::service::{Service, ServiceSettings};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
@@ -110,11 +110,17 @@ pub struct TestOrg {
 pub struct TestAppBuilder {
     service: ServiceSettings,
     http: HttpSettings,
+    connections: ConnectionSettings,
     plan: Plan,
     admin_seats: i64,
 }
 
 impl TestAppBuilder {
+    pub fn connections(mut self, connections: ConnectionSettings) -> Self {
+        self.connections = connections;
+        self
+    }
+
     pub fn token_ttl(mut self, seconds: u64) -> Self {
         self.service.token_ttl = seconds;
         self
@@ -159,7 +165,7 @@ impl TestAppBuilder {
             .create_org_with_app(TEAM_NAME, self.plan, self.admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create the test org: {error}"));
-        let address = serve(service.clone(), self.http.clone()).await;
+        let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -170,6 +176,7 @@ impl TestAppBuilder {
             secret: credentials.secret,
             settings: self.service,
             http: self.http,
+            connections: self.connections,
             database,
         }
     }
@@ -182,8 +189,13 @@ async fn open_service(url: &str, settings: ServiceSettings) -> Arc<Service> {
     Arc::new(Service::new(store, settings))
 }
 
-/// Serve the real router on a free local port in the background; returns `http://ip:port`.
-async fn serve(service: Arc<Service>, settings: HttpSettings) -> String {
+/// Serve the real router on a free local port in the background, through the same connection
+/// layer as `contactsd serve`; returns `http://ip:port`.
+async fn serve(
+    service: Arc<Service>,
+    settings: HttpSettings,
+    connections: ConnectionSettings,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("could not bind 127.0.0.1:0");
@@ -191,11 +203,12 @@ async fn serve(service: Arc<Service>, settings: HttpSettings) -> String {
         .local_addr()
         .expect("bound listener has an address");
     let app = router(service, settings);
-    tokio::spawn(async move {
-        axum::serve(listener, app.into_make_service())
-            .await
-            .expect("the test server stopped with an error");
-    });
+    tokio::spawn(contactsd::http::serve(
+        listener,
+        app,
+        connections,
+        std::future::pending(),
+    ));
     format!("http://{address}")
 }
 
@@ -211,6 +224,7 @@ pub struct TestApp {
     pub secret: String,
     settings: ServiceSettings,
     http: HttpSettings,
+    connections: ConnectionSettings,
     database: Arc<TestDatabase>,
 }
 
@@ -243,6 +257,7 @@ impl TestApp {
                 ..ServiceSettings::default()
             },
             http: HttpSettings::default(),
+            connections: ConnectionSettings::default(),
             plan: Plan::Business,
             admin_seats: 10,
         }
@@ -252,7 +267,7 @@ impl TestApp {
     /// several instances share one database.
     pub async fn replica(&self) -> TestApp {
         let service = open_service(&self.database.url, self.settings.clone()).await;
-        let address = serve(service.clone(), self.http.clone()).await;
+        let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -263,6 +278,7 @@ impl TestApp {
             secret: self.secret.clone(),
             settings: self.settings.clone(),
             http: self.http.clone(),
+            connections: self.connections.clone(),
             database: self.database.clone(),
         }
     }

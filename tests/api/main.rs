@@ -6,6 +6,7 @@
 //! what reading it back afterwards shows.
 
 mod concurrency;
+mod connections;
 mod foundation;
 mod groups;
 mod helpers;
