@@ -124,6 +124,11 @@ struct ServeArgs {
     /// Largest snapshot the sync route accepts, in bytes after decompression.
     #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
     sync_body_limit: usize,
+    /// Milliseconds a token's or a team's record is trusted before the database is asked
+    /// again (0 = ask on every call). Changes made through this process are seen at once;
+    /// changes made by another process (a second server, the command line) within this time.
+    #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    read_cache_ms: u64,
     /// Connections served at once; a connection beyond this is answered with HTTP 429.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -230,6 +235,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 rate_limit: args.rate_limit,
                 token_rate_limit: args.token_rate_limit,
                 max_group_depth: args.max_group_depth,
+                read_cache_ttl: Duration::from_millis(args.read_cache_ms),
                 ..ServiceSettings::default()
             };
             let service = Arc::new(Service::new(store, settings));

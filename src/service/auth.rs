@@ -122,6 +122,8 @@ impl Service {
         self.store
             .put_token(&app.appid, &digest(&token), unix_now() + ttl as i64)
             .await?;
+        // The app's earlier token stops working in this process at once.
+        self.tokens.forget(|record| record.appid == app.appid);
         Ok(IssuedToken {
             access_token: token,
             expires_in: ttl,
@@ -134,11 +136,19 @@ impl Service {
         if token.is_empty() || token.len() > 256 {
             return Err(ServiceError::InvalidAccessToken);
         }
-        let record = self
-            .store
-            .token(&digest(token))
-            .await?
-            .ok_or(ServiceError::InvalidAccessToken)?;
+        let digest = digest(token);
+        let record = match self.tokens.get(&digest) {
+            Some(record) => record,
+            None => {
+                let record = self
+                    .store
+                    .token(&digest)
+                    .await?
+                    .ok_or(ServiceError::InvalidAccessToken)?;
+                self.tokens.put(digest, record.clone());
+                record
+            }
+        };
         if appid.is_some_and(|appid| appid != record.appid) {
             return Err(ServiceError::InvalidAccessToken);
         }
@@ -190,6 +200,7 @@ impl Service {
         if !self.store.set_secret(appid, &digest(&secret)).await? {
             return Err(ServiceError::InvalidCredential);
         }
+        self.tokens.forget(|record| record.appid == appid);
         Ok(Credentials {
             appid: appid.to_owned(),
             secret,

@@ -9,11 +9,12 @@ mod directories;
 mod groups;
 mod members;
 mod orgs;
+mod recent;
 mod sync;
 mod users;
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use thiserror::Error;
 
@@ -27,9 +28,10 @@ use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
 use crate::domain::values::TeamId;
-use crate::store::{Store, StoreError, TeamRecord};
+use crate::store::{Store, StoreError, TeamRecord, TokenRecord};
 use auth::RateLimits;
 use directories::Directories;
+use recent::Recent;
 
 /// Settings that change what the service answers.
 #[derive(Debug, Clone)]
@@ -43,6 +45,10 @@ pub struct ServiceSettings {
     pub max_group_depth: u32,
     /// Admin seats of orgs created through the API.
     pub default_admin_seats: i64,
+    /// How long a token's or a team's record read from the database is trusted before it is
+    /// read again; zero reads it on every call. Changes made through this process are seen at
+    /// once whatever the setting; changes made by another process within this time.
+    pub read_cache_ttl: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -53,6 +59,7 @@ impl Default for ServiceSettings {
             token_rate_limit: 60,
             max_group_depth: 15,
             default_admin_seats: 10,
+            read_cache_ttl: Duration::ZERO,
         }
     }
 }
@@ -108,6 +115,9 @@ pub struct Service {
     settings: ServiceSettings,
     limits: RateLimits,
     directories: Directories,
+    /// Token records by token digest.
+    tokens: Recent<Vec<u8>, TokenRecord>,
+    teams: Recent<TeamId, TeamRecord>,
 }
 
 impl Service {
@@ -115,6 +125,8 @@ impl Service {
         Service {
             limits: RateLimits::new(settings.rate_limit, settings.token_rate_limit),
             directories: Directories::default(),
+            tokens: Recent::new(settings.read_cache_ttl),
+            teams: Recent::new(settings.read_cache_ttl),
             store,
             settings,
         }
@@ -134,7 +146,17 @@ impl Service {
     /// The directory `team_id` if `caller` may use its contacts features.
     /// A team app never learns whether another team exists.
     async fn team_for(&self, caller: &Caller, team_id: TeamId) -> ServiceResult<TeamRecord> {
-        match self.store.team(team_id).await? {
+        let team = match self.teams.get(&team_id) {
+            Some(team) => Some(team),
+            None => {
+                let team = self.store.team(team_id).await?;
+                if let Some(team) = &team {
+                    self.teams.put(team_id, team.clone());
+                }
+                team
+            }
+        };
+        match team {
             Some(team) => {
                 caller.may_touch(&team.access, Plan::Business)?;
                 Ok(team)

@@ -460,6 +460,55 @@ async fn a_new_token_supersedes_the_old_one_on_every_server_sharing_the_database
 }
 
 #[tokio::test]
+async fn with_a_read_cache_a_process_sees_its_own_changes_at_once() {
+    let app = TestApp::builder()
+        .read_cache(Duration::from_secs(600))
+        .spawn()
+        .await;
+    let first = app.team_api().await;
+    assert_ok(&first.get(&groups_path(app.team_id)).await);
+    let id = first.create_group(app.team_id, "Sales", 0).await;
+    assert_eq!(
+        first.list_groups(app.team_id, "").await.ints("id"),
+        vec![id]
+    );
+
+    let second = app.team_api().await;
+    let response = first.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+    assert_ok(&second.get(&groups_path(app.team_id)).await);
+
+    app.service
+        .rotate_secret(&app.appid)
+        .await
+        .unwrap_or_else(|error| panic!("rotate-secret failed: {error}"));
+    let response = second.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+}
+
+#[tokio::test]
+async fn with_a_read_cache_other_processes_see_changes_within_its_time() {
+    let ttl = Duration::from_millis(300);
+    let app = TestApp::builder().read_cache(ttl).spawn().await;
+    let other_server = app.replica().await;
+    let old = app.team_api().await;
+    assert_ok(&old.get(&groups_path(app.team_id)).await);
+    let on_other = Api::new(&other_server, &old.appid, &old.token);
+    let id = on_other.create_group(app.team_id, "Sales", 0).await;
+    let new = other_server.team_api().await;
+
+    // Within a little more than the time-to-live, the first process sees both changes.
+    tokio::time::sleep(ttl + Duration::from_millis(50)).await;
+    let on_first = Api::new(&app, &new.appid, &new.token);
+    assert_eq!(
+        on_first.list_groups(app.team_id, "").await.ints("id"),
+        vec![id]
+    );
+    let response = old.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+}
+
+#[tokio::test]
 async fn a_token_of_one_app_sent_with_another_appid_is_refused() {
     let app = TestApp::spawn().await;
     let other = app.create_org("Other", Plan::Business, 10).await;

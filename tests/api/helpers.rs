@@ -126,6 +126,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Trust token and team records for `ttl` (as `contactsd serve` does by default).
+    pub fn read_cache(mut self, ttl: std::time::Duration) -> Self {
+        self.service.read_cache_ttl = ttl;
+        self
+    }
+
     pub fn rate_limit(mut self, per_second: u32) -> Self {
         self.service.rate_limit = per_second;
         self
