@@ -119,6 +119,9 @@ fn with_envelope(router: Router) -> Router {
 }
 
 #[cfg(test)]
+mod fuzzing;
+
+#[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
     use axum::http::{Request, StatusCode};

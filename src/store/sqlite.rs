@@ -828,13 +828,19 @@ impl DirectoryStore for SqliteStore {
         now: i64,
     ) -> StoreResult<Applied> {
         let mut tx = self.begin_write().await?;
-        let version: Option<i64> = sqlx::query_scalar("SELECT version FROM teams WHERE id = ?")
-            .bind(team_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-        if version != Some(expected_version) {
+        // Check and bump the version in one statement (one round trip less per write); the
+        // transaction is this process's only writer and rolls back on any failure below.
+        let version: Option<i64> = sqlx::query_scalar(
+            "UPDATE teams SET version = version + 1 WHERE id = ? AND version = ? \
+             RETURNING version",
+        )
+        .bind(team_id)
+        .bind(expected_version)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(version) = version else {
             return Err(StoreError::Conflict);
-        }
+        };
         let mut created: Vec<GroupId> = Vec::new();
         let mut rest = changes;
         while let Some(first) = rest.first() {
@@ -892,12 +898,6 @@ impl DirectoryStore for SqliteStore {
                 }
             }
         }
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE teams SET version = version + 1 WHERE id = ? RETURNING version",
-        )
-        .bind(team_id)
-        .fetch_one(&mut *tx)
-        .await?;
         tx.commit().await?;
         Ok(Applied { created, version })
     }
