@@ -263,7 +263,8 @@ def main():
             client.login(server.base)
             client.warm(server.base)
             target, thread, _ = run(operation, current)
-            delay = rng.uniform(0.0, durations[(current, target)])
+            # A little past the measured duration, so that some kills land just after the commit.
+            delay = rng.uniform(0.0, 1.3 * durations[(current, target)])
             time.sleep(delay)
             server.kill()
             thread.join()
