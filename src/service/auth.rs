@@ -98,6 +98,12 @@ impl Service {
         if grant_type != "client_credential" {
             return Err(RuleError::invalid("grant_type must be client_credential").into());
         }
+        // Appids are short ASCII letters and digits; anything else names no app (and some
+        // values, a NUL byte among them, cannot even be sent to PostgreSQL).
+        if appid.is_empty() || appid.len() > 64 || !appid.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(ServiceError::InvalidCredential);
+        }
         let app = self
             .store
             .app(appid)
