@@ -466,13 +466,18 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
                 .filter(|check| !check.violations.is_empty())
                 .map(|check| json!({"team_id": check.team_id, "violations": check.violations}))
                 .collect();
+            let dangling = service
+                .check_references()
+                .await
+                .map_err(|e| e.to_string())?;
             let report = json!({
                 "teams_checked": checks.len(),
                 "groups": checks.iter().map(|c| c.groups).sum::<usize>(),
                 "members": checks.iter().map(|c| c.members).sum::<usize>(),
                 "violations": broken,
+                "dangling_references": dangling,
             });
-            if broken.is_empty() {
+            if broken.is_empty() && dangling.is_empty() {
                 Ok(report)
             } else {
                 Err(format!("invariants are violated:\n{report:#}"))

@@ -218,4 +218,10 @@ impl Service {
         }
         Ok(checks)
     }
+
+    /// Stored rows that name a user, member, group, team or app that does not exist: the
+    /// referential half of `contactsd admin check`, one line per kind and team.
+    pub async fn check_references(&self) -> ServiceResult<Vec<String>> {
+        Ok(self.store.dangling_references().await?)
+    }
 }

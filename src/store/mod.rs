@@ -258,6 +258,36 @@ pub trait DirectoryStore: Send + Sync {
 pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
+    /// Rows that name something that does not exist, one line per kind and team (for `admin
+    /// check`). The bulk tables have no foreign keys on PostgreSQL (see its migrations), so
+    /// this is where a broken reference would show.
+    async fn dangling_references(&self) -> StoreResult<Vec<String>>;
+}
+
+/// The query behind [`Store::dangling_references`], valid on both backends: rows of
+/// (problem, team id or NULL, count).
+pub(crate) const DANGLING_REFERENCES: &str = "\
+    SELECT 'memberships of a user who is not a member' AS problem, m.team_id AS team_id, \
+    COUNT(*) AS n FROM memberships m LEFT JOIN members b \
+    ON b.team_id = m.team_id AND b.user_id = m.user_id WHERE b.user_id IS NULL GROUP BY m.team_id \
+    UNION ALL SELECT 'memberships in a group outside the team', m.team_id, COUNT(*) \
+    FROM memberships m LEFT JOIN groups g ON g.id = m.group_id AND g.team_id = m.team_id \
+    WHERE g.id IS NULL GROUP BY m.team_id \
+    UNION ALL SELECT 'members who are not users', b.team_id, COUNT(*) FROM members b \
+    LEFT JOIN users u ON u.id = b.user_id WHERE u.id IS NULL GROUP BY b.team_id \
+    UNION ALL SELECT 'members of a team that does not exist', b.team_id, COUNT(*) \
+    FROM members b LEFT JOIN teams t ON t.id = b.team_id WHERE t.id IS NULL GROUP BY b.team_id \
+    UNION ALL SELECT 'openids of a user that does not exist', NULL, COUNT(*) FROM app_users a \
+    LEFT JOIN users u ON u.id = a.user_id WHERE u.id IS NULL HAVING COUNT(*) > 0 \
+    UNION ALL SELECT 'openids of an app that does not exist', NULL, COUNT(*) FROM app_users a \
+    LEFT JOIN apps p ON p.appid = a.appid WHERE p.appid IS NULL HAVING COUNT(*) > 0";
+
+/// One line of [`Store::dangling_references`].
+pub(crate) fn dangling_line(problem: &str, team_id: Option<TeamId>, count: i64) -> String {
+    match team_id {
+        Some(team_id) => format!("team {team_id}: {count} {problem}"),
+        None => format!("{count} {problem}"),
+    }
 }
 
 /// The environment variable giving the most connections one process opens to PostgreSQL.

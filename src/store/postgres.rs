@@ -62,9 +62,10 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::{
-    AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
-    NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult,
-    TeamRecord, TokenRecord, UserRecord, UserStore, decode_rows, placements, role_of,
+    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectorySnapshot, DirectoryStore,
+    MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
+    StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line,
+    decode_rows, placements, role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Group, GroupRef};
@@ -189,7 +190,9 @@ fn run_length(changes: &[Change]) -> usize {
 
 /// Insert a run of `CreateGroup` changes in one statement. The ids are drawn from the groups'
 /// sequence first (ascending, in the run's order), so that a group created later in the run can
-/// name an earlier one as its parent.
+/// name an earlier one as its parent. (`groups_id_seq` and `users_id_seq` are the sequences
+/// PostgreSQL made for the identity columns; naming them, rather than asking
+/// `pg_get_serial_sequence` in the query, keeps the lookup out of the per-row work.)
 async fn insert_groups(
     tx: &mut Transaction<'static, Postgres>,
     team_id: TeamId,
@@ -197,10 +200,10 @@ async fn insert_groups(
     created: &mut Vec<GroupId>,
 ) -> StoreResult<()> {
     let mut ids: Vec<GroupId> = sqlx::query_scalar(
-        "SELECT nextval(pg_get_serial_sequence('groups', 'id')) FROM generate_series(1, $1)",
+        "SELECT ARRAY(SELECT nextval('groups_id_seq') FROM generate_series(1, $1))",
     )
     .bind(batch.len() as i64)
-    .fetch_all(&mut **tx)
+    .fetch_one(&mut **tx)
     .await
     .map_err(apply_error)?;
     ids.sort_unstable();
@@ -271,8 +274,29 @@ async fn update_group(
     Ok(())
 }
 
+/// Delete every membership of `users` in the team.
+async fn delete_memberships(
+    tx: &mut Transaction<'static, Postgres>,
+    team_id: TeamId,
+    users: Vec<UserId>,
+) -> StoreResult<()> {
+    // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
+    // the planner would scan the team's whole index range and filter it; the join looks each
+    // user up in the primary key.
+    sqlx::query(
+        "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
+         WHERE m.team_id = $1 AND m.user_id = u.user_id",
+    )
+    .bind(team_id)
+    .bind(users)
+    .execute(&mut **tx)
+    .await
+    .map_err(apply_error)?;
+    Ok(())
+}
+
 /// Upsert a run of members (no user twice, see [`run_length`]) and replace their memberships:
-/// three statements per run.
+/// at most three statements per run.
 async fn put_members(
     tx: &mut Transaction<'static, Postgres>,
     team_id: TeamId,
@@ -300,7 +324,11 @@ async fn put_members(
             }
         }
     }
-    sqlx::query(
+    // Which of the users were members already: only their old memberships need deleting. In
+    // a first sync none were, and the delete would be a join against a table this very
+    // transaction is filling, which has no statistics yet and gets planned as a scan. A row
+    // version that an upsert inserted has no xmax; one it updated carries the updater's.
+    let replaced: Vec<Option<UserId>> = sqlx::query_scalar(
         "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
          upd_at) \
          SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
@@ -308,30 +336,23 @@ async fn put_members(
          AS m (user_id, role, nickname, avatar, source) \
          ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, \
          nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, source = EXCLUDED.source, \
-         upd_at = EXCLUDED.upd_at",
+         upd_at = EXCLUDED.upd_at \
+         RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END",
     )
     .bind(team_id)
-    .bind(users.clone())
+    .bind(users)
     .bind(roles)
     .bind(nicknames)
     .bind(avatars)
     .bind(sources)
     .bind(now)
-    .execute(&mut **tx)
+    .fetch_all(&mut **tx)
     .await
     .map_err(apply_error)?;
-    // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
-    // the planner would scan the team's whole index range and filter it; the join looks each
-    // user up in the primary key.
-    sqlx::query(
-        "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
-         WHERE m.team_id = $1 AND m.user_id = u.user_id",
-    )
-    .bind(team_id)
-    .bind(users)
-    .execute(&mut **tx)
-    .await
-    .map_err(apply_error)?;
+    let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
+    if !replaced.is_empty() {
+        delete_memberships(tx, team_id, replaced).await?;
+    }
     if !placed_users.is_empty() {
         sqlx::query(
             "INSERT INTO memberships (team_id, user_id, group_id) \
@@ -739,23 +760,18 @@ impl UserStore for PostgresStore {
             .filter(|user| !known.contains_key(&user.openid) && seen.insert(&user.openid))
             .collect();
         if !fresh.is_empty() {
-            // Ids ascend in the batch's order, as on SQLite.
+            // Ids ascend in the batch's order, as on SQLite. Everything large travels as one
+            // array rather than as a row per user: decoding a million rows costs seconds.
             let ids = sqlx::query(
-                "SELECT nextval(pg_get_serial_sequence('users', 'id')) AS id, \
-                 nextval('users_respondent_id_seq') AS respondent_id \
-                 FROM generate_series(1, $1)",
+                "SELECT ARRAY(SELECT nextval('users_id_seq') FROM generate_series(1, $1)) AS ids, \
+                 ARRAY(SELECT nextval('users_respondent_id_seq') FROM generate_series(1, $1)) \
+                 AS respondent_ids",
             )
             .bind(fresh.len() as i64)
-            .fetch_all(&mut *tx)
+            .fetch_one(&mut *tx)
             .await?;
-            let mut user_ids = ids
-                .iter()
-                .map(|row| row.try_get::<i64, _>("id"))
-                .collect::<Result<Vec<_>, _>>()?;
-            let mut respondent_ids = ids
-                .iter()
-                .map(|row| row.try_get::<i64, _>("respondent_id"))
-                .collect::<Result<Vec<_>, _>>()?;
+            let mut user_ids: Vec<UserId> = ids.try_get("ids")?;
+            let mut respondent_ids: Vec<i64> = ids.try_get("respondent_ids")?;
             user_ids.sort_unstable();
             respondent_ids.sort_unstable();
             sqlx::query(
@@ -775,47 +791,42 @@ impl UserStore for PostgresStore {
             // A concurrent registration of the same openid makes us wait for it, then skip it.
             // Rows go in openid order, so two batches sharing openids wait for each other in
             // one order and cannot deadlock.
-            let claimed: HashSet<String> = sqlx::query_scalar(
-                "INSERT INTO app_users (appid, openid, user_id) \
+            let claimed: i64 = sqlx::query_scalar(
+                "WITH claimed AS (INSERT INTO app_users (appid, openid, user_id) \
                  SELECT $1, openid, user_id FROM UNNEST($2::TEXT[], $3::BIGINT[]) \
                  AS a (openid, user_id) ORDER BY openid \
-                 ON CONFLICT (appid, openid) DO NOTHING RETURNING openid",
+                 ON CONFLICT (appid, openid) DO NOTHING RETURNING 1) \
+                 SELECT COUNT(*) FROM claimed",
             )
             .bind(appid.to_owned())
             .bind(fresh_openids.clone())
             .bind(user_ids.clone())
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            let mut lost_users = Vec::new();
-            let mut lost_openids = Vec::new();
-            for (openid, user_id) in fresh_openids.into_iter().zip(user_ids) {
-                if claimed.contains(&openid) {
-                    known.insert(openid, user_id);
-                } else {
-                    lost_users.push(user_id);
-                    lost_openids.push(openid);
-                }
-            }
-            if !lost_users.is_empty() {
-                // Those openids were registered concurrently: no orphaned users, take theirs.
-                sqlx::query("DELETE FROM users WHERE id = ANY($1)")
-                    .bind(lost_users)
-                    .execute(&mut *tx)
-                    .await?;
+            .fetch_one(&mut *tx)
+            .await?;
+            let lost = fresh_openids.len() as i64 - claimed;
+            known.extend(fresh_openids.iter().cloned().zip(user_ids.iter().copied()));
+            if lost > 0 {
+                // Some openids were registered concurrently: take the winners' users and drop
+                // ours, so that no user is left without an openid.
+                let mut lost_users = Vec::new();
                 for row in sqlx::query(
-                    "SELECT a.openid, a.user_id FROM app_users a \
-                     JOIN UNNEST($2::TEXT[]) AS o (openid) ON a.openid = o.openid \
-                     WHERE a.appid = $1",
+                    "SELECT a.openid, a.user_id, o.user_id AS ours FROM app_users a \
+                     JOIN UNNEST($2::TEXT[], $3::BIGINT[]) AS o (openid, user_id) \
+                     ON a.openid = o.openid WHERE a.appid = $1 AND a.user_id <> o.user_id",
                 )
                 .bind(appid.to_owned())
-                .bind(lost_openids)
+                .bind(fresh_openids)
+                .bind(user_ids)
                 .fetch_all(&mut *tx)
                 .await?
                 {
                     known.insert(row.try_get("openid")?, row.try_get("user_id")?);
+                    lost_users.push(row.try_get::<UserId, _>("ours")?);
                 }
+                sqlx::query("DELETE FROM users WHERE id = ANY($1)")
+                    .bind(lost_users)
+                    .execute(&mut *tx)
+                    .await?;
             }
         }
         tx.commit().await?;
@@ -949,7 +960,7 @@ impl DirectoryStore for PostgresStore {
                             _ => None,
                         })
                         .collect();
-                    // Their memberships go with them (ON DELETE CASCADE).
+                    delete_memberships(&mut tx, team_id, ids.clone()).await?;
                     sqlx::query(
                         "DELETE FROM members m USING UNNEST($2::BIGINT[]) AS u (user_id) \
                          WHERE m.team_id = $1 AND m.user_id = u.user_id",
@@ -979,5 +990,20 @@ impl Store for PostgresStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    async fn dangling_references(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(DANGLING_REFERENCES)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(dangling_line(
+                    row.try_get("problem")?,
+                    row.try_get("team_id")?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
     }
 }

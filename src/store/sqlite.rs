@@ -17,9 +17,10 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    AppRecord, AppStore, Applied, DirectorySnapshot, DirectoryStore, MemberDetails, MemberProfile,
-    NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError, StoreResult,
-    TeamRecord, TokenRecord, UserRecord, UserStore, placements, role_of,
+    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectorySnapshot, DirectoryStore,
+    MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
+    StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line,
+    placements, role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Group, GroupRef};
@@ -908,5 +909,20 @@ impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.reader).await?;
         Ok(())
+    }
+
+    async fn dangling_references(&self) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(DANGLING_REFERENCES)
+            .fetch_all(&self.reader)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(dangling_line(
+                    row.try_get("problem")?,
+                    row.try_get("team_id")?,
+                    row.try_get("n")?,
+                ))
+            })
+            .collect()
     }
 }

@@ -271,3 +271,59 @@ async fn admin_check_reports_a_corrupted_directory() {
     assert!(!ok, "a cycle must fail the check");
     assert!(stderr.contains("cycle"), "{stderr}");
 }
+
+#[tokio::test]
+async fn admin_check_reports_rows_that_name_something_missing() {
+    let database = TestDatabase::fresh().await;
+    let (ok, org, _) = run(&database.url, &["admin", "create-org", "--name", "Acme"]).await;
+    assert!(ok);
+    let team = org["team_id"].as_i64().expect("team_id");
+    let (ok, check, stderr) = run(&database.url, &["admin", "check"]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(check["dangling_references"], json!([]));
+
+    // A membership of a user who is not a member, in a group that does not exist: what the
+    // foreign keys would refuse (PostgreSQL has none on this table; SQLite's are switched off
+    // on this connection).
+    let corrupt =
+        "INSERT INTO memberships (team_id, user_id, group_id) VALUES ($1, 424242, 424242)";
+    if database.url.starts_with("sqlite:") {
+        use sqlx::Connection;
+        let mut connection = sqlx::SqliteConnection::connect(&database.url)
+            .await
+            .expect("connect");
+        sqlx::query("PRAGMA foreign_keys = OFF")
+            .execute(&mut connection)
+            .await
+            .expect("pragma");
+        sqlx::query(corrupt)
+            .bind(team)
+            .execute(&mut connection)
+            .await
+            .expect("corrupt");
+    } else {
+        use sqlx::Connection;
+        let mut connection = sqlx::PgConnection::connect(&database.url)
+            .await
+            .expect("connect");
+        sqlx::query(corrupt)
+            .bind(team)
+            .execute(&mut connection)
+            .await
+            .expect("corrupt");
+    }
+    let (ok, _, stderr) = run(&database.url, &["admin", "check"]).await;
+    assert!(!ok, "a dangling membership must fail the check");
+    assert!(
+        stderr.contains(&format!(
+            "team {team}: 1 memberships of a user who is not a member"
+        )),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(&format!(
+            "team {team}: 1 memberships in a group outside the team"
+        )),
+        "{stderr}"
+    );
+}
