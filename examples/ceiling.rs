@@ -1,6 +1,6 @@
 //! The benchmark's ceiling: the fastest answer this stack can give, with no database, no token
 //! check and no directory. One axum 0.8 route on the default multi-thread tokio runtime (the
-//! same runtime settings as `contactsd serve`) answers every GET with a fixed JSON body of a
+//! same runtime settings and allocator as `contactsd serve`) answers every GET with a fixed JSON body of a
 //! given size. `bench/run` sizes the body like a real 10-group list page and drives it with the
 //! same load as the "list groups page 1" scenario.
 //!
@@ -11,6 +11,11 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
+
+/// The allocator of `contactsd serve`, so that the comparison is of the work done, not of the
+/// allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() {

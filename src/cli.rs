@@ -192,32 +192,38 @@ fn parse_offset(raw: &str) -> Result<FixedOffset, String> {
         .map_err(|_| format!("{raw:?} is not a UTC offset like +08:00"))
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines are formatted where they happen and written by a thread of their own, in batches:
+/// one `write` per batch rather than per line took the request log from a quarter of a page-1
+/// listing's cost to a few percent (docs/BENCHMARKS.md). Lines are never dropped (a full queue
+/// makes the logging thread wait); the returned guard writes what is left when it is dropped.
+fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
     let filter = tracing_subscriber::EnvFilter::try_from_env("CONTACTSD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::new(std::io::stderr()));
     // Colours only for a person at a terminal, never into a log file.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    guard
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("contactsd: cannot start the runtime: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(cli)) {
+    let log_writer = init_logging(cli.log_format);
+    let outcome = tokio::runtime::Runtime::new()
+        .map_err(|error| format!("cannot start the runtime: {error}"))
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    // The last log lines first, then the verdict.
+    drop(log_writer);
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("contactsd: {message}");
