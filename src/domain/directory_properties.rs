@@ -6,7 +6,8 @@ use std::collections::{BTreeSet, HashMap};
 use proptest::prelude::*;
 
 use super::directory::{
-    Change, Directory, Group, GroupFilter, GroupRef, MemberFilter, MemberRow, new_group,
+    Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, MemberFilter, MemberRow,
+    new_group,
 };
 use super::values::{GroupId, Page, ROOT_GROUP, Role, Source, UserId};
 
@@ -77,7 +78,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         Harness {
-            directory: Directory::load("Team".into(), SEATS, 0, Vec::new(), Vec::new()),
+            directory: DirectoryBuilder::new("Team".into(), SEATS, 0, 0, 0).finish(),
             next_id: 1,
         }
     }
@@ -415,13 +416,14 @@ proptest! {
         }
         // A fresh load of the same rows is the same directory.
         let d = &harness.directory;
-        let reloaded = Directory::load(
-            "Team".into(),
-            SEATS,
-            d.version(),
-            d.all_groups().cloned().collect(),
-            d.placements().map(|(u, p)| (u, p.clone())).collect(),
-        );
+        let mut builder = DirectoryBuilder::new("Team".into(), SEATS, d.version(), 0, 0);
+        for group in d.all_groups() {
+            builder.add_group(group.clone());
+        }
+        for (user_id, placement) in d.placements() {
+            builder.add_member(user_id, placement.clone());
+        }
+        let reloaded = builder.finish();
         let (a, _) = d.list_groups(&GroupFilter::default(), Page::new(1, 1000).expect("page")).expect("list");
         let (b, _) = reloaded.list_groups(&GroupFilter::default(), Page::new(1, 1000).expect("page")).expect("list");
         prop_assert_eq!(a, b);

@@ -78,18 +78,11 @@ impl Directories {
     }
 
     async fn reload(&self, store: &dyn Store, slot: &Slot, team_id: TeamId) -> ServiceResult<()> {
-        let snapshot = store
+        let directory = store
             .load_directory(team_id)
             .await?
             .ok_or(ServiceError::TeamNotFound)?;
-        let team = snapshot.team;
-        slot.replace(Some(Directory::load(
-            team.name,
-            team.admin_seats,
-            team.version,
-            snapshot.groups,
-            snapshot.members,
-        )));
+        slot.replace(Some(directory));
         Ok(())
     }
 

@@ -190,17 +190,9 @@ impl Service {
         let max_depth = self.settings.max_group_depth;
         let mut checks = Vec::new();
         for team_id in self.store.team_ids().await? {
-            let Some(snapshot) = self.store.load_directory(team_id).await? else {
+            let Some(directory) = self.store.load_directory(team_id).await? else {
                 continue;
             };
-            let team = snapshot.team;
-            let directory = crate::domain::directory::Directory::load(
-                team.name,
-                team.admin_seats,
-                team.version,
-                snapshot.groups,
-                snapshot.members,
-            );
             let mut violations = directory.violations(max_depth);
             if directory.admins_used() > directory.admin_seats() {
                 violations.push(format!(

@@ -16,7 +16,7 @@ use futures_util::{Stream, TryStreamExt};
 use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Group, Placement};
+use crate::domain::directory::{Change, Directory, DirectoryBuilder, Placement};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
 
@@ -222,14 +222,6 @@ pub struct NewUser {
     pub avatar: String,
 }
 
-/// Every row of one directory, read in one consistent snapshot.
-#[derive(Debug, Clone)]
-pub struct DirectorySnapshot {
-    pub team: TeamRecord,
-    pub groups: Vec<Group>,
-    pub members: Vec<(UserId, Placement)>,
-}
-
 /// What [`DirectoryStore::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
@@ -241,7 +233,8 @@ pub struct Applied {
 
 #[async_trait]
 pub trait DirectoryStore: Send + Sync {
-    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<DirectorySnapshot>>;
+    /// The team's whole directory, read in one consistent snapshot (`None`: no such team).
+    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>>;
     /// Write `changes` in one transaction if the team's version is still `expected_version`,
     /// and bump the version; otherwise write nothing and answer [`StoreError::Conflict`].
     async fn apply(
@@ -336,28 +329,27 @@ pub(crate) async fn decode_rows<R, T>(
     Ok(decoded)
 }
 
-/// Each member's placement from its role and its memberships, both ascending by user id.
-pub(crate) fn placements(
+/// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
+/// by user id.
+pub(crate) fn add_members(
+    builder: &mut DirectoryBuilder,
     roles: Vec<(UserId, Role)>,
     memberships: &[(UserId, GroupId)],
-) -> Vec<(UserId, Placement)> {
+) {
     let mut placed = memberships.iter().peekable();
-    roles
-        .into_iter()
-        .map(|(user_id, role)| {
-            let mut groups = Vec::new();
-            while let Some(&&(member, group)) = placed.peek() {
-                if member > user_id {
-                    break;
-                }
-                if member == user_id {
-                    groups.push(group);
-                }
-                placed.next();
+    for (user_id, role) in roles {
+        let mut groups = Vec::new();
+        while let Some(&&(member, group)) = placed.peek() {
+            if member > user_id {
+                break;
             }
-            (user_id, Placement { role, groups })
-        })
-        .collect()
+            if member == user_id {
+                groups.push(group);
+            }
+            placed.next();
+        }
+        builder.add_member(user_id, Placement { role, groups });
+    }
 }
 
 /// A stored role code; an unknown one means the database was changed by hand.

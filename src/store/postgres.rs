@@ -28,9 +28,9 @@
 //!   SERIALIZABLE would add nothing but retries: the lock already orders the writers, and
 //!   REPEATABLE READ would turn the same situation into a serialization failure instead of a
 //!   clean version mismatch.
-//! * **Directory reads** ([`DirectoryStore::load_directory`]) read the team row, groups, members
-//!   and memberships in one `REPEATABLE READ READ ONLY` transaction: one snapshot for all four
-//!   queries, so the rows match the version they are tagged with even while writers commit. Such a
+//! * **Directory reads** ([`DirectoryStore::load_directory`]) read the team row, the counts, the
+//!   groups, and the members with their memberships in one `REPEATABLE READ READ ONLY`
+//!   transaction: one snapshot for every query, so the rows match the version they are tagged with even while writers commit. Such a
 //!   transaction takes no locks and never blocks a writer.
 //! * **Org creation** locks the creating user's row (`FOR NO KEY UPDATE`) before counting the
 //!   orgs that user created, so two concurrent creations by one user cannot both pass the limit.
@@ -58,17 +58,18 @@ use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 
 use async_trait::async_trait;
+use futures_util::TryStreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::{
-    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectorySnapshot, DirectoryStore,
-    MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
-    StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line,
-    decode_rows, placements, role_of,
+    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectoryStore, MemberDetails,
+    MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError,
+    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line, decode_rows,
+    role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Group, GroupRef};
+use crate::domain::directory::{Change, Directory, DirectoryBuilder, Group, GroupRef, Placement};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
@@ -863,7 +864,7 @@ impl UserStore for PostgresStore {
 
 #[async_trait]
 impl DirectoryStore for PostgresStore {
-    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<DirectorySnapshot>> {
+    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>> {
         // One snapshot for every read: the rows are the ones of the version read with them.
         let mut tx = self
             .pool
@@ -876,38 +877,55 @@ impl DirectoryStore for PostgresStore {
         let Some(team) = team.as_ref().map(team_of).transpose()? else {
             return Ok(None);
         };
-        let groups = sqlx::query(
+        let (groups, members): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
+             (SELECT COUNT(*) FROM members WHERE team_id = $1)",
+        )
+        .bind(team_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut builder = DirectoryBuilder::new(
+            team.name,
+            team.admin_seats,
+            team.version,
+            usize::try_from(groups).unwrap_or_default(),
+            usize::try_from(members).unwrap_or_default(),
+        );
+        // Rows are decoded one by one as they arrive: collecting a million raw rows first
+        // would hold them all (hundreds of bytes each) at once.
+        let mut rows = sqlx::query(
             "SELECT id, parent_id, source, remote_id, name, sort_order, is_valid, created_at, \
              upd_at FROM groups WHERE team_id = $1",
         )
         .bind(team_id)
         .fetch(&mut *tx);
-        let groups = decode_rows(groups, group_of).await?;
-        let roles =
-            sqlx::query("SELECT user_id, role FROM members WHERE team_id = $1 ORDER BY user_id")
-                .bind(team_id)
-                .fetch(&mut *tx);
-        let roles = decode_rows(roles, |row| {
-            Ok((row.try_get("user_id")?, role_of(row.try_get("role")?)?))
-        })
-        .await?;
-        let memberships = sqlx::query(
-            "SELECT user_id, group_id FROM memberships WHERE team_id = $1 \
-             ORDER BY user_id, group_id",
+        while let Some(row) = rows.try_next().await? {
+            builder.add_group(group_of(&row)?);
+        }
+        drop(rows);
+        // Each member with its groups in one row, in user order: both tables are read along
+        // their primary keys and merged as they stream, never sorted.
+        let mut rows = sqlx::query(
+            "SELECT b.user_id, b.role, COALESCE(array_agg(m.group_id ORDER BY m.group_id) \
+             FILTER (WHERE m.group_id IS NOT NULL), '{}') AS groups \
+             FROM members b LEFT JOIN memberships m \
+             ON m.team_id = b.team_id AND m.user_id = b.user_id \
+             WHERE b.team_id = $1 GROUP BY b.user_id, b.role ORDER BY b.user_id",
         )
         .bind(team_id)
         .fetch(&mut *tx);
-        let memberships = decode_rows(memberships, |row| {
-            Ok((row.try_get("user_id")?, row.try_get("group_id")?))
-        })
-        .await?;
+        while let Some(row) = rows.try_next().await? {
+            builder.add_member(
+                row.try_get("user_id")?,
+                Placement {
+                    role: role_of(row.try_get("role")?)?,
+                    groups: row.try_get("groups")?,
+                },
+            );
+        }
+        drop(rows);
         tx.commit().await?;
-        let members = placements(roles, &memberships);
-        Ok(Some(DirectorySnapshot {
-            team,
-            groups,
-            members,
-        }))
+        Ok(Some(builder.finish()))
     }
 
     async fn apply(

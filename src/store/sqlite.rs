@@ -17,13 +17,13 @@ use sqlx::sqlite::{
 use sqlx::{Row, Sqlite, Transaction};
 
 use super::{
-    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectorySnapshot, DirectoryStore,
-    MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
-    StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line,
-    placements, role_of,
+    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectoryStore, MemberDetails,
+    MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError,
+    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, add_members, dangling_line,
+    role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Group, GroupRef};
+use crate::domain::directory::{Change, Directory, DirectoryBuilder, Group, GroupRef};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
@@ -94,15 +94,33 @@ async fn bulk_read<T, K, C>(
     connection: &mut sqlx::SqliteConnection,
     sql: &'static str,
     key: K,
-    mut after: C,
+    after: C,
 ) -> StoreResult<Vec<T>>
 where
-    T: serde::de::DeserializeOwned,
+    T: serde::de::DeserializeOwned + Send,
     K: Clone + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
     C: Send + Unpin + for<'q> sqlx::Encode<'q, Sqlite> + for<'r> sqlx::Decode<'r, Sqlite>,
     C: sqlx::Type<Sqlite>,
 {
     let mut rows = Vec::new();
+    bulk_read_each(connection, sql, key, after, |chunk| rows.extend(chunk)).await?;
+    Ok(rows)
+}
+
+/// [`bulk_read`], handing each chunk to `each` instead of collecting the rows.
+async fn bulk_read_each<T, K, C>(
+    connection: &mut sqlx::SqliteConnection,
+    sql: &'static str,
+    key: K,
+    mut after: C,
+    mut each: impl FnMut(Vec<T>) + Send,
+) -> StoreResult<()>
+where
+    T: serde::de::DeserializeOwned + Send,
+    K: Clone + Send + for<'q> sqlx::Encode<'q, Sqlite> + sqlx::Type<Sqlite>,
+    C: Send + Unpin + for<'q> sqlx::Encode<'q, Sqlite> + for<'r> sqlx::Decode<'r, Sqlite>,
+    C: sqlx::Type<Sqlite>,
+{
     loop {
         let (json, last): (String, Option<C>) = sqlx::query_as(sql)
             .bind(key.clone())
@@ -110,13 +128,14 @@ where
             .bind(BULK_CHUNK)
             .fetch_one(&mut *connection)
             .await?;
-        let Some(last) = last else { break };
-        let chunk: Vec<T> =
-            serde_json::from_str(&json).map_err(|error| StoreError::Database(error.to_string()))?;
-        rows.extend(chunk);
+        let Some(last) = last else { return Ok(()) };
+        each(decode_chunk(&json)?);
         after = last;
     }
-    Ok(rows)
+}
+
+fn decode_chunk<T: serde::de::DeserializeOwned>(json: &str) -> StoreResult<Vec<T>> {
+    serde_json::from_str(json).map_err(|error| StoreError::Database(error.to_string()))
 }
 
 const TEAM_QUERY: &str = "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
@@ -748,8 +767,8 @@ impl UserStore for SqliteStore {
 
 #[async_trait]
 impl DirectoryStore for SqliteStore {
-    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<DirectorySnapshot>> {
-        // One read transaction: the three reads see the same committed state.
+    async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>> {
+        // One read transaction: the reads see the same committed state.
         let mut tx = self.reader.begin().await?;
         let team = sqlx::query(sqlx::AssertSqlSafe(format!("{TEAM_QUERY} WHERE t.id = ?")))
             .bind(team_id)
@@ -758,21 +777,33 @@ impl DirectoryStore for SqliteStore {
         let Some(team) = team.as_ref().map(team_of).transpose()? else {
             return Ok(None);
         };
+        let (groups, members): (i64, i64) = sqlx::query_as(
+            "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = ?1), \
+             (SELECT COUNT(*) FROM members WHERE team_id = ?1)",
+        )
+        .bind(team_id)
+        .fetch_one(&mut *tx)
+        .await?;
+        let mut builder = DirectoryBuilder::new(
+            team.name,
+            team.admin_seats,
+            team.version,
+            usize::try_from(groups).unwrap_or_default(),
+            usize::try_from(members).unwrap_or_default(),
+        );
         type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
-        let groups: Vec<GroupRow> = bulk_read(
+        bulk_read_each(
             &mut tx,
             "SELECT json_group_array(json_array(id, parent_id, source, remote_id, name, \
              sort_order, is_valid, created_at, upd_at)), max(id) FROM (SELECT * FROM groups \
              WHERE team_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3)",
             team_id,
             0_i64,
-        )
-        .await?;
-        let groups = groups
-            .into_iter()
-            .map(
-                |(id, parent_id, source, remote_id, name, order, valid, created_at, upd_at)| {
-                    Group {
+            |chunk: Vec<GroupRow>| {
+                for (id, parent_id, source, remote_id, name, order, valid, created_at, upd_at) in
+                    chunk
+                {
+                    builder.add_group(Group {
                         id,
                         parent_id,
                         source: Source::from_code(source),
@@ -782,43 +813,46 @@ impl DirectoryStore for SqliteStore {
                         is_valid: valid != 0,
                         created_at,
                         upd_at,
-                    }
-                },
+                    });
+                }
+            },
+        )
+        .await?;
+        // Members chunk by chunk: the roles of the next members after the cursor, then the
+        // memberships of exactly those members.
+        let mut after: UserId = 0;
+        loop {
+            let (json, last): (String, Option<UserId>) = sqlx::query_as(
+                "SELECT json_group_array(json_array(user_id, role)), max(user_id) FROM \
+                 (SELECT user_id, role FROM members WHERE team_id = ?1 AND user_id > ?2 \
+                 ORDER BY user_id LIMIT ?3)",
             )
-            .collect();
-        let roles: Vec<(UserId, i64)> = bulk_read(
-            &mut tx,
-            "SELECT json_group_array(json_array(user_id, role)), max(user_id) FROM \
-             (SELECT user_id, role FROM members WHERE team_id = ?1 AND user_id > ?2 \
-             ORDER BY user_id LIMIT ?3)",
-            team_id,
-            0_i64,
-        )
-        .await?;
-        let mut roles = roles
-            .into_iter()
-            .map(|(user_id, role)| Ok((user_id, role_of(role)?)))
-            .collect::<StoreResult<Vec<_>>>()?;
-        roles.sort_unstable_by_key(|(user_id, _)| *user_id);
-        let mut memberships: Vec<(UserId, GroupId)> = bulk_read(
-            &mut tx,
-            // Chunked by member: the memberships of the next members after the cursor.
-            "SELECT (SELECT json_group_array(json_array(user_id, group_id)) FROM memberships \
-             WHERE team_id = ?1 AND user_id > ?2 AND user_id <= chunk.last), chunk.last \
-             FROM (SELECT max(user_id) AS last FROM (SELECT user_id FROM members \
-             WHERE team_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)) AS chunk",
-            team_id,
-            0_i64,
-        )
-        .await?;
-        memberships.sort_unstable();
+            .bind(team_id)
+            .bind(after)
+            .bind(BULK_CHUNK)
+            .fetch_one(&mut *tx)
+            .await?;
+            let Some(last) = last else { break };
+            let roles = decode_chunk::<(UserId, i64)>(&json)?
+                .into_iter()
+                .map(|(user_id, role)| Ok((user_id, role_of(role)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let json: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(user_id, group_id)) FROM memberships \
+                 WHERE team_id = ?1 AND user_id > ?2 AND user_id <= ?3",
+            )
+            .bind(team_id)
+            .bind(after)
+            .bind(last)
+            .fetch_one(&mut *tx)
+            .await?;
+            let mut memberships: Vec<(UserId, GroupId)> = decode_chunk(&json)?;
+            memberships.sort_unstable();
+            add_members(&mut builder, roles, &memberships);
+            after = last;
+        }
         tx.commit().await?;
-        let members = placements(roles, &memberships);
-        Ok(Some(DirectorySnapshot {
-            team,
-            groups,
-            members,
-        }))
+        Ok(Some(builder.finish()))
     }
 
     async fn apply(
