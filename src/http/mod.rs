@@ -15,7 +15,10 @@ pub use server::{ConnectionSettings, serve};
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -108,7 +111,27 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         )
         .merge(openapi::routes())
         .with_state(state);
-    with_envelope(router.layer(DefaultBodyLimit::max(body_limit)))
+    with_envelope(
+        router
+            .layer(DefaultBodyLimit::max(body_limit))
+            .layer(axum::middleware::from_fn(run_writes_to_completion)),
+    )
+}
+
+/// A write runs to its end even when its client goes away. The HTTP server drops a request's
+/// future when the connection closes; a write dropped between its commit and the update of the
+/// process's copy of the directory would leave the copy behind the database, and the next call
+/// would reload the whole directory (seconds at a million members, every caller waiting).
+async fn run_writes_to_completion(request: Request, next: Next) -> Response {
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        // Handed on to the panic layer, which answers it in the envelope.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+    }
 }
 
 /// Wrap routes so that every response, a panic's included, gets the envelope and a log line.
@@ -124,7 +147,6 @@ mod fuzzing;
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
-    use axum::http::{Request, StatusCode};
     use tower::ServiceExt;
 
     use super::*;
@@ -154,5 +176,46 @@ mod tests {
             !body.to_string().contains("a bug"),
             "panic details must not leak"
         );
+    }
+
+    fn with_write_guard(router: Router) -> Router {
+        with_envelope(router.layer(axum::middleware::from_fn(run_writes_to_completion)))
+    }
+
+    #[tokio::test]
+    async fn a_write_goes_on_when_its_client_goes_away() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        static DONE: AtomicBool = AtomicBool::new(false);
+        async fn slow_write() -> StatusCode {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            DONE.store(true, Ordering::SeqCst);
+            StatusCode::OK
+        }
+        let app = with_write_guard(Router::new().route("/write", post(slow_write)));
+        let request = Request::post("/write")
+            .body(Body::empty())
+            .expect("request");
+        // The client gives up after 10 ms: its request's future is dropped.
+        let gave_up =
+            tokio::time::timeout(std::time::Duration::from_millis(10), app.oneshot(request)).await;
+        assert!(gave_up.is_err());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(DONE.load(Ordering::SeqCst), "the write was cut short");
+    }
+
+    #[tokio::test]
+    async fn a_panicking_write_is_answered_as_internal() {
+        async fn boom() -> &'static str {
+            panic!("a bug in a write")
+        }
+        let app = with_write_guard(Router::new().route("/boom", post(boom)));
+        let response = app
+            .oneshot(Request::post("/boom").body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(body["code"], "Internal");
     }
 }
