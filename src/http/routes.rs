@@ -13,10 +13,10 @@ use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFo
 use utoipa::openapi::{KnownFormat, RefOr};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 
-use super::AppState;
 use super::envelope::{ApiError, Reply};
 use super::extract::{Authenticated, JsonBody, MAX_ARRAY_ITEMS, QueryParams};
 use super::openapi::{Empty, Success, anonymous, authenticated, authenticated_body, failures};
+use super::{ApiTime, AppState};
 use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView, MemberFilter};
 use crate::domain::values::{self, GroupId, OrgId, ROOT_GROUP, Role, TeamId, UserId};
@@ -561,10 +561,10 @@ pub struct GroupData {
     order: i64,
     /// `false` for a deleted group kept as a tombstone.
     is_valid: bool,
-    #[schema(format = DateTime)]
-    created_at: String,
-    #[schema(format = DateTime)]
-    upd_at: String,
+    #[schema(value_type = String, format = DateTime)]
+    created_at: ApiTime,
+    #[schema(value_type = String, format = DateTime)]
+    upd_at: ApiTime,
 }
 
 impl GroupData {
@@ -580,8 +580,8 @@ impl GroupData {
             full_name: view.full_name,
             order: group.order,
             is_valid: group.is_valid,
-            created_at: state.format_time(group.created_at),
-            upd_at: state.format_time(group.upd_at),
+            created_at: state.time(group.created_at),
+            upd_at: state.time(group.upd_at),
         }
     }
 }

@@ -336,18 +336,13 @@ pub(crate) fn add_members(
     roles: Vec<(UserId, Role)>,
     memberships: &[(UserId, GroupId)],
 ) {
-    let mut placed = memberships.iter().peekable();
+    let mut rest = memberships;
     for (user_id, role) in roles {
-        let mut groups = Vec::new();
-        while let Some(&&(member, group)) = placed.peek() {
-            if member > user_id {
-                break;
-            }
-            if member == user_id {
-                groups.push(group);
-            }
-            placed.next();
-        }
+        // Skip memberships of users before this one (none in a consistent database).
+        let start = rest.partition_point(|(member, _)| *member < user_id);
+        let end = start + rest[start..].partition_point(|(member, _)| *member == user_id);
+        let groups = rest[start..end].iter().map(|(_, group)| *group).collect();
+        rest = &rest[end..];
         builder.add_member(user_id, Placement { role, groups });
     }
 }

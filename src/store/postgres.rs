@@ -919,7 +919,7 @@ impl DirectoryStore for PostgresStore {
                 row.try_get("user_id")?,
                 Placement {
                     role: role_of(row.try_get("role")?)?,
-                    groups: row.try_get("groups")?,
+                    groups: row.try_get::<Vec<GroupId>, _>("groups")?.into(),
                 },
             );
         }
