@@ -176,26 +176,29 @@ def main() -> None:
       f"The first request for a user also adds it to the directory; the others add an existing "
       f"member to one more group. No (user, group) pair repeats within {int(env['ADD_PAIRS']):,} "
       f"requests; past that the repeats answer 409 `contacts_user_existed` and count as errors.")
-    w("- The ceiling (`examples/ceiling.rs`): axum 0.8 on the default multi-thread tokio runtime, "
-      f"like `contactsd serve`, answering every GET with a fixed {env['PAGE1_BYTES']}-byte JSON "
-      "body (the length of the real page-1 answer), no database, no token check; it receives "
-      "the \"list groups page 1\" load.")
-    w("- The server logs one line per request to stderr (its default), written to a file.")
+    w("- The ceiling (`examples/ceiling.rs`): axum 0.8 on the default multi-thread tokio runtime "
+      f"with the same allocator as `contactsd serve`, answering every GET with a fixed "
+      f"{env['PAGE1_BYTES']}-byte JSON body (the length of the real page-1 answer), no database, "
+      "no token check; it receives the \"list groups page 1\" load, right before that scenario.")
+    w("- The server logs one line per request to stderr (its default), written to a file by its "
+      "logging thread.")
     w("- No timed assertions: the numbers are reported, never checked, and the smoke run "
       "(`bench/run --smoke`, in CI) fails only when the script breaks.")
     w("")
     w("## Notes")
     w("")
-    w("- Every contacts call reads the token's row (`Service::authenticate`) and the team's row "
-      "(the tenant check, which also carries the directory version) from the database before "
-      "it answers from the in-memory directory; member pages also read names and avatars from "
-      "the database. The ceiling does none of this, so the gap between a read scenario and the "
-      "ceiling is mostly those round trips plus the envelope, the JSON and the request log "
-      "(an inference from the code, not a profile).")
-    w("- The load generator shares the machine's cores with the server, so requests/s is lower "
-      "than the server alone could do; calls per server CPU-second does not depend on that.")
-    w("- The first scenario runs right after the restart; its p99 may include the warm-up of the "
-      "connection pool and caches.")
+    w("- A read answers from the process's copy of the directory; the token's and the team's "
+      "rows come from the read cache (`--read-cache-ms`, 1 s by default), so a group listing "
+      "touches the database about once a second per app and team. Member pages also read names "
+      "and avatars from the database, which is why they are slower than group pages. The "
+      "ceiling does none of this work: the gap between a read scenario and the ceiling is the "
+      "token check, the tenant check, the listing, the JSON and the request log line.")
+    w("- The load generator runs on the same two cores and the machine is a shared virtual one: "
+      "throughput moves by ±15% between runs minutes apart (the ceiling's too), which is why "
+      "the ceiling is measured right next to the page-1 scenario. Calls per server "
+      "CPU-second move less.")
+    w("- Before the first scenario, 3 s of the page-1 load warm the restarted server up "
+      "(not measured).")
     w("")
     print("\n".join(out))
 

@@ -132,15 +132,20 @@ struct Node {
     depth: u32,
 }
 
+/// A map keyed by ids the database hands out. Clients do not choose them, so a fast hash
+/// without protection against chosen collisions is safe (and a listing looks up every parent
+/// of every group it shows); maps keyed by client strings keep the standard hasher.
+type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
 /// One team's directory. See the module documentation.
 #[derive(Debug)]
 pub struct Directory {
     team_name: String,
     admin_seats: i64,
     version: i64,
-    groups: HashMap<GroupId, Node>,
+    groups: IdMap<GroupId, Node>,
     /// Valid children of each group (0 = top level) in sibling order.
-    children: HashMap<GroupId, Vec<GroupId>>,
+    children: IdMap<GroupId, Vec<GroupId>>,
     /// Valid groups by non-empty remote id.
     by_remote: HashMap<String, GroupId>,
     /// Every valid group in listing order (depth, order desc, id); built on first use after a
@@ -148,12 +153,12 @@ pub struct Directory {
     listing: OnceLock<Vec<GroupId>>,
     /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
     /// version: a page of a large subtree is then a slice like any other listing.
-    subtree_members: Mutex<HashMap<GroupId, Arc<[UserId]>>>,
-    members: HashMap<UserId, Placement>,
+    subtree_members: Mutex<IdMap<GroupId, Arc<[UserId]>>>,
+    members: IdMap<UserId, Placement>,
     /// Every member, ascending.
     all_members: Vec<UserId>,
     /// Direct members of each group, ascending.
-    group_members: HashMap<GroupId, Vec<UserId>>,
+    group_members: IdMap<GroupId, Vec<UserId>>,
     admins: i64,
 }
 
@@ -188,14 +193,14 @@ impl DirectoryBuilder {
                 team_name,
                 admin_seats,
                 version,
-                groups: HashMap::with_capacity(groups),
-                children: HashMap::new(),
+                groups: IdMap::with_capacity_and_hasher(groups, Default::default()),
+                children: IdMap::default(),
                 by_remote: HashMap::new(),
                 listing: OnceLock::new(),
-                subtree_members: Mutex::new(HashMap::new()),
-                members: HashMap::with_capacity(members),
+                subtree_members: Mutex::new(IdMap::default()),
+                members: IdMap::with_capacity_and_hasher(members, Default::default()),
                 all_members: Vec::with_capacity(members),
-                group_members: HashMap::new(),
+                group_members: IdMap::default(),
                 admins: 0,
             },
         }

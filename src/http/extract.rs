@@ -3,6 +3,8 @@
 //! Every failure here is an [`ApiError`] in the contract's envelope, never axum's plain-text
 //! rejections.
 
+use std::sync::Arc;
+
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
@@ -17,10 +19,11 @@ use crate::domain::values::Page;
 /// Most values one array parameter may hold.
 pub const MAX_ARRAY_ITEMS: usize = 1000;
 
-/// The decoded pairs of a query string, in order.
+/// The decoded pairs of a query string, in order. Shared: a request's query is decoded once,
+/// for the caller's token and for the handler's parameters.
 #[derive(Debug, Clone, Default)]
 pub struct QueryParams {
-    pairs: Vec<(String, String)>,
+    pairs: Arc<[(String, String)]>,
 }
 
 impl QueryParams {
@@ -34,6 +37,16 @@ impl QueryParams {
                 })
                 .unwrap_or_default(),
         }
+    }
+
+    /// The request's query, decoded on first use and kept with the request.
+    fn of(parts: &mut Parts) -> QueryParams {
+        if let Some(query) = parts.extensions.get::<QueryParams>() {
+            return query.clone();
+        }
+        let query = QueryParams::parse(parts.uri.query());
+        parts.extensions.insert(query.clone());
+        query
     }
 
     /// The value of a parameter given once; given twice is an error.
@@ -121,7 +134,7 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(QueryParams::parse(parts.uri.query()))
+        Ok(QueryParams::of(parts))
     }
 }
 
@@ -135,7 +148,7 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let query = QueryParams::parse(parts.uri.query());
+        let query = QueryParams::of(parts);
         let bearer = parts
             .headers
             .get(header::AUTHORIZATION)
