@@ -355,10 +355,7 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
     let started = Instant::now();
     let request_id = request_id_of(&request).to_string();
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "-".to_owned(), |path| path.as_str().to_owned());
+    let matched = request.extensions().get::<MatchedPath>().cloned();
 
     let response = next.run(request).await;
     let (mut parts, body) = response.into_parts();
@@ -384,11 +381,14 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
         parts.headers.insert("x-request-id", value);
     }
     let status = parts.status.as_u16();
-    let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+    // Whole microseconds: an integer is written at a fraction of a float's cost, and this line
+    // is written for every request.
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    let route = matched.as_ref().map_or("-", MatchedPath::as_str);
     if let Some(InternalDetail(detail)) = parts.extensions.remove::<InternalDetail>() {
-        tracing::error!(%request_id, %method, route, status, detail, "request failed");
+        tracing::error!(%request_id, %method, %route, status, detail, "request failed");
     }
-    tracing::info!(%request_id, %method, route, status, elapsed_ms, "request");
+    tracing::info!(%request_id, %method, %route, status, elapsed_us, "request");
     Response::from_parts(parts, body)
 }
 
