@@ -137,27 +137,29 @@ def main():
         "parsing the NDJSON file included); *service* is the report's `elapsed_ms` (loading, "
         "validation, planning and the write transaction); *peak* is the process's peak RSS.",
         "",
-        "| backend | sync | wall s | service s | peak MiB | target | result | report |",
-        "|---|---|---:|---:|---:|---|---|---|",
+        "The targets are issue 6's: on SQLite, at most 30 s for the first sync and 10 s for the "
+        "identical one, peak under 1 GiB; on PostgreSQL, within 2× of those times (60 s and "
+        "20 s). *vs SQLite* compares with the SQLite run of the same table.",
+        "",
+        "| backend | sync | wall s | service s | peak MiB | vs SQLite | target | result | report |",
+        "|---|---|---:|---:|---:|---:|---|---|---|",
     ]
     sqlite_results = dict(backends).get("sqlite")
     for backend, results in backends:
         for name, (wall, report, peak) in results.items():
             target, label = TARGETS[name]
-            if backend == "postgres" and target is not None and sqlite_results:
-                target = 2 * sqlite_results[name][0]
-                goal = f"≤ 2× SQLite ({target:.1f} s)"
-            elif target is not None:
-                goal = f"≤ {target:.0f} s, peak < {PEAK_TARGET_MIB} MiB"
-            else:
-                goal = ""
+            if target is not None and backend == "postgres":
+                target = 2 * target
+            goal = f"≤ {target:.0f} s, peak < {PEAK_TARGET_MIB} MiB" if target is not None else ""
             met = verdict(wall, target)
-            if met and backend == "sqlite" and peak >= PEAK_TARGET_MIB:
+            if met and peak >= PEAK_TARGET_MIB:
                 met = "**not met** (memory)"
+            versus = (f"{wall / sqlite_results[name][0]:.1f}×"
+                      if sqlite_results and backend != "sqlite" else "")
             counts = {k: v for k, v in report.items()
                       if isinstance(v, int) and v and k != "elapsed_ms"}
             lines.append(f"| {backend} | {label} | {wall:.1f} | {report['elapsed_ms'] / 1000:.1f} "
-                         f"| {peak:.0f} | {goal} | {met} | `{json.dumps(counts)}` |")
+                         f"| {peak:.0f} | {versus} | {goal} | {met} | `{json.dumps(counts)}` |")
     lines += ["", "Rerun with the command above; `bench/sync --smoke` is the quick form that CI "
               "runs (its figures mean nothing).", ""]
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)

@@ -182,21 +182,16 @@ async fn insert_groups(
     tx: &mut Transaction<'static, Sqlite>,
     team_id: TeamId,
     batch: &[Change],
+    next_group_id: &mut GroupId,
     created: &mut Vec<GroupId>,
 ) -> StoreResult<()> {
-    let next: GroupId = sqlx::query_scalar(
-        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'groups'), 0), \
-         COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
-    )
-    .fetch_one(&mut **tx)
-    .await?;
     let sql = format!(
         "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
          is_valid, created_at, upd_at) VALUES {}",
         placeholders(batch.len(), 10)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    let mut id = next;
+    let mut id = *next_group_id;
     for change in batch {
         if let Change::CreateGroup { parent, group } = change {
             query = query
@@ -215,6 +210,7 @@ async fn insert_groups(
         }
     }
     query.execute(&mut **tx).await?;
+    *next_group_id = id;
     Ok(())
 }
 
@@ -863,17 +859,19 @@ impl DirectoryStore for SqliteStore {
         now: i64,
     ) -> StoreResult<Applied> {
         let mut tx = self.begin_write().await?;
-        // Check and bump the version in one statement (one round trip less per write); the
+        // Check and bump the version, and learn the next group id, in one statement (each
+        // statement is a round trip to the driver's thread, and writes are serialized); the
         // transaction is this process's only writer and rolls back on any failure below.
-        let version: Option<i64> = sqlx::query_scalar(
+        let bumped: Option<(i64, GroupId)> = sqlx::query_as(
             "UPDATE teams SET version = version + 1 WHERE id = ? AND version = ? \
-             RETURNING version",
+             RETURNING version, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+             WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
         )
         .bind(team_id)
         .bind(expected_version)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(version) = version else {
+        let Some((version, mut next_group_id)) = bumped else {
             return Err(StoreError::Conflict);
         };
         let mut created: Vec<GroupId> = Vec::new();
@@ -901,7 +899,8 @@ impl DirectoryStore for SqliteStore {
             rest = tail;
             match first {
                 Change::CreateGroup { .. } => {
-                    insert_groups(&mut tx, team_id, batch, &mut created).await?;
+                    insert_groups(&mut tx, team_id, batch, &mut next_group_id, &mut created)
+                        .await?;
                 }
                 Change::UpdateGroup { .. } => {
                     for change in batch {
