@@ -275,12 +275,14 @@ pub(crate) const DANGLING_REFERENCES: &str = "\
     UNION ALL SELECT 'openids of an app that does not exist', NULL, COUNT(*) FROM app_users a \
     LEFT JOIN apps p ON p.appid = a.appid WHERE p.appid IS NULL HAVING COUNT(*) > 0";
 
-/// One line of [`Store::dangling_references`].
-pub(crate) fn dangling_line(problem: &str, team_id: Option<TeamId>, count: i64) -> String {
-    match team_id {
-        Some(team_id) => format!("team {team_id}: {count} {problem}"),
-        None => format!("{count} {problem}"),
-    }
+/// The lines of [`Store::dangling_references`] from the rows of [`DANGLING_REFERENCES`].
+pub(crate) fn dangling_lines(rows: Vec<(String, Option<TeamId>, i64)>) -> Vec<String> {
+    rows.into_iter()
+        .map(|(problem, team_id, count)| match team_id {
+            Some(team_id) => format!("team {team_id}: {count} {problem}"),
+            None => format!("{count} {problem}"),
+        })
+        .collect()
 }
 
 /// The environment variable giving the most connections one process opens to PostgreSQL.

@@ -65,7 +65,7 @@ use sqlx::{Connection, Postgres, Row, Transaction};
 use super::{
     AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectoryStore, MemberDetails,
     MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError,
-    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_line, decode_rows,
+    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_lines, decode_rows,
     role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
@@ -1011,17 +1011,9 @@ impl Store for PostgresStore {
     }
 
     async fn dangling_references(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(DANGLING_REFERENCES)
+        let rows = sqlx::query_as(DANGLING_REFERENCES)
             .fetch_all(&self.pool)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(dangling_line(
-                    row.try_get("problem")?,
-                    row.try_get("team_id")?,
-                    row.try_get("n")?,
-                ))
-            })
-            .collect()
+        Ok(dangling_lines(rows))
     }
 }

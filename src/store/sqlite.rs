@@ -19,7 +19,7 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::{
     AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectoryStore, MemberDetails,
     MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError,
-    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, add_members, dangling_line,
+    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, add_members, dangling_lines,
     role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
@@ -945,17 +945,9 @@ impl Store for SqliteStore {
     }
 
     async fn dangling_references(&self) -> StoreResult<Vec<String>> {
-        let rows = sqlx::query(DANGLING_REFERENCES)
+        let rows = sqlx::query_as(DANGLING_REFERENCES)
             .fetch_all(&self.reader)
             .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(dangling_line(
-                    row.try_get("problem")?,
-                    row.try_get("team_id")?,
-                    row.try_get("n")?,
-                ))
-            })
-            .collect()
+        Ok(dangling_lines(rows))
     }
 }
