@@ -15,9 +15,9 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use serde_json::value::RawValue;
 use uuid::Uuid;
 
+use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
 use crate::service::ServiceError;
@@ -29,30 +29,31 @@ struct Outcome {
     error_type: &'static str,
     /// A human-readable reason for failures (an extension of the envelope: `error.message`).
     message: Option<String>,
-    data: Box<RawValue>,
+    data: JsonText,
 }
 
 /// Details of an internal failure, logged under the request id and never sent.
 #[derive(Debug, Clone)]
 struct InternalDetail(String);
 
-fn empty_object() -> Box<RawValue> {
-    RawValue::from_string("{}".to_owned()).expect("`{}` is valid JSON")
-}
-
 /// A successful answer: HTTP 200, `code: "OK"`, and `data`.
-pub struct Reply(Box<RawValue>);
+pub struct Reply(JsonText);
 
 impl Reply {
     pub fn data(data: &impl Serialize) -> Result<Reply, ApiError> {
-        serde_json::value::to_raw_value(data)
+        JsonText::of(data)
             .map(Reply)
             .map_err(|error| ApiError::internal(error.to_string()))
     }
 
+    /// `data` written by hand (see [`super::json`]).
+    pub fn json(data: JsonText) -> Reply {
+        Reply(data)
+    }
+
     /// `data: {}` for writes that return nothing.
     pub fn empty() -> Reply {
-        Reply(empty_object())
+        Reply(JsonText::empty_object())
     }
 }
 
@@ -79,7 +80,7 @@ pub struct ApiError {
     retry_after_secs: Option<u64>,
     internal: Option<String>,
     /// Details for the client (only the sync extension sends any: `data.problems`).
-    data: Option<Box<RawValue>>,
+    data: Option<Box<JsonText>>,
 }
 
 impl ApiError {
@@ -240,7 +241,7 @@ fn sync_refusal(refusal: SyncRefusal) -> ApiError {
             serde_json::json!({ "groups_to_delete": groups, "members_to_remove": members }),
         ),
     };
-    error.data = serde_json::value::to_raw_value(&data).ok();
+    error.data = JsonText::of(&data).ok().map(Box::new);
     error
 }
 
@@ -259,7 +260,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             error_type: self.error_type,
             message: Some(self.message),
-            data: self.data.unwrap_or_else(empty_object),
+            data: self.data.map_or_else(JsonText::empty_object, |data| *data),
         });
         response
     }
@@ -291,37 +292,31 @@ fn outcome_from_status(status: StatusCode) -> Outcome {
         code,
         error_type,
         message: Some(message.to_owned()),
-        data: empty_object(),
+        data: JsonText::empty_object(),
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
-    #[serde(rename = "type")]
-    error_type: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'a str>,
-}
-
-#[derive(Serialize)]
-struct Envelope<'a> {
-    code: &'a str,
-    error: ErrorBody<'a>,
-    data: &'a RawValue,
-    request_id: &'a str,
-}
-
 impl Outcome {
-    fn envelope<'a>(&'a self, request_id: &'a str) -> Envelope<'a> {
-        Envelope {
-            code: self.code,
-            error: ErrorBody {
-                error_type: self.error_type,
-                message: self.message.as_deref(),
-            },
-            data: &self.data,
-            request_id,
+    /// `{"code":…,"error":{"type":…,"message":…},"data":…,"request_id":…}`, with `data` as
+    /// the handler wrote it.
+    fn envelope(&self, request_id: &str) -> Vec<u8> {
+        let mut json = JsonWriter::with_capacity(
+            self.data.as_bytes().len() + self.message.as_ref().map_or(0, String::len) + 128,
+        );
+        json.raw("{\"code\":");
+        json.str(self.code);
+        json.raw(",\"error\":{\"type\":");
+        json.str(self.error_type);
+        if let Some(message) = &self.message {
+            json.raw(",\"message\":");
+            json.str(message);
         }
+        json.raw("},\"data\":");
+        json.bytes(self.data.as_bytes());
+        json.raw(",\"request_id\":");
+        json.str(request_id);
+        json.raw("}");
+        json.into_bytes()
     }
 }
 
@@ -336,7 +331,7 @@ pub(crate) fn rendered(response: &Response, request_id: &str) -> serde_json::Val
             &fallback
         }
     };
-    serde_json::to_value(outcome.envelope(request_id)).unwrap_or_default()
+    serde_json::from_slice(&outcome.envelope(request_id)).unwrap_or_default()
 }
 
 /// The request id of a request: a valid incoming `x-request-id` UUID, or a fresh one.
@@ -367,7 +362,7 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
         }
         outcome => {
             let outcome = outcome.unwrap_or_else(|| outcome_from_status(parts.status));
-            let bytes = serde_json::to_vec(&outcome.envelope(&request_id)).unwrap_or_default();
+            let bytes = outcome.envelope(&request_id);
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),

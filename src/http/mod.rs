@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod extract;
+mod json;
 mod openapi;
 mod routes;
 mod server;
@@ -23,6 +24,7 @@ use axum::routing::{get, post};
 use chrono::{DateTime, FixedOffset};
 use tower_http::catch_panic::CatchPanicLayer;
 
+use self::json::JsonWriter;
 use crate::service::Service;
 
 /// Settings of the HTTP layer.
@@ -67,7 +69,7 @@ impl AppState {
 /// `2021-06-24T18:24:45+08:00`. A page of groups holds twenty times, so each is written into
 /// a buffer on the stack and then into the answer as one string: chrono's formatter and a
 /// `String` per time took a seventh of a listing's instructions.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ApiTime {
     unix_seconds: i64,
     offset: FixedOffset,
@@ -97,8 +99,9 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 impl ApiTime {
-    /// The text in `buffer`, or `None` for a year outside 0..=9999 (never a stored time).
-    fn write<'b>(&self, buffer: &'b mut [u8; API_TIME_LEN]) -> Option<&'b str> {
+    /// The text in `buffer` (ASCII), or `None` for a year outside 0..=9999 (never a stored
+    /// time).
+    fn write<'b>(&self, buffer: &'b mut [u8; API_TIME_LEN]) -> Option<&'b [u8]> {
         let offset = self.offset.local_minus_utc();
         let local = self.unix_seconds.checked_add(i64::from(offset))?;
         let (year, month, day) = civil_from_days(local.div_euclid(86_400));
@@ -120,14 +123,30 @@ impl ApiTime {
             y0, y1, y2, y3, b'-', mo0, mo1, b'-', d0, d1, b'T', h0, h1, b':', mi0, mi1, b':', s0,
             s1, sign, oh0, oh1, b':', om0, om1,
         ];
-        std::str::from_utf8(buffer).ok()
+        Some(buffer)
+    }
+
+    /// The time as a JSON string, straight into `json` (it needs no escaping).
+    pub(crate) fn write_json(&self, json: &mut JsonWriter) {
+        let mut buffer = [0; API_TIME_LEN];
+        match self.write(&mut buffer) {
+            Some(text) => {
+                json.raw("\"");
+                json.bytes(text);
+                json.raw("\"");
+            }
+            None => json.str(&self.to_string()),
+        }
     }
 }
 
 impl std::fmt::Display for ApiTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut buffer = [0; API_TIME_LEN];
-        match self.write(&mut buffer) {
+        match self
+            .write(&mut buffer)
+            .and_then(|text| std::str::from_utf8(text).ok())
+        {
             Some(text) => f.write_str(text),
             None => f.write_str(
                 &DateTime::from_timestamp(self.unix_seconds, 0)
@@ -142,7 +161,10 @@ impl std::fmt::Display for ApiTime {
 impl serde::Serialize for ApiTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut buffer = [0; API_TIME_LEN];
-        match self.write(&mut buffer) {
+        match self
+            .write(&mut buffer)
+            .and_then(|text| std::str::from_utf8(text).ok())
+        {
             Some(text) => serializer.serialize_str(text),
             None => serializer.collect_str(self),
         }
