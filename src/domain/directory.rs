@@ -152,8 +152,9 @@ pub struct Directory {
     /// change that moved many groups at once.
     listing: OnceLock<Vec<GroupId>>,
     /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
-    /// version: a page of a large subtree is then a slice like any other listing.
-    subtree_members: Mutex<IdMap<GroupId, Arc<[UserId]>>>,
+    /// version: a page of a large subtree is then a slice like any other listing. Callers
+    /// arriving while it is computed wait for that computation rather than repeat it.
+    subtree_members: Mutex<IdMap<GroupId, Arc<OnceLock<Arc<[UserId]>>>>>,
     members: IdMap<UserId, Placement>,
     /// Every member, ascending.
     all_members: Vec<UserId>,
@@ -524,29 +525,25 @@ impl Directory {
 
     /// Every member of `group` and of the groups below it, once each, ascending.
     fn subtree_members(&self, group: GroupId) -> Arc<[UserId]> {
-        let cached = self
+        let slot = self
             .subtree_members
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(&group)
-            .cloned();
-        if let Some(members) = cached {
-            return members;
-        }
-        let mut ids: Vec<UserId> = std::iter::once(group)
-            .chain(self.descendants(group))
-            .filter_map(|group| self.group_members.get(&group))
-            .flatten()
-            .copied()
-            .collect();
-        ids.sort_unstable();
-        ids.dedup();
-        let members: Arc<[UserId]> = ids.into();
-        self.subtree_members
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(group, members.clone());
-        members
+            .entry(group)
+            .or_default()
+            .clone();
+        slot.get_or_init(|| {
+            let mut ids: Vec<UserId> = std::iter::once(group)
+                .chain(self.descendants(group))
+                .filter_map(|group| self.group_members.get(&group))
+                .flatten()
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into()
+        })
+        .clone()
     }
 
     /// One page of members and the number of all matches (§6).

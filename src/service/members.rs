@@ -142,7 +142,7 @@ impl Service {
         page: Page,
     ) -> ServiceResult<(Vec<MemberRow>, u64)> {
         let team = self.team_for(caller, team_id).await?;
-        let (listing, total) = self
+        let (listing, total, version) = self
             .directories
             .read(&*self.store, &team, |d| {
                 let (rows, total) = d.list_members(filter, page)?;
@@ -157,17 +157,28 @@ impl Service {
                         (row, full_name)
                     })
                     .collect();
-                Ok((named, total))
+                Ok((named, total, d.version()))
             })
             .await?;
-        let ids: Vec<UserId> = listing.iter().map(|(row, _)| row.user_id).collect();
-        let profiles: HashMap<UserId, _> = self
-            .store
-            .member_profiles(team_id, &ids)
-            .await?
-            .into_iter()
-            .map(|profile| (profile.user_id, profile))
-            .collect();
+        // Names and avatars live in the database; those read lately for this version of the
+        // directory are reused.
+        let mut profiles = HashMap::with_capacity(listing.len());
+        let mut missing = Vec::new();
+        for (row, _) in &listing {
+            match self.profiles.get(&(team_id, row.user_id)) {
+                Some((read_at, profile)) if read_at == version => {
+                    profiles.insert(row.user_id, profile);
+                }
+                _ => missing.push(row.user_id),
+            }
+        }
+        if !missing.is_empty() {
+            for profile in self.store.member_profiles(team_id, &missing).await? {
+                self.profiles
+                    .put((team_id, profile.user_id), (version, profile.clone()));
+                profiles.insert(profile.user_id, profile);
+            }
+        }
         let rows = listing
             .into_iter()
             .filter_map(|(row, group_full_name)| {

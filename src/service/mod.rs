@@ -27,8 +27,8 @@ pub use sync::SyncOutcome;
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
-use crate::domain::values::TeamId;
-use crate::store::{Store, StoreError, TeamRecord, TokenRecord};
+use crate::domain::values::{TeamId, UserId};
+use crate::store::{MemberProfile, Store, StoreError, TeamRecord, TokenRecord};
 use auth::RateLimits;
 use directories::Directories;
 use recent::Recent;
@@ -118,6 +118,9 @@ pub struct Service {
     /// Token records by token digest.
     tokens: Recent<Vec<u8>, TokenRecord>,
     teams: Recent<TeamId, TeamRecord>,
+    /// Names and avatars of listed members, with the directory version they were read at:
+    /// an entry serves only that version, so a change to the directory retires it at once.
+    profiles: Recent<(TeamId, UserId), (i64, MemberProfile)>,
 }
 
 impl Service {
@@ -127,6 +130,7 @@ impl Service {
             directories: Directories::default(),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
+            profiles: Recent::new(settings.read_cache_ttl),
             store,
             settings,
         }

@@ -57,6 +57,9 @@ impl Service {
             .update_user(&caller.appid, openid, nickname, avatar)
             .await?
         {
+            // A member without a nickname of its own shows the user's, in every directory.
+            self.profiles
+                .forget(|(_, profile)| profile.user_id == current.user_id);
             Ok(())
         } else {
             Err(ServiceError::UserNotFound)

@@ -329,6 +329,36 @@ async fn update_with_an_unknown_group_changes_nothing() {
 }
 
 #[tokio::test]
+async fn a_member_without_a_nickname_of_its_own_shows_the_users_new_one_at_once() {
+    // With a read cache that would otherwise keep the names it listed for ten minutes.
+    let app = TestApp::builder()
+        .read_cache(std::time::Duration::from_secs(600))
+        .spawn()
+        .await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let user = api.register("ivy", "Ivy", "").await;
+    api.add_member_ok(team, 0, user.user_id, None).await;
+    assert_eq!(api.members(team, 0, "").await.list[0]["name"], "Ivy");
+    assert_ok(
+        &api.post_json(
+            "/api/sso/users/ivy",
+            &json!({"nickname": "Ivy B.", "avatar": "https://example.com/i.png"}),
+        )
+        .await,
+    );
+    let row = api.members(team, 0, "").await.list[0].clone();
+    assert_eq!(row["name"], "Ivy B.");
+    assert_eq!(row["avatar"], "https://example.com/i.png");
+    // And the directory's own nickname as soon as it is set.
+    assert_ok(
+        &api.update_member(team, user.user_id, &json!({"nickname": "Ivy (Ops)"}))
+            .await,
+    );
+    assert_eq!(api.members(team, 0, "").await.list[0]["name"], "Ivy (Ops)");
+}
+
+#[tokio::test]
 async fn update_sets_the_directory_nickname_and_avatar_over_the_users_own() {
     let app = TestApp::spawn().await;
     let api = app.team_api().await;
