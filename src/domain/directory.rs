@@ -137,6 +137,9 @@ struct Node {
 /// of every group it shows); maps keyed by client strings keep the standard hasher.
 type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// The members of one subtree, once someone has computed them.
+type SubtreeMembers = OnceLock<Arc<[UserId]>>;
+
 /// One team's directory. See the module documentation.
 #[derive(Debug)]
 pub struct Directory {
@@ -154,7 +157,7 @@ pub struct Directory {
     /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
     /// version: a page of a large subtree is then a slice like any other listing. Callers
     /// arriving while it is computed wait for that computation rather than repeat it.
-    subtree_members: Mutex<IdMap<GroupId, Arc<OnceLock<Arc<[UserId]>>>>>,
+    subtree_members: Mutex<IdMap<GroupId, Arc<SubtreeMembers>>>,
     members: IdMap<UserId, Placement>,
     /// Every member, ascending.
     all_members: Vec<UserId>,
