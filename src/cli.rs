@@ -124,9 +124,10 @@ struct ServeArgs {
     /// Largest snapshot the sync route accepts, in bytes after decompression.
     #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
     sync_body_limit: usize,
-    /// Milliseconds a token's or a team's record is trusted before the database is asked
-    /// again (0 = ask on every call). Changes made through this process are seen at once;
-    /// changes made by another process (a second server, the command line) within this time.
+    /// Milliseconds a token's or a team's record, or a listed member's name, is trusted before
+    /// the database is asked again (0 = ask on every call). Changes made through this process
+    /// are seen at once; changes made by another process (a second server, the command line)
+    /// within this time.
     #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     read_cache_ms: u64,
     /// Connections served at once; a connection beyond this is answered with HTTP 429.
