@@ -189,14 +189,15 @@ def main() -> None:
     w("")
     w("- A read answers from the process's copy of the directory; the token's and the team's "
       "rows come from the read cache (`--read-cache-ms`, 1 s by default), so a group listing "
-      "touches the database about once a second per app and team. Member pages also read names "
-      "and avatars from the database, which is why they are slower than group pages. The "
-      "ceiling does none of this work: the gap between a read scenario and the ceiling is the "
-      "token check, the tenant check, the listing, the JSON and the request log line.")
+      "touches the database about once a second per app and team. Member pages read names and "
+      "avatars from the database and reuse them for the same directory version within the "
+      "read-cache time, so a repeated page costs about one query a second. The ceiling does "
+      "none of this work: the gap between a read scenario and the ceiling is the token check, "
+      "the tenant check, the listing, the JSON and the request log line.")
     w("- The load generator runs on the same two cores and the machine is a shared virtual one: "
-      "throughput moves by ±15% between runs minutes apart (the ceiling's too), which is why "
-      "the ceiling is measured right next to the page-1 scenario. Calls per server "
-      "CPU-second move less.")
+      "throughput moves by up to 20% between runs minutes apart, the ceiling's too, and not "
+      "always together, which is why the ceiling is measured right next to the page-1 "
+      "scenario; repeat a run before reading much into one ratio.")
     w("- Before the first scenario, 3 s of the page-1 load warm the restarted server up "
       "(not measured).")
     w("")
