@@ -1337,7 +1337,7 @@ mod tests {
             let [id, team_id, parent_id, source] = ids;
             let [remote_id, name, full_name] = strings;
             let offset = FixedOffset::east_opt(offset_minutes * 60).expect("offset");
-            let time = |unix_seconds| ApiTime { unix_seconds, offset };
+            let time = |unix_seconds| ApiTime::new(unix_seconds, offset);
             GroupData {
                 id,
                 team_id,
