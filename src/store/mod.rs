@@ -331,6 +331,25 @@ pub(crate) async fn decode_rows<R, T>(
     Ok(decoded)
 }
 
+/// The stored size of a directory, `(groups, members)`, read before its rows so that the
+/// builder sizes its maps once (valid on both backends).
+pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
+     (SELECT COUNT(*) FROM members WHERE team_id = $1)";
+
+/// The builder of `team`'s directory, of the size [`DIRECTORY_SIZE`] read.
+pub(crate) fn directory_builder(
+    team: TeamRecord,
+    (groups, members): (i64, i64),
+) -> DirectoryBuilder {
+    DirectoryBuilder::new(
+        team.name,
+        team.admin_seats,
+        team.version,
+        usize::try_from(groups).unwrap_or_default(),
+        usize::try_from(members).unwrap_or_default(),
+    )
+}
+
 /// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
 /// by user id.
 pub(crate) fn add_members(

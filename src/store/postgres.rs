@@ -63,13 +63,13 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRo
 use sqlx::{Connection, Postgres, Row, Transaction};
 
 use super::{
-    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DirectoryStore, MemberDetails,
-    MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store, StoreError,
-    StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_lines, decode_rows,
-    role_of,
+    AppRecord, AppStore, Applied, DANGLING_REFERENCES, DIRECTORY_SIZE, DirectoryStore,
+    MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
+    StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, dangling_lines,
+    decode_rows, directory_builder, role_of,
 };
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Directory, DirectoryBuilder, Group, GroupRef, Placement};
+use crate::domain::directory::{Change, Directory, Group, GroupRef, Placement};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
@@ -877,20 +877,11 @@ impl DirectoryStore for PostgresStore {
         let Some(team) = team.as_ref().map(team_of).transpose()? else {
             return Ok(None);
         };
-        let (groups, members): (i64, i64) = sqlx::query_as(
-            "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
-             (SELECT COUNT(*) FROM members WHERE team_id = $1)",
-        )
-        .bind(team_id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut builder = DirectoryBuilder::new(
-            team.name,
-            team.admin_seats,
-            team.version,
-            usize::try_from(groups).unwrap_or_default(),
-            usize::try_from(members).unwrap_or_default(),
-        );
+        let size = sqlx::query_as(DIRECTORY_SIZE)
+            .bind(team_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let mut builder = directory_builder(team, size);
         // Rows are decoded one by one as they arrive: collecting a million raw rows first
         // would hold them all (hundreds of bytes each) at once.
         let mut rows = sqlx::query(
