@@ -57,9 +57,9 @@ impl Service {
         for (n, member) in snapshot.members.iter().enumerate() {
             if !users.contains_key(&member.openid) {
                 missing.push(NewUser {
-                    openid: member.openid.clone(),
-                    nickname: member.nickname.clone(),
-                    avatar: member.avatar.clone(),
+                    openid: &member.openid,
+                    nickname: &member.nickname,
+                    avatar: &member.avatar,
                 });
                 users.insert(member.openid.clone(), -(n as UserId) - 1);
             }
@@ -100,8 +100,14 @@ impl Service {
                 .store
                 .register_users(&caller.appid, &missing, now)
                 .await?;
-            users.extend(registered);
+            for (user, user_id) in missing.iter().zip(registered) {
+                if let Some(id) = users.get_mut(user.openid) {
+                    *id = user_id;
+                }
+            }
         }
+        // A million pending users are a hundred megabytes: gone before the plan is made again.
+        drop(missing);
         self.commit_sync(&team, snapshot, options, &users, &members, started)
             .await
     }

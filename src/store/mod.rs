@@ -203,23 +203,24 @@ pub trait UserStore: Send + Sync {
     /// Every openid the app registered, with its user.
     async fn app_user_ids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>>;
     /// Register these openids for `appid` in one transaction (existing ones are left alone)
-    /// and return the user of each.
+    /// and return the user of each, in the order given.
     async fn register_users(
         &self,
         appid: &str,
-        users: &[NewUser],
+        users: &[NewUser<'_>],
         now: i64,
-    ) -> StoreResult<Vec<(String, UserId)>>;
+    ) -> StoreResult<Vec<UserId>>;
     /// The stored details of every member of `team_id`.
     async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
 }
 
-/// A user to register in bulk.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NewUser {
-    pub openid: String,
-    pub nickname: String,
-    pub avatar: String,
+/// A user to register in bulk, borrowed from the snapshot that names it: a sync registers up
+/// to millions at once, and copies of their strings would double what the snapshot holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewUser<'a> {
+    pub openid: &'a str,
+    pub nickname: &'a str,
+    pub avatar: &'a str,
 }
 
 /// What [`DirectoryStore::apply`] did.

@@ -160,6 +160,14 @@ fn team_of(row: &PgRow) -> StoreResult<TeamRecord> {
     })
 }
 
+/// The openid at 1-based place `n` of an array bound with `WITH ORDINALITY`.
+fn named<'a>(openids: &[&'a str], n: i64) -> StoreResult<&'a str> {
+    usize::try_from(n - 1)
+        .ok()
+        .and_then(|index| openids.get(index).copied())
+        .ok_or_else(|| StoreError::Database(format!("no openid at place {n} of the batch")))
+}
+
 /// Changes per multi-row statement in [`DirectoryStore::apply`]: a sync of a large directory
 /// writes its rows a batch at a time rather than one statement per row.
 const BATCH_ROWS: usize = 1000;
@@ -735,31 +743,34 @@ impl UserStore for PostgresStore {
     async fn register_users(
         &self,
         appid: &str,
-        users: &[NewUser],
+        users: &[NewUser<'_>],
         now: i64,
-    ) -> StoreResult<Vec<(String, UserId)>> {
+    ) -> StoreResult<Vec<UserId>> {
         // A fixed number of statements whatever the batch size (a directory sync may register
-        // many thousands of users at once).
+        // a million users at once). Rows name openids by their place in the bound array, so no
+        // openid is copied or decoded.
         let mut tx = self.pool.begin().await?;
-        let openids: Vec<String> = users.iter().map(|user| user.openid.clone()).collect();
-        let mut known: HashMap<String, UserId> = HashMap::with_capacity(users.len());
+        let openids: Vec<&str> = users.iter().map(|user| user.openid).collect();
+        let mut known: HashMap<&str, UserId> = HashMap::with_capacity(users.len());
         for row in sqlx::query(
-            "SELECT a.openid, a.user_id FROM app_users a \
-             JOIN UNNEST($2::TEXT[]) AS o (openid) ON a.openid = o.openid WHERE a.appid = $1",
+            "SELECT o.n, a.user_id FROM app_users a \
+             JOIN UNNEST($2::TEXT[]) WITH ORDINALITY AS o (openid, n) ON a.openid = o.openid \
+             WHERE a.appid = $1",
         )
-        .bind(appid.to_owned())
-        .bind(openids)
+        .bind(appid)
+        .bind(&openids[..])
         .fetch_all(&mut *tx)
         .await?
         {
-            known.insert(row.try_get("openid")?, row.try_get("user_id")?);
+            known.insert(named(&openids, row.try_get("n")?)?, row.try_get("user_id")?);
         }
         // The first mention of each new openid decides its profile, as on SQLite.
         let mut seen = HashSet::new();
         let fresh: Vec<&NewUser> = users
             .iter()
-            .filter(|user| !known.contains_key(&user.openid) && seen.insert(&user.openid))
+            .filter(|user| !known.contains_key(user.openid) && seen.insert(user.openid))
             .collect();
+        drop(seen);
         if !fresh.is_empty() {
             // Ids ascend in the batch's order, as on SQLite. Everything large travels as one
             // array rather than as a row per user: decoding a million rows costs seconds.
@@ -781,14 +792,14 @@ impl UserStore for PostgresStore {
                  FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[]) \
                  AS u (id, respondent_id, nickname, avatar)",
             )
-            .bind(user_ids.clone())
+            .bind(&user_ids[..])
             .bind(respondent_ids)
-            .bind(fresh.iter().map(|u| u.nickname.clone()).collect::<Vec<_>>())
-            .bind(fresh.iter().map(|u| u.avatar.clone()).collect::<Vec<_>>())
+            .bind(&fresh.iter().map(|u| u.nickname).collect::<Vec<_>>()[..])
+            .bind(&fresh.iter().map(|u| u.avatar).collect::<Vec<_>>()[..])
             .bind(now)
             .execute(&mut *tx)
             .await?;
-            let fresh_openids: Vec<String> = fresh.iter().map(|u| u.openid.clone()).collect();
+            let fresh_openids: Vec<&str> = fresh.iter().map(|u| u.openid).collect();
             // A concurrent registration of the same openid makes us wait for it, then skip it.
             // Rows go in openid order, so two batches sharing openids wait for each other in
             // one order and cannot deadlock.
@@ -799,29 +810,32 @@ impl UserStore for PostgresStore {
                  ON CONFLICT (appid, openid) DO NOTHING RETURNING 1) \
                  SELECT COUNT(*) FROM claimed",
             )
-            .bind(appid.to_owned())
-            .bind(fresh_openids.clone())
-            .bind(user_ids.clone())
+            .bind(appid)
+            .bind(&fresh_openids[..])
+            .bind(&user_ids[..])
             .fetch_one(&mut *tx)
             .await?;
             let lost = fresh_openids.len() as i64 - claimed;
-            known.extend(fresh_openids.iter().cloned().zip(user_ids.iter().copied()));
+            known.extend(fresh_openids.iter().copied().zip(user_ids.iter().copied()));
             if lost > 0 {
                 // Some openids were registered concurrently: take the winners' users and drop
                 // ours, so that no user is left without an openid.
                 let mut lost_users = Vec::new();
                 for row in sqlx::query(
-                    "SELECT a.openid, a.user_id, o.user_id AS ours FROM app_users a \
-                     JOIN UNNEST($2::TEXT[], $3::BIGINT[]) AS o (openid, user_id) \
+                    "SELECT o.n, a.user_id, o.user_id AS ours FROM app_users a \
+                     JOIN UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS o (openid, user_id, n) \
                      ON a.openid = o.openid WHERE a.appid = $1 AND a.user_id <> o.user_id",
                 )
-                .bind(appid.to_owned())
-                .bind(fresh_openids)
-                .bind(user_ids)
+                .bind(appid)
+                .bind(&fresh_openids[..])
+                .bind(&user_ids[..])
                 .fetch_all(&mut *tx)
                 .await?
                 {
-                    known.insert(row.try_get("openid")?, row.try_get("user_id")?);
+                    known.insert(
+                        named(&fresh_openids, row.try_get("n")?)?,
+                        row.try_get("user_id")?,
+                    );
                     lost_users.push(row.try_get::<UserId, _>("ours")?);
                 }
                 sqlx::query("DELETE FROM users WHERE id = ANY($1)")
@@ -833,12 +847,13 @@ impl UserStore for PostgresStore {
         tx.commit().await?;
         users
             .iter()
-            .map(|user| match known.get(&user.openid) {
-                Some(user_id) => Ok((user.openid.clone(), *user_id)),
-                None => Err(StoreError::Database(format!(
-                    "openid {:?} vanished while being registered",
-                    user.openid
-                ))),
+            .map(|user| {
+                known.get(user.openid).copied().ok_or_else(|| {
+                    StoreError::Database(format!(
+                        "openid {:?} vanished while being registered",
+                        user.openid
+                    ))
+                })
             })
             .collect()
     }

@@ -656,9 +656,9 @@ impl UserStore for SqliteStore {
     async fn register_users(
         &self,
         appid: &str,
-        users: &[NewUser],
+        users: &[NewUser<'_>],
         now: i64,
-    ) -> StoreResult<Vec<(String, UserId)>> {
+    ) -> StoreResult<Vec<UserId>> {
         let mut tx = self.begin_write().await?;
         let (mut next_id, mut next_respondent): (i64, i64) = {
             let row = sqlx::query(
@@ -688,16 +688,17 @@ impl UserStore for SqliteStore {
             .map(|row| Ok((row.try_get("openid")?, row.try_get("user_id")?)))
             .collect::<StoreResult<_>>()?;
             let mut fresh = Vec::new();
-            let mut fresh_openids = HashSet::new();
+            let mut fresh_ids: HashMap<&str, UserId> = HashMap::new();
             for user in chunk {
-                match known.get(&user.openid) {
-                    Some(user_id) => registered.push((user.openid.clone(), *user_id)),
-                    None if !fresh_openids.insert(user.openid.as_str()) => {}
-                    None => {
-                        fresh.push((user, next_id));
-                        registered.push((user.openid.clone(), next_id));
-                        next_id += 1;
-                    }
+                if let Some(user_id) = known.get(user.openid) {
+                    registered.push(*user_id);
+                } else if let Some(user_id) = fresh_ids.get(user.openid) {
+                    registered.push(*user_id);
+                } else {
+                    fresh.push((user, next_id));
+                    fresh_ids.insert(user.openid, next_id);
+                    registered.push(next_id);
+                    next_id += 1;
                 }
             }
             if fresh.is_empty() {
@@ -717,13 +718,10 @@ impl UserStore for SqliteStore {
                 insert_users = insert_users
                     .bind(*user_id)
                     .bind(next_respondent)
-                    .bind(user.nickname.clone())
-                    .bind(user.avatar.clone())
+                    .bind(user.nickname)
+                    .bind(user.avatar)
                     .bind(now);
-                insert_links = insert_links
-                    .bind(appid.to_owned())
-                    .bind(user.openid.clone())
-                    .bind(*user_id);
+                insert_links = insert_links.bind(appid).bind(user.openid).bind(*user_id);
                 next_respondent += 1;
             }
             insert_users.execute(&mut *tx).await?;

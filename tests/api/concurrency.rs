@@ -137,3 +137,42 @@ async fn racing_token_calls_leave_exactly_one_valid_token() {
     }
     assert_eq!(valid, 1, "exactly the latest token works");
 }
+
+#[tokio::test]
+async fn racing_syncs_of_new_openids_give_each_openid_one_user() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let openids: Vec<String> = (0..40).map(|n| format!("new-{n:02}")).collect();
+    let statuses = race(&app, &api, 10, |i| {
+        // The same users in a different order each time.
+        let mut members: Vec<_> = openids
+            .iter()
+            .map(|openid| json!({"openid": openid, "nickname": openid}))
+            .collect();
+        members.rotate_left(i * 4);
+        (
+            format!("/api/contacts/teams/{}/sync", app.team_id),
+            json!({"members": members}),
+        )
+    })
+    .await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let mut registered = Vec::new();
+    for openid in &openids {
+        let user = crate::helpers::assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
+        registered.push(user["user_id"].as_i64());
+    }
+    let everyone = api.members(app.team_id, 0, "per_page=100").await;
+    let mut listed: Vec<_> = everyone.ints("user_id").into_iter().map(Some).collect();
+    listed.sort();
+    registered.sort();
+    assert_eq!(
+        listed, registered,
+        "the members are the openids' users, once each"
+    );
+    assert_eq!(
+        everyone.strings("name").len(),
+        40,
+        "every openid is one member"
+    );
+}

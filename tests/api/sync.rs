@@ -63,6 +63,38 @@ async fn a_snapshot_creates_the_tree_children_before_parents_included() {
 }
 
 #[tokio::test]
+async fn a_sync_uses_the_apps_registered_users_and_registers_the_others() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let bob = api.register_user("bob").await;
+    let body = json!({
+        "groups": [group("ops", "Ops", "")],
+        "members": [member("ann", &["ops"]), member("bob", &["ops"]), member("cat", &[])],
+    });
+    assert_ok(&sync(&app, &api, body).await);
+    let mut synced = Vec::new();
+    for openid in ["ann", "bob", "cat"] {
+        let user = assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
+        synced.push((user["user_id"].as_i64(), openid.to_owned()));
+    }
+    assert_eq!(synced[1].0, Some(bob), "bob keeps the user he had");
+    let everyone = api.members(app.team_id, 0, "").await;
+    let mut listed: Vec<_> = everyone
+        .list
+        .iter()
+        .map(|m| {
+            (
+                m["user_id"].as_i64(),
+                m["name"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    listed.sort();
+    synced.sort();
+    assert_eq!(listed, synced, "each member is the user of its own openid");
+}
+
+#[tokio::test]
 async fn moves_renames_and_replace_deletions_across_the_tree() {
     let app = TestApp::spawn().await;
     let api = app.team_api().await;
