@@ -335,11 +335,12 @@ impl Directory {
         (depth, Reverse(node.group.order), id)
     }
 
-    /// `team name / ancestors... / name`, from current names.
-    pub fn full_name(&self, id: GroupId) -> String {
-        let mut names = Vec::new();
+    /// Appends the names on the path to `id`, its own first and the top-level group's last:
+    /// `full_name` read backwards, for callers that write it without making the string.
+    pub fn names_upwards<'a>(&'a self, id: GroupId, names: &mut Vec<&'a str>) {
+        let start = names.len();
         let mut current = id;
-        while current != ROOT_GROUP && names.len() <= self.groups.len() {
+        while current != ROOT_GROUP && names.len() - start <= self.groups.len() {
             match self.groups.get(&current) {
                 Some(node) => {
                     names.push(node.group.name.as_str());
@@ -348,6 +349,12 @@ impl Directory {
                 None => break,
             }
         }
+    }
+
+    /// `team name / ancestors... / name`, from current names.
+    pub fn full_name(&self, id: GroupId) -> String {
+        let mut names = Vec::new();
+        self.names_upwards(id, &mut names);
         let mut full = String::with_capacity(
             self.team_name.len() + names.iter().map(|n| n.len() + 1).sum::<usize>(),
         );
@@ -419,12 +426,13 @@ impl Directory {
         found
     }
 
-    /// One page of groups and the number of all matches (§5.1).
+    /// One page of groups, borrowed (a page is written straight from the directory), and the
+    /// number of all matches (§5.1).
     pub fn list_groups(
         &self,
         filter: &GroupFilter,
         page: Page,
-    ) -> Result<(Vec<GroupView>, u64), RuleError> {
+    ) -> Result<(Vec<&Group>, u64), RuleError> {
         if let Some(parent) = filter.parent
             && !self.is_group_or_root(parent)
         {
@@ -449,7 +457,7 @@ impl Directory {
                 let rows = page
                     .slice(ordered)
                     .iter()
-                    .map(|id| self.view(*id))
+                    .map(|id| &self.groups[id].group)
                     .collect();
                 return Ok((rows, ordered.len() as u64));
             }
@@ -521,7 +529,7 @@ impl Directory {
         let rows = page
             .slice(&candidates)
             .iter()
-            .map(|id| self.view(*id))
+            .map(|id| &self.groups[id].group)
             .collect();
         Ok((rows, candidates.len() as u64))
     }

@@ -275,7 +275,7 @@ fn check(d: &Directory, per_page: u64) -> Result<(), TestCaseError> {
     let expected: Vec<GroupId> = expected.into_iter().map(|(_, _, id)| id).collect();
     let (listed, total) = all_pages(per_page, |page| {
         let (rows, total) = d.list_groups(&GroupFilter::default(), page).expect("list");
-        (rows.into_iter().map(|v| v.group.id).collect(), total)
+        (rows.into_iter().map(|g| g.id).collect(), total)
     });
     prop_assert_eq!(total as usize, expected.len());
     prop_assert_eq!(&listed, &expected);
@@ -286,10 +286,7 @@ fn check(d: &Directory, per_page: u64) -> Result<(), TestCaseError> {
             ..GroupFilter::default()
         };
         let (rows, total) = d.list_groups(&filter, page).expect("list");
-        (
-            rows.into_iter().map(|v| v.group.id).collect::<Vec<_>>(),
-            total,
-        )
+        (rows.into_iter().map(|g| g.id).collect::<Vec<_>>(), total)
     });
     prop_assert_eq!(&general, &expected);
     // Children of every parent, and recursive listings, match the rows.
@@ -303,7 +300,7 @@ fn check(d: &Directory, per_page: u64) -> Result<(), TestCaseError> {
         };
         let (listed, total) = all_pages(per_page, |page| {
             let (rows, total) = d.list_groups(&filter, page).expect("children");
-            (rows.into_iter().map(|v| v.group.id).collect(), total)
+            (rows.into_iter().map(|g| g.id).collect(), total)
         });
         prop_assert_eq!(total as usize, children.len());
         prop_assert_eq!(listed, children);
@@ -322,10 +319,7 @@ fn check(d: &Directory, per_page: u64) -> Result<(), TestCaseError> {
         };
         let (listed, _) = all_pages(per_page, |page| {
             let (rows, total) = d.list_groups(&filter, page).expect("subtree");
-            (
-                rows.into_iter().map(|v| v.group.id).collect::<Vec<_>>(),
-                total,
-            )
+            (rows.into_iter().map(|g| g.id).collect::<Vec<_>>(), total)
         });
         prop_assert_eq!(listed.len(), below.len());
         prop_assert_eq!(listed.into_iter().collect::<BTreeSet<_>>(), below.clone());
@@ -426,7 +420,11 @@ proptest! {
         let reloaded = builder.finish();
         let (a, _) = d.list_groups(&GroupFilter::default(), Page::new(1, 1000).expect("page")).expect("list");
         let (b, _) = reloaded.list_groups(&GroupFilter::default(), Page::new(1, 1000).expect("page")).expect("list");
-        prop_assert_eq!(a, b);
+        prop_assert_eq!(&a, &b);
+        let full_names = |dir: &Directory, rows: &[&Group]| {
+            rows.iter().map(|g| dir.full_name(g.id)).collect::<Vec<_>>()
+        };
+        prop_assert_eq!(full_names(d, &a), full_names(&reloaded, &b));
         check(&reloaded, per_page)?;
     }
 }

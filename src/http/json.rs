@@ -88,16 +88,36 @@ impl JsonWriter {
 
     /// A string value, escaped as serde_json escapes it.
     pub fn str(&mut self, value: &str) {
+        self.out.push(b'"');
+        self.escaped(value);
+        self.out.push(b'"');
+    }
+
+    /// A string value made of `parts` joined by `/`, without making the joined string: JSON
+    /// escapes character by character, so escaping each part is escaping the whole.
+    pub fn joined_str<'a>(&mut self, parts: impl IntoIterator<Item = &'a str>) {
+        self.out.push(b'"');
+        for (n, part) in parts.into_iter().enumerate() {
+            if n > 0 {
+                self.out.push(b'/');
+            }
+            self.escaped(part);
+        }
+        self.out.push(b'"');
+    }
+
+    /// The inside of a string value: `value` escaped as serde_json escapes it.
+    fn escaped(&mut self, value: &str) {
         if value
             .bytes()
             .all(|byte| byte >= 0x20 && byte != b'"' && byte != b'\\')
         {
-            self.out.push(b'"');
             self.out.extend_from_slice(value.as_bytes());
-            self.out.push(b'"');
-        } else {
-            // Writing into a Vec cannot fail.
-            let _ = serde_json::to_writer(&mut self.out, value);
+        } else if let Ok(quoted) = serde_json::to_vec(value)
+            && let Some(inside) = quoted.get(1..quoted.len() - 1)
+        {
+            // Rare (quotes, backslashes, control characters): serde_json's own escaping.
+            self.out.extend_from_slice(inside);
         }
     }
 }

@@ -19,7 +19,7 @@ use super::json::{JsonText, JsonWriter};
 use super::openapi::{Empty, Success, anonymous, authenticated, authenticated_body, failures};
 use super::{ApiTime, AppState};
 use crate::domain::RuleError;
-use crate::domain::directory::{GroupFilter, GroupView, MemberFilter};
+use crate::domain::directory::{Directory, Group, GroupFilter, GroupView, MemberFilter};
 use crate::domain::values::{self, GroupId, OrgId, ROOT_GROUP, Role, TeamId, UserId};
 use crate::service::{GroupUpdate, MemberUpdate, NewGroupRequest, ServiceError};
 
@@ -587,28 +587,43 @@ impl GroupData {
     }
 }
 
-impl GroupData {
-    /// The group as [`Serialize`] writes it, by hand: a page of groups is the hottest answer
-    /// (see [`super::json`]). The fields come in their declared order.
+/// A listed group as the directory holds it, written as [`GroupData`] serializes, by hand: a
+/// page of groups is the hottest answer (see [`super::json`]). Nothing is copied: the strings
+/// are the directory's, and `full_name` is written from the names on the group's path.
+struct GroupRow<'a> {
+    group: &'a Group,
+    team_id: TeamId,
+    team_name: &'a str,
+    /// The names on the group's path, its own first ([`Directory::names_upwards`]).
+    names_upwards: &'a [&'a str],
+    created_at: ApiTime,
+    upd_at: ApiTime,
+}
+
+impl GroupRow<'_> {
+    /// The fields in [`GroupData`]'s declared order.
     fn write_json(&self, json: &mut JsonWriter) {
+        let group = self.group;
         json.raw("{\"id\":");
-        json.int(self.id);
+        json.int(group.id);
         json.raw(",\"team_id\":");
         json.int(self.team_id);
         json.raw(",\"parent_id\":");
-        json.int(self.parent_id);
+        json.int(group.parent_id);
         json.raw(",\"source\":");
-        json.int(self.source);
+        json.int(group.source.code());
         json.raw(",\"remote_id\":");
-        json.str(&self.remote_id);
+        json.str(&group.remote_id);
         json.raw(",\"name\":");
-        json.str(&self.name);
+        json.str(&group.name);
         json.raw(",\"full_name\":");
-        json.str(&self.full_name);
+        json.joined_str(
+            std::iter::once(self.team_name).chain(self.names_upwards.iter().rev().copied()),
+        );
         json.raw(",\"order\":");
-        json.int(self.order);
+        json.int(group.order);
         json.raw(",\"is_valid\":");
-        json.bool(self.is_valid);
+        json.bool(group.is_valid);
         json.raw(",\"created_at\":");
         let start = json.len();
         self.created_at.write_json(json);
@@ -631,22 +646,37 @@ pub struct ListData<T> {
     total: u64,
 }
 
-impl ListData<GroupData> {
-    /// The page as [`Serialize`] writes it, by hand (see [`GroupData::write_json`]).
-    fn to_json(&self) -> JsonText {
-        let mut json = JsonWriter::with_capacity(64 + 256 * self.list.len());
-        json.raw("{\"list\":[");
-        for (n, group) in self.list.iter().enumerate() {
-            if n > 0 {
-                json.raw(",");
-            }
-            group.write_json(&mut json);
+/// A page of groups as `ListData<GroupData>` serializes, written from the directory's rows.
+fn group_page_json(
+    state: &AppState,
+    team_id: TeamId,
+    directory: &Directory,
+    rows: &[&Group],
+    total: u64,
+) -> JsonText {
+    let mut json = JsonWriter::with_capacity(64 + 256 * rows.len());
+    let mut names = Vec::new();
+    json.raw("{\"list\":[");
+    for (n, group) in rows.iter().enumerate() {
+        if n > 0 {
+            json.raw(",");
         }
-        json.raw("],\"total\":");
-        json.uint(self.total);
-        json.raw("}");
-        JsonText::written(json)
+        names.clear();
+        directory.names_upwards(group.id, &mut names);
+        GroupRow {
+            group,
+            team_id,
+            team_name: directory.team_name(),
+            names_upwards: &names,
+            created_at: state.time(group.created_at),
+            upd_at: state.time(group.upd_at),
+        }
+        .write_json(&mut json);
     }
+    json.raw("],\"total\":");
+    json.uint(total);
+    json.raw("}");
+    JsonText::written(json)
 }
 
 fn group_filter(query: &QueryParams) -> Result<GroupFilter, ApiError> {
@@ -748,18 +778,13 @@ pub async fn list_groups(
 ) -> Answer {
     let filter = group_filter(&query)?;
     let page = query.page()?;
-    let (rows, total) = state
+    let page = state
         .service
-        .list_groups(&caller, team_id, &filter, page)
+        .list_groups(&caller, team_id, &filter, page, |directory, rows, total| {
+            group_page_json(&state, team_id, directory, rows, total)
+        })
         .await?;
-    let page = ListData {
-        list: rows
-            .into_iter()
-            .map(|view| GroupData::new(&state, team_id, view))
-            .collect(),
-        total,
-    };
-    Ok(Reply::json(page.to_json()))
+    Ok(Reply::json(page))
 }
 
 failures!(GetGroupFailures: authenticated;
@@ -1323,48 +1348,92 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::values::Source;
+
+    /// A listed group: its row, its team, the names on its path (its own first) and the
+    /// team's time offset.
+    type Listed = (Group, TeamId, String, Vec<String>, FixedOffset);
 
     prop_compose! {
-        fn group()(
-            ids in proptest::array::uniform4(any::<i64>()),
+        fn listed()(
+            ids in proptest::array::uniform3(any::<i64>()),
+            sync in any::<bool>(),
             strings in proptest::array::uniform3(any::<String>()),
+            path in proptest::collection::vec(any::<String>(), 0..4),
             order in any::<i64>(),
             is_valid in any::<bool>(),
             created in -70_000_000_000_i64..300_000_000_000,
             updated in prop_oneof![Just(None), (-70_000_000_000_i64..300_000_000_000).prop_map(Some)],
             offset_minutes in -(23 * 60 + 59)..(23 * 60 + 59),
-        ) -> GroupData {
-            let [id, team_id, parent_id, source] = ids;
-            let [remote_id, name, full_name] = strings;
-            let offset = FixedOffset::east_opt(offset_minutes * 60).expect("offset");
-            let time = |unix_seconds| ApiTime::new(unix_seconds, offset);
-            GroupData {
+        ) -> Listed {
+            let [id, team_id, parent_id] = ids;
+            let [remote_id, name, team_name] = strings;
+            let group = Group {
                 id,
-                team_id,
                 parent_id,
-                source,
+                source: if sync { Source::Sync } else { Source::Api },
                 remote_id,
                 name,
-                full_name,
                 order,
                 is_valid,
-                created_at: time(created),
-                upd_at: time(updated.unwrap_or(created)),
-            }
+                created_at: created,
+                upd_at: updated.unwrap_or(created),
+            };
+            let offset = FixedOffset::east_opt(offset_minutes * 60).expect("offset");
+            (group, team_id, team_name, path, offset)
         }
     }
 
     proptest! {
         #[test]
         fn a_page_of_groups_is_written_as_serde_writes_it(
-            list in proptest::collection::vec(group(), 0..4),
+            rows in proptest::collection::vec(listed(), 0..4),
             total in any::<u64>(),
         ) {
-            let page = ListData { list, total };
-            let by_hand = page.to_json();
-            let by_serde = serde_json::to_vec(&page).expect("serialize");
+            let mut by_hand = JsonWriter::default();
+            by_hand.raw("{\"list\":[");
+            for (n, (group, team_id, team_name, path, offset)) in rows.iter().enumerate() {
+                if n > 0 {
+                    by_hand.raw(",");
+                }
+                let names: Vec<&str> = path.iter().map(String::as_str).collect();
+                GroupRow {
+                    group,
+                    team_id: *team_id,
+                    team_name,
+                    names_upwards: &names,
+                    created_at: ApiTime::new(group.created_at, *offset),
+                    upd_at: ApiTime::new(group.upd_at, *offset),
+                }
+                .write_json(&mut by_hand);
+            }
+            by_hand.raw("],\"total\":");
+            by_hand.uint(total);
+            by_hand.raw("}");
+            // What serde writes for the same page, full_name being `team/top/.../own`.
+            let list = rows
+                .iter()
+                .map(|(group, team_id, team_name, path, offset)| GroupData {
+                    id: group.id,
+                    team_id: *team_id,
+                    parent_id: group.parent_id,
+                    source: group.source.code(),
+                    remote_id: group.remote_id.clone(),
+                    name: group.name.clone(),
+                    full_name: std::iter::once(team_name.as_str())
+                        .chain(path.iter().rev().map(String::as_str))
+                        .collect::<Vec<_>>()
+                        .join("/"),
+                    order: group.order,
+                    is_valid: group.is_valid,
+                    created_at: ApiTime::new(group.created_at, *offset),
+                    upd_at: ApiTime::new(group.upd_at, *offset),
+                })
+                .collect();
+            let by_serde = serde_json::to_vec(&ListData { list, total }).expect("serialize");
+            let by_hand = by_hand.into_bytes();
             prop_assert_eq!(
-                String::from_utf8_lossy(by_hand.as_bytes()),
+                String::from_utf8_lossy(&by_hand),
                 String::from_utf8_lossy(&by_serde)
             );
         }

@@ -3,7 +3,9 @@
 use super::{Service, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
-use crate::domain::directory::{Change, GroupFilter, GroupRef, GroupView, new_group};
+use crate::domain::directory::{
+    Change, Directory, Group, GroupFilter, GroupRef, GroupView, new_group,
+};
 use crate::domain::values::{GroupId, Page, Source, TeamId};
 
 /// `POST /api/contacts/teams/{team_id}/groups`, validated.
@@ -26,16 +28,23 @@ pub struct GroupUpdate {
 }
 
 impl Service {
-    pub async fn list_groups(
+    /// One page of groups and the number of all matches, handed to `render` with the
+    /// directory they come from: the page is written while the directory is at hand, without
+    /// copying a row.
+    pub async fn list_groups<R>(
         &self,
         caller: &Caller,
         team_id: TeamId,
         filter: &GroupFilter,
         page: Page,
-    ) -> ServiceResult<(Vec<GroupView>, u64)> {
+        render: impl FnOnce(&Directory, &[&Group], u64) -> R,
+    ) -> ServiceResult<R> {
         let team = self.team_for(caller, team_id).await?;
         self.directories
-            .read(&*self.store, &team, |d| d.list_groups(filter, page))
+            .read(&*self.store, &team, |d| {
+                let (rows, total) = d.list_groups(filter, page)?;
+                Ok(render(d, &rows, total))
+            })
             .await
     }
 

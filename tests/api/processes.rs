@@ -166,6 +166,17 @@ async fn two_processes_share_tokens_and_the_directory() {
                 "a secret or token is in the log"
             );
         }
+        // Each line starts with its time: UTC, to the microsecond, and now.
+        let lines: Vec<&str> = log.lines().filter(|line| line.contains(" INFO ")).collect();
+        assert!(lines.len() > 3, "{log}");
+        for line in lines {
+            let stamp = line.split(' ').next().unwrap_or_default();
+            let time = chrono::DateTime::parse_from_rfc3339(stamp)
+                .unwrap_or_else(|error| panic!("{error}: {line}"));
+            assert!(stamp.len() == 27 && stamp.ends_with('Z'), "{line}");
+            let age = chrono::Utc::now().signed_duration_since(time);
+            assert!(age.num_seconds().abs() < 300, "{line}");
+        }
     }
 }
 
