@@ -36,7 +36,7 @@ impl JsonText {
 }
 
 /// Appends JSON tokens to a buffer; the caller writes them in a valid order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct JsonWriter {
     out: Vec<u8>,
 }

@@ -654,13 +654,9 @@ fn group_page_json(
     rows: &[&Group],
     total: u64,
 ) -> JsonText {
-    let mut json = JsonWriter::with_capacity(64 + 256 * rows.len());
     let mut names = Vec::new();
-    json.raw("{\"list\":[");
-    for (n, group) in rows.iter().enumerate() {
-        if n > 0 {
-            json.raw(",");
-        }
+    write_group_page(rows.len(), total, |n, json| {
+        let group = rows[n];
         names.clear();
         directory.names_upwards(group.id, &mut names);
         GroupRow {
@@ -671,7 +667,23 @@ fn group_page_json(
             created_at: state.time(group.created_at),
             upd_at: state.time(group.upd_at),
         }
-        .write_json(&mut json);
+        .write_json(json);
+    })
+}
+
+/// `{"list":[row 0,…,row len-1],"total":total}`, each row written by `write_row(n, …)`.
+fn write_group_page(
+    len: usize,
+    total: u64,
+    mut write_row: impl FnMut(usize, &mut JsonWriter),
+) -> JsonText {
+    let mut json = JsonWriter::with_capacity(64 + 256 * len);
+    json.raw("{\"list\":[");
+    for n in 0..len {
+        if n > 0 {
+            json.raw(",");
+        }
+        write_row(n, &mut json);
     }
     json.raw("],\"total\":");
     json.uint(total);
@@ -1390,12 +1402,8 @@ mod tests {
             rows in proptest::collection::vec(listed(), 0..4),
             total in any::<u64>(),
         ) {
-            let mut by_hand = JsonWriter::default();
-            by_hand.raw("{\"list\":[");
-            for (n, (group, team_id, team_name, path, offset)) in rows.iter().enumerate() {
-                if n > 0 {
-                    by_hand.raw(",");
-                }
+            let by_hand = write_group_page(rows.len(), total, |n, json| {
+                let (group, team_id, team_name, path, offset) = &rows[n];
                 let names: Vec<&str> = path.iter().map(String::as_str).collect();
                 GroupRow {
                     group,
@@ -1405,11 +1413,8 @@ mod tests {
                     created_at: ApiTime::new(group.created_at, *offset),
                     upd_at: ApiTime::new(group.upd_at, *offset),
                 }
-                .write_json(&mut by_hand);
-            }
-            by_hand.raw("],\"total\":");
-            by_hand.uint(total);
-            by_hand.raw("}");
+                .write_json(json);
+            });
             // What serde writes for the same page, full_name being `team/top/.../own`.
             let list = rows
                 .iter()
@@ -1431,9 +1436,8 @@ mod tests {
                 })
                 .collect();
             let by_serde = serde_json::to_vec(&ListData { list, total }).expect("serialize");
-            let by_hand = by_hand.into_bytes();
             prop_assert_eq!(
-                String::from_utf8_lossy(&by_hand),
+                String::from_utf8_lossy(by_hand.as_bytes()),
                 String::from_utf8_lossy(&by_serde)
             );
         }
