@@ -40,6 +40,11 @@ struct Cli {
     )]
     db: String,
 
+    /// Most connections this process opens to PostgreSQL (processes × this must stay below the
+    /// server's `max_connections`); SQLite ignores it.
+    #[arg(long, env = "CONTACTSD_DB_POOL_SIZE", default_value_t = store::StoreSettings::default().pool_size, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    db_pool_size: u32,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(
         long,
@@ -267,7 +272,10 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
-    let store = store::open(&cli.db)
+    let store_settings = store::StoreSettings {
+        pool_size: cli.db_pool_size,
+    };
+    let store = store::open(&cli.db, &store_settings)
         .await
         .map_err(|error| format!("cannot open the database: {error}"))?;
     match cli.command {

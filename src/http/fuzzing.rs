@@ -54,7 +54,9 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
     let directory = tempfile::tempdir().expect("a temporary directory");
     let url = format!("sqlite://{}", directory.path().join("fuzz.db").display());
     let (router, team_id, appid, token) = runtime.block_on(async {
-        let store = crate::store::open(&url).await.expect("the database");
+        let store = crate::store::open(&url, &crate::store::StoreSettings::default())
+            .await
+            .expect("the database");
         let settings = ServiceSettings {
             rate_limit: 0,
             token_rate_limit: 0,

@@ -28,7 +28,9 @@ use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
 use crate::domain::values::{TeamId, UserId};
-use crate::store::{MemberProfile, Store, StoreError, TeamRecord, TokenRecord};
+use crate::store::{
+    DanglingKind, DanglingReferences, MemberProfile, Store, StoreError, TeamRecord, TokenRecord,
+};
 use auth::RateLimits;
 use directories::Directories;
 use recent::Recent;
@@ -218,6 +220,24 @@ impl Service {
     /// Stored rows that name a user, member, group, team or app that does not exist: the
     /// referential half of `contactsd admin check`, one line per kind and team.
     pub async fn check_references(&self) -> ServiceResult<Vec<String>> {
-        Ok(self.store.dangling_references().await?)
+        let found = self.store.dangling_references().await?;
+        Ok(found.iter().map(dangling_line).collect())
+    }
+}
+
+/// `team 7: 2 memberships of a user who is not a member`, or without the team for rows that
+/// belong to none.
+fn dangling_line(found: &DanglingReferences) -> String {
+    let problem = match found.kind {
+        DanglingKind::MembershipOfNonMember => "memberships of a user who is not a member",
+        DanglingKind::MembershipOutsideTeam => "memberships in a group outside the team",
+        DanglingKind::MemberNotUser => "members who are not users",
+        DanglingKind::MemberOfMissingTeam => "members of a team that does not exist",
+        DanglingKind::OpenidOfMissingUser => "openids of a user that does not exist",
+        DanglingKind::OpenidOfMissingApp => "openids of an app that does not exist",
+    };
+    match found.team_id {
+        Some(team_id) => format!("team {team_id}: {} {problem}", found.count),
+        None => format!("{} {problem}", found.count),
     }
 }

@@ -4,23 +4,32 @@
 //! domain types, so nothing above this module sees SQL or a driver type. A backend is chosen at
 //! start-up from the database URL ([`open`]); each backend owns its schema and migrations.
 //!
+//! What the backends do alike is written once: the statements both run as they are and the
+//! trait methods around them ([`shared`]), the row mappers ([`rows`]) and the skeleton of a
+//! directory write ([`apply`]). Each backend ([`sqlite`], [`postgres`]) supplies only what
+//! differs, one file per capability, through [`backend::Backend`].
+//!
 //! Backends do no rule checking of their own: the service decides on an in-memory
 //! [`Directory`](crate::domain::directory::Directory) and the store writes the resulting changes
 //! only if the team's version is unchanged ([`DirectoryStore::apply`]).
 
+mod apply;
+mod backend;
 pub mod postgres;
+mod rows;
+mod shared;
 pub mod sqlite;
 
 use async_trait::async_trait;
-use futures_util::{Stream, TryStreamExt};
 use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Directory, DirectoryBuilder, Placement};
+use crate::domain::directory::{Change, Directory};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
 
-/// Why a storage call failed.
+/// Why a storage call failed. The database's own errors are kept as the source, for the log;
+/// none of this is shown to clients.
 #[derive(Debug, Error)]
 pub enum StoreError {
     /// The team changed since the caller's copy: reload and decide again.
@@ -29,27 +38,37 @@ pub enum StoreError {
     /// The database URL is not one this build understands.
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
-    /// Anything the database reported; details are for the log only.
+    /// Anything the database or its driver reported.
     #[error("database error: {0}")]
-    Database(String),
+    Database(#[source] Box<sqlx::Error>),
+    /// The schema could not be brought up to date.
+    #[error("cannot migrate the database: {0}")]
+    Migration(#[source] Box<sqlx::migrate::MigrateError>),
+    /// A chunk of rows the database encoded as JSON (SQLite's bulk reads) did not decode.
+    #[error("cannot decode rows read in bulk: {0}")]
+    Chunk(#[from] serde_json::Error),
+    /// Stored data this build cannot read (an unknown code, a row changed by hand), or a race
+    /// that did not settle.
+    #[error("inconsistent data: {0}")]
+    Inconsistent(String),
 }
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        StoreError::Database(error.to_string())
+        StoreError::Database(Box::new(error))
     }
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
     fn from(error: sqlx::migrate::MigrateError) -> Self {
-        StoreError::Database(error.to_string())
+        StoreError::Migration(Box::new(error))
     }
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An app's stored identity.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct AppRecord {
     pub appid: String,
     /// `None` for a platform app.
@@ -58,7 +77,7 @@ pub struct AppRecord {
 }
 
 /// The app behind a stored token.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct TokenRecord {
     pub appid: String,
     pub org_id: Option<OrgId>,
@@ -143,8 +162,9 @@ pub trait OrgStore: Send + Sync {
 }
 
 /// A registered user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct UserRecord {
+    #[sqlx(rename = "id")]
     pub user_id: UserId,
     pub respondent_id: i64,
     pub nickname: String,
@@ -152,8 +172,9 @@ pub struct UserRecord {
 }
 
 /// What a member listing row shows besides ids: directory-level names, or the user's own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct MemberProfile {
+    #[sqlx(rename = "id")]
     pub user_id: UserId,
     pub respondent_id: i64,
     pub name: String,
@@ -252,124 +273,63 @@ pub trait DirectoryStore: Send + Sync {
 pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
-    /// Rows that name something that does not exist, one line per kind and team (for `admin
+    /// Rows that name something that does not exist, counted per kind and team (for `admin
     /// check`). The bulk tables have no foreign keys on PostgreSQL (see its migrations), so
     /// this is where a broken reference would show.
-    async fn dangling_references(&self) -> StoreResult<Vec<String>>;
+    async fn dangling_references(&self) -> StoreResult<Vec<DanglingReferences>>;
 }
 
-/// The query behind [`Store::dangling_references`], valid on both backends: rows of
-/// (problem, team id or NULL, count).
-pub(crate) const DANGLING_REFERENCES: &str = "\
-    SELECT 'memberships of a user who is not a member' AS problem, m.team_id AS team_id, \
-    COUNT(*) AS n FROM memberships m LEFT JOIN members b \
-    ON b.team_id = m.team_id AND b.user_id = m.user_id WHERE b.user_id IS NULL GROUP BY m.team_id \
-    UNION ALL SELECT 'memberships in a group outside the team', m.team_id, COUNT(*) \
-    FROM memberships m LEFT JOIN groups g ON g.id = m.group_id AND g.team_id = m.team_id \
-    WHERE g.id IS NULL GROUP BY m.team_id \
-    UNION ALL SELECT 'members who are not users', b.team_id, COUNT(*) FROM members b \
-    LEFT JOIN users u ON u.id = b.user_id WHERE u.id IS NULL GROUP BY b.team_id \
-    UNION ALL SELECT 'members of a team that does not exist', b.team_id, COUNT(*) \
-    FROM members b LEFT JOIN teams t ON t.id = b.team_id WHERE t.id IS NULL GROUP BY b.team_id \
-    UNION ALL SELECT 'openids of a user that does not exist', NULL, COUNT(*) FROM app_users a \
-    LEFT JOIN users u ON u.id = a.user_id WHERE u.id IS NULL HAVING COUNT(*) > 0 \
-    UNION ALL SELECT 'openids of an app that does not exist', NULL, COUNT(*) FROM app_users a \
-    LEFT JOIN apps p ON p.appid = a.appid WHERE p.appid IS NULL HAVING COUNT(*) > 0";
-
-/// The lines of [`Store::dangling_references`] from the rows of [`DANGLING_REFERENCES`].
-pub(crate) fn dangling_lines(rows: Vec<(String, Option<TeamId>, i64)>) -> Vec<String> {
-    rows.into_iter()
-        .map(|(problem, team_id, count)| match team_id {
-            Some(team_id) => format!("team {team_id}: {count} {problem}"),
-            None => format!("{count} {problem}"),
-        })
-        .collect()
+/// What a row of [`Store::dangling_references`] names that does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DanglingKind {
+    /// Memberships of a user who is not a member of the team.
+    MembershipOfNonMember,
+    /// Memberships in a group that is not one of the team's.
+    MembershipOutsideTeam,
+    /// Members who are not users.
+    MemberNotUser,
+    /// Members of a team that does not exist.
+    MemberOfMissingTeam,
+    /// Openids of a user that does not exist.
+    OpenidOfMissingUser,
+    /// Openids of an app that does not exist.
+    OpenidOfMissingApp,
 }
 
-/// The environment variable giving the most connections one process opens to PostgreSQL.
-pub const POOL_SIZE_ENV: &str = "CONTACTSD_DB_POOL_SIZE";
-/// Connections per process to PostgreSQL when [`POOL_SIZE_ENV`] is not set. Size it so that
-/// processes × pool size stays below the server's `max_connections`.
-pub const DEFAULT_POOL_SIZE: u32 = 10;
+/// Rows of one kind that name something missing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DanglingReferences {
+    pub kind: DanglingKind,
+    /// The team the rows belong to; `None` for rows outside any team (openids).
+    pub team_id: Option<TeamId>,
+    pub count: i64,
+}
+
+/// How to open the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreSettings {
+    /// The most connections one process opens to PostgreSQL (SQLite always uses one writing
+    /// and four reading connections). Size it so that processes × pool size stays below the
+    /// server's `max_connections`.
+    pub pool_size: u32,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        StoreSettings { pool_size: 10 }
+    }
+}
 
 /// Open and migrate the database named by `url`: `sqlite:` (the file is created if missing) or
-/// `postgres://` / `postgresql://` (the database must exist; its pool size is read from
-/// [`POOL_SIZE_ENV`], default [`DEFAULT_POOL_SIZE`]).
-pub async fn open(url: &str) -> StoreResult<std::sync::Arc<dyn Store>> {
+/// `postgres://` / `postgresql://` (the database must exist).
+pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        let pool_size = match std::env::var(POOL_SIZE_ENV) {
-            Err(_) => DEFAULT_POOL_SIZE,
-            Ok(raw) => match raw.trim().parse::<u32>() {
-                Ok(size) if size > 0 => size,
-                _ => {
-                    return Err(StoreError::Database(format!(
-                        "{POOL_SIZE_ENV} must be a positive integer, not {raw:?}"
-                    )));
-                }
-            },
-        };
         Ok(std::sync::Arc::new(
-            postgres::PostgresStore::open(url, pool_size).await?,
+            postgres::PostgresStore::open(url, settings.pool_size).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }
-}
-
-/// Decode rows one by one as the database sends them. A directory read is millions of rows;
-/// collecting the raw rows first would hold them all (hundreds of bytes each) at once.
-pub(crate) async fn decode_rows<R, T>(
-    rows: impl Stream<Item = Result<R, sqlx::Error>>,
-    mut decode: impl FnMut(&R) -> StoreResult<T>,
-) -> StoreResult<Vec<T>> {
-    let mut rows = std::pin::pin!(rows);
-    let mut decoded = Vec::new();
-    while let Some(row) = rows.try_next().await? {
-        decoded.push(decode(&row)?);
-    }
-    Ok(decoded)
-}
-
-/// The stored size of a directory, `(groups, members)`, read before its rows so that the
-/// builder sizes its maps once (valid on both backends).
-pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
-     (SELECT COUNT(*) FROM members WHERE team_id = $1)";
-
-/// The builder of `team`'s directory, of the size [`DIRECTORY_SIZE`] read.
-pub(crate) fn directory_builder(
-    team: TeamRecord,
-    (groups, members): (i64, i64),
-) -> DirectoryBuilder {
-    DirectoryBuilder::new(
-        team.name,
-        team.admin_seats,
-        team.version,
-        usize::try_from(groups).unwrap_or_default(),
-        usize::try_from(members).unwrap_or_default(),
-    )
-}
-
-/// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
-/// by user id.
-pub(crate) fn add_members(
-    builder: &mut DirectoryBuilder,
-    roles: Vec<(UserId, Role)>,
-    memberships: &[(UserId, GroupId)],
-) {
-    let mut rest = memberships;
-    for (user_id, role) in roles {
-        // Skip memberships of users before this one (none in a consistent database).
-        let start = rest.partition_point(|(member, _)| *member < user_id);
-        let end = start + rest[start..].partition_point(|(member, _)| *member == user_id);
-        let groups = rest[start..end].iter().map(|(_, group)| *group).collect();
-        rest = &rest[end..];
-        builder.add_member(user_id, Placement { role, groups });
-    }
-}
-
-/// A stored role code; an unknown one means the database was changed by hand.
-pub(crate) fn role_of(raw: i64) -> StoreResult<Role> {
-    Role::from_code(raw).ok_or_else(|| StoreError::Database(format!("unknown role {raw}")))
 }

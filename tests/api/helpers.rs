@@ -189,7 +189,7 @@ impl TestAppBuilder {
 }
 
 async fn open_service(url: &str, settings: ServiceSettings) -> Arc<Service> {
-    let store = contactsd::store::open(url)
+    let store = contactsd::store::open(url, &contactsd::store::StoreSettings::default())
         .await
         .unwrap_or_else(|error| panic!("could not open the test database {url}: {error}"));
     Arc::new(Service::new(store, settings))

@@ -253,31 +253,20 @@ async fn the_sync_command_reads_csv_and_json_and_admin_check_finds_nothing_wrong
 
 #[tokio::test]
 async fn admin_check_reports_a_corrupted_directory() {
-    // Only SQLite here: the test corrupts the file directly.
-    if std::env::var(crate::helpers::DATABASE_URL_VAR).is_ok_and(|url| !url.trim().is_empty()) {
-        return;
-    }
     let database = TestDatabase::fresh().await;
     let (ok, org, _) = run(&database.url, &["admin", "create-org", "--name", "Acme"]).await;
     assert!(ok);
     let team = org["team_id"].as_i64().expect("team_id");
-    let path = database.url.trim_start_matches("sqlite://").to_owned();
-    let mut connection =
-        <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{path}"))
-            .await
-            .expect("connect");
-    for (id, parent) in [(1, 2), (2, 1)] {
-        sqlx::query(
+    // Two groups that are each other's parent: what no write of the store makes.
+    crate::store::execute_unchecked(
+        &database.url,
+        &format!(
             "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
-             is_valid, created_at, upd_at) VALUES (?, ?, ?, 1, '', 'loop', 0, 1, 0, 0)",
-        )
-        .bind(id)
-        .bind(team)
-        .bind(parent)
-        .execute(&mut connection)
-        .await
-        .expect("corrupt");
-    }
+             is_valid, created_at, upd_at) VALUES (1, {team}, 2, 1, '', 'loop', 0, TRUE, 0, 0), \
+             (2, {team}, 1, 1, '', 'loop', 0, TRUE, 0, 0)"
+        ),
+    )
+    .await;
     let (ok, _, stderr) = run(&database.url, &["admin", "check"]).await;
     assert!(!ok, "a cycle must fail the check");
     assert!(stderr.contains("cycle"), "{stderr}");

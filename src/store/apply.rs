@@ -1,0 +1,134 @@
+//! The skeleton of [`DirectoryStore::apply`](super::DirectoryStore::apply), the same on both
+//! backends: cut the changes into runs that can be written together, give created groups their
+//! ids, resolve the groups each change names, and hand each run to the backend's
+//! [`ChangeWriter`]. What differs (how the version is checked and the team locked, how ids are
+//! drawn, how a run becomes statements) is the backend's, behind that trait.
+
+use std::collections::HashSet;
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::directory::{Change, Group, GroupRef, MemberRow};
+use crate::domain::values::{GroupId, UserId};
+
+/// A group to insert, with its id and its parent's id resolved.
+pub(crate) struct NewGroup<'a> {
+    pub id: GroupId,
+    pub parent_id: GroupId,
+    pub group: &'a Group,
+}
+
+/// A member to insert or overwrite, with the ids of every group it is to be in.
+pub(crate) struct PlacedMember<'a> {
+    pub member: &'a MemberRow,
+    pub groups: Vec<GroupId>,
+}
+
+/// The writes of one directory change, inside the transaction that checked the team's version.
+#[async_trait]
+pub(crate) trait ChangeWriter: Send {
+    /// The most changes written by one multi-row statement.
+    const BATCH_ROWS: usize;
+    /// Ids for `n` new groups, ascending: a group created later in a run may name an earlier
+    /// one as its parent, so ids are known before the run is written.
+    async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>>;
+    async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()>;
+    async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()>;
+    /// Insert or overwrite members (no user twice) and replace their memberships.
+    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()>;
+    /// Remove members (no user twice) and their memberships.
+    async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()>;
+}
+
+/// Write `changes` in order through `writer`; answers the ids of the created groups, in order.
+pub(crate) async fn write_changes<W: ChangeWriter>(
+    writer: &mut W,
+    changes: &[Change],
+) -> StoreResult<Vec<GroupId>> {
+    let mut created: Vec<GroupId> = Vec::new();
+    let mut rest = changes;
+    while !rest.is_empty() {
+        let (run, tail) = rest.split_at(run_length(rest, W::BATCH_ROWS));
+        rest = tail;
+        match &run[0] {
+            Change::CreateGroup { .. } => {
+                let ids = writer.group_ids(run.len()).await?;
+                let mut groups = Vec::with_capacity(run.len());
+                for (change, id) in run.iter().zip(ids) {
+                    if let Change::CreateGroup { parent, group } = change {
+                        let parent_id = resolve(&created, parent);
+                        created.push(id);
+                        groups.push(NewGroup {
+                            id,
+                            parent_id,
+                            group,
+                        });
+                    }
+                }
+                writer.insert_groups(&groups).await?;
+            }
+            Change::UpdateGroup { .. } => {
+                // One statement each, in order: a later update may reuse a remote id an earlier
+                // one freed, and the unique index is checked row by row.
+                for change in run {
+                    if let Change::UpdateGroup { group, parent } = change {
+                        writer
+                            .update_group(group, resolve(&created, parent))
+                            .await?;
+                    }
+                }
+            }
+            Change::PutMember { .. } => {
+                let members: Vec<PlacedMember> = run
+                    .iter()
+                    .filter_map(|change| match change {
+                        Change::PutMember { member, groups } => Some(PlacedMember {
+                            member,
+                            groups: groups.iter().map(|g| resolve(&created, g)).collect(),
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                writer.put_members(&members).await?;
+            }
+            Change::RemoveMember(_) => {
+                let users: Vec<UserId> = run
+                    .iter()
+                    .filter_map(|change| match change {
+                        Change::RemoveMember(user_id) => Some(*user_id),
+                        _ => None,
+                    })
+                    .collect();
+                writer.remove_members(&users).await?;
+            }
+        }
+    }
+    Ok(created)
+}
+
+fn resolve(created: &[GroupId], group: &GroupRef) -> GroupId {
+    match group {
+        GroupRef::Existing(id) => *id,
+        GroupRef::New(index) => created[*index],
+    }
+}
+
+/// How many changes from the start of `changes` are written together: a run of one kind, at
+/// most `most`, and for members cut before a user comes again (a multi-row upsert may not touch
+/// a row twice, and a later change must replace an earlier one's groups, as it would one
+/// statement at a time), so that writing a run at once equals writing its changes in order.
+fn run_length(changes: &[Change], most: usize) -> usize {
+    let kind = std::mem::discriminant(&changes[0]);
+    let mut users = HashSet::new();
+    changes
+        .iter()
+        .take(most)
+        .take_while(|change| std::mem::discriminant(*change) == kind)
+        .take_while(|change| match change {
+            Change::PutMember { member, .. } => users.insert(member.user_id),
+            Change::RemoveMember(user_id) => users.insert(*user_id),
+            _ => true,
+        })
+        .count()
+}

@@ -1,0 +1,98 @@
+//! What a backend supplies: its connections and transactions ([`Backend`]), and by capability
+//! every operation whose SQL differs between SQLite and PostgreSQL ([`BackendOrgs`],
+//! [`BackendUsers`], [`BackendDirectory`]), each with the reason on its method. Everything else
+//! is written once, over these traits ([`super::shared`], [`super::apply`]).
+
+use async_trait::async_trait;
+use sqlx::{Pool, Transaction};
+
+use super::apply::ChangeWriter;
+use super::{MemberProfile, NewUser, StoreResult, UserRecord};
+use crate::domain::directory::DirectoryBuilder;
+use crate::domain::sync::MemberState;
+use crate::domain::values::{TeamId, UserId};
+
+/// A transaction of backend `B`.
+pub(crate) type Tx<B> = Transaction<'static, <B as Backend>::Db>;
+
+/// Connections and transactions.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + Sized {
+    type Db: sqlx::Database;
+
+    /// Where single reads go (SQLite: the read-only pool, apart from the one writer).
+    fn reads(&self) -> &Pool<Self::Db>;
+    /// Where single-statement writes go (SQLite: the one writing connection).
+    fn writes(&self) -> &Pool<Self::Db>;
+    /// A transaction that writes (SQLite: `BEGIN IMMEDIATE`, so that writers queue here rather
+    /// than fail with `SQLITE_BUSY`).
+    async fn begin_write(&self) -> StoreResult<Tx<Self>>;
+    /// A read-only transaction in which every query sees one state (PostgreSQL:
+    /// `REPEATABLE READ READ ONLY`; SQLite's read transaction is one already).
+    async fn begin_snapshot(&self) -> StoreResult<Tx<Self>>;
+}
+
+/// Org creation.
+pub(crate) trait BackendOrgs: Backend {
+    /// Makes concurrent org creations by user `$1` wait for this one, so that the count of the
+    /// user's orgs stays true until commit (PostgreSQL locks the user's row; SQLite's writer is
+    /// alone already).
+    const LOCK_CREATOR: Option<&'static str>;
+    /// Inserts the org (`$1` name, `$2` plan, `$3` admin seats, `$4` creating user, `$5`
+    /// creating app, `$6` time) and returns its id: SQLite numbers it, PostgreSQL's identity
+    /// column does.
+    const INSERT_ORG: &'static str;
+}
+
+/// Users whose SQL differs.
+#[async_trait]
+pub(crate) trait BackendUsers: Backend {
+    /// Register or update one openid (SQLite numbers the user; PostgreSQL draws ids from
+    /// sequences and settles a race for the same openid between processes).
+    async fn register_one(
+        &self,
+        appid: &str,
+        user: NewUser<'_>,
+        now: i64,
+    ) -> StoreResult<UserRecord>;
+    /// [`UserStore::register_users`](super::UserStore::register_users): SQLite in chunks of
+    /// multi-row statements, PostgreSQL in a fixed number of statements over arrays.
+    async fn register_many(
+        &self,
+        appid: &str,
+        users: &[NewUser<'_>],
+        now: i64,
+    ) -> StoreResult<Vec<UserId>>;
+    /// Names of these members (SQLite binds the ids as one JSON array, PostgreSQL as an array).
+    async fn profiles(&self, team: TeamId, users: &[UserId]) -> StoreResult<Vec<MemberProfile>>;
+    /// Every openid of an app (SQLite reads in JSON chunks, PostgreSQL streams).
+    async fn openids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>>;
+    /// Every member's stored details (SQLite reads in JSON chunks, PostgreSQL streams).
+    async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+}
+
+/// Directory reads and writes.
+#[async_trait]
+pub(crate) trait BackendDirectory: Backend {
+    /// The writes of one `apply`, holding its transaction.
+    type Writer: ChangeWriter;
+
+    /// Feed a directory's groups and members to `builder`, inside the snapshot that read its
+    /// team row (SQLite in JSON chunks, PostgreSQL streaming members with their groups).
+    async fn read_directory(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+        builder: &mut DirectoryBuilder,
+    ) -> StoreResult<()>;
+    /// Start a directory write if the team's version is `expected` (`None`: it is not).
+    /// SQLite checks and bumps the version in one statement under its one writer; PostgreSQL
+    /// locks the team's row first (see its module documentation).
+    async fn start_apply(
+        &self,
+        team_id: TeamId,
+        expected: i64,
+        now: i64,
+    ) -> StoreResult<Option<Self::Writer>>;
+    /// Commit a directory write; answers the team's new version.
+    async fn finish_apply(writer: Self::Writer) -> StoreResult<i64>;
+}

@@ -1,0 +1,256 @@
+//! Directories on PostgreSQL: a directory is read in one `REPEATABLE READ READ ONLY` snapshot,
+//! groups streamed and each member streamed with its groups aggregated; a write locks the
+//! team's row, compares the version, writes runs of changes as statements over arrays
+//! (`UNNEST`), then bumps the version (see the module documentation of [`super`]).
+
+use async_trait::async_trait;
+use futures_util::TryStreamExt;
+
+use super::{PostgresStore, apply_error};
+use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::values::{GroupId, TeamId, UserId};
+use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
+use crate::store::backend::{BackendDirectory, Tx};
+use crate::store::rows::{GroupRow, role_of};
+use crate::store::{StoreResult, shared};
+
+#[async_trait]
+impl BackendDirectory for PostgresStore {
+    type Writer = PgWriter;
+
+    async fn read_directory(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+        builder: &mut DirectoryBuilder,
+    ) -> StoreResult<()> {
+        // Rows are decoded one by one as they arrive: collecting a million raw rows first
+        // would hold them all (hundreds of bytes each) at once.
+        let mut rows = sqlx::query_as::<_, GroupRow>(
+            "SELECT id, parent_id, source, remote_id, name, sort_order, is_valid, created_at, \
+             upd_at FROM groups WHERE team_id = $1",
+        )
+        .bind(team_id)
+        .fetch(&mut **tx);
+        while let Some(row) = rows.try_next().await? {
+            builder.add_group(row.into());
+        }
+        drop(rows);
+        // Each member with its groups in one row, in user order: both tables are read along
+        // their primary keys and merged as they stream, never sorted.
+        let mut rows = sqlx::query_as::<_, (UserId, i64, Vec<GroupId>)>(
+            "SELECT b.user_id, b.role, COALESCE(array_agg(m.group_id ORDER BY m.group_id) \
+             FILTER (WHERE m.group_id IS NOT NULL), '{}') AS groups \
+             FROM members b LEFT JOIN memberships m \
+             ON m.team_id = b.team_id AND m.user_id = b.user_id \
+             WHERE b.team_id = $1 GROUP BY b.user_id, b.role ORDER BY b.user_id",
+        )
+        .bind(team_id)
+        .fetch(&mut **tx);
+        while let Some((user_id, role, groups)) = rows.try_next().await? {
+            let role = role_of(role)?;
+            builder.add_member(
+                user_id,
+                Placement {
+                    role,
+                    groups: groups.into(),
+                },
+            );
+        }
+        Ok(())
+    }
+
+    async fn start_apply(
+        &self,
+        team_id: TeamId,
+        expected: i64,
+        now: i64,
+    ) -> StoreResult<Option<PgWriter>> {
+        let mut tx = self.pool.begin().await?;
+        // The team lock: see the module documentation.
+        let version: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM teams WHERE id = $1 FOR UPDATE")
+                .bind(team_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(apply_error)?;
+        if version != Some(expected) {
+            tx.rollback().await?;
+            return Ok(None);
+        }
+        Ok(Some(PgWriter { tx, team_id, now }))
+    }
+
+    async fn finish_apply(mut writer: PgWriter) -> StoreResult<i64> {
+        let version: i64 = sqlx::query_scalar(
+            "UPDATE teams SET version = version + 1 WHERE id = $1 RETURNING version",
+        )
+        .bind(writer.team_id)
+        .fetch_one(&mut *writer.tx)
+        .await
+        .map_err(apply_error)?;
+        writer.tx.commit().await?;
+        Ok(version)
+    }
+}
+
+/// The writes of one directory change, under the team's lock.
+pub(crate) struct PgWriter {
+    tx: Tx<PostgresStore>,
+    team_id: TeamId,
+    now: i64,
+}
+
+impl PgWriter {
+    /// Delete every membership of `users` in the team.
+    async fn delete_memberships(&mut self, users: &[UserId]) -> StoreResult<()> {
+        // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
+        // the planner would scan the team's whole index range and filter it; the join looks each
+        // user up in the primary key.
+        sqlx::query(
+            "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
+             WHERE m.team_id = $1 AND m.user_id = u.user_id",
+        )
+        .bind(self.team_id)
+        .bind(users)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl ChangeWriter for PgWriter {
+    /// A sync of a large directory writes its rows a batch at a time rather than one statement
+    /// per row.
+    const BATCH_ROWS: usize = 1000;
+
+    /// Drawn from the groups' sequence (`groups_id_seq` and `users_id_seq` are the sequences
+    /// PostgreSQL made for the identity columns; naming them, rather than asking
+    /// `pg_get_serial_sequence` in the query, keeps the lookup out of the per-row work).
+    async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>> {
+        let mut ids: Vec<GroupId> = sqlx::query_scalar(
+            "SELECT ARRAY(SELECT nextval('groups_id_seq') FROM generate_series(1, $1))",
+        )
+        .bind(n as i64)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {
+        let column = |get: fn(&NewGroup) -> i64| groups.iter().map(get).collect::<Vec<_>>();
+        let text =
+            |get: for<'g> fn(&'g NewGroup) -> &'g str| groups.iter().map(get).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
+             is_valid, created_at, upd_at) \
+             SELECT id, $1, parent_id, source, remote_id, name, sort_order, TRUE, created_at, \
+             upd_at FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
+             $7::BIGINT[], $8::BIGINT[], $9::BIGINT[]) \
+             AS g (id, parent_id, source, remote_id, name, sort_order, created_at, upd_at)",
+        )
+        .bind(self.team_id)
+        .bind(column(|new| new.id))
+        .bind(column(|new| new.parent_id))
+        .bind(column(|new| new.group.source.code()))
+        .bind(text(|new| &new.group.remote_id))
+        .bind(text(|new| &new.group.name))
+        .bind(column(|new| new.group.order))
+        .bind(column(|new| new.group.created_at))
+        .bind(column(|new| new.group.upd_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
+
+    async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()> {
+        shared::update_group(self.team_id, group, parent_id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
+        Ok(())
+    }
+
+    /// At most three statements per run.
+    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
+        let mut users = Vec::with_capacity(members.len());
+        let mut roles = Vec::with_capacity(members.len());
+        let mut nicknames = Vec::with_capacity(members.len());
+        let mut avatars = Vec::with_capacity(members.len());
+        let mut sources = Vec::with_capacity(members.len());
+        let mut placed_users: Vec<UserId> = Vec::new();
+        let mut placed_groups: Vec<GroupId> = Vec::new();
+        for placed in members {
+            let member = placed.member;
+            users.push(member.user_id);
+            roles.push(member.role.code());
+            nicknames.push(member.nickname.as_str());
+            avatars.push(member.avatar.as_str());
+            sources.push(member.source.code());
+            placed_users.extend(placed.groups.iter().map(|_| member.user_id));
+            placed_groups.extend_from_slice(&placed.groups);
+        }
+        // Which of the users were members already: only their old memberships need deleting.
+        // In a first sync none were, and the delete would be a join against a table this very
+        // transaction is filling, which has no statistics yet and gets planned as a scan. A
+        // row version that an upsert inserted has no xmax; one it updated carries the updater's.
+        let replaced: Vec<Option<UserId>> = sqlx::query_scalar(
+            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) \
+             SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[]) \
+             AS m (user_id, role, nickname, avatar, source) \
+             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, \
+             nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, source = EXCLUDED.source, \
+             upd_at = EXCLUDED.upd_at \
+             RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END",
+        )
+        .bind(self.team_id)
+        .bind(users)
+        .bind(roles)
+        .bind(nicknames)
+        .bind(avatars)
+        .bind(sources)
+        .bind(self.now)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
+        if !replaced.is_empty() {
+            self.delete_memberships(&replaced).await?;
+        }
+        if !placed_users.is_empty() {
+            sqlx::query(
+                "INSERT INTO memberships (team_id, user_id, group_id) \
+                 SELECT $1, user_id, group_id FROM UNNEST($2::BIGINT[], $3::BIGINT[]) \
+                 AS p (user_id, group_id) ON CONFLICT DO NOTHING",
+            )
+            .bind(self.team_id)
+            .bind(placed_users)
+            .bind(placed_groups)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
+        }
+        Ok(())
+    }
+
+    /// Memberships first: the table has no foreign key to cascade from (see the migrations).
+    async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
+        self.delete_memberships(users).await?;
+        sqlx::query(
+            "DELETE FROM members m USING UNNEST($2::BIGINT[]) AS u (user_id) \
+             WHERE m.team_id = $1 AND m.user_id = u.user_id",
+        )
+        .bind(self.team_id)
+        .bind(users)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,148 @@
+//! The PostgreSQL backend, for several `contactsd` processes on one database.
+//!
+//! This module owns the PostgreSQL schema (`migrations/postgres`, embedded and applied by
+//! [`PostgresStore::open`]; sqlx's migrator takes an advisory lock, so processes starting together
+//! migrate once) and the SQL that differs from SQLite's, by capability: [`orgs`] (the creator's
+//! lock), [`users`] (registration under races, reads over arrays), [`directory`] (the team lock,
+//! writes over arrays). It behaves exactly like the SQLite
+//! backend: same ids (sequences starting where SQLite's counters start), same rows, same answers.
+//! What differs is how concurrency is made safe, because here writers are not queued behind one
+//! connection but run at once, from any number of processes.
+//!
+//! # Isolation
+//!
+//! Every transaction runs at PostgreSQL's default, READ COMMITTED, except the directory load.
+//!
+//! * **Directory writes** ([`DirectoryStore::apply`]). Every write to a team's groups, members and
+//!   memberships goes through `apply` (or through `create_org`, which creates the team in the
+//!   same transaction, so nobody else can see it yet), and `apply` starts by locking the team's
+//!   row with `SELECT version ... FOR UPDATE`. So all writers of one team, in every process, are
+//!   serialized by that row lock, and each one commits its rows and the bumped version together.
+//!   Hence a team's version names exactly one state of its rows. The service decides a change on
+//!   a copy of the directory taken at some version (cycles, depth, remote-id uniqueness, seats:
+//!   invariants over many rows that no single-row constraint can express); `apply` writes it only
+//!   if, holding the lock, the version is still that one. When it is, the rows are exactly the
+//!   ones the decision was made on and no one can change them before the commit, so every tree
+//!   invariant that held on the copy holds in the database. When another writer committed first,
+//!   the waiting `SELECT ... FOR UPDATE` returns the new committed version (READ COMMITTED
+//!   re-reads a row that was updated while waiting for its lock), the versions differ and the
+//!   caller gets [`StoreError::Conflict`] without anything written, reloads and decides again.
+//!   SERIALIZABLE would add nothing but retries: the lock already orders the writers, and
+//!   REPEATABLE READ would turn the same situation into a serialization failure instead of a
+//!   clean version mismatch.
+//! * **Directory reads** ([`DirectoryStore::load_directory`]) read the team row, the counts, the
+//!   groups, and the members with their memberships in one `REPEATABLE READ READ ONLY`
+//!   transaction: one snapshot for every query, so the rows match the version they are tagged with even while writers commit. Such a
+//!   transaction takes no locks and never blocks a writer.
+//! * **Org creation** locks the creating user's row before counting the orgs that user created
+//!   (see [`orgs`]).
+//! * **User registration** is idempotent under races: the `(appid, openid)` row is inserted with
+//!   `ON CONFLICT DO NOTHING` in the same transaction as the new user, which waits for a
+//!   concurrent insert of the same openid to finish. The loser of a race rolls back (so no user
+//!   row is left without its openid) and finds the winner's row on its retry; a bulk registration
+//!   deletes the user rows it lost in the same transaction instead, and inserts in openid order so
+//!   that two overlapping batches cannot deadlock. A lost race leaves a gap in the user ids,
+//!   which, like any id gap after a rollback, nothing depends on.
+//! * **Tokens** are one row per app, replaced with an upsert, so the newest token supersedes the
+//!   older one for every process at once.
+//!
+//! # Errors
+//!
+//! Inside `apply`, the failures that mean "the database disagrees with the copy the change was
+//! decided on" (a unique violation, a serialization failure, a deadlock) answer
+//! [`StoreError::Conflict`], so the service reloads and decides again (a bounded number of
+//! times). With the team lock held none of them should occur; if one does, the cached copy was
+//! wrong and a reload is the cure. Everything else is [`StoreError::Database`].
+
+mod directory;
+mod orgs;
+mod users;
+
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use futures_util::{Stream, TryStreamExt};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
+use sqlx::{Connection, Postgres};
+
+use super::backend::{Backend, Tx};
+use super::{StoreError, StoreResult, shared};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// SQLSTATEs that, inside [`DirectoryStore::apply`](super::DirectoryStore::apply), mean "decide
+/// again": unique_violation, serialization_failure, deadlock_detected.
+const RETRYABLE_IN_APPLY: [&str; 3] = ["23505", "40001", "40P01"];
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connect with at most `pool_size` connections and bring the schema up to date.
+    pub async fn open(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
+        let options = PgConnectOptions::from_str(url)?.application_name("contactsd");
+        // One plain connection first: when the server is unreachable or refuses us, a pool only
+        // says that it timed out, while this says why.
+        PgConnection::connect_with(&options).await?.close().await?;
+        let pool = PgPoolOptions::new()
+            .max_connections(pool_size)
+            .connect_with(options)
+            .await?;
+        MIGRATOR.run(&pool).await?;
+        Ok(PostgresStore { pool })
+    }
+}
+
+#[async_trait]
+impl Backend for PostgresStore {
+    type Db = Postgres;
+
+    fn reads(&self) -> &PgPool {
+        &self.pool
+    }
+
+    fn writes(&self) -> &PgPool {
+        &self.pool
+    }
+
+    async fn begin_write(&self) -> StoreResult<Tx<Self>> {
+        Ok(self.pool.begin().await?)
+    }
+
+    async fn begin_snapshot(&self) -> StoreResult<Tx<Self>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?)
+    }
+}
+
+shared::impl_store!(PostgresStore);
+
+/// An error inside `apply`: see the module documentation.
+fn apply_error(error: sqlx::Error) -> StoreError {
+    if let sqlx::Error::Database(database) = &error
+        && database
+            .code()
+            .is_some_and(|code| RETRYABLE_IN_APPLY.contains(&code.as_ref()))
+    {
+        tracing::warn!(%error, "directory write refused by the database; reloading");
+        return StoreError::Conflict;
+    }
+    error.into()
+}
+
+/// Decode rows one by one as the database sends them. A directory read is millions of rows;
+/// collecting the raw rows first would hold them all (hundreds of bytes each) at once.
+async fn decode_rows<R, T>(
+    rows: impl Stream<Item = Result<R, sqlx::Error>>,
+    mut decode: impl FnMut(R) -> StoreResult<T>,
+) -> StoreResult<Vec<T>> {
+    let mut rows = std::pin::pin!(rows);
+    let mut decoded = Vec::new();
+    while let Some(row) = rows.try_next().await? {
+        decoded.push(decode(row)?);
+    }
+    Ok(decoded)
+}

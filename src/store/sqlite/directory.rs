@@ -1,0 +1,261 @@
+//! Directories on SQLite: a directory is read in JSON chunks of 100,000 rows ([`bulk_read`]),
+//! and a write checks and bumps the team's version in its first statement (the writing
+//! connection is the only one, so nothing can change the team before the commit) and writes
+//! runs of changes as multi-row statements, numbering new groups itself.
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Sqlite};
+
+use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
+use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::values::{GroupId, Role, Source, TeamId, UserId};
+use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
+use crate::store::backend::{Backend, BackendDirectory, Tx};
+use crate::store::rows::role_of;
+use crate::store::{StoreResult, shared};
+
+/// A group row as the bulk read encodes it (`is_valid` is an integer in SQLite's JSON).
+type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
+
+#[async_trait]
+impl BackendDirectory for SqliteStore {
+    type Writer = SqliteWriter;
+
+    async fn read_directory(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+        builder: &mut DirectoryBuilder,
+    ) -> StoreResult<()> {
+        bulk_read(
+            tx,
+            "SELECT json_group_array(json_array(id, parent_id, source, remote_id, name, \
+             sort_order, is_valid, created_at, upd_at)), max(id) FROM (SELECT * FROM groups \
+             WHERE team_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3)",
+            team_id,
+            0_i64,
+            |chunk: Vec<GroupRow>| {
+                for (id, parent_id, source, remote_id, name, order, valid, created_at, upd_at) in
+                    chunk
+                {
+                    builder.add_group(Group {
+                        id,
+                        parent_id,
+                        source: Source::from_code(source),
+                        remote_id,
+                        name,
+                        order,
+                        is_valid: valid != 0,
+                        created_at,
+                        upd_at,
+                    });
+                }
+                Ok(())
+            },
+        )
+        .await?;
+        // Members chunk by chunk: the roles of the next members after the cursor, then the
+        // memberships of exactly those members.
+        let mut after: UserId = 0;
+        loop {
+            let (json, last): (String, Option<UserId>) = sqlx::query_as(
+                "SELECT json_group_array(json_array(user_id, role)), max(user_id) FROM \
+                 (SELECT user_id, role FROM members WHERE team_id = ?1 AND user_id > ?2 \
+                 ORDER BY user_id LIMIT ?3)",
+            )
+            .bind(team_id)
+            .bind(after)
+            .bind(super::BULK_CHUNK)
+            .fetch_one(&mut **tx)
+            .await?;
+            let Some(last) = last else { return Ok(()) };
+            let roles = serde_json::from_str::<Vec<(UserId, i64)>>(&json)?
+                .into_iter()
+                .map(|(user_id, role)| Ok((user_id, role_of(role)?)))
+                .collect::<StoreResult<Vec<_>>>()?;
+            let json: String = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(user_id, group_id)) FROM memberships \
+                 WHERE team_id = ?1 AND user_id > ?2 AND user_id <= ?3",
+            )
+            .bind(team_id)
+            .bind(after)
+            .bind(last)
+            .fetch_one(&mut **tx)
+            .await?;
+            let mut memberships: Vec<(UserId, GroupId)> = serde_json::from_str(&json)?;
+            memberships.sort_unstable();
+            add_members(builder, roles, &memberships);
+            after = last;
+        }
+    }
+
+    async fn start_apply(
+        &self,
+        team_id: TeamId,
+        expected: i64,
+        now: i64,
+    ) -> StoreResult<Option<SqliteWriter>> {
+        let mut tx = self.begin_write().await?;
+        // Check and bump the version, and learn the next group id, in one statement (each
+        // statement is a round trip to the driver's thread, and writes are serialized); the
+        // transaction is this process's only writer and rolls back on any failure later.
+        let bumped: Option<(i64, GroupId)> = sqlx::query_as(
+            "UPDATE teams SET version = version + 1 WHERE id = $1 AND version = $2 \
+             RETURNING version, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+             WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
+        )
+        .bind(team_id)
+        .bind(expected)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(bumped.map(|(version, next_group_id)| SqliteWriter {
+            tx,
+            team_id,
+            now,
+            version,
+            next_group_id,
+        }))
+    }
+
+    async fn finish_apply(writer: SqliteWriter) -> StoreResult<i64> {
+        writer.tx.commit().await?;
+        Ok(writer.version)
+    }
+}
+
+/// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
+/// by user id.
+fn add_members(
+    builder: &mut DirectoryBuilder,
+    roles: Vec<(UserId, Role)>,
+    memberships: &[(UserId, GroupId)],
+) {
+    let mut rest = memberships;
+    for (user_id, role) in roles {
+        // Skip memberships of users before this one (none in a consistent database).
+        let start = rest.partition_point(|(member, _)| *member < user_id);
+        let end = start + rest[start..].partition_point(|(member, _)| *member == user_id);
+        let groups = rest[start..end].iter().map(|(_, group)| *group).collect();
+        rest = &rest[end..];
+        builder.add_member(user_id, Placement { role, groups });
+    }
+}
+
+/// The writes of one directory change; the version is already bumped.
+pub(crate) struct SqliteWriter {
+    tx: Tx<SqliteStore>,
+    team_id: TeamId,
+    now: i64,
+    version: i64,
+    next_group_id: GroupId,
+}
+
+#[async_trait]
+impl ChangeWriter for SqliteWriter {
+    const BATCH_ROWS: usize = BATCH_ROWS;
+
+    async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>> {
+        let first = self.next_group_id;
+        self.next_group_id += n as GroupId;
+        Ok((first..self.next_group_id).collect())
+    }
+
+    async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {
+        QueryBuilder::<Sqlite>::new(
+            "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
+             is_valid, created_at, upd_at) ",
+        )
+        .push_values(groups, |mut row, new| {
+            row.push_bind(new.id)
+                .push_bind(self.team_id)
+                .push_bind(new.parent_id)
+                .push_bind(new.group.source.code())
+                .push_bind(&new.group.remote_id)
+                .push_bind(&new.group.name)
+                .push_bind(new.group.order)
+                .push_bind(true)
+                .push_bind(new.group.created_at)
+                .push_bind(new.group.upd_at);
+        })
+        .build()
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()> {
+        shared::update_group(self.team_id, group, parent_id)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
+        let (team_id, now) = (self.team_id, self.now);
+        QueryBuilder::<Sqlite>::new(
+            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) ",
+        )
+        .push_values(members, |mut row, placed| {
+            let member = placed.member;
+            row.push_bind(team_id)
+                .push_bind(member.user_id)
+                .push_bind(member.role.code())
+                .push_bind(&member.nickname)
+                .push_bind(&member.avatar)
+                .push_bind(member.source.code())
+                .push_bind(now)
+                .push_bind(now);
+        })
+        .push(
+            " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
+             nickname = excluded.nickname, avatar = excluded.avatar, source = excluded.source, \
+             upd_at = excluded.upd_at",
+        )
+        .build()
+        .execute(&mut *self.tx)
+        .await?;
+        let users: Vec<UserId> = members.iter().map(|placed| placed.member.user_id).collect();
+        sqlx::query(
+            "DELETE FROM memberships WHERE team_id = $1 \
+             AND user_id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(team_id)
+        .bind(json_ids(&users)?)
+        .execute(&mut *self.tx)
+        .await?;
+        let pairs: Vec<(UserId, GroupId)> = members
+            .iter()
+            .flat_map(|placed| {
+                let user_id = placed.member.user_id;
+                placed.groups.iter().map(move |group| (user_id, *group))
+            })
+            .collect();
+        for chunk in pairs.chunks(BATCH_ROWS) {
+            QueryBuilder::<Sqlite>::new(
+                "INSERT OR IGNORE INTO memberships (team_id, user_id, group_id) ",
+            )
+            .push_values(chunk, |mut row, (user_id, group_id)| {
+                row.push_bind(team_id)
+                    .push_bind(*user_id)
+                    .push_bind(*group_id);
+            })
+            .build()
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
+        // Their memberships go with them (`ON DELETE CASCADE`).
+        sqlx::query(
+            "DELETE FROM members WHERE team_id = $1 \
+             AND user_id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(self.team_id)
+        .bind(json_ids(users)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,216 @@
+//! Users on SQLite: the store numbers new users itself (the writing connection is the only
+//! one), registers a batch in chunks of multi-row statements, and reads every openid of an app
+//! or every member of a team in JSON chunks ([`bulk_read`]).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use sqlx::{QueryBuilder, Row, Sqlite};
+
+use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
+use crate::domain::sync::MemberState;
+use crate::domain::values::{Source, TeamId, UserId};
+use crate::store::backend::{Backend, BackendUsers};
+use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
+
+/// First user id handed out.
+const FIRST_USER_ID: i64 = 100_000_001;
+/// First respondent id handed out.
+const FIRST_RESPONDENT_ID: i64 = 500_000_001;
+
+#[async_trait]
+impl BackendUsers for SqliteStore {
+    async fn register_one(
+        &self,
+        appid: &str,
+        user: NewUser<'_>,
+        now: i64,
+    ) -> StoreResult<UserRecord> {
+        let mut tx = self.begin_write().await?;
+        let existing: Option<UserId> =
+            sqlx::query_scalar("SELECT user_id FROM app_users WHERE appid = $1 AND openid = $2")
+                .bind(appid)
+                .bind(user.openid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let registered: UserRecord = match existing {
+            Some(user_id) => {
+                sqlx::query_as(
+                    "UPDATE users SET nickname = $1, avatar = $2 WHERE id = $3 \
+                     RETURNING id, respondent_id, nickname, avatar",
+                )
+                .bind(user.nickname)
+                .bind(user.avatar)
+                .bind(user_id)
+                .fetch_one(&mut *tx)
+                .await?
+            }
+            None => {
+                let registered: UserRecord = sqlx::query_as(
+                    "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
+                     ((SELECT COALESCE(MAX(id) + 1, $1) FROM users), \
+                      (SELECT COALESCE(MAX(respondent_id) + 1, $2) FROM users), $3, $4, $5) \
+                     RETURNING id, respondent_id, nickname, avatar",
+                )
+                .bind(FIRST_USER_ID)
+                .bind(FIRST_RESPONDENT_ID)
+                .bind(user.nickname)
+                .bind(user.avatar)
+                .bind(now)
+                .fetch_one(&mut *tx)
+                .await?;
+                sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES ($1, $2, $3)")
+                    .bind(appid)
+                    .bind(user.openid)
+                    .bind(registered.user_id)
+                    .execute(&mut *tx)
+                    .await?;
+                registered
+            }
+        };
+        tx.commit().await?;
+        Ok(registered)
+    }
+
+    async fn register_many(
+        &self,
+        appid: &str,
+        users: &[NewUser<'_>],
+        now: i64,
+    ) -> StoreResult<Vec<UserId>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(id) + 1, $1) AS id, \
+             COALESCE(MAX(respondent_id) + 1, $2) AS respondent FROM users",
+        )
+        .bind(FIRST_USER_ID)
+        .bind(FIRST_RESPONDENT_ID)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (mut next_id, mut next_respondent): (i64, i64) =
+            (row.try_get("id")?, row.try_get("respondent")?);
+        let mut registered = Vec::with_capacity(users.len());
+        for chunk in users.chunks(BATCH_ROWS) {
+            let openids: Vec<&str> = chunk.iter().map(|user| user.openid).collect();
+            let known: HashMap<String, UserId> = sqlx::query_as(
+                "SELECT openid, user_id FROM app_users WHERE appid = $1 \
+                 AND openid IN (SELECT value FROM json_each($2))",
+            )
+            .bind(appid)
+            .bind(json_ids(&openids)?)
+            .fetch_all(&mut *tx)
+            .await?
+            .into_iter()
+            .collect();
+            // The first mention of each new openid decides its profile.
+            let mut fresh = Vec::new();
+            let mut fresh_ids: HashMap<&str, UserId> = HashMap::new();
+            for user in chunk {
+                if let Some(user_id) = known.get(user.openid) {
+                    registered.push(*user_id);
+                } else if let Some(user_id) = fresh_ids.get(user.openid) {
+                    registered.push(*user_id);
+                } else {
+                    fresh.push((user, next_id, next_respondent));
+                    fresh_ids.insert(user.openid, next_id);
+                    registered.push(next_id);
+                    next_id += 1;
+                    next_respondent += 1;
+                }
+            }
+            if fresh.is_empty() {
+                continue;
+            }
+            QueryBuilder::<Sqlite>::new(
+                "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) ",
+            )
+            .push_values(&fresh, |mut row, (user, user_id, respondent_id)| {
+                row.push_bind(*user_id)
+                    .push_bind(*respondent_id)
+                    .push_bind(user.nickname)
+                    .push_bind(user.avatar)
+                    .push_bind(now);
+            })
+            .build()
+            .execute(&mut *tx)
+            .await?;
+            QueryBuilder::<Sqlite>::new("INSERT INTO app_users (appid, openid, user_id) ")
+                .push_values(&fresh, |mut row, (user, user_id, _)| {
+                    row.push_bind(appid)
+                        .push_bind(user.openid)
+                        .push_bind(*user_id);
+                })
+                .build()
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(registered)
+    }
+
+    async fn profiles(&self, team: TeamId, users: &[UserId]) -> StoreResult<Vec<MemberProfile>> {
+        Ok(sqlx::query_as(
+            "SELECT u.id, u.respondent_id, \
+             CASE WHEN m.nickname <> '' THEN m.nickname ELSE u.nickname END AS name, \
+             CASE WHEN m.avatar <> '' THEN m.avatar ELSE u.avatar END AS avatar \
+             FROM members m JOIN users u ON u.id = m.user_id \
+             WHERE m.team_id = $1 AND m.user_id IN (SELECT value FROM json_each($2))",
+        )
+        .bind(team)
+        .bind(json_ids(users)?)
+        .fetch_all(&self.reader)
+        .await?)
+    }
+
+    async fn openids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>> {
+        let mut tx = self.reader.begin().await?;
+        let mut rows = Vec::new();
+        bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(openid, user_id)), max(openid) FROM \
+             (SELECT openid, user_id FROM app_users WHERE appid = ?1 AND openid > ?2 \
+             ORDER BY openid LIMIT ?3)",
+            appid.to_owned(),
+            String::new(),
+            |chunk| {
+                rows.extend(chunk);
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(rows)
+    }
+
+    async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>> {
+        let mut tx = self.reader.begin().await?;
+        let mut rows = Vec::new();
+        bulk_read(
+            &mut tx,
+            "SELECT json_group_array(json_array(user_id, nickname, avatar, source)), \
+             max(user_id) FROM (SELECT user_id, nickname, avatar, source FROM members \
+             WHERE team_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
+            team_id,
+            0_i64,
+            |chunk: Vec<(UserId, String, String, i64)>| {
+                rows.extend(
+                    chunk
+                        .into_iter()
+                        .map(|(user_id, nickname, avatar, source)| {
+                            let source = Source::from_code(source);
+                            (
+                                user_id,
+                                MemberState {
+                                    nickname,
+                                    avatar,
+                                    source,
+                                },
+                            )
+                        }),
+                );
+                Ok(())
+            },
+        )
+        .await?;
+        Ok(rows)
+    }
+}

@@ -1,0 +1,808 @@
+//! The storage traits called directly, on a fresh database of the backend under test (SQLite by
+//! default, PostgreSQL when `CONTACTSD_TEST_DATABASE_URL` is set): every method of `Store`, what
+//! it answers and what reading back shows afterwards, so that both backends are held to the same
+//! answers without HTTP in between.
+
+use std::sync::Arc;
+
+use contactsd::domain::access::Plan;
+use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
+use contactsd::domain::sync::MemberState;
+use contactsd::domain::values::{Role, Source};
+use contactsd::store::{
+    AppRecord, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp, NewOrg,
+    NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
+};
+
+use crate::helpers::TestDatabase;
+
+const NOW: i64 = 1_700_000_000;
+/// The first ids both backends hand out (orgs, users, respondents).
+const FIRST_ORG_ID: i64 = 60_000_000_001;
+const FIRST_USER_ID: i64 = 100_000_001;
+const FIRST_RESPONDENT_ID: i64 = 500_000_001;
+
+/// A fresh database and the store open on it (the database lives as long as the store is used).
+async fn fresh_store() -> (TestDatabase, Arc<dyn Store>) {
+    let database = TestDatabase::fresh().await;
+    let store = contactsd::store::open(&database.url, &StoreSettings::default())
+        .await
+        .unwrap_or_else(|error| panic!("cannot open {}: {error}", database.url));
+    (database, store)
+}
+
+/// Run `sql` on the database behind the store's back, with SQLite's foreign keys off: what a
+/// hand edit or a bug could leave behind.
+pub async fn execute_unchecked(url: &str, sql: &str) {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "PRAGMA foreign_keys = OFF; {sql}"
+        )))
+        .execute(&mut connection)
+        .await
+        .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
+            .execute(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"));
+    }
+}
+
+fn new_org(name: &str, creator: Option<(i64, i64)>) -> NewOrg {
+    NewOrg {
+        name: name.to_owned(),
+        plan: Plan::Business,
+        admin_seats: 10,
+        creator_appid: None,
+        creator,
+    }
+}
+
+async fn create_org(store: &dyn Store, org: NewOrg) -> (i64, i64) {
+    match store.create_org(org, NOW).await.expect("create_org") {
+        OrgCreation::Created { org_id, team_id } => (org_id, team_id),
+        OrgCreation::CreatorLimitReached => panic!("unexpected creator limit"),
+    }
+}
+
+fn group(name: &str, remote_id: &str, order: i64) -> Group {
+    contactsd::domain::directory::new_group(
+        name.to_owned(),
+        remote_id.to_owned(),
+        order,
+        Source::Api,
+        NOW,
+    )
+}
+
+fn member(user_id: i64, role: Role, nickname: &str) -> MemberRow {
+    MemberRow {
+        user_id,
+        role,
+        nickname: nickname.to_owned(),
+        avatar: String::new(),
+        source: Source::Sync,
+    }
+}
+
+fn put(user_id: i64, nickname: &str, groups: &[GroupRef]) -> Change {
+    Change::PutMember {
+        member: member(user_id, Role::Member, nickname),
+        groups: groups.to_vec(),
+    }
+}
+
+/// Register `openids` for `appid` and answer their users.
+async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<i64> {
+    let users: Vec<NewUser> = openids
+        .iter()
+        .map(|&openid| NewUser {
+            openid,
+            nickname: openid,
+            avatar: "",
+        })
+        .collect();
+    store
+        .register_users(appid, &users, NOW)
+        .await
+        .expect("register_users")
+}
+
+async fn app(store: &dyn Store, appid: &str, org_id: Option<i64>) {
+    let app = NewApp {
+        appid: appid.to_owned(),
+        name: appid.to_owned(),
+        org_id,
+        secret_hash: vec![1, 2, 3],
+    };
+    store.create_app(app, NOW).await.expect("create_app");
+}
+
+/// Every group of the stored directory, sorted by id, as `(id, parent, name, remote id, valid)`.
+async fn stored_groups(store: &dyn Store, team_id: i64) -> Vec<(i64, i64, String, String, bool)> {
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    let mut groups: Vec<_> = directory
+        .all_groups()
+        .map(|g| {
+            (
+                g.id,
+                g.parent_id,
+                g.name.clone(),
+                g.remote_id.clone(),
+                g.is_valid,
+            )
+        })
+        .collect();
+    groups.sort();
+    groups
+}
+
+/// Every stored member with its placement, sorted by user.
+async fn stored_members(store: &dyn Store, team_id: i64) -> Vec<(i64, Placement)> {
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    let mut members: Vec<_> = directory
+        .placements()
+        .map(|(user_id, placement)| (user_id, placement.clone()))
+        .collect();
+    members.sort_by_key(|(user_id, _)| *user_id);
+    members
+}
+
+fn placed(role: Role, groups: &[i64]) -> Placement {
+    Placement {
+        role,
+        groups: groups.into(),
+    }
+}
+
+#[tokio::test]
+async fn apps_secrets_and_tokens() {
+    let (_database, store) = fresh_store().await;
+    assert_eq!(store.count_apps().await.expect("count"), 0);
+    app(&*store, "platform", None).await;
+    assert_eq!(store.count_apps().await.expect("count"), 1);
+    assert_eq!(
+        store.app("platform").await.expect("app"),
+        Some(AppRecord {
+            appid: "platform".to_owned(),
+            org_id: None,
+            secret_hash: vec![1, 2, 3],
+        })
+    );
+    assert_eq!(store.app("nobody").await.expect("app"), None);
+
+    store
+        .put_token("platform", b"first", NOW + 60)
+        .await
+        .expect("put_token");
+    let expected = TokenRecord {
+        appid: "platform".to_owned(),
+        org_id: None,
+        expires_at: NOW + 60,
+    };
+    assert_eq!(store.token(b"first").await.expect("token"), Some(expected));
+    // A new token is the app's only one.
+    store
+        .put_token("platform", b"second", NOW + 120)
+        .await
+        .expect("put_token");
+    assert_eq!(store.token(b"first").await.expect("token"), None);
+    assert_eq!(
+        store
+            .token(b"second")
+            .await
+            .expect("token")
+            .map(|t| t.expires_at),
+        Some(NOW + 120)
+    );
+
+    // A new secret replaces the old one and ends the token.
+    assert!(store.set_secret("platform", b"new").await.expect("secret"));
+    assert_eq!(
+        store
+            .app("platform")
+            .await
+            .expect("app")
+            .map(|a| a.secret_hash),
+        Some(b"new".to_vec())
+    );
+    assert_eq!(store.token(b"second").await.expect("token"), None);
+    assert!(!store.set_secret("nobody", b"new").await.expect("secret"));
+    assert_eq!(store.count_apps().await.expect("count"), 1);
+}
+
+#[tokio::test]
+async fn orgs_teams_and_their_apps() {
+    let (_database, store) = fresh_store().await;
+    assert_eq!(store.team_ids().await.expect("team_ids"), Vec::<i64>::new());
+    let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    assert_eq!(org_id, FIRST_ORG_ID);
+    let (second_org, second_team) = create_org(&*store, new_org("Beta", None)).await;
+    assert_eq!(second_org, FIRST_ORG_ID + 1);
+    assert_eq!(
+        store.team_ids().await.expect("team_ids"),
+        vec![team_id, second_team]
+    );
+
+    let org = store.org(org_id).await.expect("org").expect("the org");
+    assert_eq!(
+        (org.name.as_str(), org.phone.as_str(), org.creator_id),
+        ("Acme", "", None)
+    );
+    assert_eq!(
+        (org.access.org_id, org.access.team_id, org.access.plan),
+        (org_id, team_id, Plan::Business)
+    );
+    assert_eq!(
+        store.org_access(org_id).await.expect("access"),
+        Some(org.access.clone())
+    );
+    assert_eq!(store.org(1).await.expect("org"), None);
+    assert_eq!(store.org_access(1).await.expect("access"), None);
+
+    let team = store.team(team_id).await.expect("team").expect("the team");
+    assert_eq!(
+        (team.name.as_str(), team.admin_seats, team.version),
+        ("Acme", 10, 0)
+    );
+    assert_eq!(team.access, org.access);
+    assert_eq!(store.team(999_999).await.expect("team"), None);
+
+    // The oldest team app; ties broken by appid.
+    assert_eq!(store.team_appid(org_id).await.expect("appid"), None);
+    app(&*store, "zeta", Some(org_id)).await;
+    app(&*store, "alpha", Some(org_id)).await;
+    assert_eq!(
+        store.team_appid(org_id).await.expect("appid"),
+        Some("alpha".to_owned())
+    );
+    assert_eq!(store.team_appid(second_org).await.expect("appid"), None);
+}
+
+#[tokio::test]
+async fn an_org_creator_becomes_its_owner_up_to_the_limit() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "platform", None).await;
+    let user = store
+        .register_user("platform", "ann", "Ann", "https://a/ann.png", NOW)
+        .await
+        .expect("register");
+    let (org_id, team_id) = create_org(&*store, new_org("Acme", Some((user.user_id, 2)))).await;
+    create_org(&*store, new_org("Beta", Some((user.user_id, 2)))).await;
+    assert_eq!(
+        store
+            .create_org(new_org("Gamma", Some((user.user_id, 2))), NOW)
+            .await
+            .expect("create_org"),
+        OrgCreation::CreatorLimitReached
+    );
+    assert_eq!(store.team_ids().await.expect("team_ids").len(), 2);
+
+    let org = store.org(org_id).await.expect("org").expect("the org");
+    assert_eq!(
+        (
+            org.creator_id,
+            org.creator_name.as_str(),
+            org.creator_avatar.as_str()
+        ),
+        (Some(user.user_id), "Ann", "https://a/ann.png")
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, user.user_id)
+            .await
+            .expect("details"),
+        Some(MemberDetails {
+            role: Role::Owner,
+            nickname: String::new(),
+            avatar: String::new(),
+        })
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(user.user_id, placed(Role::Owner, &[]))]
+    );
+}
+
+#[tokio::test]
+async fn users_register_once_per_openid_and_app() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "one", None).await;
+    app(&*store, "two", None).await;
+    let ann = store
+        .register_user("one", "ann", "Ann", "a.png", NOW)
+        .await
+        .expect("register");
+    assert_eq!(
+        (ann.user_id, ann.respondent_id, ann.nickname.as_str()),
+        (FIRST_USER_ID, FIRST_RESPONDENT_ID, "Ann")
+    );
+    // Again: the same user, with the new profile.
+    let again = store
+        .register_user("one", "ann", "Annie", "b.png", NOW)
+        .await
+        .expect("register");
+    assert_eq!(
+        (again.user_id, again.respondent_id),
+        (ann.user_id, ann.respondent_id)
+    );
+    assert_eq!(
+        (again.nickname.as_str(), again.avatar.as_str()),
+        ("Annie", "b.png")
+    );
+    // The same openid of another app is another user.
+    let other = store
+        .register_user("two", "ann", "Other", "", NOW)
+        .await
+        .expect("register");
+    assert_eq!(other.user_id, FIRST_USER_ID + 1);
+
+    assert_eq!(
+        store.user_by_openid("one", "ann").await.expect("by openid"),
+        Some(again.clone())
+    );
+    assert_eq!(
+        store.user_by_openid("one", "bob").await.expect("by openid"),
+        None
+    );
+    assert_eq!(store.user(ann.user_id).await.expect("user"), Some(again));
+    assert_eq!(store.user(1).await.expect("user"), None);
+
+    assert!(
+        store
+            .update_user("two", "ann", "Renamed", "c.png")
+            .await
+            .expect("update")
+    );
+    assert!(
+        !store
+            .update_user("two", "bob", "X", "")
+            .await
+            .expect("update")
+    );
+    let renamed = store
+        .user(other.user_id)
+        .await
+        .expect("user")
+        .expect("user");
+    assert_eq!(
+        (renamed.nickname.as_str(), renamed.avatar.as_str()),
+        ("Renamed", "c.png")
+    );
+
+    let mut ids = store.app_user_ids("one").await.expect("app_user_ids");
+    ids.sort();
+    assert_eq!(ids, vec![("ann".to_owned(), ann.user_id)]);
+    assert_eq!(store.app_user_ids("nobody").await.expect("ids"), vec![]);
+}
+
+#[tokio::test]
+async fn bulk_registration_answers_in_the_order_given() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let known = store
+        .register_user("app", "known", "Known", "", NOW)
+        .await
+        .expect("register");
+    // More than one chunk of SQLite's multi-row statements, with an openid named again across
+    // chunks and one registered before.
+    let mut openids: Vec<String> = (0..1200).map(|n| format!("u{n:04}")).collect();
+    openids.insert(700, "u0003".to_owned());
+    openids.insert(10, "known".to_owned());
+    let users: Vec<NewUser> = openids
+        .iter()
+        .enumerate()
+        .map(|(place, openid)| NewUser {
+            openid,
+            nickname: if place == 700 {
+                "second mention"
+            } else {
+                openid
+            },
+            avatar: "",
+        })
+        .collect();
+    let registered = store
+        .register_users("app", &users, NOW)
+        .await
+        .expect("register_users");
+    assert_eq!(registered.len(), openids.len());
+    // New users are numbered in the order of their first mention, after the known one.
+    let mut next = known.user_id + 1;
+    let mut first: std::collections::HashMap<&str, i64> = Default::default();
+    for (openid, user_id) in openids.iter().zip(&registered) {
+        let expected = if openid == "known" {
+            known.user_id
+        } else {
+            *first.entry(openid).or_insert_with(|| {
+                next += 1;
+                next - 1
+            })
+        };
+        assert_eq!(*user_id, expected, "{openid}");
+    }
+    // The first mention decides the profile; existing users are left alone.
+    let third = store
+        .user_by_openid("app", "u0003")
+        .await
+        .expect("user")
+        .expect("user");
+    assert_eq!(third.nickname, "u0003");
+    let known_now = store.user(known.user_id).await.expect("user");
+    assert_eq!(known_now, Some(known));
+    // Again: nothing new.
+    assert_eq!(
+        store
+            .register_users("app", &users, NOW)
+            .await
+            .expect("again"),
+        registered
+    );
+    assert_eq!(store.app_user_ids("app").await.expect("ids").len(), 1201);
+}
+
+#[tokio::test]
+async fn directory_writes_are_read_back_and_bump_the_version() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    assert!(store.load_directory(999_999).await.expect("load").is_none());
+    let [ann, bob] = users(&*store, "app", &["ann", "bob"]).await[..] else {
+        panic!("two users")
+    };
+
+    // Groups created under each other in one batch, members placed in them.
+    let applied = store
+        .apply(
+            team_id,
+            0,
+            &[
+                Change::CreateGroup {
+                    parent: GroupRef::Existing(0),
+                    group: group("Sales", "sales", 5),
+                },
+                Change::CreateGroup {
+                    parent: GroupRef::New(0),
+                    group: group("EU", "eu", 0),
+                },
+                put(ann, "Ann in Acme", &[GroupRef::New(1)]),
+                put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(applied.version, 1);
+    let [sales, eu] = applied.created[..] else {
+        panic!("two groups: {:?}", applied.created)
+    };
+    assert!(sales < eu);
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (sales, 0, "Sales".to_owned(), "sales".to_owned(), true),
+            (eu, sales, "EU".to_owned(), "eu".to_owned(), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::Member, &[eu])),
+            (bob, placed(Role::Member, &[sales, eu])),
+        ]
+    );
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("team");
+    assert_eq!(directory.version(), 1);
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(1)
+    );
+
+    // Update: rename and move EU to the root, delete Sales (a tombstone), remove Bob.
+    let mut renamed = directory
+        .all_groups()
+        .find(|g| g.id == eu)
+        .expect("eu")
+        .clone();
+    renamed.name = "Europe".to_owned();
+    let mut deleted = directory
+        .all_groups()
+        .find(|g| g.id == sales)
+        .expect("sales")
+        .clone();
+    deleted.is_valid = false;
+    let applied = store
+        .apply(
+            team_id,
+            1,
+            &[
+                Change::UpdateGroup {
+                    group: renamed,
+                    parent: GroupRef::Existing(0),
+                },
+                Change::UpdateGroup {
+                    group: deleted,
+                    parent: GroupRef::Existing(0),
+                },
+                Change::RemoveMember(bob),
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+    assert_eq!((applied.version, applied.created.len()), (2, 0));
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (sales, 0, "Sales".to_owned(), "sales".to_owned(), false),
+            (eu, 0, "Europe".to_owned(), "eu".to_owned(), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[eu]))]
+    );
+}
+
+#[tokio::test]
+async fn a_write_against_an_old_version_writes_nothing() {
+    let (_database, store) = fresh_store().await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let create = |name: &str| Change::CreateGroup {
+        parent: GroupRef::Existing(0),
+        group: group(name, "", 0),
+    };
+    store
+        .apply(team_id, 0, &[create("First")], NOW)
+        .await
+        .expect("apply");
+    let stale = store.apply(team_id, 0, &[create("Second")], NOW).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let ahead = store.apply(team_id, 7, &[create("Third")], NOW).await;
+    assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
+    let missing = store.apply(999_999, 0, &[create("Fourth")], NOW).await;
+    assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
+    let names: Vec<String> = stored_groups(&*store, team_id)
+        .await
+        .into_iter()
+        .map(|(_, _, name, _, _)| name)
+        .collect();
+    assert_eq!(names, vec!["First".to_owned()]);
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let [ann, bob, cid] = users(&*store, "app", &["ann", "bob", "cid"]).await[..] else {
+        panic!("three users")
+    };
+    let create = |name: &str| Change::CreateGroup {
+        parent: GroupRef::Existing(0),
+        group: group(name, name, 0),
+    };
+    let a = GroupRef::New(0);
+    let b = GroupRef::New(1);
+    let applied = store
+        .apply(
+            team_id,
+            0,
+            &[
+                create("a"),
+                create("b"),
+                put(ann, "first", &[a]),
+                put(bob, "", &[a, b]),
+                put(ann, "second", &[b]),
+                put(cid, "", &[a]),
+                Change::RemoveMember(cid),
+                Change::RemoveMember(cid),
+                Change::RemoveMember(bob),
+                Change::RemoveMember(cid),
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+    let [_, b_id] = applied.created[..] else {
+        panic!("two groups")
+    };
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[b_id]))]
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, ann)
+            .await
+            .expect("details")
+            .map(|d| d.nickname),
+        Some("second".to_owned())
+    );
+    // Removed again and put back in one write.
+    store
+        .apply(
+            team_id,
+            1,
+            &[
+                Change::RemoveMember(ann),
+                Change::RemoveMember(ann),
+                put(ann, "back", &[]),
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[]))]
+    );
+}
+
+#[tokio::test]
+async fn member_names_fall_back_to_the_users_own() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let ann = store
+        .register_user("app", "ann", "Ann", "ann.png", NOW)
+        .await
+        .expect("register");
+    let bob = store
+        .register_user("app", "bob", "Bob", "bob.png", NOW)
+        .await
+        .expect("register");
+    let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");
+    admin.avatar = "robert.png".to_owned();
+    admin.source = Source::Api;
+    store
+        .apply(
+            team_id,
+            0,
+            &[
+                put(ann.user_id, "", &[]),
+                Change::PutMember {
+                    member: admin,
+                    groups: vec![],
+                },
+            ],
+            NOW,
+        )
+        .await
+        .expect("apply");
+
+    let mut profiles = store
+        .member_profiles(team_id, &[bob.user_id, ann.user_id, 424_242])
+        .await
+        .expect("profiles");
+    profiles.sort_by_key(|p| p.user_id);
+    assert_eq!(
+        profiles,
+        vec![
+            MemberProfile {
+                user_id: ann.user_id,
+                respondent_id: ann.respondent_id,
+                name: "Ann".to_owned(),
+                avatar: "ann.png".to_owned(),
+            },
+            MemberProfile {
+                user_id: bob.user_id,
+                respondent_id: bob.respondent_id,
+                name: "Robert".to_owned(),
+                avatar: "robert.png".to_owned(),
+            },
+        ]
+    );
+    assert_eq!(
+        store.member_profiles(team_id, &[]).await.expect("none"),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, bob.user_id)
+            .await
+            .expect("details"),
+        Some(MemberDetails {
+            role: Role::TeamAdmin,
+            nickname: "Robert".to_owned(),
+            avatar: "robert.png".to_owned(),
+        })
+    );
+    assert_eq!(
+        store.member_details(team_id, 424_242).await.expect("none"),
+        None
+    );
+
+    let mut states = store.member_states(team_id).await.expect("states");
+    states.sort_by_key(|(user_id, _)| *user_id);
+    assert_eq!(
+        states,
+        vec![
+            (
+                ann.user_id,
+                MemberState {
+                    nickname: String::new(),
+                    avatar: String::new(),
+                    source: Source::Sync,
+                }
+            ),
+            (
+                bob.user_id,
+                MemberState {
+                    nickname: "Robert".to_owned(),
+                    avatar: "robert.png".to_owned(),
+                    source: Source::Api,
+                }
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn dangling_references_are_counted_per_kind_and_team() {
+    let (database, store) = fresh_store().await;
+    store.ping().await.expect("ping");
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let [ann] = users(&*store, "app", &["ann"]).await[..] else {
+        panic!("one user")
+    };
+    store
+        .apply(team_id, 0, &[put(ann, "", &[])], NOW)
+        .await
+        .expect("apply");
+    assert_eq!(store.dangling_references().await.expect("check"), vec![]);
+
+    execute_unchecked(
+        &database.url,
+        &format!(
+            "INSERT INTO memberships (team_id, user_id, group_id) VALUES ({team_id}, 424242, 1); \
+             INSERT INTO memberships (team_id, user_id, group_id) VALUES ({team_id}, {ann}, 7); \
+             INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) VALUES ({team_id}, 31337, 4, '', '', 1, 0, 0); \
+             INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) VALUES (777777, {ann}, 4, '', '', 1, 0, 0); \
+             INSERT INTO app_users (appid, openid, user_id) VALUES ('app', 'ghost', 888888); \
+             INSERT INTO app_users (appid, openid, user_id) VALUES ('gone', 'ann', {ann});"
+        ),
+    )
+    .await;
+    let mut found = store.dangling_references().await.expect("check");
+    found.sort_by_key(|f| (f.team_id, f.kind as u8));
+    let row = |kind, team_id, count| DanglingReferences {
+        kind,
+        team_id,
+        count,
+    };
+    assert_eq!(
+        found,
+        vec![
+            row(DanglingKind::OpenidOfMissingUser, None, 1),
+            row(DanglingKind::OpenidOfMissingApp, None, 1),
+            row(DanglingKind::MembershipOfNonMember, Some(team_id), 1),
+            row(DanglingKind::MembershipOutsideTeam, Some(team_id), 2),
+            row(DanglingKind::MemberNotUser, Some(team_id), 1),
+            row(DanglingKind::MemberOfMissingTeam, Some(777777), 1),
+        ]
+    );
+}
