@@ -58,8 +58,9 @@ pub(crate) const DANGLING_REFERENCES: &str = "\
     LEFT JOIN apps p ON p.appid = a.appid WHERE p.appid IS NULL HAVING COUNT(*) > 0";
 
 /// A team with its org, by team id.
-pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
-     o.admin_seats, o.creator_appid FROM teams t JOIN orgs o ON o.id = t.org_id WHERE t.id = $1";
+pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS org_id, \
+     o.name, o.plan, o.admin_seats, o.creator_appid FROM teams t JOIN orgs o ON o.id = t.org_id \
+     WHERE t.id = $1";
 
 /// The stored size of a directory, `(groups, members)`, read before its rows so that the
 /// builder sizes its maps once.

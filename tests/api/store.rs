@@ -400,16 +400,18 @@ async fn bulk_registration_answers_in_the_order_given() {
     // chunks and one registered before.
     let mut openids: Vec<String> = (0..1200).map(|n| format!("u{n:04}")).collect();
     openids.insert(700, "u0003".to_owned());
+    openids.insert(20, "u0005".to_owned());
     openids.insert(10, "known".to_owned());
+    // A second mention brings another nickname, which must not win.
+    let mut seen = std::collections::HashSet::new();
     let users: Vec<NewUser> = openids
         .iter()
-        .enumerate()
-        .map(|(place, openid)| NewUser {
+        .map(|openid| NewUser {
             openid,
-            nickname: if place == 700 {
-                "second mention"
-            } else {
+            nickname: if seen.insert(openid) {
                 openid
+            } else {
+                "second mention"
             },
             avatar: "",
         })
@@ -434,6 +436,12 @@ async fn bulk_registration_answers_in_the_order_given() {
         assert_eq!(*user_id, expected, "{openid}");
     }
     // The first mention decides the profile; existing users are left alone.
+    let fifth = store
+        .user_by_openid("app", "u0005")
+        .await
+        .expect("user")
+        .expect("user");
+    assert_eq!(fifth.nickname, "u0005");
     let third = store
         .user_by_openid("app", "u0003")
         .await

@@ -32,8 +32,9 @@
 //!   clean version mismatch.
 //! * **Directory reads** ([`DirectoryStore::load_directory`]) read the team row, the counts, the
 //!   groups, and the members with their memberships in one `REPEATABLE READ READ ONLY`
-//!   transaction: one snapshot for every query, so the rows match the version they are tagged with even while writers commit. Such a
-//!   transaction takes no locks and never blocks a writer.
+//!   transaction: one snapshot for every query, so the rows match the version they are tagged
+//!   with even while writers commit. Such a transaction takes no locks and never blocks a
+//!   writer.
 //! * **Org creation** locks the creating user's row before counting the orgs that user created
 //!   (see [`orgs`]).
 //! * **User registration** is idempotent under races: the `(appid, openid)` row is inserted with
@@ -53,6 +54,11 @@
 //! [`StoreError::Conflict`], so the service reloads and decides again (a bounded number of
 //! times). With the team lock held none of them should occur; if one does, the cached copy was
 //! wrong and a reload is the cure. Everything else is [`StoreError::Database`].
+//!
+//! [`DirectoryStore::apply`]: super::DirectoryStore::apply
+//! [`DirectoryStore::load_directory`]: super::DirectoryStore::load_directory
+//! [`StoreError::Conflict`]: super::StoreError::Conflict
+//! [`StoreError::Database`]: super::StoreError::Database
 
 mod directory;
 mod orgs;

@@ -165,7 +165,8 @@ impl BackendUsers for PostgresStore {
                 let mut lost_users = Vec::new();
                 for row in sqlx::query(
                     "SELECT o.n, a.user_id, o.user_id AS ours FROM app_users a \
-                     JOIN UNNEST($2::TEXT[], $3::BIGINT[]) WITH ORDINALITY AS o (openid, user_id, n) \
+                     JOIN UNNEST($2::TEXT[], $3::BIGINT[]) \
+                     WITH ORDINALITY AS o (openid, user_id, n) \
                      ON a.openid = o.openid WHERE a.appid = $1 AND a.user_id <> o.user_id",
                 )
                 .bind(appid)
