@@ -21,16 +21,36 @@ fn plan_of(raw: &str) -> StoreResult<Plan> {
     Plan::parse(raw).ok_or_else(|| StoreError::Inconsistent(format!("unknown plan {raw:?}")))
 }
 
+/// The access facts of an org, read with its team.
+#[derive(sqlx::FromRow)]
+pub(crate) struct AccessRow {
+    org_id: OrgId,
+    team_id: TeamId,
+    plan: String,
+    creator_appid: Option<String>,
+}
+
+impl TryFrom<AccessRow> for OrgAccess {
+    type Error = StoreError;
+
+    fn try_from(row: AccessRow) -> StoreResult<OrgAccess> {
+        Ok(OrgAccess {
+            org_id: row.org_id,
+            team_id: row.team_id,
+            plan: plan_of(&row.plan)?,
+            creator_appid: row.creator_appid,
+        })
+    }
+}
+
 /// A team with its org (`teams t JOIN orgs o`).
 #[derive(sqlx::FromRow)]
 pub(crate) struct TeamRow {
-    team_id: TeamId,
+    #[sqlx(flatten)]
+    access: AccessRow,
     version: i64,
-    org_id: OrgId,
     name: String,
-    plan: String,
     admin_seats: i64,
-    creator_appid: Option<String>,
 }
 
 impl TryFrom<TeamRow> for TeamRecord {
@@ -38,12 +58,7 @@ impl TryFrom<TeamRow> for TeamRecord {
 
     fn try_from(row: TeamRow) -> StoreResult<TeamRecord> {
         Ok(TeamRecord {
-            access: OrgAccess {
-                org_id: row.org_id,
-                team_id: row.team_id,
-                plan: plan_of(&row.plan)?,
-                creator_appid: row.creator_appid,
-            },
+            access: row.access.try_into()?,
             name: row.name,
             admin_seats: row.admin_seats,
             version: row.version,
@@ -54,12 +69,10 @@ impl TryFrom<TeamRow> for TeamRecord {
 /// An org with its team and its creator's profile.
 #[derive(sqlx::FromRow)]
 pub(crate) struct OrgRow {
-    org_id: OrgId,
-    team_id: TeamId,
+    #[sqlx(flatten)]
+    access: AccessRow,
     name: String,
-    plan: String,
     phone: String,
-    creator_appid: Option<String>,
     creator_user_id: Option<UserId>,
     creator_name: String,
     creator_avatar: String,
@@ -70,12 +83,7 @@ impl TryFrom<OrgRow> for OrgRecord {
 
     fn try_from(row: OrgRow) -> StoreResult<OrgRecord> {
         Ok(OrgRecord {
-            access: OrgAccess {
-                org_id: row.org_id,
-                team_id: row.team_id,
-                plan: plan_of(&row.plan)?,
-                creator_appid: row.creator_appid,
-            },
+            access: row.access.try_into()?,
             name: row.name,
             phone: row.phone,
             creator_id: row.creator_user_id,

@@ -101,15 +101,15 @@ pub(crate) struct PgWriter {
 }
 
 impl PgWriter {
-    /// Delete every membership of `users` in the team.
-    async fn delete_memberships(&mut self, users: &[UserId]) -> StoreResult<()> {
+    /// Delete the rows of `users` in the team from `table` (`members` or `memberships`).
+    async fn delete_users(&mut self, table: &'static str, users: &[UserId]) -> StoreResult<()> {
         // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
         // the planner would scan the team's whole index range and filter it; the join looks each
         // user up in the primary key.
-        sqlx::query(
-            "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
-             WHERE m.team_id = $1 AND m.user_id = u.user_id",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} m USING UNNEST($2::BIGINT[]) AS u (user_id) \
+             WHERE m.team_id = $1 AND m.user_id = u.user_id"
+        )))
         .bind(self.team_id)
         .bind(users)
         .execute(&mut *self.tx)
@@ -221,7 +221,7 @@ impl ChangeWriter for PgWriter {
         .map_err(apply_error)?;
         let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
         if !replaced.is_empty() {
-            self.delete_memberships(&replaced).await?;
+            self.delete_users("memberships", &replaced).await?;
         }
         if !placed_users.is_empty() {
             sqlx::query(
@@ -241,16 +241,7 @@ impl ChangeWriter for PgWriter {
 
     /// Memberships first: the table has no foreign key to cascade from (see the migrations).
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
-        self.delete_memberships(users).await?;
-        sqlx::query(
-            "DELETE FROM members m USING UNNEST($2::BIGINT[]) AS u (user_id) \
-             WHERE m.team_id = $1 AND m.user_id = u.user_id",
-        )
-        .bind(self.team_id)
-        .bind(users)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(())
+        self.delete_users("memberships", users).await?;
+        self.delete_users("members", users).await
     }
 }
