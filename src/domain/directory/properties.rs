@@ -5,11 +5,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use proptest::prelude::*;
 
-use super::directory::{
+use super::{
     Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, MemberFilter, MemberRow,
     new_group,
 };
-use super::values::{GroupId, Page, ROOT_GROUP, Role, Source, UserId};
+use crate::domain::values::{GroupId, Page, ROOT_GROUP, Role, Source, UserId};
 
 const MAX_DEPTH: u32 = 4;
 const SEATS: i64 = 2;
