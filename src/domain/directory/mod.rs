@@ -14,13 +14,15 @@
 //! This module holds the model and its [`DirectoryBuilder`]; reading and listing live in
 //! `queries`, the `check_*` decisions in `rules`, applying committed [`Change`]s in `apply`,
 //! the from-scratch invariant checks of `admin check` in `invariants`, and the property tests
-//! against an independent reference model in `properties`.
+//! in `properties`, against the independent model of the contract in `reference`.
 
 mod apply;
 mod invariants;
 #[cfg(test)]
 mod properties;
 mod queries;
+#[cfg(test)]
+mod reference;
 mod rules;
 
 use std::cmp::Reverse;
