@@ -5,7 +5,10 @@
 use std::cmp::Reverse;
 use std::sync::OnceLock;
 
-use super::{Change, Directory, Group, GroupRef, Node, Placement, REPOSITION_LIMIT, sibling_key};
+use super::{
+    Change, Directory, Group, GroupRef, Node, Placement, REPOSITION_LIMIT, insert_sorted,
+    remove_sorted, sibling_key,
+};
 use crate::domain::values::{GroupId, ROOT_GROUP, UserId};
 
 impl Directory {
@@ -47,6 +50,7 @@ impl Directory {
             }
         }
         self.version = version;
+        self.full_listing = OnceLock::new();
         self.subtree_members
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -70,6 +74,8 @@ impl Directory {
             0
         };
         let is_valid = group.is_valid;
+        self.filters
+            .replace(old.as_ref().map(|node| &node.group), &group);
         self.groups.insert(id, Node { group, depth });
         if is_valid {
             let node = self.groups[&id].clone();
@@ -182,7 +188,7 @@ impl Directory {
             Some(old) => {
                 for group in old.groups.iter().filter(|g| !placement.groups.contains(g)) {
                     if let Some(list) = self.group_members.get_mut(group) {
-                        remove_sorted(list, user_id);
+                        remove_sorted(list, &user_id);
                         if list.is_empty() {
                             self.group_members.remove(group);
                         }
@@ -210,7 +216,7 @@ impl Directory {
         if let Some(old) = self.members.remove(&user_id) {
             for group in &old.groups {
                 if let Some(list) = self.group_members.get_mut(group) {
-                    remove_sorted(list, user_id);
+                    remove_sorted(list, &user_id);
                     if list.is_empty() {
                         self.group_members.remove(group);
                     }
@@ -219,19 +225,7 @@ impl Directory {
             if old.role.uses_admin_seat() {
                 self.admins -= 1;
             }
-            remove_sorted(&mut self.all_members, user_id);
+            remove_sorted(&mut self.all_members, &user_id);
         }
-    }
-}
-
-fn insert_sorted(list: &mut Vec<UserId>, id: UserId) {
-    if let Err(at) = list.binary_search(&id) {
-        list.insert(at, id);
-    }
-}
-
-fn remove_sorted(list: &mut Vec<UserId>, id: UserId) {
-    if let Ok(at) = list.binary_search(&id) {
-        list.remove(at);
     }
 }

@@ -1,10 +1,11 @@
 //! The directory's invariants checked from scratch (`admin check` reports them): a valid
 //! tree within the depth limit, unique remote ids, member lists and seat count equal to the
-//! placements, and a cached listing order equal to a fresh one.
+//! placements, and cached listing orders and filter indexes equal to fresh ones.
 
 use std::collections::HashMap;
 
 use super::Directory;
+use super::filters::FilterIndexes;
 use crate::domain::values::{GroupId, ROOT_GROUP};
 
 impl Directory {
@@ -111,6 +112,21 @@ impl Directory {
             if *listing != fresh {
                 problems.push("the cached listing order is stale".to_owned());
             }
+        }
+        if let Some(listing) = self.full_listing.get() {
+            let mut fresh: Vec<GroupId> = self.groups.keys().copied().collect();
+            fresh.sort_unstable_by_key(|id| self.listing_key(*id));
+            if *listing != fresh {
+                problems.push("the cached listing order with tombstones is stale".to_owned());
+            }
+        }
+        let mut fresh = FilterIndexes::default();
+        for node in self.groups.values() {
+            fresh.push(&node.group);
+        }
+        fresh.sort();
+        if fresh != self.filters {
+            problems.push("the indexes of the listing filters are stale".to_owned());
         }
         problems
     }

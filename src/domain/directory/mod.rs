@@ -12,11 +12,13 @@
 //!   `max_depth` parents. See `docs/DESIGN.md`.
 //!
 //! This module holds the model and its [`DirectoryBuilder`]; reading and listing live in
-//! `queries`, the `check_*` decisions in `rules`, applying committed [`Change`]s in `apply`,
-//! the from-scratch invariant checks of `admin check` in `invariants`, and the property tests
-//! in `properties`, against the independent model of the contract in `reference`.
+//! `queries`, the indexes of the listing filters in `filters`, the `check_*` decisions in
+//! `rules`, applying committed [`Change`]s in `apply`, the from-scratch invariant checks of
+//! `admin check` in `invariants`, and the property tests in `properties`, against the
+//! independent model of the contract in `reference`.
 
 mod apply;
+mod filters;
 mod invariants;
 #[cfg(test)]
 mod properties;
@@ -28,6 +30,8 @@ mod rules;
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
+
+use filters::FilterIndexes;
 
 use super::values::{GroupId, ROOT_GROUP, Role, Source, UserId};
 
@@ -167,6 +171,10 @@ pub struct Directory {
     /// Every valid group in listing order (depth, order desc, id); built on first use after a
     /// change that moved many groups at once.
     listing: OnceLock<Vec<GroupId>>,
+    /// Every group, tombstones included, in listing order; built on first use after a change.
+    full_listing: OnceLock<Vec<GroupId>>,
+    /// The indexes of the group listing's filters.
+    filters: FilterIndexes,
     /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
     /// version: a page of a large subtree is then a slice like any other listing. Callers
     /// arriving while it is computed wait for that computation rather than repeat it.
@@ -214,6 +222,8 @@ impl DirectoryBuilder {
                 children: IdMap::default(),
                 by_remote: HashMap::new(),
                 listing: OnceLock::new(),
+                full_listing: OnceLock::new(),
+                filters: FilterIndexes::default(),
                 subtree_members: Mutex::new(IdMap::default()),
                 members: IdMap::with_capacity_and_hasher(members, Default::default()),
                 all_members: Vec::with_capacity(members),
@@ -253,6 +263,7 @@ impl DirectoryBuilder {
         let ids: Vec<GroupId> = directory.groups.keys().copied().collect();
         for id in &ids {
             let node = &directory.groups[id];
+            directory.filters.push(&node.group);
             if node.group.is_valid {
                 directory
                     .children
@@ -266,6 +277,7 @@ impl DirectoryBuilder {
                 }
             }
         }
+        directory.filters.sort();
         let groups_by_id = &directory.groups;
         for list in directory.children.values_mut() {
             list.sort_by_key(|id| sibling_key(&groups_by_id[id].group));
@@ -303,6 +315,20 @@ impl Directory {
 
     pub fn valid_group_count(&self) -> usize {
         self.children.values().map(Vec::len).sum()
+    }
+}
+
+/// Inserts into an ascending list, once.
+fn insert_sorted<T: Ord>(list: &mut Vec<T>, item: T) {
+    if let Err(at) = list.binary_search(&item) {
+        list.insert(at, item);
+    }
+}
+
+/// Removes from an ascending list.
+fn remove_sorted<T: Ord>(list: &mut Vec<T>, item: &T) {
+    if let Ok(at) = list.binary_search(item) {
+        list.remove(at);
     }
 }
 

@@ -173,47 +173,23 @@ impl Directory {
                 Some(_) => &[],
             };
             if direct_children || filter.parent.is_none() || filter.parent == Some(ROOT_GROUP) {
-                let rows = page
-                    .slice(ordered)
-                    .iter()
-                    .map(|id| &self.groups[id].group)
-                    .collect();
-                return Ok((rows, ordered.len() as u64));
+                return Ok(self.page_of(ordered, page));
             }
         }
 
-        // General path: gather candidates, filter, order, slice.
-        let mut candidates: Vec<GroupId> = match (&filter.remote_ids, filter.parent) {
-            (Some(remote_ids), _) if !filter.include_invalid => {
-                let mut ids: Vec<GroupId> = remote_ids
-                    .iter()
-                    .filter_map(|remote| self.by_remote.get(remote).copied())
-                    .collect();
-                ids.sort_unstable();
-                ids.dedup();
-                ids
-            }
-            (_, Some(parent)) if direct_children && !filter.include_invalid => {
-                self.children.get(&parent).cloned().unwrap_or_default()
-            }
-            (_, Some(parent)) if parent != ROOT_GROUP && !filter.include_invalid => {
-                self.descendants(parent)
-            }
-            _ => self
-                .groups
-                .values()
-                .filter(|node| filter.include_invalid || node.group.is_valid)
-                .map(|node| node.group.id)
-                .collect(),
-        };
-        // Valid descendants come from the index; tombstones (`include_invalid`) are found by
-        // walking each candidate's parents instead.
-        let subtree: Option<HashSet<GroupId>> = match filter.parent {
-            Some(parent) if filter.recursive && parent != ROOT_GROUP && !filter.include_invalid => {
-                Some(self.descendants(parent).into_iter().collect())
-            }
-            _ => None,
-        };
+        // Every group, tombstones included, in listing order: a page is a slice.
+        let everything = filter.include_invalid
+            && filter.remote_ids.is_none()
+            && filter.updated_since.is_none()
+            && filter.keyword.is_none()
+            && matches!(filter.parent, None | Some(ROOT_GROUP))
+            && !direct_children;
+        if everything {
+            return Ok(self.page_of(self.full_listing(), page));
+        }
+
+        // General path: start from the fewest candidates an index offers, filter, order, slice.
+        let (mut candidates, in_listing_order) = self.candidates(filter, direct_children);
         let wanted_remote: Option<HashSet<&str>> = filter
             .remote_ids
             .as_ref()
@@ -224,10 +200,7 @@ impl Directory {
                 && match filter.parent {
                     Some(parent) if direct_children => group.parent_id == parent,
                     Some(ROOT_GROUP) | None => true,
-                    Some(parent) => match &subtree {
-                        Some(set) => set.contains(id),
-                        None => *id != parent && self.is_same_or_below(*id, parent),
-                    },
+                    Some(parent) => *id != parent && self.is_same_or_below(*id, parent),
                 }
                 && wanted_remote
                     .as_ref()
@@ -242,15 +215,110 @@ impl Directory {
         });
         if direct_children {
             candidates.sort_unstable_by_key(|id| sibling_key(&self.groups[id].group));
-        } else {
+        } else if !in_listing_order {
             candidates.sort_unstable_by_key(|id| self.listing_key(*id));
         }
+        Ok(self.page_of(&candidates, page))
+    }
+
+    /// One page of rows of an ordered list of matches, and their number.
+    fn page_of(&self, ordered: &[GroupId], page: Page) -> (Vec<&Group>, u64) {
         let rows = page
-            .slice(&candidates)
+            .slice(ordered)
             .iter()
             .map(|id| &self.groups[id].group)
             .collect();
-        Ok((rows, candidates.len() as u64))
+        (rows, ordered.len() as u64)
+    }
+
+    /// A superset of a filtered listing's matches: the smallest that an index offers (asked
+    /// remote ids, a parent's children, groups changed since, groups whose name holds one of
+    /// the keyword's trigrams), else a subtree, else every group. `true` when they come in
+    /// listing order already.
+    fn candidates(&self, filter: &GroupFilter, direct_children: bool) -> (Vec<GroupId>, bool) {
+        let mut sources: Vec<&[GroupId]> = Vec::new();
+        let remote: Vec<GroupId>;
+        if let Some(remote_ids) = &filter.remote_ids
+            && !filter.include_invalid
+        {
+            remote = remote_ids
+                .iter()
+                .filter_map(|remote| self.by_remote.get(remote).copied())
+                .collect();
+            sources.push(&remote);
+        }
+        let children: Vec<GroupId>;
+        if let Some(parent) = filter.parent
+            && direct_children
+        {
+            let valid = self.children.get(&parent).map_or(&[][..], Vec::as_slice);
+            if filter.include_invalid {
+                children = [valid, self.filters.tombstones_under(parent)].concat();
+                sources.push(&children);
+            } else {
+                sources.push(valid);
+            }
+        }
+        let changed: Vec<GroupId>;
+        if let Some(since) = filter.updated_since {
+            let rows = self.filters.updated_since(since);
+            // Only materialized when it is the smallest source.
+            if sources.iter().all(|s| s.len() > rows.len()) {
+                changed = rows.iter().map(|(_, id)| *id).collect();
+                sources.push(&changed);
+            }
+        }
+        if let Some(word) = &filter.keyword
+            && let Some(named) = self.filters.keyword_candidates(word)
+        {
+            sources.push(named);
+        }
+        if let Some(smallest) = sources.iter().min_by_key(|s| s.len()) {
+            let mut ids = smallest.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            return (ids, false);
+        }
+        match filter.parent {
+            Some(parent) if parent != ROOT_GROUP => (
+                self.descendants_of_any(parent, filter.include_invalid),
+                false,
+            ),
+            _ if filter.include_invalid => (self.full_listing().to_vec(), true),
+            _ => (self.listing().to_vec(), true),
+        }
+    }
+
+    /// Groups strictly below `id`, tombstones too if asked, in no particular order.
+    fn descendants_of_any(&self, id: GroupId, tombstones: bool) -> Vec<GroupId> {
+        if !tombstones {
+            return self.descendants(id);
+        }
+        let mut found = Vec::new();
+        let mut stack = vec![id];
+        // The bound only matters for a corrupted (cyclic) tree, which must not hang a request.
+        while let Some(current) = stack.pop() {
+            if found.len() > self.groups.len() {
+                break;
+            }
+            let valid = self.children.get(&current).map_or(&[][..], Vec::as_slice);
+            for below in [valid, self.filters.tombstones_under(current)] {
+                found.extend_from_slice(below);
+                stack.extend_from_slice(below);
+            }
+        }
+        found
+    }
+
+    /// Every group, tombstones included, in listing order; built once per version.
+    fn full_listing(&self) -> &[GroupId] {
+        self.full_listing.get_or_init(|| {
+            let mut ids: Vec<GroupId> = self.listing().to_vec();
+            ids.reserve(self.filters.tombstone_count());
+            ids.extend(self.filters.all_tombstones());
+            ids.sort_unstable_by_key(|id| self.listing_key(*id));
+            ids
+        })
     }
 
     /// Every member of `group` and of the groups below it, once each, ascending.
