@@ -13,7 +13,7 @@ use std::mem::discriminant;
 use proptest::prelude::*;
 use proptest::test_runner::TestRunner;
 
-use super::reference::{Member, Reference};
+use super::reference::{Edit, Member, Reference};
 use super::{
     Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, MemberFilter, MemberRow,
     Placement, new_group,
@@ -364,36 +364,32 @@ impl Harness {
                 *r = attempt;
                 Ok(())
             }
-            Op::Rename { group, name, order } => r.update(
-                pick(*group),
-                Some(NAMES[*name].to_owned()),
-                order.map(i64::from),
-                None,
-                None,
-                None,
-                now,
-            ),
-            Op::Move { group, from, to } => r.update(
-                pick(*group),
-                None,
-                None,
-                from.map(pick),
-                Some(pick(*to)),
-                None,
-                now,
-            ),
+            Op::Rename { group, name, order } => {
+                let edit = Edit {
+                    name: Some(NAMES[*name].to_owned()),
+                    order: order.map(i64::from),
+                    ..Edit::default()
+                };
+                r.update(pick(*group), edit, now)
+            }
+            Op::Move { group, from, to } => {
+                let edit = Edit {
+                    from: from.map(pick),
+                    to: Some(pick(*to)),
+                    ..Edit::default()
+                };
+                r.update(pick(*group), edit, now)
+            }
             Op::SetRemote {
                 group,
                 remote: code,
-            } => r.update(
-                pick(*group),
-                None,
-                None,
-                None,
-                None,
-                Some(remote(*code)),
-                now,
-            ),
+            } => {
+                let edit = Edit {
+                    remote_id: Some(remote(*code)),
+                    ..Edit::default()
+                };
+                r.update(pick(*group), edit, now)
+            }
             Op::Delete { groups } => {
                 let ids: BTreeSet<GroupId> = groups.iter().map(|g| pick(*g)).collect();
                 r.delete(&ids.into_iter().collect::<Vec<_>>(), now)

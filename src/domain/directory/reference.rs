@@ -16,6 +16,17 @@ pub struct Member {
     pub groups: BTreeSet<GroupId>,
 }
 
+/// What a group update asks for (§5.4): `to` moves, `from` is the caller's idea of the
+/// current parent.
+#[derive(Debug, Clone, Default)]
+pub struct Edit {
+    pub name: Option<String>,
+    pub order: Option<i64>,
+    pub from: Option<GroupId>,
+    pub to: Option<GroupId>,
+    pub remote_id: Option<String>,
+}
+
 /// One team's directory as the contract describes it.
 #[derive(Debug, Clone)]
 pub struct Reference {
@@ -93,18 +104,15 @@ impl Reference {
         Ok(())
     }
 
-    /// §5.4: `to` moves, `from` is the caller's idea of the current parent.
-    #[allow(clippy::too_many_arguments)]
-    pub fn update(
-        &mut self,
-        id: GroupId,
-        name: Option<String>,
-        order: Option<i64>,
-        from: Option<GroupId>,
-        to: Option<GroupId>,
-        remote_id: Option<String>,
-        now: i64,
-    ) -> Result<(), RuleError> {
+    /// §5.4.
+    pub fn update(&mut self, id: GroupId, edit: Edit, now: i64) -> Result<(), RuleError> {
+        let Edit {
+            name,
+            order,
+            from,
+            to,
+            remote_id,
+        } = edit;
         if id == ROOT_GROUP {
             return Err(RuleError::DefaultGroupModified);
         }
