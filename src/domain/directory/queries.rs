@@ -130,19 +130,7 @@ impl Directory {
 
     /// Valid groups strictly below `id`, in no particular order.
     pub(super) fn descendants(&self, id: GroupId) -> Vec<GroupId> {
-        let mut found = Vec::new();
-        let mut stack = vec![id];
-        // The bound only matters for a corrupted (cyclic) tree, which must not hang a request.
-        while let Some(current) = stack.pop() {
-            if found.len() > self.groups.len() {
-                break;
-            }
-            if let Some(children) = self.children.get(&current) {
-                found.extend_from_slice(children);
-                stack.extend_from_slice(children);
-            }
-        }
-        found
+        self.descendants_of_any(id, false)
     }
 
     /// One page of groups, borrowed (a page is written straight from the directory), and the
@@ -291,9 +279,6 @@ impl Directory {
 
     /// Groups strictly below `id`, tombstones too if asked, in no particular order.
     fn descendants_of_any(&self, id: GroupId, tombstones: bool) -> Vec<GroupId> {
-        if !tombstones {
-            return self.descendants(id);
-        }
         let mut found = Vec::new();
         let mut stack = vec![id];
         // The bound only matters for a corrupted (cyclic) tree, which must not hang a request.
@@ -302,7 +287,12 @@ impl Directory {
                 break;
             }
             let valid = self.children.get(&current).map_or(&[][..], Vec::as_slice);
-            for below in [valid, self.filters.tombstones_under(current)] {
+            let deleted = if tombstones {
+                self.filters.tombstones_under(current)
+            } else {
+                &[]
+            };
+            for below in [valid, deleted] {
                 found.extend_from_slice(below);
                 stack.extend_from_slice(below);
             }
