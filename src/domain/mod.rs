@@ -10,9 +10,6 @@ pub mod directory;
 pub mod sync;
 pub mod values;
 
-#[cfg(test)]
-mod directory_properties;
-
 use thiserror::Error;
 
 /// A rule of the contract that a request broke. Each variant is one `error.type` of the contract;

@@ -1,0 +1,231 @@
+//! Applying a committed batch of [`Change`]s to the copy, keeping every index (children,
+//! remote ids, listing order, depths, member lists, seat count) equal to what a fresh load of
+//! the same rows would build.
+
+use std::cmp::Reverse;
+use std::sync::OnceLock;
+
+use super::{
+    Change, Directory, Group, GroupRef, Node, Placement, REPOSITION_LIMIT, insert_sorted,
+    remove_sorted, sibling_key,
+};
+use crate::domain::values::{GroupId, ROOT_GROUP, UserId};
+
+impl Directory {
+    /// Apply a batch the store has committed. `created` holds the ids the store gave to the
+    /// batch's `CreateGroup` changes, in order; `version` is the team's version afterwards.
+    pub fn apply(&mut self, changes: &[Change], created: &[GroupId], version: i64) {
+        let resolve = |group: &GroupRef| match group {
+            GroupRef::Existing(id) => *id,
+            GroupRef::New(index) => created[*index],
+        };
+        let mut next_created = 0;
+        for change in changes {
+            match change {
+                Change::CreateGroup { parent, group } => {
+                    let mut group = group.clone();
+                    group.id = created[next_created];
+                    group.parent_id = resolve(parent);
+                    next_created += 1;
+                    self.put_group(group);
+                }
+                Change::UpdateGroup { group, parent } => {
+                    let mut group = group.clone();
+                    group.parent_id = resolve(parent);
+                    self.put_group(group);
+                }
+                Change::PutMember { member, groups } => {
+                    let mut ids: Vec<GroupId> = groups.iter().map(resolve).collect();
+                    ids.sort_unstable();
+                    ids.dedup();
+                    self.put_member(
+                        member.user_id,
+                        Placement {
+                            role: member.role,
+                            groups: ids.into(),
+                        },
+                    );
+                }
+                Change::RemoveMember(user_id) => self.remove_member(*user_id),
+            }
+        }
+        self.version = version;
+        self.full_listing = OnceLock::new();
+        self.subtree_members
+            .get_mut()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
+    }
+
+    fn put_group(&mut self, group: Group) {
+        let id = group.id;
+        let old = self.groups.get(&id).cloned();
+        let moved = old.as_ref().is_some_and(|o| {
+            o.group.is_valid && group.is_valid && o.group.parent_id != group.parent_id
+        });
+        if let Some(old) = &old
+            && old.group.is_valid
+        {
+            self.unindex(old);
+        }
+        let depth = if group.is_valid {
+            self.depth(group.parent_id) + 1
+        } else {
+            0
+        };
+        let is_valid = group.is_valid;
+        self.filters
+            .replace(old.as_ref().map(|node| &node.group), &group);
+        self.groups.insert(id, Node { group, depth });
+        if is_valid {
+            let node = self.groups[&id].clone();
+            self.index(&node);
+        }
+        if moved {
+            let below = self.descendants(id);
+            let reposition = below.len() <= REPOSITION_LIMIT && self.listing.get().is_some();
+            if !reposition {
+                self.listing = OnceLock::new();
+            }
+            for d in below {
+                if reposition {
+                    self.remove_from_listing(d);
+                }
+                let parent = self.groups[&d].group.parent_id;
+                let depth = self.depth(parent) + 1;
+                if let Some(node) = self.groups.get_mut(&d) {
+                    node.depth = depth;
+                }
+                if reposition {
+                    self.insert_into_listing(d);
+                }
+            }
+        }
+    }
+
+    pub(super) fn assign_depths_below(&mut self, id: GroupId, depth: u32) {
+        let mut stack = vec![(id, depth)];
+        while let Some((current, depth)) = stack.pop() {
+            if let Some(children) = self.children.get(&current) {
+                for child in children {
+                    stack.push((*child, depth + 1));
+                }
+            }
+            if current != ROOT_GROUP
+                && let Some(node) = self.groups.get_mut(&current)
+            {
+                node.depth = depth;
+            }
+        }
+    }
+
+    fn index(&mut self, node: &Node) {
+        let group = &node.group;
+        let key = sibling_key(group);
+        let groups = &self.groups;
+        let siblings = self.children.entry(group.parent_id).or_default();
+        let at = siblings
+            .binary_search_by_key(&key, |id| sibling_key(&groups[id].group))
+            .unwrap_or_else(|at| at);
+        siblings.insert(at, group.id);
+        if !group.remote_id.is_empty() {
+            self.by_remote.insert(group.remote_id.clone(), group.id);
+        }
+        self.insert_into_listing(group.id);
+    }
+
+    fn unindex(&mut self, node: &Node) {
+        let group = &node.group;
+        self.remove_from_listing(group.id);
+        let key = sibling_key(group);
+        let groups = &self.groups;
+        if let Some(siblings) = self.children.get_mut(&group.parent_id) {
+            if let Ok(at) = siblings.binary_search_by_key(&key, |id| sibling_key(&groups[id].group))
+            {
+                siblings.remove(at);
+            }
+            if siblings.is_empty() {
+                self.children.remove(&group.parent_id);
+            }
+        }
+        if !group.remote_id.is_empty() && self.by_remote.get(&group.remote_id) == Some(&group.id) {
+            self.by_remote.remove(&group.remote_id);
+        }
+    }
+
+    /// Uses the group's current row and depth as its key.
+    fn insert_into_listing(&mut self, id: GroupId) {
+        let key = self.listing_key(id);
+        let groups = &self.groups;
+        if let Some(listing) = self.listing.get_mut() {
+            let at = listing
+                .binary_search_by_key(&key, |other| {
+                    let node = &groups[other];
+                    (node.depth, Reverse(node.group.order), *other)
+                })
+                .unwrap_or_else(|at| at);
+            listing.insert(at, id);
+        }
+    }
+
+    /// Uses the group's current row and depth as its key: call before changing either.
+    fn remove_from_listing(&mut self, id: GroupId) {
+        let key = self.listing_key(id);
+        let groups = &self.groups;
+        if let Some(listing) = self.listing.get_mut()
+            && let Ok(at) = listing.binary_search_by_key(&key, |other| {
+                let node = &groups[other];
+                (node.depth, Reverse(node.group.order), *other)
+            })
+        {
+            listing.remove(at);
+        }
+    }
+
+    fn put_member(&mut self, user_id: UserId, placement: Placement) {
+        let old = self.members.get(&user_id).cloned();
+        match &old {
+            Some(old) => {
+                for group in old.groups.iter().filter(|g| !placement.groups.contains(g)) {
+                    if let Some(list) = self.group_members.get_mut(group) {
+                        remove_sorted(list, &user_id);
+                        if list.is_empty() {
+                            self.group_members.remove(group);
+                        }
+                    }
+                }
+                if old.role.uses_admin_seat() {
+                    self.admins -= 1;
+                }
+            }
+            None => insert_sorted(&mut self.all_members, user_id),
+        }
+        for group in &placement.groups {
+            let already = old.as_ref().is_some_and(|o| o.groups.contains(group));
+            if !already {
+                insert_sorted(self.group_members.entry(*group).or_default(), user_id);
+            }
+        }
+        if placement.role.uses_admin_seat() {
+            self.admins += 1;
+        }
+        self.members.insert(user_id, placement);
+    }
+
+    fn remove_member(&mut self, user_id: UserId) {
+        if let Some(old) = self.members.remove(&user_id) {
+            for group in &old.groups {
+                if let Some(list) = self.group_members.get_mut(group) {
+                    remove_sorted(list, &user_id);
+                    if list.is_empty() {
+                        self.group_members.remove(group);
+                    }
+                }
+            }
+            if old.role.uses_admin_seat() {
+                self.admins -= 1;
+            }
+            remove_sorted(&mut self.all_members, &user_id);
+        }
+    }
+}

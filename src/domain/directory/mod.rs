@@ -1,0 +1,348 @@
+//! The in-memory model of one team's directory: its group tree and who sits where.
+//!
+//! The database is the source of truth; a [`Directory`] is a faithful copy of one team's rows,
+//! tagged with the team's version. It exists for two reasons:
+//!
+//! * **Rules.** Cycles, depth, remote-id uniqueness, emptiness and seats are decided here, on a
+//!   copy known to equal the database at a given version; the store then writes the resulting
+//!   [`Change`]s only if the version is still the same (optimistic concurrency), so two writers
+//!   can never both pass a check against stale data.
+//! * **Speed.** Every listing the contract offers is answered from ordered vectors, so a page is
+//!   an O(1) slice whatever its number, `total` is a length, and `full_name` is a walk of at most
+//!   `max_depth` parents. See `docs/DESIGN.md`.
+//!
+//! This module holds the model and its [`DirectoryBuilder`]; reading and listing live in
+//! `queries`, the indexes of the listing filters in `filters`, the `check_*` decisions in
+//! `rules`, applying committed [`Change`]s in `apply`, the from-scratch invariant checks of
+//! `admin check` in `invariants`, and the property tests in `properties`, against the
+//! independent model of the contract in `reference`.
+
+mod apply;
+mod filters;
+mod invariants;
+#[cfg(test)]
+mod properties;
+mod queries;
+#[cfg(test)]
+mod reference;
+mod rules;
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use filters::FilterIndexes;
+
+use super::values::{GroupId, ROOT_GROUP, Role, Source, UserId};
+
+/// A group row as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub id: GroupId,
+    pub parent_id: GroupId,
+    pub source: Source,
+    pub remote_id: String,
+    pub name: String,
+    pub order: i64,
+    pub is_valid: bool,
+    /// Unix seconds, UTC.
+    pub created_at: i64,
+    /// Unix seconds, UTC.
+    pub upd_at: i64,
+}
+
+/// A group as listed: the row plus its current path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupView {
+    pub group: Group,
+    pub full_name: String,
+}
+
+/// A member's place in the directory as the rules need it (names live in the database only).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub role: Role,
+    /// Ascending group ids; empty means "at the root only". A boxed slice rather than a
+    /// vector: there is one per member, and the spare capacity field cost 8 MB a million.
+    pub groups: Box<[GroupId]>,
+}
+
+/// A member's stored row (what the store writes for [`Change::PutMember`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberRow {
+    pub user_id: UserId,
+    pub role: Role,
+    pub nickname: String,
+    pub avatar: String,
+    pub source: Source,
+}
+
+/// A group named by a change: one that exists, or one created earlier in the same batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupRef {
+    Existing(GroupId),
+    /// The n-th [`Change::CreateGroup`] of the batch (counting from 0).
+    New(usize),
+}
+
+/// One persisted change. A batch of changes is written in one transaction, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Insert a group under `parent`; `group.id` and `group.parent_id` are ignored.
+    CreateGroup { parent: GroupRef, group: Group },
+    /// Overwrite an existing group's row and place it under `parent`; `group.parent_id` is
+    /// ignored (the parent may be a group created earlier in the same batch).
+    UpdateGroup { group: Group, parent: GroupRef },
+    /// Insert or overwrite a member and replace its whole set of groups.
+    PutMember {
+        member: MemberRow,
+        groups: Vec<GroupRef>,
+    },
+    /// Remove a member from the directory.
+    RemoveMember(UserId),
+}
+
+/// The filters of a group listing (§5.1 and its extensions).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct GroupFilter {
+    pub parent: Option<GroupId>,
+    pub recursive: bool,
+    pub remote_ids: Option<Vec<String>>,
+    pub include_invalid: bool,
+    pub updated_since: Option<i64>,
+    /// Lower-cased already.
+    pub keyword: Option<String>,
+}
+
+/// The filters of a member listing (§6).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MemberFilter {
+    pub group: GroupId,
+    pub recursive: bool,
+    pub roles: Option<Vec<Role>>,
+}
+
+/// One row of a member listing, before names are fetched from the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemberListing {
+    pub user_id: UserId,
+    pub role: Role,
+    /// The listed group, or for group 0 the member's first group (0 if none).
+    pub group_id: GroupId,
+}
+
+/// What adding a user to a group amounts to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// `true` when the user was not a member of the directory yet.
+    pub joins_directory: bool,
+    /// The role the member has afterwards (a requested admin role may have been lowered).
+    pub role: Role,
+    /// The member's groups afterwards.
+    pub groups: Vec<GroupId>,
+}
+
+#[derive(Debug, Clone)]
+struct Node {
+    group: Group,
+    /// Depth of a valid group (top level = 1); 0 for tombstones.
+    depth: u32,
+}
+
+/// A map keyed by ids the database hands out. Clients do not choose them, so a fast hash
+/// without protection against chosen collisions is safe (and a listing looks up every parent
+/// of every group it shows); maps keyed by client strings keep the standard hasher.
+type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+/// The members of one subtree, once someone has computed them.
+type SubtreeMembers = OnceLock<Arc<[UserId]>>;
+
+/// One team's directory. See the module documentation.
+#[derive(Debug)]
+pub struct Directory {
+    team_name: String,
+    admin_seats: i64,
+    version: i64,
+    groups: IdMap<GroupId, Node>,
+    /// Valid children of each group (0 = top level) in sibling order.
+    children: IdMap<GroupId, Vec<GroupId>>,
+    /// Valid groups by non-empty remote id.
+    by_remote: HashMap<String, GroupId>,
+    /// Every valid group in listing order (depth, order desc, id); built on first use after a
+    /// change that moved many groups at once.
+    listing: OnceLock<Vec<GroupId>>,
+    /// Every group, tombstones included, in listing order; built on first use after a change.
+    full_listing: OnceLock<Vec<GroupId>>,
+    /// The indexes of the group listing's filters.
+    filters: FilterIndexes,
+    /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
+    /// version: a page of a large subtree is then a slice like any other listing. Callers
+    /// arriving while it is computed wait for that computation rather than repeat it.
+    subtree_members: Mutex<IdMap<GroupId, Arc<SubtreeMembers>>>,
+    members: IdMap<UserId, Placement>,
+    /// Every member, ascending.
+    all_members: Vec<UserId>,
+    /// Direct members of each group, ascending.
+    group_members: IdMap<GroupId, Vec<UserId>>,
+    admins: i64,
+}
+
+/// Above this many groups, a move rebuilds the listing order lazily instead of repositioning
+/// each moved group.
+/// (Tiny under test, so that property tests take both paths.)
+const REPOSITION_LIMIT: usize = if cfg!(test) { 2 } else { 256 };
+
+fn sibling_key(group: &Group) -> (Reverse<i64>, GroupId) {
+    (Reverse(group.order), group.id)
+}
+
+/// Builds a [`Directory`] from its stored rows as the store reads them, so that a large
+/// directory is never held twice (once as rows, once as the model): a million members
+/// loaded as a list first cost 70 MB more at the peak than the model itself.
+pub struct DirectoryBuilder {
+    directory: Directory,
+}
+
+impl DirectoryBuilder {
+    /// `groups` and `members` are how many rows will come (a hint: the maps are sized once
+    /// instead of growing, and a map that grows holds its old and new table at once).
+    pub fn new(
+        team_name: String,
+        admin_seats: i64,
+        version: i64,
+        groups: usize,
+        members: usize,
+    ) -> DirectoryBuilder {
+        DirectoryBuilder {
+            directory: Directory {
+                team_name,
+                admin_seats,
+                version,
+                groups: IdMap::with_capacity_and_hasher(groups, Default::default()),
+                children: IdMap::default(),
+                by_remote: HashMap::new(),
+                listing: OnceLock::new(),
+                full_listing: OnceLock::new(),
+                filters: FilterIndexes::default(),
+                subtree_members: Mutex::new(IdMap::default()),
+                members: IdMap::with_capacity_and_hasher(members, Default::default()),
+                all_members: Vec::with_capacity(members),
+                group_members: IdMap::default(),
+                admins: 0,
+            },
+        }
+    }
+
+    /// A stored group row, in any order.
+    pub fn add_group(&mut self, group: Group) {
+        self.directory
+            .groups
+            .insert(group.id, Node { group, depth: 0 });
+    }
+
+    /// A stored member with its groups, in any order (each member once).
+    pub fn add_member(&mut self, user_id: UserId, placement: Placement) {
+        let directory = &mut self.directory;
+        directory.all_members.push(user_id);
+        for group in &placement.groups {
+            directory
+                .group_members
+                .entry(*group)
+                .or_default()
+                .push(user_id);
+        }
+        if placement.role.uses_admin_seat() {
+            directory.admins += 1;
+        }
+        directory.members.insert(user_id, placement);
+    }
+
+    /// The directory of every row added.
+    pub fn finish(self) -> Directory {
+        let mut directory = self.directory;
+        let ids: Vec<GroupId> = directory.groups.keys().copied().collect();
+        for id in &ids {
+            let node = &directory.groups[id];
+            directory.filters.push(&node.group);
+            if node.group.is_valid {
+                directory
+                    .children
+                    .entry(node.group.parent_id)
+                    .or_default()
+                    .push(*id);
+                if !node.group.remote_id.is_empty() {
+                    directory
+                        .by_remote
+                        .insert(node.group.remote_id.clone(), *id);
+                }
+            }
+        }
+        directory.filters.sort();
+        let groups_by_id = &directory.groups;
+        for list in directory.children.values_mut() {
+            list.sort_by_key(|id| sibling_key(&groups_by_id[id].group));
+        }
+        directory.assign_depths_below(ROOT_GROUP, 0);
+        directory.all_members.sort_unstable();
+        for list in directory.group_members.values_mut() {
+            list.sort_unstable();
+        }
+        directory
+    }
+}
+
+impl Directory {
+    pub fn team_name(&self) -> &str {
+        &self.team_name
+    }
+
+    /// The team version this copy equals.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    pub fn admin_seats(&self) -> i64 {
+        self.admin_seats
+    }
+
+    pub fn admins_used(&self) -> i64 {
+        self.admins
+    }
+
+    pub fn member_count(&self) -> usize {
+        self.all_members.len()
+    }
+
+    pub fn valid_group_count(&self) -> usize {
+        self.children.values().map(Vec::len).sum()
+    }
+}
+
+/// Inserts into an ascending list, once.
+fn insert_sorted<T: Ord>(list: &mut Vec<T>, item: T) {
+    if let Err(at) = list.binary_search(&item) {
+        list.insert(at, item);
+    }
+}
+
+/// Removes from an ascending list.
+fn remove_sorted<T: Ord>(list: &mut Vec<T>, item: &T) {
+    if let Ok(at) = list.binary_search(item) {
+        list.remove(at);
+    }
+}
+
+/// A valid top-level group row not yet stored (the store gives it its id, the change its parent).
+pub fn new_group(name: String, remote_id: String, order: i64, source: Source, now: i64) -> Group {
+    Group {
+        id: 0,
+        parent_id: ROOT_GROUP,
+        source,
+        remote_id,
+        name,
+        order,
+        is_valid: true,
+        created_at: now,
+        upd_at: now,
+    }
+}

@@ -1,0 +1,407 @@
+//! Reading the directory: single groups and their paths, and every listing the contract
+//! offers (groups §5.1, members §6), answered from the ordered vectors of the model.
+
+use std::cmp::Reverse;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use super::{
+    Directory, Group, GroupFilter, GroupView, MemberFilter, MemberListing, Node, Placement,
+    sibling_key,
+};
+use crate::domain::RuleError;
+use crate::domain::values::{GroupId, Page, ROOT_GROUP, UserId};
+
+impl Directory {
+    pub(super) fn valid(&self, id: GroupId) -> Option<&Node> {
+        self.groups.get(&id).filter(|node| node.group.is_valid)
+    }
+
+    /// Is `id` the root or a valid group of this directory?
+    pub fn is_group_or_root(&self, id: GroupId) -> bool {
+        id == ROOT_GROUP || self.valid(id).is_some()
+    }
+
+    pub(super) fn depth(&self, id: GroupId) -> u32 {
+        if id == ROOT_GROUP {
+            0
+        } else {
+            self.groups.get(&id).map_or(0, |node| node.depth)
+        }
+    }
+
+    /// Depth of any group, tombstones included, by walking its parents.
+    fn walked_depth(&self, id: GroupId) -> u32 {
+        let mut depth = 0;
+        let mut current = id;
+        while current != ROOT_GROUP && depth as usize <= self.groups.len() {
+            depth += 1;
+            current = self
+                .groups
+                .get(&current)
+                .map_or(ROOT_GROUP, |n| n.group.parent_id);
+        }
+        depth
+    }
+
+    pub(super) fn listing_key(&self, id: GroupId) -> (u32, Reverse<i64>, GroupId) {
+        let node = &self.groups[&id];
+        let depth = if node.group.is_valid {
+            node.depth
+        } else {
+            self.walked_depth(id)
+        };
+        (depth, Reverse(node.group.order), id)
+    }
+
+    /// Appends the names on the path to `id`, its own first and the top-level group's last:
+    /// `full_name` read backwards, for callers that write it without making the string.
+    pub fn names_upwards<'a>(&'a self, id: GroupId, names: &mut Vec<&'a str>) {
+        let start = names.len();
+        let mut current = id;
+        while current != ROOT_GROUP && names.len() - start <= self.groups.len() {
+            match self.groups.get(&current) {
+                Some(node) => {
+                    names.push(node.group.name.as_str());
+                    current = node.group.parent_id;
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// `team name / ancestors... / name`, from current names.
+    pub fn full_name(&self, id: GroupId) -> String {
+        let mut names = Vec::new();
+        self.names_upwards(id, &mut names);
+        let mut full = String::with_capacity(
+            self.team_name.len() + names.iter().map(|n| n.len() + 1).sum::<usize>(),
+        );
+        full.push_str(&self.team_name);
+        for name in names.iter().rev() {
+            full.push('/');
+            full.push_str(name);
+        }
+        full
+    }
+
+    fn view(&self, id: GroupId) -> GroupView {
+        GroupView {
+            group: self.groups[&id].group.clone(),
+            full_name: self.full_name(id),
+        }
+    }
+
+    /// A valid group.
+    pub fn group(&self, id: GroupId) -> Result<GroupView, RuleError> {
+        self.valid(id)
+            .map(|node| self.view(node.group.id))
+            .ok_or(RuleError::GroupNotFound)
+    }
+
+    /// A valid group's row by its remote id.
+    pub fn group_by_remote_id(&self, remote_id: &str) -> Option<&Group> {
+        self.by_remote
+            .get(remote_id)
+            .map(|id| &self.groups[id].group)
+    }
+
+    /// Every group row, tombstones included, in no particular order.
+    pub fn all_groups(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values().map(|node| &node.group)
+    }
+
+    /// Every member's placement, in no particular order.
+    pub fn placements(&self) -> impl Iterator<Item = (UserId, &Placement)> {
+        self.members.iter().map(|(id, placement)| (*id, placement))
+    }
+
+    pub fn placement(&self, user_id: UserId) -> Option<&Placement> {
+        self.members.get(&user_id)
+    }
+
+    fn listing(&self) -> &[GroupId] {
+        self.listing.get_or_init(|| {
+            let mut ids: Vec<GroupId> = self.children.values().flatten().copied().collect();
+            ids.sort_unstable_by_key(|id| self.listing_key(*id));
+            ids
+        })
+    }
+
+    /// Valid groups strictly below `id`, in no particular order.
+    pub(super) fn descendants(&self, id: GroupId) -> Vec<GroupId> {
+        self.descendants_of_any(id, false)
+    }
+
+    /// One page of groups, borrowed (a page is written straight from the directory), and the
+    /// number of all matches (§5.1).
+    pub fn list_groups(
+        &self,
+        filter: &GroupFilter,
+        page: Page,
+    ) -> Result<(Vec<&Group>, u64), RuleError> {
+        if let Some(parent) = filter.parent
+            && !self.is_group_or_root(parent)
+        {
+            return Err(RuleError::ParentGroupNotFound);
+        }
+        let direct_children = filter.parent.is_some() && !filter.recursive;
+        let plain = filter.remote_ids.is_none()
+            && !filter.include_invalid
+            && filter.updated_since.is_none()
+            && filter.keyword.is_none();
+
+        // Fast paths: the ordered vectors are the answer.
+        if plain {
+            let ordered: &[GroupId] = match filter.parent {
+                Some(parent) if direct_children => {
+                    self.children.get(&parent).map_or(&[], Vec::as_slice)
+                }
+                None | Some(ROOT_GROUP) => self.listing(),
+                Some(_) => &[],
+            };
+            if direct_children || filter.parent.is_none() || filter.parent == Some(ROOT_GROUP) {
+                return Ok(self.page_of(ordered, page));
+            }
+        }
+
+        // Every group, tombstones included, in listing order: a page is a slice.
+        let everything = filter.include_invalid
+            && filter.remote_ids.is_none()
+            && filter.updated_since.is_none()
+            && filter.keyword.is_none()
+            && matches!(filter.parent, None | Some(ROOT_GROUP))
+            && !direct_children;
+        if everything {
+            return Ok(self.page_of(self.full_listing(), page));
+        }
+
+        // General path: start from the fewest candidates an index offers, filter, order, slice.
+        let (mut candidates, in_listing_order) = self.candidates(filter, direct_children);
+        let wanted_remote: Option<HashSet<&str>> = filter
+            .remote_ids
+            .as_ref()
+            .map(|ids| ids.iter().map(String::as_str).collect());
+        candidates.retain(|id| {
+            let group = &self.groups[id].group;
+            (filter.include_invalid || group.is_valid)
+                && match filter.parent {
+                    Some(parent) if direct_children => group.parent_id == parent,
+                    Some(ROOT_GROUP) | None => true,
+                    Some(parent) => *id != parent && self.is_same_or_below(*id, parent),
+                }
+                && wanted_remote
+                    .as_ref()
+                    .is_none_or(|set| set.contains(group.remote_id.as_str()))
+                && filter
+                    .updated_since
+                    .is_none_or(|since| group.upd_at >= since)
+                && filter
+                    .keyword
+                    .as_ref()
+                    .is_none_or(|word| group.name.to_lowercase().contains(word.as_str()))
+        });
+        if direct_children {
+            candidates.sort_unstable_by_key(|id| sibling_key(&self.groups[id].group));
+        } else if !in_listing_order {
+            candidates.sort_unstable_by_key(|id| self.listing_key(*id));
+        }
+        Ok(self.page_of(&candidates, page))
+    }
+
+    /// One page of rows of an ordered list of matches, and their number.
+    fn page_of(&self, ordered: &[GroupId], page: Page) -> (Vec<&Group>, u64) {
+        let rows = page
+            .slice(ordered)
+            .iter()
+            .map(|id| &self.groups[id].group)
+            .collect();
+        (rows, ordered.len() as u64)
+    }
+
+    /// A superset of a filtered listing's matches: the smallest that an index offers (asked
+    /// remote ids, a parent's children, groups changed since, groups whose name holds one of
+    /// the keyword's trigrams), else a subtree, else every group. `true` when they come in
+    /// listing order already.
+    fn candidates(&self, filter: &GroupFilter, direct_children: bool) -> (Vec<GroupId>, bool) {
+        let mut sources: Vec<&[GroupId]> = Vec::new();
+        let remote: Vec<GroupId>;
+        if let Some(remote_ids) = &filter.remote_ids
+            && !filter.include_invalid
+        {
+            remote = remote_ids
+                .iter()
+                .filter_map(|remote| self.by_remote.get(remote).copied())
+                .collect();
+            sources.push(&remote);
+        }
+        let children: Vec<GroupId>;
+        if let Some(parent) = filter.parent
+            && direct_children
+        {
+            let valid = self.children.get(&parent).map_or(&[][..], Vec::as_slice);
+            if filter.include_invalid {
+                children = [valid, self.filters.tombstones_under(parent)].concat();
+                sources.push(&children);
+            } else {
+                sources.push(valid);
+            }
+        }
+        let changed: Vec<GroupId>;
+        if let Some(since) = filter.updated_since {
+            let rows = self.filters.updated_since(since);
+            // Only materialized when it is the smallest source.
+            if sources.iter().all(|s| s.len() > rows.len()) {
+                changed = rows.iter().map(|(_, id)| *id).collect();
+                sources.push(&changed);
+            }
+        }
+        if let Some(word) = &filter.keyword
+            && let Some(named) = self.filters.keyword_candidates(word)
+        {
+            sources.push(named);
+        }
+        if let Some(smallest) = sources.iter().min_by_key(|s| s.len()) {
+            let mut ids = smallest.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            return (ids, false);
+        }
+        match filter.parent {
+            Some(parent) if parent != ROOT_GROUP => (
+                self.descendants_of_any(parent, filter.include_invalid),
+                false,
+            ),
+            _ if filter.include_invalid => (self.full_listing().to_vec(), true),
+            _ => (self.listing().to_vec(), true),
+        }
+    }
+
+    /// Groups strictly below `id`, tombstones too if asked, in no particular order.
+    fn descendants_of_any(&self, id: GroupId, tombstones: bool) -> Vec<GroupId> {
+        let mut found = Vec::new();
+        let mut stack = vec![id];
+        // The bound only matters for a corrupted (cyclic) tree, which must not hang a request.
+        while let Some(current) = stack.pop() {
+            if found.len() > self.groups.len() {
+                break;
+            }
+            let valid = self.children.get(&current).map_or(&[][..], Vec::as_slice);
+            let deleted = if tombstones {
+                self.filters.tombstones_under(current)
+            } else {
+                &[]
+            };
+            for below in [valid, deleted] {
+                found.extend_from_slice(below);
+                stack.extend_from_slice(below);
+            }
+        }
+        found
+    }
+
+    /// Every group, tombstones included, in listing order; built once per version.
+    fn full_listing(&self) -> &[GroupId] {
+        self.full_listing.get_or_init(|| {
+            let mut ids: Vec<GroupId> = self.listing().to_vec();
+            ids.reserve(self.filters.tombstone_count());
+            ids.extend(self.filters.all_tombstones());
+            ids.sort_unstable_by_key(|id| self.listing_key(*id));
+            ids
+        })
+    }
+
+    /// Every member of `group` and of the groups below it, once each, ascending.
+    fn subtree_members(&self, group: GroupId) -> Arc<[UserId]> {
+        let slot = self
+            .subtree_members
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(group)
+            .or_default()
+            .clone();
+        slot.get_or_init(|| {
+            let mut ids: Vec<UserId> = std::iter::once(group)
+                .chain(self.descendants(group))
+                .filter_map(|group| self.group_members.get(&group))
+                .flatten()
+                .copied()
+                .collect();
+            ids.sort_unstable();
+            ids.dedup();
+            ids.into()
+        })
+        .clone()
+    }
+
+    /// One page of members and the number of all matches (§6).
+    pub fn list_members(
+        &self,
+        filter: &MemberFilter,
+        page: Page,
+    ) -> Result<(Vec<MemberListing>, u64), RuleError> {
+        if !self.is_group_or_root(filter.group) {
+            return Err(RuleError::GroupNotFound);
+        }
+        let union;
+        let base: &[UserId] = if filter.group == ROOT_GROUP {
+            &self.all_members
+        } else if filter.recursive {
+            union = self.subtree_members(filter.group);
+            &union
+        } else {
+            self.group_members
+                .get(&filter.group)
+                .map_or(&[], Vec::as_slice)
+        };
+        let listing = |user_id: UserId| {
+            let placement = &self.members[&user_id];
+            MemberListing {
+                user_id,
+                role: placement.role,
+                group_id: if filter.group == ROOT_GROUP {
+                    placement.groups.first().copied().unwrap_or(ROOT_GROUP)
+                } else {
+                    filter.group
+                },
+            }
+        };
+        match &filter.roles {
+            None => Ok((
+                page.slice(base).iter().map(|id| listing(*id)).collect(),
+                base.len() as u64,
+            )),
+            Some(roles) => {
+                let matching: Vec<UserId> = base
+                    .iter()
+                    .copied()
+                    .filter(|id| roles.contains(&self.members[id].role))
+                    .collect();
+                Ok((
+                    page.slice(&matching)
+                        .iter()
+                        .map(|id| listing(*id))
+                        .collect(),
+                    matching.len() as u64,
+                ))
+            }
+        }
+    }
+
+    /// Is `candidate` the group `ancestor` or one of its descendants?
+    pub(super) fn is_same_or_below(&self, candidate: GroupId, ancestor: GroupId) -> bool {
+        let mut current = candidate;
+        let mut steps = 0;
+        while current != ROOT_GROUP && steps <= self.groups.len() {
+            if current == ancestor {
+                return true;
+            }
+            current = self
+                .groups
+                .get(&current)
+                .map_or(ROOT_GROUP, |n| n.group.parent_id);
+            steps += 1;
+        }
+        false
+    }
+}
