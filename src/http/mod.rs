@@ -3,13 +3,13 @@
 //! Handlers are thin: read the request ([`extract`]), call the [`Service`], shape the answer
 //! ([`envelope`]). Nothing here knows about SQL.
 
+mod describe;
 pub mod envelope;
 pub mod extract;
 mod json;
 mod openapi;
 mod routes;
 mod server;
-pub mod sync;
 mod time;
 
 pub use server::{ConnectionSettings, serve};
@@ -21,10 +21,10 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::FixedOffset;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use self::routes::sync;
 pub use self::time::ApiTime;
 use crate::service::Service;
 
@@ -70,46 +70,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         service,
         settings: Arc::new(settings),
     };
-    let router = Router::new()
-        .route("/healthz", get(routes::health))
-        .route("/api/oauth2/access_token", get(routes::issue_token))
-        .route("/api/orgs", post(routes::create_org))
-        .route("/api/orgs/{org_id}", get(routes::get_org))
-        .route("/api/sso/users", post(routes::register_user))
-        .route(
-            "/api/sso/users/{openid}",
-            get(routes::get_user).post(routes::update_user),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups",
-            get(routes::list_groups).post(routes::create_group),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/sync",
-            post(sync::sync_directory),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/batch_delete",
-            post(routes::delete_groups),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}",
-            get(routes::get_group).post(routes::update_group),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users",
-            get(routes::list_members),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
-            post(routes::add_member).delete(routes::remove_member),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/users/{user_id}",
-            post(routes::update_member),
-        )
-        .merge(openapi::routes())
-        .with_state(state);
+    let router = openapi::router().with_state(state);
     with_envelope(
         router
             .layer(DefaultBodyLimit::max(body_limit))
@@ -146,6 +107,7 @@ mod fuzzing;
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     use super::*;

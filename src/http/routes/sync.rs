@@ -15,15 +15,15 @@ use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 
-use super::AppState;
-use super::envelope::{ApiError, Reply};
-use super::extract::{Authenticated, QueryParams};
-use super::openapi::{Success, authenticated_body, failures};
-use super::routes::AppidQuery;
+use super::{AppidQuery, TeamPath};
 use crate::domain::sync::{
     Problem, Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
 };
 use crate::domain::values::TeamId;
+use crate::http::AppState;
+use crate::http::describe::{Success, authenticated_body, failures};
+use crate::http::envelope::{ApiError, Reply};
+use crate::http::extract::{Authenticated, QueryParams};
 use crate::service::ServiceError;
 
 /// Options a snapshot may carry (in the JSON body, an NDJSON `options` line, or the query).
@@ -181,7 +181,7 @@ pub struct SyncData {
     elapsed_ms: u64,
 }
 
-// ----- the description of the sync call (see `super::openapi`) -----
+// ----- the description of the sync call (see `crate::http::describe`) -----
 
 type SyncAnswer = Success<SyncData>;
 
@@ -318,7 +318,7 @@ failures!(SyncFailures: authenticated_body;
     path = "/api/contacts/teams/{team_id}/sync",
     tag = "sync",
     params(
-        ("team_id" = i64, Path, description = "The directory (team) id."),
+        TeamPath,
         SyncHeaders,
         SyncQuery,
         AppidQuery,
@@ -327,7 +327,6 @@ failures!(SyncFailures: authenticated_body;
         (SnapshotDoc = "application/json"),
         (String = "application/x-ndjson"),
     )),
-    security(("access_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Applied (or, in a dry run, planned).", body = SyncAnswer),
         SyncFailures,

@@ -1,0 +1,202 @@
+//! The operations of the contract, one module per resource, each holding its handlers, their
+//! request and answer types, and their part of the API description (`#[utoipa::path]`, see
+//! [`super::describe`]).
+//!
+//! [`resources`] is the one list of operations: it registers each handler with the router and
+//! its description with the document together, so a route cannot exist undescribed. This module
+//! also holds the parameter and data types several resources share.
+
+pub mod auth;
+mod group_page;
+pub mod groups;
+pub mod members;
+pub mod orgs;
+pub mod sync;
+pub mod users;
+
+use std::borrow::Cow;
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
+use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::describe::{Empty, Success, anonymous, example_of, failures};
+use super::envelope::{ApiError, Reply};
+
+/// Every operation of the contract, with its description.
+pub fn resources() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(auth::issue_token))
+        .routes(routes!(orgs::create_org))
+        .routes(routes!(orgs::get_org))
+        .routes(routes!(users::register_user))
+        .routes(routes!(users::get_user, users::update_user))
+        .routes(routes!(groups::list_groups, groups::create_group))
+        .routes(routes!(sync::sync_directory))
+        .routes(routes!(groups::delete_groups))
+        .routes(routes!(groups::get_group, groups::update_group))
+        .routes(routes!(members::list_members))
+        .routes(routes!(members::add_member, members::remove_member))
+        .routes(routes!(members::update_member))
+        .routes(routes!(health))
+}
+
+/// What a handler answers.
+type Answer = Result<Reply, ApiError>;
+
+/// The envelope of a write that returns nothing.
+type EmptyAnswer = Success<Empty>;
+
+/// `appid` beside the token: the reference service's calling convention.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; the Authenticated extractor reads it"
+)]
+pub struct AppidQuery {
+    /// The calling app. Optional with a Bearer token; when given, it must be the token's app.
+    #[param(min_length = 1, example = "tpidk3v9q2xa")]
+    appid: Option<String>,
+}
+
+/// The `team_id` of a contacts path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path; the handlers read it")]
+pub struct TeamPath {
+    /// The directory (team) id.
+    team_id: i64,
+}
+
+/// `page` and `per_page` of a listing (read by [`QueryParams::page`]).
+///
+/// [`QueryParams::page`]: super::extract::QueryParams::page
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; QueryParams reads it")]
+pub struct PageQuery {
+    /// The page, from 1. A page past the end answers an empty `list` and the real `total`.
+    #[param(minimum = 1, maximum = 4294967295_i64, default = 1)]
+    page: Option<i64>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 1000, default = 10)]
+    per_page: Option<i64>,
+}
+
+/// A member role in a filter: `1` owner, `2` team admin, `3` survey admin, `4` regular member.
+pub struct RoleCode;
+
+impl PartialSchema for RoleCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([1, 2, 3, 4]))
+            .description(Some(
+                "`1` owner, `2` team admin, `3` survey admin, `4` regular member.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RoleCode {}
+
+/// A group id in a body: `0` (the root) or a group's id.
+pub struct GroupIdValue;
+
+impl PartialSchema for GroupIdValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(4294967295_i64))
+            .into()
+    }
+}
+
+impl ToSchema for GroupIdValue {}
+
+/// One page of a listing.
+#[derive(Serialize)]
+pub struct ListData<T> {
+    list: Vec<T>,
+    total: u64,
+}
+
+/// `{"list": [...], "total": N}` of a listing, named after its rows (`GroupList`, ...).
+impl<T: ToSchema> PartialSchema for ListData<T> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "list",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("list")
+            .property(
+                "total",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Every match, not only this page's rows.")),
+            )
+            .required("total")
+            .examples(
+                example_of(&T::schema()).map(|row| serde_json::json!({"list": [row], "total": 1})),
+            )
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for ListData<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Owned(format!("{}List", T::name()))
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
+// ----- operations ---------------------------------------------------------------------------
+
+type HealthAnswer = Success<Health>;
+
+/// The state of the service.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok`.
+    #[schema(value_type = String)]
+    status: &'static str,
+}
+
+failures!(HealthFailures: anonymous; ApiError::unavailable());
+
+/// Health: does the database answer?
+///
+/// No authentication. HTTP 503 (`Internal`) when the database does not answer.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers.", body = HealthAnswer),
+        HealthFailures,
+    ),
+)]
+pub async fn health(State(state): State<AppState>) -> Answer {
+    if state.service.healthy().await {
+        Reply::data(&Health { status: "ok" })
+    } else {
+        Err(ApiError::unavailable())
+    }
+}

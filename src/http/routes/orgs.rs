@@ -1,0 +1,145 @@
+//! Orgs (§4): creating an org and reading one.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Answer, AppidQuery};
+use crate::domain::RuleError;
+use crate::domain::values::{self, OrgId, TeamId, UserId};
+use crate::http::AppState;
+use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::envelope::{ApiError, Reply};
+use crate::http::extract::{Authenticated, JsonBody};
+use crate::service::ServiceError;
+
+type CreatedOrgAnswer = Success<CreatedOrgData>;
+type OrgAnswer = Success<OrgData>;
+
+/// A new org and its owner.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "Acme", "user_id": 100000001}))]
+pub struct CreateOrgBody {
+    /// 1..64 characters after trimming.
+    #[schema(min_length = 1, max_length = 64)]
+    name: String,
+    /// A registered user (§7), who becomes the owner (role 1).
+    #[schema(value_type = i64)]
+    user_id: UserId,
+}
+
+/// The created org and its directory.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CreatedOrg, example = json!({"org_id": 60000000002_i64, "team_id": 2}))]
+pub struct CreatedOrgData {
+    #[schema(value_type = i64)]
+    org_id: OrgId,
+    #[schema(value_type = i64)]
+    team_id: TeamId,
+}
+
+failures!(CreateOrgFailures: authenticated_body;
+    RuleError::invalid("name must be 1 to 64 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+    ServiceError::OrgResourceExhausted,
+);
+
+/// Create an org (platform apps).
+///
+/// The org is on plan `business` with 10 admin seats; the user becomes its owner. A user may
+/// create at most 5 orgs (`org_resource_exhausted`). Team apps get `claim_error` (or
+/// `invalid_org_subscription` below `flagship`).
+#[utoipa::path(
+    post,
+    path = "/api/orgs",
+    tag = "orgs",
+    params(AppidQuery),
+    request_body = CreateOrgBody,
+    responses(
+        (status = 200, description = "The org was created.", body = CreatedOrgAnswer),
+        CreateOrgFailures,
+    ),
+)]
+pub async fn create_org(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    JsonBody(body): JsonBody<CreateOrgBody>,
+) -> Answer {
+    let name = values::org_name(&body.name)?;
+    let created = state
+        .service
+        .create_org(&caller, &name, body.user_id)
+        .await?;
+    Reply::data(&CreatedOrgData {
+        org_id: created.org_id,
+        team_id: created.team_id,
+    })
+}
+
+/// An org.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Org, example = json!({
+    "id": 60000000002_i64,
+    "name": "Acme",
+    "phone": "",
+    "current_user_role": 0,
+    "creator_id": 100000001,
+    "creator_name": "Ada",
+    "creator_avatar_url": "https://example.com/ada.png",
+    "team_id": 2
+}))]
+pub struct OrgData {
+    #[schema(value_type = i64)]
+    id: OrgId,
+    name: String,
+    phone: String,
+    /// Always 0 for app calls.
+    current_user_role: i64,
+    /// 0 for orgs created on the command line.
+    #[schema(value_type = i64)]
+    creator_id: UserId,
+    creator_name: String,
+    creator_avatar_url: String,
+    #[schema(value_type = i64)]
+    team_id: TeamId,
+}
+
+failures!(GetOrgFailures: authenticated;
+    ApiError::invalid("the request is malformed"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::OrgNotFound,
+);
+
+/// Get an org.
+///
+/// Team apps reach only their own org, on plan `flagship`; platform apps the orgs they created.
+#[utoipa::path(
+    get,
+    path = "/api/orgs/{org_id}",
+    tag = "orgs",
+    params(("org_id" = i64, Path, description = "The org's id."), AppidQuery),
+    responses(
+        (status = 200, description = "The org.", body = OrgAnswer),
+        GetOrgFailures,
+    ),
+)]
+pub async fn get_org(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(org_id): Path<OrgId>,
+) -> Answer {
+    let org = state.service.get_org(&caller, org_id).await?;
+    Reply::data(&OrgData {
+        id: org.id,
+        name: org.name,
+        phone: org.phone,
+        current_user_role: 0,
+        creator_id: org.creator_id,
+        creator_name: org.creator_name,
+        creator_avatar_url: org.creator_avatar_url,
+        team_id: org.team_id,
+    })
+}
