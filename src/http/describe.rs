@@ -137,7 +137,7 @@ impl PartialSchema for Failure {
                 ObjectBuilder::new()
                     .schema_type(Type::String)
                     .description(Some(
-                        "The class of the failure; it decides the HTTP status.",
+                        "The class of the failure (one of the reference service's codes).",
                     )),
             )
             .required("code")
@@ -207,6 +207,7 @@ pub fn anonymous() -> Vec<ApiError> {
 pub fn authenticated() -> Vec<ApiError> {
     let mut errors = vec![
         ApiError::invalid("access_token is given more than once"),
+        ServiceError::MissingAccessToken.into(),
         ServiceError::InvalidAccessToken.into(),
         ServiceError::AccessTokenExpired.into(),
         ServiceError::RateLimited {

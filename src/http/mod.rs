@@ -6,12 +6,14 @@
 mod describe;
 pub mod envelope;
 pub mod extract;
+mod form;
 mod json;
 mod openapi;
 mod routes;
 mod server;
 mod time;
 
+pub use envelope::{Code, HttpStatus};
 pub use server::{ConnectionSettings, serve};
 
 use std::sync::Arc;
@@ -37,6 +39,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Largest accepted snapshot for the sync route, in bytes after decompression.
     pub sync_body_limit: usize,
+    /// HTTP 200 for every enveloped answer (the default), or the mapped statuses.
+    pub http_status: HttpStatus,
 }
 
 impl Default for HttpSettings {
@@ -45,6 +49,7 @@ impl Default for HttpSettings {
             time_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             body_limit: 1024 * 1024,
             sync_body_limit: 512 * 1024 * 1024,
+            http_status: HttpStatus::default(),
         }
     }
 }
@@ -66,6 +71,7 @@ impl AppState {
 /// Every route of the contract, wrapped in the envelope middleware.
 pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
     let body_limit = settings.body_limit;
+    let http_status = settings.http_status;
     let state = AppState {
         service,
         settings: Arc::new(settings),
@@ -75,6 +81,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         router
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
+        http_status,
     )
 }
 
@@ -95,10 +102,13 @@ async fn run_writes_to_completion(request: Request, next: Next) -> Response {
 }
 
 /// Wrap routes so that every response, a panic's included, gets the envelope and a log line.
-fn with_envelope(router: Router) -> Router {
+fn with_envelope(router: Router, http_status: HttpStatus) -> Router {
     router
         .layer(CatchPanicLayer::custom(envelope::panic_response))
-        .layer(axum::middleware::from_fn(envelope::envelope_middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            http_status,
+            envelope::envelope_middleware,
+        ))
 }
 
 #[cfg(test)]
@@ -112,8 +122,11 @@ mod tests {
 
     use super::*;
 
-    fn with_write_guard(router: Router) -> Router {
-        with_envelope(router.layer(axum::middleware::from_fn(run_writes_to_completion)))
+    fn with_write_guard(router: Router, http_status: HttpStatus) -> Router {
+        with_envelope(
+            router.layer(axum::middleware::from_fn(run_writes_to_completion)),
+            http_status,
+        )
     }
 
     #[tokio::test]
@@ -122,28 +135,33 @@ mod tests {
             panic!("a bug")
         }
         // A read runs in the request's own task, a write in a task of its own.
-        let app = with_write_guard(Router::new().route("/boom", get(boom).post(boom)));
-        for request in [Request::get("/boom"), Request::post("/boom")] {
-            let response = app
-                .clone()
-                .oneshot(request.body(Body::empty()).expect("request"))
-                .await
-                .expect("response");
-            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            let header = response.headers()["x-request-id"]
-                .to_str()
-                .expect("ascii")
-                .to_owned();
-            let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
-            let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(body["code"], "Internal");
-            assert_eq!(body["error"]["type"], "internal");
-            assert_eq!(body["data"], serde_json::json!({}));
-            assert_eq!(body["request_id"], header.as_str());
-            assert!(
-                !body.to_string().contains("a bug"),
-                "panic details must not leak"
-            );
+        for (mode, status) in [
+            (HttpStatus::Ok, StatusCode::OK),
+            (HttpStatus::Mapped, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let app = with_write_guard(Router::new().route("/boom", get(boom).post(boom)), mode);
+            for request in [Request::get("/boom"), Request::post("/boom")] {
+                let response = app
+                    .clone()
+                    .oneshot(request.body(Body::empty()).expect("request"))
+                    .await
+                    .expect("response");
+                assert_eq!(response.status(), status);
+                let header = response.headers()["x-request-id"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned();
+                let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+                let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                assert_eq!(body["code"], "InternalServerError");
+                assert_eq!(body["error"]["type"], "internal_error");
+                assert_eq!(body["data"], serde_json::json!({}));
+                assert_eq!(body["request_id"], header.as_str());
+                assert!(
+                    !body.to_string().contains("a bug"),
+                    "panic details must not leak"
+                );
+            }
         }
     }
 
@@ -156,7 +174,10 @@ mod tests {
             DONE.store(true, Ordering::SeqCst);
             StatusCode::OK
         }
-        let app = with_write_guard(Router::new().route("/write", post(slow_write)));
+        let app = with_write_guard(
+            Router::new().route("/write", post(slow_write)),
+            HttpStatus::Ok,
+        );
         let request = Request::post("/write")
             .body(Body::empty())
             .expect("request");

@@ -24,6 +24,8 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use utoipa::openapi::response::Response as ResponseDoc;
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Required};
@@ -42,6 +44,7 @@ fn described() -> OpenApiRouter<AppState> {
         .merge(routes::resources())
         .routes(routes!(openapi_json));
     add_security(described.get_openapi_mut());
+    fold_failures_into_200(described.get_openapi_mut());
     described
 }
 
@@ -139,6 +142,93 @@ impl Modify for SecuritySchemes {
             ),
         );
     }
+}
+
+/// The document describes the default mode, where every enveloped answer is HTTP 200: each
+/// operation's failures, declared at their mapped statuses, are folded into its 200 answer,
+/// whose description names the status each failure has with `--http-status mapped`. Only
+/// `/healthz`'s 503 keeps its status in both modes.
+fn fold_failures_into_200(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            let statuses: Vec<String> = responses
+                .keys()
+                .filter(|status| *status != "200" && *status != "503")
+                .cloned()
+                .collect();
+            let failures: Vec<(String, RefOr<ResponseDoc>)> = statuses
+                .into_iter()
+                .filter_map(|status| {
+                    let response = responses.remove(&status)?;
+                    Some((status, response))
+                })
+                .collect();
+            let Some(RefOr::T(success)) = responses.get_mut("200") else {
+                continue;
+            };
+            let Some(RefOr::T(content)) = success.content.get_mut("application/json") else {
+                continue;
+            };
+            let mut any_of = AnyOfBuilder::new();
+            if let Some(schema) = content.schema.take() {
+                any_of = any_of.item(schema);
+            }
+            let mut lines = Vec::new();
+            for (status, failure) in &failures {
+                let RefOr::T(failure) = failure else { continue };
+                for line in failure.description.split("\n\n") {
+                    lines.push(format!("{line} (HTTP {status} when mapped)"));
+                }
+                let Some(RefOr::T(failure_content)) = failure.content.get("application/json")
+                else {
+                    continue;
+                };
+                if let Some(schema) = &failure_content.schema {
+                    any_of = any_of.item(schema.clone());
+                }
+                for (name, example) in &failure_content.examples {
+                    let key = if content.examples.contains_key(name) {
+                        format!("{name} ({status})")
+                    } else {
+                        name.clone()
+                    };
+                    content.examples.insert(key, example.clone());
+                }
+                for (name, header) in &failure.headers {
+                    success
+                        .headers
+                        .entry(name.clone())
+                        .or_insert(header.clone());
+                }
+            }
+            if failures.is_empty() {
+                content.schema = any_of_first(any_of);
+                continue;
+            }
+            content.schema = Some(any_of.into());
+            success.description = format!(
+                "{}\n\nFailures, also HTTP 200 (their `code` is not `OK`):\n\n{}",
+                success.description,
+                lines.join("\n\n")
+            );
+        }
+    }
+}
+
+/// The only schema of a one-item `anyOf`, as it was.
+fn any_of_first(any_of: AnyOfBuilder) -> Option<RefOr<Schema>> {
+    let any_of = any_of.build();
+    any_of.items.into_iter().next()
 }
 
 /// The document, built once.

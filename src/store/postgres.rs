@@ -657,6 +657,24 @@ impl UserStore for PostgresStore {
         row.as_ref().map(user_of).transpose()
     }
 
+    async fn user_registered_by(
+        &self,
+        user_id: UserId,
+        appid: &str,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<bool> {
+        let row = sqlx::query(
+            "SELECT 1 FROM app_users JOIN apps ON apps.appid = app_users.appid \
+             WHERE app_users.user_id = $1 AND (apps.appid = $2 OR apps.org_id = $3) LIMIT 1",
+        )
+        .bind(user_id)
+        .bind(appid)
+        .bind(org_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn update_user(
         &self,
         appid: &str,

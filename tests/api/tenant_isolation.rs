@@ -218,3 +218,46 @@ async fn every_operation_listed_as_not_tenant_scoped_is_described() {
         }
     }
 }
+
+#[tokio::test]
+async fn another_tenants_users_answer_as_unknown_ids() {
+    let app = TestApp::spawn().await;
+    let victim = make_victim(&app).await;
+    let outsider = app
+        .team_api()
+        .await
+        .register("outsider", "Outsider", "")
+        .await
+        .user_id;
+
+    // A team app cannot add the victim's user, nor a user id that does not exist: the same
+    // answer for both.
+    let api = app.team_api().await;
+    let group = api.create_group(app.team_id, "Lab", 0).await;
+    for user in [victim.user, 999_999_999] {
+        let response = api.add_member(app.team_id, group, user, &json!({})).await;
+        assert_error(&response, 404, "NotFound", "contacts_user_not_found");
+    }
+    // A platform app cannot name another tenant's user (nor its own org's) as an org's creator.
+    let platform = app.create_platform_app("Partner").await;
+    let partner = app.login(&platform.appid, &platform.secret).await;
+    for user in [victim.user, outsider, 999_999_999] {
+        let response = partner
+            .post_json("/api/orgs", &json!({"name": "Taken", "user_id": user}))
+            .await;
+        assert_error(&response, 404, "NotFound", "user_not_found");
+    }
+    // Its own user it can; the org's team app then keeps working with that member, whom an
+    // app of another tenant (the platform app) registered.
+    let own = partner.register_user("partner-user").await;
+    let created = assert_ok(
+        &partner
+            .post_json("/api/orgs", &json!({"name": "Partnered", "user_id": own}))
+            .await,
+    );
+    let team = created["team_id"].as_i64().expect("team_id");
+    let lab = partner.create_group(team, "Lab", 0).await;
+    partner.add_member_ok(team, lab, own, None).await;
+    let listed = partner.members(team, lab, "").await;
+    assert_eq!(listed.ints("user_id"), vec![own]);
+}

@@ -51,12 +51,16 @@ impl GroupRow<'_> {
         self.created_at.write_json(json);
         let created_at = start..json.len();
         json.raw(",\"upd_at\":");
+        let start = json.len();
         if self.upd_at == self.created_at {
             // A group never changed since: the same text again, not formatted twice.
             json.copy(created_at);
         } else {
             self.upd_at.write_json(json);
         }
+        let upd_at = start..json.len();
+        json.raw(",\"updated_at\":");
+        json.copy(upd_at);
         json.raw("}");
     }
 }
@@ -186,6 +190,7 @@ mod tests {
                     is_valid: group.is_valid,
                     created_at: ApiTime::new(group.created_at, *offset),
                     upd_at: ApiTime::new(group.upd_at, *offset),
+                    updated_at: ApiTime::new(group.upd_at, *offset),
                 })
                 .collect();
             let by_serde = serde_json::to_vec(&ListData { list, total }).expect("serialize");

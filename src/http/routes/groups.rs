@@ -11,7 +11,7 @@ use crate::domain::directory::{GroupFilter, GroupView};
 use crate::domain::values::{self, GroupId, ROOT_GROUP, TeamId};
 use crate::http::describe::{Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, JsonBody, QueryParams};
+use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::http::{ApiTime, AppState};
 use crate::service::{GroupUpdate, NewGroupRequest, ServiceError};
 
@@ -39,7 +39,8 @@ fn order(raw: i64) -> Result<i64, ApiError> {
     "order": 0,
     "is_valid": true,
     "created_at": "2026-11-28T20:28:23+08:00",
-    "upd_at": "2026-11-28T20:28:23+08:00"
+    "upd_at": "2026-11-28T20:28:23+08:00",
+    "updated_at": "2026-11-28T20:28:23+08:00"
 }))]
 pub struct GroupData {
     #[schema(value_type = i64, minimum = 1, maximum = 4294967295_i64)]
@@ -68,6 +69,9 @@ pub struct GroupData {
     pub(super) created_at: ApiTime,
     #[schema(value_type = String, format = DateTime)]
     pub(super) upd_at: ApiTime,
+    /// The same time as `upd_at`, under the name a published client reads.
+    #[schema(value_type = String, format = DateTime)]
+    pub(super) updated_at: ApiTime,
 }
 
 impl GroupData {
@@ -85,6 +89,7 @@ impl GroupData {
             is_valid: group.is_valid,
             created_at: state.time(group.created_at),
             upd_at: state.time(group.upd_at),
+            updated_at: state.time(group.upd_at),
         }
     }
 }
@@ -287,7 +292,7 @@ pub async fn create_group(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(team_id): Path<TeamId>,
-    JsonBody(body): JsonBody<CreateGroupBody>,
+    RequestBody(body): RequestBody<CreateGroupBody>,
 ) -> Answer {
     let request = NewGroupRequest {
         name: values::group_name(&body.name)?,
@@ -363,7 +368,7 @@ pub async fn update_group(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path((team_id, group_id)): Path<(TeamId, GroupId)>,
-    JsonBody(body): JsonBody<UpdateGroupBody>,
+    RequestBody(body): RequestBody<UpdateGroupBody>,
 ) -> Answer {
     let update = GroupUpdate {
         name: values::group_name(&body.name)?,
@@ -422,7 +427,7 @@ pub async fn delete_groups(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(team_id): Path<TeamId>,
-    JsonBody(body): JsonBody<DeleteGroupsBody>,
+    RequestBody(body): RequestBody<DeleteGroupsBody>,
 ) -> Answer {
     state
         .service

@@ -5,16 +5,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{
-    Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, RoleCode, TeamPath,
+    Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, RolesQuery, TeamPath,
+    roles_of,
 };
 use crate::domain::RuleError;
 use crate::domain::directory::MemberFilter;
-use crate::domain::values::{self, GroupId, Role, TeamId, UserId};
+use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, TeamId, UserId};
 use crate::http::AppState;
 use crate::http::describe::{Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, JsonBody, MAX_ARRAY_ITEMS, QueryParams};
-use crate::service::{MemberUpdate, ServiceError};
+use crate::http::extract::{Authenticated, MAX_ARRAY_ITEMS, QueryParams, RequestBody};
+use crate::service::{MemberRow, MemberUpdate, ServiceError};
 
 type MemberListAnswer = Success<ListData<MemberData>>;
 
@@ -27,7 +28,9 @@ type MemberListAnswer = Success<ListData<MemberData>>;
     "avatar": "https://example.com/ada.png",
     "role": 4,
     "group_id": 1,
-    "group_full_name": "Demo/Sales"
+    "group_full_name": "Demo/Sales",
+    "is_org_creator": false,
+    "is_org_available": true
 }))]
 pub struct MemberData {
     #[schema(value_type = i64)]
@@ -45,9 +48,13 @@ pub struct MemberData {
     group_id: GroupId,
     /// That group's `full_name` (the team's name for 0).
     group_full_name: String,
+    /// The member is the org's owner (role 1).
+    is_org_creator: bool,
+    /// The member is active in the directory: `true` for every listed member.
+    is_org_available: bool,
 }
 
-/// The query of the member list (read by [`list_members`] and [`QueryParams::page`]).
+/// The query of the member list besides paging and roles (read by [`list_members`]).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(
@@ -55,9 +62,6 @@ pub struct MemberData {
     reason = "describes the query string; list_members reads it"
 )]
 pub struct ListMembersQuery {
-    /// Only members with one of these roles.
-    #[param(max_items = 1000, style = Form, explode, value_type = Option<Vec<RoleCode>>)]
-    roles: Option<Vec<i64>>,
     /// Also the members of every group below this one, once each (an extension).
     recursive: Option<bool>,
 }
@@ -83,6 +87,7 @@ failures!(ListMembersFailures: authenticated;
         ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
             description = "The group (`0` = the whole directory)."),
         PageQuery,
+        RolesQuery,
         ListMembersQuery,
         AppidQuery,
     ),
@@ -98,30 +103,21 @@ pub async fn list_members(
     Path((team_id, group_id)): Path<(TeamId, GroupId)>,
     query: QueryParams,
 ) -> Answer {
-    let roles = query
-        .array("roles")?
-        .map(|roles| {
-            roles
-                .iter()
-                .map(|raw| {
-                    raw.parse::<i64>()
-                        .ok()
-                        .and_then(Role::from_code)
-                        .ok_or_else(|| ApiError::invalid("roles must hold 1, 2, 3 or 4"))
-                })
-                .collect::<Result<Vec<Role>, ApiError>>()
-        })
-        .transpose()?;
     let filter = MemberFilter {
         group: values::group_id(group_id)?,
         recursive: query.flag("recursive")?,
-        roles,
+        roles: roles_of(&query)?,
     };
     let page = query.page()?;
     let (rows, total) = state
         .service
         .list_members(&caller, team_id, &filter, page)
         .await?;
+    member_page(rows, total)
+}
+
+/// A page of member rows as the contract shows them.
+fn member_page(rows: Vec<MemberRow>, total: u64) -> Answer {
     Reply::data(&ListData {
         list: rows
             .into_iter()
@@ -133,10 +129,52 @@ pub async fn list_members(
                 role: row.role.code(),
                 group_id: row.group_id,
                 group_full_name: row.group_full_name,
+                is_org_creator: row.role == Role::Owner,
+                is_org_available: true,
             })
             .collect(),
         total,
     })
+}
+
+failures!(ListTeamMembersFailures: authenticated;
+    ApiError::invalid("roles must hold 1, 2, 3 or 4"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::TeamNotFound,
+);
+
+/// List every member of a directory.
+///
+/// Every member once, exactly as the group `0` listing. Ordered by `user_id`.
+#[utoipa::path(
+    get,
+    path = "/api/contacts/teams/{team_id}/users",
+    tag = "members",
+    params(TeamPath, PageQuery, RolesQuery, AppidQuery),
+    responses(
+        (status = 200, description = "One page of members.",
+            body = MemberListAnswer),
+        ListTeamMembersFailures,
+    ),
+)]
+pub async fn list_team_members(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(team_id): Path<TeamId>,
+    query: QueryParams,
+) -> Answer {
+    let filter = MemberFilter {
+        group: ROOT_GROUP,
+        recursive: false,
+        roles: roles_of(&query)?,
+    };
+    let page = query.page()?;
+    let (rows, total) = state
+        .service
+        .list_members(&caller, team_id, &filter, page)
+        .await?;
+    member_page(rows, total)
 }
 
 /// How to add a member.
@@ -183,7 +221,7 @@ pub async fn add_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path((team_id, group_id, user_id)): Path<(TeamId, GroupId, UserId)>,
-    JsonBody(body): JsonBody<AddMemberBody>,
+    RequestBody(body): RequestBody<AddMemberBody>,
 ) -> Answer {
     let role = body
         .role
@@ -287,7 +325,7 @@ pub async fn update_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path((team_id, user_id)): Path<(TeamId, UserId)>,
-    JsonBody(body): JsonBody<UpdateMemberBody>,
+    RequestBody(body): RequestBody<UpdateMemberBody>,
 ) -> Answer {
     if body
         .group_ids

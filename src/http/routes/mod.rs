@@ -27,6 +27,8 @@ use utoipa_axum::routes;
 use super::AppState;
 use super::describe::{Empty, Success, anonymous, example_of, failures};
 use super::envelope::{ApiError, Reply};
+use super::extract::QueryParams;
+use crate::domain::values::Role;
 
 /// Every operation of the contract, with its description.
 pub fn resources() -> OpenApiRouter<AppState> {
@@ -43,6 +45,8 @@ pub fn resources() -> OpenApiRouter<AppState> {
         .routes(routes!(members::list_members))
         .routes(routes!(members::add_member, members::remove_member))
         .routes(routes!(members::update_member))
+        .routes(routes!(members::list_team_members))
+        .routes(routes!(orgs::list_org_members))
         .routes(routes!(health))
 }
 
@@ -87,6 +91,36 @@ pub struct PageQuery {
     /// Rows per page.
     #[param(minimum = 1, maximum = 1000, default = 10)]
     per_page: Option<i64>,
+}
+
+/// The `roles` filter of a member listing (read by [`roles_of`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; roles_of reads it")]
+pub struct RolesQuery {
+    /// Only members with one of these roles (none: every role). Also `roles[]=1&roles[]=2`,
+    /// `roles=1,2` or `roles=[1,2]`.
+    #[param(max_items = 1000, style = Form, explode, value_type = Option<Vec<RoleCode>>)]
+    roles: Option<Vec<i64>>,
+}
+
+/// The `roles` filter of a listing's query.
+fn roles_of(query: &QueryParams) -> Result<Option<Vec<Role>>, ApiError> {
+    query
+        .array("roles")?
+        .map(|roles| {
+            roles
+                .iter()
+                .map(|raw| {
+                    raw.trim()
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(Role::from_code)
+                        .ok_or_else(|| ApiError::invalid("roles must hold 1, 2, 3 or 4"))
+                })
+                .collect()
+        })
+        .transpose()
 }
 
 /// A member role in a filter: `1` owner, `2` team admin, `3` survey admin, `4` regular member.
@@ -183,7 +217,8 @@ failures!(HealthFailures: anonymous; ApiError::unavailable());
 
 /// Health: does the database answer?
 ///
-/// No authentication. HTTP 503 (`Internal`) when the database does not answer.
+/// No authentication. HTTP 503 (`InternalServerError`) when the database does not answer, in both
+/// HTTP status modes.
 #[utoipa::path(
     get,
     path = "/healthz",

@@ -4,13 +4,14 @@ use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Answer, AppidQuery};
+use super::{Answer, AppidQuery, ListData, PageQuery, RolesQuery, roles_of};
 use crate::domain::RuleError;
-use crate::domain::values::{self, OrgId, TeamId, UserId};
+use crate::domain::directory::MemberFilter;
+use crate::domain::values::{self, OrgId, ROOT_GROUP, TeamId, UserId};
 use crate::http::AppState;
 use crate::http::describe::{Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, JsonBody};
+use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::service::ServiceError;
 
 type CreatedOrgAnswer = Success<CreatedOrgData>;
@@ -65,7 +66,7 @@ failures!(CreateOrgFailures: authenticated_body;
 pub async fn create_org(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    JsonBody(body): JsonBody<CreateOrgBody>,
+    RequestBody(body): RequestBody<CreateOrgBody>,
 ) -> Answer {
     let name = values::org_name(&body.name)?;
     let created = state
@@ -141,5 +142,84 @@ pub async fn get_org(
         creator_name: org.creator_name,
         creator_avatar_url: org.creator_avatar_url,
         team_id: org.team_id,
+    })
+}
+
+/// A member of an org's directory, as the org listing shows it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = OrgMember, example = json!({
+    "user_id": 100000001,
+    "name": "Ada",
+    "avatar": "https://example.com/ada.png",
+    "role": 1
+}))]
+pub struct OrgMemberData {
+    #[schema(value_type = i64)]
+    user_id: UserId,
+    /// The directory-level nickname when set, else the user's own.
+    name: String,
+    /// The directory-level avatar when set, else the user's own.
+    avatar: String,
+    /// `1` owner, `2` team admin, `3` survey admin, `4` regular member.
+    #[schema(minimum = 1, maximum = 4)]
+    role: i64,
+}
+
+type OrgMemberListAnswer = Success<ListData<OrgMemberData>>;
+
+failures!(ListOrgMembersFailures: authenticated;
+    ApiError::invalid("roles must hold 1, 2, 3 or 4"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::OrgNotFound,
+);
+
+/// List the members of an org.
+///
+/// The members of the org's directory with the given roles (`roles[]=1&roles[]=2`: the owner
+/// and the team admins), ordered by `user_id`. The access and plan rules of `GET
+/// /api/orgs/{org_id}`.
+#[utoipa::path(
+    get,
+    path = "/api/orgs/{org_id}/users",
+    tag = "orgs",
+    params(
+        ("org_id" = i64, Path, description = "The org's id."),
+        PageQuery,
+        RolesQuery,
+        AppidQuery,
+    ),
+    responses(
+        (status = 200, description = "One page of members.", body = OrgMemberListAnswer),
+        ListOrgMembersFailures,
+    ),
+)]
+pub async fn list_org_members(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(org_id): Path<OrgId>,
+    query: QueryParams,
+) -> Answer {
+    let filter = MemberFilter {
+        group: ROOT_GROUP,
+        recursive: false,
+        roles: roles_of(&query)?,
+    };
+    let page = query.page()?;
+    let (rows, total) = state
+        .service
+        .list_org_members(&caller, org_id, &filter, page)
+        .await?;
+    Reply::data(&ListData {
+        list: rows
+            .into_iter()
+            .map(|row| OrgMemberData {
+                user_id: row.user_id,
+                name: row.name,
+                avatar: row.avatar,
+                role: row.role.code(),
+            })
+            .collect(),
+        total,
     })
 }

@@ -10,10 +10,11 @@ use crate::domain::values::{self, UserId};
 use crate::http::AppState;
 use crate::http::describe::{Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::Reply;
-use crate::http::extract::{Authenticated, JsonBody};
+use crate::http::extract::{Authenticated, RequestBody};
 use crate::service::ServiceError;
 
 type UserAnswer = Success<UserData>;
+type UserProfileAnswer = Success<UserProfileData>;
 
 /// A user to register under the app's own id for it.
 #[derive(Deserialize, ToSchema)]
@@ -65,7 +66,7 @@ failures!(RegisterUserFailures: authenticated_body;
 pub async fn register_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    JsonBody(body): JsonBody<RegisterUserBody>,
+    RequestBody(body): RequestBody<RegisterUserBody>,
 ) -> Answer {
     let openid = values::openid(&body.openid)?;
     let nickname = values::nickname(&body.nickname)?;
@@ -78,6 +79,26 @@ pub async fn register_user(
         user_id: user.user_id,
         respondent_id: user.respondent_id,
     })
+}
+
+/// A user as the app registered it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserProfile, example = json!({
+    "openid": "u-1001",
+    "user_id": 100000001,
+    "respondent_id": 500000001,
+    "nickname": "Ada",
+    "avatar": "https://example.com/ada.png"
+}))]
+pub struct UserProfileData {
+    /// The app's id for the user.
+    openid: String,
+    #[schema(value_type = i64)]
+    user_id: UserId,
+    /// The user's answering identity.
+    respondent_id: i64,
+    nickname: String,
+    avatar: String,
 }
 
 failures!(GetUserFailures: authenticated;
@@ -98,7 +119,7 @@ failures!(GetUserFailures: authenticated;
         AppidQuery,
     ),
     responses(
-        (status = 200, description = "The user.", body = UserAnswer),
+        (status = 200, description = "The user.", body = UserProfileAnswer),
         GetUserFailures,
     ),
 )]
@@ -109,9 +130,12 @@ pub async fn get_user(
 ) -> Answer {
     let openid = values::openid(&openid)?;
     let user = state.service.user_by_openid(&caller, &openid).await?;
-    Reply::data(&UserData {
+    Reply::data(&UserProfileData {
+        openid,
         user_id: user.user_id,
         respondent_id: user.respondent_id,
+        nickname: user.nickname,
+        avatar: user.avatar,
     })
 }
 
@@ -153,7 +177,7 @@ pub async fn update_user(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(openid): Path<String>,
-    JsonBody(body): JsonBody<UpdateUserBody>,
+    RequestBody(body): RequestBody<UpdateUserBody>,
 ) -> Answer {
     let openid = values::openid(&openid)?;
     let nickname = body.nickname.as_deref().map(values::nickname).transpose()?;
