@@ -175,8 +175,8 @@ impl ToSchema for Failure {}
 
 /// Declares `$name`, the failure answers of one operation, for `responses(...)` of its
 /// `#[utoipa::path]`: `failures!(Name: base; error, error, ...)` where `base` is a function
-/// giving the failures shared with other operations ([`authenticated`], [`authenticated_body`],
-/// [`anonymous`]) and each `error` converts into an [`ApiError`] (a `ServiceError`, a
+/// giving the failures shared with other operations ([`team`], [`team_body`], [`authenticated`],
+/// [`authenticated_body`], [`anonymous`]) and each `error` converts into an [`ApiError`] (a `ServiceError`, a
 /// `RuleError`, or an `ApiError`). List an operation's own `invalid_argument` first: the first
 /// error of each `error.type` gives the example.
 macro_rules! failures {
@@ -219,12 +219,35 @@ pub fn authenticated() -> Vec<ApiError> {
     errors
 }
 
-/// What any call with a token and a JSON body can fail with, besides its own failures.
-pub fn authenticated_body() -> Vec<ApiError> {
+/// What any call on a directory (`{team_id}`) can fail with, besides its own failures.
+pub fn team() -> Vec<ApiError> {
     let mut errors = vec![
+        ServiceError::Claim.into(),
+        ServiceError::Subscription.into(),
+        ServiceError::TeamNotFound.into(),
+    ];
+    errors.extend(authenticated());
+    errors
+}
+
+/// What any call on a directory with a body can fail with, besides its own failures.
+pub fn team_body() -> Vec<ApiError> {
+    let mut errors = body_errors();
+    errors.extend(team());
+    errors
+}
+
+/// A body that cannot be read.
+fn body_errors() -> Vec<ApiError> {
+    vec![
         ApiError::invalid("invalid JSON body: expected value at line 1 column 1"),
         ApiError::too_large(),
-    ];
+    ]
+}
+
+/// What any call with a token and a body can fail with, besides its own failures.
+pub fn authenticated_body() -> Vec<ApiError> {
+    let mut errors = body_errors();
     errors.extend(authenticated());
     errors
 }

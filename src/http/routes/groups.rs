@@ -9,11 +9,11 @@ use super::{Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, 
 use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView};
 use crate::domain::values::{self, GroupId, ROOT_GROUP, TeamId};
-use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::describe::{Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::http::{ApiTime, AppState};
-use crate::service::{GroupUpdate, NewGroupRequest, ServiceError};
+use crate::service::{GroupUpdate, NewGroupRequest};
 
 type CreatedGroupAnswer = Success<CreatedGroupData>;
 type GroupAnswer = Success<GroupData>;
@@ -155,11 +155,8 @@ pub struct ListGroupsQuery {
     keyword: Option<String>,
 }
 
-failures!(ListGroupsFailures: authenticated;
+failures!(ListGroupsFailures: team;
     ApiError::invalid("recursive needs parent_id"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::ParentGroupNotFound,
 );
 
@@ -201,11 +198,8 @@ pub async fn list_groups(
     Ok(Reply::json(page))
 }
 
-failures!(GetGroupFailures: authenticated;
+failures!(GetGroupFailures: team;
     ApiError::invalid("the request is malformed"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
 );
 
@@ -265,11 +259,8 @@ pub struct CreatedGroupData {
     name: String,
 }
 
-failures!(CreateGroupFailures: authenticated_body;
+failures!(CreateGroupFailures: team_body;
     RuleError::invalid("name must not contain '/'"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::ParentGroupNotFound,
     RuleError::DuplicatedRemoteId,
     RuleError::GroupTooDeep,
@@ -330,11 +321,8 @@ pub struct UpdateGroupBody {
     remote_id: Option<String>,
 }
 
-failures!(UpdateGroupFailures: authenticated_body;
+failures!(UpdateGroupFailures: team_body;
     RuleError::invalid("from_id is not the group's current parent"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
     RuleError::ParentGroupNotFound,
     RuleError::DuplicatedRemoteId,
@@ -397,11 +385,8 @@ pub struct DeleteGroupsBody {
     group_ids: Vec<GroupId>,
 }
 
-failures!(DeleteGroupsFailures: authenticated_body;
+failures!(DeleteGroupsFailures: team_body;
     RuleError::invalid("group_ids must hold 1 to 100 ids"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
     RuleError::DefaultGroupModified,
     RuleError::GroupNotEmpty,

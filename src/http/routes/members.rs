@@ -12,10 +12,10 @@ use crate::domain::RuleError;
 use crate::domain::directory::MemberFilter;
 use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, TeamId, UserId};
 use crate::http::AppState;
-use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::describe::{Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, MAX_ARRAY_ITEMS, QueryParams, RequestBody};
-use crate::service::{MemberRow, MemberUpdate, ServiceError};
+use crate::service::{MemberRow, MemberUpdate};
 
 type MemberListAnswer = Success<ListData<MemberData>>;
 
@@ -66,11 +66,8 @@ pub struct ListMembersQuery {
     recursive: Option<bool>,
 }
 
-failures!(ListMembersFailures: authenticated;
+failures!(ListMembersFailures: team;
     ApiError::invalid("roles must hold 1, 2, 3 or 4"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
 );
 
@@ -137,11 +134,8 @@ fn member_page(rows: Vec<MemberRow>, total: u64) -> Answer {
     })
 }
 
-failures!(ListTeamMembersFailures: authenticated;
+failures!(ListTeamMembersFailures: team;
     ApiError::invalid("roles must hold 1, 2, 3 or 4"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
 );
 
 /// List every member of a directory.
@@ -187,11 +181,8 @@ pub struct AddMemberBody {
     role: Option<i64>,
 }
 
-failures!(AddMemberFailures: authenticated_body;
+failures!(AddMemberFailures: team_body;
     RuleError::invalid("role must be 2, 3 or 4"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
     RuleError::ContactsUserNotFound,
     RuleError::ContactsUserExisted,
@@ -235,11 +226,8 @@ pub async fn add_member(
     Ok(Reply::empty())
 }
 
-failures!(RemoveMemberFailures: authenticated;
+failures!(RemoveMemberFailures: team;
     RuleError::invalid("the owner cannot be removed"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::GroupNotFound,
     RuleError::ContactsUserNotFound,
 );
@@ -295,11 +283,8 @@ pub struct UpdateMemberBody {
     role: Option<i64>,
 }
 
-failures!(UpdateMemberFailures: authenticated_body;
+failures!(UpdateMemberFailures: team_body;
     RuleError::invalid("the owner's role cannot change"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     RuleError::ContactsUserNotFound,
     RuleError::GroupNotFound,
     RuleError::ExceedUserLimit,

@@ -21,7 +21,7 @@ use crate::domain::sync::{
 };
 use crate::domain::values::TeamId;
 use crate::http::AppState;
-use crate::http::describe::{Success, authenticated_body, failures};
+use crate::http::describe::{Success, failures, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams};
 use crate::service::ServiceError;
@@ -293,16 +293,13 @@ pub struct SyncQuery {
     allow_mass_delete: Option<bool>,
 }
 
-failures!(SyncFailures: authenticated_body;
+failures!(SyncFailures: team_body;
     ServiceError::SyncRefused(SyncRefusal::Problems(vec![Problem {
         remote_id: Some("emea".to_owned()),
         openid: None,
         error_type: "parent_group_not_found",
         message: "no group has remote_id \"sales-eu\"".to_owned(),
     }])),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups: 60, members: 0 }),
 );
 
