@@ -3,6 +3,8 @@
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::Answer;
 use crate::http::AppState;
@@ -84,4 +86,9 @@ pub async fn issue_token(State(state): State<AppState>, query: QueryParams) -> A
         access_token: issued.access_token,
         expires_in: issued.expires_in,
     })
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(issue_token))
 }

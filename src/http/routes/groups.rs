@@ -3,6 +3,8 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::group_page::group_page_json;
 use super::{Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, TeamPath};
@@ -419,4 +421,12 @@ pub async fn delete_groups(
         .delete_groups(&caller, team_id, &body.group_ids)
         .await?;
     Ok(Reply::empty())
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_groups, create_group))
+        .routes(routes!(delete_groups))
+        .routes(routes!(get_group, update_group))
 }

@@ -3,6 +3,8 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{
     Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, RolesQuery, TeamPath,
@@ -333,4 +335,13 @@ pub async fn update_member(
         .update_member(&caller, team_id, user_id, &update)
         .await?;
     Ok(Reply::empty())
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_members))
+        .routes(routes!(add_member, remove_member))
+        .routes(routes!(update_member))
+        .routes(routes!(list_team_members))
 }

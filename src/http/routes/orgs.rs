@@ -3,6 +3,8 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Answer, AppidQuery, ListData, PageQuery, RolesQuery, roles_of};
 use crate::domain::RuleError;
@@ -222,4 +224,12 @@ pub async fn list_org_members(
             .collect(),
         total,
     })
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_org))
+        .routes(routes!(get_org))
+        .routes(routes!(list_org_members))
 }

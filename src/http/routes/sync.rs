@@ -14,6 +14,8 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{AppidQuery, TeamPath};
 use crate::domain::sync::{
@@ -394,4 +396,9 @@ pub async fn sync_directory(
         report: outcome.report,
         elapsed_ms: outcome.elapsed_ms,
     })
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sync_directory))
 }

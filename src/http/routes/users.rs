@@ -3,6 +3,8 @@
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Answer, AppidQuery, EmptyAnswer};
 use crate::domain::RuleError;
@@ -187,4 +189,11 @@ pub async fn update_user(
         .update_user(&caller, &openid, nickname.as_deref(), avatar.as_deref())
         .await?;
     Ok(Reply::empty())
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_user))
+        .routes(routes!(get_user, update_user))
 }
