@@ -135,7 +135,7 @@ struct ServeArgs {
     /// within this time.
     #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     read_cache_ms: u64,
-    /// Connections served at once; a connection beyond this is answered with HTTP 429.
+    /// Connections served at once; a connection beyond this is answered with `request_rate_limited`.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
