@@ -20,7 +20,7 @@ use crate::domain::sync::{
     Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
 };
 use crate::domain::values::{self, Role};
-use crate::http::{self, ConnectionSettings, HttpSettings};
+use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
 use crate::service::{Service, ServiceError, ServiceSettings};
 use crate::store;
 
@@ -129,13 +129,18 @@ struct ServeArgs {
     /// Largest snapshot the sync route accepts, in bytes after decompression.
     #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
     sync_body_limit: usize,
+    /// HTTP status of answers: `200` (every answer that carries the envelope is HTTP 200 and
+    /// its `code` tells success from failure, as the reference service's clients expect) or
+    /// `mapped` (400, 401, 403, 404, 409, 429, 500, ... by `code` and `error.type`).
+    #[arg(long, env = "CONTACTSD_HTTP_STATUS", default_value = "200")]
+    http_status: HttpStatus,
     /// Milliseconds a token's or a team's record, or a listed member's name, is trusted before
     /// the database is asked again (0 = ask on every call). Changes made through this process
     /// are seen at once; changes made by another process (a second server, the command line)
     /// within this time.
     #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     read_cache_ms: u64,
-    /// Connections served at once; a connection beyond this is answered with HTTP 429.
+    /// Connections served at once; a connection beyond this is answered with `request_rate_limited`.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
@@ -577,11 +582,13 @@ async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
         HttpSettings {
             time_offset: args.time_offset,
             sync_body_limit: args.sync_body_limit,
+            http_status: args.http_status,
             ..HttpSettings::default()
         },
     );
     let connections = ConnectionSettings {
         max_connections: args.max_connections as usize,
+        http_status: args.http_status,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         ..ConnectionSettings::default()

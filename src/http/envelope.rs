@@ -1,16 +1,21 @@
 //! The response envelope of §2, the mapping of every error to its `code`, `error.type` and
-//! HTTP status, and the middleware that gives each request its id and its log line.
+//! mapped HTTP status, and the middleware that gives each request its id and its log line.
 //!
 //! Handlers never write a body themselves: they return a [`Reply`] or an [`ApiError`], which
 //! leave an [`Outcome`] on the response; the middleware turns it into the envelope once the
 //! request id is known. A response without an outcome (an unknown route, a wrong method, a
 //! caught panic) is given one from its status, so every response has the envelope.
+//!
+//! Every answer carries its mapped HTTP status up to the middleware, which sends HTTP 200 for
+//! every enveloped answer in the default [`HttpStatus::Ok`] mode (what the reference service's
+//! clients expect) and the mapped status in [`HttpStatus::Mapped`] mode.
 
 use std::any::Any;
+use std::str::FromStr;
 use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -22,15 +27,84 @@ use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
 use crate::service::ServiceError;
 
+/// The `code` of an answer: the reference service's set (`RemoteServerError` aside, which
+/// nothing here can answer). This enum is the only place these strings exist, so no other code
+/// can reach a client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Code {
+    Ok,
+    InvalidArgument,
+    PermissionDenied,
+    NotFound,
+    AlreadyExists,
+    ResourceExhausted,
+    InternalServerError,
+    NoRoute,
+}
+
+impl Code {
+    /// Every code an answer can carry.
+    pub const ALL: [Code; 8] = [
+        Code::Ok,
+        Code::InvalidArgument,
+        Code::PermissionDenied,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::ResourceExhausted,
+        Code::InternalServerError,
+        Code::NoRoute,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Ok => "OK",
+            Code::InvalidArgument => "InvalidArgument",
+            Code::PermissionDenied => "PermissionDenied",
+            Code::NotFound => "NotFound",
+            Code::AlreadyExists => "AlreadyExists",
+            Code::ResourceExhausted => "ResourceExhausted",
+            Code::InternalServerError => "InternalServerError",
+            Code::NoRoute => "NoRoute",
+        }
+    }
+}
+
+/// The HTTP status of enveloped answers (§2).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum HttpStatus {
+    /// HTTP 200 for every enveloped answer; `code` tells success from failure (the default,
+    /// the Tencent Open API convention).
+    #[default]
+    Ok,
+    /// The status of the contract's "mapped HTTP" column (400, 401, 403, 404, 409, 429, ...).
+    Mapped,
+}
+
+impl FromStr for HttpStatus {
+    type Err = String;
+
+    fn from_str(raw: &str) -> Result<Self, Self::Err> {
+        match raw {
+            "200" | "ok" => Ok(HttpStatus::Ok),
+            "mapped" => Ok(HttpStatus::Mapped),
+            _ => Err(format!("{raw:?} is not an HTTP status mode: 200 or mapped")),
+        }
+    }
+}
+
 /// What a handler decided; rendered into the envelope by [`envelope_middleware`].
 #[derive(Debug, Clone)]
 struct Outcome {
-    code: &'static str,
+    code: Code,
     error_type: &'static str,
     /// A human-readable reason for failures (an extension of the envelope: `error.message`).
     message: Option<String>,
     data: JsonText,
 }
+
+/// Marks a response whose status is sent in both modes (`/healthz`).
+#[derive(Debug, Clone, Copy)]
+struct StatusInEveryMode;
 
 /// Details of an internal failure, logged under the request id and never sent.
 #[derive(Debug, Clone)]
@@ -61,7 +135,7 @@ impl IntoResponse for Reply {
     fn into_response(self) -> Response {
         let mut response = StatusCode::OK.into_response();
         response.extensions_mut().insert(Outcome {
-            code: "OK",
+            code: Code::Ok,
             error_type: "",
             message: None,
             data: self.0,
@@ -73,23 +147,21 @@ impl IntoResponse for Reply {
 /// A failed answer, with everything the envelope needs.
 #[derive(Debug)]
 pub struct ApiError {
+    /// The mapped status (sent as it is only in [`HttpStatus::Mapped`] mode).
     status: StatusCode,
-    code: &'static str,
+    code: Code,
     error_type: &'static str,
     message: String,
     retry_after_secs: Option<u64>,
     internal: Option<String>,
     /// Details for the client (only the sync extension sends any: `data.problems`).
     data: Option<Box<JsonText>>,
+    /// Sent with its status in both modes (only `/healthz` is).
+    status_in_every_mode: bool,
 }
 
 impl ApiError {
-    fn new(
-        status: StatusCode,
-        code: &'static str,
-        error_type: &'static str,
-        message: String,
-    ) -> Self {
+    fn new(status: StatusCode, code: Code, error_type: &'static str, message: String) -> Self {
         ApiError {
             status,
             code,
@@ -98,13 +170,14 @@ impl ApiError {
             retry_after_secs: None,
             internal: None,
             data: None,
+            status_in_every_mode: false,
         }
     }
 
     pub fn invalid(message: impl Into<String>) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
-            "InvalidArgument",
+            Code::InvalidArgument,
             "invalid_argument",
             message.into(),
         )
@@ -113,7 +186,7 @@ impl ApiError {
     pub fn too_large() -> ApiError {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
-            "InvalidArgument",
+            Code::InvalidArgument,
             "invalid_argument",
             "the request body is too large".to_owned(),
         )
@@ -123,7 +196,7 @@ impl ApiError {
     pub fn too_many_connections() -> ApiError {
         let mut error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
-            "ResourceExhausted",
+            Code::ResourceExhausted,
             "request_rate_limited",
             "the server has too many open connections; retry later".to_owned(),
         );
@@ -134,18 +207,25 @@ impl ApiError {
     pub fn internal(detail: String) -> ApiError {
         let mut error = ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "Internal",
-            "internal",
+            Code::InternalServerError,
+            "internal_error",
             "internal error".to_owned(),
         );
         error.internal = Some(detail);
         error
     }
 
+    /// `/healthz` when the database does not answer: HTTP 503 in both modes.
     pub fn unavailable() -> ApiError {
         let mut error = ApiError::internal("the database does not answer".to_owned());
         error.status = StatusCode::SERVICE_UNAVAILABLE;
+        error.status_in_every_mode = true;
         error
+    }
+
+    /// The envelope's `code`.
+    pub fn code(&self) -> Code {
+        self.code
     }
 }
 
@@ -155,26 +235,31 @@ impl From<RuleError> for ApiError {
         let message = error.to_string();
         let (status, code, error_type) = match error {
             RuleError::InvalidArgument(_) => {
-                (S::BAD_REQUEST, "InvalidArgument", "invalid_argument")
+                (S::BAD_REQUEST, Code::InvalidArgument, "invalid_argument")
             }
-            RuleError::GroupNotFound => (S::NOT_FOUND, "NotFound", "contacts_group_not_found"),
-            RuleError::ParentGroupNotFound => (S::NOT_FOUND, "NotFound", "parent_group_not_found"),
+            RuleError::GroupNotFound => (S::NOT_FOUND, Code::NotFound, "contacts_group_not_found"),
+            RuleError::ParentGroupNotFound => {
+                (S::NOT_FOUND, Code::NotFound, "parent_group_not_found")
+            }
             RuleError::ContactsUserNotFound => {
-                (S::NOT_FOUND, "NotFound", "contacts_user_not_found")
+                (S::NOT_FOUND, Code::NotFound, "contacts_user_not_found")
             }
-            RuleError::DuplicatedRemoteId => (S::CONFLICT, "AlreadyExists", "duplicated_remote_id"),
+            RuleError::DuplicatedRemoteId => {
+                (S::CONFLICT, Code::AlreadyExists, "duplicated_remote_id")
+            }
             RuleError::ContactsUserExisted => {
-                (S::CONFLICT, "AlreadyExists", "contacts_user_existed")
+                (S::CONFLICT, Code::AlreadyExists, "contacts_user_existed")
             }
-            RuleError::GroupTooDeep => (S::CONFLICT, "FailedPrecondition", "group_too_deep"),
+            // State conflicts: InvalidArgument in the reference code set, 409 when mapped.
+            RuleError::GroupTooDeep => (S::CONFLICT, Code::InvalidArgument, "group_too_deep"),
             RuleError::DefaultGroupModified => (
                 S::CONFLICT,
-                "FailedPrecondition",
+                Code::InvalidArgument,
                 "default_group_be_modified",
             ),
-            RuleError::GroupNotEmpty => (S::CONFLICT, "FailedPrecondition", "group_not_empty"),
-            RuleError::GroupCycle => (S::CONFLICT, "FailedPrecondition", "group_cycle"),
-            RuleError::ExceedUserLimit => (S::CONFLICT, "FailedPrecondition", "exceed_user_limit"),
+            RuleError::GroupNotEmpty => (S::CONFLICT, Code::InvalidArgument, "group_not_empty"),
+            RuleError::GroupCycle => (S::CONFLICT, Code::InvalidArgument, "group_cycle"),
+            RuleError::ExceedUserLimit => (S::CONFLICT, Code::InvalidArgument, "exceed_user_limit"),
         };
         ApiError::new(status, code, error_type, message)
     }
@@ -186,31 +271,35 @@ impl From<ServiceError> for ApiError {
         let message = error.to_string();
         let (status, code, error_type) = match error {
             ServiceError::Rule(rule) => return rule.into(),
-            ServiceError::InvalidAccessToken => {
-                (S::UNAUTHORIZED, "Unauthenticated", "invalid_access_token")
+            // Every token problem is one type, so that clients renew their token and retry.
+            ServiceError::MissingAccessToken
+            | ServiceError::InvalidAccessToken
+            | ServiceError::AccessTokenExpired => {
+                (S::UNAUTHORIZED, Code::PermissionDenied, "invalid_token")
             }
-            ServiceError::AccessTokenExpired => {
-                (S::UNAUTHORIZED, "Unauthenticated", "access_token_expired")
-            }
-            ServiceError::InvalidCredential => {
-                (S::UNAUTHORIZED, "Unauthenticated", "invalid_credential")
-            }
-            ServiceError::Claim => (S::FORBIDDEN, "PermissionDenied", "claim_error"),
-            ServiceError::Subscription => {
-                (S::FORBIDDEN, "PermissionDenied", "invalid_org_subscription")
-            }
-            ServiceError::TeamNotFound => (S::NOT_FOUND, "NotFound", "contacts_team_not_found"),
-            ServiceError::UserNotFound => (S::NOT_FOUND, "NotFound", "user_not_found"),
-            ServiceError::OrgNotFound => (S::NOT_FOUND, "NotFound", "org_not_found"),
+            ServiceError::InvalidCredential => (
+                S::UNAUTHORIZED,
+                Code::PermissionDenied,
+                "invalid_credential",
+            ),
+            ServiceError::Claim => (S::FORBIDDEN, Code::PermissionDenied, "claim_error"),
+            ServiceError::Subscription => (
+                S::FORBIDDEN,
+                Code::PermissionDenied,
+                "invalid_org_subscription",
+            ),
+            ServiceError::TeamNotFound => (S::NOT_FOUND, Code::NotFound, "contacts_team_not_found"),
+            ServiceError::UserNotFound => (S::NOT_FOUND, Code::NotFound, "user_not_found"),
+            ServiceError::OrgNotFound => (S::NOT_FOUND, Code::NotFound, "org_not_found"),
             ServiceError::OrgResourceExhausted => (
                 S::TOO_MANY_REQUESTS,
-                "ResourceExhausted",
+                Code::ResourceExhausted,
                 "org_resource_exhausted",
             ),
             ServiceError::RateLimited { retry_after_secs } => {
                 let mut error = ApiError::new(
                     S::TOO_MANY_REQUESTS,
-                    "ResourceExhausted",
+                    Code::ResourceExhausted,
                     "request_rate_limited",
                     message,
                 );
@@ -234,7 +323,7 @@ fn sync_refusal(refusal: SyncRefusal) -> ApiError {
         SyncRefusal::TooManyDeletes { groups, members } => (
             ApiError::new(
                 StatusCode::CONFLICT,
-                "FailedPrecondition",
+                Code::InvalidArgument,
                 "sync_deletes_too_many",
                 "the snapshot would delete too much; set allow_mass_delete to proceed".to_owned(),
             ),
@@ -248,6 +337,9 @@ fn sync_refusal(refusal: SyncRefusal) -> ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = self.status.into_response();
+        if self.status_in_every_mode {
+            response.extensions_mut().insert(StatusInEveryMode);
+        }
         if let Some(seconds) = self.retry_after_secs {
             response
                 .headers_mut()
@@ -270,23 +362,27 @@ impl IntoResponse for ApiError {
 /// the HTTP stack, a caught panic).
 fn outcome_from_status(status: StatusCode) -> Outcome {
     let (code, error_type, message) = match status {
-        StatusCode::NOT_FOUND => ("NotFound", "not_found", "no such route"),
+        StatusCode::NOT_FOUND => (Code::NoRoute, "no_route", "no such route"),
         StatusCode::METHOD_NOT_ALLOWED => (
-            "InvalidArgument",
-            "invalid_argument",
+            Code::NoRoute,
+            "no_route",
             "method not allowed on this route",
         ),
         StatusCode::PAYLOAD_TOO_LARGE => (
-            "InvalidArgument",
+            Code::InvalidArgument,
             "invalid_argument",
             "the request body is too large",
         ),
         status if status.is_client_error() => (
-            "InvalidArgument",
+            Code::InvalidArgument,
             "invalid_argument",
             "the request is malformed",
         ),
-        _ => ("Internal", "internal", "internal error"),
+        _ => (
+            Code::InternalServerError,
+            "internal_error",
+            "internal error",
+        ),
     };
     Outcome {
         code,
@@ -304,7 +400,7 @@ impl Outcome {
             self.data.as_bytes().len() + self.message.as_ref().map_or(0, String::len) + 128,
         );
         json.raw("{\"code\":");
-        json.str(self.code);
+        json.str(self.code.as_str());
         json.raw(",\"error\":{\"type\":");
         json.str(self.error_type);
         if let Some(message) = &self.message {
@@ -344,9 +440,14 @@ fn request_id_of(request: &Request) -> Uuid {
         .unwrap_or_else(Uuid::new_v4)
 }
 
-/// Gives every request its id, renders the envelope, and writes one log line per request.
-/// The query string is never logged: it carries secrets and tokens.
-pub async fn envelope_middleware(request: Request, next: Next) -> Response {
+/// Gives every request its id, renders the envelope (with HTTP 200 in [`HttpStatus::Ok`] mode),
+/// and writes one log line per request. The query string is never logged: it carries secrets
+/// and tokens.
+pub async fn envelope_middleware(
+    State(mode): State<HttpStatus>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = request_id_of(&request).to_string();
     let method = request.method().clone();
@@ -355,6 +456,7 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     let (mut parts, body) = response.into_parts();
     let outcome = parts.extensions.remove::<Outcome>();
+    let mut outcome_code = outcome.as_ref().map(|outcome| outcome.code);
     let response = match outcome {
         None if parts.status == StatusCode::OK => {
             // A handler that writes its own body (health, documents): pass it through.
@@ -362,7 +464,11 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
         }
         outcome => {
             let outcome = outcome.unwrap_or_else(|| outcome_from_status(parts.status));
+            outcome_code = Some(outcome.code);
             let bytes = outcome.envelope(&request_id);
+            if mode == HttpStatus::Ok && parts.extensions.get::<StatusInEveryMode>().is_none() {
+                parts.status = StatusCode::OK;
+            }
             parts.headers.insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("application/json"),
@@ -376,18 +482,19 @@ pub async fn envelope_middleware(request: Request, next: Next) -> Response {
         parts.headers.insert("x-request-id", value);
     }
     let status = parts.status.as_u16();
+    let code = outcome_code.map_or("-", Code::as_str);
     // Whole microseconds: an integer is written at a fraction of a float's cost, and this line
     // is written for every request.
     let elapsed_us = started.elapsed().as_micros() as u64;
     let route = matched.as_ref().map_or("-", MatchedPath::as_str);
     if let Some(InternalDetail(detail)) = parts.extensions.remove::<InternalDetail>() {
-        tracing::error!(%request_id, %method, %route, status, detail, "request failed");
+        tracing::error!(%request_id, %method, %route, status, code, detail, "request failed");
     }
-    tracing::info!(%request_id, %method, %route, status, elapsed_us, "request");
+    tracing::info!(%request_id, %method, %route, status, code, elapsed_us, "request");
     Response::from_parts(parts, body)
 }
 
-/// Turns a caught panic into an `Internal` answer; the middleware logs it with the request id.
+/// Turns a caught panic into an `InternalServerError` answer; the middleware logs it with the request id.
 pub fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
     let detail = panic
         .downcast_ref::<String>()

@@ -1,4 +1,5 @@
-//! Reading requests: query strings (with the array forms of §1), JSON bodies, and the caller.
+//! Reading requests: query strings (with the array forms of §1), bodies (JSON or forms), and
+//! the caller.
 //!
 //! Every failure here is an [`ApiError`] in the contract's envelope, never axum's plain-text
 //! rejections.
@@ -14,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::envelope::ApiError;
+use super::form::from_form;
 use crate::domain::access::Caller;
 use crate::domain::values::Page;
 
@@ -210,14 +212,22 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// A JSON body, with every failure (malformed, wrong type, too large) in the envelope.
-/// An empty body reads as `{}` so that bodies whose fields are all optional may be left out.
-pub struct JsonBody<T>(pub T);
+/// A body of a POST call, JSON or form-urlencoded (§1), with every failure (malformed, wrong
+/// type, too large) in the envelope and naming the field. `Content-Type` decides; without one
+/// (or with another), a body whose first non-blank byte is `{` is JSON, else a form. An empty
+/// body reads as `{}` so that bodies whose fields are all optional may be left out.
+pub struct RequestBody<T>(pub T);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for RequestBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default();
         let bytes = Bytes::from_request(request, state)
             .await
             .map_err(|rejection| {
@@ -227,15 +237,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                     ApiError::invalid("the request body could not be read")
                 }
             })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+        let first = bytes.iter().find(|byte| !byte.is_ascii_whitespace());
+        let Some(first) = first else {
+            return read_json(b"{}");
         };
-        serde_json::from_slice(bytes)
-            .map(JsonBody)
-            .map_err(|error| ApiError::invalid(format!("invalid JSON body: {error}")))
+        let form = if content_type.starts_with("application/x-www-form-urlencoded") {
+            true
+        } else if content_type.contains("json") {
+            false
+        } else {
+            *first != b'{'
+        };
+        if form {
+            from_form(&bytes)
+                .map(RequestBody)
+                .map_err(|error| ApiError::invalid(format!("invalid form body: {error}")))
+        } else {
+            read_json(&bytes)
+        }
     }
+}
+
+fn read_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<RequestBody<T>, ApiError> {
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut deserializer)
+        .map(RequestBody)
+        .map_err(|error| {
+            let path = error.path().to_string();
+            let error = error.into_inner();
+            if path == "." {
+                ApiError::invalid(format!("invalid JSON body: {error}"))
+            } else {
+                ApiError::invalid(format!("invalid JSON body: {path}: {error}"))
+            }
+        })
 }
 
 #[cfg(test)]

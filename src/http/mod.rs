@@ -3,15 +3,17 @@
 //! Handlers are thin: read the request ([`extract`]), call the [`Service`], shape the answer
 //! ([`envelope`]). Nothing here knows about SQL.
 
+mod describe;
 pub mod envelope;
 pub mod extract;
+mod form;
 mod json;
 mod openapi;
 mod routes;
 mod server;
-pub mod sync;
 mod time;
 
+pub use envelope::{Code, HttpStatus};
 pub use server::{ConnectionSettings, serve};
 
 use std::sync::Arc;
@@ -21,10 +23,10 @@ use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use chrono::FixedOffset;
 use tower_http::catch_panic::CatchPanicLayer;
 
+pub use self::routes::sync;
 pub use self::time::ApiTime;
 use crate::service::Service;
 
@@ -37,6 +39,8 @@ pub struct HttpSettings {
     pub body_limit: usize,
     /// Largest accepted snapshot for the sync route, in bytes after decompression.
     pub sync_body_limit: usize,
+    /// HTTP 200 for every enveloped answer (the default), or the mapped statuses.
+    pub http_status: HttpStatus,
 }
 
 impl Default for HttpSettings {
@@ -45,6 +49,7 @@ impl Default for HttpSettings {
             time_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             body_limit: 1024 * 1024,
             sync_body_limit: 512 * 1024 * 1024,
+            http_status: HttpStatus::default(),
         }
     }
 }
@@ -66,54 +71,17 @@ impl AppState {
 /// Every route of the contract, wrapped in the envelope middleware.
 pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
     let body_limit = settings.body_limit;
+    let http_status = settings.http_status;
     let state = AppState {
         service,
         settings: Arc::new(settings),
     };
-    let router = Router::new()
-        .route("/healthz", get(routes::health))
-        .route("/api/oauth2/access_token", get(routes::issue_token))
-        .route("/api/orgs", post(routes::create_org))
-        .route("/api/orgs/{org_id}", get(routes::get_org))
-        .route("/api/sso/users", post(routes::register_user))
-        .route(
-            "/api/sso/users/{openid}",
-            get(routes::get_user).post(routes::update_user),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups",
-            get(routes::list_groups).post(routes::create_group),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/sync",
-            post(sync::sync_directory),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/batch_delete",
-            post(routes::delete_groups),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}",
-            get(routes::get_group).post(routes::update_group),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users",
-            get(routes::list_members),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
-            post(routes::add_member).delete(routes::remove_member),
-        )
-        .route(
-            "/api/contacts/teams/{team_id}/users/{user_id}",
-            post(routes::update_member),
-        )
-        .merge(openapi::routes())
-        .with_state(state);
+    let router = openapi::router().with_state(state);
     with_envelope(
         router
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
+        http_status,
     )
 }
 
@@ -134,10 +102,13 @@ async fn run_writes_to_completion(request: Request, next: Next) -> Response {
 }
 
 /// Wrap routes so that every response, a panic's included, gets the envelope and a log line.
-fn with_envelope(router: Router) -> Router {
+fn with_envelope(router: Router, http_status: HttpStatus) -> Router {
     router
         .layer(CatchPanicLayer::custom(envelope::panic_response))
-        .layer(axum::middleware::from_fn(envelope::envelope_middleware))
+        .layer(axum::middleware::from_fn_with_state(
+            http_status,
+            envelope::envelope_middleware,
+        ))
 }
 
 #[cfg(test)]
@@ -146,12 +117,16 @@ mod fuzzing;
 #[cfg(test)]
 mod tests {
     use axum::body::{Body, to_bytes};
+    use axum::routing::{get, post};
     use tower::ServiceExt;
 
     use super::*;
 
-    fn with_write_guard(router: Router) -> Router {
-        with_envelope(router.layer(axum::middleware::from_fn(run_writes_to_completion)))
+    fn with_write_guard(router: Router, http_status: HttpStatus) -> Router {
+        with_envelope(
+            router.layer(axum::middleware::from_fn(run_writes_to_completion)),
+            http_status,
+        )
     }
 
     #[tokio::test]
@@ -160,28 +135,33 @@ mod tests {
             panic!("a bug")
         }
         // A read runs in the request's own task, a write in a task of its own.
-        let app = with_write_guard(Router::new().route("/boom", get(boom).post(boom)));
-        for request in [Request::get("/boom"), Request::post("/boom")] {
-            let response = app
-                .clone()
-                .oneshot(request.body(Body::empty()).expect("request"))
-                .await
-                .expect("response");
-            assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-            let header = response.headers()["x-request-id"]
-                .to_str()
-                .expect("ascii")
-                .to_owned();
-            let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
-            let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
-            assert_eq!(body["code"], "Internal");
-            assert_eq!(body["error"]["type"], "internal");
-            assert_eq!(body["data"], serde_json::json!({}));
-            assert_eq!(body["request_id"], header.as_str());
-            assert!(
-                !body.to_string().contains("a bug"),
-                "panic details must not leak"
-            );
+        for (mode, status) in [
+            (HttpStatus::Ok, StatusCode::OK),
+            (HttpStatus::Mapped, StatusCode::INTERNAL_SERVER_ERROR),
+        ] {
+            let app = with_write_guard(Router::new().route("/boom", get(boom).post(boom)), mode);
+            for request in [Request::get("/boom"), Request::post("/boom")] {
+                let response = app
+                    .clone()
+                    .oneshot(request.body(Body::empty()).expect("request"))
+                    .await
+                    .expect("response");
+                assert_eq!(response.status(), status);
+                let header = response.headers()["x-request-id"]
+                    .to_str()
+                    .expect("ascii")
+                    .to_owned();
+                let body = to_bytes(response.into_body(), 1 << 16).await.expect("body");
+                let body: serde_json::Value = serde_json::from_slice(&body).expect("json");
+                assert_eq!(body["code"], "InternalServerError");
+                assert_eq!(body["error"]["type"], "internal_error");
+                assert_eq!(body["data"], serde_json::json!({}));
+                assert_eq!(body["request_id"], header.as_str());
+                assert!(
+                    !body.to_string().contains("a bug"),
+                    "panic details must not leak"
+                );
+            }
         }
     }
 
@@ -194,7 +174,10 @@ mod tests {
             DONE.store(true, Ordering::SeqCst);
             StatusCode::OK
         }
-        let app = with_write_guard(Router::new().route("/write", post(slow_write)));
+        let app = with_write_guard(
+            Router::new().route("/write", post(slow_write)),
+            HttpStatus::Ok,
+        );
         let request = Request::post("/write")
             .body(Body::empty())
             .expect("request");

@@ -4,9 +4,12 @@
 //! The document is generated from the code, so it cannot drift from it:
 //! - every handler carries `#[utoipa::path(...)]` with its parameters, body and answers, and the
 //!   body and data structs derive their schemas;
+//! - [`super::routes::resources`] registers each handler with the router and its description
+//!   with the document in one step; this module only adds the document's own parts (title,
+//!   tags, security schemes) and its pages;
 //! - the failures of an operation are listed next to its handler as error values
-//!   ([`failures!`]); their HTTP status, `code`, `error.type`, message and example body are
-//!   rendered from those values by the real error mapping and envelope code
+//!   ([`super::describe`]); their HTTP status, `code`, `error.type`, message and example body
+//!   are rendered from those values by the real error mapping and envelope code
 //!   ([`super::envelope`]), so the document shows what the server answers;
 //! - the contract tests compare the document with a committed snapshot, check that every route
 //!   of the router is described, and `scripts/schemathesis` fuzzes a live server against it.
@@ -14,9 +17,6 @@
 //! The docs page is Swagger UI, whose files are compiled into the binary (no network at run
 //! time; the `vendored` build of `utoipa-swagger-ui` needs none at build time either).
 
-use std::borrow::Cow;
-use std::collections::BTreeMap;
-use std::marker::PhantomData;
 use std::sync::{Arc, LazyLock};
 
 use axum::Router;
@@ -24,30 +24,41 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use serde_json::{Value, json};
-use utoipa::openapi::example::ExampleBuilder;
-use utoipa::openapi::header::HeaderBuilder;
-use utoipa::openapi::schema::{
-    AllOfBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, SchemaType, Type,
-};
+use utoipa::openapi::response::Response as ResponseDoc;
+use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{RefOr, Required};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::AppState;
-use super::envelope::{self, ApiError};
-use super::routes;
-use crate::service::ServiceError;
+use super::describe::{Empty, Failure};
+use super::envelope::ApiError;
+use super::routes::{self, RoleCode};
 
-/// The request id shown in examples.
-const EXAMPLE_REQUEST_ID: &str = "8f0c5b1e-6a0f-4c55-9d1e-2f7b8c3a9d40";
+/// The operations of the contract and this document, described.
+fn described() -> OpenApiRouter<AppState> {
+    let mut described = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(routes::resources())
+        .routes(routes!(openapi_json));
+    add_security(described.get_openapi_mut());
+    fold_failures_into_200(described.get_openapi_mut());
+    described
+}
 
-/// The routes of the description and its page (outside the contract's operations).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/openapi.json", get(openapi_json))
+/// Every route: the contract's operations, this document and its page.
+pub fn router() -> Router<AppState> {
+    let (router, _) = described().split_for_parts();
+    router
         .route("/docs", get(docs_page))
         .route("/docs/{*file}", get(docs_file))
+}
+
+/// The document the server describes itself with.
+pub fn document() -> utoipa::openapi::OpenApi {
+    described().into_openapi()
 }
 
 #[derive(OpenApi)]
@@ -56,27 +67,7 @@ pub fn routes() -> Router<AppState> {
         title = "contactsd",
         description = include_str!("openapi.md"),
     ),
-    paths(
-        routes::issue_token,
-        routes::create_org,
-        routes::get_org,
-        routes::register_user,
-        routes::get_user,
-        routes::update_user,
-        routes::list_groups,
-        routes::create_group,
-        routes::get_group,
-        routes::update_group,
-        routes::delete_groups,
-        routes::list_members,
-        routes::add_member,
-        routes::remove_member,
-        routes::update_member,
-        super::sync::sync_directory,
-        routes::health,
-        openapi_json,
-    ),
-    components(schemas(Failure, Empty, routes::RoleCode)),
+    components(schemas(Failure, Empty, RoleCode)),
     modifiers(&SecuritySchemes),
     tags(
         (name = "tokens", description = "App credentials and access tokens (§3)."),
@@ -93,6 +84,38 @@ pub struct ApiDoc;
 /// The two ways to present a token: `?access_token=` (with `appid`, as the reference service
 /// expects) or an `Authorization: Bearer` header (an extension).
 struct SecuritySchemes;
+
+/// Every operation that takes an optional `appid` beside its token ([`routes::AppidQuery`])
+/// accepts either way of presenting the token (the token call's `appid` is required).
+fn add_security(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let takes_token = operation
+                .parameters
+                .iter()
+                .flatten()
+                .any(|parameter| {
+                    matches!(parameter, RefOr::T(parameter)
+                        if parameter.name == "appid" && matches!(parameter.required, Required::False))
+                });
+            if takes_token && operation.security.is_none() {
+                operation.security = Some(vec![
+                    SecurityRequirement::new("access_token", Vec::<String>::new()),
+                    SecurityRequirement::new("bearer", Vec::<String>::new()),
+                ]);
+            }
+        }
+    }
+}
 
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -121,10 +144,97 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The document describes the default mode, where every enveloped answer is HTTP 200: each
+/// operation's failures, declared at their mapped statuses, are folded into its 200 answer,
+/// whose description names the status each failure has with `--http-status mapped`. Only
+/// `/healthz`'s 503 keeps its status in both modes.
+fn fold_failures_into_200(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let responses = &mut operation.responses.responses;
+            let statuses: Vec<String> = responses
+                .keys()
+                .filter(|status| *status != "200" && *status != "503")
+                .cloned()
+                .collect();
+            let failures: Vec<(String, RefOr<ResponseDoc>)> = statuses
+                .into_iter()
+                .filter_map(|status| {
+                    let response = responses.remove(&status)?;
+                    Some((status, response))
+                })
+                .collect();
+            let Some(RefOr::T(success)) = responses.get_mut("200") else {
+                continue;
+            };
+            let Some(RefOr::T(content)) = success.content.get_mut("application/json") else {
+                continue;
+            };
+            let mut any_of = AnyOfBuilder::new();
+            if let Some(schema) = content.schema.take() {
+                any_of = any_of.item(schema);
+            }
+            let mut lines = Vec::new();
+            for (status, failure) in &failures {
+                let RefOr::T(failure) = failure else { continue };
+                for line in failure.description.split("\n\n") {
+                    lines.push(format!("{line} (HTTP {status} when mapped)"));
+                }
+                let Some(RefOr::T(failure_content)) = failure.content.get("application/json")
+                else {
+                    continue;
+                };
+                if let Some(schema) = &failure_content.schema {
+                    any_of = any_of.item(schema.clone());
+                }
+                for (name, example) in &failure_content.examples {
+                    let key = if content.examples.contains_key(name) {
+                        format!("{name} ({status})")
+                    } else {
+                        name.clone()
+                    };
+                    content.examples.insert(key, example.clone());
+                }
+                for (name, header) in &failure.headers {
+                    success
+                        .headers
+                        .entry(name.clone())
+                        .or_insert(header.clone());
+                }
+            }
+            if failures.is_empty() {
+                content.schema = any_of_first(any_of);
+                continue;
+            }
+            content.schema = Some(any_of.into());
+            success.description = format!(
+                "{}\n\nFailures, also HTTP 200 (their `code` is not `OK`):\n\n{}",
+                success.description,
+                lines.join("\n\n")
+            );
+        }
+    }
+}
+
+/// The only schema of a one-item `anyOf`, as it was.
+fn any_of_first(any_of: AnyOfBuilder) -> Option<RefOr<Schema>> {
+    let any_of = any_of.build();
+    any_of.items.into_iter().next()
+}
+
 /// The document, built once.
 static DOCUMENT: LazyLock<Vec<u8>> = LazyLock::new(|| {
     // Serializing a document of plain maps and strings cannot fail.
-    ApiDoc::openapi().to_json().unwrap_or_default().into_bytes()
+    document().to_json().unwrap_or_default().into_bytes()
 });
 
 /// This OpenAPI 3.1 document.
@@ -211,316 +321,4 @@ async fn docs_file(Path(file): Path<String>) -> Response {
         Ok(None) => StatusCode::NOT_FOUND.into_response(),
         Err(error) => ApiError::internal(format!("docs file {file:?}: {error}")).into_response(),
     }
-}
-
-// ----- schemas of the envelope ----------------------------------------------------------------
-
-fn string_enum<I: IntoIterator<Item = S>, S: Into<Value>>(values: I) -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .enum_values(Some(values))
-}
-
-fn request_id_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .format(Some(SchemaFormat::Custom("uuid".to_owned())))
-        .description(Some(
-            "The request's id, also in the `x-request-id` header (an incoming valid UUID there \
-             is reused).",
-        ))
-}
-
-/// `data: {}`: a write that returns nothing.
-pub struct Empty;
-
-impl PartialSchema for Empty {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .max_properties(Some(0))
-            .description(Some("Always `{}`."))
-            .examples([json!({})])
-            .into()
-    }
-}
-
-impl ToSchema for Empty {}
-
-/// The envelope of a successful answer whose `data` is a `T`.
-pub struct Success<T>(PhantomData<T>);
-
-/// The example of a schema, if it has one.
-pub fn example_of(schema: &RefOr<Schema>) -> Option<Value> {
-    match schema {
-        RefOr::T(Schema::Object(object)) => object
-            .examples
-            .first()
-            .cloned()
-            .or_else(|| object.example.clone()),
-        RefOr::T(Schema::AllOf(all_of)) => all_of
-            .examples
-            .first()
-            .cloned()
-            .or_else(|| all_of.example.clone()),
-        _ => None,
-    }
-}
-
-impl<T: ToSchema> PartialSchema for Success<T> {
-    fn schema() -> RefOr<Schema> {
-        let data: RefOr<Schema> = Ref::from_schema_name(T::name()).into();
-        let example = example_of(&T::schema()).map(|data| {
-            json!({"code": "OK", "error": {"type": ""}, "data": data, "request_id": EXAMPLE_REQUEST_ID})
-        });
-        ObjectBuilder::new()
-            .examples(example)
-            .schema_type(Type::Object)
-            .description(Some(
-                "A successful answer: `code` is `OK` and `error.type` is empty.",
-            ))
-            .property("code", string_enum(["OK"]))
-            .required("code")
-            .property(
-                "error",
-                ObjectBuilder::new()
-                    .schema_type(Type::Object)
-                    .property("type", string_enum([""]))
-                    .required("type"),
-            )
-            .required("error")
-            .property("data", data)
-            .required("data")
-            .property("request_id", request_id_schema())
-            .required("request_id")
-            .into()
-    }
-}
-
-impl<T: ToSchema> ToSchema for Success<T> {
-    fn name() -> Cow<'static, str> {
-        Cow::Owned(format!("{}Answer", T::name()))
-    }
-
-    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
-        schemas.push((T::name().into_owned(), T::schema()));
-        T::schemas(schemas);
-    }
-}
-
-/// The envelope of a failure. Each operation narrows `code` and `error.type` to the values it
-/// can answer with at each status.
-pub struct Failure;
-
-impl PartialSchema for Failure {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Object)
-            .description(Some(
-                "A failed answer: `code` is the class, `error.type` the precise reason, \
-                 `error.message` a sentence for people (an extension), and `data` is `{}` \
-                 (a refused sync puts its details there).",
-            ))
-            .property(
-                "code",
-                ObjectBuilder::new()
-                    .schema_type(Type::String)
-                    .description(Some(
-                        "The class of the failure; it decides the HTTP status.",
-                    )),
-            )
-            .required("code")
-            .property(
-                "error",
-                ObjectBuilder::new()
-                    .schema_type(Type::Object)
-                    .property(
-                        "type",
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .description(Some("The precise reason.")),
-                    )
-                    .required("type")
-                    .property(
-                        "message",
-                        ObjectBuilder::new()
-                            .schema_type(Type::String)
-                            .description(Some("A human-readable sentence; no internal details.")),
-                    )
-                    .required("message"),
-            )
-            .required("error")
-            .property("data", ObjectBuilder::new().schema_type(Type::Object))
-            .required("data")
-            .property("request_id", request_id_schema())
-            .required("request_id")
-            .into()
-    }
-}
-
-impl ToSchema for Failure {}
-
-// ----- failures -------------------------------------------------------------------------------
-
-/// Declares `$name`, the failure answers of one operation, for `responses(...)` of its
-/// `#[utoipa::path]`: `failures!(Name: base; error, error, ...)` where `base` is a function
-/// giving the failures shared with other operations ([`authenticated`], [`authenticated_body`],
-/// [`anonymous`]) and each `error` converts into an [`ApiError`] (a `ServiceError`, a
-/// `RuleError`, or an `ApiError`). List an operation's own `invalid_argument` first: the first
-/// error of each `error.type` gives the example.
-macro_rules! failures {
-    ($name:ident: $base:path; $($error:expr),* $(,)?) => {
-        #[doc = concat!("The failures of `", stringify!($name), "` (see `openapi::failures!`).")]
-        pub enum $name {}
-
-        impl utoipa::IntoResponses for $name {
-            fn responses() -> std::collections::BTreeMap<
-                String,
-                utoipa::openapi::RefOr<utoipa::openapi::response::Response>,
-            > {
-                let mut errors: Vec<$crate::http::envelope::ApiError> = vec![$($error.into()),*];
-                errors.extend($base());
-                $crate::http::openapi::failure_responses(errors)
-            }
-        }
-    };
-}
-pub(crate) use failures;
-
-/// What any call can fail with: a bug or a database failure.
-pub fn anonymous() -> Vec<ApiError> {
-    vec![ApiError::internal(String::new())]
-}
-
-/// What any call with a token can fail with, besides its own failures.
-pub fn authenticated() -> Vec<ApiError> {
-    let mut errors = vec![
-        ApiError::invalid("access_token is given more than once"),
-        ServiceError::InvalidAccessToken.into(),
-        ServiceError::AccessTokenExpired.into(),
-        ServiceError::RateLimited {
-            retry_after_secs: 1,
-        }
-        .into(),
-    ];
-    errors.extend(anonymous());
-    errors
-}
-
-/// What any call with a token and a JSON body can fail with, besides its own failures.
-pub fn authenticated_body() -> Vec<ApiError> {
-    let mut errors = vec![
-        ApiError::invalid("invalid JSON body: expected value at line 1 column 1"),
-        ApiError::too_large(),
-    ];
-    errors.extend(authenticated());
-    errors
-}
-
-/// One failure as the server renders it.
-struct Rendered {
-    status: StatusCode,
-    code: String,
-    error_type: String,
-    message: String,
-    retry_after: bool,
-    body: Value,
-}
-
-fn render(error: ApiError) -> Rendered {
-    let response = error.into_response();
-    let body = envelope::rendered(&response, EXAMPLE_REQUEST_ID);
-    let text = |pointer: &str| {
-        body.pointer(pointer)
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned()
-    };
-    Rendered {
-        status: response.status(),
-        code: text("/code"),
-        error_type: text("/error/type"),
-        message: text("/error/message"),
-        retry_after: response.headers().contains_key(header::RETRY_AFTER),
-        body,
-    }
-}
-
-/// The responses of a list of failures: one per HTTP status, whose schema narrows `code` and
-/// `error.type` to the values listed, with one example per `error.type`.
-pub fn failure_responses(
-    errors: Vec<ApiError>,
-) -> BTreeMap<String, RefOr<utoipa::openapi::response::Response>> {
-    let mut by_status: BTreeMap<u16, Vec<Rendered>> = BTreeMap::new();
-    for error in errors {
-        let rendered = render(error);
-        let same = by_status.entry(rendered.status.as_u16()).or_default();
-        if !same.iter().any(|r| r.error_type == rendered.error_type) {
-            same.push(rendered);
-        }
-    }
-    by_status
-        .into_iter()
-        .map(|(status, rendered)| (status.to_string(), failure_response(&rendered).into()))
-        .collect()
-}
-
-fn failure_response(rendered: &[Rendered]) -> utoipa::openapi::response::Response {
-    let mut codes: Vec<&str> = Vec::new();
-    for r in rendered {
-        if !codes.contains(&r.code.as_str()) {
-            codes.push(&r.code);
-        }
-    }
-    let types: Vec<&str> = rendered.iter().map(|r| r.error_type.as_str()).collect();
-    let mut narrowed = ObjectBuilder::new()
-        .property("code", string_enum(codes.clone()))
-        .property(
-            "error",
-            ObjectBuilder::new().property("type", string_enum(types)),
-        );
-    if rendered
-        .iter()
-        .all(|r| r.body.get("data") == Some(&json!({})))
-    {
-        narrowed = narrowed.property("data", ObjectBuilder::new().max_properties(Some(0)));
-    }
-    let schema = AllOfBuilder::new()
-        .item(Ref::from_schema_name(Failure::name()))
-        .item(narrowed);
-    let description = rendered
-        .iter()
-        .map(|r| format!("`{}` / `{}`: {}.", r.code, r.error_type, r.message))
-        .collect::<Vec<_>>()
-        .join("\n\n");
-    let content = ContentBuilder::new()
-        .schema(Some(schema))
-        .examples_from_iter(rendered.iter().map(|r| {
-            (
-                r.error_type.clone(),
-                ExampleBuilder::new()
-                    .summary(format!("{} / {}", r.code, r.error_type))
-                    .value(Some(r.body.clone())),
-            )
-        }))
-        .build();
-    let mut response = ResponseBuilder::new()
-        .description(description)
-        .content("application/json", content);
-    if rendered.iter().any(|r| r.retry_after) {
-        response = response.header(
-            "Retry-After",
-            HeaderBuilder::new()
-                .schema(Some(
-                    ObjectBuilder::new()
-                        .schema_type(SchemaType::new(Type::Integer))
-                        .minimum(Some(1)),
-                ))
-                .description(Some(
-                    "Seconds to wait before the next call (with `request_rate_limited`).",
-                ))
-                .build(),
-        );
-    }
-    response.build()
 }

@@ -24,14 +24,18 @@ use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower_http::timeout::RequestBodyTimeoutLayer;
 
-use super::envelope::ApiError;
+use super::envelope::{ApiError, HttpStatus};
 use super::with_envelope;
 
 /// Limits of the connection layer.
 #[derive(Debug, Clone)]
 pub struct ConnectionSettings {
-    /// Connections served at once; more are answered with HTTP 429 and closed.
+    /// Connections served at once; more are answered with `request_rate_limited` and closed.
     pub max_connections: usize,
+    /// The HTTP status of that answer, as for the router's ([`HttpSettings::http_status`]).
+    ///
+    /// [`HttpSettings::http_status`]: super::HttpSettings::http_status
+    pub http_status: HttpStatus,
     /// Time a client has to send a request head (and an idle kept-alive connection to send
     /// its next one).
     pub header_read_timeout: Duration,
@@ -45,6 +49,7 @@ impl Default for ConnectionSettings {
     fn default() -> Self {
         ConnectionSettings {
             max_connections: 1024,
+            http_status: HttpStatus::default(),
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
@@ -67,8 +72,10 @@ pub async fn serve(
     let app = TowerToHyperService::new(
         router.layer(RequestBodyTimeoutLayer::new(settings.body_read_timeout)),
     );
-    let refusal =
-        TowerToHyperService::new(with_envelope(Router::new().fallback(too_many_connections)));
+    let refusal = TowerToHyperService::new(with_envelope(
+        Router::new().fallback(too_many_connections),
+        settings.http_status,
+    ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);

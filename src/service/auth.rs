@@ -139,7 +139,10 @@ impl Service {
     /// The app behind `token`, if the token is its latest and has not expired, and the app is
     /// within its call rate. `appid`, when given, must name the same app.
     pub async fn authenticate(&self, token: &str, appid: Option<&str>) -> ServiceResult<Caller> {
-        if token.is_empty() || token.len() > 256 {
+        if token.is_empty() {
+            return Err(ServiceError::MissingAccessToken);
+        }
+        if token.len() > 256 {
             return Err(ServiceError::InvalidAccessToken);
         }
         let digest = digest(token);

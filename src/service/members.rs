@@ -55,7 +55,9 @@ impl Service {
             }))
     }
 
-    /// Add a registered user to `group_id` (0 = the root), joining the directory if needed.
+    /// Add a user to `group_id` (0 = the root), joining the directory if needed. The user must
+    /// be one the caller's tenant registered ([`Service::is_tenant_user`]) or already a member
+    /// here; any other id answers as an unknown one.
     pub async fn add_member(
         &self,
         caller: &Caller,
@@ -65,10 +67,15 @@ impl Service {
         role: Role,
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
-        if self.store.user(user_id).await?.is_none() {
+        let member = self.store.member_details(team_id, user_id).await?;
+        if member.is_none() && !self.is_tenant_user(caller, user_id).await? {
             return Err(crate::domain::RuleError::ContactsUserNotFound.into());
         }
-        let details = self.details_of(team_id, user_id).await?;
+        let details = member.unwrap_or(MemberDetails {
+            role: Role::Member,
+            nickname: String::new(),
+            avatar: String::new(),
+        });
         self.directories
             .write(&*self.store, &team, |d| {
                 let admission = d.check_admission(user_id, group_id, role)?;

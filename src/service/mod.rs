@@ -72,9 +72,11 @@ impl Default for ServiceSettings {
 pub enum ServiceError {
     #[error(transparent)]
     Rule(#[from] RuleError),
-    #[error("invalid access token")]
+    #[error("no access token was given")]
+    MissingAccessToken,
+    #[error("the access token is unknown, malformed, of another app, or superseded by a newer one")]
     InvalidAccessToken,
-    #[error("access token expired")]
+    #[error("the access token has expired")]
     AccessTokenExpired,
     #[error("invalid credential")]
     InvalidCredential,

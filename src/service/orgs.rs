@@ -1,8 +1,9 @@
 //! Orgs (§4): created by platform apps through the API, or by an operator on the command line.
 
-use super::{Credentials, Service, ServiceError, ServiceResult, unix_now};
+use super::{Credentials, MemberRow, Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::{AppScope, Caller, Plan};
-use crate::domain::values::{OrgId, TeamId, UserId};
+use crate::domain::directory::MemberFilter;
+use crate::domain::values::{OrgId, Page, TeamId, UserId};
 use crate::store::{NewOrg, OrgCreation};
 
 /// How many orgs one user may create through the API.
@@ -52,7 +53,8 @@ impl Service {
         if !caller.is_platform() {
             return Err(ServiceError::Claim);
         }
-        if self.store.user(user_id).await?.is_none() {
+        // Only a user this app registered: another tenant's user answers as an unknown id.
+        if !self.is_tenant_user(caller, user_id).await? {
             return Err(ServiceError::UserNotFound);
         }
         let creation = self
@@ -93,6 +95,19 @@ impl Service {
             creator_avatar_url: org.creator_avatar,
             team_id: org.access.team_id,
         })
+    }
+
+    /// `GET /api/orgs/{id}/users`: the members of the org's directory, with the access and
+    /// plan rules of [`Service::get_org`].
+    pub async fn list_org_members(
+        &self,
+        caller: &Caller,
+        org_id: OrgId,
+        filter: &MemberFilter,
+        page: Page,
+    ) -> ServiceResult<(Vec<MemberRow>, u64)> {
+        let org = self.get_org(caller, org_id).await?;
+        self.list_members(caller, org.team_id, filter, page).await
     }
 
     /// `admin create-org`: an org, its directory, and a team app for it.

@@ -2,6 +2,7 @@
 
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::{AppScope, Caller, Plan};
+use crate::domain::values::UserId;
 use crate::store::UserRecord;
 
 impl Service {
@@ -31,6 +32,23 @@ impl Service {
         Ok(self
             .store
             .register_user(&caller.appid, openid, nickname, avatar, unix_now())
+            .await?)
+    }
+
+    /// Whether the caller's tenant registered the user: for a team app, any app of its org;
+    /// for a platform app, itself (§3).
+    pub(super) async fn is_tenant_user(
+        &self,
+        caller: &Caller,
+        user_id: UserId,
+    ) -> ServiceResult<bool> {
+        let org_id = match caller.scope {
+            AppScope::Team(org_id) => Some(org_id),
+            AppScope::Platform => None,
+        };
+        Ok(self
+            .store
+            .user_registered_by(user_id, &caller.appid, org_id)
             .await?)
     }
 

@@ -202,6 +202,13 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<UserRecord>;
     async fn user_by_openid(&self, appid: &str, openid: &str) -> StoreResult<Option<UserRecord>>;
     async fn user(&self, user_id: UserId) -> StoreResult<Option<UserRecord>>;
+    /// Whether `appid`, or an app of `org_id`, registered the user (a tenant's own users).
+    async fn user_registered_by(
+        &self,
+        user_id: UserId,
+        appid: &str,
+        org_id: Option<OrgId>,
+    ) -> StoreResult<bool>;
     /// Returns `false` when the app has no such openid.
     async fn update_user(
         &self,

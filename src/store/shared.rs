@@ -300,6 +300,25 @@ macro_rules! impl_store {
                     .await?)
                 }
 
+                async fn user_registered_by(
+                    &self,
+                    user_id: UserId,
+                    appid: &str,
+                    org_id: Option<OrgId>,
+                ) -> StoreResult<bool> {
+                    let row: Option<(i32,)> = sqlx::query_as(
+                        "SELECT 1 FROM app_users JOIN apps ON apps.appid = app_users.appid \
+                         WHERE app_users.user_id = $1 AND (apps.appid = $2 OR apps.org_id = $3) \
+                         LIMIT 1",
+                    )
+                    .bind(user_id)
+                    .bind(appid)
+                    .bind(org_id)
+                    .fetch_optional(self.reads())
+                    .await?;
+                    Ok(row.is_some())
+                }
+
                 async fn update_user(
                     &self,
                     appid: &str,

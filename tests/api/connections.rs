@@ -4,12 +4,12 @@
 
 use std::time::{Duration, Instant};
 
-use contactsd::http::ConnectionSettings;
+use contactsd::http::{ConnectionSettings, HttpStatus};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{TestApp, assert_error, groups_path};
+use crate::helpers::{TestApp, assert_error, groups_path, test_http_status};
 
 fn tight(max_connections: usize) -> ConnectionSettings {
     ConnectionSettings {
@@ -85,7 +85,11 @@ async fn a_body_that_stalls_fails_the_request_in_the_envelope() {
     let answer = read_until_closed(&mut stream, Duration::from_secs(5))
         .await
         .expect("the server must answer a stalled body");
-    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    let status = match test_http_status() {
+        HttpStatus::Mapped => "HTTP/1.1 400",
+        HttpStatus::Ok => "HTTP/1.1 200",
+    };
+    assert!(answer.starts_with(status), "{answer}");
     let body = &answer[answer.find("\r\n\r\n").map_or(0, |at| at + 4)..];
     let body: Value = serde_json::from_str(body).expect("an envelope");
     assert_eq!(body["code"], "InvalidArgument");
@@ -119,7 +123,7 @@ async fn connections_beyond_the_limit_get_a_clear_429_and_others_go_on() {
             .send(reqwest::Client::new().get(app.url("/api/orgs/1")))
             .await;
         if response.status != 429 {
-            assert_error(&response, 401, "Unauthenticated", "invalid_access_token");
+            assert_error(&response, 401, "PermissionDenied", "invalid_token");
             break;
         }
         assert!(Instant::now() < deadline, "the limit was never released");

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// The group fields of §5, no more, no less.
-const GROUP_FIELDS: [&str; 11] = [
+const GROUP_FIELDS: [&str; 12] = [
     "id",
     "team_id",
     "parent_id",
@@ -22,6 +22,7 @@ const GROUP_FIELDS: [&str; 11] = [
     "is_valid",
     "created_at",
     "upd_at",
+    "updated_at",
 ];
 
 /// A small tree, created in this order:
@@ -704,7 +705,7 @@ async fn a_create_beyond_the_maximum_depth_is_group_too_deep() {
     let response = api
         .try_create_group(team, &json!({"name": "D4", "parent_id": d3}))
         .await;
-    assert_error(&response, 409, "FailedPrecondition", "group_too_deep");
+    assert_error(&response, 409, "InvalidArgument", "group_too_deep");
     assert_eq!(api.list_groups(team, "").await.total, 3);
 }
 
@@ -860,7 +861,7 @@ async fn moving_a_group_under_itself_or_a_descendant_is_group_cycle() {
         let response = api
             .update_group(team, t.a, &json!({"name": "A", "to_id": target}))
             .await;
-        assert_error(&response, 409, "FailedPrecondition", "group_cycle");
+        assert_error(&response, 409, "InvalidArgument", "group_cycle");
     }
     assert_eq!(api.group(team, t.a).await["parent_id"], 0);
     assert_eq!(api.group(team, t.a2x).await["full_name"], "Acme/A/A2/A2x");
@@ -882,7 +883,7 @@ async fn a_move_that_puts_any_group_of_the_subtree_too_deep_is_group_too_deep() 
     let response = api
         .update_group(team, x, &json!({"name": "X", "to_id": y}))
         .await;
-    assert_error(&response, 409, "FailedPrecondition", "group_too_deep");
+    assert_error(&response, 409, "InvalidArgument", "group_too_deep");
     assert_eq!(api.group(team, x).await["parent_id"], 0);
     assert_eq!(api.group(team, x2).await["full_name"], "Acme/X/X1/X2");
 
@@ -905,7 +906,7 @@ async fn the_default_group_cannot_be_renamed_or_moved() {
         assert_error(
             &response,
             409,
-            "FailedPrecondition",
+            "InvalidArgument",
             "default_group_be_modified",
         );
     }
@@ -1024,7 +1025,7 @@ async fn batch_delete_of_a_group_with_a_child_outside_the_batch_is_group_not_emp
     let t = tree(&api, team).await;
 
     let response = api.delete_groups(team, &[t.c, t.a2]).await;
-    assert_error(&response, 409, "FailedPrecondition", "group_not_empty");
+    assert_error(&response, 409, "InvalidArgument", "group_not_empty");
     assert_eq!(api.list_groups(team, "per_page=100").await.total, 7);
 
     // A parent deleted together with its whole subtree is fine, in any order.
@@ -1043,7 +1044,7 @@ async fn batch_delete_with_the_default_group_is_default_group_be_modified() {
     assert_error(
         &response,
         409,
-        "FailedPrecondition",
+        "InvalidArgument",
         "default_group_be_modified",
     );
     assert_eq!(api.list_groups(team, "").await.ints("id"), vec![g]);

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset, SecondsFormat};
 use contactsd::domain::access::Plan;
-use contactsd::http::{ConnectionSettings, HttpSettings, router};
+use contactsd::http::{ConnectionSettings, HttpSettings, HttpStatus, router};
 use contactsd::service::{Service, ServiceSettings};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
@@ -117,7 +117,17 @@ pub struct TestAppBuilder {
 
 impl TestAppBuilder {
     pub fn connections(mut self, connections: ConnectionSettings) -> Self {
-        self.connections = connections;
+        self.connections = ConnectionSettings {
+            http_status: self.http.http_status,
+            ..connections
+        };
+        self
+    }
+
+    /// Answer in this HTTP status mode, whatever `CONTACTSD_TEST_HTTP_STATUS` says.
+    pub fn http_status(mut self, mode: HttpStatus) -> Self {
+        self.http.http_status = mode;
+        self.connections.http_status = mode;
         self
     }
 
@@ -239,6 +249,9 @@ pub struct TestApp {
 pub struct ApiResponse {
     /// `METHOD path` of the request, for failure messages.
     pub request: String,
+    /// The answer's status in mapped mode: the HTTP status itself in that mode; in the default
+    /// mode, where every answer is HTTP 200, the status its `code` and `error.type` map to.
+    /// Either way the real status was checked against the envelope.
     pub status: u16,
     pub headers: HeaderMap,
     pub body: Value,
@@ -262,8 +275,14 @@ impl TestApp {
                 token_rate_limit: 0,
                 ..ServiceSettings::default()
             },
-            http: HttpSettings::default(),
-            connections: ConnectionSettings::default(),
+            http: HttpSettings {
+                http_status: test_http_status(),
+                ..HttpSettings::default()
+            },
+            connections: ConnectionSettings {
+                http_status: test_http_status(),
+                ..ConnectionSettings::default()
+            },
             plan: Plan::Business,
             admin_seats: 10,
         }
@@ -350,7 +369,7 @@ impl TestApp {
                 String::from_utf8_lossy(&bytes)
             )
         });
-        check_envelope(&described, status, &headers, &body);
+        let status = check_envelope(&described, status, &headers, &body, self.http.http_status);
         ApiResponse {
             request: described,
             status,
@@ -421,7 +440,64 @@ impl TestApp {
 
 /// The checks every answer must pass, whatever the test expects of it.
 #[track_caller]
-fn check_envelope(request: &str, status: u16, headers: &HeaderMap, body: &Value) {
+/// The contract's table (§2): the HTTP status of an answer in mapped mode, judged by its
+/// `code` and `error.type` (and, where one pair has two statuses, its message), with the
+/// statuses its code may have.
+fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [u16]) {
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    let allowed: &'static [u16] = match code {
+        "OK" => &[200],
+        "InvalidArgument" => &[400, 409, 413],
+        "PermissionDenied" => &[401, 403],
+        "NotFound" => &[404],
+        "AlreadyExists" => &[409],
+        "ResourceExhausted" => &[429],
+        "InternalServerError" => &[500, 503],
+        "NoRoute" => &[404, 405],
+        other => panic!("{code:?} is not a code of the reference set ({other})"),
+    };
+    let status = match error_type {
+        "" => 200,
+        "invalid_argument" if message.contains("too large") => 413,
+        "invalid_argument" => 400,
+        "group_too_deep"
+        | "default_group_be_modified"
+        | "group_not_empty"
+        | "group_cycle"
+        | "exceed_user_limit"
+        | "sync_deletes_too_many" => 409,
+        "invalid_token" | "invalid_credential" => 401,
+        "claim_error" | "invalid_org_subscription" => 403,
+        "duplicated_remote_id" | "contacts_user_existed" => 409,
+        "request_rate_limited" | "org_resource_exhausted" => 429,
+        "internal_error" if message.contains("database does not answer") => 503,
+        "internal_error" => 500,
+        "no_route" if message.contains("method not allowed") => 405,
+        "no_route" => 404,
+        other if other.ends_with("_not_found") => 404,
+        other => panic!("{other:?} is not an error type of the contract"),
+    };
+    (status, allowed)
+}
+
+/// The HTTP status mode of test apps: the default (`200`), or `mapped` when
+/// `CONTACTSD_TEST_HTTP_STATUS=mapped` (CI runs the suite in both).
+pub fn test_http_status() -> HttpStatus {
+    match std::env::var("CONTACTSD_TEST_HTTP_STATUS").as_deref() {
+        Ok("mapped") => HttpStatus::Mapped,
+        _ => HttpStatus::Ok,
+    }
+}
+
+/// Checks the envelope and the HTTP status of an answer; returns the status the answer has in
+/// mapped mode, which tests judge (in the default mode every answer is HTTP 200).
+fn check_envelope(
+    request: &str,
+    status: u16,
+    headers: &HeaderMap,
+    body: &Value,
+    mode: HttpStatus,
+) -> u16 {
     let context = || format!("{request}: answer {status} {body}");
     let object = body
         .as_object()
@@ -463,20 +539,21 @@ fn check_envelope(request: &str, status: u16, headers: &HeaderMap, body: &Value)
         "{}: x-request-id header differs from the body's request_id",
         context()
     );
-    let statuses: &[u16] = match code {
-        "OK" => &[200],
-        "InvalidArgument" => &[400, 405, 413],
-        "Unauthenticated" => &[401],
-        "PermissionDenied" => &[403],
-        "NotFound" => &[404],
-        "AlreadyExists" | "FailedPrecondition" => &[409],
-        "ResourceExhausted" => &[429],
-        "Internal" => &[500],
-        other => panic!("{}: unknown code {other:?}", context()),
+    let (mapped, allowed) = mapped_status(code, error_type, body);
+    let expected = if request.ends_with("/healthz") || mode == HttpStatus::Mapped {
+        mapped
+    } else {
+        200
     };
     assert!(
-        statuses.contains(&status),
-        "{}: HTTP status does not follow code {code}",
+        allowed.contains(&mapped),
+        "{}: {code}/{error_type} is not a pair of the contract's table",
+        context()
+    );
+    assert_eq!(
+        status,
+        expected,
+        "{}: HTTP status in {mode:?} mode does not follow {code}/{error_type}",
         context()
     );
     if code == "OK" {
@@ -498,6 +575,7 @@ fn check_envelope(request: &str, status: u16, headers: &HeaderMap, body: &Value)
             );
         }
     }
+    mapped_status(code, error_type, body).0
 }
 
 /// `data` of a successful answer.

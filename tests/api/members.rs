@@ -7,7 +7,7 @@ use serde_json::json;
 use crate::helpers::*;
 
 /// The member row fields of §6, no more, no less.
-const MEMBER_FIELDS: [&str; 7] = [
+const MEMBER_FIELDS: [&str; 9] = [
     "user_id",
     "respondent_id",
     "name",
@@ -15,6 +15,8 @@ const MEMBER_FIELDS: [&str; 7] = [
     "role",
     "group_id",
     "group_full_name",
+    "is_org_creator",
+    "is_org_available",
 ];
 
 fn sorted(ids: impl IntoIterator<Item = i64>) -> Vec<i64> {
@@ -51,6 +53,8 @@ async fn an_added_member_is_listed_in_its_group_with_the_contract_fields() {
             "role": 4,
             "group_id": sales,
             "group_full_name": "Acme/Sales",
+            "is_org_creator": false,
+            "is_org_available": true,
         })
     );
     let everyone = api.members(team, 0, "").await;
@@ -238,7 +242,7 @@ async fn an_admin_role_with_no_seat_left_is_exceed_user_limit_on_update() {
         let response = api
             .update_member(team, member, &json!({"role": role}))
             .await;
-        assert_error(&response, 409, "FailedPrecondition", "exceed_user_limit");
+        assert_error(&response, 409, "InvalidArgument", "exceed_user_limit");
     }
     assert_eq!(
         api.members(team, 0, "").await.row("user_id", member)["role"],
@@ -682,7 +686,7 @@ async fn a_group_with_members_cannot_be_deleted() {
 
     for batch in [vec![child], vec![parent, child]] {
         let response = api.delete_groups(team, &batch).await;
-        assert_error(&response, 409, "FailedPrecondition", "group_not_empty");
+        assert_error(&response, 409, "InvalidArgument", "group_not_empty");
     }
     assert_eq!(api.list_groups(team, "").await.total, 2);
 

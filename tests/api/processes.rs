@@ -44,6 +44,7 @@ async fn start(database: &str) -> Server {
             database,
         ])
         .env("CONTACTSD_LOG", "info")
+        .env("CONTACTSD_HTTP_STATUS", "mapped")
         .stdout(Stdio::null())
         .stderr(Stdio::from(log_file))
         .kill_on_drop(true)
@@ -135,7 +136,7 @@ async fn two_processes_share_tokens_and_the_directory() {
         let (status, body) = call(client.get(groups_on(server, &old))).await;
         assert_eq!(
             (status, body["error"]["type"].as_str()),
-            (401, Some("invalid_access_token"))
+            (401, Some("invalid_token"))
         );
         let (status, _) = call(client.get(groups_on(server, &new))).await;
         assert_eq!(status, 200);

@@ -2,8 +2,10 @@
 //! create the org, call every operation on another org's resources and get `claim_error` with
 //! nothing of the other org in the answer, and the other org is unchanged afterwards.
 //!
-//! The sweep is a table; a test checks that the table names every operation of the API
-//! description, so a new endpoint cannot be forgotten.
+//! The sweep is derived from the live API description: every operation whose path names a
+//! directory (`{team_id}`) or an org (`{org_id}`) is called with the victim's ids and its own
+//! request example as the body; any other operation must be listed, with a reason, as not
+//! tenant-scoped. A new endpoint cannot be left out.
 
 use std::collections::BTreeSet;
 
@@ -47,77 +49,73 @@ struct Victim {
     openid: &'static str,
 }
 
+/// The operations of the live API description as `(method, path template, operation)`.
+async fn described_operations(app: &TestApp) -> (Value, Vec<(String, String, Value)>) {
+    let document: Value = app
+        .client
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .expect("the API description")
+        .json()
+        .await
+        .expect("JSON");
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("path item") {
+            operations.push((method.clone(), path.clone(), operation.clone()));
+        }
+    }
+    (document, operations)
+}
+
+fn not_tenant_scoped(method: &str, path: &str) -> bool {
+    NOT_TENANT_SCOPED
+        .iter()
+        .any(|(methods, listed, _)| *listed == path && methods.split('|').any(|m| m == method))
+}
+
+/// The example body of an operation's JSON request, from the document.
+fn example_body(document: &Value, operation: &Value) -> Value {
+    let schema = &operation["requestBody"]["content"]["application/json"]["schema"];
+    let Some(reference) = schema["$ref"].as_str() else {
+        return Value::Null;
+    };
+    let name = reference.rsplit('/').next().unwrap_or_default();
+    let component = &document["components"]["schemas"][name];
+    match &component["example"] {
+        Value::Null => component["examples"][0].clone(),
+        example => example.clone(),
+    }
+}
+
 /// Every tenant-scoped operation, aimed at `victim`: (method, path template, path, body).
-fn operations(victim: &Victim) -> Vec<(&'static str, &'static str, String, Value)> {
-    let (team, group, user) = (victim.org.team_id, victim.group, victim.user);
-    vec![
-        (
-            "get",
-            "/api/contacts/teams/{team_id}/groups",
-            groups_path(team),
-            Value::Null,
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/groups",
-            groups_path(team),
-            json!({"name": "Intruder"}),
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/groups/batch_delete",
-            delete_groups_path(team),
-            json!({"group_ids": [group]}),
-        ),
-        (
-            "get",
-            "/api/contacts/teams/{team_id}/groups/{group_id}",
-            group_path(team, group),
-            Value::Null,
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/groups/{group_id}",
-            group_path(team, group),
-            json!({"name": "Renamed"}),
-        ),
-        (
-            "get",
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users",
-            members_path(team, group),
-            Value::Null,
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
-            member_path(team, group, user),
-            json!({"role": 4}),
-        ),
-        (
-            "delete",
-            "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
-            member_path(team, group, user),
-            Value::Null,
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/users/{user_id}",
-            member_update_path(team, user),
-            json!({"nickname": "Renamed"}),
-        ),
-        (
-            "post",
-            "/api/contacts/teams/{team_id}/sync",
-            format!("/api/contacts/teams/{team}/sync"),
-            json!({"mode": "replace", "allow_mass_delete": true, "groups": [], "members": []}),
-        ),
-        (
-            "get",
-            "/api/orgs/{org_id}",
-            format!("/api/orgs/{}", victim.org.org_id),
-            Value::Null,
-        ),
-    ]
+async fn operations(app: &TestApp, victim: &Victim) -> Vec<(String, String, String, Value)> {
+    let (document, described) = described_operations(app).await;
+    let mut aimed = Vec::new();
+    for (method, template, operation) in described {
+        if not_tenant_scoped(&method, &template) {
+            continue;
+        }
+        assert!(
+            template.contains("{team_id}") || template.contains("{org_id}"),
+            "{method} {template} names no directory or org: sweep it here, or list it in \
+             NOT_TENANT_SCOPED with the reason"
+        );
+        let path = template
+            .replace("{team_id}", &victim.org.team_id.to_string())
+            .replace("{org_id}", &victim.org.org_id.to_string())
+            .replace("{group_id}", &victim.group.to_string())
+            .replace("{user_id}", &victim.user.to_string());
+        assert!(
+            !path.contains('{'),
+            "{template}: a placeholder the sweep cannot fill"
+        );
+        let body = example_body(&document, &operation);
+        aimed.push((method, template, path, body));
+    }
+    assert!(aimed.len() >= 11, "too few operations swept: {aimed:?}");
+    aimed
 }
 
 async fn call(api: &Api<'_>, method: &str, path: &str, body: &Value) -> ApiResponse {
@@ -172,8 +170,8 @@ async fn every_operation_on_another_orgs_resources_is_a_claim_error() {
     ];
     for (who, appid, secret) in &callers {
         let api = app.login(appid, secret).await;
-        for (method, template, path, body) in operations(&victim) {
-            let response = call(&api, method, &path, &body).await;
+        for (method, template, path, body) in operations(&app, &victim).await {
+            let response = call(&api, &method, &path, &body).await;
             let context = format!("{who}: {method} {template}");
             assert_eq!(response.status, 403, "{context}: {:?}", response.body);
             assert_eq!(response.body["code"], "PermissionDenied", "{context}");
@@ -204,47 +202,62 @@ async fn every_operation_on_another_orgs_resources_is_a_claim_error() {
 }
 
 #[tokio::test]
-async fn the_sweep_covers_every_operation_of_the_api_description() {
-    let snapshot = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/api/snapshots/openapi.json"
-    ))
-    .expect("the committed API description");
-    let document: Value = serde_json::from_str(&snapshot).expect("JSON");
-    let described: BTreeSet<(String, String)> = document["paths"]
-        .as_object()
-        .expect("paths")
-        .iter()
-        .flat_map(|(path, item)| {
-            item.as_object()
-                .expect("path item")
-                .keys()
-                .map(move |method| (method.clone(), path.clone()))
-        })
-        .collect();
-
-    let placeholder = Victim {
-        org: TestOrg {
-            org_id: 1,
-            team_id: 1,
-            appid: String::new(),
-            secret: String::new(),
-        },
-        group: 1,
-        user: 1,
-        openid: "x",
-    };
-    let mut swept: BTreeSet<(String, String)> = operations(&placeholder)
+async fn every_operation_listed_as_not_tenant_scoped_is_described() {
+    let app = TestApp::spawn().await;
+    let (_, described) = described_operations(&app).await;
+    let described: BTreeSet<(String, String)> = described
         .into_iter()
-        .map(|(method, template, _, _)| (method.to_owned(), template.to_owned()))
+        .map(|(method, path, _)| (method, path))
         .collect();
-    for (methods, path, _why) in NOT_TENANT_SCOPED {
+    for (methods, path, why) in NOT_TENANT_SCOPED {
         for method in methods.split('|') {
-            swept.insert((method.to_owned(), path.to_owned()));
+            assert!(
+                described.contains(&(method.to_owned(), path.to_owned())),
+                "{method} {path} ({why}) is not an operation of the API description"
+            );
         }
     }
-    assert_eq!(
-        swept, described,
-        "every operation must be in the isolation sweep or listed as not tenant-scoped"
+}
+
+#[tokio::test]
+async fn another_tenants_users_answer_as_unknown_ids() {
+    let app = TestApp::spawn().await;
+    let victim = make_victim(&app).await;
+    let outsider = app
+        .team_api()
+        .await
+        .register("outsider", "Outsider", "")
+        .await
+        .user_id;
+
+    // A team app cannot add the victim's user, nor a user id that does not exist: the same
+    // answer for both.
+    let api = app.team_api().await;
+    let group = api.create_group(app.team_id, "Lab", 0).await;
+    for user in [victim.user, 999_999_999] {
+        let response = api.add_member(app.team_id, group, user, &json!({})).await;
+        assert_error(&response, 404, "NotFound", "contacts_user_not_found");
+    }
+    // A platform app cannot name another tenant's user (nor its own org's) as an org's creator.
+    let platform = app.create_platform_app("Partner").await;
+    let partner = app.login(&platform.appid, &platform.secret).await;
+    for user in [victim.user, outsider, 999_999_999] {
+        let response = partner
+            .post_json("/api/orgs", &json!({"name": "Taken", "user_id": user}))
+            .await;
+        assert_error(&response, 404, "NotFound", "user_not_found");
+    }
+    // Its own user it can; the org's team app then keeps working with that member, whom an
+    // app of another tenant (the platform app) registered.
+    let own = partner.register_user("partner-user").await;
+    let created = assert_ok(
+        &partner
+            .post_json("/api/orgs", &json!({"name": "Partnered", "user_id": own}))
+            .await,
     );
+    let team = created["team_id"].as_i64().expect("team_id");
+    let lab = partner.create_group(team, "Lab", 0).await;
+    partner.add_member_ok(team, lab, own, None).await;
+    let listed = partner.members(team, lab, "").await;
+    assert_eq!(listed.ints("user_id"), vec![own]);
 }

@@ -14,16 +14,18 @@ use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::AppState;
-use super::envelope::{ApiError, Reply};
-use super::extract::{Authenticated, QueryParams};
-use super::openapi::{Success, authenticated_body, failures};
-use super::routes::AppidQuery;
+use super::{AppidQuery, TeamPath};
 use crate::domain::sync::{
     Problem, Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
 };
 use crate::domain::values::TeamId;
+use crate::http::AppState;
+use crate::http::describe::{Success, failures, team_body};
+use crate::http::envelope::{ApiError, Reply};
+use crate::http::extract::{Authenticated, QueryParams};
 use crate::service::ServiceError;
 
 /// Options a snapshot may carry (in the JSON body, an NDJSON `options` line, or the query).
@@ -181,7 +183,7 @@ pub struct SyncData {
     elapsed_ms: u64,
 }
 
-// ----- the description of the sync call (see `super::openapi`) -----
+// ----- the description of the sync call (see `crate::http::describe`) -----
 
 type SyncAnswer = Success<SyncData>;
 
@@ -293,16 +295,13 @@ pub struct SyncQuery {
     allow_mass_delete: Option<bool>,
 }
 
-failures!(SyncFailures: authenticated_body;
+failures!(SyncFailures: team_body;
     ServiceError::SyncRefused(SyncRefusal::Problems(vec![Problem {
         remote_id: Some("emea".to_owned()),
         openid: None,
         error_type: "parent_group_not_found",
         message: "no group has remote_id \"sales-eu\"".to_owned(),
     }])),
-    ServiceError::Claim,
-    ServiceError::Subscription,
-    ServiceError::TeamNotFound,
     ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups: 60, members: 0 }),
 );
 
@@ -318,7 +317,7 @@ failures!(SyncFailures: authenticated_body;
     path = "/api/contacts/teams/{team_id}/sync",
     tag = "sync",
     params(
-        ("team_id" = i64, Path, description = "The directory (team) id."),
+        TeamPath,
         SyncHeaders,
         SyncQuery,
         AppidQuery,
@@ -327,7 +326,6 @@ failures!(SyncFailures: authenticated_body;
         (SnapshotDoc = "application/json"),
         (String = "application/x-ndjson"),
     )),
-    security(("access_token" = []), ("bearer" = [])),
     responses(
         (status = 200, description = "Applied (or, in a dry run, planned).", body = SyncAnswer),
         SyncFailures,
@@ -398,4 +396,9 @@ pub async fn sync_directory(
         report: outcome.report,
         elapsed_ms: outcome.elapsed_ms,
     })
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(sync_directory))
 }

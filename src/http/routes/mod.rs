@@ -1,0 +1,231 @@
+//! The operations of the contract, one module per resource, each holding its handlers, their
+//! request and answer types, and their part of the API description (`#[utoipa::path]`, see
+//! [`super::describe`]).
+//!
+//! Each resource's `routes()` registers its handlers with the router and their descriptions
+//! with the document together (`utoipa-axum`), so a route cannot exist undescribed, and
+//! [`resources`] gathers them. Adding an operation touches its resource module only (plus its
+//! test, the OpenAPI snapshot and the docs). This module
+//! also holds the parameter and data types several resources share.
+
+pub mod auth;
+mod group_page;
+pub mod groups;
+pub mod members;
+pub mod orgs;
+pub mod sync;
+pub mod users;
+
+use std::borrow::Cow;
+
+use axum::extract::State;
+use serde::Serialize;
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
+use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::AppState;
+use super::describe::{Empty, Success, anonymous, example_of, failures};
+use super::envelope::{ApiError, Reply};
+use super::extract::QueryParams;
+use crate::domain::values::Role;
+
+/// Every operation of the contract, with its description: each resource registers its own.
+pub fn resources() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(auth::routes())
+        .merge(orgs::routes())
+        .merge(users::routes())
+        .merge(groups::routes())
+        .merge(members::routes())
+        .merge(sync::routes())
+        .routes(routes!(health))
+}
+
+/// What a handler answers.
+type Answer = Result<Reply, ApiError>;
+
+/// The envelope of a write that returns nothing.
+type EmptyAnswer = Success<Empty>;
+
+/// `appid` beside the token: the reference service's calling convention.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(
+    dead_code,
+    reason = "describes the query string; the Authenticated extractor reads it"
+)]
+pub struct AppidQuery {
+    /// The calling app. Optional with a Bearer token; when given, it must be the token's app.
+    #[param(min_length = 1, example = "tpidk3v9q2xa")]
+    appid: Option<String>,
+}
+
+/// The `team_id` of a contacts path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path; the handlers read it")]
+pub struct TeamPath {
+    /// The directory (team) id.
+    team_id: i64,
+}
+
+/// `page` and `per_page` of a listing (read by [`QueryParams::page`]).
+///
+/// [`QueryParams::page`]: super::extract::QueryParams::page
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; QueryParams reads it")]
+pub struct PageQuery {
+    /// The page, from 1. A page past the end answers an empty `list` and the real `total`.
+    #[param(minimum = 1, maximum = 4294967295_i64, default = 1)]
+    page: Option<i64>,
+    /// Rows per page.
+    #[param(minimum = 1, maximum = 1000, default = 10)]
+    per_page: Option<i64>,
+}
+
+/// The `roles` filter of a member listing (read by [`roles_of`]).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code, reason = "describes the query string; roles_of reads it")]
+pub struct RolesQuery {
+    /// Only members with one of these roles (none: every role). Also `roles[]=1&roles[]=2`,
+    /// `roles=1,2` or `roles=[1,2]`.
+    #[param(max_items = 1000, style = Form, explode, value_type = Option<Vec<RoleCode>>)]
+    roles: Option<Vec<i64>>,
+}
+
+/// The `roles` filter of a listing's query.
+fn roles_of(query: &QueryParams) -> Result<Option<Vec<Role>>, ApiError> {
+    query
+        .array("roles")?
+        .map(|roles| {
+            roles
+                .iter()
+                .map(|raw| {
+                    raw.trim()
+                        .parse::<i64>()
+                        .ok()
+                        .and_then(Role::from_code)
+                        .ok_or_else(|| ApiError::invalid("roles must hold 1, 2, 3 or 4"))
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+/// A member role in a filter: `1` owner, `2` team admin, `3` survey admin, `4` regular member.
+pub struct RoleCode;
+
+impl PartialSchema for RoleCode {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .enum_values(Some([1, 2, 3, 4]))
+            .description(Some(
+                "`1` owner, `2` team admin, `3` survey admin, `4` regular member.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for RoleCode {}
+
+/// A group id in a body: `0` (the root) or a group's id.
+pub struct GroupIdValue;
+
+impl PartialSchema for GroupIdValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(4294967295_i64))
+            .into()
+    }
+}
+
+impl ToSchema for GroupIdValue {}
+
+/// One page of a listing.
+#[derive(Serialize)]
+pub struct ListData<T> {
+    list: Vec<T>,
+    total: u64,
+}
+
+/// `{"list": [...], "total": N}` of a listing, named after its rows (`GroupList`, ...).
+impl<T: ToSchema> PartialSchema for ListData<T> {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .property(
+                "list",
+                ArrayBuilder::new().items(Ref::from_schema_name(T::name())),
+            )
+            .required("list")
+            .property(
+                "total",
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                    .minimum(Some(0))
+                    .description(Some("Every match, not only this page's rows.")),
+            )
+            .required("total")
+            .examples(
+                example_of(&T::schema()).map(|row| serde_json::json!({"list": [row], "total": 1})),
+            )
+            .into()
+    }
+}
+
+impl<T: ToSchema> ToSchema for ListData<T> {
+    fn name() -> Cow<'static, str> {
+        Cow::Owned(format!("{}List", T::name()))
+    }
+
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((T::name().into_owned(), T::schema()));
+        T::schemas(schemas);
+    }
+}
+
+// ----- operations ---------------------------------------------------------------------------
+
+type HealthAnswer = Success<Health>;
+
+/// The state of the service.
+#[derive(Serialize, ToSchema)]
+#[schema(example = json!({"status": "ok"}))]
+pub struct Health {
+    /// `ok`.
+    #[schema(value_type = String)]
+    status: &'static str,
+}
+
+failures!(HealthFailures: anonymous; ApiError::unavailable());
+
+/// Health: does the database answer?
+///
+/// No authentication. HTTP 503 (`InternalServerError`) when the database does not answer, in both
+/// HTTP status modes.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    responses(
+        (status = 200, description = "The database answers.", body = HealthAnswer),
+        HealthFailures,
+    ),
+)]
+pub async fn health(State(state): State<AppState>) -> Answer {
+    if state.service.healthy().await {
+        Reply::data(&Health { status: "ok" })
+    } else {
+        Err(ApiError::unavailable())
+    }
+}

@@ -1,0 +1,199 @@
+//! Third-party users (§7): an app registers users under its own openids.
+
+use axum::extract::{Path, State};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Answer, AppidQuery, EmptyAnswer};
+use crate::domain::RuleError;
+use crate::domain::values::{self, UserId};
+use crate::http::AppState;
+use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::envelope::Reply;
+use crate::http::extract::{Authenticated, RequestBody};
+use crate::service::ServiceError;
+
+type UserAnswer = Success<UserData>;
+type UserProfileAnswer = Success<UserProfileData>;
+
+/// A user to register under the app's own id for it.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"openid": "u-1001", "nickname": "Ada", "avatar": "https://example.com/ada.png"}))]
+pub struct RegisterUserBody {
+    /// The app's id for the user, unique per app.
+    #[schema(min_length = 1, max_length = 128)]
+    openid: String,
+    #[serde(default)]
+    #[schema(max_length = 64)]
+    nickname: String,
+    /// An image URL.
+    #[serde(default)]
+    #[schema(max_length = 255)]
+    avatar: String,
+}
+
+/// A user's ids.
+#[derive(Serialize, ToSchema)]
+#[schema(as = User, example = json!({"user_id": 100000001, "respondent_id": 500000001}))]
+pub struct UserData {
+    #[schema(value_type = i64)]
+    user_id: UserId,
+    /// The user's answering identity.
+    respondent_id: i64,
+}
+
+failures!(RegisterUserFailures: authenticated_body;
+    RuleError::invalid("openid must be 1 to 128 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+);
+
+/// Register a user.
+///
+/// Registering an openid the app already registered returns the same user and updates its
+/// nickname and avatar.
+#[utoipa::path(
+    post,
+    path = "/api/sso/users",
+    tag = "users",
+    params(AppidQuery),
+    request_body = RegisterUserBody,
+    responses(
+        (status = 200, description = "The user.", body = UserAnswer),
+        RegisterUserFailures,
+    ),
+)]
+pub async fn register_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    RequestBody(body): RequestBody<RegisterUserBody>,
+) -> Answer {
+    let openid = values::openid(&body.openid)?;
+    let nickname = values::nickname(&body.nickname)?;
+    let avatar = values::avatar(&body.avatar)?;
+    let user = state
+        .service
+        .register_user(&caller, &openid, &nickname, &avatar)
+        .await?;
+    Reply::data(&UserData {
+        user_id: user.user_id,
+        respondent_id: user.respondent_id,
+    })
+}
+
+/// A user as the app registered it.
+#[derive(Serialize, ToSchema)]
+#[schema(as = UserProfile, example = json!({
+    "openid": "u-1001",
+    "user_id": 100000001,
+    "respondent_id": 500000001,
+    "nickname": "Ada",
+    "avatar": "https://example.com/ada.png"
+}))]
+pub struct UserProfileData {
+    /// The app's id for the user.
+    openid: String,
+    #[schema(value_type = i64)]
+    user_id: UserId,
+    /// The user's answering identity.
+    respondent_id: i64,
+    nickname: String,
+    avatar: String,
+}
+
+failures!(GetUserFailures: authenticated;
+    RuleError::invalid("openid must be 1 to 128 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+);
+
+/// Get a user by openid.
+#[utoipa::path(
+    get,
+    path = "/api/sso/users/{openid}",
+    tag = "users",
+    params(
+        ("openid" = String, Path, min_length = 1, max_length = 128,
+            description = "The app's id for the user."),
+        AppidQuery,
+    ),
+    responses(
+        (status = 200, description = "The user.", body = UserProfileAnswer),
+        GetUserFailures,
+    ),
+)]
+pub async fn get_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(openid): Path<String>,
+) -> Answer {
+    let openid = values::openid(&openid)?;
+    let user = state.service.user_by_openid(&caller, &openid).await?;
+    Reply::data(&UserProfileData {
+        openid,
+        user_id: user.user_id,
+        respondent_id: user.respondent_id,
+        nickname: user.nickname,
+        avatar: user.avatar,
+    })
+}
+
+/// New profile values; a field left out (or `null`) keeps its value.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"nickname": "Ada L."}))]
+pub struct UpdateUserBody {
+    #[schema(max_length = 64)]
+    nickname: Option<String>,
+    /// An image URL.
+    #[schema(max_length = 255)]
+    avatar: Option<String>,
+}
+
+failures!(UpdateUserFailures: authenticated_body;
+    RuleError::invalid("nickname must be at most 64 characters without control characters"),
+    ServiceError::Claim,
+    ServiceError::Subscription,
+    ServiceError::UserNotFound,
+);
+
+/// Update a user's nickname or avatar.
+#[utoipa::path(
+    post,
+    path = "/api/sso/users/{openid}",
+    tag = "users",
+    params(
+        ("openid" = String, Path, min_length = 1, max_length = 128,
+            description = "The app's id for the user."),
+        AppidQuery,
+    ),
+    request_body = UpdateUserBody,
+    responses(
+        (status = 200, description = "Updated.", body = EmptyAnswer),
+        UpdateUserFailures,
+    ),
+)]
+pub async fn update_user(
+    State(state): State<AppState>,
+    Authenticated(caller): Authenticated,
+    Path(openid): Path<String>,
+    RequestBody(body): RequestBody<UpdateUserBody>,
+) -> Answer {
+    let openid = values::openid(&openid)?;
+    let nickname = body.nickname.as_deref().map(values::nickname).transpose()?;
+    let avatar = body.avatar.as_deref().map(values::avatar).transpose()?;
+    state
+        .service
+        .update_user(&caller, &openid, nickname.as_deref(), avatar.as_deref())
+        .await?;
+    Ok(Reply::empty())
+}
+
+/// The operations of this resource, each registered with its description.
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(register_user))
+        .routes(routes!(get_user, update_user))
+}
