@@ -21,6 +21,7 @@ use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
 use crate::service::ServiceError;
+use crate::snapshot::SnapshotError;
 
 /// What a handler decided; rendered into the envelope by [`envelope_middleware`].
 #[derive(Debug, Clone)]
@@ -217,10 +218,34 @@ impl From<ServiceError> for ApiError {
                 error.retry_after_secs = Some(retry_after_secs);
                 return error;
             }
+            ServiceError::SyncInProgress(_) => (
+                S::TOO_MANY_REQUESTS,
+                "ResourceExhausted",
+                "sync_in_progress",
+            ),
             ServiceError::SyncRefused(refusal) => return sync_refusal(refusal),
             ServiceError::Busy | ServiceError::Store(_) => return ApiError::internal(message),
         };
         ApiError::new(status, code, error_type, message)
+    }
+}
+
+/// A snapshot that could not be read: too large (413 when mapped), too slow to arrive, or not
+/// a snapshot within the contract's limits (400); all `invalid_argument`.
+impl From<SnapshotError> for ApiError {
+    fn from(error: SnapshotError) -> Self {
+        let status = match error {
+            SnapshotError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SnapshotError::TimedOut(_) | SnapshotError::Invalid(_) | SnapshotError::Read(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        ApiError::new(
+            status,
+            "InvalidArgument",
+            "invalid_argument",
+            error.to_string(),
+        )
     }
 }
 

@@ -142,6 +142,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Syncs in flight in the process and per team.
+    pub fn max_syncs(mut self, process: usize, per_team: usize) -> Self {
+        self.service.max_syncs = process;
+        self.service.max_syncs_per_team = per_team;
+        self
+    }
+
     pub fn max_group_depth(mut self, depth: u32) -> Self {
         self.service.max_group_depth = depth;
         self

@@ -15,5 +15,6 @@ mod members;
 mod openapi;
 mod processes;
 mod sync;
+mod sync_limits;
 mod tenant_isolation;
 mod users_orgs;
