@@ -2,13 +2,14 @@
 //!
 //! Every setting is a flag and an environment variable (a flag wins), as listed in the
 //! contract's §10. Commands other than `serve` print one JSON object on stdout on success, and
-//! a message on stderr with a non-zero exit on failure.
+//! a message on stderr (the error with its causes) with a non-zero exit on failure.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use chrono::FixedOffset;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -16,13 +17,13 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 use crate::domain::access::Plan;
-use crate::domain::sync::{
-    Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
-};
-use crate::domain::values::{self, Role};
+use crate::domain::sync::{Snapshot, SyncMode, SyncOptions, SyncRefusal};
+use crate::domain::values;
 use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
 use crate::service::{Service, ServiceError, ServiceSettings};
+use crate::snapshot::{self, Format, SnapshotLimits};
 use crate::store;
+use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -57,12 +58,6 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -126,9 +121,25 @@ struct ServeArgs {
     /// UTC offset of the times the API returns, e.g. `+08:00`.
     #[arg(long, env = "CONTACTSD_TIME_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
     time_offset: FixedOffset,
-    /// Largest snapshot the sync route accepts, in bytes after decompression.
-    #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = 512 * 1024 * 1024)]
-    sync_body_limit: usize,
+    /// Largest snapshot the sync route accepts, in bytes after decompression (448 MiB: the
+    /// contract's largest directory in compact JSON; see docs/SYNC.md).
+    #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = SnapshotLimits::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    sync_body_limit: u64,
+    /// Most groups one snapshot may hold.
+    #[arg(long, env = "CONTACTSD_SYNC_MAX_GROUPS", default_value_t = SnapshotLimits::DEFAULT_MAX_GROUPS)]
+    sync_max_groups: usize,
+    /// Most members one snapshot may hold.
+    #[arg(long, env = "CONTACTSD_SYNC_MAX_MEMBERS", default_value_t = SnapshotLimits::DEFAULT_MAX_MEMBERS)]
+    sync_max_members: usize,
+    /// Seconds a sync body may take to arrive, from its first byte to its last.
+    #[arg(long, env = "CONTACTSD_SYNC_BODY_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    sync_body_timeout: u64,
+    /// Syncs in flight in the process; one more is refused with `sync_in_progress`.
+    #[arg(long, env = "CONTACTSD_MAX_SYNCS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_syncs: u64,
+    /// Syncs in flight per team; one more is refused with `sync_in_progress`.
+    #[arg(long, env = "CONTACTSD_MAX_SYNCS_PER_TEAM", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    max_syncs_per_team: u64,
     /// HTTP status of answers: `200` (every answer that carries the envelope is HTTP 200 and
     /// its `code` tells success from failure, as the reference service's clients expect) or
     /// `mapped` (400, 401, 403, 404, 409, 429, 500, ... by `code` and `error.type`).
@@ -198,91 +209,37 @@ enum AdminCommand {
     },
 }
 
-fn parse_offset(raw: &str) -> Result<FixedOffset, String> {
+fn parse_offset(raw: &str) -> std::result::Result<FixedOffset, String> {
     raw.parse::<FixedOffset>()
         .map_err(|_| format!("{raw:?} is not a UTC offset like +08:00"))
-}
-
-/// The log's clock: UTC to the microsecond, as tracing-subscriber's default clock writes it
-/// (`2026-12-02T04:45:30.874097Z`), but with the date and time of day formatted once a second
-/// per thread rather than for every line (it was a quarter of a request line's cost).
-struct LogClock;
-
-impl tracing_subscriber::fmt::time::FormatTime for LogClock {
-    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
-        thread_local! {
-            static SECOND: std::cell::RefCell<(i64, String)> =
-                const { std::cell::RefCell::new((i64::MIN, String::new())) };
-        }
-        let now = chrono::Utc::now();
-        let second = now.timestamp();
-        let mut micros = [b'0'; 6];
-        let mut rest = now.timestamp_subsec_micros() % 1_000_000;
-        for digit in micros.iter_mut().rev() {
-            *digit = b'0' + (rest % 10) as u8;
-            rest /= 10;
-        }
-        SECOND.with_borrow_mut(|(cached, text)| {
-            if *cached != second {
-                *cached = second;
-                *text = now.format("%Y-%m-%dT%H:%M:%S").to_string();
-            }
-            w.write_str(text)?;
-            w.write_char('.')?;
-            w.write_str(std::str::from_utf8(&micros).unwrap_or("000000"))?;
-            w.write_char('Z')
-        })
-    }
-}
-
-/// Log lines are formatted where they happen and written by a thread of their own, in batches:
-/// one `write` per batch rather than per line took the request log from a quarter of a page-1
-/// listing's cost to a few percent (docs/BENCHMARKS.md). Lines are never dropped (a full queue
-/// makes the logging thread wait); the returned guard writes what is left when it is dropped.
-fn init_logging(format: LogFormat) -> tracing_appender::non_blocking::WorkerGuard {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CONTACTSD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::new(std::io::stderr()));
-    // Colours only for a person at a terminal, never into a log file.
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_timer(LogClock)
-        .with_writer(writer);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
-    guard
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let log_writer = init_logging(cli.log_format);
+    let log_writer = telemetry::init_logging(cli.log_format);
     let outcome = tokio::runtime::Runtime::new()
-        .map_err(|error| format!("cannot start the runtime: {error}"))
+        .context("cannot start the runtime")
         .and_then(|runtime| runtime.block_on(run(cli)));
     // The last log lines first, then the verdict.
     drop(log_writer);
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            eprintln!("contactsd: {message}");
+        Err(error) => {
+            // The whole chain of causes, outermost first.
+            eprintln!("contactsd: {error:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
+async fn run(cli: Cli) -> Result<()> {
     let store_settings = store::StoreSettings {
         pool_size: cli.db_pool_size,
     };
     let store = store::open(&cli.db, &store_settings)
         .await
-        .map_err(|error| format!("cannot open the database: {error}"))?;
+        .context("cannot open the database")?;
     match cli.command {
         Command::Serve(args) => {
             let settings = ServiceSettings {
@@ -291,6 +248,8 @@ async fn run(cli: Cli) -> Result<(), String> {
                 token_rate_limit: args.token_rate_limit,
                 max_group_depth: args.max_group_depth,
                 read_cache_ttl: Duration::from_millis(args.read_cache_ms),
+                max_syncs: args.max_syncs as usize,
+                max_syncs_per_team: args.max_syncs_per_team as usize,
                 ..ServiceSettings::default()
             };
             let service = Arc::new(Service::new(store, settings));
@@ -324,9 +283,16 @@ async fn run(cli: Cli) -> Result<(), String> {
 }
 
 /// Read a snapshot file in the format its name says, showing the bytes read on a terminal.
-fn read_snapshot(path: &std::path::Path) -> Result<Snapshot, String> {
-    let file = std::fs::File::open(path)
-        .map_err(|error| format!("cannot open {}: {error}", path.display()))?;
+/// The snapshot limits are the server's defaults, except the size (the file is the operator's).
+fn read_snapshot(path: &std::path::Path) -> Result<Snapshot> {
+    let (format, gzip) = Format::from_file_name(&path.to_string_lossy()).ok_or_else(|| {
+        anyhow!(
+            "{}: the file name must end in .json, .ndjson, .jsonl or .csv (optionally .gz)",
+            path.display()
+        )
+    })?;
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let size = file.metadata().map(|meta| meta.len()).unwrap_or(0);
     let progress = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr())
         .with_style(
@@ -335,92 +301,22 @@ fn read_snapshot(path: &std::path::Path) -> Result<Snapshot, String> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
-    let file = progress.wrap_read(file);
-    let name = path.to_string_lossy().to_lowercase();
-    let (name, reader): (&str, Box<dyn std::io::Read>) = match name.strip_suffix(".gz") {
-        Some(inner) => (inner, Box::new(flate2::read::GzDecoder::new(file))),
-        None => (name.as_str(), Box::new(file)),
+    let limits = SnapshotLimits {
+        max_bytes: u64::MAX,
+        ..SnapshotLimits::default()
     };
-    let snapshot = if name.ends_with(".csv") {
-        read_csv(reader)
-    } else if name.ends_with(".ndjson") || name.ends_with(".jsonl") {
-        http::sync::read_snapshot(reader, true)
-    } else if name.ends_with(".json") {
-        http::sync::read_snapshot(reader, false)
-    } else {
-        Err(format!(
-            "{}: the file name must end in .json, .ndjson, .jsonl or .csv (optionally .gz)",
-            path.display()
-        ))
-    };
+    // Options inside a file are ignored: on the command line, the flags decide.
+    let parsed = snapshot::read(progress.wrap_read(file), format, gzip, &limits)
+        .with_context(|| format!("cannot read {}", path.display()));
     progress.finish();
-    snapshot
+    Ok(parsed?.snapshot)
 }
 
-/// The CSV snapshot: a header row, then one row per group (`kind` = `group`) or member
-/// (`kind` = `member`); columns `kind, remote_id, name, parent_remote_id, order, openid,
-/// nickname, avatar, role, group_remote_ids` (remote ids separated by `|`). Empty cells take
-/// the defaults.
-fn read_csv(reader: impl std::io::Read) -> Result<Snapshot, String> {
-    #[derive(serde::Deserialize)]
-    struct Row {
-        kind: String,
-        #[serde(default)]
-        remote_id: String,
-        #[serde(default)]
-        name: String,
-        #[serde(default)]
-        parent_remote_id: String,
-        order: Option<i64>,
-        #[serde(default)]
-        openid: String,
-        #[serde(default)]
-        nickname: String,
-        #[serde(default)]
-        avatar: String,
-        role: Option<i64>,
-        #[serde(default)]
-        group_remote_ids: String,
-    }
-    let mut snapshot = Snapshot::default();
-    let mut rows = csv::Reader::from_reader(reader);
-    for (number, row) in rows.deserialize::<Row>().enumerate() {
-        let row = row.map_err(|error| format!("CSV row {}: {error}", number + 2))?;
-        match row.kind.as_str() {
-            "group" => snapshot.groups.push(SnapshotGroup {
-                remote_id: row.remote_id,
-                name: row.name,
-                parent_remote_id: row.parent_remote_id,
-                order: row.order.unwrap_or(0),
-            }),
-            "member" => snapshot.members.push(SnapshotMember {
-                openid: row.openid,
-                nickname: row.nickname,
-                avatar: row.avatar,
-                role: row.role.unwrap_or(Role::Member.code()),
-                group_remote_ids: row
-                    .group_remote_ids
-                    .split('|')
-                    .filter(|id| !id.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            }),
-            other => {
-                return Err(format!(
-                    "CSV row {}: kind must be group or member, not {other:?}",
-                    number + 2
-                ));
-            }
-        }
-    }
-    Ok(snapshot)
-}
-
-async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Value, String> {
+async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Value> {
     let path = args.file.clone();
     let snapshot = tokio::task::spawn_blocking(move || read_snapshot(&path))
         .await
-        .map_err(|error| format!("reading the snapshot stopped: {error}"))??;
+        .context("reading the snapshot stopped")??;
     eprintln!(
         "contactsd: syncing {} groups and {} members into team {}{}",
         snapshot.groups.len(),
@@ -448,43 +344,41 @@ async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Val
     progress.finish_and_clear();
     match outcome {
         Ok(outcome) => {
-            let mut report = serde_json::to_value(&outcome.report).map_err(|e| e.to_string())?;
+            let mut report = serde_json::to_value(&outcome.report)?;
             report["dry_run"] = json!(outcome.dry_run);
             report["elapsed_ms"] = json!(outcome.elapsed_ms);
             Ok(report)
         }
         Err(ServiceError::SyncRefused(SyncRefusal::Problems(problems))) => {
-            let listed = serde_json::to_string_pretty(&problems).map_err(|e| e.to_string())?;
-            Err(format!(
-                "the snapshot has problems; nothing was changed:\n{listed}"
-            ))
+            let listed = serde_json::to_string_pretty(&problems)?;
+            bail!("the snapshot has problems; nothing was changed:\n{listed}")
         }
         Err(ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups, members })) => {
-            Err(format!(
+            bail!(
                 "the snapshot would delete {groups} groups and remove {members} members; \
                  nothing was changed (pass --allow-mass-delete to proceed)"
-            ))
+            )
         }
-        Err(ServiceError::TeamNotFound) => Err(format!("no team {}", args.team_id)),
+        Err(ServiceError::TeamNotFound) => bail!("no team {}", args.team_id),
         Err(ServiceError::InvalidCredential) => {
-            Err(format!("team {} has no team app to sync for", args.team_id))
+            bail!("team {} has no team app to sync for", args.team_id)
         }
-        Err(other) => Err(other.to_string()),
+        Err(other) => Err(other).context("the sync failed"),
     }
 }
 
-async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::Value, String> {
+async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::Value> {
     match command {
         AdminCommand::CreateOrg {
             name,
             plan,
             admin_seats,
         } => {
-            let name = values::org_name(&name).map_err(|e| e.to_string())?;
+            let name = values::org_name(&name)?;
             let (org, app) = service
                 .create_org_with_app(&name, plan.into(), admin_seats)
                 .await
-                .map_err(|e| e.to_string())?;
+                .context("cannot create the org")?;
             Ok(json!({
                 "org_id": org.org_id,
                 "team_id": org.team_id,
@@ -493,27 +387,25 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             }))
         }
         AdminCommand::CreatePlatformApp { name } => {
-            let name = values::org_name(&name).map_err(|e| e.to_string())?;
+            let name = values::org_name(&name)?;
             let app = service
                 .create_platform_app(&name)
                 .await
-                .map_err(|e| e.to_string())?;
+                .context("cannot create the platform app")?;
             Ok(json!({"appid": app.appid, "secret": app.secret}))
         }
         AdminCommand::RotateSecret { appid } => {
-            let app = service.rotate_secret(&appid).await.map_err(|e| match e {
-                crate::service::ServiceError::InvalidCredential => {
-                    format!("no app with appid {appid:?}")
-                }
-                other => other.to_string(),
-            })?;
+            let app = match service.rotate_secret(&appid).await {
+                Err(ServiceError::InvalidCredential) => bail!("no app with appid {appid:?}"),
+                other => other.context("cannot rotate the secret")?,
+            };
             Ok(json!({"appid": app.appid, "secret": app.secret}))
         }
         AdminCommand::Check { .. } => {
             let checks = service
                 .check_directories()
                 .await
-                .map_err(|e| e.to_string())?;
+                .context("cannot check the directories")?;
             let broken: Vec<_> = checks
                 .iter()
                 .filter(|check| !check.violations.is_empty())
@@ -522,7 +414,7 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             let dangling = service
                 .check_references()
                 .await
-                .map_err(|e| e.to_string())?;
+                .context("cannot check the stored references")?;
             let report = json!({
                 "teams_checked": checks.len(),
                 "groups": checks.iter().map(|c| c.groups).sum::<usize>(),
@@ -533,7 +425,7 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             if broken.is_empty() && dangling.is_empty() {
                 Ok(report)
             } else {
-                Err(format!("invariants are violated:\n{report:#}"))
+                bail!("invariants are violated:\n{report:#}")
             }
         }
     }
@@ -541,18 +433,22 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
 
 /// On a database without any app, create a platform app and a demo org and show how to use
 /// them: the first run is usable at once.
-async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<(), String> {
-    if !service.is_empty().await.map_err(|e| e.to_string())? {
+async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<()> {
+    if !service
+        .is_empty()
+        .await
+        .context("cannot read the database")?
+    {
         return Ok(());
     }
     let platform = service
         .create_platform_app("platform")
         .await
-        .map_err(|e| e.to_string())?;
+        .context("cannot create the first platform app")?;
     let (demo, app) = service
         .create_org_with_app("Demo", Plan::Business, 10)
         .await
-        .map_err(|e| e.to_string())?;
+        .context("cannot create the demo org")?;
     println!(
         "First start: created credentials. They are shown only this once.\n\
          \n  platform app   appid={}  secret={}\n  \
@@ -572,17 +468,22 @@ async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<(), String> 
     Ok(())
 }
 
-async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
+async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()> {
     bootstrap(&service, args.listen).await?;
     let listener = TcpListener::bind(args.listen)
         .await
-        .map_err(|error| format!("cannot listen on {}: {error}", args.listen))?;
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
     let router = http::router(
         service,
         HttpSettings {
             time_offset: args.time_offset,
-            sync_body_limit: args.sync_body_limit,
             http_status: args.http_status,
+            sync_limits: SnapshotLimits {
+                max_bytes: args.sync_body_limit,
+                max_groups: args.sync_max_groups,
+                max_members: args.sync_max_members,
+            },
+            sync_body_timeout: Duration::from_secs(args.sync_body_timeout),
             ..HttpSettings::default()
         },
     );

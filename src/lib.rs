@@ -4,6 +4,10 @@
 //! [`domain`] (types and rules, no I/O) → [`store`] (storage traits and backends) →
 //! [`service`] (the operations, caches and limits) → [`http`] (routing, envelope, error
 //! mapping) → [`cli`] (settings, commands, start-up).
+//!
+//! Beside them: [`snapshot`] (the snapshot formats and their limits: bytes to a
+//! [`domain::sync::Snapshot`]; depends on [`domain`] only, used by [`http`] and [`cli`]) and
+//! [`telemetry`] (logging; used by [`cli`]).
 
 #![forbid(unsafe_code)]
 
@@ -11,4 +15,6 @@ pub mod cli;
 pub mod domain;
 pub mod http;
 pub mod service;
+pub mod snapshot;
 pub mod store;
+pub mod telemetry;

@@ -15,33 +15,29 @@ use super::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
 /// At most this many problems are reported.
 pub const MAX_PROBLEMS: usize = 100;
 
+/// Most groups one member of a snapshot may name (as many as a member update may give).
+pub const MAX_MEMBER_GROUPS: usize = 1000;
+
 /// One group of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotGroup {
     pub remote_id: String,
     pub name: String,
-    #[serde(default)]
+    /// `""` for the top level.
     pub parent_remote_id: String,
-    #[serde(default)]
     pub order: i64,
 }
 
 /// One member of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SnapshotMember {
     pub openid: String,
-    #[serde(default)]
     pub nickname: String,
-    #[serde(default)]
     pub avatar: String,
-    #[serde(default = "regular_role")]
+    /// As given (checked by the planner); [`Role::Member`] when the snapshot says nothing.
     pub role: i64,
-    #[serde(default)]
+    /// `[]` = at the root only.
     pub group_remote_ids: Vec<String>,
-}
-
-fn regular_role() -> i64 {
-    Role::Member.code()
 }
 
 /// The whole snapshot.
@@ -58,6 +54,17 @@ pub enum SyncMode {
     #[default]
     Upsert,
     Replace,
+}
+
+impl SyncMode {
+    /// `upsert` or `replace`, as a snapshot or a query names the mode.
+    pub fn parse(raw: &str) -> Option<SyncMode> {
+        match raw {
+            "upsert" => Some(SyncMode::Upsert),
+            "replace" => Some(SyncMode::Replace),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -26,6 +26,7 @@ use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
 use crate::service::ServiceError;
+use crate::snapshot::SnapshotError;
 
 /// The `code` of an answer: the reference service's set (`RemoteServerError` aside, which
 /// nothing here can answer). This enum is the only place these strings exist, so no other code
@@ -306,10 +307,34 @@ impl From<ServiceError> for ApiError {
                 error.retry_after_secs = Some(retry_after_secs);
                 return error;
             }
+            ServiceError::SyncInProgress(_) => (
+                S::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                "sync_in_progress",
+            ),
             ServiceError::SyncRefused(refusal) => return sync_refusal(refusal),
             ServiceError::Busy | ServiceError::Store(_) => return ApiError::internal(message),
         };
         ApiError::new(status, code, error_type, message)
+    }
+}
+
+/// A snapshot that could not be read: too large (413 when mapped), too slow to arrive, or not
+/// a snapshot within the contract's limits (400); all `invalid_argument`.
+impl From<SnapshotError> for ApiError {
+    fn from(error: SnapshotError) -> Self {
+        let status = match error {
+            SnapshotError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            SnapshotError::TimedOut(_) | SnapshotError::Invalid(_) | SnapshotError::Read(_) => {
+                StatusCode::BAD_REQUEST
+            }
+        };
+        ApiError::new(
+            status,
+            Code::InvalidArgument,
+            "invalid_argument",
+            error.to_string(),
+        )
     }
 }
 

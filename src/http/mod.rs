@@ -17,6 +17,7 @@ pub use envelope::{Code, HttpStatus};
 pub use server::{ConnectionSettings, serve};
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -26,9 +27,9 @@ use axum::response::{IntoResponse, Response};
 use chrono::FixedOffset;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use self::routes::sync;
 pub use self::time::ApiTime;
 use crate::service::Service;
+use crate::snapshot::SnapshotLimits;
 
 /// Settings of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -37,8 +38,10 @@ pub struct HttpSettings {
     pub time_offset: FixedOffset,
     /// Largest accepted request body, in bytes.
     pub body_limit: usize,
-    /// Largest accepted snapshot for the sync route, in bytes after decompression.
-    pub sync_body_limit: usize,
+    /// Limits of a snapshot sent to the sync route.
+    pub sync_limits: SnapshotLimits,
+    /// Longest time a sync body may take to arrive, from its first byte to its last.
+    pub sync_body_timeout: Duration,
     /// HTTP 200 for every enveloped answer (the default), or the mapped statuses.
     pub http_status: HttpStatus,
 }
@@ -48,7 +51,8 @@ impl Default for HttpSettings {
         HttpSettings {
             time_offset: FixedOffset::east_opt(8 * 3600).expect("+08:00 is a valid offset"),
             body_limit: 1024 * 1024,
-            sync_body_limit: 512 * 1024 * 1024,
+            sync_limits: SnapshotLimits::default(),
+            sync_body_timeout: Duration::from_secs(300),
             http_status: HttpStatus::default(),
         }
     }

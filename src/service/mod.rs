@@ -22,7 +22,7 @@ pub use auth::{Credentials, IssuedToken};
 pub use groups::{GroupUpdate, NewGroupRequest};
 pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
-pub use sync::SyncOutcome;
+pub use sync::{SyncOutcome, SyncSlot};
 
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
@@ -34,6 +34,7 @@ use crate::store::{
 use auth::RateLimits;
 use directories::Directories;
 use recent::Recent;
+use sync::SyncSlots;
 
 /// Settings that change what the service answers.
 #[derive(Debug, Clone)]
@@ -51,6 +52,10 @@ pub struct ServiceSettings {
     /// read again; zero reads it on every call. Changes made through this process are seen at
     /// once whatever the setting; changes made by another process within this time.
     pub read_cache_ttl: Duration,
+    /// Syncs in flight in the process; one more is refused with `sync_in_progress`.
+    pub max_syncs: usize,
+    /// Syncs in flight per team (below `max_syncs`, so one team cannot take every slot).
+    pub max_syncs_per_team: usize,
 }
 
 impl Default for ServiceSettings {
@@ -62,6 +67,8 @@ impl Default for ServiceSettings {
             max_group_depth: 15,
             default_admin_seats: 10,
             read_cache_ttl: Duration::ZERO,
+            max_syncs: 2,
+            max_syncs_per_team: 1,
         }
     }
 }
@@ -96,6 +103,8 @@ pub enum ServiceError {
     RateLimited { retry_after_secs: u64 },
     #[error("the snapshot cannot be applied")]
     SyncRefused(SyncRefusal),
+    #[error("{0}")]
+    SyncInProgress(&'static str),
     #[error("the directory kept changing concurrently")]
     Busy,
     #[error(transparent)]
@@ -125,6 +134,7 @@ pub struct Service {
     /// Names and avatars of listed members, with the directory version they were read at:
     /// an entry serves only that version, so a change to the directory retires it at once.
     profiles: Recent<(TeamId, UserId), (i64, MemberProfile)>,
+    sync_slots: SyncSlots,
 }
 
 impl Service {
@@ -135,6 +145,7 @@ impl Service {
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),
+            sync_slots: SyncSlots::new(settings.max_syncs, settings.max_syncs_per_team),
             store,
             settings,
         }

@@ -4,8 +4,14 @@
 //! registered yet get stand-in ids), and once, after the missing users are registered, under the
 //! team's write gate to produce the batch that is committed. Registering users is idempotent and
 //! touches no directory, so a refused or failed sync leaves no trace in any directory.
+//!
+//! A sync holds a [`SyncSlot`] from before its snapshot is read until it is committed: at most
+//! `max_syncs` in the process and `max_syncs_per_team` per team. One more is refused at once
+//! (`sync_in_progress`), never queued, so a tenant cannot hold threads or memory by piling up
+//! syncs, and, the team limit being below the process limit, cannot fill every slot alone.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::{Service, ServiceError, ServiceResult, unix_now};
@@ -22,16 +28,101 @@ pub struct SyncOutcome {
     pub elapsed_ms: u64,
 }
 
+/// The syncs in flight, by team.
+#[derive(Debug, Default)]
+struct InFlight {
+    total: usize,
+    teams: HashMap<TeamId, usize>,
+}
+
+/// The process's sync slots.
+#[derive(Debug, Clone)]
+pub(super) struct SyncSlots {
+    max: usize,
+    per_team: usize,
+    in_flight: Arc<Mutex<InFlight>>,
+}
+
+impl SyncSlots {
+    pub(super) fn new(max: usize, per_team: usize) -> SyncSlots {
+        SyncSlots {
+            max,
+            per_team,
+            in_flight: Arc::default(),
+        }
+    }
+}
+
+/// The right to run one sync of one team; given back when dropped.
+#[derive(Debug)]
+pub struct SyncSlot {
+    team_id: TeamId,
+    slots: SyncSlots,
+}
+
+impl SyncSlot {
+    pub fn team_id(&self) -> TeamId {
+        self.team_id
+    }
+}
+
+impl Drop for SyncSlot {
+    fn drop(&mut self) {
+        let mut in_flight = self
+            .slots
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        in_flight.total = in_flight.total.saturating_sub(1);
+        if let Some(count) = in_flight.teams.get_mut(&self.team_id) {
+            *count -= 1;
+            if *count == 0 {
+                in_flight.teams.remove(&self.team_id);
+            }
+        }
+    }
+}
+
 impl Service {
+    /// A slot for a sync of `team_id` if `caller` may sync it and one is free; taken before
+    /// the snapshot is read and held until the sync ends.
+    pub async fn sync_slot(&self, caller: &Caller, team_id: TeamId) -> ServiceResult<SyncSlot> {
+        self.team_for(caller, team_id).await?;
+        let slots = &self.sync_slots;
+        let mut in_flight = slots
+            .in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let team = in_flight.teams.get(&team_id).copied().unwrap_or(0);
+        if team >= slots.per_team {
+            return Err(ServiceError::SyncInProgress(
+                "a sync of this directory is in progress; retry when it has ended",
+            ));
+        }
+        if in_flight.total >= slots.max {
+            return Err(ServiceError::SyncInProgress(
+                "the server runs as many syncs as it allows; retry later",
+            ));
+        }
+        in_flight.total += 1;
+        in_flight.teams.insert(team_id, team + 1);
+        Ok(SyncSlot {
+            team_id,
+            slots: slots.clone(),
+        })
+    }
+
+    /// Sync the slot's directory to `snapshot`.
     pub async fn sync_directory(
         &self,
         caller: &Caller,
-        team_id: TeamId,
+        slot: &SyncSlot,
         snapshot: &Snapshot,
         options: SyncOptions,
         dry_run: bool,
     ) -> ServiceResult<SyncOutcome> {
         let started = Instant::now();
+        let team_id = slot.team_id;
         let team = self.team_for(caller, team_id).await?;
         let max_depth = self.settings.max_group_depth;
         // Three independent reads of millions of rows each: run them side by side (the
@@ -165,6 +256,14 @@ impl Service {
         options: SyncOptions,
         dry_run: bool,
     ) -> ServiceResult<SyncOutcome> {
+        let caller = self.team_app(team_id).await?;
+        let slot = self.sync_slot(&caller, team_id).await?;
+        self.sync_directory(&caller, &slot, snapshot, options, dry_run)
+            .await
+    }
+
+    /// The team's own app as a caller.
+    async fn team_app(&self, team_id: TeamId) -> ServiceResult<Caller> {
         let team = self
             .store
             .team(team_id)
@@ -176,11 +275,9 @@ impl Service {
             .team_appid(org_id)
             .await?
             .ok_or(ServiceError::InvalidCredential)?;
-        let caller = Caller {
+        Ok(Caller {
             appid,
             scope: crate::domain::access::AppScope::Team(org_id),
-        };
-        self.sync_directory(&caller, team_id, snapshot, options, dry_run)
-            .await
+        })
     }
 }

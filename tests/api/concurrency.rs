@@ -137,7 +137,8 @@ async fn racing_token_calls_leave_exactly_one_valid_token() {
 
 #[tokio::test]
 async fn racing_syncs_of_new_openids_give_each_openid_one_user() {
-    let app = TestApp::spawn().await;
+    // Lifted limits on syncs in flight, so that the syncs do race.
+    let app = TestApp::builder().max_syncs(10, 10).spawn().await;
     let api = app.team_api().await;
     let openids: Vec<String> = (0..40).map(|n| format!("new-{n:02}")).collect();
     let statuses = race(&app, &api, 10, |i| {

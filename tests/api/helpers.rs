@@ -152,6 +152,13 @@ impl TestAppBuilder {
         self
     }
 
+    /// Syncs in flight in the process and per team.
+    pub fn max_syncs(mut self, process: usize, per_team: usize) -> Self {
+        self.service.max_syncs = process;
+        self.service.max_syncs_per_team = per_team;
+        self
+    }
+
     pub fn max_group_depth(mut self, depth: u32) -> Self {
         self.service.max_group_depth = depth;
         self
@@ -438,8 +445,6 @@ impl TestApp {
     }
 }
 
-/// The checks every answer must pass, whatever the test expects of it.
-#[track_caller]
 /// The contract's table (§2): the HTTP status of an answer in mapped mode, judged by its
 /// `code` and `error.type` (and, where one pair has two statuses, its message), with the
 /// statuses its code may have.
@@ -469,7 +474,7 @@ fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [
         "invalid_token" | "invalid_credential" => 401,
         "claim_error" | "invalid_org_subscription" => 403,
         "duplicated_remote_id" | "contacts_user_existed" => 409,
-        "request_rate_limited" | "org_resource_exhausted" => 429,
+        "request_rate_limited" | "org_resource_exhausted" | "sync_in_progress" => 429,
         "internal_error" if message.contains("database does not answer") => 503,
         "internal_error" => 500,
         "no_route" if message.contains("method not allowed") => 405,
@@ -491,6 +496,7 @@ pub fn test_http_status() -> HttpStatus {
 
 /// Checks the envelope and the HTTP status of an answer; returns the status the answer has in
 /// mapped mode, which tests judge (in the default mode every answer is HTTP 200).
+#[track_caller]
 fn check_envelope(
     request: &str,
     status: u16,

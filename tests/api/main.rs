@@ -17,5 +17,6 @@ mod openapi;
 mod processes;
 mod store;
 mod sync;
+mod sync_limits;
 mod tenant_isolation;
 mod users_orgs;

@@ -10,15 +10,22 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::TestDatabase;
 
-const BINARY: &str = env!("CARGO_BIN_EXE_contactsd");
+pub const BINARY: &str = env!("CARGO_BIN_EXE_contactsd");
 
 /// One `contactsd serve` process, killed when dropped.
-struct Server {
-    base: String,
+pub struct Server {
+    pub base: String,
     /// Everything the process logged (at `info`).
-    log: std::path::PathBuf,
+    pub log: std::path::PathBuf,
     _log_dir: tempfile::TempDir,
-    _child: Child,
+    child: Child,
+}
+
+impl Server {
+    /// The process id, to read its figures from `/proc`.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the server is running")
+    }
 }
 
 fn free_port() -> u16 {
@@ -29,6 +36,11 @@ fn free_port() -> u16 {
 }
 
 async fn start(database: &str) -> Server {
+    start_with(database, &[]).await
+}
+
+/// `contactsd serve` on `database` with extra settings.
+pub async fn start_with(database: &str, settings: &[&str]) -> Server {
     let port = free_port();
     let log_dir = tempfile::tempdir().expect("temp dir");
     let log = log_dir.path().join("server.log");
@@ -43,6 +55,7 @@ async fn start(database: &str) -> Server {
             "--db",
             database,
         ])
+        .args(settings)
         .env("CONTACTSD_LOG", "info")
         .env("CONTACTSD_HTTP_STATUS", "mapped")
         .stdout(Stdio::null())
@@ -60,7 +73,7 @@ async fn start(database: &str) -> Server {
                 base,
                 log,
                 _log_dir: log_dir,
-                _child: child,
+                child,
             };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -185,7 +198,7 @@ async fn two_processes_share_tokens_and_the_directory() {
 const DEFAULT_READ_CACHE: std::time::Duration = std::time::Duration::from_millis(1100);
 
 /// Run the binary with `args` on `database`; its exit status and stdout parsed as JSON.
-async fn run(database: &str, args: &[&str]) -> (bool, Value, String) {
+pub async fn run(database: &str, args: &[&str]) -> (bool, Value, String) {
     let output = Command::new(BINARY)
         .args(args)
         .args(["--db", database])

@@ -1,153 +1,70 @@
 //! `POST /api/contacts/teams/{team_id}/sync`: the snapshot upload.
 //!
-//! Snapshots of a large directory arrive as one request of hundreds of megabytes, so the body is
-//! parsed as it streams in (`application/json`, or `application/x-ndjson` with one tagged object
-//! per line), optionally gzip-compressed, under a limit of its own on the decompressed size.
-//! Parsing runs on a blocking thread and never holds the raw body and the parsed snapshot at
-//! once.
+//! Snapshots of a large directory arrive as one request of hundreds of megabytes, so the body
+//! is parsed as it streams in, on a blocking thread, by [`crate::snapshot`] (JSON, or NDJSON
+//! with one tagged object per line, optionally gzip-compressed), which refuses it as soon as
+//! one of its limits is crossed. The caller's sync slot is taken before the first byte is read,
+//! and the whole body must arrive within the route's time limit.
 
-use std::io::{self, BufRead, BufReader, Read};
+use std::io;
+use std::pin::Pin;
 
+use axum::body::Bytes;
 use axum::extract::{Path, Request, State};
 use axum::http::header;
-use futures_util::TryStreamExt;
-use serde::{Deserialize, Serialize};
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use serde::Serialize;
+use tokio::time::Instant;
 use tokio_util::io::{StreamReader, SyncIoBridge};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{AppidQuery, TeamPath};
-use crate::domain::sync::{
-    Problem, Snapshot, SnapshotGroup, SnapshotMember, SyncMode, SyncOptions, SyncRefusal,
-};
+use crate::domain::sync::{Problem, SyncMode, SyncOptions, SyncRefusal};
 use crate::domain::values::TeamId;
 use crate::http::AppState;
 use crate::http::describe::{Success, failures, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams};
 use crate::service::ServiceError;
+use crate::snapshot::{self, Format, SnapshotError, SnapshotLimits, SnapshotOptions};
 
-/// Options a snapshot may carry (in the JSON body, an NDJSON `options` line, or the query).
-#[derive(Debug, Default, Deserialize)]
-struct Options {
-    mode: Option<String>,
-    dry_run: Option<bool>,
-    allow_mass_delete: Option<bool>,
+/// The body's chunks, ended by an error once `deadline` has passed.
+fn until(
+    deadline: Instant,
+    body: impl Stream<Item = io::Result<Bytes>> + Send + Unpin + 'static,
+) -> Pin<Box<dyn Stream<Item = io::Result<Bytes>> + Send>> {
+    Box::pin(futures_util::stream::unfold(
+        Some(body),
+        move |body| async move {
+            let mut body = body?;
+            match tokio::time::timeout_at(deadline, body.next()).await {
+                Ok(Some(chunk)) => Some((chunk, Some(body))),
+                Ok(None) => None,
+                Err(_) => Some((
+                    Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "the body took longer than the sync body time limit",
+                    )),
+                    None,
+                )),
+            }
+        },
+    ))
 }
 
-#[derive(Debug, Deserialize)]
-struct JsonSnapshot {
-    #[serde(flatten)]
-    options: Options,
-    #[serde(default)]
-    groups: Vec<SnapshotGroup>,
-    #[serde(default)]
-    members: Vec<SnapshotMember>,
-}
-
-/// One line of an NDJSON snapshot.
-#[derive(Debug, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
-enum Line {
-    Options(Options),
-    Group(SnapshotGroup),
-    Member(SnapshotMember),
-}
-
-/// Why a body could not be read.
-enum BodyError {
-    TooLarge,
-    Invalid(String),
-}
-
-impl From<BodyError> for ApiError {
-    fn from(error: BodyError) -> Self {
-        match error {
-            BodyError::TooLarge => ApiError::too_large(),
-            BodyError::Invalid(message) => ApiError::invalid(message),
-        }
-    }
-}
-
-/// A reader that fails once more than `left` bytes have been read.
-struct Capped<R> {
-    inner: R,
-    left: u64,
-}
-
-impl<R: Read> Read for Capped<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> io::Result<usize> {
-        let read = self.inner.read(buffer)?;
-        self.left = self
-            .left
-            .checked_sub(read as u64)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::FileTooLarge, "body too large"))?;
-        Ok(read)
-    }
-}
-
-fn read_error(error: io::Error) -> BodyError {
-    if error.kind() == io::ErrorKind::FileTooLarge {
-        BodyError::TooLarge
-    } else {
-        BodyError::Invalid(format!("the body could not be read: {error}"))
-    }
-}
-
-fn json_error(error: serde_json::Error) -> BodyError {
-    match error.io_error_kind() {
-        Some(io::ErrorKind::FileTooLarge) => BodyError::TooLarge,
-        _ => BodyError::Invalid(format!("invalid snapshot: {error}")),
-    }
-}
-
-/// Read a JSON or NDJSON snapshot from a file (the `contactsd sync` command), ignoring any
-/// options it carries: on the command line, the flags decide.
-pub fn read_snapshot(reader: impl Read, ndjson: bool) -> Result<Snapshot, String> {
-    parse(reader, ndjson)
-        .map(|(snapshot, _)| snapshot)
-        .map_err(|error| match error {
-            BodyError::TooLarge => "the snapshot is too large".to_owned(),
-            BodyError::Invalid(message) => message,
-        })
-}
-
-fn parse(reader: impl Read, ndjson: bool) -> Result<(Snapshot, Options), BodyError> {
-    let reader = BufReader::with_capacity(256 * 1024, reader);
-    if !ndjson {
-        let body: JsonSnapshot = serde_json::from_reader(reader).map_err(json_error)?;
-        return Ok((
-            Snapshot {
-                groups: body.groups,
-                members: body.members,
-            },
-            body.options,
-        ));
-    }
-    let mut snapshot = Snapshot::default();
-    let mut options = Options::default();
-    for (number, line) in reader.lines().enumerate() {
-        let line = line.map_err(read_error)?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let parsed: Line = serde_json::from_str(&line)
-            .map_err(|error| BodyError::Invalid(format!("line {}: {error}", number + 1)))?;
-        match parsed {
-            Line::Options(o) => options = o,
-            Line::Group(group) => snapshot.groups.push(group),
-            Line::Member(member) => snapshot.members.push(member),
-        }
-    }
-    Ok((snapshot, options))
-}
-
-fn sync_options(query: &QueryParams, body: Options) -> Result<(SyncOptions, bool), ApiError> {
-    let mode = match body.mode.as_deref().or(query.single("mode")?) {
-        None | Some("upsert") => SyncMode::Upsert,
-        Some("replace") => SyncMode::Replace,
-        Some(_) => return Err(ApiError::invalid("mode must be upsert or replace")),
+fn sync_options(
+    query: &QueryParams,
+    body: SnapshotOptions,
+) -> Result<(SyncOptions, bool), ApiError> {
+    let mode = match body.mode {
+        Some(mode) => mode,
+        None => match query.single("mode")? {
+            None => SyncMode::Upsert,
+            Some(raw) => SyncMode::parse(raw)
+                .ok_or_else(|| ApiError::invalid("mode must be upsert or replace"))?,
+        },
     };
     let dry_run = match body.dry_run {
         Some(value) => value,
@@ -303,6 +220,8 @@ failures!(SyncFailures: team_body;
         message: "no group has remote_id \"sales-eu\"".to_owned(),
     }])),
     ServiceError::SyncRefused(SyncRefusal::TooManyDeletes { groups: 60, members: 0 }),
+    ServiceError::SyncInProgress("a sync of this directory is in progress; retry when it has ended"),
+    SnapshotError::TooLarge { limit: SnapshotLimits::DEFAULT_MAX_BYTES },
 );
 
 /// Sync a directory to a snapshot (an extension).
@@ -311,7 +230,9 @@ failures!(SyncFailures: team_body;
 /// `remote_id`, members by the app's `openid`; what it creates or changes gets `source: 2`.
 /// A snapshot with problems changes nothing and lists them (at most 100) in `data.problems`.
 /// The body is `application/json` or `application/x-ndjson`, optionally with
-/// `Content-Encoding: gzip`, and has a size limit of its own (512 MiB decompressed by default).
+/// `Content-Encoding: gzip`, and has limits of its own (448 MiB decompressed, 1 M groups and
+/// 5 M members by default, and the contract's field limits, enforced as it arrives). One sync
+/// per directory runs at a time: another is `ResourceExhausted` / `sync_in_progress`.
 #[utoipa::path(
     post,
     path = "/api/contacts/teams/{team_id}/sync",
@@ -338,13 +259,15 @@ pub async fn sync_directory(
     query: QueryParams,
     request: Request,
 ) -> Result<Reply, ApiError> {
-    // Tenancy and plan first: a caller that may not touch the team gets no body parsed.
-    state.service.check_team_access(&caller, team_id).await?;
+    // Tenancy, plan and a free sync slot first: a caller that may not sync the team now gets
+    // no body read.
+    let slot = state.service.sync_slot(&caller, team_id).await?;
     let headers = request.headers();
-    let ndjson = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.contains("ndjson") || value.contains("jsonl"));
+    let format = Format::from_content_type(
+        headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|value| value.to_str().ok()),
+    );
     let gzip = match headers
         .get(header::CONTENT_ENCODING)
         .and_then(|value| value.to_str().ok())
@@ -357,39 +280,20 @@ pub async fn sync_directory(
             ));
         }
     };
-    let limit = state.settings.sync_body_limit as u64;
-    let stream = request
+    let limits = state.settings.sync_limits;
+    let deadline = Instant::now() + state.settings.sync_body_timeout;
+    let body = request
         .into_body()
         .into_data_stream()
         .map_err(io::Error::other);
-    let bridge = SyncIoBridge::new(StreamReader::new(stream));
-    let parsed = tokio::task::spawn_blocking(move || {
-        if gzip {
-            let inflated = flate2::read::GzDecoder::new(bridge);
-            parse(
-                Capped {
-                    inner: inflated,
-                    left: limit,
-                },
-                ndjson,
-            )
-        } else {
-            parse(
-                Capped {
-                    inner: bridge,
-                    left: limit,
-                },
-                ndjson,
-            )
-        }
-    })
-    .await
-    .map_err(|error| ApiError::internal(format!("snapshot parser stopped: {error}")))?;
-    let (snapshot, body_options) = parsed?;
-    let (options, dry_run) = sync_options(&query, body_options)?;
+    let bridge = SyncIoBridge::new(StreamReader::new(until(deadline, body)));
+    let parsed = tokio::task::spawn_blocking(move || snapshot::read(bridge, format, gzip, &limits))
+        .await
+        .map_err(|error| ApiError::internal(format!("snapshot parser stopped: {error}")))??;
+    let (options, dry_run) = sync_options(&query, parsed.options)?;
     let outcome = state
         .service
-        .sync_directory(&caller, team_id, &snapshot, options, dry_run)
+        .sync_directory(&caller, &slot, &parsed.snapshot, options, dry_run)
         .await?;
     Reply::data(&SyncData {
         dry_run: outcome.dry_run,
