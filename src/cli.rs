@@ -115,6 +115,10 @@ struct ServeArgs {
     /// Token calls per minute per appid (0 = no limit).
     #[arg(long, env = "CONTACTSD_TOKEN_RATE_LIMIT", default_value_t = 60)]
     token_rate_limit: u32,
+    /// Failed token calls (unknown appid or wrong secret) per minute per client address (0 =
+    /// no limit); an address past it is refused for a while whatever it sends.
+    #[arg(long, env = "CONTACTSD_TOKEN_FAILURE_LIMIT", default_value_t = 60)]
+    token_failure_limit: u32,
     /// Maximum depth of the group tree (a top-level group has depth 1).
     #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=64))]
     max_group_depth: u32,
@@ -133,6 +137,11 @@ struct ServeArgs {
     /// Connections served at once; a connection beyond this is answered with HTTP 429.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Connections served at once for one client address (IPv6: one /64); more are answered
+    /// with HTTP 429. Behind a proxy every client has the proxy's address: raise it to
+    /// `--max-connections` there.
+    #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
     #[arg(long, env = "CONTACTSD_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout: u64,
@@ -276,6 +285,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 token_ttl: args.token_ttl,
                 rate_limit: args.rate_limit,
                 token_rate_limit: args.token_rate_limit,
+                token_failure_limit: args.token_failure_limit,
                 max_group_depth: args.max_group_depth,
                 read_cache_ttl: Duration::from_millis(args.read_cache_ms),
                 ..ServiceSettings::default()
@@ -574,6 +584,7 @@ async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<(), String> {
     );
     let connections = ConnectionSettings {
         max_connections: args.max_connections as usize,
+        max_connections_per_address: args.max_connections_per_address as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         ..ConnectionSettings::default()

@@ -66,7 +66,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
             .await
             .expect("an org");
         let token = service
-            .issue_token(&app.appid, &app.secret, "client_credential")
+            .issue_token(&app.appid, &app.secret, "client_credential", None)
             .await
             .expect("a token");
         let router = router(service, HttpSettings::default());

@@ -12,7 +12,7 @@ mod server;
 pub mod sync;
 mod time;
 
-pub use server::{ConnectionSettings, serve};
+pub use server::{ClientAddress, ConnectionSettings, MAX_HEAD_BYTES, serve};
 
 use std::sync::Arc;
 

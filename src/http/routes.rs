@@ -7,6 +7,7 @@
 
 use std::borrow::Cow;
 
+use axum::Extension;
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
@@ -17,7 +18,7 @@ use super::envelope::{ApiError, Reply};
 use super::extract::{Authenticated, JsonBody, MAX_ARRAY_ITEMS, QueryParams};
 use super::json::{JsonText, JsonWriter};
 use super::openapi::{Empty, Success, anonymous, authenticated, authenticated_body, failures};
-use super::{ApiTime, AppState};
+use super::{ApiTime, AppState, ClientAddress};
 use crate::domain::RuleError;
 use crate::domain::directory::{Directory, Group, GroupFilter, GroupView, MemberFilter};
 use crate::domain::values::{self, GroupId, OrgId, ROOT_GROUP, Role, TeamId, UserId};
@@ -210,7 +211,8 @@ failures!(TokenFailures: anonymous;
 ///
 /// Issuing a token invalidates every earlier token of the app at once. A wrong appid or secret
 /// is `invalid_credential` (never saying which); an app whose org is on the `free` plan gets
-/// `invalid_org_subscription`. Limited per appid (60 a minute by default).
+/// `invalid_org_subscription`. Wrong appids and secrets are limited per client address, right
+/// ones per appid (60 a minute by default).
 #[utoipa::path(
     get,
     path = "/api/oauth2/access_token",
@@ -221,14 +223,22 @@ failures!(TokenFailures: anonymous;
         TokenFailures,
     ),
 )]
-pub async fn issue_token(State(state): State<AppState>, query: QueryParams) -> Answer {
+pub async fn issue_token(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddress>>,
+    query: QueryParams,
+) -> Answer {
     let appid = query.single("appid")?.unwrap_or_default();
     let secret = query.single("secret")?.unwrap_or_default();
     let grant_type = query.single("grant_type")?.unwrap_or_default();
     if appid.is_empty() || secret.is_empty() {
         return Err(ApiError::invalid("appid and secret are required"));
     }
-    let issued = state.service.issue_token(appid, secret, grant_type).await?;
+    let client = client.map(|Extension(client)| client.0);
+    let issued = state
+        .service
+        .issue_token(appid, secret, grant_type, client)
+        .await?;
     Reply::data(&TokenData {
         access_token: issued.access_token,
         expires_in: issued.expires_in,

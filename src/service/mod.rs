@@ -40,8 +40,11 @@ pub struct ServiceSettings {
     pub token_ttl: u64,
     /// Calls per second per appid; 0 = unlimited.
     pub rate_limit: u32,
-    /// Token calls per minute per appid; 0 = unlimited.
+    /// Token calls per minute per appid (counted once the secret is right); 0 = unlimited.
     pub token_rate_limit: u32,
+    /// Failed token calls (unknown appid or wrong secret) per minute per client address; an
+    /// address past it is refused for a while whatever it sends; 0 = unlimited.
+    pub token_failure_limit: u32,
     pub max_group_depth: u32,
     /// Admin seats of orgs created through the API.
     pub default_admin_seats: i64,
@@ -57,6 +60,7 @@ impl Default for ServiceSettings {
             token_ttl: 7200,
             rate_limit: 20,
             token_rate_limit: 60,
+            token_failure_limit: 60,
             max_group_depth: 15,
             default_admin_seats: 10,
             read_cache_ttl: Duration::ZERO,
@@ -126,7 +130,11 @@ pub struct Service {
 impl Service {
     pub fn new(store: Arc<dyn Store>, settings: ServiceSettings) -> Service {
         Service {
-            limits: RateLimits::new(settings.rate_limit, settings.token_rate_limit),
+            limits: RateLimits::new(
+                settings.rate_limit,
+                settings.token_rate_limit,
+                settings.token_failure_limit,
+            ),
             directories: Directories::default(),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),

@@ -5,6 +5,7 @@
 //! HTTP only; what a test checks is what a client sees: the status, the envelope, the data, and
 //! what reading it back afterwards shows.
 
+mod abuse;
 mod concurrency;
 mod connections;
 mod foundation;

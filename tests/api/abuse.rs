@@ -1,0 +1,83 @@
+//! One hostile client must not hurt another tenant: failed token calls are limited per client
+//! address (never per appid, so a stranger cannot lock an app out), and an unknown appid and a
+//! wrong secret are answered alike; directories evicted from the cache come back equal;
+//! quotas refuse writes past a team's size limits.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::helpers::{ApiResponse, TestApp, assert_ok};
+
+/// A client whose connections come from `127.0.0.x` (Linux routes all of 127/8 to loopback).
+fn client_from(last: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
+        .build()
+        .expect("a client bound to a loopback address")
+}
+
+/// The token call, sent by `client` (the envelope is checked as for every answer).
+async fn token_call(
+    app: &mut TestApp,
+    client: &reqwest::Client,
+    appid: &str,
+    secret: &str,
+) -> ApiResponse {
+    let own = std::mem::replace(&mut app.client, client.clone());
+    let response = app.token_response(appid, secret, "client_credential").await;
+    app.client = own;
+    response
+}
+
+fn error_type(response: &ApiResponse) -> String {
+    response.body["error"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn wrong_secrets_from_one_address_neither_lock_the_owner_out_nor_reveal_appids() {
+    let mut app = TestApp::builder().token_rate_limit(60).spawn().await;
+    let appid = app.appid.clone();
+    let secret = app.secret.clone();
+    let attacker = client_from(2);
+    let prober = client_from(3);
+
+    let mut wrong_secret = Vec::new();
+    for _ in 0..100 {
+        let response = token_call(&mut app, &attacker, &appid, "not-the-secret").await;
+        wrong_secret.push(error_type(&response));
+    }
+    let mut unknown_appid = Vec::new();
+    for _ in 0..100 {
+        let response = token_call(&mut app, &prober, "tpidnosuchap", "not-the-secret").await;
+        unknown_appid.push(error_type(&response));
+    }
+    // The attacker is limited, after the documented number of failures.
+    assert_eq!(wrong_secret[0], "invalid_credential");
+    assert_eq!(wrong_secret[99], "request_rate_limited");
+    assert_eq!(
+        wrong_secret
+            .iter()
+            .filter(|t| *t == "invalid_credential")
+            .count(),
+        60,
+        "{wrong_secret:?}"
+    );
+    // An appid that exists and one that does not get the very same answers.
+    assert_eq!(wrong_secret, unknown_appid);
+    // Past its failures, an address is refused even with the right secret: the answer does not
+    // tell a right secret from a wrong one.
+    let response = token_call(&mut app, &attacker, &appid, &secret).await;
+    assert_eq!(error_type(&response), "request_rate_limited");
+    assert!(response.header("retry-after").is_some());
+
+    // The owner, from its own address, gets tokens as usual.
+    let owner = client_from(1);
+    for _ in 0..3 {
+        let response = token_call(&mut app, &owner, &appid, &secret).await;
+        assert_ok(&response);
+    }
+    let api = app.team_api().await;
+    assert_eq!(api.list_groups(app.team_id, "").await.total, 0);
+}
