@@ -21,7 +21,7 @@ use crate::domain::sync::{
 };
 use crate::domain::values::{self, Role};
 use crate::http::{self, ConnectionSettings, HttpSettings};
-use crate::service::{Service, ServiceError, ServiceSettings};
+use crate::service::{DEFAULT_CACHE_MEMORY_MB, Service, ServiceError, ServiceSettings};
 use crate::store;
 
 #[derive(Debug, Parser)]
@@ -134,6 +134,10 @@ struct ServeArgs {
     /// within this time.
     #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     read_cache_ms: u64,
+    /// Memory, in MiB, that the in-memory copies of directories may hold together (estimated);
+    /// past it the least recently used are dropped and loaded again when next used.
+    #[arg(long, env = "CONTACTSD_CACHE_MEMORY_MB", default_value_t = DEFAULT_CACHE_MEMORY_MB as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    cache_memory_mb: u64,
     /// Connections served at once; a connection beyond this is answered with HTTP 429.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -288,6 +292,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 token_failure_limit: args.token_failure_limit,
                 max_group_depth: args.max_group_depth,
                 read_cache_ttl: Duration::from_millis(args.read_cache_ms),
+                cache_memory: usize::try_from(args.cache_memory_mb << 20).unwrap_or(usize::MAX),
                 ..ServiceSettings::default()
             };
             let service = Arc::new(Service::new(store, settings));

@@ -33,6 +33,11 @@ use auth::RateLimits;
 use directories::Directories;
 use recent::Recent;
 
+/// The directory cache's default budget, in MiB: on the 2-core, 24 GiB machine the service is
+/// sized for, half the memory, leaving the rest for syncs in flight (about 1 GB each at the
+/// largest directory the default quotas allow) and the system.
+pub const DEFAULT_CACHE_MEMORY_MB: usize = 12 * 1024;
+
 /// Settings that change what the service answers.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -52,6 +57,9 @@ pub struct ServiceSettings {
     /// read again; zero reads it on every call. Changes made through this process are seen at
     /// once whatever the setting; changes made by another process within this time.
     pub read_cache_ttl: Duration,
+    /// Estimated bytes the in-memory copies of directories may hold together; past it the
+    /// least recently used are dropped and loaded again when next used.
+    pub cache_memory: usize,
 }
 
 impl Default for ServiceSettings {
@@ -64,6 +72,7 @@ impl Default for ServiceSettings {
             max_group_depth: 15,
             default_admin_seats: 10,
             read_cache_ttl: Duration::ZERO,
+            cache_memory: DEFAULT_CACHE_MEMORY_MB << 20,
         }
     }
 }
@@ -135,13 +144,19 @@ impl Service {
                 settings.token_rate_limit,
                 settings.token_failure_limit,
             ),
-            directories: Directories::default(),
+            directories: Directories::new(settings.cache_memory),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),
             store,
             settings,
         }
+    }
+
+    /// Estimated bytes held by the in-memory copies of directories (within the budget, or one
+    /// directory larger than it).
+    pub fn cached_directory_bytes(&self) -> usize {
+        self.directories.cached_bytes()
     }
 
     /// Does the database answer?

@@ -5,7 +5,10 @@
 
 use std::net::{IpAddr, Ipv4Addr};
 
-use crate::helpers::{ApiResponse, TestApp, assert_ok};
+use contactsd::domain::access::Plan;
+use serde_json::Value;
+
+use crate::helpers::{Api, ApiResponse, TestApp, assert_ok, groups_path, members_path};
 
 /// A client whose connections come from `127.0.0.x` (Linux routes all of 127/8 to loopback).
 fn client_from(last: u8) -> reqwest::Client {
@@ -80,4 +83,78 @@ async fn wrong_secrets_from_one_address_neither_lock_the_owner_out_nor_reveal_ap
     }
     let api = app.team_api().await;
     assert_eq!(api.list_groups(app.team_id, "").await.total, 0);
+}
+
+/// Everything a client can read of a directory: groups in both orders, members flat and
+/// recursive, one group.
+async fn everything(api: &Api<'_>, team: i64, top: i64) -> Vec<Value> {
+    let mut answers = Vec::new();
+    for path in [
+        format!("{}?per_page=1000", groups_path(team)),
+        format!("{}?parent_id={top}&per_page=1000", groups_path(team)),
+        format!("{}?include_invalid=true&per_page=1000", groups_path(team)),
+        format!("{}?per_page=1000", members_path(team, 0)),
+        format!("{}?recursive=true&per_page=1000", members_path(team, top)),
+        format!("{}/{top}", groups_path(team)),
+    ] {
+        answers.push(assert_ok(&api.get(&path).await));
+    }
+    answers
+}
+
+#[tokio::test]
+async fn a_directory_dropped_from_the_cache_comes_back_equal() {
+    // A budget of one byte: loading one directory drops every other.
+    let app = TestApp::builder().cache_memory(1).spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let top = api.create_group(team, "Sales", 0).await;
+    let mut groups = vec![top];
+    for n in 0..20 {
+        groups.push(
+            api.create_group(team, &format!("Team {n}"), groups[n / 3])
+                .await,
+        );
+    }
+    let doomed = api.create_group(team, "Old", 0).await;
+    assert_ok(&api.delete_groups(team, &[doomed]).await);
+    for n in 0..30 {
+        let user = api.register_user(&format!("user-{n}")).await;
+        api.add_member_ok(
+            team,
+            groups[n % groups.len()],
+            user,
+            Some(2 + (n as i64 % 3)),
+        )
+        .await;
+    }
+    let before = everything(&api, team, top).await;
+    let own = app.service.cached_directory_bytes();
+    assert!(own > 0);
+
+    // Another tenant's read loads its directory and drops this one.
+    let other = app.create_org("Other", Plan::Business, 10).await;
+    let other_api = app.login(&other.appid, &other.secret).await;
+    other_api.create_group(other.team_id, "Elsewhere", 0).await;
+    let others = app.service.cached_directory_bytes();
+    assert!(
+        others < own,
+        "only the other directory is cached: {others} < {own}"
+    );
+
+    // Read back from the database: the same answers, and this copy alone is cached again.
+    assert_eq!(everything(&api, team, top).await, before);
+    assert_eq!(app.service.cached_directory_bytes(), own);
+
+    // Writes after a reload decide on the reloaded copy.
+    other_api.create_group(other.team_id, "More", 0).await;
+    let response = api
+        .post_json(
+            &groups_path(team),
+            &serde_json::json!({"name": "New", "parent_id": groups[20]}),
+        )
+        .await;
+    assert_ok(&response);
+    let listed = api.list_groups(team, "per_page=1000").await;
+    assert_eq!(listed.total, 22);
 }

@@ -132,6 +132,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Budget of the directory cache, in estimated bytes.
+    pub fn cache_memory(mut self, bytes: usize) -> Self {
+        self.service.cache_memory = bytes;
+        self
+    }
+
     pub fn rate_limit(mut self, per_second: u32) -> Self {
         self.service.rate_limit = per_second;
         self
