@@ -21,7 +21,9 @@ use crate::domain::sync::{
 };
 use crate::domain::values::{self, Role};
 use crate::http::{self, ConnectionSettings, HttpSettings};
-use crate::service::{DEFAULT_CACHE_MEMORY_MB, Service, ServiceError, ServiceSettings};
+use crate::service::{
+    DEFAULT_CACHE_MEMORY_MB, QuotaSettings, Service, ServiceError, ServiceSettings,
+};
 use crate::store;
 
 #[derive(Debug, Parser)]
@@ -138,6 +140,15 @@ struct ServeArgs {
     /// past it the least recently used are dropped and loaded again when next used.
     #[arg(long, env = "CONTACTSD_CACHE_MEMORY_MB", default_value_t = DEFAULT_CACHE_MEMORY_MB as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
     cache_memory_mb: u64,
+    /// Valid groups a directory may hold, unless `admin set-quota` says otherwise for its org.
+    #[arg(long, env = "CONTACTSD_MAX_GROUPS_PER_TEAM", default_value_t = QuotaSettings::default().max_groups, value_parser = clap::value_parser!(i64).range(0..))]
+    max_groups_per_team: i64,
+    /// Members a directory may hold, unless `admin set-quota` says otherwise for its org.
+    #[arg(long, env = "CONTACTSD_MAX_MEMBERS_PER_TEAM", default_value_t = QuotaSettings::default().max_members, value_parser = clap::value_parser!(i64).range(0..))]
+    max_members_per_team: i64,
+    /// Orgs a platform app may create, unless `admin set-quota` says otherwise for the app.
+    #[arg(long, env = "CONTACTSD_MAX_ORGS_PER_APP", default_value_t = QuotaSettings::default().max_orgs_per_app, value_parser = clap::value_parser!(i64).range(0..))]
+    max_orgs_per_app: i64,
     /// Connections served at once; a connection beyond this is answered with HTTP 429.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
@@ -192,6 +203,21 @@ enum AdminCommand {
     RotateSecret {
         #[arg(long)]
         appid: String,
+    },
+    /// Change one org's quotas (`--org-id` with `--max-groups` and/or `--max-members`) or how
+    /// many orgs one platform app may create (`--appid` with `--max-orgs`); what is not given
+    /// keeps its stored value or the server's default.
+    SetQuota {
+        #[arg(long, conflicts_with = "appid", required_unless_present = "appid")]
+        org_id: Option<i64>,
+        #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
+        max_groups: Option<i64>,
+        #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
+        max_members: Option<i64>,
+        #[arg(long, requires = "max_orgs")]
+        appid: Option<String>,
+        #[arg(long, requires = "appid", value_parser = clap::value_parser!(i64).range(0..))]
+        max_orgs: Option<i64>,
     },
     /// Check every invariant of every stored directory; exits non-zero on any violation.
     Check {
@@ -293,6 +319,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 max_group_depth: args.max_group_depth,
                 read_cache_ttl: Duration::from_millis(args.read_cache_ms),
                 cache_memory: usize::try_from(args.cache_memory_mb << 20).unwrap_or(usize::MAX),
+                quotas: QuotaSettings {
+                    max_groups: args.max_groups_per_team,
+                    max_members: args.max_members_per_team,
+                    max_orgs_per_app: args.max_orgs_per_app,
+                },
                 ..ServiceSettings::default()
             };
             let service = Arc::new(Service::new(store, settings));
@@ -511,6 +542,42 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             })?;
             Ok(json!({"appid": app.appid, "secret": app.secret}))
         }
+        AdminCommand::SetQuota {
+            org_id,
+            max_groups,
+            max_members,
+            appid,
+            max_orgs,
+        } => match (org_id, appid, max_orgs) {
+            (Some(org_id), _, _) => {
+                let quota = service
+                    .set_org_quota(org_id, max_groups, max_members)
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::OrgNotFound => format!("no org {org_id}"),
+                        other => other.to_string(),
+                    })?;
+                // null: the server's default (its --max-groups-per-team, --max-members-per-team).
+                Ok(json!({
+                    "org_id": org_id,
+                    "max_groups": quota.max_groups,
+                    "max_members": quota.max_members,
+                }))
+            }
+            (None, Some(appid), Some(max_orgs)) => {
+                service
+                    .set_app_org_quota(&appid, max_orgs)
+                    .await
+                    .map_err(|e| match e {
+                        ServiceError::InvalidCredential => {
+                            format!("no platform app with appid {appid:?}")
+                        }
+                        other => other.to_string(),
+                    })?;
+                Ok(json!({"appid": appid, "max_orgs": max_orgs}))
+            }
+            _ => Err("give --org-id, or --appid with --max-orgs".to_owned()),
+        },
         AdminCommand::Check { .. } => {
             let checks = service
                 .check_directories()

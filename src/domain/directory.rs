@@ -302,6 +302,11 @@ impl Directory {
         self.children.values().map(Vec::len).sum()
     }
 
+    /// Groups stored, tombstones included (O(1), unlike [`Directory::valid_group_count`]).
+    pub fn stored_group_count(&self) -> usize {
+        self.groups.len()
+    }
+
     /// About how many bytes of memory this copy holds, in O(1): [`BYTES_PER_GROUP`] for each
     /// stored group (tombstones included) and [`BYTES_PER_MEMBER`] for each member.
     pub fn estimated_bytes(&self) -> usize {

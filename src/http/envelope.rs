@@ -20,7 +20,7 @@ use uuid::Uuid;
 use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
-use crate::service::ServiceError;
+use crate::service::{QuotaKind, ServiceError};
 
 /// What a handler decided; rendered into the envelope by [`envelope_middleware`].
 #[derive(Debug, Clone)]
@@ -206,6 +206,15 @@ impl From<ServiceError> for ApiError {
                 S::TOO_MANY_REQUESTS,
                 "ResourceExhausted",
                 "org_resource_exhausted",
+            ),
+            ServiceError::QuotaExceeded(kind) => (
+                S::TOO_MANY_REQUESTS,
+                "ResourceExhausted",
+                match kind {
+                    QuotaKind::Groups => "group_quota_exceeded",
+                    QuotaKind::Members => "member_quota_exceeded",
+                    QuotaKind::Orgs => "org_quota_exceeded",
+                },
             ),
             ServiceError::RateLimited { retry_after_secs } => {
                 let mut error = ApiError::new(

@@ -218,7 +218,7 @@ impl Directories {
         &self,
         store: &dyn Store,
         team: &TeamRecord,
-        decide: impl Fn(&Directory) -> Result<(Vec<Change>, R), RuleError>,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
     ) -> ServiceResult<(R, Vec<GroupId>)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::quotas::Growth;
 use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
@@ -69,9 +70,17 @@ impl Service {
             return Err(crate::domain::RuleError::ContactsUserNotFound.into());
         }
         let details = self.details_of(team_id, user_id).await?;
+        let quota = self.team_quota(&team).await?;
         self.directories
             .write(&*self.store, &team, |d| {
                 let admission = d.check_admission(user_id, group_id, role)?;
+                if admission.joins_directory {
+                    let one_more = Growth {
+                        members_added: 1,
+                        ..Growth::default()
+                    };
+                    quota.check(d, one_more)?;
+                }
                 Ok((
                     vec![put(user_id, admission.role, &details, &admission.groups)],
                     (),

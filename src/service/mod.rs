@@ -9,6 +9,7 @@ mod directories;
 mod groups;
 mod members;
 mod orgs;
+mod quotas;
 mod recent;
 mod sync;
 mod users;
@@ -22,12 +23,14 @@ pub use auth::{Credentials, IssuedToken};
 pub use groups::{GroupUpdate, NewGroupRequest};
 pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
+pub use quotas::{QuotaKind, QuotaSettings};
 pub use sync::SyncOutcome;
 
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
-use crate::domain::values::{TeamId, UserId};
+use crate::domain::values::{OrgId, TeamId, UserId};
+use crate::store::quotas::OrgQuota;
 use crate::store::{MemberProfile, Store, StoreError, TeamRecord, TokenRecord};
 use auth::RateLimits;
 use directories::Directories;
@@ -60,6 +63,8 @@ pub struct ServiceSettings {
     /// Estimated bytes the in-memory copies of directories may hold together; past it the
     /// least recently used are dropped and loaded again when next used.
     pub cache_memory: usize,
+    /// Default quotas of every team and platform app.
+    pub quotas: QuotaSettings,
 }
 
 impl Default for ServiceSettings {
@@ -73,6 +78,7 @@ impl Default for ServiceSettings {
             default_admin_seats: 10,
             read_cache_ttl: Duration::ZERO,
             cache_memory: DEFAULT_CACHE_MEMORY_MB << 20,
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -101,6 +107,8 @@ pub enum ServiceError {
     OrgNotFound,
     #[error("the creating user has created the most orgs allowed")]
     OrgResourceExhausted,
+    #[error("the {0:?} quota would be exceeded")]
+    QuotaExceeded(QuotaKind),
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the snapshot cannot be applied")]
@@ -134,6 +142,8 @@ pub struct Service {
     /// Names and avatars of listed members, with the directory version they were read at:
     /// an entry serves only that version, so a change to the directory retires it at once.
     profiles: Recent<(TeamId, UserId), (i64, MemberProfile)>,
+    /// Quotas set for an org (`admin set-quota`), read as lately as the team records.
+    org_quotas: Recent<OrgId, OrgQuota>,
 }
 
 impl Service {
@@ -148,6 +158,7 @@ impl Service {
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),
+            org_quotas: Recent::new(settings.read_cache_ttl),
             store,
             settings,
         }

@@ -55,6 +55,7 @@ impl Service {
         if self.store.user(user_id).await?.is_none() {
             return Err(ServiceError::UserNotFound);
         }
+        self.check_org_quota(&caller.scope, &caller.appid).await?;
         let creation = self
             .store
             .create_org(

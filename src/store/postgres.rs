@@ -73,6 +73,8 @@ use crate::domain::directory::{Change, Directory, Group, GroupRef, Placement};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
+mod quotas;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
 /// How often [`UserStore::register_user`] tries again after losing a race for the same openid.

@@ -27,6 +27,8 @@ use crate::domain::directory::{Change, Directory, Group, GroupRef};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
 
+mod quotas;
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
 /// First org id handed out: org ids are large integers, as in the reference service.

@@ -138,6 +138,12 @@ impl TestAppBuilder {
         self
     }
 
+    /// Default quotas of teams and platform apps.
+    pub fn quotas(mut self, quotas: contactsd::service::QuotaSettings) -> Self {
+        self.service.quotas = quotas;
+        self
+    }
+
     pub fn rate_limit(mut self, per_second: u32) -> Self {
         self.service.rate_limit = per_second;
         self

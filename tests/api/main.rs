@@ -15,6 +15,7 @@ mod hostile_input;
 mod members;
 mod openapi;
 mod processes;
+mod quotas;
 mod sync;
 mod tenant_isolation;
 mod users_orgs;
