@@ -224,18 +224,37 @@ impl Directories {
         let slot = self.slot(team_id);
         let _gate = slot.gate.lock().await;
         let mut stale = !slot.is_fresh(team.version);
+        // Whether the database's version was asked during this write.
+        let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
             if stale {
                 if attempt > 0 {
                     back_off(attempt).await;
                 }
                 self.reload(store, &slot, team_id).await?;
+                asked = true;
             }
-            let (changes, value, expected) = {
+            let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
-                let (changes, value) = decide(directory)?;
-                (changes, value, directory.version())
+                (decide(directory), directory.version())
+            };
+            let (changes, value) = match decided {
+                Ok(decided) => decided,
+                // The team record may be up to the read-cache time old, so the copy may miss
+                // a change committed through another process (the parent a write names, say).
+                // A refusal is final only once the database confirms the copy is current.
+                Err(refusal) if !asked => {
+                    asked = true;
+                    match store.team(team_id).await? {
+                        Some(current) if current.version > expected => {
+                            stale = true;
+                            continue;
+                        }
+                        _ => return Err(refusal),
+                    }
+                }
+                Err(refusal) => return Err(refusal),
             };
             if changes.is_empty() {
                 return Ok((value, Vec::new()));

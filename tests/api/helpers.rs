@@ -154,6 +154,11 @@ impl TestAppBuilder {
         self
     }
 
+    pub fn token_failure_limit(mut self, per_minute: u32) -> Self {
+        self.service.token_failure_limit = per_minute;
+        self
+    }
+
     pub fn max_group_depth(mut self, depth: u32) -> Self {
         self.service.max_group_depth = depth;
         self
