@@ -20,7 +20,9 @@ use crate::domain::access::Plan;
 use crate::domain::sync::{Snapshot, SyncMode, SyncOptions, SyncRefusal};
 use crate::domain::values;
 use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
-use crate::service::{Service, ServiceError, ServiceSettings};
+use crate::service::{
+    DEFAULT_CACHE_MEMORY_MB, QuotaSettings, Service, ServiceError, ServiceSettings,
+};
 use crate::snapshot::{self, Format, SnapshotLimits};
 use crate::store;
 use crate::telemetry::{self, LogFormat};
@@ -115,6 +117,10 @@ struct ServeArgs {
     /// Token calls per minute per appid (0 = no limit).
     #[arg(long, env = "CONTACTSD_TOKEN_RATE_LIMIT", default_value_t = 60)]
     token_rate_limit: u32,
+    /// Failed token calls (unknown appid or wrong secret) per minute per client address (0 =
+    /// no limit); an address past it is refused for a while whatever it sends.
+    #[arg(long, env = "CONTACTSD_TOKEN_FAILURE_LIMIT", default_value_t = 60)]
+    token_failure_limit: u32,
     /// Maximum depth of the group tree (a top-level group has depth 1).
     #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=64))]
     max_group_depth: u32,
@@ -151,9 +157,27 @@ struct ServeArgs {
     /// within this time.
     #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
     read_cache_ms: u64,
+    /// Memory, in MiB, that the in-memory copies of directories may hold together (estimated);
+    /// past it the least recently used are dropped and loaded again when next used.
+    #[arg(long, env = "CONTACTSD_CACHE_MEMORY_MB", default_value_t = DEFAULT_CACHE_MEMORY_MB as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    cache_memory_mb: u64,
+    /// Valid groups a directory may hold, unless `admin set-quota` says otherwise for its org.
+    #[arg(long, env = "CONTACTSD_MAX_GROUPS_PER_TEAM", default_value_t = QuotaSettings::default().max_groups, value_parser = clap::value_parser!(i64).range(0..))]
+    max_groups_per_team: i64,
+    /// Members a directory may hold, unless `admin set-quota` says otherwise for its org.
+    #[arg(long, env = "CONTACTSD_MAX_MEMBERS_PER_TEAM", default_value_t = QuotaSettings::default().max_members, value_parser = clap::value_parser!(i64).range(0..))]
+    max_members_per_team: i64,
+    /// Orgs a platform app may create, unless `admin set-quota` says otherwise for the app.
+    #[arg(long, env = "CONTACTSD_MAX_ORGS_PER_APP", default_value_t = QuotaSettings::default().max_orgs_per_app, value_parser = clap::value_parser!(i64).range(0..))]
+    max_orgs_per_app: i64,
     /// Connections served at once; a connection beyond this is answered with `request_rate_limited`.
     #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: u32,
+    /// Connections served at once for one client address (IPv6: one /64); more are answered
+    /// with HTTP 429. Behind a proxy every client has the proxy's address: raise it to
+    /// `--max-connections` there.
+    #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections_per_address: u32,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
     #[arg(long, env = "CONTACTSD_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
     header_read_timeout: u64,
@@ -201,6 +225,21 @@ enum AdminCommand {
         #[arg(long)]
         appid: String,
     },
+    /// Change one org's quotas (`--org-id` with `--max-groups` and/or `--max-members`) or how
+    /// many orgs one platform app may create (`--appid` with `--max-orgs`); what is not given
+    /// keeps its stored value or the server's default.
+    SetQuota {
+        #[arg(long, conflicts_with = "appid", required_unless_present = "appid")]
+        org_id: Option<i64>,
+        #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
+        max_groups: Option<i64>,
+        #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
+        max_members: Option<i64>,
+        #[arg(long, requires = "max_orgs")]
+        appid: Option<String>,
+        #[arg(long, requires = "appid", value_parser = clap::value_parser!(i64).range(0..))]
+        max_orgs: Option<i64>,
+    },
     /// Check every invariant of every stored directory; exits non-zero on any violation.
     Check {
         /// Maximum depth of the group tree.
@@ -246,10 +285,17 @@ async fn run(cli: Cli) -> Result<()> {
                 token_ttl: args.token_ttl,
                 rate_limit: args.rate_limit,
                 token_rate_limit: args.token_rate_limit,
+                token_failure_limit: args.token_failure_limit,
                 max_group_depth: args.max_group_depth,
                 read_cache_ttl: Duration::from_millis(args.read_cache_ms),
                 max_syncs: args.max_syncs as usize,
                 max_syncs_per_team: args.max_syncs_per_team as usize,
+                cache_memory: usize::try_from(args.cache_memory_mb << 20).unwrap_or(usize::MAX),
+                quotas: QuotaSettings {
+                    max_groups: args.max_groups_per_team,
+                    max_members: args.max_members_per_team,
+                    max_orgs_per_app: args.max_orgs_per_app,
+                },
                 ..ServiceSettings::default()
             };
             let service = Arc::new(Service::new(store, settings));
@@ -401,6 +447,36 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             };
             Ok(json!({"appid": app.appid, "secret": app.secret}))
         }
+        AdminCommand::SetQuota {
+            org_id,
+            max_groups,
+            max_members,
+            appid,
+            max_orgs,
+        } => match (org_id, appid, max_orgs) {
+            (Some(org_id), _, _) => {
+                let quota = match service.set_org_quota(org_id, max_groups, max_members).await {
+                    Err(ServiceError::OrgNotFound) => bail!("no org {org_id}"),
+                    other => other.context("cannot set the quota")?,
+                };
+                // null: the server's default (its --max-groups-per-team, --max-members-per-team).
+                Ok(json!({
+                    "org_id": org_id,
+                    "max_groups": quota.max_groups,
+                    "max_members": quota.max_members,
+                }))
+            }
+            (None, Some(appid), Some(max_orgs)) => {
+                match service.set_app_org_quota(&appid, max_orgs).await {
+                    Err(ServiceError::InvalidCredential) => {
+                        bail!("no platform app with appid {appid:?}")
+                    }
+                    other => other.context("cannot set the quota")?,
+                }
+                Ok(json!({"appid": appid, "max_orgs": max_orgs}))
+            }
+            _ => bail!("give --org-id, or --appid with --max-orgs"),
+        },
         AdminCommand::Check { .. } => {
             let checks = service
                 .check_directories()
@@ -490,6 +566,7 @@ async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()> {
     let connections = ConnectionSettings {
         max_connections: args.max_connections as usize,
         http_status: args.http_status,
+        max_connections_per_address: args.max_connections_per_address as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         ..ConnectionSettings::default()

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
-use crate::service::ServiceError;
+use crate::service::{QuotaKind, ServiceError};
 use crate::snapshot::SnapshotError;
 
 /// The `code` of an answer: the reference service's set (`RemoteServerError` aside, which
@@ -296,6 +296,15 @@ impl From<ServiceError> for ApiError {
                 S::TOO_MANY_REQUESTS,
                 Code::ResourceExhausted,
                 "org_resource_exhausted",
+            ),
+            ServiceError::QuotaExceeded(kind) => (
+                S::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                match kind {
+                    QuotaKind::Groups => "group_quota_exceeded",
+                    QuotaKind::Members => "member_quota_exceeded",
+                    QuotaKind::Orgs => "org_quota_exceeded",
+                },
             ),
             ServiceError::RateLimited { retry_after_secs } => {
                 let mut error = ApiError::new(

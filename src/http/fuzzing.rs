@@ -68,7 +68,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
             .await
             .expect("an org");
         let token = service
-            .issue_token(&app.appid, &app.secret, "client_credential")
+            .issue_token(&app.appid, &app.secret, "client_credential", None)
             .await
             .expect("a token");
         // Mapped statuses: a 5xx is then visible as such (the default mode answers HTTP 200).

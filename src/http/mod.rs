@@ -14,7 +14,7 @@ mod server;
 mod time;
 
 pub use envelope::{Code, HttpStatus};
-pub use server::{ConnectionSettings, serve};
+pub use server::{ClientAddress, ConnectionSettings, MAX_HEAD_BYTES, serve};
 
 use std::sync::Arc;
 use std::time::Duration;

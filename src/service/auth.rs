@@ -1,11 +1,21 @@
-//! Apps, secrets, tokens and per-appid rate limits (§3).
+//! Apps, secrets, tokens and rate limits (§3): calls and token calls per appid, and failed
+//! token calls per client address.
+//!
+//! A token call's secret is checked before the appid's token limit is charged, and failures are
+//! limited per client address instead: a stranger who knows an appid cannot spend its owner's
+//! token calls, and an unknown appid and a wrong secret get the same answers under the same
+//! limit, so the answers do not tell which appids exist.
 //!
 //! Secrets and tokens are generated here from the operating system's random source and only
 //! their SHA-256 digests are stored. Both are long random strings (190+ bits), so a fast digest
 //! is as safe as a password hash against a stolen database, and it keeps the per-request token
 //! check to one indexed lookup.
 
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::num::NonZeroU32;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
@@ -56,10 +66,66 @@ pub struct IssuedToken {
     pub expires_in: u64,
 }
 
-/// Per-appid limits, counted in this process.
+/// Per-appid and per-address limits, counted in this process.
 pub(super) struct RateLimits {
     calls: Option<DefaultKeyedRateLimiter<String>>,
     token_calls: Option<DefaultKeyedRateLimiter<String>>,
+    failed_secrets: Option<FailedSecrets>,
+}
+
+/// Failed token calls per client address. An address that used up its failures is refused
+/// before its next call is even looked at, whatever appid and secret it sends, until the
+/// limiter lets it try again: otherwise the refusal would only follow a wrong secret, and a
+/// right one would still be told apart.
+struct FailedSecrets {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    /// Addresses refused until the given instant.
+    blocked: Mutex<HashMap<IpAddr, Instant>>,
+}
+
+/// Addresses kept by [`FailedSecrets`] before the ones that are no longer limited are dropped.
+const ADDRESSES_KEPT: usize = 10_000;
+
+/// The key of calls whose client address is unknown (not through the HTTP server).
+const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
+impl FailedSecrets {
+    fn blocked(&self) -> std::sync::MutexGuard<'_, HashMap<IpAddr, Instant>> {
+        self.blocked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Refuse an address that is still paying for its failures.
+    fn check(&self, client: IpAddr) -> ServiceResult<()> {
+        match self.blocked().get(&client) {
+            Some(until) if *until > Instant::now() => Err(rate_limited(*until - Instant::now())),
+            _ => Ok(()),
+        }
+    }
+
+    /// Count a failure of `client`; past the limit, block it for as long as the limiter says
+    /// and answer that instead of the failure.
+    fn record(&self, client: IpAddr) -> ServiceError {
+        if self.limiter.len() > ADDRESSES_KEPT {
+            self.limiter.retain_recent();
+        }
+        if let Err(not_until) = self.limiter.check_key(&client) {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let now = Instant::now();
+            let mut blocked = self.blocked();
+            if blocked.len() > ADDRESSES_KEPT {
+                blocked.retain(|_, until| *until > now);
+            }
+            blocked.insert(client, now + wait);
+            return rate_limited(wait);
+        }
+        ServiceError::InvalidCredential
+    }
+}
+
+fn rate_limited(wait: Duration) -> ServiceError {
+    ServiceError::RateLimited {
+        retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+    }
 }
 
 fn limiter(quota: Option<Quota>) -> Option<DefaultKeyedRateLimiter<String>> {
@@ -67,10 +133,18 @@ fn limiter(quota: Option<Quota>) -> Option<DefaultKeyedRateLimiter<String>> {
 }
 
 impl RateLimits {
-    pub(super) fn new(per_second: u32, token_per_minute: u32) -> RateLimits {
+    pub(super) fn new(
+        per_second: u32,
+        token_per_minute: u32,
+        failures_per_minute: u32,
+    ) -> RateLimits {
         RateLimits {
             calls: limiter(NonZeroU32::new(per_second).map(Quota::per_second)),
             token_calls: limiter(NonZeroU32::new(token_per_minute).map(Quota::per_minute)),
+            failed_secrets: NonZeroU32::new(failures_per_minute).map(|rate| FailedSecrets {
+                limiter: RateLimiter::keyed(Quota::per_minute(rate)),
+                blocked: Mutex::new(HashMap::new()),
+            }),
         }
     }
 
@@ -79,40 +153,48 @@ impl RateLimits {
             return Ok(());
         };
         limiter.check_key(&appid.to_owned()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(DefaultClock::default().now());
-            ServiceError::RateLimited {
-                retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
-            }
+            rate_limited(not_until.wait_time_from(DefaultClock::default().now()))
         })
     }
 }
 
 impl Service {
     /// `GET /api/oauth2/access_token`: a new token that replaces every earlier one of the app.
+    /// `client` is the caller's address (`None`: unknown, all such callers share one limit).
     pub async fn issue_token(
         &self,
         appid: &str,
         secret: &str,
         grant_type: &str,
+        client: Option<IpAddr>,
     ) -> ServiceResult<IssuedToken> {
         if grant_type != "client_credential" {
             return Err(RuleError::invalid("grant_type must be client_credential").into());
         }
+        let client = client.unwrap_or(UNKNOWN_CLIENT);
+        if let Some(failures) = &self.limits.failed_secrets {
+            failures.check(client)?;
+        }
         // Appids are short ASCII letters and digits; anything else names no app (and some
         // values, a NUL byte among them, cannot even be sent to PostgreSQL).
-        if appid.is_empty() || appid.len() > 64 || !appid.bytes().all(|b| b.is_ascii_alphanumeric())
-        {
-            return Err(ServiceError::InvalidCredential);
-        }
-        let app = self
-            .store
-            .app(appid)
-            .await?
-            .ok_or(ServiceError::InvalidCredential)?;
+        let well_formed = !appid.is_empty()
+            && appid.len() <= 64
+            && appid.bytes().all(|b| b.is_ascii_alphanumeric());
+        let presented = digest(secret);
+        let app = match well_formed {
+            true => self.store.app(appid).await?,
+            false => None,
+        };
+        let app = match app {
+            Some(app) if bool::from(presented.ct_eq(&app.secret_hash)) => app,
+            _ => {
+                return Err(match &self.limits.failed_secrets {
+                    Some(failures) => failures.record(client),
+                    None => ServiceError::InvalidCredential,
+                });
+            }
+        };
         RateLimits::check(&self.limits.token_calls, &app.appid)?;
-        if !bool::from(digest(secret).ct_eq(&app.secret_hash)) {
-            return Err(ServiceError::InvalidCredential);
-        }
         if let Some(org_id) = app.org_id {
             let org = self
                 .store
@@ -239,7 +321,7 @@ mod tests {
 
     #[test]
     fn rate_limits_answer_with_a_retry_delay_of_at_least_one_second() {
-        let limits = RateLimits::new(2, 0);
+        let limits = RateLimits::new(2, 0, 0);
         assert!(RateLimits::check(&limits.calls, "a").is_ok());
         assert!(RateLimits::check(&limits.calls, "a").is_ok());
         match RateLimits::check(&limits.calls, "a") {
@@ -248,5 +330,29 @@ mod tests {
         }
         assert!(RateLimits::check(&limits.calls, "b").is_ok());
         assert!(RateLimits::check(&limits.token_calls, "a").is_ok());
+    }
+
+    #[test]
+    fn an_address_past_its_failures_is_refused_whatever_it_sends_and_others_are_not() {
+        let limits = RateLimits::new(0, 0, 2);
+        let failures = limits.failed_secrets.as_ref().expect("limited");
+        let attacker = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+        let owner = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        for _ in 0..2 {
+            assert!(failures.check(attacker).is_ok());
+            assert!(matches!(
+                failures.record(attacker),
+                ServiceError::InvalidCredential
+            ));
+        }
+        assert!(matches!(
+            failures.record(attacker),
+            ServiceError::RateLimited { .. }
+        ));
+        match failures.check(attacker) {
+            Err(ServiceError::RateLimited { retry_after_secs }) => assert!(retry_after_secs >= 1),
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        assert!(failures.check(owner).is_ok());
     }
 }

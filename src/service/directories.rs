@@ -5,8 +5,14 @@
 //! is reloaded. Writes are decided on the cached copy under a per-team gate and committed with
 //! optimistic concurrency, so several processes on one database stay correct: a process that
 //! lost a race reloads and decides again.
+//!
+//! The cache has a memory budget: each copy's size is estimated in O(1)
+//! ([`Directory::estimated_bytes`]), and past the budget the least recently used copies are
+//! dropped (never one being loaded or written, never the one just loaded) and loaded again on
+//! their next use. A single directory larger than the whole budget is still served.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use tokio::sync::Mutex as AsyncMutex;
@@ -35,11 +41,16 @@ async fn back_off(attempt: u32) {
     .await;
 }
 
-#[derive(Default)]
 struct Slot {
-    /// Serializes loads and writes of this team within the process.
+    /// Serializes loads, writes and the eviction of this team's copy within the process.
     gate: AsyncMutex<()>,
     directory: RwLock<Option<Directory>>,
+    /// The estimated size of the copy (0 without one), part of `total`.
+    bytes: AtomicUsize,
+    /// The estimated size of every cached copy.
+    total: Arc<AtomicUsize>,
+    /// When the copy was last used, on the cache's clock.
+    used: AtomicU64,
 }
 
 impl Slot {
@@ -57,7 +68,19 @@ impl Slot {
 
     fn replace(&self, directory: Option<Directory>) {
         let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
-        *guard = directory;
+        self.account(directory.as_ref());
+        let old = std::mem::replace(&mut *guard, directory);
+        drop(guard);
+        // A large copy takes a while to free: not while readers wait for the lock.
+        drop(old);
+    }
+
+    /// Record the size of the copy now held.
+    fn account(&self, directory: Option<&Directory>) {
+        let bytes = directory.map_or(0, Directory::estimated_bytes);
+        let old = self.bytes.swap(bytes, Ordering::Relaxed);
+        self.total.fetch_add(bytes, Ordering::Relaxed);
+        self.total.fetch_sub(old, Ordering::Relaxed);
     }
 
     fn is_fresh(&self, version: i64) -> bool {
@@ -65,25 +88,102 @@ impl Slot {
     }
 }
 
-/// The cache of every directory this process has served.
-#[derive(Default)]
+/// The cache of the directories this process has served lately.
 pub(super) struct Directories {
     slots: Mutex<HashMap<TeamId, Arc<Slot>>>,
+    /// Estimated bytes the copies may hold together.
+    budget: usize,
+    total: Arc<AtomicUsize>,
+    /// A tick per use, for least-recently-used eviction.
+    clock: AtomicU64,
 }
 
 impl Directories {
+    pub(super) fn new(budget: usize) -> Directories {
+        Directories {
+            slots: Mutex::new(HashMap::new()),
+            budget,
+            total: Arc::new(AtomicUsize::new(0)),
+            clock: AtomicU64::new(0),
+        }
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TeamId, Arc<Slot>>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The team's slot, marked as used now.
     fn slot(&self, team_id: TeamId) -> Arc<Slot> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots.entry(team_id).or_default().clone()
+        let slot = self
+            .slots()
+            .entry(team_id)
+            .or_insert_with(|| {
+                Arc::new(Slot {
+                    gate: AsyncMutex::new(()),
+                    directory: RwLock::new(None),
+                    bytes: AtomicUsize::new(0),
+                    total: self.total.clone(),
+                    used: AtomicU64::new(0),
+                })
+            })
+            .clone();
+        let now = self.clock.fetch_add(1, Ordering::Relaxed);
+        slot.used.store(now, Ordering::Relaxed);
+        slot
+    }
+
+    /// Estimated bytes of every cached copy.
+    pub(super) fn cached_bytes(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
     }
 
     async fn reload(&self, store: &dyn Store, slot: &Slot, team_id: TeamId) -> ServiceResult<()> {
+        // The stale copy goes first: a large team is never held twice.
+        slot.replace(None);
         let directory = store
             .load_directory(team_id)
             .await?
             .ok_or(ServiceError::TeamNotFound)?;
         slot.replace(Some(directory));
+        self.evict_over_budget(team_id);
         Ok(())
+    }
+
+    /// Drop least recently used copies until the cache is within its budget. `keep` (just
+    /// loaded or written) stays, and so does any copy being loaded or written (its gate is
+    /// held).
+    fn evict_over_budget(&self, keep: TeamId) {
+        if self.cached_bytes() <= self.budget {
+            return;
+        }
+        let mut candidates: Vec<(u64, Arc<Slot>)> = self
+            .slots()
+            .iter()
+            .filter(|(team_id, slot)| **team_id != keep && slot.bytes.load(Ordering::Relaxed) > 0)
+            .map(|(_, slot)| (slot.used.load(Ordering::Relaxed), slot.clone()))
+            .collect();
+        candidates.sort_unstable_by_key(|(used, _)| *used);
+        let mut evicted = 0;
+        for (_, slot) in candidates {
+            if self.cached_bytes() <= self.budget {
+                break;
+            }
+            if let Ok(_gate) = slot.gate.try_lock() {
+                slot.replace(None);
+                evicted += 1;
+            }
+        }
+        // Slots without a copy that nobody is using are forgotten.
+        self.slots().retain(|team_id, slot| {
+            *team_id == keep
+                || slot.bytes.load(Ordering::Relaxed) > 0
+                || Arc::strong_count(slot) > 1
+        });
+        tracing::debug!(
+            evicted,
+            cached_bytes = self.cached_bytes(),
+            "directory cache over budget"
+        );
     }
 
     /// Answer `read` from the directory of `team`, at the team's version or newer.
@@ -95,11 +195,16 @@ impl Directories {
     ) -> ServiceResult<R> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
-        if !slot.is_fresh(team.version) {
-            let _gate = slot.gate.lock().await;
-            if !slot.is_fresh(team.version) {
-                self.reload(store, &slot, team_id).await?;
+        {
+            let guard = slot.read();
+            if let Some(directory) = guard.as_ref().filter(|d| d.version() >= team.version) {
+                return Ok(read(directory)?);
             }
+        }
+        // Loaded under the gate, which an eviction needs too: the copy stays until read.
+        let _gate = slot.gate.lock().await;
+        if !slot.is_fresh(team.version) {
+            self.reload(store, &slot, team_id).await?;
         }
         let guard = slot.read();
         let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
@@ -113,24 +218,43 @@ impl Directories {
         &self,
         store: &dyn Store,
         team: &TeamRecord,
-        decide: impl Fn(&Directory) -> Result<(Vec<Change>, R), RuleError>,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
     ) -> ServiceResult<(R, Vec<GroupId>)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
         let _gate = slot.gate.lock().await;
         let mut stale = !slot.is_fresh(team.version);
+        // Whether the database's version was asked during this write.
+        let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
             if stale {
                 if attempt > 0 {
                     back_off(attempt).await;
                 }
                 self.reload(store, &slot, team_id).await?;
+                asked = true;
             }
-            let (changes, value, expected) = {
+            let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
-                let (changes, value) = decide(directory)?;
-                (changes, value, directory.version())
+                (decide(directory), directory.version())
+            };
+            let (changes, value) = match decided {
+                Ok(decided) => decided,
+                // The team record may be up to the read-cache time old, so the copy may miss
+                // a change committed through another process (the parent a write names, say).
+                // A refusal is final only once the database confirms the copy is current.
+                Err(refusal) if !asked => {
+                    asked = true;
+                    match store.team(team_id).await? {
+                        Some(current) if current.version > expected => {
+                            stale = true;
+                            continue;
+                        }
+                        _ => return Err(refusal),
+                    }
+                }
+                Err(refusal) => return Err(refusal),
             };
             if changes.is_empty() {
                 return Ok((value, Vec::new()));
@@ -138,12 +262,12 @@ impl Directories {
             match store.apply(team_id, expected, &changes, unix_now()).await {
                 Ok(applied) => {
                     let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
-                    match guard.as_mut() {
-                        Some(directory) => {
-                            directory.apply(&changes, &applied.created, applied.version)
-                        }
-                        None => *guard = None,
+                    if let Some(directory) = guard.as_mut() {
+                        directory.apply(&changes, &applied.created, applied.version);
                     }
+                    slot.account(guard.as_ref());
+                    drop(guard);
+                    self.evict_over_budget(team_id);
                     return Ok((value, applied.created));
                 }
                 Err(StoreError::Conflict) => stale = true,

@@ -1,5 +1,6 @@
 //! Group operations (§5): list, get, create, update or move, batch delete.
 
+use super::quotas::Growth;
 use super::{Service, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
@@ -69,10 +70,16 @@ impl Service {
     ) -> ServiceResult<GroupId> {
         let team = self.team_for(caller, team_id).await?;
         let max_depth = self.settings.max_group_depth;
+        let quota = self.team_quota(&team).await?;
+        let one_more = Growth {
+            groups_added: 1,
+            ..Growth::default()
+        };
         let ((), created) = self
             .directories
             .write(&*self.store, &team, |d| {
                 d.check_create(request.parent_id, &request.remote_id, max_depth)?;
+                quota.check(d, one_more)?;
                 let group = new_group(
                     request.name.clone(),
                     request.remote_id.clone(),

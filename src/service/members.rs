@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use super::quotas::Growth;
 use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
@@ -76,9 +77,17 @@ impl Service {
             nickname: String::new(),
             avatar: String::new(),
         });
+        let quota = self.team_quota(&team).await?;
         self.directories
             .write(&*self.store, &team, |d| {
                 let admission = d.check_admission(user_id, group_id, role)?;
+                if admission.joins_directory {
+                    let one_more = Growth {
+                        members_added: 1,
+                        ..Growth::default()
+                    };
+                    quota.check(d, one_more)?;
+                }
                 Ok((
                     vec![put(user_id, admission.role, &details, &admission.groups)],
                     (),

@@ -9,6 +9,7 @@ mod directories;
 mod groups;
 mod members;
 mod orgs;
+mod quotas;
 mod recent;
 mod sync;
 mod users;
@@ -22,12 +23,14 @@ pub use auth::{Credentials, IssuedToken};
 pub use groups::{GroupUpdate, NewGroupRequest};
 pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
+pub use quotas::{QuotaKind, QuotaSettings};
 pub use sync::{SyncOutcome, SyncSlot};
 
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
-use crate::domain::values::{TeamId, UserId};
+use crate::domain::values::{OrgId, TeamId, UserId};
+use crate::store::quotas::OrgQuota;
 use crate::store::{
     DanglingKind, DanglingReferences, MemberProfile, Store, StoreError, TeamRecord, TokenRecord,
 };
@@ -36,6 +39,11 @@ use directories::Directories;
 use recent::Recent;
 use sync::SyncSlots;
 
+/// The directory cache's default budget, in MiB: on the 2-core, 24 GiB machine the service is
+/// sized for, half the memory, leaving the rest for syncs in flight (about 1 GB each at the
+/// largest directory the default quotas allow) and the system.
+pub const DEFAULT_CACHE_MEMORY_MB: usize = 12 * 1024;
+
 /// Settings that change what the service answers.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -43,8 +51,11 @@ pub struct ServiceSettings {
     pub token_ttl: u64,
     /// Calls per second per appid; 0 = unlimited.
     pub rate_limit: u32,
-    /// Token calls per minute per appid; 0 = unlimited.
+    /// Token calls per minute per appid (counted once the secret is right); 0 = unlimited.
     pub token_rate_limit: u32,
+    /// Failed token calls (unknown appid or wrong secret) per minute per client address; an
+    /// address past it is refused for a while whatever it sends; 0 = unlimited.
+    pub token_failure_limit: u32,
     pub max_group_depth: u32,
     /// Admin seats of orgs created through the API.
     pub default_admin_seats: i64,
@@ -56,6 +67,11 @@ pub struct ServiceSettings {
     pub max_syncs: usize,
     /// Syncs in flight per team (below `max_syncs`, so one team cannot take every slot).
     pub max_syncs_per_team: usize,
+    /// Estimated bytes the in-memory copies of directories may hold together; past it the
+    /// least recently used are dropped and loaded again when next used.
+    pub cache_memory: usize,
+    /// Default quotas of every team and platform app.
+    pub quotas: QuotaSettings,
 }
 
 impl Default for ServiceSettings {
@@ -64,11 +80,14 @@ impl Default for ServiceSettings {
             token_ttl: 7200,
             rate_limit: 20,
             token_rate_limit: 60,
+            token_failure_limit: 60,
             max_group_depth: 15,
             default_admin_seats: 10,
             read_cache_ttl: Duration::ZERO,
             max_syncs: 2,
             max_syncs_per_team: 1,
+            cache_memory: DEFAULT_CACHE_MEMORY_MB << 20,
+            quotas: QuotaSettings::default(),
         }
     }
 }
@@ -99,6 +118,8 @@ pub enum ServiceError {
     OrgNotFound,
     #[error("the creating user has created the most orgs allowed")]
     OrgResourceExhausted,
+    #[error("the {0:?} quota would be exceeded")]
+    QuotaExceeded(QuotaKind),
     #[error("rate limited; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
     #[error("the snapshot cannot be applied")]
@@ -135,20 +156,33 @@ pub struct Service {
     /// an entry serves only that version, so a change to the directory retires it at once.
     profiles: Recent<(TeamId, UserId), (i64, MemberProfile)>,
     sync_slots: SyncSlots,
+    /// Quotas set for an org (`admin set-quota`), read as lately as the team records.
+    org_quotas: Recent<OrgId, OrgQuota>,
 }
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, settings: ServiceSettings) -> Service {
         Service {
-            limits: RateLimits::new(settings.rate_limit, settings.token_rate_limit),
-            directories: Directories::default(),
+            limits: RateLimits::new(
+                settings.rate_limit,
+                settings.token_rate_limit,
+                settings.token_failure_limit,
+            ),
+            directories: Directories::new(settings.cache_memory),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),
             sync_slots: SyncSlots::new(settings.max_syncs, settings.max_syncs_per_team),
+            org_quotas: Recent::new(settings.read_cache_ttl),
             store,
             settings,
         }
+    }
+
+    /// Estimated bytes held by the in-memory copies of directories (within the budget, or one
+    /// directory larger than it).
+    pub fn cached_directory_bytes(&self) -> usize {
+        self.directories.cached_bytes()
     }
 
     /// Does the database answer?

@@ -57,6 +57,7 @@ impl Service {
         if !self.is_tenant_user(caller, user_id).await? {
             return Err(ServiceError::UserNotFound);
         }
+        self.check_org_quota(&caller.scope, &caller.appid).await?;
         let creation = self
             .store
             .create_org(

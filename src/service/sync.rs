@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use super::quotas::Growth;
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
 use crate::domain::sync::{self, MemberState, Snapshot, SyncOptions, SyncRefusal, SyncReport};
@@ -162,16 +163,22 @@ impl Service {
                 .commit_sync(&team, snapshot, options, &users, &members, started)
                 .await;
         }
+        let quota = self.team_quota(&team).await?;
         let checked = self
             .directories
             .read(&*self.store, &team, |d| {
                 Ok(
-                    sync::plan(d, snapshot, options, &users, &members, max_depth, now)
-                        .map(|(_, report)| report),
+                    sync::plan(d, snapshot, options, &users, &members, max_depth, now).map(
+                        |(_, report)| {
+                            let within_quota = quota.check(d, Growth::from(&report));
+                            (report, within_quota)
+                        },
+                    ),
                 )
             })
             .await?;
-        let report = checked.map_err(ServiceError::SyncRefused)?;
+        let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
+        within_quota?;
         tracing::info!(
             team_id,
             new_users = missing.len(),
@@ -215,6 +222,7 @@ impl Service {
     ) -> ServiceResult<SyncOutcome> {
         let max_depth = self.settings.max_group_depth;
         let now = unix_now();
+        let quota = self.team_quota(team).await?;
         let (planned, _) = self
             .directories
             .write(&*self.store, team, |d| {
@@ -225,6 +233,7 @@ impl Service {
                 );
                 match sync::plan(d, snapshot, options, users, members, max_depth, now) {
                     Ok((changes, report)) => {
+                        quota.check(d, Growth::from(&report))?;
                         tracing::info!(
                             team_id = team.access.team_id,
                             changes = changes.len(),

@@ -16,6 +16,7 @@
 mod apply;
 mod backend;
 pub mod postgres;
+pub mod quotas;
 mod rows;
 mod shared;
 pub mod sqlite;
@@ -277,7 +278,7 @@ pub trait DirectoryStore: Send + Sync {
 
 /// Everything the service needs from a backend.
 #[async_trait]
-pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
+pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore + quotas::QuotaStore {
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
     /// Rows that name something that does not exist, counted per kind and team (for `admin

@@ -130,3 +130,94 @@ async fn connections_beyond_the_limit_get_a_clear_429_and_others_go_on() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A connection from `127.0.0.x` (Linux routes all of 127/8 to loopback).
+async fn connect_from(app: &TestApp, last: u8) -> TcpStream {
+    let address: std::net::SocketAddr = app
+        .address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the test server's address");
+    let socket = tokio::net::TcpSocket::new_v4().expect("a socket");
+    socket
+        .bind(std::net::SocketAddr::from(([127, 0, 0, last], 0)))
+        .expect("bind to a loopback address");
+    socket
+        .connect(address)
+        .await
+        .expect("could not connect to the test server")
+}
+
+/// `/healthz` from `127.0.0.x`: the status line of its answer.
+async fn health_from(app: &TestApp, last: u8) -> String {
+    let mut stream = connect_from(app, last).await;
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("an answer to /healthz");
+    answer
+}
+
+#[tokio::test]
+async fn one_address_flooding_connections_cannot_starve_the_others() {
+    let app = TestApp::builder()
+        .connections(ConnectionSettings {
+            max_connections: 64,
+            max_connections_per_address: 16,
+            ..ConnectionSettings::default()
+        })
+        .spawn()
+        .await;
+    // 100 connections from one address, each trickling an unfinished request head.
+    let mut flood = Vec::new();
+    for _ in 0..100 {
+        let mut stream = connect_from(&app, 2).await;
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\n")
+            .await;
+        flood.push(stream);
+    }
+    // Everyone else is served at once, every time.
+    for _ in 0..6 {
+        let answer = health_from(&app, 1).await;
+        assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+        assert!(!answer.contains("request_rate_limited"), "{answer}");
+    }
+    // The flooding address itself is told why (HTTP 429 in the mapped status mode).
+    let answer = health_from(&app, 2).await;
+    assert!(answer.contains("\"request_rate_limited\""), "{answer}");
+    drop(flood);
+}
+
+#[tokio::test]
+async fn request_heads_over_64_kib_are_refused_and_smaller_ones_served() {
+    let app = TestApp::builder().connections(tight(64)).spawn().await;
+    let send_head = |headers: usize| {
+        let app = &app;
+        async move {
+            let mut stream = connect_from(app, 1).await;
+            let mut head = String::from("GET /healthz HTTP/1.1\r\nhost: localhost\r\n");
+            for n in 0..headers {
+                head.push_str(&format!("x-padding-{n}: {}\r\n", "p".repeat(8_000)));
+            }
+            head.push_str("connection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes()).await;
+            read_until_closed(&mut stream, Duration::from_secs(5))
+                .await
+                .unwrap_or_default()
+        }
+    };
+    // 7 headers of 8 KB: about 56 KB, served.
+    let answer = send_head(7).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:.200}");
+    // 9 of them: about 72 KB, refused by the HTTP layer before any handler runs.
+    let answer = send_head(9).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    // 50 of them (400 KB, once accepted): refused as well.
+    let answer = send_head(50).await;
+    assert!(answer.starts_with("HTTP/1.1 431"), "{answer:.200}");
+    assert!(health_from(&app, 1).await.starts_with("HTTP/1.1 200 OK"));
+}

@@ -142,6 +142,18 @@ impl TestAppBuilder {
         self
     }
 
+    /// Budget of the directory cache, in estimated bytes.
+    pub fn cache_memory(mut self, bytes: usize) -> Self {
+        self.service.cache_memory = bytes;
+        self
+    }
+
+    /// Default quotas of teams and platform apps.
+    pub fn quotas(mut self, quotas: contactsd::service::QuotaSettings) -> Self {
+        self.service.quotas = quotas;
+        self
+    }
+
     pub fn rate_limit(mut self, per_second: u32) -> Self {
         self.service.rate_limit = per_second;
         self
@@ -156,6 +168,11 @@ impl TestAppBuilder {
     pub fn max_syncs(mut self, process: usize, per_team: usize) -> Self {
         self.service.max_syncs = process;
         self.service.max_syncs_per_team = per_team;
+        self
+    }
+
+    pub fn token_failure_limit(mut self, per_minute: u32) -> Self {
+        self.service.token_failure_limit = per_minute;
         self
     }
 
@@ -474,7 +491,12 @@ fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [
         "invalid_token" | "invalid_credential" => 401,
         "claim_error" | "invalid_org_subscription" => 403,
         "duplicated_remote_id" | "contacts_user_existed" => 409,
-        "request_rate_limited" | "org_resource_exhausted" | "sync_in_progress" => 429,
+        "request_rate_limited"
+        | "org_resource_exhausted"
+        | "sync_in_progress"
+        | "group_quota_exceeded"
+        | "member_quota_exceeded"
+        | "org_quota_exceeded" => 429,
         "internal_error" if message.contains("database does not answer") => 503,
         "internal_error" => 500,
         "no_route" if message.contains("method not allowed") => 405,

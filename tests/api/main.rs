@@ -5,6 +5,7 @@
 //! HTTP only; what a test checks is what a client sees: the status, the envelope, the data, and
 //! what reading it back afterwards shows.
 
+mod abuse;
 mod clients;
 mod concurrency;
 mod connections;
@@ -15,6 +16,7 @@ mod hostile_input;
 mod members;
 mod openapi;
 mod processes;
+mod quotas;
 mod store;
 mod sync;
 mod sync_limits;

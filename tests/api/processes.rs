@@ -341,3 +341,57 @@ async fn admin_check_reports_rows_that_name_something_missing() {
         "{stderr}"
     );
 }
+
+#[tokio::test]
+async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
+    let database = TestDatabase::fresh().await;
+    let (ok, org, _) = run(&database.url, &["admin", "create-org", "--name", "Acme"]).await;
+    assert!(ok);
+    let org_id = org["org_id"].as_i64().expect("org_id");
+    let (ok, quota, stderr) = run(
+        &database.url,
+        &[
+            "admin",
+            "set-quota",
+            "--org-id",
+            &org_id.to_string(),
+            "--max-groups",
+            "1",
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    assert_eq!(
+        quota,
+        json!({"org_id": org_id, "max_groups": 1, "max_members": null})
+    );
+    let (ok, _, stderr) = run(
+        &database.url,
+        &["admin", "set-quota", "--org-id", "1", "--max-groups", "1"],
+    )
+    .await;
+    assert!(!ok && stderr.contains("no org 1"), "{stderr}");
+
+    let server = start(&database.url).await;
+    let client = reqwest::Client::new();
+    let (appid, secret, team) = (
+        org["appid"].as_str().expect("appid"),
+        org["secret"].as_str().expect("secret"),
+        org["team_id"].as_i64().expect("team_id"),
+    );
+    let (_, body) = call(client.get(format!(
+        "{}/api/oauth2/access_token?appid={appid}&secret={secret}&grant_type=client_credential",
+        server.base
+    )))
+    .await;
+    let token = body["data"]["access_token"].as_str().expect("token");
+    let groups = format!(
+        "{}/api/contacts/teams/{team}/groups?appid={appid}&access_token={token}",
+        server.base
+    );
+    let (_, body) = call(client.post(&groups).json(&json!({"name": "One"}))).await;
+    assert_eq!(body["code"], "OK", "{body}");
+    let (_, body) = call(client.post(&groups).json(&json!({"name": "Two"}))).await;
+    assert_eq!(body["code"], "ResourceExhausted", "{body}");
+    assert_eq!(body["error"]["type"], "group_quota_exceeded");
+}

@@ -1,5 +1,6 @@
 //! Tokens (§3): `GET /api/oauth2/access_token`.
 
+use axum::Extension;
 use axum::extract::State;
 use serde::Serialize;
 use utoipa::{IntoParams, ToSchema};
@@ -7,10 +8,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::Answer;
-use crate::http::AppState;
 use crate::http::describe::{Success, anonymous, failures};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::QueryParams;
+use crate::http::{AppState, ClientAddress};
 use crate::service::ServiceError;
 
 type TokenAnswer = Success<TokenData>;
@@ -63,7 +64,8 @@ failures!(TokenFailures: anonymous;
 ///
 /// Issuing a token invalidates every earlier token of the app at once. A wrong appid or secret
 /// is `invalid_credential` (never saying which); an app whose org is on the `free` plan gets
-/// `invalid_org_subscription`. Limited per appid (60 a minute by default).
+/// `invalid_org_subscription`. Wrong appids and secrets are limited per client address, right
+/// ones per appid (60 a minute by default).
 #[utoipa::path(
     get,
     path = "/api/oauth2/access_token",
@@ -74,14 +76,22 @@ failures!(TokenFailures: anonymous;
         TokenFailures,
     ),
 )]
-pub async fn issue_token(State(state): State<AppState>, query: QueryParams) -> Answer {
+pub async fn issue_token(
+    State(state): State<AppState>,
+    client: Option<Extension<ClientAddress>>,
+    query: QueryParams,
+) -> Answer {
     let appid = query.single("appid")?.unwrap_or_default();
     let secret = query.single("secret")?.unwrap_or_default();
     let grant_type = query.single("grant_type")?.unwrap_or_default();
     if appid.is_empty() || secret.is_empty() {
         return Err(ApiError::invalid("appid and secret are required"));
     }
-    let issued = state.service.issue_token(appid, secret, grant_type).await?;
+    let client = client.map(|Extension(client)| client.0);
+    let issued = state
+        .service
+        .issue_token(appid, secret, grant_type, client)
+        .await?;
     Reply::data(&TokenData {
         access_token: issued.access_token,
         expires_in: issued.expires_in,

@@ -62,6 +62,7 @@
 
 mod directory;
 mod orgs;
+mod quotas;
 mod users;
 
 use std::str::FromStr;

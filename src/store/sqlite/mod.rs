@@ -12,6 +12,7 @@
 
 mod directory;
 mod orgs;
+mod quotas;
 mod users;
 
 use std::str::FromStr;

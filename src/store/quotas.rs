@@ -1,0 +1,38 @@
+//! Quotas set per org and per platform app (`contactsd admin set-quota`); what is not set here
+//! falls back to the server's defaults, which the service owns.
+
+use async_trait::async_trait;
+
+use super::StoreResult;
+use crate::domain::values::OrgId;
+
+/// An org's stored quotas; `None` means the server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OrgQuota {
+    pub max_groups: Option<i64>,
+    pub max_members: Option<i64>,
+}
+
+#[async_trait]
+pub trait QuotaStore: Send + Sync {
+    async fn org_quota(&self, org_id: OrgId) -> StoreResult<OrgQuota>;
+    /// Store the org's quotas whole (the org must exist).
+    async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<()>;
+    /// How many orgs the platform app may create (`None`: the server's default).
+    async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>>;
+    /// Store it (the app must exist).
+    async fn set_app_org_quota(&self, appid: &str, max_orgs: Option<i64>) -> StoreResult<()>;
+    /// How many orgs the app created.
+    async fn orgs_created_by(&self, appid: &str) -> StoreResult<i64>;
+}
+
+// The statements, valid on both backends.
+pub(crate) const ORG_QUOTA: &str =
+    "SELECT max_groups, max_members FROM org_quotas WHERE org_id = $1";
+pub(crate) const SET_ORG_QUOTA: &str = "INSERT INTO org_quotas (org_id, max_groups, max_members) \
+     VALUES ($1, $2, $3) ON CONFLICT (org_id) DO UPDATE \
+     SET max_groups = excluded.max_groups, max_members = excluded.max_members";
+pub(crate) const APP_ORG_QUOTA: &str = "SELECT max_orgs FROM app_quotas WHERE appid = $1";
+pub(crate) const SET_APP_ORG_QUOTA: &str = "INSERT INTO app_quotas (appid, max_orgs) \
+     VALUES ($1, $2) ON CONFLICT (appid) DO UPDATE SET max_orgs = excluded.max_orgs";
+pub(crate) const ORGS_CREATED_BY: &str = "SELECT COUNT(*) FROM orgs WHERE creator_appid = $1";
