@@ -8,6 +8,7 @@ pub mod extract;
 mod json;
 mod openapi;
 mod routes;
+mod scim;
 mod server;
 pub mod sync;
 mod time;
@@ -70,6 +71,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         service,
         settings: Arc::new(settings),
     };
+    let scim = scim::routes(state.service.clone());
     let router = Router::new()
         .route("/healthz", get(routes::health))
         .route("/api/oauth2/access_token", get(routes::issue_token))
@@ -115,6 +117,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
     )
+    .merge(scim.layer(axum::middleware::from_fn(run_writes_to_completion)))
 }
 
 /// A write runs to its end even when its client goes away. The HTTP server drops a request's

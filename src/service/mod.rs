@@ -10,6 +10,7 @@ mod groups;
 mod members;
 mod orgs;
 mod recent;
+pub mod scim;
 mod sync;
 mod users;
 

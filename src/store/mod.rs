@@ -9,6 +9,7 @@
 //! only if the team's version is unchanged ([`DirectoryStore::apply`]).
 
 pub mod postgres;
+pub mod scim;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -249,7 +250,7 @@ pub trait DirectoryStore: Send + Sync {
 
 /// Everything the service needs from a backend.
 #[async_trait]
-pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore {
+pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore + scim::ScimStore {
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
     /// Rows that name something that does not exist, one line per kind and team (for `admin

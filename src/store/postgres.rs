@@ -54,6 +54,8 @@
 //! times). With the team lock held none of them should occur; if one does, the cached copy was
 //! wrong and a reload is the cure. Everything else is [`StoreError::Database`].
 
+mod scim;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 

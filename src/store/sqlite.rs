@@ -5,6 +5,8 @@
 //! `BEGIN IMMEDIATE`, so writers queue in this process instead of failing with `SQLITE_BUSY`;
 //! reads use a separate pool and see the last committed state.
 
+mod scim;
+
 use std::collections::{HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;

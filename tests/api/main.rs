@@ -14,6 +14,7 @@ mod hostile_input;
 mod members;
 mod openapi;
 mod processes;
+mod scim;
 mod sync;
 mod tenant_isolation;
 mod users_orgs;
