@@ -82,7 +82,7 @@ pub fn parse_operations(body: &Value) -> Result<Vec<Operation>, ScimError> {
 pub fn apply(
     resource: &mut Map<String, Value>,
     operations: &[Operation],
-    extensions: &[&str],
+    extensions: &[&'static str],
 ) -> Result<(), ScimError> {
     for operation in operations {
         match &operation.path {
@@ -139,7 +139,7 @@ pub fn apply(
 fn container<'a>(
     resource: &'a mut Map<String, Value>,
     urn: Option<&str>,
-    extensions: &[&str],
+    extensions: &[&'static str],
 ) -> Result<&'a mut Map<String, Value>, ScimError> {
     let Some(urn) = urn else {
         return Ok(resource);
@@ -196,13 +196,63 @@ fn seed_of(filter: &Filter) -> Option<Map<String, Value>> {
     Some(seed)
 }
 
+/// The extension a path names as a whole (`"path": "urn:…:enterprise:2.0:User"`), if any.
+fn whole_extension(path: &PatchPath, extensions: &[&'static str]) -> Option<&'static str> {
+    let urn = path.attr.urn.as_deref()?;
+    if path.attr.sub.is_some() || path.filter.is_some() {
+        return None;
+    }
+    let named = format!("{urn}:{}", path.attr.name);
+    extensions
+        .iter()
+        .find(|e| e.eq_ignore_ascii_case(&named))
+        .copied()
+}
+
+/// An operation on a whole extension: its attributes one by one, or all of them removed.
+fn apply_extension(
+    resource: &mut Map<String, Value>,
+    op: Op,
+    urn: &str,
+    value: Option<Value>,
+    extensions: &[&'static str],
+) -> Result<(), ScimError> {
+    if op == Op::Remove {
+        if let Some(key) = attribute_key(resource, urn) {
+            resource.remove(&key);
+        }
+        return Ok(());
+    }
+    let Some(Value::Object(values)) = value else {
+        return Err(ScimError::invalid_value(
+            "an extension's value must be an object",
+        ));
+    };
+    if op == Op::Replace
+        && let Some(key) = attribute_key(resource, urn)
+    {
+        resource.remove(&key);
+    }
+    for (name, value) in values {
+        if name.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let path = parse_path(&format!("{urn}:{name}"))?;
+        apply_at(resource, op, &path, Some(value), extensions)?;
+    }
+    Ok(())
+}
+
 fn apply_at(
     resource: &mut Map<String, Value>,
     op: Op,
     path: &PatchPath,
     value: Option<Value>,
-    extensions: &[&str],
+    extensions: &[&'static str],
 ) -> Result<(), ScimError> {
+    if let Some(urn) = whole_extension(path, extensions) {
+        return apply_extension(resource, op, urn, value, extensions);
+    }
     let object = container(resource, path.attr.urn.as_deref(), extensions)?;
     let key = key_of(object, &path.attr.name);
     if let Some(filter) = &path.filter {

@@ -9,7 +9,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -156,6 +156,8 @@ pub fn routes(service: Arc<Service>) -> Router {
             "/scim/v2/Users",
             get(resources::list_users).post(resources::create_user),
         )
+        .route("/scim/v2/.search", post(resources::search_all))
+        .route("/scim/v2/Users/.search", post(resources::search_users))
         .route(
             "/scim/v2/Users/{id}",
             get(resources::get_user)
@@ -167,6 +169,7 @@ pub fn routes(service: Arc<Service>) -> Router {
             "/scim/v2/Groups",
             get(resources::list_groups).post(resources::create_group),
         )
+        .route("/scim/v2/Groups/.search", post(resources::search_groups))
         .route(
             "/scim/v2/Groups/{id}",
             get(resources::get_group)

@@ -28,6 +28,31 @@ struct ReadParams {
     excluded: Vec<String>,
 }
 
+/// The parameters of a `POST …/.search` body (RFC 7644 §3.4.3), as query pairs.
+fn search_params(body: &Value) -> Result<ReadParams, ScimError> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("the body must be a JSON object"))?;
+    let mut pairs = Vec::new();
+    for (key, value) in body {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        pairs.push((key.clone(), text));
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    read_params(Some(query))
+}
+
 fn read_params(query: Option<String>) -> Result<ReadParams, ScimError> {
     let mut params = ReadParams {
         start_index: 1,
@@ -547,4 +572,68 @@ pub(super) async fn delete_group(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(failure) => error_response(&to_scim(failure)),
     }
+}
+
+pub(super) async fn search_users(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_list_users(&team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
+}
+
+pub(super) async fn search_groups(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_list_groups(&team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
+}
+
+/// `POST /.search` at the root: users, then groups.
+pub(super) async fn search_all(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let filter = params.filter.as_ref();
+    let users = state
+        .service
+        .scim_list_users(&team, filter, &location)
+        .await;
+    let result = match users {
+        Ok(mut all) => state
+            .service
+            .scim_list_groups(&team, filter, &location)
+            .await
+            .map(|groups| {
+                all.extend(groups);
+                all
+            }),
+        Err(failure) => Err(failure),
+    };
+    list(result, &params)
 }

@@ -59,7 +59,7 @@ fn finish(
     Versioned { resource, version }
 }
 
-/// A SCIM user: its stored attributes, `active`, and its groups from the directory.
+/// A SCIM user: its stored attributes and its groups from the directory.
 pub(super) fn user(
     record: &ScimUserRecord,
     stored: &Map<String, Value>,
@@ -74,7 +74,6 @@ pub(super) fn user(
     resource.insert("schemas".to_owned(), Value::Array(schemas));
     resource.insert("id".to_owned(), json!(record.scim_id));
     resource.extend(stored.clone());
-    resource.insert("active".to_owned(), json!(record.active));
     let groups: Vec<Value> = directory
         .placement(record.user_id)
         .map(|p| p.groups.to_vec())

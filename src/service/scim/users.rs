@@ -35,10 +35,11 @@ fn nickname_of(stored: &Map<String, Value>) -> String {
     name.chars().take(MAX_NAME_CHARS).collect()
 }
 
-/// Split what a client sent into the stored attributes and the `active` flag.
+/// What a client sent, validated, and whether the user is active.
 fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
-    let mut stored = schema::normalize(body, &schema::USER)?;
-    let active = !matches!(stored.remove("active"), Some(Value::Bool(false)));
+    let stored = schema::normalize(body, &schema::USER)?;
+    // An absent `active` is not a deactivation.
+    let active = stored.get("active") != Some(&Value::Bool(false));
     Ok((stored, active))
 }
 
