@@ -9,6 +9,9 @@ pub mod filter;
 pub mod patch;
 pub mod schema;
 
+#[cfg(test)]
+mod filter_properties;
+
 /// A refused SCIM request, as RFC 7644 §3.12 answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScimError {
