@@ -15,6 +15,7 @@ mod members;
 mod openapi;
 mod processes;
 mod scim;
+mod scim_large;
 mod sync;
 mod tenant_isolation;
 mod users_orgs;

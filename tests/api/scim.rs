@@ -6,22 +6,22 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_ok, members_path};
 
-const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
-const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
+pub const USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
+pub const PATCH: &str = "urn:ietf:params:scim:api:messages:2.0:PatchOp";
 
-struct Scim<'a> {
-    app: &'a TestApp,
-    token: String,
+pub struct Scim<'a> {
+    pub app: &'a TestApp,
+    pub token: String,
 }
 
-struct Answer {
-    status: u16,
-    etag: Option<String>,
-    body: Value,
+pub struct Answer {
+    pub status: u16,
+    pub etag: Option<String>,
+    pub body: Value,
 }
 
 impl<'a> Scim<'a> {
-    async fn new(app: &'a TestApp, team_id: i64) -> Scim<'a> {
+    pub async fn new(app: &'a TestApp, team_id: i64) -> Scim<'a> {
         let token = app
             .service
             .create_scim_token(team_id)
@@ -31,7 +31,7 @@ impl<'a> Scim<'a> {
         Scim { app, token }
     }
 
-    async fn call(
+    pub async fn call(
         &self,
         method: Method,
         path: &str,
@@ -81,15 +81,15 @@ impl<'a> Scim<'a> {
         Answer { status, etag, body }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None, &[]).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> Answer {
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body), &[]).await
     }
 
-    async fn patch(&self, path: &str, operations: Value) -> Answer {
+    pub async fn patch(&self, path: &str, operations: Value) -> Answer {
         self.call(
             Method::PATCH,
             path,
@@ -99,7 +99,15 @@ impl<'a> Scim<'a> {
         .await
     }
 
-    async fn user(&self, name: &str) -> String {
+    /// How many users match `filter`.
+    pub async fn count(&self, filter: &str) -> u64 {
+        let url = format!("/Users?filter={}", crate::helpers::encode(filter));
+        self.get(&url).await.body["totalResults"]
+            .as_u64()
+            .expect("total")
+    }
+
+    pub async fn user(&self, name: &str) -> String {
         let answer = self
             .post(
                 "/Users",
@@ -277,4 +285,221 @@ async fn one_teams_token_never_sees_another_team() {
         token: "nope".into(),
     };
     assert_eq!(bad.get("/Users").await.status, 401);
+}
+
+#[tokio::test]
+async fn filters_use_every_operator_and_lists_page() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    for name in ["amy", "bob", "cat", "dan", "eve"] {
+        let answer = scim
+            .post(
+                "/Users",
+                json!({"userName": name, "externalId": format!("X-{name}"), "active": true,
+                "emails": [{"value": format!("{name}@example.com"), "type": "work"}]}),
+            )
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+    assert_eq!(scim.count("userName eq \"BOB\"").await, 1);
+    assert_eq!(scim.count("userName ne \"bob\"").await, 4);
+    assert_eq!(scim.count("userName co \"a\"").await, 3);
+    assert_eq!(scim.count("userName sw \"c\"").await, 1);
+    assert_eq!(scim.count("userName ew \"n\"").await, 1);
+    assert_eq!(scim.count("userName gt \"cat\"").await, 2);
+    assert_eq!(scim.count("userName ge \"cat\"").await, 3);
+    assert_eq!(scim.count("userName lt \"cat\"").await, 2);
+    assert_eq!(scim.count("userName le \"cat\"").await, 3);
+    assert_eq!(
+        scim.count("externalId eq \"X-amy\" or emails.value ew \"eve@example.com\"")
+            .await,
+        2
+    );
+    assert_eq!(scim.count("not (active eq true) and userName pr").await, 0);
+    assert_eq!(
+        scim.count("emails[type eq \"work\" and value sw \"dan\"]")
+            .await,
+        1
+    );
+    assert_eq!(
+        scim.count("meta.lastModified ge \"2000-01-01T00:00:00Z\"")
+            .await,
+        5
+    );
+    assert_eq!(scim.count("displayName pr").await, 0);
+    let bad = scim.get("/Users?filter=userName%20eq").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["scimType"], "invalidFilter");
+    // Pages: startIndex counts from 1; count caps the page; totalResults counts every match.
+    let page = scim
+        .get("/Users?startIndex=2&count=2&attributes=userName")
+        .await;
+    assert_eq!(page.body["totalResults"], 5);
+    assert_eq!(page.body["startIndex"], 2);
+    assert_eq!(page.body["itemsPerPage"], 2);
+    let names: Vec<&str> = page.body["Resources"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .map(|u| u["userName"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["bob", "cat"]);
+    assert!(page.body["Resources"][0].get("emails").is_none());
+    let past = scim.get("/Users?startIndex=9").await;
+    assert_eq!(past.body["itemsPerPage"], 0);
+    assert_eq!(past.body["totalResults"], 5);
+}
+
+#[tokio::test]
+async fn entra_id_patches_with_filtered_paths_and_string_booleans() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let id = scim.user("grace").await;
+    let path = format!("/Users/{id}");
+    // As Entra ID documents them: op in any case, filtered paths, extension paths.
+    let answer = scim
+        .patch(&path, json!([
+            {"op": "Add", "path": "emails[type eq \"work\"].value", "value": "grace@work.example"},
+            {"op": "Replace", "path": "name.familyName", "value": "Hopper"},
+            {"op": "Add", "path": "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User:department", "value": "Navy"},
+            {"op": "Replace", "path": "active", "value": "False"},
+        ]))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(
+        answer.body["emails"],
+        json!([{"value": "grace@work.example", "type": "work"}])
+    );
+    assert_eq!(answer.body["name"]["familyName"], "Hopper");
+    assert_eq!(
+        answer.body["urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"]["department"],
+        "Navy"
+    );
+    assert_eq!(answer.body["active"], false);
+    let api = app.team_api().await;
+    let listing = assert_ok(&api.get(&members_path(app.team_id, 0)).await);
+    assert_eq!(listing["total"], 0, "an inactive user is not a member");
+    // Google / OneLogin style: PUT replaces the whole user; what is left out is gone.
+    let put = scim
+        .call(
+            Method::PUT,
+            &path,
+            Some(
+                json!({"schemas": [USER], "userName": "grace", "active": true, "title": "Admiral"}),
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(put.body.get("emails").is_none(), "{}", put.body);
+    assert_eq!(put.body["title"], "Admiral");
+    let listing = assert_ok(&api.get(&members_path(app.team_id, 0)).await);
+    assert_eq!(listing["total"], 1);
+    // Wrong types are refused as RFC 7644 says.
+    let bad = scim
+        .patch(
+            &path,
+            json!([{"op": "replace", "path": "active", "value": "maybe"}]),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(bad.body["scimType"], "invalidValue");
+    let bad = scim
+        .patch(
+            &path,
+            json!([{"op": "jump", "path": "active", "value": true}]),
+        )
+        .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn versions_answer_304_and_412() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let id = scim.user("lin").await;
+    let path = format!("/Users/{id}");
+    let read = scim.get(&path).await;
+    let etag = read.etag.expect("etag");
+    assert_eq!(read.body["meta"]["version"], etag.as_str());
+    let unchanged = scim
+        .call(Method::GET, &path, None, &[("if-none-match", &etag)])
+        .await;
+    assert_eq!(unchanged.status, 304);
+    let changed = scim
+        .call(
+            Method::PATCH,
+            &path,
+            Some(json!({"Operations": [{"op": "add", "path": "title", "value": "Dr"}]})),
+            &[("if-match", &etag)],
+        )
+        .await;
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_ne!(changed.etag.as_deref(), Some(etag.as_str()));
+    let stale = scim
+        .call(Method::DELETE, &path, None, &[("if-match", &etag)])
+        .await;
+    assert_eq!(stale.status, 412);
+    assert_eq!(scim.get(&path).await.status, 200);
+}
+
+#[tokio::test]
+async fn groups_form_a_tree_and_deleting_one_keeps_its_members_and_children() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let ext = "urn:contactsd:params:scim:schemas:extension:2.0:Group";
+    let user = scim.user("kim").await;
+    // A flat provider's group lands at the top level.
+    let top = scim.post("/Groups", json!({"displayName": "Eng"})).await;
+    let top_id = top.body["id"].as_str().expect("id").to_owned();
+    let mid = scim
+        .post(
+            "/Groups",
+            json!({"displayName": "Core", ext: {"parent": {"value": top_id}}}),
+        )
+        .await;
+    assert_eq!(mid.status, 201, "{}", mid.body);
+    let mid_id = mid.body["id"].as_str().expect("id").to_owned();
+    let leaf = scim.post("/Groups", json!({"displayName": "DB", "members": [{"value": user}], ext: {"parent": {"value": mid_id}}})).await;
+    let leaf_id = leaf.body["id"].as_str().expect("id").to_owned();
+    let api = app.team_api().await;
+    let shown = api.group(app.team_id, leaf_id.parse().expect("int")).await;
+    assert_eq!(shown["full_name"], "Acme/Eng/Core/DB");
+    // Names follow the directory's rules.
+    let bad = scim.post("/Groups", json!({"displayName": "a/b"})).await;
+    assert_eq!(bad.status, 400, "{}", bad.body);
+    // Moving a group under its own descendant is a cycle.
+    let cycle = scim
+        .patch(
+            &format!("/Groups/{top_id}"),
+            json!([{"op": "replace", "path": format!("{ext}:parent.value"), "value": leaf_id}]),
+        )
+        .await;
+    assert_eq!(cycle.status, 400, "{}", cycle.body);
+    let gone = scim
+        .call(Method::DELETE, &format!("/Groups/{mid_id}"), None, &[])
+        .await;
+    assert_eq!(gone.status, 204);
+    let shown = api.group(app.team_id, leaf_id.parse().expect("int")).await;
+    assert_eq!(shown["full_name"], "Acme/Eng/DB");
+    let kept = scim.get(&format!("/Users/{user}")).await;
+    assert_eq!(kept.body["groups"][0]["value"], leaf_id.as_str());
+}
+
+#[tokio::test]
+async fn only_business_and_flagship_plans_get_scim_tokens() {
+    let app = TestApp::spawn().await;
+    let free = app
+        .create_org("Free", contactsd::domain::access::Plan::Free, 10)
+        .await;
+    assert!(app.service.create_scim_token(free.team_id).await.is_err());
+    let flagship = app
+        .create_org("Big", contactsd::domain::access::Plan::Flagship, 10)
+        .await;
+    assert!(
+        app.service
+            .create_scim_token(flagship.team_id)
+            .await
+            .is_ok()
+    );
 }

@@ -258,23 +258,40 @@ impl Service {
         })
     }
 
-    /// Names and avatars of members, as their rows are rewritten unchanged but for groups.
+    /// Names and avatars of SCIM users, as their member rows are rewritten unchanged but
+    /// for groups (one query).
     async fn profiles_of(
         &self,
         team: &TeamRecord,
         users: &[UserId],
     ) -> ScimResult<HashMap<UserId, (String, String)>> {
-        let mut profiles = HashMap::with_capacity(users.len());
+        let profiles = self
+            .store
+            .member_profiles(team.access.team_id, users)
+            .await?;
+        Ok(profiles
+            .into_iter()
+            .map(|p| (p.user_id, (p.name, p.avatar)))
+            .collect())
+    }
+
+    /// Stored names and avatars of any members, as they are.
+    async fn member_rows_of(
+        &self,
+        team: &TeamRecord,
+        users: &[UserId],
+    ) -> ScimResult<HashMap<UserId, (String, String)>> {
+        let mut details = HashMap::with_capacity(users.len());
         for user in users {
-            if let Some(details) = self
+            if let Some(found) = self
                 .store
                 .member_details(team.access.team_id, *user)
                 .await?
             {
-                profiles.insert(*user, (details.nickname, details.avatar));
+                details.insert(*user, (found.nickname, found.avatar));
             }
         }
-        Ok(profiles)
+        Ok(details)
     }
 
     fn render_group(
@@ -343,16 +360,23 @@ impl Service {
     ) -> ScimResult<Versioned> {
         let ids = self.scim_ids(team).await?;
         let want = desired(body, &ids)?;
-        let mut touched = want.users.clone();
-        if let Some(id) = target {
-            let current: Vec<UserId> = self
-                .directories
-                .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
-                .await?;
-            touched.extend(current.into_iter().filter(|u| ids.by_user.contains_key(u)));
-        }
-        touched.sort_unstable();
-        touched.dedup();
+        // Only the users whose groups change have their rows rewritten.
+        let wanted: HashSet<UserId> = want.users.iter().copied().collect();
+        let current: HashSet<UserId> = match target {
+            Some(id) => {
+                self.directories
+                    .read(&*self.store, team, |d| {
+                        Ok(d.direct_members(id)
+                            .iter()
+                            .copied()
+                            .filter(|u| ids.by_user.contains_key(u))
+                            .collect())
+                    })
+                    .await?
+            }
+            None => HashSet::new(),
+        };
+        let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
         let profiles = self.profiles_of(team, &touched).await?;
         let max_depth = self.settings.max_group_depth;
         let ((), created) = self
@@ -425,7 +449,7 @@ impl Service {
             .directories
             .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
             .await?;
-        let profiles = self.profiles_of(team, &members).await?;
+        let profiles = self.member_rows_of(team, &members).await?;
         self.directories
             .write(&*self.store, team, |d| {
                 let now = unix_now();
