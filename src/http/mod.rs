@@ -112,12 +112,14 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         )
         .merge(openapi::routes())
         .with_state(state);
-    with_envelope(
+    let api = with_envelope(
         router
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
-    )
-    .merge(scim.layer(axum::middleware::from_fn(run_writes_to_completion)))
+    );
+    // SCIM answers outside the envelope; every other request goes to the API as before.
+    scim.layer(axum::middleware::from_fn(run_writes_to_completion))
+        .fallback_service(api)
 }
 
 /// A write runs to its end even when its client goes away. The HTTP server drops a request's
