@@ -140,6 +140,21 @@ fn panic_response(_: Box<dyn std::any::Any + Send>) -> Response {
     error_response(&ScimError::status(500, "internal error"))
 }
 
+/// One log line per SCIM request, like the API's (no query string, no token).
+async fn log_request(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "-".to_owned(), |m| m.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status().as_u16();
+    let elapsed_us = started.elapsed().as_micros() as u64;
+    tracing::info!(%method, %route, status, elapsed_us, "scim request");
+    response
+}
+
 /// The `/scim/v2` routes, outside the envelope.
 pub fn routes(service: Arc<Service>) -> Router {
     let state = ScimState { service };
@@ -188,4 +203,5 @@ pub fn routes(service: Arc<Service>) -> Router {
         )
         .with_state(state)
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(log_request))
 }
