@@ -79,6 +79,11 @@ impl RateLimits {
         }
     }
 
+    /// Count one call under `key` against the per-appid call limit.
+    pub(super) fn check_call(&self, key: &str) -> ServiceResult<()> {
+        Self::check(&self.calls, key)
+    }
+
     fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, appid: &str) -> ServiceResult<()> {
         let Some(limiter) = limiter else {
             return Ok(());

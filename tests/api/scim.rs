@@ -503,3 +503,29 @@ async fn only_business_and_flagship_plans_get_scim_tokens() {
             .is_ok()
     );
 }
+
+#[tokio::test]
+async fn a_directorys_scim_calls_share_the_rate_limit() {
+    let app = TestApp::builder().rate_limit(2).spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let mut limited = 0;
+    for _ in 0..6 {
+        let answer = scim.get("/Users").await;
+        if answer.status == 429 {
+            limited += 1;
+        }
+    }
+    assert!(
+        limited > 0,
+        "six calls at once stayed under a limit of two a second"
+    );
+    let response = app
+        .client
+        .get(format!("{}/scim/v2/Users", app.address))
+        .bearer_auth(&scim.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+}

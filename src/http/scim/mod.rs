@@ -110,11 +110,18 @@ async fn authenticate(
             "a SCIM bearer token is required",
         )));
     };
-    let team = state
-        .service
-        .scim_authenticate(&token)
-        .await
-        .map_err(|e| error_response(&to_scim(e)))?;
+    let team = match state.service.scim_authenticate(&token).await {
+        Ok(team) => team,
+        Err(ScimFailure::Service(ServiceError::RateLimited { retry_after_secs })) => {
+            let mut response =
+                error_response(&ScimError::status(429, "too many requests; retry later"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            return Err(response);
+        }
+        Err(failure) => return Err(error_response(&to_scim(failure))),
+    };
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())

@@ -112,13 +112,16 @@ impl Service {
         Ok(team)
     }
 
-    /// The directory a SCIM bearer token serves (fresh: writes of other processes are seen).
+    /// The directory a SCIM bearer token serves (fresh: writes of other processes are seen),
+    /// if its calls are within the rate limit.
     pub async fn scim_authenticate(&self, token: &str) -> ScimResult<TeamRecord> {
         let team_id = self
             .store
             .scim_token_team(&super::auth::digest(token))
             .await?
             .ok_or_else(|| ScimError::status(401, "missing, unknown or revoked SCIM token"))?;
+        // A directory's SCIM calls share one budget of the per-appid call limit.
+        self.limits.check_call(&format!("scim:{team_id}"))?;
         self.scim_team(team_id).await
     }
 
