@@ -240,6 +240,11 @@ enum AdminCommand {
         #[arg(long, requires = "appid", value_parser = clap::value_parser!(i64).range(0..))]
         max_orgs: Option<i64>,
     },
+    /// SCIM provisioning tokens of a directory (§12).
+    ScimToken {
+        #[command(subcommand)]
+        command: ScimTokenCommand,
+    },
     /// Check every invariant of every stored directory; exits non-zero on any violation.
     Check {
         /// Maximum depth of the group tree.
@@ -413,6 +418,50 @@ async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serde_json::Val
     }
 }
 
+#[derive(Debug, Subcommand)]
+enum ScimTokenCommand {
+    /// A new bearer token for the directory (shown once).
+    Create {
+        #[arg(long)]
+        team_id: i64,
+    },
+    /// The directory's tokens (ids and creation times, never the tokens).
+    List {
+        #[arg(long)]
+        team_id: i64,
+    },
+    /// Revoke a token at once.
+    Revoke {
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+async fn scim_token(service: &Service, command: ScimTokenCommand) -> Result<serde_json::Value> {
+    let record = |t: crate::store::scim::ScimTokenRecord| json!({"id": t.id, "team_id": t.team_id, "created_at": t.created_at});
+    match command {
+        ScimTokenCommand::Create { team_id } => {
+            let token = service
+                .create_scim_token(team_id)
+                .await
+                .context("cannot create the token")?;
+            Ok(json!({"id": token.id, "team_id": token.team_id, "token": token.token}))
+        }
+        ScimTokenCommand::List { team_id } => {
+            let tokens = service
+                .scim_tokens(team_id)
+                .await
+                .context("cannot list the tokens")?;
+            Ok(json!({"list": tokens.into_iter().map(record).collect::<Vec<_>>()}))
+        }
+        ScimTokenCommand::Revoke { id } => match service.revoke_scim_token(id).await {
+            Ok(Some(token)) => Ok(record(token)),
+            Ok(None) => bail!("no SCIM token with id {id}"),
+            Err(e) => Err(e).context("cannot revoke the token"),
+        },
+    }
+}
+
 async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::Value> {
     match command {
         AdminCommand::CreateOrg {
@@ -477,6 +526,7 @@ async fn admin(service: &Service, command: AdminCommand) -> Result<serde_json::V
             }
             _ => bail!("give --org-id, or --appid with --max-orgs"),
         },
+        AdminCommand::ScimToken { command } => scim_token(service, command).await,
         AdminCommand::Check { .. } => {
             let checks = service
                 .check_directories()

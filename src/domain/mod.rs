@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod directory;
+pub mod scim;
 pub mod sync;
 pub mod values;
 

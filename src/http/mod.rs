@@ -10,6 +10,7 @@ mod form;
 mod json;
 mod openapi;
 mod routes;
+mod scim;
 mod server;
 mod time;
 
@@ -80,13 +81,17 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
         service,
         settings: Arc::new(settings),
     };
-    let router = openapi::router().with_state(state);
-    with_envelope(
-        router
+    let scim = scim::routes(state.service.clone());
+    let api = with_envelope(
+        openapi::router()
+            .with_state(state)
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
         http_status,
-    )
+    );
+    // SCIM answers outside the envelope; every other request goes to the API.
+    scim.layer(axum::middleware::from_fn(run_writes_to_completion))
+        .fallback_service(api)
 }
 
 /// A write runs to its end even when its client goes away. The HTTP server drops a request's

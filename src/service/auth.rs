@@ -48,8 +48,13 @@ fn random_string(len: usize, alphabet: &[u8]) -> String {
     out
 }
 
-fn digest(secret: &str) -> Vec<u8> {
+pub(super) fn digest(secret: &str) -> Vec<u8> {
     Sha256::digest(secret.as_bytes()).to_vec()
+}
+
+/// A new bearer token: 48 random letters and digits (285 bits).
+pub(super) fn random_token() -> String {
+    random_string(48, ALPHANUMERIC)
 }
 
 /// A new app's public id and its secret (shown once).
@@ -148,6 +153,11 @@ impl RateLimits {
         }
     }
 
+    /// Count one call under `key` against the per-appid call limit.
+    pub(super) fn check_call(&self, key: &str) -> ServiceResult<()> {
+        Self::check(&self.calls, key)
+    }
+
     fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, appid: &str) -> ServiceResult<()> {
         let Some(limiter) = limiter else {
             return Ok(());
@@ -205,7 +215,7 @@ impl Service {
                 return Err(ServiceError::Subscription);
             }
         }
-        let token = random_string(48, ALPHANUMERIC);
+        let token = random_token();
         let ttl = self.settings.token_ttl;
         self.store
             .put_token(&app.appid, &digest(&token), unix_now() + ttl as i64)

@@ -11,6 +11,7 @@ mod members;
 mod orgs;
 mod quotas;
 mod recent;
+pub mod scim;
 mod sync;
 mod users;
 

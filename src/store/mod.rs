@@ -18,6 +18,7 @@ mod backend;
 pub mod postgres;
 pub mod quotas;
 mod rows;
+pub mod scim;
 mod shared;
 pub mod sqlite;
 
@@ -278,7 +279,9 @@ pub trait DirectoryStore: Send + Sync {
 
 /// Everything the service needs from a backend.
 #[async_trait]
-pub trait Store: AppStore + OrgStore + UserStore + DirectoryStore + quotas::QuotaStore {
+pub trait Store:
+    AppStore + OrgStore + UserStore + DirectoryStore + quotas::QuotaStore + scim::ScimStore
+{
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
     /// Rows that name something that does not exist, counted per kind and team (for `admin

@@ -17,6 +17,8 @@ mod members;
 mod openapi;
 mod processes;
 mod quotas;
+mod scim;
+mod scim_large;
 mod store;
 mod sync;
 mod sync_limits;

@@ -95,7 +95,8 @@ async fn the_document_matches_its_snapshot() {
 
 /// The literal path of every `.route(...)` in the HTTP layer's source (test modules aside):
 /// the routes registered without a description. Operations are registered with
-/// `OpenApiRouter::routes`, which describes them in the same step.
+/// `OpenApiRouter::routes`, which describes them in the same step. SCIM (`src/http/scim`) is
+/// left out: it is its own protocol, described by its discovery resources (contract §12).
 fn undescribed_routes_in_source() -> BTreeSet<String> {
     let mut folders = vec![std::path::PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -106,7 +107,9 @@ fn undescribed_routes_in_source() -> BTreeSet<String> {
         for entry in std::fs::read_dir(&folder).expect("src/http") {
             let path = entry.expect("entry").path();
             if path.is_dir() {
-                folders.push(path);
+                if !path.ends_with("scim") {
+                    folders.push(path);
+                }
                 continue;
             }
             if path.extension().is_none_or(|ext| ext != "rs") {

@@ -116,6 +116,16 @@ impl Directory {
         self.members.iter().map(|(id, placement)| (*id, placement))
     }
 
+    /// The direct members of a group, ascending (none for an unknown group).
+    pub fn direct_members(&self, id: GroupId) -> &[UserId] {
+        self.group_members.get(&id).map_or(&[], Vec::as_slice)
+    }
+
+    /// The valid child groups of a group (0 = the top level), in sibling order.
+    pub fn children_of(&self, id: GroupId) -> &[GroupId] {
+        self.children.get(&id).map_or(&[], Vec::as_slice)
+    }
+
     pub fn placement(&self, user_id: UserId) -> Option<&Placement> {
         self.members.get(&user_id)
     }

@@ -63,6 +63,7 @@
 mod directory;
 mod orgs;
 mod quotas;
+mod scim;
 mod users;
 
 use std::str::FromStr;

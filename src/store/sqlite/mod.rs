@@ -13,6 +13,7 @@
 mod directory;
 mod orgs;
 mod quotas;
+mod scim;
 mod users;
 
 use std::str::FromStr;

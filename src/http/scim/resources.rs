@@ -1,0 +1,639 @@
+//! The SCIM endpoints: discovery, and Users and Groups (get, list with filter and paging,
+//! create, replace, patch, delete), with `attributes`/`excludedAttributes` and ETags.
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Map, Value, json};
+
+use super::{ScimState, authenticate, error_response, json_body, scim_json, to_scim};
+use crate::domain::scim::filter::{Filter, parse_filter};
+use crate::domain::scim::patch::parse_operations;
+use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA, GROUP_EXTENSION_SCHEMA};
+use crate::domain::scim::{ScimError, attribute_key};
+use crate::service::scim::{ScimResult, Versioned};
+
+/// Most resources in one list page (`maxResults`).
+const MAX_RESULTS: usize = 1000;
+const LIST_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:ListResponse";
+
+/// The query parameters of a read.
+#[derive(Default)]
+struct ReadParams {
+    filter: Option<Filter>,
+    start_index: usize,
+    count: usize,
+    attributes: Vec<String>,
+    excluded: Vec<String>,
+}
+
+/// The parameters of a `POST …/.search` body (RFC 7644 §3.4.3), as query pairs.
+fn search_params(body: &Value) -> Result<ReadParams, ScimError> {
+    let body = body
+        .as_object()
+        .ok_or_else(|| ScimError::invalid_syntax("the body must be a JSON object"))?;
+    let mut pairs = Vec::new();
+    for (key, value) in body {
+        let text = match value {
+            Value::String(text) => text.clone(),
+            Value::Number(number) => number.to_string(),
+            Value::Array(items) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
+            _ => continue,
+        };
+        pairs.push((key.clone(), text));
+    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish();
+    read_params(Some(query))
+}
+
+fn read_params(query: Option<String>) -> Result<ReadParams, ScimError> {
+    let mut params = ReadParams {
+        start_index: 1,
+        count: MAX_RESULTS,
+        ..ReadParams::default()
+    };
+    let list = |raw: &str| {
+        raw.split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect()
+    };
+    for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        match key.as_ref() {
+            "filter" => params.filter = Some(parse_filter(&value)?),
+            "startIndex" => {
+                params.start_index = value
+                    .parse::<i64>()
+                    .map_err(|_| ScimError::invalid_value("startIndex must be an integer"))?
+                    .max(1) as usize;
+            }
+            "count" => {
+                params.count = (value
+                    .parse::<i64>()
+                    .map_err(|_| ScimError::invalid_value("count must be an integer"))?
+                    .max(0) as usize)
+                    .min(MAX_RESULTS);
+            }
+            "attributes" => params.attributes = list(&value),
+            "excludedAttributes" => params.excluded = list(&value),
+            _ => {}
+        }
+    }
+    Ok(params)
+}
+
+/// Does `name` (as a client writes it in `attributes`) name top-level `key` of a resource?
+fn names(name: &str, key: &str) -> bool {
+    let top = name.split('.').next().unwrap_or(name);
+    top.eq_ignore_ascii_case(key) || name.eq_ignore_ascii_case(key)
+}
+
+/// `attributes` / `excludedAttributes` (RFC 7644 §3.4.2.5) on one resource: `id`, `schemas`
+/// and `meta` are always returned.
+fn project(mut resource: Map<String, Value>, params: &ReadParams) -> Map<String, Value> {
+    let always = ["id", "schemas", "meta"];
+    let extensions = [ENTERPRISE_SCHEMA, GROUP_EXTENSION_SCHEMA];
+    let split = |name: &str| -> (Option<&'static str>, String) {
+        for urn in extensions {
+            if name.len() > urn.len() + 1 && name[..urn.len()].eq_ignore_ascii_case(urn) {
+                return (Some(urn), name[urn.len() + 1..].to_owned());
+            }
+        }
+        for core in [schema::USER_SCHEMA, schema::GROUP_SCHEMA] {
+            if name.len() > core.len() + 1 && name[..core.len()].eq_ignore_ascii_case(core) {
+                return (None, name[core.len() + 1..].to_owned());
+            }
+        }
+        (None, name.to_owned())
+    };
+    if !params.attributes.is_empty() {
+        let wanted: Vec<(Option<&str>, String)> =
+            params.attributes.iter().map(|a| split(a)).collect();
+        resource.retain(|key, value| {
+            if always.contains(&key.as_str()) {
+                return true;
+            }
+            if let Some(urn) = extensions.iter().find(|u| u.eq_ignore_ascii_case(key)) {
+                if wanted
+                    .iter()
+                    .any(|(u, n)| u.is_none() && n.eq_ignore_ascii_case(urn))
+                {
+                    return true;
+                }
+                if let Value::Object(inner) = value {
+                    inner
+                        .retain(|k, _| wanted.iter().any(|(u, n)| *u == Some(*urn) && names(n, k)));
+                    return !inner.is_empty();
+                }
+                return false;
+            }
+            wanted.iter().any(|(u, n)| u.is_none() && names(n, key))
+        });
+    }
+    for name in &params.excluded {
+        let (urn, name) = split(name);
+        let container = match urn {
+            Some(urn) => match resource.get_mut(urn) {
+                Some(Value::Object(inner)) => inner,
+                _ => continue,
+            },
+            None => &mut resource,
+        };
+        if let Some(key) = attribute_key(container, &name)
+            && !always.contains(&key.as_str())
+        {
+            container.remove(&key);
+        }
+    }
+    resource
+}
+
+fn one(
+    result: ScimResult<Versioned>,
+    status: StatusCode,
+    headers: &HeaderMap,
+    query: Option<String>,
+) -> Response {
+    let params = match read_params(query) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    match result {
+        Ok(found) => {
+            let unchanged = headers
+                .get(header::IF_NONE_MATCH)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|tags| {
+                    tags.split(',')
+                        .any(|t| t.trim() == found.version || t.trim() == "*")
+                });
+            if unchanged && status == StatusCode::OK {
+                let mut response = StatusCode::NOT_MODIFIED.into_response();
+                if let Ok(etag) = HeaderValue::from_str(&found.version) {
+                    response.headers_mut().insert(header::ETAG, etag);
+                }
+                return response;
+            }
+            let location = found
+                .resource
+                .get("meta")
+                .and_then(|m| m.get("location"))
+                .and_then(Value::as_str)
+                .map(str::to_owned);
+            let body = Value::Object(project(found.resource, &params));
+            let mut response = scim_json(status, &body, Some(&found.version));
+            if status == StatusCode::CREATED
+                && let Some(location) = location.and_then(|l| HeaderValue::from_str(&l).ok())
+            {
+                response.headers_mut().insert(header::LOCATION, location);
+            }
+            response
+        }
+        Err(failure) => error_response(&to_scim(failure)),
+    }
+}
+
+fn list(result: ScimResult<Vec<Versioned>>, params: &ReadParams) -> Response {
+    match result {
+        Ok(all) => {
+            let total = all.len();
+            let page: Vec<Value> = all
+                .into_iter()
+                .skip(params.start_index - 1)
+                .take(params.count)
+                .map(|r| Value::Object(project(r.resource, params)))
+                .collect();
+            scim_json(
+                StatusCode::OK,
+                &json!({
+                    "schemas": [LIST_SCHEMA],
+                    "totalResults": total,
+                    "startIndex": params.start_index,
+                    "itemsPerPage": page.len(),
+                    "Resources": page,
+                }),
+                None,
+            )
+        }
+        Err(failure) => error_response(&to_scim(failure)),
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::IF_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+macro_rules! authed {
+    ($state:expr, $headers:expr) => {
+        match authenticate(&$state, &$headers).await {
+            Ok(found) => found,
+            Err(response) => return response,
+        }
+    };
+}
+
+macro_rules! body {
+    ($bytes:expr) => {
+        match json_body(&$bytes) {
+            Ok(body) => body,
+            Err(error) => return error_response(&error),
+        }
+    };
+}
+
+pub(super) async fn service_provider_config(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+) -> Response {
+    let (_, location) = authed!(state, headers);
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": ["urn:ietf:params:scim:schemas:core:2.0:ServiceProviderConfig"],
+            "documentationUri": "https://github.com/contactsd/contactsd#scim-provisioning",
+            "patch": {"supported": true},
+            "bulk": {"supported": false, "maxOperations": 0, "maxPayloadSize": 0},
+            "filter": {"supported": true, "maxResults": MAX_RESULTS},
+            "changePassword": {"supported": false},
+            "sort": {"supported": false},
+            "etag": {"supported": true},
+            "authenticationSchemes": [{
+                "type": "oauthbearertoken",
+                "name": "SCIM bearer token",
+                "description": "A token made with `contactsd admin scim-token create`.",
+                "primary": true,
+            }],
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", location.0)},
+        }),
+        None,
+    )
+}
+
+fn listing(resources: Vec<Value>) -> Response {
+    scim_json(
+        StatusCode::OK,
+        &json!({
+            "schemas": [LIST_SCHEMA],
+            "totalResults": resources.len(),
+            "startIndex": 1,
+            "itemsPerPage": resources.len(),
+            "Resources": resources,
+        }),
+        None,
+    )
+}
+
+fn located(mut resource: Value, base: &str) -> Value {
+    if let Some(location) = resource.pointer_mut("/meta/location")
+        && let Some(relative) = location.as_str()
+    {
+        *location = json!(format!("{base}{relative}"));
+    }
+    resource
+}
+
+pub(super) async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    let (_, location) = authed!(state, headers);
+    listing(
+        schema::resource_types()
+            .into_iter()
+            .map(|r| located(r, &location.0))
+            .collect(),
+    )
+}
+
+pub(super) async fn resource_type(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, location) = authed!(state, headers);
+    match schema::resource_types()
+        .into_iter()
+        .find(|r| r["id"] == id.as_str())
+    {
+        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
+        None => error_response(&ScimError::not_found(format!("no resource type {id}"))),
+    }
+}
+
+pub(super) async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+    let (_, location) = authed!(state, headers);
+    listing(
+        schema::schemas()
+            .into_iter()
+            .map(|s| located(s, &location.0))
+            .collect(),
+    )
+}
+
+pub(super) async fn schema(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (_, location) = authed!(state, headers);
+    match schema::schemas()
+        .into_iter()
+        .find(|s| s["id"] == id.as_str())
+    {
+        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
+        None => error_response(&ScimError::not_found(format!("no schema {id}"))),
+    }
+}
+
+pub(super) async fn list_users(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match read_params(query) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    list(
+        state
+            .service
+            .scim_list_users(&team, params.filter.as_ref(), &location)
+            .await,
+        &params,
+    )
+}
+
+pub(super) async fn get_user(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    one(
+        state.service.scim_get_user(&team, &id, &location).await,
+        StatusCode::OK,
+        &headers,
+        query,
+    )
+}
+
+pub(super) async fn create_user(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    one(
+        state
+            .service
+            .scim_create_user(&team, &body, &location)
+            .await,
+        StatusCode::CREATED,
+        &headers,
+        query,
+    )
+}
+
+pub(super) async fn replace_user(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    let result = state
+        .service
+        .scim_replace_user(&team, &id, &body, if_match(&headers).as_deref(), &location)
+        .await;
+    one(result, StatusCode::OK, &headers, query)
+}
+
+pub(super) async fn patch_user(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    let operations = match parse_operations(&body) {
+        Ok(operations) => operations,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_patch_user(
+            &team,
+            &id,
+            &operations,
+            if_match(&headers).as_deref(),
+            &location,
+        )
+        .await;
+    one(result, StatusCode::OK, &headers, query)
+}
+
+pub(super) async fn delete_user(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    match state
+        .service
+        .scim_delete_user(&team, &id, if_match(&headers).as_deref(), &location)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(failure) => error_response(&to_scim(failure)),
+    }
+}
+
+pub(super) async fn list_groups(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match read_params(query) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    list(
+        state
+            .service
+            .scim_list_groups(&team, params.filter.as_ref(), &location)
+            .await,
+        &params,
+    )
+}
+
+pub(super) async fn get_group(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    one(
+        state.service.scim_get_group(&team, &id, &location).await,
+        StatusCode::OK,
+        &headers,
+        query,
+    )
+}
+
+pub(super) async fn create_group(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    one(
+        state
+            .service
+            .scim_create_group(&team, &body, &location)
+            .await,
+        StatusCode::CREATED,
+        &headers,
+        query,
+    )
+}
+
+pub(super) async fn replace_group(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    let result = state
+        .service
+        .scim_replace_group(&team, &id, &body, if_match(&headers).as_deref(), &location)
+        .await;
+    one(result, StatusCode::OK, &headers, query)
+}
+
+pub(super) async fn patch_group(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let body = body!(bytes);
+    let operations = match parse_operations(&body) {
+        Ok(operations) => operations,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_patch_group(
+            &team,
+            &id,
+            &operations,
+            if_match(&headers).as_deref(),
+            &location,
+        )
+        .await;
+    one(result, StatusCode::OK, &headers, query)
+}
+
+pub(super) async fn delete_group(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    match state
+        .service
+        .scim_delete_group(&team, &id, if_match(&headers).as_deref(), &location)
+        .await
+    {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(failure) => error_response(&to_scim(failure)),
+    }
+}
+
+pub(super) async fn search_users(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_list_users(&team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
+}
+
+pub(super) async fn search_groups(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = state
+        .service
+        .scim_list_groups(&team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
+}
+
+/// `POST /.search` at the root: users, then groups.
+pub(super) async fn search_all(
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let filter = params.filter.as_ref();
+    let users = state
+        .service
+        .scim_list_users(&team, filter, &location)
+        .await;
+    let result = match users {
+        Ok(mut all) => state
+            .service
+            .scim_list_groups(&team, filter, &location)
+            .await
+            .map(|groups| {
+                all.extend(groups);
+                all
+            }),
+        Err(failure) => Err(failure),
+    };
+    list(result, &params)
+}

@@ -1,0 +1,490 @@
+//! SCIM Groups: the directory's groups. `displayName` is the name, `externalId` the remote id,
+//! `members` the SCIM users placed in the group and the groups directly under it, and the
+//! extension's `parent` the group it sits under (absent: the top level, where the groups of a
+//! provider without a tree land).
+
+use std::collections::{HashMap, HashSet};
+
+use serde_json::{Map, Value};
+
+use super::render::{self, Location};
+use super::{ScimResult, Versioned, check_version};
+use crate::domain::RuleError;
+use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
+use crate::domain::scim::filter::{Filter, matches};
+use crate::domain::scim::patch::{self, Operation};
+use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
+use crate::domain::scim::{ScimError, attribute};
+use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
+use crate::service::{Service, unix_now};
+use crate::store::TeamRecord;
+
+/// The directory's SCIM users, both ways.
+struct ScimIds {
+    by_scim_id: HashMap<String, UserId>,
+    by_user: HashMap<UserId, String>,
+}
+
+/// A group as a SCIM write wants it.
+struct Desired {
+    name: String,
+    remote_id: String,
+    parent: GroupId,
+    users: Vec<UserId>,
+    groups: Vec<GroupId>,
+}
+
+fn group_id(id: &str) -> ScimResult<GroupId> {
+    match id.parse::<GroupId>() {
+        Ok(id) if id > ROOT_GROUP && id <= values::MAX_GROUP_ID => Ok(id),
+        _ => Err(ScimError::not_found(format!("no group with id {id}")).into()),
+    }
+}
+
+fn desired(body: &Value, ids: &ScimIds) -> ScimResult<Desired> {
+    let stored = schema::normalize(body, &schema::GROUP)?;
+    let text = |key: &str| stored.get(key).and_then(Value::as_str).unwrap_or_default();
+    let name = values::group_name(text("displayName"))?;
+    let remote_id = values::remote_id(text("externalId"))?;
+    let parent = match stored
+        .get(GROUP_EXTENSION_SCHEMA)
+        .and_then(|ext| ext.get("parent"))
+        .and_then(|parent| parent.get("value"))
+        .and_then(Value::as_str)
+    {
+        None | Some("") | Some("0") => ROOT_GROUP,
+        Some(raw) => raw
+            .parse::<GroupId>()
+            .map_err(|_| ScimError::invalid_value(format!("no group with id {raw}")))?,
+    };
+    let mut users = Vec::new();
+    let mut groups = Vec::new();
+    for member in stored
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+    {
+        let value = attribute(member, "value")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let kind = attribute(member, "type")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        let is_group = kind.eq_ignore_ascii_case("group")
+            || (!kind.eq_ignore_ascii_case("user") && !ids.by_scim_id.contains_key(value));
+        if is_group {
+            match value.parse::<GroupId>() {
+                Ok(id) if id > ROOT_GROUP => groups.push(id),
+                _ => {
+                    return Err(ScimError::invalid_value(format!(
+                        "no user or group with id {value}"
+                    ))
+                    .into());
+                }
+            }
+        } else {
+            let user = ids
+                .by_scim_id
+                .get(value)
+                .ok_or_else(|| ScimError::invalid_value(format!("no user with id {value}")))?;
+            users.push(*user);
+        }
+    }
+    Ok(Desired {
+        name,
+        remote_id,
+        parent,
+        users,
+        groups,
+    })
+}
+
+/// The member row of `user_id` with new groups (name and role as they are).
+fn put(
+    d: &Directory,
+    user_id: UserId,
+    profiles: &HashMap<UserId, (String, String)>,
+    groups: Vec<GroupRef>,
+) -> Change {
+    let (nickname, avatar) = profiles.get(&user_id).cloned().unwrap_or_default();
+    Change::PutMember {
+        member: MemberRow {
+            user_id,
+            role: d.placement(user_id).map_or(Role::Member, |p| p.role),
+            nickname,
+            avatar,
+            source: Source::Sync,
+        },
+        groups,
+    }
+}
+
+/// The changes that make group `target` (or a new group) what `want` says.
+fn decide(
+    d: &Directory,
+    target: Option<GroupId>,
+    want: &Desired,
+    ids: &ScimIds,
+    profiles: &HashMap<UserId, (String, String)>,
+    max_depth: u32,
+) -> Result<Vec<Change>, RuleError> {
+    let now = unix_now();
+    let mut changes = Vec::new();
+    let (this, moved) = match target {
+        None => {
+            d.check_create(want.parent, &want.remote_id, max_depth)?;
+            let group = new_group(
+                want.name.clone(),
+                want.remote_id.clone(),
+                0,
+                Source::Sync,
+                now,
+            );
+            let parent = GroupRef::Existing(want.parent);
+            changes.push(Change::CreateGroup { parent, group });
+            (GroupRef::New(0), false)
+        }
+        Some(id) => {
+            let mut group = d.group(id)?.group;
+            let moved = want.parent != group.parent_id;
+            d.check_update(
+                id,
+                None,
+                moved.then_some(want.parent),
+                Some(&want.remote_id),
+                max_depth,
+            )?;
+            if moved || group.name != want.name || group.remote_id != want.remote_id {
+                group.name = want.name.clone();
+                group.remote_id = want.remote_id.clone();
+                group.source = Source::Sync;
+                group.upd_at = now;
+                let parent = GroupRef::Existing(want.parent);
+                changes.push(Change::UpdateGroup { group, parent });
+            }
+            (GroupRef::Existing(id), moved)
+        }
+    };
+    let children: Vec<GroupId> = target
+        .map(|id| d.children_of(id).to_vec())
+        .unwrap_or_default();
+    let wanted_groups: HashSet<GroupId> = want.groups.iter().copied().collect();
+    for child in &wanted_groups {
+        if children.contains(child) {
+            continue;
+        }
+        if moved {
+            return Err(RuleError::invalid(
+                "change a group's parent and add groups to it in separate requests",
+            ));
+        }
+        match target {
+            Some(id) => d.check_update(*child, None, Some(id), None, max_depth)?,
+            // Under the new group, one level below its parent.
+            None => d.check_update(
+                *child,
+                None,
+                Some(want.parent),
+                None,
+                max_depth.saturating_sub(1),
+            )?,
+        }
+        let mut group = d.group(*child)?.group;
+        group.source = Source::Sync;
+        group.upd_at = now;
+        changes.push(Change::UpdateGroup {
+            group,
+            parent: this,
+        });
+    }
+    for child in children.iter().filter(|c| !wanted_groups.contains(c)) {
+        let mut group = d.group(*child)?.group;
+        group.source = Source::Sync;
+        group.upd_at = now;
+        changes.push(Change::UpdateGroup {
+            group,
+            parent: GroupRef::Existing(ROOT_GROUP),
+        });
+    }
+    let current: HashSet<UserId> = target
+        .map(|id| {
+            d.direct_members(id)
+                .iter()
+                .copied()
+                .filter(|u| ids.by_user.contains_key(u))
+                .collect()
+        })
+        .unwrap_or_default();
+    let wanted_users: HashSet<UserId> = want.users.iter().copied().collect();
+    for user in &wanted_users {
+        // An inactive user is in no group.
+        let Some(placement) = d.placement(*user) else {
+            continue;
+        };
+        if current.contains(user) {
+            continue;
+        }
+        let mut groups: Vec<GroupRef> = placement
+            .groups
+            .iter()
+            .map(|g| GroupRef::Existing(*g))
+            .collect();
+        groups.push(this);
+        changes.push(put(d, *user, profiles, groups));
+    }
+    for user in current.iter().filter(|u| !wanted_users.contains(u)) {
+        let Some(placement) = d.placement(*user) else {
+            continue;
+        };
+        let groups = placement
+            .groups
+            .iter()
+            .filter(|g| Some(**g) != target)
+            .map(|g| GroupRef::Existing(*g))
+            .collect();
+        changes.push(put(d, *user, profiles, groups));
+    }
+    Ok(changes)
+}
+
+impl Service {
+    async fn scim_ids(&self, team: &TeamRecord) -> ScimResult<ScimIds> {
+        let pairs = self.store.scim_user_ids(team.access.team_id).await?;
+        Ok(ScimIds {
+            by_scim_id: pairs.iter().map(|(u, s)| (s.clone(), *u)).collect(),
+            by_user: pairs.into_iter().collect(),
+        })
+    }
+
+    /// Names and avatars of SCIM users, as their member rows are rewritten unchanged but
+    /// for groups (one query).
+    async fn profiles_of(
+        &self,
+        team: &TeamRecord,
+        users: &[UserId],
+    ) -> ScimResult<HashMap<UserId, (String, String)>> {
+        let profiles = self
+            .store
+            .member_profiles(team.access.team_id, users)
+            .await?;
+        Ok(profiles
+            .into_iter()
+            .map(|p| (p.user_id, (p.name, p.avatar)))
+            .collect())
+    }
+
+    /// Stored names and avatars of any members, as they are.
+    async fn member_rows_of(
+        &self,
+        team: &TeamRecord,
+        users: &[UserId],
+    ) -> ScimResult<HashMap<UserId, (String, String)>> {
+        let mut details = HashMap::with_capacity(users.len());
+        for user in users {
+            if let Some(found) = self
+                .store
+                .member_details(team.access.team_id, *user)
+                .await?
+            {
+                details.insert(*user, (found.nickname, found.avatar));
+            }
+        }
+        Ok(details)
+    }
+
+    fn render_group(
+        d: &Directory,
+        id: GroupId,
+        ids: &ScimIds,
+        location: &Location,
+    ) -> Result<Versioned, RuleError> {
+        let group = d.group(id)?.group;
+        Ok(render::group(
+            &group,
+            d,
+            &|u| ids.by_user.get(&u).cloned(),
+            location,
+        ))
+    }
+
+    pub async fn scim_get_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        let id = group_id(id)?;
+        let ids = self.scim_ids(team).await?;
+        self.directories
+            .read(&*self.store, team, |d| {
+                Ok(Self::render_group(d, id, &ids, location).ok())
+            })
+            .await?
+            .ok_or_else(|| ScimError::not_found(format!("no group with id {id}")).into())
+    }
+
+    pub async fn scim_list_groups(
+        &self,
+        team: &TeamRecord,
+        filter: Option<&Filter>,
+        location: &Location,
+    ) -> ScimResult<Vec<Versioned>> {
+        let ids = self.scim_ids(team).await?;
+        Ok(self
+            .directories
+            .read(&*self.store, team, |d| {
+                let mut valid: Vec<GroupId> = d
+                    .all_groups()
+                    .filter(|g| g.is_valid)
+                    .map(|g| g.id)
+                    .collect();
+                valid.sort_unstable();
+                Ok(valid
+                    .into_iter()
+                    .filter_map(|id| Self::render_group(d, id, &ids, location).ok())
+                    .filter(|g| filter.is_none_or(|f| matches(f, &g.resource)))
+                    .collect())
+            })
+            .await?)
+    }
+
+    /// Create or change a group as `body` says, in one decision and one commit.
+    async fn write_group(
+        &self,
+        team: &TeamRecord,
+        target: Option<GroupId>,
+        body: &Value,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        let ids = self.scim_ids(team).await?;
+        let want = desired(body, &ids)?;
+        // Only the users whose groups change have their rows rewritten.
+        let wanted: HashSet<UserId> = want.users.iter().copied().collect();
+        let current: HashSet<UserId> = match target {
+            Some(id) => {
+                self.directories
+                    .read(&*self.store, team, |d| {
+                        Ok(d.direct_members(id)
+                            .iter()
+                            .copied()
+                            .filter(|u| ids.by_user.contains_key(u))
+                            .collect())
+                    })
+                    .await?
+            }
+            None => HashSet::new(),
+        };
+        let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
+        let profiles = self.profiles_of(team, &touched).await?;
+        let max_depth = self.settings.max_group_depth;
+        let ((), created) = self
+            .directories
+            .write(&*self.store, team, |d| {
+                Ok((decide(d, target, &want, &ids, &profiles, max_depth)?, ()))
+            })
+            .await?;
+        let id = target.or(created.first().copied()).unwrap_or_default();
+        self.scim_get_group(team, &id.to_string(), location).await
+    }
+
+    pub async fn scim_create_group(
+        &self,
+        team: &TeamRecord,
+        body: &Value,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        self.write_group(team, None, body, location).await
+    }
+
+    pub async fn scim_replace_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        let current = self.scim_get_group(team, id, location).await?;
+        check_version(&current, if_match)?;
+        self.write_group(team, Some(group_id(id)?), body, location)
+            .await
+    }
+
+    pub async fn scim_patch_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        operations: &[Operation],
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        let current = self.scim_get_group(team, id, location).await?;
+        check_version(&current, if_match)?;
+        let mut resource: Map<String, Value> = current.resource;
+        patch::apply(&mut resource, operations, &[GROUP_EXTENSION_SCHEMA])?;
+        self.write_group(
+            team,
+            Some(group_id(id)?),
+            &Value::Object(resource),
+            location,
+        )
+        .await
+    }
+
+    /// Delete a group: its members leave it, the groups under it move up to its parent, and
+    /// it becomes a tombstone, in one commit.
+    pub async fn scim_delete_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<()> {
+        let current = self.scim_get_group(team, id, location).await?;
+        check_version(&current, if_match)?;
+        let id = group_id(id)?;
+        let members: Vec<UserId> = self
+            .directories
+            .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
+            .await?;
+        let profiles = self.member_rows_of(team, &members).await?;
+        self.directories
+            .write(&*self.store, team, |d| {
+                let now = unix_now();
+                let mut group = d.group(id)?.group;
+                let mut changes = Vec::new();
+                for child in d.children_of(id) {
+                    let mut child = d.group(*child)?.group;
+                    child.source = Source::Sync;
+                    child.upd_at = now;
+                    let parent = GroupRef::Existing(group.parent_id);
+                    changes.push(Change::UpdateGroup {
+                        group: child,
+                        parent,
+                    });
+                }
+                for user in d.direct_members(id) {
+                    let Some(placement) = d.placement(*user) else {
+                        continue;
+                    };
+                    let groups = placement
+                        .groups
+                        .iter()
+                        .filter(|g| **g != id)
+                        .map(|g| GroupRef::Existing(*g))
+                        .collect();
+                    changes.push(put(d, *user, &profiles, groups));
+                }
+                group.is_valid = false;
+                group.source = Source::Sync;
+                group.upd_at = now;
+                let parent = GroupRef::Existing(group.parent_id);
+                changes.push(Change::UpdateGroup { group, parent });
+                Ok((changes, ()))
+            })
+            .await?;
+        Ok(())
+    }
+}
