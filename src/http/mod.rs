@@ -3,6 +3,7 @@
 //! Handlers are thin: read the request ([`extract`]), call the [`Service`], shape the answer
 //! ([`envelope`]). Nothing here knows about SQL.
 
+mod console;
 pub mod envelope;
 pub mod extract;
 mod json;
@@ -109,6 +110,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
             post(routes::update_member),
         )
         .merge(openapi::routes())
+        .merge(console::routes())
         .with_state(state);
     with_envelope(
         router
