@@ -83,12 +83,16 @@ class Client:
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
         data = json.dumps(body).encode() if body is not None else None
-        request = urllib.request.Request(url, data=data, headers=headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                envelope = json.load(response)
-        except urllib.error.HTTPError as error:
-            envelope = json.load(error)
+        for _ in range(4):
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    envelope = json.load(response)
+            except urllib.error.HTTPError as error:
+                envelope = json.load(error)
+            if envelope["error"]["type"] != "request_rate_limited":
+                break
+            time.sleep(1)
         if ok and envelope["code"] != "OK":
             raise AssertionError(f"{method} {path}: {envelope}")
         return envelope if not ok else envelope["data"]
