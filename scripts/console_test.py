@@ -25,6 +25,7 @@ import urllib.parse
 import urllib.request
 
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -128,8 +129,12 @@ class Page:
 
     def wait(self, condition, what):
         try:
-            return WebDriverWait(self.d, WAIT).until(lambda _: condition())
+            # The tree redraws its rows: a row found a moment ago may be gone; look again.
+            return WebDriverWait(self.d, WAIT, ignored_exceptions=[
+                NoSuchElementException, StaleElementReferenceException]).until(
+                    lambda _: condition())
         except Exception:
+            self.shot("failure")
             alert = self.d.execute_script("return document.getElementById('alert').textContent")
             raise AssertionError(f"waited for {what}; alert: {alert!r}")
 
