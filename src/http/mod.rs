@@ -3,6 +3,7 @@
 //! Handlers are thin: read the request ([`extract`]), call the [`Service`], shape the answer
 //! ([`envelope`]). Nothing here knows about SQL.
 
+mod console;
 mod describe;
 pub mod envelope;
 pub mod extract;
@@ -84,6 +85,7 @@ pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
     let scim = scim::routes(state.service.clone());
     let api = with_envelope(
         openapi::router()
+            .merge(console::routes())
             .with_state(state)
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),

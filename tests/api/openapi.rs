@@ -17,7 +17,12 @@ const SNAPSHOT: &str = concat!(
 );
 
 /// Routes that serve pages, not operations of the API.
-const NOT_OPERATIONS: [&str; 2] = ["/docs", "/docs/{*file}"];
+const NOT_OPERATIONS: [&str; 4] = [
+    "/docs",
+    "/docs/{*file}",
+    "/console",
+    "/console/{version}/{file}",
+];
 
 async fn document(app: &TestApp) -> Value {
     let response = app
