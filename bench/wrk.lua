@@ -30,7 +30,7 @@ local counter = 0
 local my_users = {}
 local groups = {}
 local query = ""
-local not_ok = 0
+not_ok = 0  -- global: done() reads it from every thread
 local check_code = os.getenv("BENCH_NO_ENVELOPE") ~= "1"
 
 local function split(s)
