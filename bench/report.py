@@ -4,7 +4,7 @@
 Usage: report.py RESULTS.tsv KEY=VALUE...   (called by bench/run)
 
 RESULTS.tsv rows: name, kind (read/write/ceiling), requests, duration_us, errors,
-status_errors, p50_us, p99_us, server_cpu_ticks.
+not_ok, p50_us, p99_us, server_cpu_ticks.
 """
 
 import datetime
@@ -100,7 +100,8 @@ def main() -> None:
           f"{r['err']:,} of {r['req']:,} | {r['cpu']:.2f} | {r['per_cpu']:,.0f} | "
           f"{'' if r is ceiling else f'{ratio:.0%}'} |")
     w("")
-    w("errors = non-2xx answers plus socket errors and timeouts (wrk's count); server CPU = "
+    w("errors = answers whose envelope `code` is not `OK` plus socket errors and timeouts; "
+      "server CPU = "
       "utime + stime of the server process over the run (`/proc/<pid>/stat`); vs ceiling = "
       "requests/s over the ceiling server's requests/s under the same load.")
     w("")
@@ -182,8 +183,10 @@ def main() -> None:
       "no token check; it receives the \"list groups page 1\" load, right before that scenario.")
     w("- The server logs one line per request to stderr (its default), written to a file by its "
       "logging thread.")
-    w("- No timed assertions: the numbers are reported, never checked, and the smoke run "
-      "(`bench/run --smoke`, in CI) fails only when the script breaks.")
+    w("- No timed assertions: the numbers are reported, never checked. The smoke run "
+      "(`bench/run --smoke`, in CI) fails when the script breaks and on any error it sees: an "
+      "answer whose envelope `code` is not `OK` (reads and writes), a socket error or timeout, "
+      "a panic in the server's log.")
     w("")
     w("## Notes")
     w("")

@@ -60,8 +60,9 @@ def create_org(binary, db):
 
 def changed_copy(source, target, every=100):
     """The snapshot with every `every`-th group renamed and every `every`-th member moved to
-    another member's groups."""
-    groups = members = 0
+    another member's groups. Returns what a sync of it after the source must report: the
+    counts of groups and members, of groups renamed and of members whose groups changed."""
+    groups = members = renamed = moved = 0
     previous_groups = None
     with open(source) as src, open(target, "w") as dst:
         for line in src:
@@ -70,17 +71,38 @@ def changed_copy(source, target, every=100):
                 groups += 1
                 if groups % every == 0:
                     row["name"] = row["name"] + " (renamed)"
+                    renamed += 1
             elif row.get("kind") == "member":
                 members += 1
                 if members % every == 0 and previous_groups is not None:
-                    row["group_remote_ids"], previous_groups = (previous_groups,
-                                                                row["group_remote_ids"])
+                    mine = row["group_remote_ids"]
+                    row["group_remote_ids"], previous_groups = previous_groups, mine
+                    moved += set(mine) != set(row["group_remote_ids"])
                 else:
                     previous_groups = row["group_remote_ids"]
             dst.write(json.dumps(row) + "\n")
+    return {"groups": groups, "members": members, "renamed": renamed, "moved": moved}
 
 
-def bench(binary, db, snapshot, changed):
+def expected_reports(counts):
+    """The report each sync of `bench` must give, field by field (fields not named are 0)."""
+    groups, members = counts["groups"], counts["members"]
+    return {
+        "first": {"groups_created": groups, "members_added": members},
+        "identical": {"groups_unchanged": groups, "members_unchanged": members},
+        "changed": {"groups_renamed": counts["renamed"],
+                    "groups_unchanged": groups - counts["renamed"],
+                    "members_changed": counts["moved"],
+                    "members_unchanged": members - counts["moved"]},
+    }
+
+
+COUNTS = ("groups_created", "groups_renamed", "groups_moved", "groups_reordered",
+          "groups_deleted", "groups_unchanged", "members_added", "members_changed",
+          "members_removed", "members_unchanged")
+
+
+def bench(binary, db, snapshot, changed, expected):
     team_id = create_org(binary, db)
     results = {}
     for name, path, mode in (("first", snapshot, "upsert"), ("identical", snapshot, "replace"),
@@ -88,6 +110,10 @@ def bench(binary, db, snapshot, changed):
         wall, report, peak = run_measured(binary, db, team_id, path, mode)
         print(f"bench/sync: {name}: {wall:.1f} s wall, {report['elapsed_ms'] / 1000:.1f} s "
               f"in the service, peak {peak:.0f} MiB: {json.dumps(report)}", file=sys.stderr)
+        wrong = {field: (report.get(field), expected[name].get(field, 0)) for field in COUNTS
+                 if report.get(field) != expected[name].get(field, 0)}
+        if wrong:
+            sys.exit(f"bench/sync: FAILED: the {name} sync reported (got, expected) {wrong}")
         results[name] = (wall, report, peak)
     return results
 
@@ -118,13 +144,13 @@ def main():
             subprocess.run([sys.executable, os.path.join(here, "gen_snapshot.py"), "--groups",
                             str(args.groups), "--members", str(args.members)],
                            stdout=out, check=True)
-        changed_copy(snapshot, changed)
+        expected = expected_reports(changed_copy(snapshot, changed))
         print(f"bench/sync: snapshots generated in {time.monotonic() - started:.1f} s "
               f"({os.path.getsize(snapshot) / 2**20:.0f} MiB)", file=sys.stderr)
         backends = []
         for spec in args.db:
             backend, _, url = spec.partition("=")
-            backends.append((backend, bench(args.binary, url, snapshot, changed)))
+            backends.append((backend, bench(args.binary, url, snapshot, changed, expected)))
 
     lines = [
         "# Sync benchmark",

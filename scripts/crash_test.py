@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Crash safety: kill the server with SIGKILL in the middle of large writes, again and again,
-and check that every write is either fully there or fully absent. Run through scripts/crash-test.
+"""Crash safety: kill the server with SIGKILL in the middle of writes, again and again, and check
+that no acknowledged write is lost and no write is half there. Run through scripts/crash-test.
 
-Three directory states are known in advance, as digests of everything a client can see (groups
-by remote id with name, parent, order, source and validity; members by openid with role,
-nickname, avatar and groups; no database ids):
+Large writes. Three directory states are known in advance, as digests of everything a client
+can see (groups by remote id with name, parent, order, source and validity; members by openid
+with role, nickname, avatar and groups; no database ids):
 
   A        snapshot A applied (replace mode)
   B        snapshot B applied (fewer groups, other members, other placements)
@@ -12,16 +12,34 @@ nickname, avatar and groups; no database ids):
 
 Each round starts `contactsd serve` on the database, starts one write that moves between two of
 those states (sync A->B, sync B->A, batch delete A->A-, sync A- ->A), kills the server with
-SIGKILL after a random delay within the write's measured duration, runs `contactsd admin
-check` (every invariant), and compares the digest with the state before and the state after.
-Anything else is a failure.
+SIGKILL after a delay aimed inside the time the server takes for the write, runs `contactsd admin check`
+(every invariant), and compares the digest with the states before and after: a write the
+server acknowledged (its answer's `code` is "OK") must have left the state after; a write in
+flight at the kill must have left one of the two. Anything else is a failure.
+
+Bursts of single writes. Each round starts the server, has several client threads write at
+once (group creates with a remote id of their own, member adds to the groups just created,
+moves of their own groups between two parents), records every acknowledged write and every
+write in flight, kills the server at a random moment, and checks that every acknowledged write
+is there after the restart (the group with its name and latest parent, the membership) and that
+every write in flight is all there or not there at all.
+
+A kill "lands inside a write" when a write had been sent and not answered when the signal was
+sent; at least half of the kills of each kind must, or the run fails. Any answer other than
+"OK" before the kill, and any panic in the server's log (its stderr), fails the run too.
+
+Both backends: `--db sqlite://FILE` (default, a file in a temporary folder) or `--db
+postgres://...` (an empty database; the digests are read with psql).
 """
 
 import argparse
+import glob
 import hashlib
+import http.client
 import json
 import os
 import random
+import shutil
 import signal
 import socket
 import sqlite3
@@ -30,12 +48,15 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.error
 import urllib.request
 
 
 def log(message):
     print(f"crash-test: {message}", file=sys.stderr, flush=True)
+
+
+def fail(message):
+    sys.exit(f"crash-test: FAILED: {message}")
 
 
 def free_port():
@@ -44,29 +65,59 @@ def free_port():
         return sock.getsockname()[1]
 
 
+class Database:
+    """Read-only queries on the server's database, values as text (None as '')."""
+
+    def __init__(self, url):
+        self.url = url
+        self.sqlite = url.startswith("sqlite:")
+        self.psql = None
+        if not self.sqlite:
+            self.psql = shutil.which("psql") or next(
+                iter(sorted(glob.glob("/usr/lib/postgresql/*/bin/psql"), reverse=True)), None)
+            if not self.psql:
+                fail("psql is needed to read a PostgreSQL database")
+
+    def rows(self, sql):
+        if self.sqlite:
+            db = sqlite3.connect(self.url.split("://", 1)[1])
+            try:
+                return [tuple("" if v is None else str(v) for v in row)
+                        for row in db.execute(sql)]
+            finally:
+                db.close()
+        result = subprocess.run(
+            [self.psql, "-X", "-q", "-A", "-t", "-F", "\t", "-v", "ON_ERROR_STOP=1",
+             self.url, "-c", sql], capture_output=True, text=True)
+        if result.returncode != 0:
+            fail(f"psql: {result.stderr.strip()}")
+        return [tuple(line.split("\t")) for line in result.stdout.splitlines() if line]
+
+
 class Server:
     def __init__(self, binary, db, workdir):
-        self.binary, self.db, self.workdir = binary, db, workdir
+        self.binary, self.db = binary, db
+        self.err_path = os.path.join(workdir, "server.err")
         self.process = None
         self.base = None
 
     def start(self):
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
-        err = open(os.path.join(self.workdir, "server.err"), "ab")
-        self.process = subprocess.Popen(
-            [self.binary, "serve", "--db", self.db, "--listen", f"127.0.0.1:{port}",
-             "--rate-limit", "0", "--token-rate-limit", "0"],
-            stdout=subprocess.DEVNULL, stderr=err)
-        for _ in range(300):
+        with open(self.err_path, "ab") as err:
+            self.process = subprocess.Popen(
+                [self.binary, "serve", "--db", self.db, "--listen", f"127.0.0.1:{port}",
+                 "--rate-limit", "0", "--token-rate-limit", "0"],
+                stdout=subprocess.DEVNULL, stderr=err)
+        for _ in range(600):
             if self.process.poll() is not None:
-                sys.exit("crash-test: FAILED: the server exited at start")
+                fail("the server exited at start")
             try:
                 urllib.request.urlopen(self.base + "/healthz", timeout=1).read()
                 return
             except OSError:
                 time.sleep(0.05)
-        sys.exit("crash-test: FAILED: the server did not start")
+        fail("the server did not start")
 
     def kill(self):
         if self.process and self.process.poll() is None:
@@ -79,97 +130,106 @@ class Server:
             self.process.terminate()
             self.process.wait()
 
+    def panics(self):
+        with open(self.err_path, errors="replace") as err:
+            return [line.strip() for line in err if "panicked" in line]
 
-def call(base, method, path, body=None, content_type="application/json", timeout=600):
+
+def call(base, method, path, body=None, content_type="application/json", timeout=600,
+         sent=None):
+    """(code, data, whole answer) of one call. `sent()` is called once the whole request is
+    written (from then on the server may be working on it). Raises NoAnswer when no answer
+    came."""
     data = body if isinstance(body, bytes) or body is None else json.dumps(body).encode()
-    request = urllib.request.Request(base + path, data=data, method=method,
-                                     headers={"content-type": content_type})
+    host, port = base.split("://", 1)[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=timeout)
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
+        connection.request(method, path, body=data, headers={"content-type": content_type})
+        if sent:
+            sent()
+        raw = connection.getresponse().read()
+    except (OSError, http.client.HTTPException) as error:
+        raise NoAnswer(error) from error
+    finally:
+        connection.close()
+    answer = json.loads(raw or b"{}")
+    return answer.get("code"), answer.get("data"), answer
+
+
+class NoAnswer(Exception):
+    """The server went away before answering."""
 
 
 class Client:
     def __init__(self, app):
         self.app = app
+        self.team = app["team_id"]
         self.query = None
 
     def login(self, base):
-        status, body = call(base, "GET", f"/api/oauth2/access_token?appid={self.app['appid']}"
-                            f"&secret={self.app['secret']}&grant_type=client_credential")
-        if status != 200:
-            sys.exit(f"crash-test: FAILED: token call answered {status}: {body}")
-        self.query = f"appid={self.app['appid']}&access_token={body['data']['access_token']}"
+        code, data, answer = call(base, "GET", f"/api/oauth2/access_token?appid="
+                                  f"{self.app['appid']}&secret={self.app['secret']}"
+                                  f"&grant_type=client_credential")
+        if code != "OK":
+            fail(f"token call answered {answer}")
+        self.query = f"appid={self.app['appid']}&access_token={data['access_token']}"
 
-    def sync(self, base, snapshot):
+    def path(self, rest):
+        separator = "&" if "?" in rest else "?"
+        return f"/api/contacts/teams/{self.team}{rest}{separator}{self.query}"
+
+    def sync(self, base, snapshot, sent=None):
         with open(snapshot, "rb") as file:
-            return call(base, "POST", f"/api/contacts/teams/{self.app['team_id']}/sync?"
-                        f"{self.query}", file.read(), "application/x-ndjson")
+            return call(base, "POST", self.path("/sync"), file.read(), "application/x-ndjson",
+                        sent=sent)
 
     def warm(self, base):
         """Have the server load the directory, so that the write starts at once."""
-        call(base, "GET", f"/api/contacts/teams/{self.app['team_id']}/groups?per_page=1&"
-             f"{self.query}")
+        call(base, "GET", self.path("/groups?per_page=1"))
 
-    def delete(self, base, group_ids):
-        return call(base, "POST", f"/api/contacts/teams/{self.app['team_id']}/groups/"
-                    f"batch_delete?{self.query}", {"group_ids": group_ids})
+    def delete(self, base, group_ids, sent=None):
+        return call(base, "POST", self.path("/groups/batch_delete"), {"group_ids": group_ids},
+                    sent=sent)
 
 
-def digest(db_file, team_id):
+def digest(db, team_id):
     """Everything a client sees of the directory, without database ids."""
-    db = sqlite3.connect(db_file)
-    try:
-        remote = dict(db.execute(
-            "SELECT id, remote_id FROM groups WHERE team_id = ?", (team_id,)))
-        groups = sorted(
-            (rid, name, remote.get(parent, ""), order, source)
-            for rid, name, parent, order, source in db.execute(
-                "SELECT remote_id, name, parent_id, sort_order, source FROM groups "
-                "WHERE team_id = ? AND is_valid = 1", (team_id,)))
-        openid = dict((uid, oid) for oid, uid in db.execute(
-            "SELECT openid, user_id FROM app_users"))
-        placed = {}
-        for uid, gid in db.execute(
-                "SELECT user_id, group_id FROM memberships WHERE team_id = ?", (team_id,)):
-            placed.setdefault(uid, []).append(remote.get(gid, f"?{gid}"))
-        members = sorted(
-            (openid.get(uid, f"?{uid}"), role, nickname, avatar, sorted(placed.get(uid, [])))
-            for uid, role, nickname, avatar in db.execute(
-                "SELECT user_id, role, nickname, avatar FROM members WHERE team_id = ?",
-                (team_id,)))
-    finally:
-        db.close()
+    team_id = int(team_id)
+    remote = dict(db.rows(f"SELECT id, remote_id FROM groups WHERE team_id = {team_id}"))
+    groups = sorted(
+        (rid, name, remote.get(parent, ""), order, source)
+        for rid, name, parent, order, source in db.rows(
+            f"SELECT remote_id, name, parent_id, sort_order, source FROM groups "
+            f"WHERE team_id = {team_id} AND is_valid"))
+    openid = dict((uid, oid) for oid, uid in db.rows("SELECT openid, user_id FROM app_users"))
+    placed = {}
+    for uid, gid in db.rows(
+            f"SELECT user_id, group_id FROM memberships WHERE team_id = {team_id}"):
+        placed.setdefault(uid, []).append(remote.get(gid, f"?{gid}"))
+    members = sorted(
+        (openid.get(uid, f"?{uid}"), role, nickname, avatar, sorted(placed.get(uid, [])))
+        for uid, role, nickname, avatar in db.rows(
+            f"SELECT user_id, role, nickname, avatar FROM members WHERE team_id = {team_id}"))
     text = json.dumps([groups, members])
     return hashlib.sha256(text.encode()).hexdigest()[:16], len(groups), len(members)
 
 
-def empty_leaves(db_file, team_id, limit):
+def empty_leaves(db, team_id, limit):
     """Remote ids of `limit` valid groups with no valid child and no member (by remote id)."""
-    db = sqlite3.connect(db_file)
-    try:
-        groups = list(db.execute(
-            "SELECT id, parent_id, remote_id FROM groups WHERE team_id = ? AND is_valid = 1",
-            (team_id,)))
-        used = {parent for _, parent, _ in groups}
-        used.update(gid for (gid,) in db.execute(
-            "SELECT DISTINCT group_id FROM memberships WHERE team_id = ?", (team_id,)))
-    finally:
-        db.close()
+    team_id = int(team_id)
+    groups = db.rows(
+        f"SELECT id, parent_id, remote_id FROM groups WHERE team_id = {team_id} AND is_valid")
+    used = {parent for _, parent, _ in groups}
+    used.update(gid for (gid,) in db.rows(
+        f"SELECT DISTINCT group_id FROM memberships WHERE team_id = {team_id}"))
     return sorted(remote for gid, _, remote in groups if gid not in used)[:limit]
 
 
-def group_ids(db_file, team_id, remote_ids):
-    db = sqlite3.connect(db_file)
-    try:
-        wanted = set(remote_ids)
-        return [gid for gid, remote in db.execute(
-            "SELECT id, remote_id FROM groups WHERE team_id = ? AND is_valid = 1", (team_id,))
-            if remote in wanted]
-    finally:
-        db.close()
+def group_ids(db, team_id, remote_ids):
+    wanted = set(remote_ids)
+    return [int(gid) for gid, remote in db.rows(
+        f"SELECT id, remote_id FROM groups WHERE team_id = {int(team_id)} AND is_valid")
+        if remote in wanted]
 
 
 def admin_check(binary, db):
@@ -177,24 +237,179 @@ def admin_check(binary, db):
     return result.returncode == 0, (result.stdout + result.stderr).strip()
 
 
+def create_org(binary, db, name):
+    return json.loads(subprocess.run(
+        [binary, "admin", "create-org", "--db", db, "--name", name],
+        check=True, capture_output=True).stdout)
+
+
+class Burst:
+    """Single writes from many threads, and what the server acknowledged of them.
+
+    Every thread writes only its own groups, so that each of its writes has one right answer
+    ("OK") and each group has at most one write in flight at a kill.
+    """
+
+    def __init__(self, client, threads):
+        self.client = client
+        self.threads = threads
+        self.groups = {}       # remote id -> {"id", "name", "parent"} (acknowledged)
+        self.placed = set()    # (user id, group id) acknowledged
+        self.parents = []      # per thread: its two parents
+        self.users = []        # per thread: its users
+        self.lock = threading.Lock()
+
+    def prepare(self, base, users_per_thread=8):
+        for t in range(self.threads):
+            pair = []
+            for side in "ab":
+                code, data, answer = call(base, "POST", self.client.path("/groups"),
+                                          {"name": f"Burst {t}{side}"})
+                if code != "OK":
+                    fail(f"burst set-up answered {answer}")
+                pair.append(int(data["group_id"]))
+            self.parents.append(pair)
+            mine = []
+            for n in range(users_per_thread):
+                code, data, answer = call(
+                    base, "POST", f"/api/sso/users?{self.client.query}",
+                    {"openid": f"burst-{t}-{n}", "nickname": f"Burst {t} {n}"})
+                if code != "OK":
+                    fail(f"burst set-up answered {answer}")
+                mine.append(int(data["user_id"]))
+            self.users.append(mine)
+
+    def round(self, base, round_number, stop, in_flight, inside, acked, kill_time):
+        """Run every thread until the server goes away. Writes begun before the kill and not
+        answered go to `in_flight`; `inside` counts those the server had whole."""
+        unexpected = []
+
+        def worker(t):
+            mine = [r for r, g in self.groups.items() if r.startswith(f"b{t}-")]
+            k = 0
+            while not stop.is_set():
+                k += 1
+                step = k % 3
+                if step == 1 or not mine:
+                    remote = f"b{t}-{round_number}-{k}"
+                    name = f"B {t} {round_number} {k}"
+                    parent = self.parents[t][k % 2]
+                    write = ("create", remote, name, parent)
+                    request = ("POST", self.client.path("/groups"),
+                               {"name": name, "parent_id": parent, "remote_id": remote})
+                elif step == 2:
+                    group = self.groups[mine[-1]]
+                    user = self.users[t][k % len(self.users[t])]
+                    write = ("add", user, group["id"])
+                    request = ("POST", self.client.path(f"/groups/{group['id']}/users/{user}"),
+                               {"role": 4})
+                    if (user, group["id"]) in self.placed:
+                        continue
+                else:
+                    remote = mine[k % len(mine)]
+                    group = self.groups[remote]
+                    to = [p for p in self.parents[t] if p != group["parent"]][0]
+                    write = ("move", remote, to)
+                    request = ("POST", self.client.path(f"/groups/{group['id']}"),
+                               {"name": group["name"], "to_id": to})
+                began, sent_at = time.monotonic(), []
+                try:
+                    code, data, answer = call(base, *request, timeout=60,
+                                              sent=lambda: sent_at.append(time.monotonic()))
+                except NoAnswer:
+                    with self.lock:
+                        if kill_time[0] is None or began < kill_time[0]:
+                            in_flight.append(write)
+                        if sent_at and (kill_time[0] is None or sent_at[0] < kill_time[0]):
+                            inside[0] += 1
+                    return
+                if code != "OK":
+                    with self.lock:
+                        unexpected.append((write, answer))
+                    return
+                with self.lock:
+                    if write[0] == "create":
+                        self.groups[remote] = {"id": int(data["group_id"]), "name": name,
+                                               "parent": parent}
+                        mine.append(remote)
+                    elif write[0] == "add":
+                        self.placed.add((write[1], write[2]))
+                    else:
+                        self.groups[write[1]]["parent"] = write[2]
+                    acked[0] += 1
+
+        workers = [threading.Thread(target=worker, args=(t,), daemon=True)
+                   for t in range(self.threads)]
+        for worker_thread in workers:
+            worker_thread.start()
+        return workers, unexpected
+
+    def verify(self, db, in_flight):
+        """Every acknowledged write is there; each write in flight is whole or absent.
+        Writes in flight that are there become acknowledged (the next round builds on them)."""
+        team = int(self.client.team)
+        rows = db.rows(f"SELECT id, remote_id, name, parent_id FROM groups "
+                       f"WHERE team_id = {team} AND is_valid AND remote_id LIKE 'b%'")
+        seen = {remote: (int(gid), name, int(parent)) for gid, remote, name, parent in rows}
+        placed = {(int(u), int(g)) for u, g in db.rows(
+            f"SELECT user_id, group_id FROM memberships WHERE team_id = {team}")}
+        moving = {write[1]: write[2] for write in in_flight if write[0] == "move"}
+        for remote, group in self.groups.items():
+            if remote not in seen:
+                fail(f"acknowledged group {remote} is gone after the kill")
+            gid, name, parent = seen[remote]
+            if gid != group["id"] or name != group["name"]:
+                fail(f"acknowledged group {remote} changed: {seen[remote]} != {group}")
+            allowed = {group["parent"], moving.get(remote, group["parent"])}
+            if parent not in allowed:
+                fail(f"group {remote} has parent {parent}, acknowledged {group['parent']}")
+            group["parent"] = parent
+        for pair in self.placed:
+            if pair not in placed:
+                fail(f"acknowledged membership (user, group) {pair} is gone after the kill")
+        present = 0
+        for write in in_flight:
+            if write[0] == "create":
+                _, remote, name, parent = write
+                if remote in seen:
+                    gid, seen_name, seen_parent = seen[remote]
+                    if (seen_name, seen_parent) != (name, parent):
+                        fail(f"group {remote} written in part: {seen[remote]}")
+                    self.groups[remote] = {"id": gid, "name": name, "parent": parent}
+                    present += 1
+            elif write[0] == "add" and (write[1], write[2]) in placed:
+                self.placed.add((write[1], write[2]))
+                present += 1
+            elif write[0] == "move" and seen.get(write[1], (0, "", 0))[2] == write[2]:
+                present += 1
+        stray = [r for r in seen if r not in self.groups]
+        if stray:
+            fail(f"groups nobody asked for: {stray[:5]}")
+        return present
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--db", help="database URL (default: SQLite in a temporary folder)")
     parser.add_argument("--groups", type=int, default=20_000)
     parser.add_argument("--members", type=int, default=200_000)
-    parser.add_argument("--kills", type=int, default=20)
+    parser.add_argument("--kills", type=int, default=20, help="kills during large writes")
+    parser.add_argument("--burst-kills", type=int, default=10,
+                        help="kills during bursts of single writes")
+    parser.add_argument("--burst-threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     here = os.path.dirname(os.path.abspath(__file__))
     generator = os.path.join(here, "..", "bench", "gen_snapshot.py")
+    started = time.monotonic()
 
     with tempfile.TemporaryDirectory(prefix="contactsd-crash.") as tmp:
-        db_file = os.path.join(tmp, "crash.db")
-        db = f"sqlite://{db_file}"
-        app = json.loads(subprocess.run(
-            [args.binary, "admin", "create-org", "--db", db, "--name", "Crash"],
-            check=True, capture_output=True).stdout)
+        url = args.db or f"sqlite://{os.path.join(tmp, 'crash.db')}"
+        backend = "SQLite" if url.startswith("sqlite:") else "PostgreSQL"
+        db = Database(url)
+        app = create_org(args.binary, url, "Crash")
         team = app["team_id"]
         snapshots = {}
         for name, seed, scale in (("A", 1, 1.0), ("B", 2, 0.9)):
@@ -206,85 +421,186 @@ def main():
                                 "--mode", "replace"], stdout=out, check=True)
             snapshots[name] = path
 
-        server = Server(args.binary, db, tmp)
+        server = Server(args.binary, url, tmp)
         leaves = []  # the groups the batch delete removes, by remote id (set once A exists)
         client = Client(app)
         states, durations = {}, {}
 
-        def run(operation, state):
-            """Start `operation` from `state`; returns (target state, thread, result holder)."""
-            result = {}
+        def run(operation):
+            """Start `operation`; returns (target state, thread, result holder). The holder
+            gets "sent" (an event set, and the time, once the whole request is written) and
+            "answer" or "error"."""
+            result = {"sent": threading.Event()}
+
+            def sent():
+                result["sent_at"] = time.monotonic()
+                result["sent"].set()
+
             if operation == "delete":
-                ids = group_ids(db_file, team, leaves)
+                ids = group_ids(db, team, leaves)
                 target = "A-"
-                request = lambda: client.delete(server.base, ids)
+                request = lambda: client.delete(server.base, ids, sent=sent)
             else:
                 target = operation
-                request = lambda: client.sync(server.base, snapshots[target])
+                request = lambda: client.sync(server.base, snapshots[target], sent=sent)
 
             def work():
                 try:
                     result["answer"] = request()
-                except OSError as error:  # the server was killed mid-request
+                    result["answered_at"] = time.monotonic()
+                except NoAnswer as error:  # the server was killed mid-request
                     result["error"] = error
+                finally:
+                    result["sent"].set()
 
             thread = threading.Thread(target=work, daemon=True)
             thread.start()
             return target, thread, result
 
+        def check_log(when):
+            panics = server.panics()
+            if panics:
+                fail(f"the server panicked ({when}):\n" + "\n".join(panics[:5]))
+
         # Reference run without kills: the digests of A, B and A- and the write durations.
-        log(f"reference run: {args.groups} groups, {args.members} members")
+        log(f"{backend}: reference run: {args.groups} groups, {args.members} members")
         server.start()
         client.login(server.base)
         for operation, state in (("A", None), ("B", "A"), ("A", "B"), ("delete", "A"),
                                  ("A", "A-")):
-            started = time.monotonic()
-            target, thread, result = run(operation, state)
+            target, thread, result = run(operation)
             thread.join()
-            status, body = result["answer"]
-            if status != 200:
-                sys.exit(f"crash-test: FAILED: {operation} answered {status}: {str(body)[:500]}")
-            durations[(state, target)] = time.monotonic() - started
-            states.setdefault(target, digest(db_file, team))
+            if "answer" not in result:
+                fail(f"{operation} got no answer: {result.get('error')}")
+            code, _, answer = result["answer"]
+            if code != "OK":
+                fail(f"{operation} answered {str(answer)[:500]}")
+            # The server's window: from the whole request written to the answer.
+            durations[(state, target)] = result["answered_at"] - result["sent_at"]
+            states.setdefault(target, digest(db, team))
             if target == "A" and not leaves:
-                leaves = empty_leaves(db_file, team, 100)
-            if states[target] != digest(db_file, team):
-                sys.exit(f"crash-test: FAILED: state {target} is not reproducible")
-            log(f"{state or 'empty'} -> {target} in {durations[(state, target)]:.1f} s: "
+                leaves = empty_leaves(db, team, 100)
+            if states[target] != digest(db, team):
+                fail(f"state {target} is not reproducible")
+            log(f"{state or 'empty'} -> {target} in {durations[(state, target)]:.2f} s: "
                 f"{states[target][1]} groups, {states[target][2]} members")
         server.stop()
+        check_log("reference run")
 
         current = "A"
         moves = {"A": ["B", "delete"], "B": ["A"], "A-": ["A"]}
         outcomes = {"before": 0, "after": 0}
+        inside = acknowledged = 0
+        by_operation = {}
+        stuck = 0  # rounds in a row that left the state before the write
         for round_number in range(1, args.kills + 1):
-            operation = rng.choice(moves[current])
             server.start()
             client.login(server.base)
             client.warm(server.base)
-            target, thread, _ = run(operation, current)
-            # A little past the measured duration, so that some kills land just after the commit.
-            delay = rng.uniform(0.0, 1.3 * durations[(current, target)])
+            if stuck >= 2:
+                # Kills keep landing before the commit: move on without one, so that every
+                # kind of write gets its kills.
+                target, thread, result = run(rng.choice(moves[current]))
+                thread.join()
+                if (result.get("answer") or ("",))[0] != "OK" or \
+                        digest(db, team) != states[target]:
+                    fail(f"an unkilled write to {target} did not reach it: {result}")
+                current, stuck = target, 0
+            operation = rng.choice(moves[current])
+            target, thread, result = run(operation)
+            # Aimed inside the write: once the whole request is written, between a twentieth and
+            # seven tenths of the shortest time the server has taken for this write so far
+            # (a loaded machine makes that time vary).
+            window = durations[(current, target)]
+            delay = rng.uniform(0.05, 0.7) * window
+            result["sent"].wait()
             time.sleep(delay)
             server.kill()
             thread.join()
-            ok, report = admin_check(args.binary, db)
+            # An answer that arrived came before the kill: the write was acknowledged.
+            answered = result.get("answer")
+            in_flight = answered is None and "sent_at" in result
+            if answered is not None:
+                taken = result["answered_at"] - result["sent_at"]
+                durations[(current, target)] = min(window, taken)
+            check_log(f"kill {round_number}")
+            ok, report = admin_check(args.binary, url)
             if not ok:
-                sys.exit(f"crash-test: FAILED: admin check after kill {round_number}:\n{report}")
-            seen = digest(db_file, team)
-            if seen == states[current]:
+                fail(f"admin check after kill {round_number}:\n{report}")
+            seen = digest(db, team)
+            if answered is not None:
+                acknowledged += 1
+                if answered[0] != "OK":
+                    fail(f"kill {round_number}: {operation} answered {answered[2]} before the kill")
+            if seen == states[current] and answered is None:
                 outcome = "before"
             elif seen == states[target]:
                 outcome, current = "after", target
+            elif seen == states[current] and answered is not None:
+                fail(f"kill {round_number}: {current} -> {target} was acknowledged but is "
+                     f"not there after the restart")
             else:
-                sys.exit(f"crash-test: FAILED: kill {round_number} during {current} -> {target} "
-                         f"left a mixed state ({seen[1]} groups, {seen[2]} members)")
+                fail(f"kill {round_number} during {current} -> {target} left a mixed state "
+                     f"({seen[1]} groups, {seen[2]} members)")
+            inside += in_flight
+            stuck = stuck + 1 if outcome == "before" else 0
             outcomes[outcome] += 1
-            log(f"kill {round_number}/{args.kills}: {operation} killed after {delay:.2f} s: "
-                f"state {outcome} the write; admin check clean")
-        print(f"crash-test: {args.kills} kills survived ({outcomes['before']} left the state "
-              f"before the write, {outcomes['after']} the state after), 0 invariant violations, "
-              f"0 mixed states; directory {args.groups} groups / {args.members} members")
+            by_operation[operation] = by_operation.get(operation, 0) + 1
+            when = ("acknowledged" if answered is not None else
+                    "in flight" if in_flight else "not yet sent whole")
+            log(f"kill {round_number}/{args.kills}: {operation} killed {delay:.2f} s after "
+                f"the request was sent ({when}): state {outcome} the write; admin check clean")
+        if args.kills and inside * 2 < args.kills:
+            fail(f"only {inside} of {args.kills} kills landed inside a large write")
+
+        # Bursts of single writes, on a team of their own.
+        burst_app = create_org(args.binary, url, "Burst")
+        burst = Burst(Client(burst_app), args.burst_threads)
+        burst_inside = burst_lost_checked = burst_present = 0
+        acknowledged_writes = 0
+        for round_number in range(1, args.burst_kills + 1):
+            server.start()
+            burst.client.login(server.base)
+            if round_number == 1:
+                burst.prepare(server.base)
+            burst.client.warm(server.base)
+            stop, in_flight, counter, kill_time = threading.Event(), [], [0], [None]
+            inside_now = [0]
+            workers, unexpected = burst.round(server.base, round_number, stop, in_flight,
+                                              inside_now, counter, kill_time)
+            time.sleep(rng.uniform(0.3, 1.5))
+            kill_time[0] = time.monotonic()
+            stop.set()
+            server.kill()
+            for worker in workers:
+                worker.join()
+            if unexpected:
+                fail(f"burst round {round_number}: unexpected answers {unexpected[:3]}")
+            check_log(f"burst kill {round_number}")
+            ok, report = admin_check(args.binary, url)
+            if not ok:
+                fail(f"admin check after burst kill {round_number}:\n{report}")
+            burst_present += burst.verify(db, in_flight)
+            burst_inside += bool(inside_now[0])
+            burst_lost_checked += len(in_flight)
+            acknowledged_writes += counter[0]
+            log(f"burst kill {round_number}/{args.burst_kills}: {counter[0]} writes "
+                f"acknowledged, {len(in_flight)} in flight at the kill ({inside_now[0]} sent "
+                f"whole); all acknowledged writes there")
+        if args.burst_kills and burst_inside * 2 < args.burst_kills:
+            fail(f"only {burst_inside} of {args.burst_kills} burst kills landed inside a write")
+
+        print(f"crash-test: {backend}: {args.kills} kills during large writes "
+              f"({', '.join(f'{n} during {op}' for op, n in sorted(by_operation.items()))}; "
+              f"{inside} inside the write, {acknowledged} after its answer): "
+              f"{outcomes['before']} left the state before the write, {outcomes['after']} the "
+              f"state after, 0 acknowledged writes lost, 0 mixed states; "
+              f"{args.burst_kills} kills during bursts of single writes from "
+              f"{args.burst_threads} threads ({burst_inside} inside a write): "
+              f"{acknowledged_writes} acknowledged writes all there, "
+              f"{burst_lost_checked} in flight at the kills ({burst_present} there whole, the "
+              f"others absent); 0 invariant violations, 0 panics; directory {args.groups} "
+              f"groups / {args.members} members; {time.monotonic() - started:.0f} s")
 
 
 if __name__ == "__main__":

@@ -36,18 +36,29 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
 
     /// The entry for `key` if it is younger than the time-to-live.
     pub(super) fn get(&self, key: &K) -> Option<V> {
+        self.get_at(key, Instant::now())
+    }
+
+    /// The entry for `key` if it is younger than the time-to-live at `now` (the clock is a
+    /// parameter so that tests can move it).
+    fn get_at(&self, key: &K, now: Instant) -> Option<V> {
         if self.ttl.is_zero() {
             return None;
         }
         let entries = self.entries();
         entries
             .get(key)
-            .filter(|(_, read_at)| read_at.elapsed() < self.ttl)
+            .filter(|(_, read_at)| now.saturating_duration_since(*read_at) < self.ttl)
             .map(|(value, _)| value.clone())
     }
 
     /// Remember `value`, read from the database just now.
     pub(super) fn put(&self, key: K, value: V) {
+        self.put_at(key, value, Instant::now());
+    }
+
+    /// Remember `value`, read from the database at `now`.
+    fn put_at(&self, key: K, value: V, now: Instant) {
         if self.ttl.is_zero() {
             return;
         }
@@ -55,7 +66,7 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
         if entries.len() >= CAPACITY {
             entries.clear();
         }
-        entries.insert(key, (value, Instant::now()));
+        entries.insert(key, (value, now));
     }
 
     /// Forget every entry for which `stale` holds (after a change made by this process).
@@ -73,15 +84,27 @@ mod tests {
 
     #[test]
     fn entries_expire_and_can_be_forgotten() {
-        let recent = Recent::new(Duration::from_millis(50));
-        recent.put(1, "a");
-        recent.put(2, "b");
-        assert_eq!(recent.get(&1), Some("a"));
+        let ttl = Duration::from_millis(50);
+        let recent = Recent::new(ttl);
+        let start = Instant::now();
+        recent.put_at(1, "a", start);
+        recent.put_at(2, "b", start);
+        assert_eq!(recent.get_at(&1, start), Some("a"));
         recent.forget(|value| *value == "a");
-        assert_eq!(recent.get(&1), None);
-        assert_eq!(recent.get(&2), Some("b"));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(recent.get(&2), None);
+        assert_eq!(recent.get_at(&1, start), None);
+        let almost = start + ttl - Duration::from_millis(1);
+        assert_eq!(recent.get_at(&2, almost), Some("b"));
+        assert_eq!(recent.get_at(&2, start + ttl), None);
+        // Put again later, it lives a full time-to-live from then.
+        recent.put_at(2, "c", start + ttl);
+        assert_eq!(recent.get_at(&2, almost + ttl), Some("c"));
+    }
+
+    #[test]
+    fn the_real_clock_is_used_by_default() {
+        let recent = Recent::new(Duration::from_secs(3600));
+        recent.put(1, "a");
+        assert_eq!(recent.get(&1), Some("a"));
     }
 
     #[test]

@@ -1,86 +1,133 @@
 //! Races: many requests at once on one directory or one app must leave every invariant intact.
+//!
+//! Each test runs on a multi-threaded runtime (four threads for servers and clients, so
+//! requests run in parallel rather than taking turns at awaits) and sends its requests at once,
+//! half to the test's server and half to a second server on the same database (its replica,
+//! with its own cache of the directory): within one process the per-team gate decides writes
+//! one at a time, across processes only the version check of the store's `apply` does. Answers
+//! are judged by the envelope's `code` and `error.type`, never by the HTTP status.
 
-use futures_util::future::join_all;
-use serde_json::json;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
 
 use crate::helpers::{Api, TestApp, group_path, groups_path, member_path};
 
-/// The statuses (as mapped, whatever the server's HTTP status mode) of `count` concurrent POSTs
-/// built by `request(i)`.
+/// `code` and `error.type` of `count` concurrent POSTs built by `request(i)`, sent at once
+/// (behind a barrier) from tasks of their own, request `i` to `servers[i % servers.len()]`.
 async fn race(
-    app: &TestApp,
+    servers: &[&TestApp],
     api: &Api<'_>,
     count: usize,
-    request: impl Fn(usize) -> (String, serde_json::Value),
-) -> Vec<u16> {
-    let sends = (0..count).map(|i| {
-        let (path, body) = request(i);
-        let url = app.url(&api.authed(&path));
-        async move { app.send(app.client.post(url).json(&body)).await.status }
-    });
-    join_all(sends).await
+    request: impl Fn(usize) -> (String, Value),
+) -> Vec<(String, String)> {
+    let start = Arc::new(Barrier::new(count));
+    let tasks: Vec<_> = (0..count)
+        .map(|i| {
+            let (path, body) = request(i);
+            let server = servers[i % servers.len()];
+            let url = server.url(&api.authed(&path));
+            let client = server.client.clone();
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let answer = match client.post(url).json(&body).send().await {
+                    Ok(answer) => answer.json::<Value>().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                let text = |value: &Value| value.as_str().unwrap_or("(none)").to_owned();
+                (text(&answer["code"]), text(&answer["error"]["type"]))
+            })
+        })
+        .collect();
+    let mut answers = Vec::with_capacity(count);
+    for task in tasks {
+        answers.push(task.await.expect("a request task"));
+    }
+    answers
 }
 
-#[tokio::test]
+/// How many answers are successes.
+fn successes(answers: &[(String, String)]) -> usize {
+    answers.iter().filter(|(code, _)| code == "OK").count()
+}
+
+/// Every answer is a success or the refusal of type `refusal`.
+#[track_caller]
+fn only_ok_or(answers: &[(String, String)], refusal: &str) {
+    assert!(
+        answers
+            .iter()
+            .all(|(code, kind)| code == "OK" || kind == refusal),
+        "{answers:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn of_fifty_creates_with_one_remote_id_exactly_one_succeeds() {
     let app = TestApp::spawn().await;
+    let replica = app.replica().await;
     let api = app.team_api().await;
-    let statuses = race(&app, &api, 50, |i| {
+    let answers = race(&[&app, &replica], &api, 50, |i| {
         (
             groups_path(app.team_id),
             json!({"name": format!("n{i}"), "remote_id": "same"}),
         )
     })
     .await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| matches!(s, 200 | 409)),
-        "{statuses:?}"
-    );
+    assert_eq!(successes(&answers), 1, "{answers:?}");
+    only_ok_or(&answers, "duplicated_remote_id");
     assert_eq!(
         api.list_groups(app.team_id, "remote_ids=same").await.total,
         1
     );
+    assert_eq!(
+        api.list_groups(app.team_id, "per_page=100").await.total,
+        1,
+        "no other group was created"
+    );
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_moves_between_two_subtrees_never_make_a_cycle() {
     let app = TestApp::spawn().await;
+    let replica = app.replica().await;
     let api = app.team_api().await;
     let left = api.create_group(app.team_id, "L", 0).await;
     let right = api.create_group(app.team_id, "R", 0).await;
     let left_child = api.create_group(app.team_id, "L1", left).await;
     let right_child = api.create_group(app.team_id, "R1", right).await;
-    let statuses = race(&app, &api, 40, |i| match i % 4 {
-        0 => (
-            group_path(app.team_id, left),
-            json!({"name": "L", "to_id": right_child}),
-        ),
-        1 => (
-            group_path(app.team_id, right),
-            json!({"name": "R", "to_id": left_child}),
-        ),
-        2 => (
-            group_path(app.team_id, left),
-            json!({"name": "L", "to_id": 0}),
-        ),
-        _ => (
-            group_path(app.team_id, right),
-            json!({"name": "R", "to_id": 0}),
-        ),
-    })
-    .await;
-    assert!(
-        statuses.iter().all(|s| matches!(s, 200 | 409)),
-        "{statuses:?}"
-    );
-    let groups = api.list_groups(app.team_id, "per_page=1000").await;
+    // Rounds of: both roots to under the other's child, at once, then both back to the top.
+    // Each round, at most one of the two crossing moves can succeed.
+    for _ in 0..5 {
+        let answers = race(&[&app, &replica], &api, 40, |i| match i % 2 {
+            0 => (
+                group_path(app.team_id, left),
+                json!({"name": "L", "to_id": right_child}),
+            ),
+            _ => (
+                group_path(app.team_id, right),
+                json!({"name": "R", "to_id": left_child}),
+            ),
+        })
+        .await;
+        only_ok_or(&answers, "group_cycle");
+        assert!(successes(&answers) >= 1, "{answers:?}");
+        assert_no_cycle(&api, app.team_id).await;
+        for (group, name) in [(left, "L"), (right, "R")] {
+            crate::helpers::assert_ok(
+                &api.update_group(app.team_id, group, &json!({"name": name, "to_id": 0}))
+                    .await,
+            );
+        }
+    }
+}
+
+/// Every group of the team reaches the root by its parents.
+async fn assert_no_cycle(api: &Api<'_>, team_id: i64) {
+    let groups = api.list_groups(team_id, "per_page=1000").await;
     assert_eq!(groups.total, 4);
-    // Walk every group to the root: a cycle would never get there.
     for row in &groups.list {
         let mut current = row["id"].as_i64().expect("id");
         for _ in 0..=groups.list.len() {
@@ -95,25 +142,19 @@ async fn racing_moves_between_two_subtrees_never_make_a_cycle() {
     }
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_adds_of_one_member_place_it_once() {
     let app = TestApp::spawn().await;
+    let replica = app.replica().await;
     let api = app.team_api().await;
     let sales = api.create_group(app.team_id, "Sales", 0).await;
     let user = api.register_user("ann").await;
-    let statuses = race(&app, &api, 30, |_| {
+    let answers = race(&[&app, &replica], &api, 30, |_| {
         (member_path(app.team_id, sales, user), json!({}))
     })
     .await;
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 200).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| matches!(s, 200 | 409)),
-        "{statuses:?}"
-    );
+    assert_eq!(successes(&answers), 1, "{answers:?}");
+    only_ok_or(&answers, "contacts_user_existed");
     assert_eq!(
         api.members(app.team_id, sales, "").await.ints("user_id"),
         vec![user]
@@ -121,27 +162,64 @@ async fn racing_adds_of_one_member_place_it_once() {
     assert_eq!(api.members(app.team_id, 0, "").await.total, 1);
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_token_calls_leave_exactly_one_valid_token() {
     let app = TestApp::spawn().await;
-    let tokens = join_all((0..20).map(|_| app.token(&app.appid, &app.secret))).await;
+    let replica = app.replica().await;
+    let start = Arc::new(Barrier::new(20));
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let server = if i % 2 == 0 { &app } else { &replica };
+            let (url, client) = (
+                server.url(&format!(
+                    "/api/oauth2/access_token?appid={}&secret={}&grant_type=client_credential",
+                    app.appid, app.secret
+                )),
+                server.client.clone(),
+            );
+            let start = start.clone();
+            tokio::spawn(async move {
+                start.wait().await;
+                let answer: Value = client
+                    .get(url)
+                    .send()
+                    .await
+                    .expect("an answer")
+                    .json()
+                    .await
+                    .expect("an envelope");
+                assert_eq!(answer["code"], "OK", "{answer}");
+                answer["data"]["access_token"]
+                    .as_str()
+                    .expect("a token")
+                    .to_owned()
+            })
+        })
+        .collect();
+    // Every call answered before any token is tried: a token tried while others are still
+    // being issued may be the latest for a moment.
+    let mut tokens = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        tokens.push(task.await.expect("a token task"));
+    }
     let mut valid = 0;
-    for token in &tokens {
-        let api = Api::new(&app, &app.appid, token);
-        if api.get(&groups_path(app.team_id)).await.status == 200 {
+    for token in tokens {
+        let api = Api::new(&app, &app.appid, &token);
+        if api.get(&groups_path(app.team_id)).await.body["code"] == "OK" {
             valid += 1;
         }
     }
     assert_eq!(valid, 1, "exactly the latest token works");
 }
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_syncs_of_new_openids_give_each_openid_one_user() {
     // Lifted limits on syncs in flight, so that the syncs do race.
     let app = TestApp::builder().max_syncs(10, 10).spawn().await;
+    let replica = app.replica().await;
     let api = app.team_api().await;
     let openids: Vec<String> = (0..40).map(|n| format!("new-{n:02}")).collect();
-    let statuses = race(&app, &api, 10, |i| {
+    let answers = race(&[&app, &replica], &api, 10, |i| {
         // The same users in a different order each time.
         let mut members: Vec<_> = openids
             .iter()
@@ -154,7 +232,7 @@ async fn racing_syncs_of_new_openids_give_each_openid_one_user() {
         )
     })
     .await;
-    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(successes(&answers), answers.len(), "{answers:?}");
     let mut registered = Vec::new();
     for openid in &openids {
         let user = crate::helpers::assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);

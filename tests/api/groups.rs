@@ -743,6 +743,12 @@ async fn full_name_follows_renames_and_moves_of_ancestors() {
 
 // ----- §5.4 update or move ------------------------------------------------------------------
 
+/// Times are kept to the second: wait until the clock has passed the second of anything read
+/// before, so that a time written afterwards must be later.
+async fn wait_past_the_second() {
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+}
+
 #[tokio::test]
 async fn update_renames_reorders_and_keeps_what_is_not_given() {
     let app = TestApp::spawn().await;
@@ -756,6 +762,7 @@ async fn update_renames_reorders_and_keeps_what_is_not_given() {
         )
         .await;
     let before = api.group(team, id).await;
+    wait_past_the_second().await;
 
     let response = api
         .update_group(team, id, &json!({"name": "  New  ", "order": 7}))
@@ -769,7 +776,7 @@ async fn update_renames_reorders_and_keeps_what_is_not_given() {
     assert_eq!(after["source"], 1);
     assert_eq!(after["full_name"], "Acme/Parent/New");
     assert_eq!(after["created_at"], before["created_at"]);
-    assert!(assert_time(&after["upd_at"], "+08:00") >= assert_time(&before["upd_at"], "+08:00"));
+    assert!(assert_time(&after["upd_at"], "+08:00") > assert_time(&before["upd_at"], "+08:00"));
 
     // Without `order`, the order stays.
     assert_ok(&api.update_group(team, id, &json!({"name": "Newer"})).await);
@@ -973,6 +980,7 @@ async fn batch_delete_turns_groups_into_tombstones() {
     let team = app.team_id;
     let t = tree(&api, team).await;
     let before = api.group(team, t.c).await;
+    wait_past_the_second().await;
 
     let response = api.delete_groups(team, &[t.c, t.b1]).await;
     assert_eq!(assert_ok(&response), json!({}));
@@ -989,7 +997,7 @@ async fn batch_delete_turns_groups_into_tombstones() {
     let c = tombstones.row("id", t.c);
     assert_eq!(c["is_valid"], false);
     assert_eq!(c["name"], "C");
-    assert!(assert_time(&c["upd_at"], "+08:00") >= assert_time(&before["upd_at"], "+08:00"));
+    assert!(assert_time(&c["upd_at"], "+08:00") > assert_time(&before["upd_at"], "+08:00"));
 
     // A second delete of a tombstone finds nothing.
     let response = api.delete_groups(team, &[t.c]).await;

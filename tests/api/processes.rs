@@ -36,11 +36,11 @@ fn free_port() -> u16 {
 }
 
 async fn start(database: &str) -> Server {
-    start_with(database, &[]).await
+    start_with(database, &[], &[]).await
 }
 
-/// `contactsd serve` on `database` with extra settings.
-pub async fn start_with(database: &str, settings: &[&str]) -> Server {
+/// `contactsd serve` on a free port with extra `args` and environment variables `env`.
+pub async fn start_with(database: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
     let port = free_port();
     let log_dir = tempfile::tempdir().expect("temp dir");
     let log = log_dir.path().join("server.log");
@@ -55,7 +55,8 @@ pub async fn start_with(database: &str, settings: &[&str]) -> Server {
             "--db",
             database,
         ])
-        .args(settings)
+        .args(args)
+        .envs(env.iter().copied())
         .env("CONTACTSD_LOG", "info")
         .env("CONTACTSD_HTTP_STATUS", "mapped")
         .stdout(Stdio::null())
@@ -65,7 +66,7 @@ pub async fn start_with(database: &str, settings: &[&str]) -> Server {
         .expect("start contactsd serve");
     let base = format!("http://127.0.0.1:{port}");
     let client = reqwest::Client::new();
-    for _ in 0..200 {
+    for _ in 0..600 {
         if let Ok(answer) = client.get(format!("{base}/healthz")).send().await
             && answer.status().is_success()
         {
@@ -342,12 +343,179 @@ async fn admin_check_reports_rows_that_name_something_missing() {
     );
 }
 
+/// An org made with `admin create-org`: its team app's appid and secret, and its team.
+async fn create_org(database: &str) -> (String, String, i64) {
+    let (ok, org, stderr) = run(database, &["admin", "create-org", "--name", "Acme"]).await;
+    assert!(ok, "{stderr}");
+    (
+        org["appid"].as_str().expect("appid").to_owned(),
+        org["secret"].as_str().expect("secret").to_owned(),
+        org["team_id"].as_i64().expect("team_id"),
+    )
+}
+
+/// `?appid=…&access_token=…` with a fresh token from `server`.
+async fn credentials(server: &Server, appid: &str, secret: &str) -> String {
+    let (_, body) = call(reqwest::Client::new().get(format!(
+        "{}/api/oauth2/access_token?appid={appid}&secret={secret}&grant_type=client_credential",
+        server.base
+    )))
+    .await;
+    assert_eq!(body["code"], "OK", "{body}");
+    let token = body["data"]["access_token"].as_str().expect("token");
+    format!("appid={appid}&access_token={token}")
+}
+
+#[tokio::test]
+async fn sigterm_lets_the_requests_in_flight_finish() {
+    let database = TestDatabase::fresh().await;
+    let (appid, secret, team) = create_org(&database.url).await;
+    let mut server = start(&database.url).await;
+    let query = credentials(&server, &appid, &secret).await;
+    // A sync of many new members: long enough to be in flight when the signal comes.
+    const MEMBERS: usize = 40_000;
+    let body: String = (0..MEMBERS)
+        .map(|n| format!("{{\"kind\":\"member\",\"openid\":\"m-{n}\",\"nickname\":\"M {n}\"}}\n"))
+        .collect();
+    let request = reqwest::Client::new()
+        .post(format!(
+            "{}/api/contacts/teams/{team}/sync?{query}",
+            server.base
+        ))
+        .header("content-type", "application/x-ndjson")
+        .body(body);
+    let in_flight = tokio::spawn(call(request));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !in_flight.is_finished(),
+        "the sync ended before the signal: the test needs a longer one"
+    );
+    let pid = server.child.id().expect("the server runs");
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await
+        .expect("run kill");
+    assert!(killed.success());
+
+    let (_, answer) = in_flight.await.expect("the request task");
+    assert_eq!(answer["code"], "OK", "{answer}");
+    assert_eq!(answer["data"]["members_added"], MEMBERS);
+    let exit = tokio::time::timeout(Duration::from_secs(60), server.child.wait())
+        .await
+        .expect("the server exits after its requests are done")
+        .expect("wait for the server");
+    assert!(exit.success(), "{exit:?}");
+    // What it answered is what it stored.
+    let (ok, check, stderr) = run(&database.url, &["admin", "check"]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(check["members"], MEMBERS);
+}
+
+#[tokio::test]
+async fn a_flag_wins_over_its_environment_variable() {
+    let database = TestDatabase::fresh().await;
+    let (appid, secret, team) = create_org(&database.url).await;
+    let elsewhere = free_port();
+    let listen_env = format!("127.0.0.1:{elsewhere}");
+    // Each of these variables names something else than its flag; the flags must win (a
+    // server that took the environment's database or address would not start where expected).
+    let server = start_with(
+        &database.url,
+        &["--time-offset", "+05:00", "--max-group-depth", "2"],
+        &[
+            ("CONTACTSD_LISTEN", &listen_env),
+            (
+                "CONTACTSD_DATABASE_URL",
+                "sqlite:///nonexistent/folder/contactsd.db",
+            ),
+            ("CONTACTSD_TIME_OFFSET", "-03:00"),
+            ("CONTACTSD_MAX_GROUP_DEPTH", "15"),
+        ],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    assert!(
+        client
+            .get(format!("http://{listen_env}/healthz"))
+            .send()
+            .await
+            .is_err(),
+        "nothing listens on the environment's address"
+    );
+    let query = credentials(&server, &appid, &secret).await;
+    let groups = format!("{}/api/contacts/teams/{team}/groups?{query}", server.base);
+    let mut parent = 0;
+    let mut answers = Vec::new();
+    for name in ["One", "Two", "Three"] {
+        let (_, body) = call(
+            client
+                .post(&groups)
+                .json(&json!({"name": name, "parent_id": parent})),
+        )
+        .await;
+        parent = body["data"]["group_id"].as_i64().unwrap_or(parent);
+        answers.push(body);
+    }
+    assert_eq!(answers[0]["code"], "OK", "{}", answers[0]);
+    assert_eq!(answers[1]["code"], "OK", "{}", answers[1]);
+    assert_eq!(
+        answers[2]["error"]["type"], "group_too_deep",
+        "the flag's depth of 2, not the environment's 15: {}",
+        answers[2]
+    );
+    let (_, body) = call(client.get(&groups)).await;
+    let created = body["data"]["list"][0]["created_at"]
+        .as_str()
+        .expect("created_at")
+        .to_owned();
+    assert!(created.ends_with("+05:00"), "{created}");
+}
+
+#[tokio::test]
+async fn healthz_answers_503_when_the_database_is_gone() {
+    let database = TestDatabase::fresh().await;
+    let Ok(server_url) = std::env::var(crate::helpers::DATABASE_URL_VAR) else {
+        // The embedded SQLite file is held open by the process itself: nothing outside it can
+        // take the database away, so this runs in the PostgreSQL pass only.
+        return;
+    };
+    let server = start(&database.url).await;
+    let health = format!("{}/healthz", server.base);
+    let (status, body) = call(reqwest::Client::new().get(&health)).await;
+    assert_eq!((status, &body["code"]), (200, &json!("OK")), "{body}");
+
+    // The database disappears under the running server (its connections are cut).
+    let name = database.url.rsplit('/').next().expect("a database name");
+    let name = name.split('?').next().unwrap_or(name);
+    {
+        use sqlx::Connection;
+        let mut admin = sqlx::PgConnection::connect(server_url.trim())
+            .await
+            .expect("connect");
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut admin)
+        .await
+        .expect("drop the database");
+    }
+    let (status, body) = call(reqwest::Client::new().get(&health)).await;
+    assert_eq!(status, 503, "{body}");
+    assert_ne!(body["code"], "OK", "{body}");
+}
+
 #[tokio::test]
 async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
     let database = TestDatabase::fresh().await;
     let (ok, org, _) = run(&database.url, &["admin", "create-org", "--name", "Acme"]).await;
     assert!(ok);
     let org_id = org["org_id"].as_i64().expect("org_id");
+    let (appid, secret, team) = (
+        org["appid"].as_str().expect("appid"),
+        org["secret"].as_str().expect("secret"),
+        org["team_id"].as_i64().expect("team_id"),
+    );
     let (ok, quota, stderr) = run(
         &database.url,
         &[
@@ -373,22 +541,9 @@ async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
     assert!(!ok && stderr.contains("no org 1"), "{stderr}");
 
     let server = start(&database.url).await;
+    let query = credentials(&server, &appid, &secret).await;
+    let groups = format!("{}/api/contacts/teams/{team}/groups?{query}", server.base);
     let client = reqwest::Client::new();
-    let (appid, secret, team) = (
-        org["appid"].as_str().expect("appid"),
-        org["secret"].as_str().expect("secret"),
-        org["team_id"].as_i64().expect("team_id"),
-    );
-    let (_, body) = call(client.get(format!(
-        "{}/api/oauth2/access_token?appid={appid}&secret={secret}&grant_type=client_credential",
-        server.base
-    )))
-    .await;
-    let token = body["data"]["access_token"].as_str().expect("token");
-    let groups = format!(
-        "{}/api/contacts/teams/{team}/groups?appid={appid}&access_token={token}",
-        server.base
-    );
     let (_, body) = call(client.post(&groups).json(&json!({"name": "One"}))).await;
     assert_eq!(body["code"], "OK", "{body}");
     let (_, body) = call(client.post(&groups).json(&json!({"name": "Two"}))).await;

@@ -51,7 +51,7 @@ async fn serve(settings: &[&str]) -> Served {
     let (ok, org, stderr) =
         processes::run(&database.url, &["admin", "create-org", "--name", "Acme"]).await;
     assert!(ok, "{stderr}");
-    let server = processes::start_with(&database.url, settings).await;
+    let server = processes::start_with(&database.url, settings, &[]).await;
     let (appid, secret) = (
         org["appid"].as_str().expect("appid"),
         org["secret"].as_str().expect("secret"),
