@@ -155,10 +155,9 @@ async fn health_from(app: &TestApp, last: u8) -> String {
         .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
         .await
         .expect("write");
-    let answer = read_until_closed(&mut stream, Duration::from_secs(5))
+    read_until_closed(&mut stream, Duration::from_secs(5))
         .await
-        .expect("an answer to /healthz");
-    answer
+        .expect("an answer to /healthz")
 }
 
 #[tokio::test]

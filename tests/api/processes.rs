@@ -541,7 +541,7 @@ async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
     assert!(!ok && stderr.contains("no org 1"), "{stderr}");
 
     let server = start(&database.url).await;
-    let query = credentials(&server, &appid, &secret).await;
+    let query = credentials(&server, appid, secret).await;
     let groups = format!("{}/api/contacts/teams/{team}/groups?{query}", server.base);
     let client = reqwest::Client::new();
     let (_, body) = call(client.post(&groups).json(&json!({"name": "One"}))).await;
