@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod directory;
+pub mod events;
 pub mod scim;
 pub mod sync;
 pub mod values;
@@ -39,6 +40,8 @@ pub enum RuleError {
     ContactsUserNotFound,
     #[error("no admin seat is left")]
     ExceedUserLimit,
+    #[error("events after this cursor were removed by retention; read the directory again")]
+    EventsExpired,
 }
 
 impl RuleError {
