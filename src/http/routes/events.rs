@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use axum::extract::{Path, State};
+use chrono::FixedOffset;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
@@ -147,38 +148,37 @@ pub async fn list_events(
     let list = feed
         .events
         .into_iter()
-        .map(|event| event_data(&state, event))
-        .collect::<Result<_, _>>()?;
+        .map(|event| EventData::new(event, state.settings.time_offset))
+        .collect::<Result<_, _>>()
+        .map_err(|error| ApiError::internal(format!("stored event JSON: {error}")))?;
     Reply::data(&EventFeedData {
         list,
         next: feed.next,
     })
 }
 
-/// An event as the feed shows it.
-fn event_data(state: &AppState, event: Event) -> Result<EventData, ApiError> {
-    let raw = |json: Option<String>| {
-        json.map(RawValue::from_string)
-            .transpose()
-            .map_err(|error| ApiError::internal(format!("stored event JSON: {error}")))
-    };
-    Ok(EventData {
-        seq: event.seq,
-        event_type: event.event_type,
-        time: state.time(event.time),
-        actor: ActorData {
-            kind: event.actor_kind,
-            appid: event.appid,
-        },
-        request_id: event.request_id,
-        object: ObjectData {
-            kind: event.object_kind,
-            id: event.object_id,
-            remote_id: event.remote_id,
-        },
-        before: raw(event.before)?,
-        after: raw(event.after)?,
-    })
+impl EventData {
+    /// An event as the feed shows it, its time at `offset` (the command line shows it too).
+    pub fn new(event: Event, offset: FixedOffset) -> Result<EventData, serde_json::Error> {
+        let raw = |json: Option<String>| json.map(RawValue::from_string).transpose();
+        Ok(EventData {
+            seq: event.seq,
+            event_type: event.event_type,
+            time: ApiTime::new(event.time, offset),
+            actor: ActorData {
+                kind: event.actor_kind,
+                appid: event.appid,
+            },
+            request_id: event.request_id,
+            object: ObjectData {
+                kind: event.object_kind,
+                id: event.object_id,
+                remote_id: event.remote_id,
+            },
+            before: raw(event.before)?,
+            after: raw(event.after)?,
+        })
+    }
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
