@@ -9,9 +9,9 @@
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
-use super::directory::{Change, Directory, Group, GroupRef};
+use super::directory::{Change, Directory, Group, GroupRef, MemberRow, Placement};
 use super::sync::MemberState;
 use super::values::{GroupId, Role, UserId};
 
@@ -74,13 +74,10 @@ impl EventType {
     }
 }
 
-/// The object an event is about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The object an event is about (a group's remote id is read from its change).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Subject {
-    Group {
-        group: GroupRef,
-        remote_id: String,
-    },
+    Group(GroupRef),
     Member(UserId),
     /// The directory as a whole (a sync's summary).
     Directory,
@@ -97,19 +94,24 @@ pub struct Fields {
     pub nickname: Option<String>,
     pub avatar: Option<String>,
     pub groups: Option<Vec<GroupRef>>,
-    /// Anything else, as it is shown (a sync's report).
+    /// Anything else, as it is shown (a sync's report; then no other field is set).
     pub other: Option<Value>,
 }
 
-/// An event before the store has numbered it and resolved the groups the batch creates.
+/// An event before the store has numbered it and resolved the groups the batch creates. It
+/// is small (a first sync makes one per object): what the change itself says (the object, a
+/// creation's fields, a group's remote id) is read from the change when the event is written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Draft {
     pub event_type: EventType,
     pub subject: Subject,
+    /// The index of its change in the batch (`None` for a summary).
+    pub change: Option<u32>,
     /// `None` for a creation.
-    pub before: Option<Fields>,
-    /// `None` for a deletion.
-    pub after: Option<Fields>,
+    pub before: Option<Box<Fields>>,
+    /// The changed fields of an update or a summary; `None` otherwise (a creation's fields come
+    /// from its change; a deletion has none).
+    pub after: Option<Box<Fields>>,
 }
 
 /// An event ready to store, apart from its number, time and actor (the same for its batch).
@@ -169,77 +171,55 @@ impl PriorProfiles for HashMap<UserId, MemberState> {
 pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfiles) -> Vec<Draft> {
     let mut drafts = Vec::with_capacity(changes.len());
     let mut created = 0;
-    for change in changes {
-        let draft = match change {
-            Change::CreateGroup { parent, group } => {
+    for (index, change) in changes.iter().enumerate() {
+        let draft = |event_type, subject, was, now| Draft {
+            event_type,
+            subject,
+            change: u32::try_from(index).ok(),
+            before: was,
+            after: now,
+        };
+        let event = match change {
+            Change::CreateGroup { .. } => {
                 created += 1;
-                Some(Draft {
-                    event_type: EventType::GroupCreated,
-                    subject: Subject::Group {
-                        group: GroupRef::New(created - 1),
-                        remote_id: group.remote_id.clone(),
-                    },
-                    before: None,
-                    after: Some(group_fields(group, *parent)),
+                let subject = Subject::Group(GroupRef::New(created - 1));
+                Some(draft(EventType::GroupCreated, subject, None, None))
+            }
+            Change::UpdateGroup { group, parent } => {
+                group_change(before, group, *parent).map(|(event_type, was, now)| {
+                    draft(
+                        event_type,
+                        Subject::Group(GroupRef::Existing(group.id)),
+                        was,
+                        now,
+                    )
                 })
             }
-            Change::UpdateGroup { group, parent } => group_change(before, group, *parent),
             Change::PutMember { member, groups } => {
-                let profile = profiles.prior(member.user_id);
+                let subject = Subject::Member(member.user_id);
                 match before.placement(member.user_id) {
-                    None => Some(Draft {
-                        event_type: EventType::MemberAdded,
-                        subject: Subject::Member(member.user_id),
-                        before: None,
-                        after: Some(Fields {
-                            role: Some(member.role),
-                            groups: Some(groups.clone()),
-                            ..Fields::default()
-                        }),
-                    }),
+                    None => Some(draft(EventType::MemberAdded, subject, None, None)),
                     Some(old) => {
-                        let mut was = Fields::default();
-                        let mut now = Fields::default();
-                        if old.role != member.role {
-                            was.role = Some(old.role);
-                            now.role = Some(member.role);
-                        }
-                        if !same_groups(&old.groups, groups) {
-                            was.groups =
-                                Some(old.groups.iter().copied().map(GroupRef::Existing).collect());
-                            now.groups = Some(groups.clone());
-                        }
-                        if let Some((nickname, avatar)) = profile {
-                            if nickname != member.nickname {
-                                was.nickname = Some(nickname.to_owned());
-                                now.nickname = Some(member.nickname.clone());
-                            }
-                            if avatar != member.avatar {
-                                was.avatar = Some(avatar.to_owned());
-                                now.avatar = Some(member.avatar.clone());
-                            }
-                        }
-                        (now != Fields::default()).then_some(Draft {
-                            event_type: EventType::MemberUpdated,
-                            subject: Subject::Member(member.user_id),
-                            before: Some(was),
-                            after: Some(now),
+                        let profile = profiles.prior(member.user_id);
+                        let (was, now) = member_change(old, member, groups, profile);
+                        (now != Fields::default()).then(|| {
+                            let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
+                            draft(EventType::MemberUpdated, subject, was, now)
                         })
                     }
                 }
             }
-            Change::RemoveMember(user_id) => before.placement(*user_id).map(|old| Draft {
-                event_type: EventType::MemberRemoved,
-                subject: Subject::Member(*user_id),
-                before: Some(Fields {
+            Change::RemoveMember(user_id) => before.placement(*user_id).map(|old| {
+                let was = Fields {
                     role: Some(old.role),
-                    groups: Some(old.groups.iter().copied().map(GroupRef::Existing).collect()),
+                    groups: Some(existing(&old.groups)),
                     ..Fields::default()
-                }),
-                after: None,
+                };
+                let subject = Subject::Member(*user_id);
+                draft(EventType::MemberRemoved, subject, Some(Box::new(was)), None)
             }),
         };
-        drafts.extend(draft);
+        drafts.extend(event);
     }
     drafts
 }
@@ -249,12 +229,17 @@ pub fn sync_summary(report: Value) -> Draft {
     Draft {
         event_type: EventType::SyncApplied,
         subject: Subject::Directory,
+        change: None,
         before: None,
-        after: Some(Fields {
+        after: Some(Box::new(Fields {
             other: Some(report),
             ..Fields::default()
-        }),
+        })),
     }
+}
+
+fn existing(groups: &[GroupId]) -> Vec<GroupRef> {
+    groups.iter().copied().map(GroupRef::Existing).collect()
 }
 
 fn group_fields(group: &Group, parent: GroupRef) -> Fields {
@@ -267,29 +252,20 @@ fn group_fields(group: &Group, parent: GroupRef) -> Fields {
     }
 }
 
-/// The event of rewriting an existing group: deleted, or updated in the fields that changed.
-fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<Draft> {
+/// What rewriting an existing group amounts to: deleted, created again (a tombstone brought
+/// back), or updated in the fields that changed (with those fields before and after).
+type GroupEvent = (EventType, Option<Box<Fields>>, Option<Box<Fields>>);
+
+fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<GroupEvent> {
     let old = before.stored_group(group.id)?;
-    let subject = |remote_id: &str| Subject::Group {
-        group: GroupRef::Existing(group.id),
-        remote_id: remote_id.to_owned(),
-    };
     if !group.is_valid {
-        return old.is_valid.then(|| Draft {
-            event_type: EventType::GroupDeleted,
-            subject: subject(&old.remote_id),
-            before: Some(group_fields(old, GroupRef::Existing(old.parent_id))),
-            after: None,
-        });
+        let was = group_fields(old, GroupRef::Existing(old.parent_id));
+        return old
+            .is_valid
+            .then(|| (EventType::GroupDeleted, Some(Box::new(was)), None));
     }
     if !old.is_valid {
-        // A tombstone brought back (a sync re-creating a remote id) is a creation.
-        return Some(Draft {
-            event_type: EventType::GroupCreated,
-            subject: subject(&group.remote_id),
-            before: None,
-            after: Some(group_fields(group, parent)),
-        });
+        return Some((EventType::GroupCreated, None, None));
     }
     let mut was = Fields::default();
     let mut now = Fields::default();
@@ -309,12 +285,43 @@ fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<D
         was.remote_id = Some(old.remote_id.clone());
         now.remote_id = Some(group.remote_id.clone());
     }
-    (now != Fields::default()).then(|| Draft {
-        event_type: EventType::GroupUpdated,
-        subject: subject(&group.remote_id),
-        before: Some(was),
-        after: Some(now),
+    (now != Fields::default()).then(|| {
+        (
+            EventType::GroupUpdated,
+            Some(Box::new(was)),
+            Some(Box::new(now)),
+        )
     })
+}
+
+/// The fields of a member that a rewrite changes, before and after.
+fn member_change(
+    old: &Placement,
+    member: &MemberRow,
+    groups: &[GroupRef],
+    profile: Option<(&str, &str)>,
+) -> (Fields, Fields) {
+    let mut was = Fields::default();
+    let mut now = Fields::default();
+    if old.role != member.role {
+        was.role = Some(old.role);
+        now.role = Some(member.role);
+    }
+    if !same_groups(&old.groups, groups) {
+        was.groups = Some(existing(&old.groups));
+        now.groups = Some(groups.to_vec());
+    }
+    if let Some((nickname, avatar)) = profile {
+        if nickname != member.nickname {
+            was.nickname = Some(nickname.to_owned());
+            now.nickname = Some(member.nickname.clone());
+        }
+        if avatar != member.avatar {
+            was.avatar = Some(avatar.to_owned());
+            now.avatar = Some(member.avatar.clone());
+        }
+    }
+    (was, now)
 }
 
 /// Whether a member's groups stay the same (`old` ascending; `new` in any order, maybe
@@ -333,56 +340,98 @@ fn same_groups(old: &[GroupId], new: &[GroupRef]) -> bool {
 }
 
 impl Draft {
-    /// The event with the batch's created groups named by their ids (`created[n]` is the id of
-    /// the n-th created group).
-    pub fn resolve(&self, created: &[GroupId]) -> NewEvent {
+    /// The event of a batch of `changes` whose created groups got the ids `created` (`created[n]`
+    /// is the id of the n-th created group).
+    pub fn resolve(&self, changes: &[Change], created: &[GroupId]) -> NewEvent {
         let id = |group: GroupRef| match group {
             GroupRef::Existing(id) => id,
             GroupRef::New(n) => created.get(n).copied().unwrap_or_default(),
         };
-        let (object_kind, object_id, remote_id) = match &self.subject {
-            Subject::Group { group, remote_id } => {
-                ("group", Some(id(*group)), Some(remote_id.clone()))
+        let change = self
+            .change
+            .and_then(|index| changes.get(usize::try_from(index).ok()?));
+        let (object_kind, object_id, remote_id) = match self.subject {
+            Subject::Group(group) => {
+                let remote_id = match change {
+                    Some(Change::CreateGroup { group, .. } | Change::UpdateGroup { group, .. }) => {
+                        Some(group.remote_id.clone())
+                    }
+                    _ => None,
+                };
+                ("group", Some(id(group)), remote_id)
             }
-            Subject::Member(user_id) => ("member", Some(*user_id), None),
+            Subject::Member(user_id) => ("member", Some(user_id), None),
             Subject::Directory => ("directory", None, None),
         };
-        let json = |fields: &Option<Fields>| fields.as_ref().map(|f| f.to_json(&id));
+        let after = match (self.event_type, change) {
+            (EventType::GroupCreated, Some(Change::CreateGroup { parent, group }))
+            | (EventType::GroupCreated, Some(Change::UpdateGroup { group, parent })) => {
+                Some(group_fields(group, *parent).to_json(&id))
+            }
+            (EventType::MemberAdded, Some(Change::PutMember { member, groups })) => Some(
+                Fields {
+                    role: Some(member.role),
+                    groups: Some(groups.clone()),
+                    ..Fields::default()
+                }
+                .to_json(&id),
+            ),
+            _ => self.after.as_ref().map(|fields| fields.to_json(&id)),
+        };
         NewEvent {
             event_type: self.event_type.as_str(),
             object_kind,
             object_id,
             remote_id,
-            before: json(&self.before),
-            after: json(&self.after),
+            before: self.before.as_ref().map(|fields| fields.to_json(&id)),
+            after,
         }
     }
 }
 
 impl Fields {
+    /// The set fields as a JSON object, written directly (a first sync writes a million).
     fn to_json(&self, id: &dyn Fn(GroupRef) -> GroupId) -> String {
-        let mut map = match &self.other {
-            Some(Value::Object(map)) => map.clone(),
-            _ => Map::new(),
-        };
-        let mut put = |key: &str, value: Option<Value>| {
-            if let Some(value) = value {
-                map.insert(key.to_owned(), value);
+        if let Some(other) = &self.other {
+            return other.to_string();
+        }
+        let mut json = String::from("{");
+        let mut put = |key: &str, value: String| {
+            if json.len() > 1 {
+                json.push(',');
             }
+            json.push('"');
+            json.push_str(key);
+            json.push_str("\":");
+            json.push_str(&value);
         };
-        put("name", self.name.clone().map(Value::from));
-        put("parent_id", self.parent_id.map(|g| Value::from(id(g))));
-        put("order", self.order.map(Value::from));
-        put("remote_id", self.remote_id.clone().map(Value::from));
-        put("role", self.role.map(|r| Value::from(r.code())));
-        put("nickname", self.nickname.clone().map(Value::from));
-        put("avatar", self.avatar.clone().map(Value::from));
-        put(
-            "group_ids",
-            self.groups
-                .as_ref()
-                .map(|groups| groups.iter().map(|g| Value::from(id(*g))).collect()),
-        );
-        Value::Object(map).to_string()
+        let text = |value: &str| Value::from(value).to_string();
+        if let Some(name) = &self.name {
+            put("name", text(name));
+        }
+        if let Some(parent) = self.parent_id {
+            put("parent_id", id(parent).to_string());
+        }
+        if let Some(order) = self.order {
+            put("order", order.to_string());
+        }
+        if let Some(remote_id) = &self.remote_id {
+            put("remote_id", text(remote_id));
+        }
+        if let Some(role) = self.role {
+            put("role", role.code().to_string());
+        }
+        if let Some(nickname) = &self.nickname {
+            put("nickname", text(nickname));
+        }
+        if let Some(avatar) = &self.avatar {
+            put("avatar", text(avatar));
+        }
+        if let Some(groups) = &self.groups {
+            let ids: Vec<String> = groups.iter().map(|g| id(*g).to_string()).collect();
+            put("group_ids", format!("[{}]", ids.join(",")));
+        }
+        json.push('}');
+        json
     }
 }

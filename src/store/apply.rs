@@ -55,11 +55,13 @@ pub(crate) trait ChangeWriter: Send {
     const BATCH_EVENTS: usize;
 }
 
-/// Number the events of a batch whose created groups got the ids `created`, and write them.
+/// Number the events of a batch of `changes` whose created groups got the ids `created`, and
+/// write them.
 pub(crate) async fn write_events<W: ChangeWriter>(
     writer: &mut W,
     actor: &Actor,
     drafts: &[Draft],
+    changes: &[Change],
     created: &[GroupId],
 ) -> StoreResult<()> {
     if drafts.is_empty() {
@@ -67,7 +69,10 @@ pub(crate) async fn write_events<W: ChangeWriter>(
     }
     let mut next = writer.take_seqs(drafts.len()).await? - drafts.len() as i64 + 1;
     for chunk in drafts.chunks(W::BATCH_EVENTS) {
-        let events: Vec<NewEvent> = chunk.iter().map(|draft| draft.resolve(created)).collect();
+        let events: Vec<NewEvent> = chunk
+            .iter()
+            .map(|draft| draft.resolve(changes, created))
+            .collect();
         writer.insert_events(next, actor, &events).await?;
         next += chunk.len() as i64;
     }

@@ -424,7 +424,7 @@ macro_rules! impl_store {
                         return Err(StoreError::Conflict);
                     };
                     let created = apply::write_changes(&mut writer, changes).await?;
-                    apply::write_events(&mut writer, actor, drafts, &created).await?;
+                    apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
                     let version = Self::finish_apply(writer).await?;
                     Ok(Applied { created, version })
                 }
