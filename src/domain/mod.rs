@@ -40,8 +40,14 @@ pub enum RuleError {
     ContactsUserNotFound,
     #[error("no admin seat is left")]
     ExceedUserLimit,
-    #[error("events after this cursor were removed by retention; read the directory again")]
-    EventsExpired,
+    #[error(
+        "events after this cursor were removed by retention; read the directory again, then \
+         the feed from after={resume_after}"
+    )]
+    EventsExpired {
+        /// The last event written when the cursor was refused.
+        resume_after: i64,
+    },
 }
 
 impl RuleError {

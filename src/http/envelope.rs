@@ -261,7 +261,9 @@ impl From<RuleError> for ApiError {
             RuleError::GroupNotEmpty => (S::CONFLICT, Code::InvalidArgument, "group_not_empty"),
             RuleError::GroupCycle => (S::CONFLICT, Code::InvalidArgument, "group_cycle"),
             RuleError::ExceedUserLimit => (S::CONFLICT, Code::InvalidArgument, "exceed_user_limit"),
-            RuleError::EventsExpired => (S::BAD_REQUEST, Code::InvalidArgument, "events_expired"),
+            RuleError::EventsExpired { .. } => {
+                (S::BAD_REQUEST, Code::InvalidArgument, "events_expired")
+            }
         };
         ApiError::new(status, code, error_type, message)
     }

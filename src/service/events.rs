@@ -105,7 +105,8 @@ impl Service {
                 .await?
                 .ok_or(ServiceError::TeamNotFound)?;
             if after < page.pruned_through {
-                return Err(RuleError::EventsExpired.into());
+                let resume_after = page.last_seq;
+                return Err(RuleError::EventsExpired { resume_after }.into());
             }
             let remaining = deadline.saturating_duration_since(Instant::now());
             if !page.events.is_empty() || remaining.is_zero() {

@@ -398,6 +398,10 @@ async fn a_cursor_older_than_the_retention_is_expired() {
     assert_eq!(app.service.prune_events().await.expect("pruned"), 2);
     let expired = api.get(&events_path(app.team_id, "after=1")).await;
     assert_error(&expired, 400, "InvalidArgument", "events_expired");
+    let message = expired.body["error"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("after=2"), "{message}");
     // From the last removed number on, the feed is whole again.
     let data = assert_ok(&api.get(&events_path(app.team_id, "after=2")).await);
     assert_eq!(data, json!({"list": [], "next": 2}));

@@ -108,7 +108,7 @@ pub struct EventsQuery {
 
 failures!(EventFailures: team;
     ApiError::invalid("limit must be 1 to 1000"),
-    RuleError::EventsExpired,
+    RuleError::EventsExpired { resume_after: 42 },
 );
 
 /// The change feed.
