@@ -1,11 +1,13 @@
 //! `contactsd admin ...`: the operator's commands on orgs, apps, quotas, SCIM tokens and checks.
 
 use anyhow::{Context, Result, bail};
+use chrono::{Offset, Utc};
 use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::domain::access::Plan;
 use crate::domain::values;
+use crate::http::EventData;
 use crate::service::{Service, ServiceError};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -66,6 +68,17 @@ pub(super) enum AdminCommand {
     ScimToken {
         #[command(subcommand)]
         command: ScimTokenCommand,
+    },
+    /// The change feed of a directory, oldest first: the audit trail of who changed what and
+    /// when (see docs/EVENTS.md). Times are UTC.
+    Events {
+        #[arg(long)]
+        team_id: i64,
+        /// Events numbered after this one (the `next` of the previous page).
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
+        after: i64,
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
     },
     /// Check every invariant of every stored directory; exits non-zero on any violation.
     Check {
@@ -184,6 +197,23 @@ pub(super) async fn admin(service: &Service, command: AdminCommand) -> Result<se
             _ => bail!("give --org-id, or --appid with --max-orgs"),
         },
         AdminCommand::ScimToken { command } => scim_token(service, command).await,
+        AdminCommand::Events {
+            team_id,
+            after,
+            limit,
+        } => {
+            let feed = match service.audit_events(team_id, after, limit).await {
+                Err(ServiceError::TeamNotFound) => bail!("no team {team_id}"),
+                other => other.context("cannot read the events")?,
+            };
+            let events = feed
+                .events
+                .into_iter()
+                .map(|event| EventData::new(event, Utc.fix()))
+                .collect::<Result<Vec<_>, _>>()
+                .context("a stored event does not read")?;
+            Ok(json!({"team_id": team_id, "events": events, "next": feed.next}))
+        }
         AdminCommand::Check { .. } => {
             let checks = service
                 .check_directories()

@@ -11,7 +11,9 @@ use tokio::net::TcpListener;
 
 use crate::domain::access::Plan;
 use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
-use crate::service::{DEFAULT_CACHE_MEMORY_MB, QuotaSettings, Service, ServiceSettings};
+use crate::service::{
+    DEFAULT_CACHE_MEMORY_MB, EventSettings, QuotaSettings, Service, ServiceSettings,
+};
 use crate::snapshot::SnapshotLimits;
 
 #[derive(Debug, Args)]
@@ -95,6 +97,10 @@ pub(super) struct ServeArgs {
     /// Longest pause, in seconds, between two chunks of a request body.
     #[arg(long, env = "CONTACTSD_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     body_read_timeout: u64,
+    /// Days the change feed keeps events; older ones are removed and a cursor before them
+    /// answers `events_expired`.
+    #[arg(long, env = "CONTACTSD_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    event_retention_days: u64,
 }
 
 impl ServeArgs {
@@ -114,6 +120,10 @@ impl ServeArgs {
                 max_groups: self.max_groups_per_team,
                 max_members: self.max_members_per_team,
                 max_orgs_per_app: self.max_orgs_per_app,
+            },
+            events: EventSettings {
+                retention: Duration::from_secs(self.event_retention_days * 86_400),
+                ..EventSettings::default()
             },
             ..ServiceSettings::default()
         }
@@ -159,6 +169,10 @@ async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<()> {
 
 pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()> {
     bootstrap(&service, args.listen).await?;
+    tokio::spawn({
+        let service = service.clone();
+        async move { service.prune_events_forever().await }
+    });
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

@@ -1,5 +1,6 @@
 //! Who may touch what: apps, plans and the tenant rule of the contract (§3).
 
+use super::events::{Actor, ActorKind};
 use super::values::{OrgId, TeamId};
 
 /// An org's subscription plan. Each plan includes the features of the ones before it.
@@ -41,11 +42,13 @@ pub enum AppScope {
     Platform,
 }
 
-/// The app behind a verified token.
+/// The app behind a verified token, and the request it makes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller {
     pub appid: String,
     pub scope: AppScope,
+    /// The HTTP request's id (§2), stored with the events of the changes it makes.
+    pub request_id: Option<String>,
 }
 
 /// The facts about an org that access decisions need.
@@ -68,6 +71,15 @@ pub enum Denied {
 }
 
 impl Caller {
+    /// The caller as the actor of a change of kind `kind` (`app`, or `sync` for a sync).
+    pub fn actor(&self, kind: ActorKind) -> Actor {
+        Actor {
+            kind,
+            appid: Some(self.appid.clone()),
+            request_id: self.request_id.clone(),
+        }
+    }
+
     /// The tenant rule: may this app touch that org, and does the org's plan include `needed`?
     /// A team app is checked against its own org only, so it learns nothing about other orgs.
     pub fn may_touch(&self, org: &OrgAccess, needed: Plan) -> Result<(), Denied> {
@@ -113,6 +125,7 @@ mod tests {
         let app = Caller {
             appid: "a".into(),
             scope: AppScope::Team(7),
+            request_id: None,
         };
         assert_eq!(
             app.may_touch(&org(Plan::Business, None), Plan::Business),
@@ -125,6 +138,7 @@ mod tests {
         let other = Caller {
             appid: "a".into(),
             scope: AppScope::Team(8),
+            request_id: None,
         };
         assert_eq!(
             other.may_touch(&org(Plan::Flagship, None), Plan::Business),
@@ -137,6 +151,7 @@ mod tests {
         let app = Caller {
             appid: "p".into(),
             scope: AppScope::Platform,
+            request_id: None,
         };
         assert_eq!(
             app.may_touch(&org(Plan::Free, Some("p")), Plan::Flagship),

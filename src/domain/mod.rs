@@ -7,6 +7,7 @@
 
 pub mod access;
 pub mod directory;
+pub mod events;
 pub mod scim;
 pub mod sync;
 pub mod values;
@@ -39,6 +40,14 @@ pub enum RuleError {
     ContactsUserNotFound,
     #[error("no admin seat is left")]
     ExceedUserLimit,
+    #[error(
+        "events after this cursor were removed by retention; read the directory again, then \
+         the feed from after={resume_after}"
+    )]
+    EventsExpired {
+        /// The last event written when the cursor was refused.
+        resume_after: i64,
+    },
 }
 
 impl RuleError {

@@ -261,6 +261,9 @@ impl From<RuleError> for ApiError {
             RuleError::GroupNotEmpty => (S::CONFLICT, Code::InvalidArgument, "group_not_empty"),
             RuleError::GroupCycle => (S::CONFLICT, Code::InvalidArgument, "group_cycle"),
             RuleError::ExceedUserLimit => (S::CONFLICT, Code::InvalidArgument, "exceed_user_limit"),
+            RuleError::EventsExpired { .. } => {
+                (S::BAD_REQUEST, Code::InvalidArgument, "events_expired")
+            }
         };
         ApiError::new(status, code, error_type, message)
     }
@@ -474,16 +477,23 @@ fn request_id_of(request: &Request) -> Uuid {
         .unwrap_or_else(Uuid::new_v4)
 }
 
+/// The id of the request being served, for handlers (changes store it with their events).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Gives every request its id, renders the envelope (with HTTP 200 in [`HttpStatus::Ok`] mode),
 /// and writes one log line per request. The query string is never logged: it carries secrets
 /// and tokens.
 pub async fn envelope_middleware(
     State(mode): State<HttpStatus>,
-    request: Request,
+    mut request: Request,
     next: Next,
 ) -> Response {
     let started = Instant::now();
     let request_id = request_id_of(&request).to_string();
+    request
+        .extensions_mut()
+        .insert(RequestId(request_id.clone()));
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();
 

@@ -207,7 +207,11 @@ impl FromRequestParts<AppState> for Authenticated {
             None => bearer.unwrap_or_default(),
         };
         let appid = query.single("appid")?.filter(|appid| !appid.is_empty());
-        let caller = state.service.authenticate(token, appid).await?;
+        let mut caller = state.service.authenticate(token, appid).await?;
+        caller.request_id = parts
+            .extensions
+            .get::<super::envelope::RequestId>()
+            .map(|id| id.0.clone());
         Ok(Authenticated(caller))
     }
 }

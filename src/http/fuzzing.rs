@@ -127,8 +127,9 @@ static ROUTES: LazyLock<Vec<(&'static str, String)>> = LazyLock::new(|| {
     routes
 });
 
-/// Query parameter names the API reads, plus a stranger.
-const PARAMETERS: [&str; 18] = [
+/// Query parameter names the API reads, plus a stranger (not the feed's `wait`, which holds a
+/// call for up to a minute by design).
+const PARAMETERS: [&str; 20] = [
     "page",
     "per_page",
     "parent_id",
@@ -143,6 +144,8 @@ const PARAMETERS: [&str; 18] = [
     "dry_run",
     "allow_mass_delete",
     "grant_type",
+    "after",
+    "limit",
     "secret",
     "appid",
     "access_token",

@@ -76,6 +76,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         (name = "groups", description = "The tree of groups of a directory (§5)."),
         (name = "members", description = "Members of a directory and their groups (§6)."),
         (name = "sync", description = "Directory sync from a snapshot (§8, an extension)."),
+        (name = "events", description = "The change feed of a directory (§11, an extension)."),
         (name = "operations", description = "Health and this description (§9)."),
     ),
 )]

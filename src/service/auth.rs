@@ -263,6 +263,7 @@ impl Service {
                 None => AppScope::Platform,
             },
             appid: record.appid,
+            request_id: None,
         })
     }
 

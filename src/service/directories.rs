@@ -15,11 +15,13 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use tokio::sync::Mutex as AsyncMutex;
+use tokio::sync::{Mutex as AsyncMutex, Notify};
 
 use super::{ServiceError, ServiceResult, unix_now};
 use crate::domain::RuleError;
+use crate::domain::access::Caller;
 use crate::domain::directory::{Change, Directory};
+use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::store::{Store, StoreError, TeamRecord};
 
@@ -51,6 +53,10 @@ struct Slot {
     total: Arc<AtomicUsize>,
     /// When the copy was last used, on the cache's clock.
     used: AtomicU64,
+    /// Woken when this process commits a change of the team (callers waiting for events).
+    committed: Notify,
+    /// Callers waiting on `committed`.
+    waiting: AtomicUsize,
 }
 
 impl Slot {
@@ -96,6 +102,8 @@ pub(super) struct Directories {
     total: Arc<AtomicUsize>,
     /// A tick per use, for least-recently-used eviction.
     clock: AtomicU64,
+    /// Callers of every team waiting for a commit ([`Directories::park`]).
+    waiting: Arc<AtomicUsize>,
 }
 
 impl Directories {
@@ -105,6 +113,7 @@ impl Directories {
             budget,
             total: Arc::new(AtomicUsize::new(0)),
             clock: AtomicU64::new(0),
+            waiting: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -124,6 +133,8 @@ impl Directories {
                     bytes: AtomicUsize::new(0),
                     total: self.total.clone(),
                     used: AtomicU64::new(0),
+                    committed: Notify::new(),
+                    waiting: AtomicUsize::new(0),
                 })
             })
             .clone();
@@ -211,14 +222,30 @@ impl Directories {
         Ok(read(directory)?)
     }
 
-    /// Decide a change with `decide` on a current copy and commit it. `decide` may run more than
-    /// once (after a lost race) and returns the changes plus a value for the caller; the caller
-    /// also gets the ids of created groups.
+    /// Decide a change with `decide` on a current copy and commit it with its events, made by
+    /// `origin`. `decide` may run more than once (after a lost race) and returns the changes
+    /// plus a value for the caller; the caller also gets the ids of created groups.
     pub(super) async fn write<R>(
         &self,
         store: &dyn Store,
         team: &TeamRecord,
+        origin: Origin<'_>,
         decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
+    ) -> ServiceResult<(R, Vec<GroupId>)> {
+        self.write_summarized(store, team, origin, |d| {
+            decide(d).map(|(changes, value)| (changes, None, value))
+        })
+        .await
+    }
+
+    /// [`Directories::write`] whose decision may add an event of its own after those of its
+    /// changes (a sync's summary).
+    pub(super) async fn write_summarized<R>(
+        &self,
+        store: &dyn Store,
+        team: &TeamRecord,
+        origin: Origin<'_>,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, Option<Draft>, R)>,
     ) -> ServiceResult<(R, Vec<GroupId>)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
@@ -237,9 +264,14 @@ impl Directories {
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
-                (decide(directory), directory.version())
+                let decided = decide(directory).map(|(changes, summary, value)| {
+                    let mut drafts = events::derive(directory, &changes, origin.profiles);
+                    drafts.extend(summary);
+                    (changes, drafts, value)
+                });
+                (decided, directory.version())
             };
-            let (changes, value) = match decided {
+            let (changes, drafts, value) = match decided {
                 Ok(decided) => decided,
                 // The team record may be up to the read-cache time old, so the copy may miss
                 // a change committed through another process (the parent a write names, say).
@@ -259,8 +291,13 @@ impl Directories {
             if changes.is_empty() {
                 return Ok((value, Vec::new()));
             }
-            match store.apply(team_id, expected, &changes, unix_now()).await {
+            let events = (&origin.actor, drafts.as_slice());
+            match store
+                .apply(team_id, expected, &changes, events, unix_now())
+                .await
+            {
                 Ok(applied) => {
+                    slot.committed.notify_waiters();
                     let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
                     if let Some(directory) = guard.as_mut() {
                         directory.apply(&changes, &applied.created, applied.version);
@@ -279,5 +316,69 @@ impl Directories {
             }
         }
         Err(ServiceError::Busy)
+    }
+
+    /// A place among the callers waiting for the team's next commit in this process, unless
+    /// the team already has `per_team` of them or the process `most`.
+    pub(super) fn park(&self, team_id: TeamId, per_team: usize, most: usize) -> Option<Parked> {
+        let slot = self.slot(team_id);
+        let total = self.waiting.fetch_add(1, Ordering::AcqRel);
+        let team = slot.waiting.fetch_add(1, Ordering::AcqRel);
+        let parked = Parked {
+            slot,
+            waiting: self.waiting.clone(),
+        };
+        (total < most && team < per_team).then_some(parked)
+    }
+}
+
+/// Who makes a write, and what the members' names were before it (the copy holds none).
+pub(super) struct Origin<'a> {
+    pub actor: Actor,
+    pub profiles: &'a dyn PriorProfiles,
+}
+
+impl Origin<'static> {
+    /// An app's change through the API, with no names known before it.
+    pub(super) fn app(caller: &Caller) -> Origin<'static> {
+        Origin {
+            actor: caller.actor(ActorKind::App),
+            profiles: &(),
+        }
+    }
+
+    /// A SCIM client's change.
+    pub(super) fn scim() -> Origin<'static> {
+        Origin {
+            actor: Actor {
+                kind: ActorKind::Scim,
+                appid: None,
+                request_id: None,
+            },
+            profiles: &(),
+        }
+    }
+}
+
+/// A caller waiting for a team's next commit; leaves its place when dropped.
+pub(super) struct Parked {
+    slot: Arc<Slot>,
+    waiting: Arc<AtomicUsize>,
+}
+
+impl Parked {
+    /// Resolves at the team's next commit in this process (registered at once, so a commit
+    /// between this call and the await is not missed).
+    pub(super) fn committed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.slot.committed.notified());
+        notified.as_mut().enable();
+        notified
+    }
+}
+
+impl Drop for Parked {
+    fn drop(&mut self) {
+        self.slot.waiting.fetch_sub(1, Ordering::AcqRel);
+        self.waiting.fetch_sub(1, Ordering::AcqRel);
     }
 }

@@ -1,5 +1,6 @@
 //! Group operations (§5): list, get, create, update or move, batch delete.
 
+use super::directories::Origin;
 use super::quotas::Growth;
 use super::{Service, ServiceResult, unix_now};
 use crate::domain::RuleError;
@@ -77,7 +78,7 @@ impl Service {
         };
         let ((), created) = self
             .directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, Origin::app(caller), |d| {
                 d.check_create(request.parent_id, &request.remote_id, max_depth)?;
                 quota.check(d, one_more)?;
                 let group = new_group(
@@ -104,7 +105,7 @@ impl Service {
         let team = self.team_for(caller, team_id).await?;
         let max_depth = self.settings.max_group_depth;
         self.directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, Origin::app(caller), |d| {
                 d.check_update(
                     group_id,
                     update.from_id,
@@ -143,7 +144,7 @@ impl Service {
         ids.dedup();
         let team = self.team_for(caller, team_id).await?;
         self.directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, Origin::app(caller), |d| {
                 d.check_delete(&ids)?;
                 let now = unix_now();
                 let changes = ids

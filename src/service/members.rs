@@ -2,10 +2,12 @@
 
 use std::collections::HashMap;
 
+use super::directories::Origin;
 use super::quotas::Growth;
 use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
+use crate::domain::events::{ActorKind, PriorProfiles};
 use crate::domain::values::{GroupId, Page, ROOT_GROUP, Role, Source, TeamId, UserId};
 use crate::store::MemberDetails;
 
@@ -40,6 +42,23 @@ fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: &[GroupId])
             source: Source::Api,
         },
         groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
+    }
+}
+
+/// One member's name and avatar before a change.
+struct Prior<'a>(UserId, &'a MemberDetails);
+
+impl PriorProfiles for Prior<'_> {
+    fn prior(&self, user_id: UserId) -> Option<(&str, &str)> {
+        (user_id == self.0).then_some((self.1.nickname.as_str(), self.1.avatar.as_str()))
+    }
+}
+
+/// An app's change of member `user_id`, whose details were `prior`.
+fn origin<'a>(caller: &Caller, prior: &'a Prior<'a>) -> Origin<'a> {
+    Origin {
+        actor: caller.actor(ActorKind::App),
+        profiles: prior,
     }
 }
 
@@ -78,8 +97,9 @@ impl Service {
             avatar: String::new(),
         });
         let quota = self.team_quota(&team).await?;
+        let prior = Prior(user_id, &details);
         self.directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, origin(caller, &prior), |d| {
                 let admission = d.check_admission(user_id, group_id, role)?;
                 if admission.joins_directory {
                     let one_more = Growth {
@@ -105,15 +125,17 @@ impl Service {
         update: &MemberUpdate,
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
-        let mut details = self.details_of(team_id, user_id).await?;
+        let before = self.details_of(team_id, user_id).await?;
+        let mut details = before.clone();
         if let Some(nickname) = &update.nickname {
             details.nickname = nickname.clone();
         }
         if let Some(avatar) = &update.avatar {
             details.avatar = avatar.clone();
         }
+        let prior = Prior(user_id, &before);
         self.directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, origin(caller, &prior), |d| {
                 let placement =
                     d.check_member_update(user_id, update.group_ids.as_deref(), update.role)?;
                 Ok((
@@ -135,8 +157,9 @@ impl Service {
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
         let details = self.details_of(team_id, user_id).await?;
+        let prior = Prior(user_id, &details);
         self.directories
-            .write(&*self.store, &team, |d| {
+            .write(&*self.store, &team, origin(caller, &prior), |d| {
                 let change = match d.check_removal(user_id, group_id)? {
                     None => Change::RemoveMember(user_id),
                     Some(groups) => {

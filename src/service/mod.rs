@@ -6,6 +6,7 @@
 
 mod auth;
 mod directories;
+mod events;
 mod groups;
 mod members;
 mod orgs;
@@ -21,6 +22,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use thiserror::Error;
 
 pub use auth::{Credentials, IssuedToken};
+pub use events::{EventFeed, EventSettings};
 pub use groups::{GroupUpdate, NewGroupRequest};
 pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
@@ -73,6 +75,8 @@ pub struct ServiceSettings {
     pub cache_memory: usize,
     /// Default quotas of every team and platform app.
     pub quotas: QuotaSettings,
+    /// The change feed's retention and waiting callers.
+    pub events: EventSettings,
 }
 
 impl Default for ServiceSettings {
@@ -89,6 +93,7 @@ impl Default for ServiceSettings {
             max_syncs_per_team: 1,
             cache_memory: DEFAULT_CACHE_MEMORY_MB << 20,
             quotas: QuotaSettings::default(),
+            events: EventSettings::default(),
         }
     }
 }

@@ -14,9 +14,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
+use super::directories::Origin;
 use super::quotas::Growth;
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
+use crate::domain::events::{self, ActorKind};
 use crate::domain::sync::{self, MemberState, Snapshot, SyncOptions, SyncRefusal, SyncReport};
 use crate::domain::values::{TeamId, UserId};
 use crate::store::{NewUser, TeamRecord};
@@ -160,7 +162,7 @@ impl Service {
         if !dry_run && missing.is_empty() {
             // Every user exists: decide once, under the write gate.
             return self
-                .commit_sync(&team, snapshot, options, &users, &members, started)
+                .commit_sync(caller, &team, snapshot, options, &users, &members, started)
                 .await;
         }
         let quota = self.team_quota(&team).await?;
@@ -206,13 +208,16 @@ impl Service {
         }
         // A million pending users are a hundred megabytes: gone before the plan is made again.
         drop(missing);
-        self.commit_sync(&team, snapshot, options, &users, &members, started)
+        self.commit_sync(caller, &team, snapshot, options, &users, &members, started)
             .await
     }
 
-    /// Decide the snapshot on a current copy under the team's write gate and commit it.
+    /// Decide the snapshot on a current copy under the team's write gate and commit it, with
+    /// an event per object changed and a summary.
+    #[allow(clippy::too_many_arguments)]
     async fn commit_sync(
         &self,
+        caller: &Caller,
         team: &TeamRecord,
         snapshot: &Snapshot,
         options: SyncOptions,
@@ -223,9 +228,13 @@ impl Service {
         let max_depth = self.settings.max_group_depth;
         let now = unix_now();
         let quota = self.team_quota(team).await?;
+        let origin = Origin {
+            actor: caller.actor(ActorKind::Sync),
+            profiles: members,
+        };
         let (planned, _) = self
             .directories
-            .write(&*self.store, team, |d| {
+            .write_summarized(&*self.store, team, origin, |d| {
                 tracing::info!(
                     team_id = team.access.team_id,
                     elapsed_ms = started.elapsed().as_millis() as u64,
@@ -240,9 +249,10 @@ impl Service {
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "sync: writing the changes"
                         );
-                        Ok((changes, Ok(report)))
+                        let summary = serde_json::to_value(&report).ok().map(events::sync_summary);
+                        Ok((changes, summary, Ok(report)))
                     }
-                    Err(refusal) => Ok((Vec::new(), Err(refusal))),
+                    Err(refusal) => Ok((Vec::new(), None, Err(refusal))),
                 }
             })
             .await?;
@@ -287,6 +297,7 @@ impl Service {
         Ok(Caller {
             appid,
             scope: crate::domain::access::AppScope::Team(org_id),
+            request_id: None,
         })
     }
 }

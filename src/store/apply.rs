@@ -1,7 +1,8 @@
 //! The skeleton of [`DirectoryStore::apply`](super::DirectoryStore::apply), the same on both
 //! backends: cut the changes into runs that can be written together, give created groups their
 //! ids, resolve the groups each change names, and hand each run to the backend's
-//! [`ChangeWriter`]. What differs (how the version is checked and the team locked, how ids are
+//! [`ChangeWriter`], then number the batch's events and write them ([`write_events`]) in the same
+//! transaction. What differs (how the version is checked and the team locked, how ids are
 //! drawn, how a run becomes statements) is the backend's, behind that trait.
 
 use std::collections::HashSet;
@@ -10,6 +11,7 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::domain::directory::{Change, Group, GroupRef, MemberRow};
+use crate::domain::events::{Actor, Draft, NewEvent};
 use crate::domain::values::{GroupId, UserId};
 
 /// A group to insert, with its id and its parent's id resolved.
@@ -39,6 +41,42 @@ pub(crate) trait ChangeWriter: Send {
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()>;
     /// Remove members (no user twice) and their memberships.
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()>;
+    /// Take the team's next `n` event numbers; answers the last (see
+    /// [`TAKE_SEQS`](super::events::TAKE_SEQS)).
+    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64>;
+    /// Insert events numbered from `first_seq` on, at most [`ChangeWriter::BATCH_EVENTS`].
+    async fn insert_events(
+        &mut self,
+        first_seq: i64,
+        actor: &Actor,
+        events: &[NewEvent],
+    ) -> StoreResult<()>;
+    /// The most events written by one statement.
+    const BATCH_EVENTS: usize;
+}
+
+/// Number the events of a batch of `changes` whose created groups got the ids `created`, and
+/// write them.
+pub(crate) async fn write_events<W: ChangeWriter>(
+    writer: &mut W,
+    actor: &Actor,
+    drafts: &[Draft],
+    changes: &[Change],
+    created: &[GroupId],
+) -> StoreResult<()> {
+    if drafts.is_empty() {
+        return Ok(());
+    }
+    let mut next = writer.take_seqs(drafts.len()).await? - drafts.len() as i64 + 1;
+    for chunk in drafts.chunks(W::BATCH_EVENTS) {
+        let events: Vec<NewEvent> = chunk
+            .iter()
+            .map(|draft| draft.resolve(changes, created))
+            .collect();
+        writer.insert_events(next, actor, &events).await?;
+        next += chunk.len() as i64;
+    }
+    Ok(())
 }
 
 /// Write `changes` in order through `writer`; answers the ids of the created groups, in order.

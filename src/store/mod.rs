@@ -15,6 +15,7 @@
 
 mod apply;
 mod backend;
+pub mod events;
 pub mod postgres;
 pub mod quotas;
 mod rows;
@@ -27,6 +28,7 @@ use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Directory};
+use crate::domain::events::{Actor, Draft};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
 
@@ -266,13 +268,15 @@ pub struct Applied {
 pub trait DirectoryStore: Send + Sync {
     /// The team's whole directory, read in one consistent snapshot (`None`: no such team).
     async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>>;
-    /// Write `changes` in one transaction if the team's version is still `expected_version`,
-    /// and bump the version; otherwise write nothing and answer [`StoreError::Conflict`].
+    /// Write `changes` and their events (`drafts`, made by `actor`) in one transaction if the
+    /// team's version is still `expected_version`, and bump the version; otherwise write
+    /// nothing and answer [`StoreError::Conflict`].
     async fn apply(
         &self,
         team_id: TeamId,
         expected_version: i64,
         changes: &[Change],
+        events: (&Actor, &[Draft]),
         now: i64,
     ) -> StoreResult<Applied>;
 }
@@ -280,7 +284,13 @@ pub trait DirectoryStore: Send + Sync {
 /// Everything the service needs from a backend.
 #[async_trait]
 pub trait Store:
-    AppStore + OrgStore + UserStore + DirectoryStore + quotas::QuotaStore + scim::ScimStore
+    AppStore
+    + OrgStore
+    + UserStore
+    + DirectoryStore
+    + quotas::QuotaStore
+    + scim::ScimStore
+    + events::EventStore
 {
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;

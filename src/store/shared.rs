@@ -74,6 +74,7 @@ macro_rules! impl_store {
         const _: () = {
             use $crate::domain::access::OrgAccess;
             use $crate::domain::directory::{Change, Directory};
+            use $crate::domain::events::{Actor, Draft};
             use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
             use $crate::store::backend::{Backend, BackendDirectory, BackendOrgs, BackendUsers};
@@ -415,6 +416,7 @@ macro_rules! impl_store {
                     team_id: TeamId,
                     expected_version: i64,
                     changes: &[Change],
+                    (actor, drafts): (&Actor, &[Draft]),
                     now: i64,
                 ) -> StoreResult<Applied> {
                     let Some(mut writer) = self.start_apply(team_id, expected_version, now).await?
@@ -422,6 +424,7 @@ macro_rules! impl_store {
                         return Err(StoreError::Conflict);
                     };
                     let created = apply::write_changes(&mut writer, changes).await?;
+                    apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
                     let version = Self::finish_apply(writer).await?;
                     Ok(Applied { created, version })
                 }

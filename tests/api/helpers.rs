@@ -176,6 +176,11 @@ impl TestAppBuilder {
         self
     }
 
+    pub fn events(mut self, events: contactsd::service::EventSettings) -> Self {
+        self.service.events = events;
+        self
+    }
+
     pub fn max_group_depth(mut self, depth: u32) -> Self {
         self.service.max_group_depth = depth;
         self
@@ -481,7 +486,7 @@ fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [
     let status = match error_type {
         "" => 200,
         "invalid_argument" if message.contains("too large") => 413,
-        "invalid_argument" => 400,
+        "invalid_argument" | "events_expired" => 400,
         "group_too_deep"
         | "default_group_be_modified"
         | "group_not_empty"

@@ -9,6 +9,7 @@ mod abuse;
 mod clients;
 mod concurrency;
 mod connections;
+mod events;
 mod foundation;
 mod groups;
 mod helpers;

@@ -244,6 +244,45 @@ async fn the_sync_command_reads_csv_and_json_and_admin_check_finds_nothing_wrong
     assert!(ok);
     assert_eq!(report["members_unchanged"], 2);
 
+    // The audit trail shows what the first sync did, and pages by `--after`.
+    let (ok, trail, stderr) = run(&database.url, &["admin", "events", "--team-id", &team]).await;
+    assert!(ok, "{stderr}");
+    let kinds: Vec<&str> = trail["events"]
+        .as_array()
+        .expect("events")
+        .iter()
+        .filter_map(|event| event["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "group.created",
+            "group.created",
+            "member.added",
+            "member.added",
+            "sync.applied"
+        ]
+    );
+    assert_eq!(trail["events"][4]["actor"]["kind"], "sync");
+    assert_eq!(trail["next"], 5);
+    let args = [
+        "admin",
+        "events",
+        "--team-id",
+        &team,
+        "--after",
+        "3",
+        "--limit",
+        "1",
+    ];
+    let (ok, page, _) = run(&database.url, &args).await;
+    assert!(ok);
+    assert_eq!(page["events"][0]["seq"], 4);
+    assert_eq!(page["next"], 4);
+    let (ok, _, stderr) = run(&database.url, &["admin", "events", "--team-id", "999"]).await;
+    assert!(!ok);
+    assert!(stderr.contains("no team 999"), "{stderr}");
+
     // A bad snapshot changes nothing and says why.
     let bad = dir.path().join("bad.json");
     std::fs::write(

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use contactsd::domain::access::Plan;
 use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
+use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{Role, Source};
 use contactsd::store::{
@@ -17,6 +18,16 @@ use contactsd::store::{
 use crate::helpers::TestDatabase;
 
 const NOW: i64 = 1_700_000_000;
+
+/// A write with no events (the store's own tests; events are tested through the API).
+fn no_events() -> (&'static Actor, &'static [Draft]) {
+    static ADMIN: Actor = Actor {
+        kind: ActorKind::Admin,
+        appid: None,
+        request_id: None,
+    };
+    (&ADMIN, &[])
+}
 /// The first ids both backends hand out (orgs, users, respondents).
 const FIRST_ORG_ID: i64 = 60_000_000_001;
 const FIRST_USER_ID: i64 = 100_000_001;
@@ -488,6 +499,7 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
                 put(ann, "Ann in Acme", &[GroupRef::New(1)]),
                 put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
             ],
+            no_events(),
             NOW,
         )
         .await
@@ -550,6 +562,7 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
                 },
                 Change::RemoveMember(bob),
             ],
+            no_events(),
             NOW,
         )
         .await
@@ -577,14 +590,20 @@ async fn a_write_against_an_old_version_writes_nothing() {
         group: group(name, "", 0),
     };
     store
-        .apply(team_id, 0, &[create("First")], NOW)
+        .apply(team_id, 0, &[create("First")], no_events(), NOW)
         .await
         .expect("apply");
-    let stale = store.apply(team_id, 0, &[create("Second")], NOW).await;
+    let stale = store
+        .apply(team_id, 0, &[create("Second")], no_events(), NOW)
+        .await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
-    let ahead = store.apply(team_id, 7, &[create("Third")], NOW).await;
+    let ahead = store
+        .apply(team_id, 7, &[create("Third")], no_events(), NOW)
+        .await;
     assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
-    let missing = store.apply(999_999, 0, &[create("Fourth")], NOW).await;
+    let missing = store
+        .apply(999_999, 0, &[create("Fourth")], no_events(), NOW)
+        .await;
     assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
     let names: Vec<String> = stored_groups(&*store, team_id)
         .await
@@ -628,6 +647,7 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
                 Change::RemoveMember(bob),
                 Change::RemoveMember(cid),
             ],
+            no_events(),
             NOW,
         )
         .await
@@ -657,6 +677,7 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
                 Change::RemoveMember(ann),
                 put(ann, "back", &[]),
             ],
+            no_events(),
             NOW,
         )
         .await
@@ -694,6 +715,7 @@ async fn member_names_fall_back_to_the_users_own() {
                     groups: vec![],
                 },
             ],
+            no_events(),
             NOW,
         )
         .await
@@ -776,7 +798,7 @@ async fn dangling_references_are_counted_per_kind_and_team() {
         panic!("one user")
     };
     store
-        .apply(team_id, 0, &[put(ann, "", &[])], NOW)
+        .apply(team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
         .await
         .expect("apply");
     assert_eq!(store.dangling_references().await.expect("check"), vec![]);

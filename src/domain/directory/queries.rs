@@ -99,6 +99,11 @@ impl Directory {
             .ok_or(RuleError::GroupNotFound)
     }
 
+    /// A stored group's row, tombstones included.
+    pub fn stored_group(&self, id: GroupId) -> Option<&Group> {
+        self.groups.get(&id).map(|node| &node.group)
+    }
+
     /// A valid group's row by its remote id.
     pub fn group_by_remote_id(&self, remote_id: &str) -> Option<&Group> {
         self.by_remote

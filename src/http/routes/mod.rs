@@ -9,6 +9,7 @@
 //! also holds the parameter and data types several resources share.
 
 pub mod auth;
+pub mod events;
 mod group_page;
 pub mod groups;
 pub mod members;
@@ -41,6 +42,7 @@ pub fn resources() -> OpenApiRouter<AppState> {
         .merge(groups::routes())
         .merge(members::routes())
         .merge(sync::routes())
+        .merge(events::routes())
         .routes(routes!(health))
 }
 

@@ -16,6 +16,7 @@ use crate::domain::scim::patch::{self, Operation};
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute};
 use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
+use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::TeamRecord;
 
@@ -381,7 +382,7 @@ impl Service {
         let max_depth = self.settings.max_group_depth;
         let ((), created) = self
             .directories
-            .write(&*self.store, team, |d| {
+            .write(&*self.store, team, Origin::scim(), |d| {
                 Ok((decide(d, target, &want, &ids, &profiles, max_depth)?, ()))
             })
             .await?;
@@ -451,7 +452,7 @@ impl Service {
             .await?;
         let profiles = self.member_rows_of(team, &members).await?;
         self.directories
-            .write(&*self.store, team, |d| {
+            .write(&*self.store, team, Origin::scim(), |d| {
                 let now = unix_now();
                 let mut group = d.group(id)?.group;
                 let mut changes = Vec::new();

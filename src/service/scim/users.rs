@@ -10,6 +10,7 @@ use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::{self, Operation};
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA};
 use crate::domain::values::{MAX_NAME_CHARS, Role, Source, UserId};
+use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::TeamRecord;
 use crate::store::scim::ScimUserRecord;
@@ -190,7 +191,7 @@ impl Service {
         let active = record.active;
         let nickname = nickname_of(&stored);
         self.directories
-            .write(&*self.store, team, |d| {
+            .write(&*self.store, team, Origin::scim(), |d| {
                 let placement = d.placement(user_id);
                 let change = match (active, placement) {
                     (true, placement) => Change::PutMember {
@@ -282,7 +283,7 @@ impl Service {
         check_version(&self.scim_get_user(team, id, location).await?, if_match)?;
         let user_id: UserId = current.user_id;
         self.directories
-            .write(&*self.store, team, |d| {
+            .write(&*self.store, team, Origin::scim(), |d| {
                 Ok(match d.placement(user_id) {
                     Some(_) => (vec![Change::RemoveMember(user_id)], ()),
                     None => (Vec::new(), ()),

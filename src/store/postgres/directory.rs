@@ -8,11 +8,12 @@ use futures_util::TryStreamExt;
 
 use super::{PostgresStore, apply_error};
 use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
 use crate::store::backend::{BackendDirectory, Tx};
 use crate::store::rows::{GroupRow, role_of};
-use crate::store::{StoreResult, shared};
+use crate::store::{StoreResult, events, shared};
 
 #[async_trait]
 impl BackendDirectory for PostgresStore {
@@ -243,5 +244,51 @@ impl ChangeWriter for PgWriter {
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
         self.delete_users("memberships", users).await?;
         self.delete_users("members", users).await
+    }
+
+    /// One statement over arrays per 50,000 events.
+    const BATCH_EVENTS: usize = 50_000;
+
+    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64> {
+        sqlx::query_scalar(events::TAKE_SEQS)
+            .bind(n as i64)
+            .bind(self.team_id)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(apply_error)
+    }
+
+    async fn insert_events(
+        &mut self,
+        first_seq: i64,
+        actor: &Actor,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        let text = |get: fn(&NewEvent) -> Option<&str>| events.iter().map(get).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
+             object_kind, object_id, remote_id, before, after) \
+             SELECT $1, $2 + e.n - 1, $3, e.type, $4, $5, $6, e.object_kind, e.object_id, \
+             e.remote_id, e.before, e.after \
+             FROM UNNEST($7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], \
+             $12::TEXT[]) WITH ORDINALITY \
+             AS e (type, object_kind, object_id, remote_id, before, after, n)",
+        )
+        .bind(self.team_id)
+        .bind(first_seq)
+        .bind(self.now)
+        .bind(actor.kind.as_str())
+        .bind(actor.appid.as_deref())
+        .bind(actor.request_id.as_deref())
+        .bind(text(|e| Some(e.event_type)))
+        .bind(text(|e| Some(e.object_kind)))
+        .bind(events.iter().map(|e| e.object_id).collect::<Vec<_>>())
+        .bind(text(|e| e.remote_id.as_deref()))
+        .bind(text(|e| e.before.as_deref()))
+        .bind(text(|e| e.after.as_deref()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
     }
 }

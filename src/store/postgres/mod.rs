@@ -127,6 +127,7 @@ impl Backend for PostgresStore {
 }
 
 shared::impl_store!(PostgresStore);
+crate::store::events::impl_event_store!(PostgresStore);
 
 /// An error inside `apply`: see the module documentation.
 fn apply_error(error: sqlx::Error) -> StoreError {

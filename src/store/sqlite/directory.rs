@@ -8,11 +8,12 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
 use crate::store::backend::{Backend, BackendDirectory, Tx};
 use crate::store::rows::role_of;
-use crate::store::{StoreResult, shared};
+use crate::store::{StoreResult, events, shared};
 
 /// A group row as the bulk read encodes it (`is_valid` is an integer in SQLite's JSON).
 type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
@@ -254,6 +255,50 @@ impl ChangeWriter for SqliteWriter {
         )
         .bind(self.team_id)
         .bind(json_ids(users)?)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Twelve values a row, within SQLite's 32,766 bound parameters.
+    const BATCH_EVENTS: usize = 2000;
+
+    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64> {
+        Ok(sqlx::query_scalar(events::TAKE_SEQS)
+            .bind(n as i64)
+            .bind(self.team_id)
+            .fetch_one(&mut *self.tx)
+            .await?)
+    }
+
+    async fn insert_events(
+        &mut self,
+        first_seq: i64,
+        actor: &Actor,
+        events: &[NewEvent],
+    ) -> StoreResult<()> {
+        let (team_id, now) = (self.team_id, self.now);
+        let mut seq = first_seq;
+        QueryBuilder::<Sqlite>::new(
+            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
+             object_kind, object_id, remote_id, before, after) ",
+        )
+        .push_values(events, |mut row, event| {
+            row.push_bind(team_id)
+                .push_bind(seq)
+                .push_bind(now)
+                .push_bind(event.event_type)
+                .push_bind(actor.kind.as_str())
+                .push_bind(actor.appid.as_deref())
+                .push_bind(actor.request_id.as_deref())
+                .push_bind(event.object_kind)
+                .push_bind(event.object_id)
+                .push_bind(event.remote_id.as_deref())
+                .push_bind(event.before.as_deref())
+                .push_bind(event.after.as_deref());
+            seq += 1;
+        })
+        .build()
         .execute(&mut *self.tx)
         .await?;
         Ok(())

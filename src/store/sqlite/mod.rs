@@ -82,6 +82,7 @@ impl Backend for SqliteStore {
 }
 
 shared::impl_store!(SqliteStore);
+crate::store::events::impl_event_store!(SqliteStore);
 
 /// Rows per chunk of a [`bulk_read`].
 const BULK_CHUNK: i64 = 100_000;
