@@ -43,6 +43,18 @@ struct Cli {
     #[arg(long, env = "CONTACTSD_DB_POOL_SIZE", default_value_t = store::StoreSettings::default().pool_size, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     db_pool_size: u32,
 
+    /// SQLite only: `full` (an acknowledged write survives a power loss) or `normal` (faster
+    /// writes; the last acknowledged writes may be lost on power loss or an operating-system
+    /// crash, never on a crash of the process).
+    #[arg(
+        long,
+        env = "CONTACTSD_SQLITE_SYNCHRONOUS",
+        value_enum,
+        default_value = "full",
+        global = true
+    )]
+    sqlite_synchronous: store::SqliteSynchronous,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(
         long,
@@ -93,6 +105,7 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let store_settings = store::StoreSettings {
         pool_size: cli.db_pool_size,
+        sqlite_synchronous: cli.sqlite_synchronous,
     };
     let store = store::open(&cli.db, &store_settings)
         .await

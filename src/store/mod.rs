@@ -333,19 +333,39 @@ pub struct StoreSettings {
     /// and four reading connections). Size it so that processes × pool size stays below the
     /// server's `max_connections`.
     pub pool_size: u32,
+    /// When SQLite reports a commit done (PostgreSQL ignores it; it keeps its server's
+    /// `synchronous_commit`, `on` by default).
+    pub sqlite_synchronous: SqliteSynchronous,
 }
 
 impl Default for StoreSettings {
     fn default() -> Self {
-        StoreSettings { pool_size: 10 }
+        StoreSettings {
+            pool_size: 10,
+            sqlite_synchronous: SqliteSynchronous::Full,
+        }
     }
+}
+
+/// SQLite's `synchronous` setting, in WAL mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SqliteSynchronous {
+    /// Each commit is synced to disk before it is acknowledged: an acknowledged write survives
+    /// a power loss or an operating-system crash.
+    Full,
+    /// Commits are synced at checkpoints only: an acknowledged write survives a crash of the
+    /// process, but the last ones may be lost on power loss or an operating-system crash (the
+    /// file is never corrupted).
+    Normal,
 }
 
 /// Open and migrate the database named by `url`: `sqlite:` (the file is created if missing) or
 /// `postgres://` / `postgresql://` (the database must exist).
 pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(url).await?))
+        Ok(std::sync::Arc::new(
+            sqlite::SqliteStore::open(url, settings.sqlite_synchronous).await?,
+        ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(
             postgres::PostgresStore::open(url, settings.pool_size).await?,

@@ -452,6 +452,34 @@ async fn sigterm_lets_the_requests_in_flight_finish() {
 }
 
 #[tokio::test]
+async fn the_sqlite_synchronous_setting_takes_full_or_normal_only() {
+    let database = TestDatabase::fresh().await;
+    for value in ["full", "normal"] {
+        let (ok, org, stderr) = run(
+            &database.url,
+            &[
+                "--sqlite-synchronous",
+                value,
+                "admin",
+                "create-org",
+                "--name",
+                "Acme",
+            ],
+        )
+        .await;
+        assert!(ok, "{value}: {stderr}");
+        assert!(org["team_id"].is_i64(), "{org}");
+    }
+    let (ok, _, stderr) = run(
+        &database.url,
+        &["--sqlite-synchronous", "off", "admin", "check"],
+    )
+    .await;
+    assert!(!ok, "an unknown level is refused");
+    assert!(stderr.contains("--sqlite-synchronous"), "{stderr}");
+}
+
+#[tokio::test]
 async fn a_flag_wins_over_its_environment_variable() {
     let database = TestDatabase::fresh().await;
     let (appid, secret, team) = create_org(&database.url).await;

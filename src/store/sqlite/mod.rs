@@ -1,6 +1,7 @@
 //! The embedded SQLite backend, the default.
 //!
-//! One file, WAL journal, a busy timeout so that the command line and the server can share the
+//! One file, WAL journal, `synchronous=FULL` unless told otherwise ([`super::SqliteSynchronous`]),
+//! a busy timeout so that the command line and the server can share the
 //! file, foreign keys on. Writes go through a pool of exactly one connection and start with
 //! `BEGIN IMMEDIATE`, so writers queue in this process instead of failing with `SQLITE_BUSY`;
 //! reads use a separate pool and see the last committed state. Being the only writer, the store
@@ -40,11 +41,17 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(url: &str) -> StoreResult<SqliteStore> {
+    pub async fn open(
+        url: &str,
+        synchronous: super::SqliteSynchronous,
+    ) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            .synchronous(match synchronous {
+                super::SqliteSynchronous::Full => SqliteSynchronous::Full,
+                super::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
+            })
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
