@@ -10,6 +10,7 @@
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
 //! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes).
 
+mod commits;
 mod directory;
 mod orgs;
 mod quotas;
@@ -27,6 +28,7 @@ use sqlx::{Sqlite, SqliteConnection};
 
 use super::backend::{Backend, Tx};
 use super::{StoreResult, shared};
+use commits::Commits;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -37,6 +39,7 @@ const BATCH_ROWS: usize = 500;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    commits: Commits,
 }
 
 impl SqliteStore {
@@ -52,11 +55,16 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        let commits = Commits::new(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            commits,
+        })
     }
 }
 
@@ -78,6 +86,10 @@ impl Backend for SqliteStore {
 
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>> {
         Ok(self.reader.begin().await?)
+    }
+
+    fn change_stamp(&self) -> Option<u64> {
+        self.commits.stamp()
     }
 }
 
