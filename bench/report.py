@@ -190,9 +190,12 @@ def main() -> None:
     w("")
     w("## Notes")
     w("")
-    w("- A read answers from the process's copy of the directory; the token's and the team's "
-      "rows come from the read cache (`--read-cache-ms`, 1 s by default), so a group listing "
-      "touches the database about once a second per app and team. Member pages read names and "
+    w("- A read answers from the process's copy of the directory; the team's row comes from "
+      "the read cache (`--read-cache-ms`, 1 s by default), so a group listing touches the "
+      "database about once a second per team. The token's row is cached too, but on SQLite it "
+      "serves only while the WAL-index header is unchanged (one `stat` and one `pread` per "
+      "call, exact across processes), and on PostgreSQL it is read on every call "
+      "(docs/DESIGN.md, \"Tokens: exact across processes\"). Member pages read names and "
       "avatars from the database and reuse them for the same directory version within the "
       "read-cache time, so a repeated page costs about one query a second. The ceiling does "
       "none of this work: the gap between a read scenario and the ceiling is the token check, "
@@ -203,6 +206,7 @@ def main() -> None:
       "scenario; repeat a run before reading much into one ratio.")
     w("- Before the first scenario, 3 s of the page-1 load warm the restarted server up "
       "(not measured).")
+    w("- SCIM provisioning has its own benchmark, `bench/scim` (docs/SCIM-BENCHMARKS.md).")
     w("")
     print("\n".join(out))
 
