@@ -37,9 +37,9 @@ def cpu_model() -> str:
 
 
 # Recorded by hand from two runs of bench/run (its results table is regenerated; this is not).
-DURABILITY = """## Durable writes: `synchronous=FULL` against `NORMAL` (issue 20)
+DURABILITY = """## Durable writes: `synchronous=FULL` against `NORMAL`
 
-SQLite commits with `synchronous=FULL` by default since issue 20 (an acknowledged write survives
+SQLite commits with `synchronous=FULL` by default since 2026-12-03 (an acknowledged write survives
 a power loss); `--sqlite-synchronous normal` gives the earlier behaviour. The write scenarios,
 run back to back on the full directory (100,000 groups, 1,000,000 members), 32 connections,
 10 s each, 2026-12-03 02:05-02:09 UTC, on a machine shared with other work (compilers and other
@@ -220,9 +220,12 @@ def main() -> None:
     w("")
     w("## Notes")
     w("")
-    w("- A read answers from the process's copy of the directory; the token's and the team's "
-      "rows come from the read cache (`--read-cache-ms`, 1 s by default), so a group listing "
-      "touches the database about once a second per app and team. Member pages read names and "
+    w("- A read answers from the process's copy of the directory; the team's row comes from "
+      "the read cache (`--read-cache-ms`, 1 s by default), so a group listing touches the "
+      "database about once a second per team. The token's row is cached too, but on SQLite it "
+      "serves only while the WAL-index header is unchanged (one `stat` and one `pread` per "
+      "call, exact across processes), and on PostgreSQL it is read on every call "
+      "(docs/DESIGN.md, \"Tokens: exact across processes\"). Member pages read names and "
       "avatars from the database and reuse them for the same directory version within the "
       "read-cache time, so a repeated page costs about one query a second. The ceiling does "
       "none of this work: the gap between a read scenario and the ceiling is the token check, "
@@ -234,8 +237,9 @@ def main() -> None:
     w("- Before the first scenario, 3 s of the page-1 load warm the restarted server up "
       "(not measured).")
     w("- The server runs with its defaults, so SQLite commits with `synchronous=FULL` "
-      "(`--sqlite-synchronous`; before issue 20 the default, and the setting of runs dated "
+      "(`--sqlite-synchronous`; the default, and the setting, of runs dated "
       "before 2026-12-03, was `synchronous=NORMAL`).")
+    w("- SCIM provisioning has its own benchmark, `bench/scim` (docs/SCIM-BENCHMARKS.md).")
     w("")
     w(DURABILITY)
     print("\n".join(out))

@@ -221,7 +221,7 @@ impl Service {
             .put_token(&app.appid, &digest(&token), unix_now() + ttl as i64)
             .await?;
         // The app's earlier token stops working in this process at once.
-        self.tokens.forget(|record| record.appid == app.appid);
+        self.tokens.forget(|(_, record)| record.appid == app.appid);
         Ok(IssuedToken {
             access_token: token,
             expires_in: ttl,
@@ -238,15 +238,25 @@ impl Service {
             return Err(ServiceError::InvalidAccessToken);
         }
         let digest = digest(token);
-        let record = match self.tokens.get(&digest) {
-            Some(record) => record,
+        // A record read before anything was committed since (by any process) is still the
+        // database's; otherwise, or when the store cannot tell, it is read again.
+        let stamp = self.store.change_stamp();
+        let cached = stamp.and_then(|stamp| {
+            self.tokens
+                .get(&digest)
+                .filter(|(read_at, _)| *read_at == stamp)
+        });
+        let record = match cached {
+            Some((_, record)) => record,
             None => {
                 let record = self
                     .store
                     .token(&digest)
                     .await?
                     .ok_or(ServiceError::InvalidAccessToken)?;
-                self.tokens.put(digest, record.clone());
+                if let Some(stamp) = stamp {
+                    self.tokens.put(digest, (stamp, record.clone()));
+                }
                 record
             }
         };
@@ -302,7 +312,7 @@ impl Service {
         if !self.store.set_secret(appid, &digest(&secret)).await? {
             return Err(ServiceError::InvalidCredential);
         }
-        self.tokens.forget(|record| record.appid == appid);
+        self.tokens.forget(|(_, record)| record.appid == appid);
         Ok(Credentials {
             appid: appid.to_owned(),
             secret,

@@ -64,7 +64,8 @@ pub struct ServiceSettings {
     pub default_admin_seats: i64,
     /// How long a token's or a team's record read from the database is trusted before it is
     /// read again; zero reads it on every call. Changes made through this process are seen at
-    /// once whatever the setting; changes made by another process within this time.
+    /// once whatever the setting; changes made by another process within this time, except
+    /// tokens and secrets, which take effect at once on every process.
     pub read_cache_ttl: Duration,
     /// Syncs in flight in the process; one more is refused with `sync_in_progress`.
     pub max_syncs: usize,
@@ -155,8 +156,10 @@ pub struct Service {
     settings: ServiceSettings,
     limits: RateLimits,
     directories: Directories,
-    /// Token records by token digest.
-    tokens: Recent<Vec<u8>, TokenRecord>,
+    /// Token records by token digest, with the store's change stamp taken before each was
+    /// read: an entry serves only while the stamp is unchanged, so a token superseded or a
+    /// secret rotated through any process is refused at once.
+    tokens: Recent<Vec<u8>, (u64, TokenRecord)>,
     teams: Recent<TeamId, TeamRecord>,
     /// Names and avatars of listed members, with the directory version they were read at:
     /// an entry serves only that version, so a change to the directory retires it at once.

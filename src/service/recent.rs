@@ -4,7 +4,8 @@
 //! Asking the database costs more than everything else a read does (on SQLite, a hand-off to the
 //! driver's thread and back). Changes made through this process update or drop the entries they
 //! affect at once; changes made by another process (a second server, the command line) are seen
-//! once an entry is older than the configured time-to-live. Writes never rely on an entry: they
+//! once an entry is older than the configured time-to-live, except where the caller checks an
+//! entry against the store's change stamp (tokens, see `auth`). Writes never rely on an entry: they
 //! are committed against the database's own version (see `directories`).
 
 use std::collections::HashMap;

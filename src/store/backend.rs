@@ -30,6 +30,11 @@ pub(crate) trait Backend: Send + Sync + Sized {
     /// A read-only transaction in which every query sees one state (PostgreSQL:
     /// `REPEATABLE READ READ ONLY`; SQLite's read transaction is one already).
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>>;
+    /// See [`Store::change_stamp`](super::Store::change_stamp); by default the backend cannot
+    /// tell.
+    fn change_stamp(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Org creation.

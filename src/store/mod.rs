@@ -292,6 +292,11 @@ pub trait Store:
     + scim::ScimStore
     + events::EventStore
 {
+    /// A value that changes whenever any process (this one included) commits to the database,
+    /// read without a query; `None` when the backend cannot tell that cheaply (PostgreSQL), so
+    /// that a caller must ask the database. Compared with the value taken before a read, it
+    /// says whether what was read may since have changed.
+    fn change_stamp(&self) -> Option<u64>;
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
     /// Rows that name something that does not exist, counted per kind and team (for `admin

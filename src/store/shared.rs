@@ -432,6 +432,10 @@ macro_rules! impl_store {
 
             #[async_trait]
             impl Store for $store {
+                fn change_stamp(&self) -> Option<u64> {
+                    Backend::change_stamp(self)
+                }
+
                 async fn ping(&self) -> StoreResult<()> {
                     sqlx::query("SELECT 1").execute(self.reads()).await?;
                     Ok(())

@@ -515,6 +515,49 @@ async fn with_a_read_cache_other_processes_see_changes_within_its_time() {
 }
 
 #[tokio::test]
+async fn a_superseded_token_and_a_rotated_secret_are_refused_at_once_by_every_process() {
+    // Records trusted for ten minutes: only the checks that decide access can be exact.
+    let app = TestApp::builder()
+        .read_cache(Duration::from_secs(600))
+        .spawn()
+        .await;
+    let other_server = app.replica().await;
+    let old = app.team_api().await;
+    let on_other = Api::new(&other_server, &old.appid, &old.token);
+    assert_ok(&old.get(&groups_path(app.team_id)).await);
+    assert_ok(&on_other.get(&groups_path(app.team_id)).await);
+
+    // A token issued through the first process supersedes the old one on the second at once.
+    let new = app.team_api().await;
+    let response = on_other.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "PermissionDenied", "invalid_token");
+    let new_on_other = Api::new(&other_server, &new.appid, &new.token);
+    assert_ok(&new_on_other.get(&groups_path(app.team_id)).await);
+
+    // A secret rotated through the second process ends the token on the first at once.
+    assert_ok(&new.get(&groups_path(app.team_id)).await);
+    let rotated = other_server
+        .service
+        .rotate_secret(&app.appid)
+        .await
+        .unwrap_or_else(|error| panic!("rotate-secret failed: {error}"));
+    let response = new.get(&groups_path(app.team_id)).await;
+    assert_error(&response, 401, "PermissionDenied", "invalid_token");
+    // The new secret gets a token that works on both.
+    let token = app.token(&app.appid, &rotated.secret).await;
+    assert_ok(
+        &Api::new(&app, &app.appid, &token)
+            .get(&groups_path(app.team_id))
+            .await,
+    );
+    assert_ok(
+        &Api::new(&other_server, &app.appid, &token)
+            .get(&groups_path(app.team_id))
+            .await,
+    );
+}
+
+#[tokio::test]
 async fn a_token_of_one_app_sent_with_another_appid_is_refused() {
     let app = TestApp::spawn().await;
     let other = app.create_org("Other", Plan::Business, 10).await;

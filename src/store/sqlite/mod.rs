@@ -11,6 +11,7 @@
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
 //! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes).
 
+mod commits;
 mod directory;
 mod orgs;
 mod quotas;
@@ -28,6 +29,7 @@ use sqlx::{Sqlite, SqliteConnection};
 
 use super::backend::{Backend, Tx};
 use super::{StoreResult, shared};
+use commits::Commits;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 
@@ -38,6 +40,7 @@ const BATCH_ROWS: usize = 500;
 pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
+    commits: Commits,
 }
 
 impl SqliteStore {
@@ -59,11 +62,16 @@ impl SqliteStore {
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
+        let commits = Commits::new(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore { reader, writer })
+        Ok(SqliteStore {
+            reader,
+            writer,
+            commits,
+        })
     }
 }
 
@@ -85,6 +93,10 @@ impl Backend for SqliteStore {
 
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>> {
         Ok(self.reader.begin().await?)
+    }
+
+    fn change_stamp(&self) -> Option<u64> {
+        self.commits.stamp()
     }
 }
 
