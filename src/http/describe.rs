@@ -16,10 +16,11 @@ use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{
     AllOfBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, SchemaType, Type,
 };
-use utoipa::openapi::{ContentBuilder, RefOr, ResponseBuilder};
+use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::envelope::{self, ApiError};
+use crate::domain::values::{MAX_AVATAR_CHARS, MAX_GROUP_ID, MAX_NAME_CHARS, MAX_OPENID_CHARS};
 use crate::service::ServiceError;
 
 /// The request id shown in examples.
@@ -170,6 +171,80 @@ impl PartialSchema for Failure {
 }
 
 impl ToSchema for Failure {}
+
+// ----- the validated values of `domain::values`, with their limits -------------------------
+
+/// Control characters (Unicode `Cc`, what `char::is_control` refuses), as a character class
+/// body of a pattern (ECMA-262 and Python alike read `\uXXXX`).
+const CONTROL: &str = r"\u0000-\u001f\u007f-\u009f";
+
+/// A string of `min..=max` characters without control characters and without any of `also`;
+/// `trimmed`: at least one of them is not whitespace (the value is trimmed, then must be
+/// non-empty).
+fn text(min: usize, max: usize, also: &str, trimmed: bool) -> ObjectBuilder {
+    let allowed = format!("[^{CONTROL}{also}]");
+    let pattern = if trimmed {
+        format!(r"^{allowed}*[^\s{CONTROL}{also}]{allowed}*$")
+    } else {
+        format!("^{allowed}*$")
+    };
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length((min > 0).then_some(min))
+        .max_length(Some(max))
+        .pattern(Some(pattern))
+}
+
+/// Declares schema types for the string values `domain::values` checks, built from its limits.
+macro_rules! text_schemas {
+    ($($(#[$doc:meta])* $name:ident = $schema:expr;)*) => {$(
+        $(#[$doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                $schema.into()
+            }
+        }
+
+        impl ToSchema for $name {}
+    )*};
+}
+
+text_schemas! {
+    /// A group's name ([`crate::domain::values::group_name`]): 1..64 characters after
+    /// trimming, no `/`, no control characters.
+    GroupName = text(1, MAX_NAME_CHARS, "/", true);
+    /// An org's name ([`crate::domain::values::org_name`]).
+    OrgName = text(1, MAX_NAME_CHARS, "", true);
+    /// A remote id ([`crate::domain::values::remote_id`]).
+    RemoteId = text(0, MAX_NAME_CHARS, "", false);
+    /// The remote id that keys a group of a snapshot: not empty.
+    SnapshotRemoteId = text(1, MAX_NAME_CHARS, "", false);
+    /// A nickname ([`crate::domain::values::nickname`]).
+    Nickname = text(0, MAX_NAME_CHARS, "", false);
+    /// An avatar URL ([`crate::domain::values::avatar`]).
+    Avatar = text(0, MAX_AVATAR_CHARS, "", false);
+    /// An openid ([`crate::domain::values::openid`]).
+    Openid = text(1, MAX_OPENID_CHARS, "", false);
+}
+
+/// A group id a client gives ([`crate::domain::values::group_id`]): `0` (the root) or a
+/// group's id.
+pub struct GroupIdValue;
+
+impl PartialSchema for GroupIdValue {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(0))
+            .maximum(Some(MAX_GROUP_ID))
+            .into()
+    }
+}
+
+impl ToSchema for GroupIdValue {}
 
 // ----- failures -------------------------------------------------------------------------------
 

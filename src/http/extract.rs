@@ -256,6 +256,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for RequestBody<T> {
             from_form(&bytes)
                 .map(RequestBody)
                 .map_err(|error| ApiError::invalid(format!("invalid form body: {error}")))
+        } else if *first != b'{' {
+            // serde would read a struct from an array too (`[null, null]`); a body is an object.
+            Err(ApiError::invalid(
+                "invalid JSON body: the body must be a JSON object",
+            ))
         } else {
             read_json(&bytes)
         }

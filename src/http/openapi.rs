@@ -25,7 +25,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use utoipa::openapi::response::Response as ResponseDoc;
-use utoipa::openapi::schema::{AnyOfBuilder, Schema};
+use utoipa::openapi::schema::{AnyOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{RefOr, Required};
@@ -44,6 +44,7 @@ fn described() -> OpenApiRouter<AppState> {
         .merge(routes::resources())
         .routes(routes!(openapi_json));
     add_security(described.get_openapi_mut());
+    optional_bodies_are_not_null(described.get_openapi_mut());
     fold_failures_into_200(described.get_openapi_mut());
     described
 }
@@ -142,6 +143,38 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// A body that may be left out (`request_body = Option<...>`) reads as `{}` when it is
+/// (`RequestBody`), but a `null` body is refused: utoipa describes the option as
+/// `oneOf: [body, null]`, so the `null` is taken out again.
+fn optional_bodies_are_not_null(openapi: &mut utoipa::openapi::OpenApi) {
+    for item in openapi.paths.paths.values_mut() {
+        let Some(RefOr::T(body)) = item
+            .post
+            .as_mut()
+            .and_then(|post| post.request_body.as_mut())
+        else {
+            continue;
+        };
+        for content in body.content.values_mut() {
+            let RefOr::T(content) = content else { continue };
+            if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+                let not_null: Vec<RefOr<Schema>> = one_of
+                    .items
+                    .iter()
+                    .filter(|item| {
+                        !matches!(item, RefOr::T(Schema::Object(object))
+                        if object.schema_type == SchemaType::Type(Type::Null))
+                    })
+                    .cloned()
+                    .collect();
+                if let [only] = not_null.as_slice() {
+                    content.schema = Some(only.clone());
+                }
+            }
+        }
     }
 }
 

@@ -412,6 +412,14 @@ async fn recursive_lists_the_whole_subtree_below_the_parent() {
         .list_groups(app.team_id, &format!("parent_id={}&recursive=false", t.a))
         .await;
     assert_eq!(not_recursive.ints("id"), vec![t.a2, t.a1]);
+
+    // Without `parent_id` every group is listed anyway: `recursive` changes nothing.
+    let everything = api.list_groups(app.team_id, "per_page=100").await;
+    let recursive = api
+        .list_groups(app.team_id, "recursive=true&per_page=100")
+        .await;
+    assert_eq!(recursive.total, 7);
+    assert_eq!(recursive.ints("id"), everything.ints("id"));
 }
 
 #[tokio::test]

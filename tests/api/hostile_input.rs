@@ -338,3 +338,23 @@ async fn deeply_nested_json_is_refused_without_harm() {
     assert_ne!(response.status, 200);
     let _: Value = assert_ok(&api.get(&groups_path(app.team_id)).await);
 }
+
+#[tokio::test]
+async fn a_json_body_that_is_not_an_object_gets_invalid_argument() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    api.register("u-1", "Ada", "").await;
+    // Without the check, serde reads a struct's fields from an array in order: both fields
+    // null, an update that changes nothing, answered `OK`.
+    for body in ["[null, null]", "[\"Ada L.\"]", "7", "\"x\""] {
+        let response = app
+            .send(
+                app.client
+                    .post(app.url(&api.authed("/api/sso/users/u-1")))
+                    .header("content-type", "application/json")
+                    .body(body),
+            )
+            .await;
+        assert_error(&response, 400, "InvalidArgument", "invalid_argument");
+    }
+}

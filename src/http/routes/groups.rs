@@ -11,7 +11,7 @@ use super::{Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, 
 use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView};
 use crate::domain::values::{self, GroupId, ROOT_GROUP, TeamId};
-use crate::http::describe::{Success, failures, team, team_body};
+use crate::http::describe::{GroupName, RemoteId, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::http::{ApiTime, AppState};
@@ -98,10 +98,8 @@ impl GroupData {
 
 fn group_filter(query: &QueryParams) -> Result<GroupFilter, ApiError> {
     let parent = query.int("parent_id")?.map(values::group_id).transpose()?;
-    let recursive = query.flag("recursive")?;
-    if recursive && parent.is_none() {
-        return Err(ApiError::invalid("recursive needs parent_id"));
-    }
+    // Without `parent_id` every group is listed already: `recursive` changes nothing then.
+    let recursive = query.flag("recursive")? && parent.is_some();
     let updated_since = query
         .single("updated_since")?
         .map(|raw| {
@@ -143,9 +141,10 @@ pub struct ListGroupsQuery {
     #[param(max_items = 1000, style = Form, explode)]
     remote_ids: Option<Vec<String>>,
     /// Only the direct children of this group (`0` = the top level).
-    #[param(minimum = 0, maximum = 4294967295_i64)]
+    #[param(value_type = Option<GroupIdValue>, inline)]
     parent_id: Option<i64>,
-    /// With `parent_id`: every group below it, not only its children (an extension).
+    /// With `parent_id`: every group below it, not only its children (an extension); without
+    /// it, every group is listed anyway.
     recursive: Option<bool>,
     /// Also list deleted groups (tombstones) (an extension).
     include_invalid: Option<bool>,
@@ -158,7 +157,7 @@ pub struct ListGroupsQuery {
 }
 
 failures!(ListGroupsFailures: team;
-    ApiError::invalid("recursive needs parent_id"),
+    ApiError::invalid("keyword must be at most 64 characters"),
     RuleError::ParentGroupNotFound,
 );
 
@@ -237,17 +236,17 @@ pub async fn get_group(
 #[schema(example = json!({"name": "Sales", "parent_id": 0, "order": 0, "remote_id": "sales"}))]
 pub struct CreateGroupBody {
     /// 1..64 characters after trimming, without `/` or control characters.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = GroupName)]
     name: String,
     /// The parent group; `0` (the default) for the top level.
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
+    #[schema(value_type = Option<GroupIdValue>, inline)]
     parent_id: Option<GroupId>,
     /// Larger comes first among siblings; default 0.
     #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
     /// The group's id in the client's own system, unique among the directory's valid groups;
     /// default `""` (none).
-    #[schema(max_length = 64)]
+    #[schema(value_type = Option<RemoteId>)]
     remote_id: Option<String>,
 }
 
@@ -308,18 +307,18 @@ pub async fn create_group(
 #[schema(example = json!({"name": "Sales EMEA", "from_id": 0, "to_id": 2}))]
 pub struct UpdateGroupBody {
     /// Required, as in the reference service: 1..64 characters after trimming, without `/`.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = GroupName)]
     name: String,
     #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
     /// The current parent; if given and wrong, `invalid_argument`.
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
+    #[schema(value_type = Option<GroupIdValue>, inline)]
     from_id: Option<GroupId>,
     /// The new parent (`0` = the top level).
-    #[schema(value_type = Option<i64>, minimum = 0, maximum = 4294967295_i64)]
+    #[schema(value_type = Option<GroupIdValue>, inline)]
     to_id: Option<GroupId>,
     /// A new remote id (an extension).
-    #[schema(max_length = 64)]
+    #[schema(value_type = Option<RemoteId>)]
     remote_id: Option<String>,
 }
 
@@ -344,7 +343,7 @@ failures!(UpdateGroupFailures: team_body;
     tag = "groups",
     params(
         TeamPath,
-        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+        ("group_id" = inline(GroupIdValue), Path,
             description = "The group's id."),
         AppidQuery,
     ),

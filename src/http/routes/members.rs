@@ -14,7 +14,7 @@ use crate::domain::RuleError;
 use crate::domain::directory::MemberFilter;
 use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, TeamId, UserId};
 use crate::http::AppState;
-use crate::http::describe::{Success, failures, team, team_body};
+use crate::http::describe::{Avatar, Nickname, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, MAX_ARRAY_ITEMS, QueryParams, RequestBody};
 use crate::service::{MemberRow, MemberUpdate};
@@ -83,7 +83,7 @@ failures!(ListMembersFailures: team;
     tag = "members",
     params(
         TeamPath,
-        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+        ("group_id" = inline(GroupIdValue), Path,
             description = "The group (`0` = the whole directory)."),
         PageQuery,
         RolesQuery,
@@ -199,12 +199,12 @@ failures!(AddMemberFailures: team_body;
     tag = "members",
     params(
         TeamPath,
-        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+        ("group_id" = inline(GroupIdValue), Path,
             description = "The group (`0` = the directory only)."),
         ("user_id" = i64, Path, description = "A registered user."),
         AppidQuery,
     ),
-    request_body = AddMemberBody,
+    request_body = Option<AddMemberBody>,
     responses(
         (status = 200, description = "Added.", body = EmptyAnswer),
         AddMemberFailures,
@@ -244,7 +244,7 @@ failures!(RemoveMemberFailures: team;
     tag = "members",
     params(
         TeamPath,
-        ("group_id" = i64, Path, minimum = 0, maximum = 4294967295_i64,
+        ("group_id" = inline(GroupIdValue), Path,
             description = "The group (`0` = the whole directory)."),
         ("user_id" = i64, Path, description = "The member."),
         AppidQuery,
@@ -274,10 +274,10 @@ pub struct UpdateMemberBody {
     #[schema(max_items = 1000, value_type = Option<Vec<GroupIdValue>>)]
     group_ids: Option<Vec<GroupId>>,
     /// The directory-level nickname.
-    #[schema(max_length = 64)]
+    #[schema(value_type = Option<Nickname>)]
     nickname: Option<String>,
     /// The directory-level avatar URL.
-    #[schema(max_length = 255)]
+    #[schema(value_type = Option<Avatar>)]
     avatar: Option<String>,
     /// `2`, `3` or `4`. The owner's role cannot change; with no admin seat left, an admin role
     /// is `exceed_user_limit`.
@@ -302,7 +302,7 @@ failures!(UpdateMemberFailures: team_body;
         ("user_id" = i64, Path, description = "The member."),
         AppidQuery,
     ),
-    request_body = UpdateMemberBody,
+    request_body = Option<UpdateMemberBody>,
     responses(
         (status = 200, description = "Updated.", body = EmptyAnswer),
         UpdateMemberFailures,

@@ -28,6 +28,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::AppState;
+pub use super::describe::GroupIdValue;
 use super::describe::{Empty, Success, anonymous, example_of, failures};
 use super::envelope::{ApiError, Reply};
 use super::extract::QueryParams;
@@ -135,22 +136,6 @@ impl PartialSchema for RoleCode {
 }
 
 impl ToSchema for RoleCode {}
-
-/// A group id in a body: `0` (the root) or a group's id.
-pub struct GroupIdValue;
-
-impl PartialSchema for GroupIdValue {
-    fn schema() -> RefOr<Schema> {
-        ObjectBuilder::new()
-            .schema_type(Type::Integer)
-            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-            .minimum(Some(0))
-            .maximum(Some(4294967295_i64))
-            .into()
-    }
-}
-
-impl ToSchema for GroupIdValue {}
 
 /// One page of a listing.
 #[derive(Serialize)]

@@ -11,7 +11,7 @@ use crate::domain::RuleError;
 use crate::domain::directory::MemberFilter;
 use crate::domain::values::{self, OrgId, ROOT_GROUP, TeamId, UserId};
 use crate::http::AppState;
-use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::describe::{OrgName, Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::service::ServiceError;
@@ -24,7 +24,7 @@ type OrgAnswer = Success<OrgData>;
 #[schema(example = json!({"name": "Acme", "user_id": 100000001}))]
 pub struct CreateOrgBody {
     /// 1..64 characters after trimming.
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = OrgName)]
     name: String,
     /// A registered user (§7), who becomes the owner (role 1).
     #[schema(value_type = i64)]

@@ -24,7 +24,9 @@ use super::{AppidQuery, TeamPath};
 use crate::domain::sync::{Problem, SyncMode, SyncOptions, SyncRefusal};
 use crate::domain::values::TeamId;
 use crate::http::AppState;
-use crate::http::describe::{Success, failures, team_body};
+use crate::http::describe::{
+    Avatar, GroupName, Nickname, Openid, RemoteId, SnapshotRemoteId, Success, failures, team_body,
+};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams};
 use crate::service::ServiceError;
@@ -120,7 +122,7 @@ pub struct SyncReportDoc {
     members_unchanged: u64,
 }
 
-/// A snapshot as a JSON body. As NDJSON, each line is one object tagged by `kind`:
+/// A snapshot as a JSON body (no field may be `null`). As NDJSON, each line is one object tagged by `kind`:
 /// `{"kind": "options", ...}`, `{"kind": "group", ...}` or `{"kind": "member", ...}`.
 #[derive(ToSchema)]
 #[schema(as = Snapshot, example = json!({
@@ -138,13 +140,17 @@ pub struct SnapshotDoc {
     /// `upsert` (the default) changes what the snapshot holds and leaves the rest; `replace`
     /// also deletes the synced groups and removes the synced members the snapshot no longer
     /// holds.
-    #[schema(value_type = Option<String>, pattern = "^(upsert|replace)$")]
+    #[schema(nullable = false, value_type = Option<String>, pattern = "^(upsert|replace)$")]
     mode: Option<String>,
     /// Answer what would change, and change nothing.
+    #[schema(nullable = false)]
     dry_run: Option<bool>,
     /// Lift the brake that refuses a `replace` deleting more than 50 rows and more than 20%.
+    #[schema(nullable = false)]
     allow_mass_delete: Option<bool>,
+    #[schema(nullable = false)]
     groups: Option<Vec<SnapshotGroupDoc>>,
+    #[schema(nullable = false)]
     members: Option<Vec<SnapshotMemberDoc>>,
 }
 
@@ -153,14 +159,14 @@ pub struct SnapshotDoc {
 #[schema(as = SnapshotGroup)]
 #[allow(dead_code, reason = "describes SnapshotGroup for the API description")]
 pub struct SnapshotGroupDoc {
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = SnapshotRemoteId)]
     remote_id: String,
-    #[schema(min_length = 1, max_length = 64)]
+    #[schema(value_type = GroupName)]
     name: String,
     /// The parent's remote id; `""` (the default) for the top level.
-    #[schema(max_length = 64)]
+    #[schema(nullable = false, value_type = Option<RemoteId>)]
     parent_remote_id: Option<String>,
-    #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
+    #[schema(nullable = false, minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
 }
 
@@ -169,16 +175,17 @@ pub struct SnapshotGroupDoc {
 #[schema(as = SnapshotMember)]
 #[allow(dead_code, reason = "describes SnapshotMember for the API description")]
 pub struct SnapshotMemberDoc {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(value_type = Openid)]
     openid: String,
-    #[schema(max_length = 64)]
+    #[schema(nullable = false, value_type = Option<Nickname>)]
     nickname: Option<String>,
-    #[schema(max_length = 255)]
+    #[schema(nullable = false, value_type = Option<Avatar>)]
     avatar: Option<String>,
     /// `2`, `3` or `4` (the default).
-    #[schema(minimum = 2, maximum = 4)]
+    #[schema(nullable = false, minimum = 2, maximum = 4)]
     role: Option<i64>,
     /// The member's groups by remote id; `[]` = the root only.
+    #[schema(nullable = false, value_type = Option<Vec<SnapshotRemoteId>>)]
     group_remote_ids: Option<Vec<String>>,
 }
 

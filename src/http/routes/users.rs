@@ -10,7 +10,9 @@ use super::{Answer, AppidQuery, EmptyAnswer};
 use crate::domain::RuleError;
 use crate::domain::values::{self, UserId};
 use crate::http::AppState;
-use crate::http::describe::{Success, authenticated, authenticated_body, failures};
+use crate::http::describe::{
+    Avatar, Nickname, Openid, Success, authenticated, authenticated_body, failures,
+};
 use crate::http::envelope::Reply;
 use crate::http::extract::{Authenticated, RequestBody};
 use crate::service::ServiceError;
@@ -23,14 +25,14 @@ type UserProfileAnswer = Success<UserProfileData>;
 #[schema(example = json!({"openid": "u-1001", "nickname": "Ada", "avatar": "https://example.com/ada.png"}))]
 pub struct RegisterUserBody {
     /// The app's id for the user, unique per app.
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(value_type = Openid)]
     openid: String,
     #[serde(default)]
-    #[schema(max_length = 64)]
+    #[schema(value_type = Nickname)]
     nickname: String,
     /// An image URL.
     #[serde(default)]
-    #[schema(max_length = 255)]
+    #[schema(value_type = Avatar)]
     avatar: String,
 }
 
@@ -116,8 +118,7 @@ failures!(GetUserFailures: authenticated;
     path = "/api/sso/users/{openid}",
     tag = "users",
     params(
-        ("openid" = String, Path, min_length = 1, max_length = 128,
-            description = "The app's id for the user."),
+        ("openid" = inline(Openid), Path, description = "The app's id for the user."),
         AppidQuery,
     ),
     responses(
@@ -145,10 +146,10 @@ pub async fn get_user(
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"nickname": "Ada L."}))]
 pub struct UpdateUserBody {
-    #[schema(max_length = 64)]
+    #[schema(value_type = Option<Nickname>)]
     nickname: Option<String>,
     /// An image URL.
-    #[schema(max_length = 255)]
+    #[schema(value_type = Option<Avatar>)]
     avatar: Option<String>,
 }
 
@@ -165,11 +166,10 @@ failures!(UpdateUserFailures: authenticated_body;
     path = "/api/sso/users/{openid}",
     tag = "users",
     params(
-        ("openid" = String, Path, min_length = 1, max_length = 128,
-            description = "The app's id for the user."),
+        ("openid" = inline(Openid), Path, description = "The app's id for the user."),
         AppidQuery,
     ),
-    request_body = UpdateUserBody,
+    request_body = Option<UpdateUserBody>,
     responses(
         (status = 200, description = "Updated.", body = EmptyAnswer),
         UpdateUserFailures,
