@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::domain::access::Plan;
-use crate::domain::values;
+use crate::domain::values::{self, OrgId, TeamId};
 use crate::http::EventData;
 use crate::service::{Service, ServiceError};
 
@@ -54,7 +54,7 @@ pub(super) enum AdminCommand {
     /// keeps its stored value or the server's default.
     SetQuota {
         #[arg(long, conflicts_with = "appid", required_unless_present = "appid")]
-        org_id: Option<i64>,
+        org_id: Option<OrgId>,
         #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
         max_groups: Option<i64>,
         #[arg(long, requires = "org_id", value_parser = clap::value_parser!(i64).range(0..))]
@@ -73,7 +73,7 @@ pub(super) enum AdminCommand {
     /// when (see docs/EVENTS.md). Times are UTC.
     Events {
         #[arg(long)]
-        team_id: i64,
+        team_id: TeamId,
         /// Events numbered after this one (the `next` of the previous page).
         #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(i64).range(0..))]
         after: i64,
@@ -93,12 +93,12 @@ pub(super) enum ScimTokenCommand {
     /// A new bearer token for the directory (shown once).
     Create {
         #[arg(long)]
-        team_id: i64,
+        team_id: TeamId,
     },
     /// The directory's tokens (ids and creation times, never the tokens).
     List {
         #[arg(long)]
-        team_id: i64,
+        team_id: TeamId,
     },
     /// Revoke a token at once.
     Revoke {

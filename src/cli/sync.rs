@@ -8,13 +8,14 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::json;
 
 use crate::domain::sync::{Snapshot, SyncMode, SyncOptions, SyncRefusal};
+use crate::domain::values::TeamId;
 use crate::service::{Service, ServiceError};
 use crate::snapshot::{self, Format, SnapshotLimits};
 
 #[derive(Debug, Args)]
 pub(super) struct SyncArgs {
     #[arg(long)]
-    team_id: i64,
+    team_id: TeamId,
     /// `.json`, `.ndjson`/`.jsonl` or `.csv` (see docs/SYNC.md for the columns); `.gz` after
     /// any of them for a gzip-compressed file.
     #[arg(long)]

@@ -110,11 +110,12 @@ impl Caller {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::values::{OrgId, TeamId};
 
     fn org(plan: Plan, creator: Option<&str>) -> OrgAccess {
         OrgAccess {
-            org_id: 7,
-            team_id: 1,
+            org_id: OrgId::new(7),
+            team_id: TeamId::new(1),
             plan,
             creator_appid: creator.map(str::to_owned),
         }
@@ -124,7 +125,7 @@ mod tests {
     fn team_apps_touch_their_own_org_within_its_plan() {
         let app = Caller {
             appid: "a".into(),
-            scope: AppScope::Team(7),
+            scope: AppScope::Team(OrgId::new(7)),
             request_id: None,
         };
         assert_eq!(
@@ -137,7 +138,7 @@ mod tests {
         );
         let other = Caller {
             appid: "a".into(),
-            scope: AppScope::Team(8),
+            scope: AppScope::Team(OrgId::new(8)),
             request_id: None,
         };
         assert_eq!(

@@ -358,9 +358,9 @@ impl Draft {
                     }
                     _ => None,
                 };
-                ("group", Some(id(group)), remote_id)
+                ("group", Some(id(group).get()), remote_id)
             }
-            Subject::Member(user_id) => ("member", Some(user_id), None),
+            Subject::Member(user_id) => ("member", Some(user_id.get()), None),
             Subject::Directory => ("directory", None, None),
         };
         let after = match (self.event_type, change) {

@@ -484,7 +484,7 @@ pub fn plan(
         changes.push(Change::CreateGroup {
             parent,
             group: Group {
-                id: 0,
+                id: GroupId::default(),
                 parent_id: ROOT_GROUP,
                 source: Source::Sync,
                 remote_id: group.remote_id.clone(),
@@ -540,7 +540,7 @@ pub fn plan(
         };
         let mut refs: Vec<GroupRef> = keys.iter().map(|k| reference(*k, &created_index)).collect();
         refs.sort_unstable_by_key(|r| match r {
-            GroupRef::Existing(id) => (0, *id as usize),
+            GroupRef::Existing(id) => (0, id.get() as usize),
             GroupRef::New(n) => (1, *n),
         });
         refs.dedup();

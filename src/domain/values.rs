@@ -3,22 +3,76 @@
 //! A value of one of these types has passed the contract's limits, so code that receives one
 //! never re-checks it.
 
+use std::fmt;
+use std::num::ParseIntError;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
 use super::RuleError;
 
-/// Id of a contacts directory (a team). Small integer, unique on the server.
-pub type TeamId = i64;
-/// Id of an org (team account). Large integer.
-pub type OrgId = i64;
-/// Id of a group; `0` is the directory root (the default group).
-pub type GroupId = i64;
-/// Id of a user identity.
-pub type UserId = i64;
+/// Declares an id newtype over `i64`: distinct types, so a swapped pair of ids does not
+/// compile, with the same wire form (a JSON integer) and the same cost as the bare integer.
+macro_rules! id_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize,
+            Deserialize,
+        )]
+        #[serde(transparent)]
+        pub struct $name(i64);
+
+        impl $name {
+            /// The id with this stored or wire value.
+            pub const fn new(raw: i64) -> Self {
+                Self(raw)
+            }
+
+            /// The stored or wire value.
+            pub const fn get(self) -> i64 {
+                self.0
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = ParseIntError;
+
+            fn from_str(raw: &str) -> Result<Self, ParseIntError> {
+                raw.parse().map(Self)
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+    };
+}
+
+id_type!(
+    /// Id of a contacts directory (a team). Small integer, unique on the server.
+    TeamId
+);
+id_type!(
+    /// Id of an org (team account). Large integer.
+    OrgId
+);
+id_type!(
+    /// Id of a group; `0` is the directory root (the default group).
+    GroupId
+);
+id_type!(
+    /// Id of a user identity.
+    UserId
+);
 
 /// The root of every directory: "the top level" as a parent, "the whole directory" as a group.
-pub const ROOT_GROUP: GroupId = 0;
+pub const ROOT_GROUP: GroupId = GroupId::new(0);
 
 /// Largest group id the contract allows (groups ids are uint32 on the wire).
-pub const MAX_GROUP_ID: GroupId = u32::MAX as GroupId;
+pub const MAX_GROUP_ID: GroupId = GroupId::new(u32::MAX as i64);
 
 /// Longest name, nickname or remote id, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
@@ -101,10 +155,10 @@ pub fn openid(raw: &str) -> Result<String, RuleError> {
 
 /// A group id given by a client as a parent or target: 0 (the root) or a positive uint32.
 pub fn group_id(raw: i64) -> Result<GroupId, RuleError> {
-    if !(0..=MAX_GROUP_ID).contains(&raw) {
+    if !(ROOT_GROUP.get()..=MAX_GROUP_ID.get()).contains(&raw) {
         return Err(RuleError::invalid("group id out of range"));
     }
-    Ok(raw)
+    Ok(GroupId::new(raw))
 }
 
 /// Where a group was created or last changed: the API (`1`) or a directory sync (`2`).

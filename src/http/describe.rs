@@ -239,7 +239,7 @@ impl PartialSchema for GroupIdValue {
             .schema_type(Type::Integer)
             .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
             .minimum(Some(0))
-            .maximum(Some(MAX_GROUP_ID))
+            .maximum(Some(MAX_GROUP_ID.get()))
             .into()
     }
 }

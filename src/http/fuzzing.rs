@@ -19,6 +19,7 @@ use tower::ServiceExt;
 use super::extract::QueryParams;
 use super::{HttpSettings, router};
 use crate::domain::access::Plan;
+use crate::domain::values::TeamId;
 use crate::service::{Service, ServiceSettings};
 
 /// Cases per target unless `PROPTEST_CASES` says otherwise.
@@ -40,7 +41,7 @@ fn config() -> ProptestConfig {
 struct Target {
     runtime: tokio::runtime::Runtime,
     router: Router,
-    team_id: i64,
+    team_id: TeamId,
     appid: String,
     token: String,
     _directory: tempfile::TempDir,

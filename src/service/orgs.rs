@@ -91,7 +91,7 @@ impl Service {
             id: org.access.org_id,
             name: org.name,
             phone: org.phone,
-            creator_id: org.creator_id.unwrap_or(0),
+            creator_id: org.creator_id.unwrap_or_default(),
             creator_name: org.creator_name,
             creator_avatar_url: org.creator_avatar,
             team_id: org.access.team_id,

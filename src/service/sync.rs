@@ -138,7 +138,7 @@ impl Service {
         let mut users: HashMap<String, UserId> = users.into_iter().collect();
         let members: HashMap<_, _> = members.into_iter().collect();
         tracing::info!(
-            team_id,
+            team_id = team_id.get(),
             users = users.len(),
             members = members.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -155,7 +155,7 @@ impl Service {
                     nickname: &member.nickname,
                     avatar: &member.avatar,
                 });
-                users.insert(member.openid.clone(), -(n as UserId) - 1);
+                users.insert(member.openid.clone(), UserId::new(-(n as i64) - 1));
             }
         }
         let now = unix_now();
@@ -182,7 +182,7 @@ impl Service {
         let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
         within_quota?;
         tracing::info!(
-            team_id,
+            team_id = team_id.get(),
             new_users = missing.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "sync: the snapshot is valid"
@@ -236,7 +236,7 @@ impl Service {
             .directories
             .write_summarized(&*self.store, team, origin, |d| {
                 tracing::info!(
-                    team_id = team.access.team_id,
+                    team_id = team.access.team_id.get(),
                     elapsed_ms = started.elapsed().as_millis() as u64,
                     "sync: planning on the current directory"
                 );
@@ -244,7 +244,7 @@ impl Service {
                     Ok((changes, report)) => {
                         quota.check(d, Growth::from(&report))?;
                         tracing::info!(
-                            team_id = team.access.team_id,
+                            team_id = team.access.team_id.get(),
                             changes = changes.len(),
                             elapsed_ms = started.elapsed().as_millis() as u64,
                             "sync: writing the changes"

@@ -16,6 +16,7 @@
 mod apply;
 mod backend;
 pub mod events;
+mod ids;
 pub mod postgres;
 pub mod quotas;
 mod rows;

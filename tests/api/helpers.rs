@@ -215,8 +215,8 @@ impl TestAppBuilder {
             address,
             client: reqwest::Client::new(),
             service,
-            org_id: org.org_id,
-            team_id: org.team_id,
+            org_id: org.org_id.get(),
+            team_id: org.team_id.get(),
             appid: credentials.appid,
             secret: credentials.secret,
             settings: self.service,
@@ -345,8 +345,8 @@ impl TestApp {
             .await
             .unwrap_or_else(|error| panic!("could not create org {name}: {error}"));
         TestOrg {
-            org_id: org.org_id,
-            team_id: org.team_id,
+            org_id: org.org_id.get(),
+            team_id: org.team_id.get(),
             appid: credentials.appid,
             secret: credentials.secret,
         }

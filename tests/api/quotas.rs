@@ -4,6 +4,7 @@
 //! one org's quotas without touching another's.
 
 use contactsd::domain::access::Plan;
+use contactsd::domain::values::OrgId;
 use contactsd::service::QuotaSettings;
 use serde_json::json;
 
@@ -146,7 +147,7 @@ async fn set_quota_changes_one_orgs_quotas_only() {
     let other_api = app.login(&other.appid, &other.secret).await;
     let stored = app
         .service
-        .set_org_quota(app.org_id, Some(5), None)
+        .set_org_quota(OrgId::new(app.org_id), Some(5), None)
         .await
         .expect("set-quota");
     assert_eq!((stored.max_groups, stored.max_members), (Some(5), None));
@@ -170,7 +171,7 @@ async fn set_quota_changes_one_orgs_quotas_only() {
     // Members keep the default too, and a later change keeps the groups' value.
     let stored = app
         .service
-        .set_org_quota(app.org_id, None, Some(10))
+        .set_org_quota(OrgId::new(app.org_id), None, Some(10))
         .await
         .expect("set-quota");
     assert_eq!((stored.max_groups, stored.max_members), (Some(5), Some(10)));

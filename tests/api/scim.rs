@@ -1,6 +1,7 @@
 //! SCIM 2.0 (§12): what identity providers send, as they send it, and what the WeSurvey API
 //! shows afterwards.
 
+use contactsd::domain::values::TeamId;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -24,7 +25,7 @@ impl<'a> Scim<'a> {
     pub async fn new(app: &'a TestApp, team_id: i64) -> Scim<'a> {
         let token = app
             .service
-            .create_scim_token(team_id)
+            .create_scim_token(TeamId::new(team_id))
             .await
             .unwrap_or_else(|e| panic!("scim token: {e}"))
             .token;
@@ -492,13 +493,18 @@ async fn only_business_and_flagship_plans_get_scim_tokens() {
     let free = app
         .create_org("Free", contactsd::domain::access::Plan::Free, 10)
         .await;
-    assert!(app.service.create_scim_token(free.team_id).await.is_err());
+    assert!(
+        app.service
+            .create_scim_token(TeamId::new(free.team_id))
+            .await
+            .is_err()
+    );
     let flagship = app
         .create_org("Big", contactsd::domain::access::Plan::Flagship, 10)
         .await;
     assert!(
         app.service
-            .create_scim_token(flagship.team_id)
+            .create_scim_token(TeamId::new(flagship.team_id))
             .await
             .is_ok()
     );

@@ -9,7 +9,7 @@ use contactsd::domain::access::Plan;
 use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
 use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::sync::MemberState;
-use contactsd::domain::values::{Role, Source};
+use contactsd::domain::values::{GroupId, OrgId, ROOT_GROUP, Role, Source, TeamId, UserId};
 use contactsd::store::{
     AppRecord, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp, NewOrg,
     NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
@@ -29,8 +29,8 @@ fn no_events() -> (&'static Actor, &'static [Draft]) {
     (&ADMIN, &[])
 }
 /// The first ids both backends hand out (orgs, users, respondents).
-const FIRST_ORG_ID: i64 = 60_000_000_001;
-const FIRST_USER_ID: i64 = 100_000_001;
+const FIRST_ORG_ID: OrgId = OrgId::new(60_000_000_001);
+const FIRST_USER_ID: UserId = UserId::new(100_000_001);
 const FIRST_RESPONDENT_ID: i64 = 500_000_001;
 
 /// A fresh database and the store open on it (the database lives as long as the store is used).
@@ -63,7 +63,7 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
     }
 }
 
-fn new_org(name: &str, creator: Option<(i64, i64)>) -> NewOrg {
+fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     NewOrg {
         name: name.to_owned(),
         plan: Plan::Business,
@@ -73,7 +73,7 @@ fn new_org(name: &str, creator: Option<(i64, i64)>) -> NewOrg {
     }
 }
 
-async fn create_org(store: &dyn Store, org: NewOrg) -> (i64, i64) {
+async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
     match store.create_org(org, NOW).await.expect("create_org") {
         OrgCreation::Created { org_id, team_id } => (org_id, team_id),
         OrgCreation::CreatorLimitReached => panic!("unexpected creator limit"),
@@ -90,7 +90,7 @@ fn group(name: &str, remote_id: &str, order: i64) -> Group {
     )
 }
 
-fn member(user_id: i64, role: Role, nickname: &str) -> MemberRow {
+fn member(user_id: UserId, role: Role, nickname: &str) -> MemberRow {
     MemberRow {
         user_id,
         role,
@@ -100,7 +100,7 @@ fn member(user_id: i64, role: Role, nickname: &str) -> MemberRow {
     }
 }
 
-fn put(user_id: i64, nickname: &str, groups: &[GroupRef]) -> Change {
+fn put(user_id: UserId, nickname: &str, groups: &[GroupRef]) -> Change {
     Change::PutMember {
         member: member(user_id, Role::Member, nickname),
         groups: groups.to_vec(),
@@ -108,7 +108,7 @@ fn put(user_id: i64, nickname: &str, groups: &[GroupRef]) -> Change {
 }
 
 /// Register `openids` for `appid` and answer their users.
-async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<i64> {
+async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<UserId> {
     let users: Vec<NewUser> = openids
         .iter()
         .map(|&openid| NewUser {
@@ -123,7 +123,7 @@ async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<i64> {
         .expect("register_users")
 }
 
-async fn app(store: &dyn Store, appid: &str, org_id: Option<i64>) {
+async fn app(store: &dyn Store, appid: &str, org_id: Option<OrgId>) {
     let app = NewApp {
         appid: appid.to_owned(),
         name: appid.to_owned(),
@@ -134,7 +134,10 @@ async fn app(store: &dyn Store, appid: &str, org_id: Option<i64>) {
 }
 
 /// Every group of the stored directory, sorted by id, as `(id, parent, name, remote id, valid)`.
-async fn stored_groups(store: &dyn Store, team_id: i64) -> Vec<(i64, i64, String, String, bool)> {
+async fn stored_groups(
+    store: &dyn Store,
+    team_id: TeamId,
+) -> Vec<(GroupId, GroupId, String, String, bool)> {
     let directory = store
         .load_directory(team_id)
         .await
@@ -157,7 +160,7 @@ async fn stored_groups(store: &dyn Store, team_id: i64) -> Vec<(i64, i64, String
 }
 
 /// Every stored member with its placement, sorted by user.
-async fn stored_members(store: &dyn Store, team_id: i64) -> Vec<(i64, Placement)> {
+async fn stored_members(store: &dyn Store, team_id: TeamId) -> Vec<(UserId, Placement)> {
     let directory = store
         .load_directory(team_id)
         .await
@@ -171,7 +174,7 @@ async fn stored_members(store: &dyn Store, team_id: i64) -> Vec<(i64, Placement)
     members
 }
 
-fn placed(role: Role, groups: &[i64]) -> Placement {
+fn placed(role: Role, groups: &[GroupId]) -> Placement {
     Placement {
         role,
         groups: groups.into(),
@@ -237,11 +240,14 @@ async fn apps_secrets_and_tokens() {
 #[tokio::test]
 async fn orgs_teams_and_their_apps() {
     let (_database, store) = fresh_store().await;
-    assert_eq!(store.team_ids().await.expect("team_ids"), Vec::<i64>::new());
+    assert_eq!(
+        store.team_ids().await.expect("team_ids"),
+        Vec::<TeamId>::new()
+    );
     let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
     assert_eq!(org_id, FIRST_ORG_ID);
     let (second_org, second_team) = create_org(&*store, new_org("Beta", None)).await;
-    assert_eq!(second_org, FIRST_ORG_ID + 1);
+    assert_eq!(second_org, OrgId::new(FIRST_ORG_ID.get() + 1));
     assert_eq!(
         store.team_ids().await.expect("team_ids"),
         vec![team_id, second_team]
@@ -260,8 +266,8 @@ async fn orgs_teams_and_their_apps() {
         store.org_access(org_id).await.expect("access"),
         Some(org.access.clone())
     );
-    assert_eq!(store.org(1).await.expect("org"), None);
-    assert_eq!(store.org_access(1).await.expect("access"), None);
+    assert_eq!(store.org(OrgId::new(1)).await.expect("org"), None);
+    assert_eq!(store.org_access(OrgId::new(1)).await.expect("access"), None);
 
     let team = store.team(team_id).await.expect("team").expect("the team");
     assert_eq!(
@@ -269,7 +275,7 @@ async fn orgs_teams_and_their_apps() {
         ("Acme", 10, 0)
     );
     assert_eq!(team.access, org.access);
-    assert_eq!(store.team(999_999).await.expect("team"), None);
+    assert_eq!(store.team(TeamId::new(999_999)).await.expect("team"), None);
 
     // The oldest team app; ties broken by appid.
     assert_eq!(store.team_appid(org_id).await.expect("appid"), None);
@@ -358,7 +364,7 @@ async fn users_register_once_per_openid_and_app() {
         .register_user("two", "ann", "Other", "", NOW)
         .await
         .expect("register");
-    assert_eq!(other.user_id, FIRST_USER_ID + 1);
+    assert_eq!(other.user_id, UserId::new(FIRST_USER_ID.get() + 1));
 
     assert_eq!(
         store.user_by_openid("one", "ann").await.expect("by openid"),
@@ -369,7 +375,7 @@ async fn users_register_once_per_openid_and_app() {
         None
     );
     assert_eq!(store.user(ann.user_id).await.expect("user"), Some(again));
-    assert_eq!(store.user(1).await.expect("user"), None);
+    assert_eq!(store.user(UserId::new(1)).await.expect("user"), None);
 
     assert!(
         store
@@ -433,15 +439,15 @@ async fn bulk_registration_answers_in_the_order_given() {
         .expect("register_users");
     assert_eq!(registered.len(), openids.len());
     // New users are numbered in the order of their first mention, after the known one.
-    let mut next = known.user_id + 1;
-    let mut first: std::collections::HashMap<&str, i64> = Default::default();
+    let mut next = known.user_id.get() + 1;
+    let mut first: std::collections::HashMap<&str, UserId> = Default::default();
     for (openid, user_id) in openids.iter().zip(&registered) {
         let expected = if openid == "known" {
             known.user_id
         } else {
             *first.entry(openid).or_insert_with(|| {
                 next += 1;
-                next - 1
+                UserId::new(next - 1)
             })
         };
         assert_eq!(*user_id, expected, "{openid}");
@@ -477,7 +483,13 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
     let (_database, store) = fresh_store().await;
     app(&*store, "app", None).await;
     let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
-    assert!(store.load_directory(999_999).await.expect("load").is_none());
+    assert!(
+        store
+            .load_directory(TeamId::new(999_999))
+            .await
+            .expect("load")
+            .is_none()
+    );
     let [ann, bob] = users(&*store, "app", &["ann", "bob"]).await[..] else {
         panic!("two users")
     };
@@ -489,7 +501,7 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
             0,
             &[
                 Change::CreateGroup {
-                    parent: GroupRef::Existing(0),
+                    parent: GroupRef::Existing(ROOT_GROUP),
                     group: group("Sales", "sales", 5),
                 },
                 Change::CreateGroup {
@@ -512,7 +524,13 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
     assert_eq!(
         stored_groups(&*store, team_id).await,
         vec![
-            (sales, 0, "Sales".to_owned(), "sales".to_owned(), true),
+            (
+                sales,
+                ROOT_GROUP,
+                "Sales".to_owned(),
+                "sales".to_owned(),
+                true
+            ),
             (eu, sales, "EU".to_owned(), "eu".to_owned(), true),
         ]
     );
@@ -554,11 +572,11 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
             &[
                 Change::UpdateGroup {
                     group: renamed,
-                    parent: GroupRef::Existing(0),
+                    parent: GroupRef::Existing(ROOT_GROUP),
                 },
                 Change::UpdateGroup {
                     group: deleted,
-                    parent: GroupRef::Existing(0),
+                    parent: GroupRef::Existing(ROOT_GROUP),
                 },
                 Change::RemoveMember(bob),
             ],
@@ -571,8 +589,14 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
     assert_eq!(
         stored_groups(&*store, team_id).await,
         vec![
-            (sales, 0, "Sales".to_owned(), "sales".to_owned(), false),
-            (eu, 0, "Europe".to_owned(), "eu".to_owned(), true),
+            (
+                sales,
+                ROOT_GROUP,
+                "Sales".to_owned(),
+                "sales".to_owned(),
+                false
+            ),
+            (eu, ROOT_GROUP, "Europe".to_owned(), "eu".to_owned(), true),
         ]
     );
     assert_eq!(
@@ -586,7 +610,7 @@ async fn a_write_against_an_old_version_writes_nothing() {
     let (_database, store) = fresh_store().await;
     let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
     let create = |name: &str| Change::CreateGroup {
-        parent: GroupRef::Existing(0),
+        parent: GroupRef::Existing(ROOT_GROUP),
         group: group(name, "", 0),
     };
     store
@@ -602,7 +626,13 @@ async fn a_write_against_an_old_version_writes_nothing() {
         .await;
     assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
     let missing = store
-        .apply(999_999, 0, &[create("Fourth")], no_events(), NOW)
+        .apply(
+            TeamId::new(999_999),
+            0,
+            &[create("Fourth")],
+            no_events(),
+            NOW,
+        )
         .await;
     assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
     let names: Vec<String> = stored_groups(&*store, team_id)
@@ -626,7 +656,7 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
         panic!("three users")
     };
     let create = |name: &str| Change::CreateGroup {
-        parent: GroupRef::Existing(0),
+        parent: GroupRef::Existing(ROOT_GROUP),
         group: group(name, name, 0),
     };
     let a = GroupRef::New(0);
@@ -722,7 +752,7 @@ async fn member_names_fall_back_to_the_users_own() {
         .expect("apply");
 
     let mut profiles = store
-        .member_profiles(team_id, &[bob.user_id, ann.user_id, 424_242])
+        .member_profiles(team_id, &[bob.user_id, ann.user_id, UserId::new(424_242)])
         .await
         .expect("profiles");
     profiles.sort_by_key(|p| p.user_id);
@@ -759,7 +789,10 @@ async fn member_names_fall_back_to_the_users_own() {
         })
     );
     assert_eq!(
-        store.member_details(team_id, 424_242).await.expect("none"),
+        store
+            .member_details(team_id, UserId::new(424_242))
+            .await
+            .expect("none"),
         None
     );
 
@@ -832,7 +865,11 @@ async fn dangling_references_are_counted_per_kind_and_team() {
             row(DanglingKind::MembershipOfNonMember, Some(team_id), 1),
             row(DanglingKind::MembershipOutsideTeam, Some(team_id), 2),
             row(DanglingKind::MemberNotUser, Some(team_id), 1),
-            row(DanglingKind::MemberOfMissingTeam, Some(777777), 1),
+            row(
+                DanglingKind::MemberOfMissingTeam,
+                Some(TeamId::new(777777)),
+                1
+            ),
         ]
     );
 }

@@ -166,9 +166,9 @@ mod tests {
                 format!("Group {id}")
             };
             builder.add_group(Group {
-                id,
+                id: GroupId::new(id),
                 parent_id: if child {
-                    (top - 1) * PER_TOP + 1
+                    GroupId::new((top - 1) * PER_TOP + 1)
                 } else {
                     ROOT_GROUP
                 },

@@ -356,7 +356,7 @@ fn remove_sorted<T: Ord>(list: &mut Vec<T>, item: &T) {
 /// A valid top-level group row not yet stored (the store gives it its id, the change its parent).
 pub fn new_group(name: String, remote_id: String, order: i64, source: Source, now: i64) -> Group {
     Group {
-        id: 0,
+        id: GroupId::default(),
         parent_id: ROOT_GROUP,
         source,
         remote_id,

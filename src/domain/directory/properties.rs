@@ -23,7 +23,7 @@ use crate::domain::values::{GroupId, Page, Role, Source, UserId};
 
 const MAX_DEPTH: u32 = 4;
 const SEATS: i64 = 2;
-const OWNER: UserId = 1;
+const OWNER: UserId = UserId::new(1);
 const NAMES: [&str; 6] = ["Sales", "sales EU", "Ops", "OPS-b", "Équipe", "r&d"];
 const KEYWORDS: [&str; 6] = ["s", "sales", "ops", "é", "équipe", "x"];
 
@@ -168,7 +168,7 @@ type Tally = BTreeMap<&'static str, (u32, u32)>;
 struct Harness {
     directory: Directory,
     reference: Reference,
-    next_id: GroupId,
+    next_id: i64,
     now: i64,
     tally: Tally,
 }
@@ -202,15 +202,17 @@ impl Harness {
 
     /// A group id: the root, any group ever created (valid or not), or one never created.
     fn pick(&self, index: usize) -> GroupId {
-        index as GroupId % (self.next_id + 1)
+        GroupId::new(index as i64 % (self.next_id + 1))
     }
 
     fn commit(&mut self, changes: Vec<Change>) {
         let creates = changes
             .iter()
             .filter(|c| matches!(c, Change::CreateGroup { .. }))
-            .count() as GroupId;
-        let created: Vec<GroupId> = (self.next_id..self.next_id + creates).collect();
+            .count() as i64;
+        let created: Vec<GroupId> = (self.next_id..self.next_id + creates)
+            .map(GroupId::new)
+            .collect();
         let version = self.directory.version() + 1;
         self.directory.apply(&changes, &created, version);
     }
@@ -299,7 +301,7 @@ impl Harness {
                 group,
                 role: code,
             } => {
-                let (user, group) = (UserId::from(*user), self.pick(*group));
+                let (user, group) = (UserId::new(i64::from(*user)), self.pick(*group));
                 let admission = d.check_admission(user, group, role(*code).expect("2..4"))?;
                 vec![put(user, admission.role, &admission.groups)]
             }
@@ -308,7 +310,7 @@ impl Harness {
                 groups,
                 role: code,
             } => {
-                let user = UserId::from(*user);
+                let user = UserId::new(i64::from(*user));
                 let groups: Option<Vec<GroupId>> = groups
                     .as_ref()
                     .map(|g| g.iter().map(|g| self.pick(*g)).collect());
@@ -317,7 +319,7 @@ impl Harness {
                 vec![put(user, placement.role, &placement.groups)]
             }
             Op::Remove { user, group } => {
-                let (user, group) = (UserId::from(*user), self.pick(*group));
+                let (user, group) = (UserId::new(i64::from(*user)), self.pick(*group));
                 match d.check_removal(user, group)? {
                     None => vec![Change::RemoveMember(user)],
                     Some(groups) => {
@@ -341,7 +343,7 @@ impl Harness {
     fn model(&mut self, op: &Op) -> Result<(), RuleError> {
         let now = self.now;
         let next_id = self.next_id;
-        let pick = |index: usize| index as GroupId % (next_id + 1);
+        let pick = |index: usize| GroupId::new(index as i64 % (next_id + 1));
         let r = &mut self.reference;
         match op {
             Op::Create {
@@ -353,14 +355,14 @@ impl Harness {
             } => {
                 let source = if *sync { Source::Sync } else { Source::Api };
                 let group = row(NAMES[*name], remote(*code), *order, source, now);
-                r.create(next_id, pick(*parent), group)
+                r.create(GroupId::new(next_id), pick(*parent), group)
             }
             Op::CreatePair { parent, order } => {
                 let mut attempt = r.clone();
                 let outer = row("Outer", String::new(), *order, Source::Sync, now);
-                attempt.create(next_id, pick(*parent), outer)?;
+                attempt.create(GroupId::new(next_id), pick(*parent), outer)?;
                 let inner = row("inner", String::new(), *order, Source::Sync, now);
-                attempt.create(next_id + 1, next_id, inner)?;
+                attempt.create(GroupId::new(next_id + 1), GroupId::new(next_id), inner)?;
                 *r = attempt;
                 Ok(())
             }
@@ -399,7 +401,7 @@ impl Harness {
                 group,
                 role: code,
             } => r.add(
-                UserId::from(*user),
+                UserId::new(i64::from(*user)),
                 pick(*group),
                 role(*code).expect("2..4"),
             ),
@@ -411,9 +413,13 @@ impl Harness {
                 let groups: Option<Vec<GroupId>> = groups
                     .as_ref()
                     .map(|g| g.iter().map(|g| pick(*g)).collect());
-                r.update_member(UserId::from(*user), groups.as_deref(), code.and_then(role))
+                r.update_member(
+                    UserId::new(i64::from(*user)),
+                    groups.as_deref(),
+                    code.and_then(role),
+                )
             }
-            Op::Remove { user, group } => r.remove(UserId::from(*user), pick(*group)),
+            Op::Remove { user, group } => r.remove(UserId::new(i64::from(*user)), pick(*group)),
         }
     }
 
@@ -430,7 +436,12 @@ impl Harness {
         entry.1 += 1;
         if real.is_ok() {
             entry.0 += 1;
-            self.next_id = self.reference.groups.keys().max().map_or(1, |max| max + 1);
+            self.next_id = self
+                .reference
+                .groups
+                .keys()
+                .max()
+                .map_or(1, |max| max.get() + 1);
         }
         self.now += 1;
         Ok(())
@@ -512,7 +523,7 @@ fn agrees(d: &Directory, h: &Harness, per_page: u64, probe: &Probe) -> Result<()
     let r = &h.reference;
     prop_assert_eq!(d.violations(MAX_DEPTH), Vec::<String>::new());
     // Single groups, their full names, and lookups by remote id.
-    for id in 0..=h.next_id {
+    for id in (0..=h.next_id).map(GroupId::new) {
         match (d.group(id), r.groups.get(&id).filter(|g| g.is_valid)) {
             (Ok(view), Some(group)) => {
                 prop_assert_eq!(&view.group, group);
@@ -531,7 +542,7 @@ fn agrees(d: &Directory, h: &Harness, per_page: u64, probe: &Probe) -> Result<()
         prop_assert_eq!(real, model.map(|g| g.id));
     }
     // Members, roles and seats.
-    for user in 0..9 {
+    for user in (0..9).map(UserId::new) {
         let real = d.placement(user).map(|p| (p.role, p.groups.to_vec()));
         let model = r.members.get(&user);
         let model = model.map(|m| (m.role, m.groups.iter().copied().collect::<Vec<_>>()));
@@ -553,7 +564,7 @@ fn agrees(d: &Directory, h: &Harness, per_page: u64, probe: &Probe) -> Result<()
         },
         group_filter(h, probe),
     ];
-    for parent in 0..=h.next_id {
+    for parent in (0..=h.next_id).map(GroupId::new) {
         for recursive in [false, true] {
             filters.push(GroupFilter {
                 parent: Some(parent),
@@ -579,7 +590,7 @@ fn agrees(d: &Directory, h: &Harness, per_page: u64, probe: &Probe) -> Result<()
         .roles
         .as_ref()
         .map(|codes| codes.iter().filter_map(|c| role(*c)).collect());
-    for group in 0..=h.next_id {
+    for group in (0..=h.next_id).map(GroupId::new) {
         for recursive in [false, true] {
             for roles in [None, roles.clone()] {
                 let filter = MemberFilter {

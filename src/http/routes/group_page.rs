@@ -27,11 +27,11 @@ impl GroupRow<'_> {
     fn write_json(&self, json: &mut JsonWriter) {
         let group = self.group;
         json.raw("{\"id\":");
-        json.int(group.id);
+        json.int(group.id.get());
         json.raw(",\"team_id\":");
-        json.int(self.team_id);
+        json.int(self.team_id.get());
         json.raw(",\"parent_id\":");
-        json.int(group.parent_id);
+        json.int(group.parent_id.get());
         json.raw(",\"source\":");
         json.int(group.source.code());
         json.raw(",\"remote_id\":");
@@ -115,7 +115,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::values::Source;
+    use crate::domain::values::{GroupId, Source};
     use crate::http::routes::ListData;
     use crate::http::routes::groups::GroupData;
 
@@ -138,8 +138,8 @@ mod tests {
             let [id, team_id, parent_id] = ids;
             let [remote_id, name, team_name] = strings;
             let group = Group {
-                id,
-                parent_id,
+                id: GroupId::new(id),
+                parent_id: GroupId::new(parent_id),
                 source: if sync { Source::Sync } else { Source::Api },
                 remote_id,
                 name,
@@ -149,7 +149,7 @@ mod tests {
                 upd_at: updated.unwrap_or(created),
             };
             let offset = FixedOffset::east_opt(offset_minutes * 60).expect("offset");
-            (group, team_id, team_name, path, offset)
+            (group, TeamId::new(team_id), team_name, path, offset)
         }
     }
 

@@ -240,7 +240,7 @@ pub struct CreateGroupBody {
     name: String,
     /// The parent group; `0` (the default) for the top level.
     #[schema(value_type = Option<GroupIdValue>, inline)]
-    parent_id: Option<GroupId>,
+    parent_id: Option<i64>,
     /// Larger comes first among siblings; default 0.
     #[schema(minimum = -2147483648_i64, maximum = 2147483647_i64)]
     order: Option<i64>,
@@ -288,7 +288,7 @@ pub async fn create_group(
 ) -> Answer {
     let request = NewGroupRequest {
         name: values::group_name(&body.name)?,
-        parent_id: values::group_id(body.parent_id.unwrap_or(ROOT_GROUP))?,
+        parent_id: values::group_id(body.parent_id.unwrap_or(ROOT_GROUP.get()))?,
         order: order(body.order.unwrap_or(0))?,
         remote_id: values::remote_id(body.remote_id.as_deref().unwrap_or_default())?,
     };
@@ -313,10 +313,10 @@ pub struct UpdateGroupBody {
     order: Option<i64>,
     /// The current parent; if given and wrong, `invalid_argument`.
     #[schema(value_type = Option<GroupIdValue>, inline)]
-    from_id: Option<GroupId>,
+    from_id: Option<i64>,
     /// The new parent (`0` = the top level).
     #[schema(value_type = Option<GroupIdValue>, inline)]
-    to_id: Option<GroupId>,
+    to_id: Option<i64>,
     /// A new remote id (an extension).
     #[schema(value_type = Option<RemoteId>)]
     remote_id: Option<String>,

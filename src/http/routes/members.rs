@@ -99,7 +99,7 @@ failures!(ListMembersFailures: team;
 pub async fn list_members(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, group_id)): Path<(TeamId, GroupId)>,
+    Path((team_id, group_id)): Path<(TeamId, i64)>,
     query: QueryParams,
 ) -> Answer {
     let filter = MemberFilter {
@@ -213,7 +213,7 @@ failures!(AddMemberFailures: team_body;
 pub async fn add_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, group_id, user_id)): Path<(TeamId, GroupId, UserId)>,
+    Path((team_id, group_id, user_id)): Path<(TeamId, i64, UserId)>,
     RequestBody(body): RequestBody<AddMemberBody>,
 ) -> Answer {
     let role = body
@@ -257,7 +257,7 @@ failures!(RemoveMemberFailures: team;
 pub async fn remove_member(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, group_id, user_id)): Path<(TeamId, GroupId, UserId)>,
+    Path((team_id, group_id, user_id)): Path<(TeamId, i64, UserId)>,
 ) -> Answer {
     state
         .service
@@ -272,7 +272,7 @@ pub async fn remove_member(
 pub struct UpdateMemberBody {
     /// Replaces the member's whole set of groups (`[]` = the root only; `0` is ignored).
     #[schema(max_items = 1000, value_type = Option<Vec<GroupIdValue>>)]
-    group_ids: Option<Vec<GroupId>>,
+    group_ids: Option<Vec<i64>>,
     /// The directory-level nickname.
     #[schema(value_type = Option<Nickname>)]
     nickname: Option<String>,

@@ -154,8 +154,8 @@ impl ChangeWriter for PgWriter {
              AS g (id, parent_id, source, remote_id, name, sort_order, created_at, upd_at)",
         )
         .bind(self.team_id)
-        .bind(column(|new| new.id))
-        .bind(column(|new| new.parent_id))
+        .bind(column(|new| new.id.get()))
+        .bind(column(|new| new.parent_id.get()))
         .bind(column(|new| new.group.source.code()))
         .bind(text(|new| &new.group.remote_id))
         .bind(text(|new| &new.group.name))

@@ -56,7 +56,7 @@ impl BackendDirectory for SqliteStore {
         .await?;
         // Members chunk by chunk: the roles of the next members after the cursor, then the
         // memberships of exactly those members.
-        let mut after: UserId = 0;
+        let mut after = UserId::default();
         loop {
             let (json, last): (String, Option<UserId>) = sqlx::query_as(
                 "SELECT json_group_array(json_array(user_id, role)), max(user_id) FROM \
@@ -155,9 +155,10 @@ impl ChangeWriter for SqliteWriter {
     const BATCH_ROWS: usize = BATCH_ROWS;
 
     async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>> {
-        let first = self.next_group_id;
-        self.next_group_id += n as GroupId;
-        Ok((first..self.next_group_id).collect())
+        let first = self.next_group_id.get();
+        let end = first + n as i64;
+        self.next_group_id = GroupId::new(end);
+        Ok((first..end).map(GroupId::new).collect())
     }
 
     async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {

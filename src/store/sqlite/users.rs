@@ -111,9 +111,10 @@ impl BackendUsers for SqliteStore {
                 } else if let Some(user_id) = fresh_ids.get(user.openid) {
                     registered.push(*user_id);
                 } else {
-                    fresh.push((user, next_id, next_respondent));
-                    fresh_ids.insert(user.openid, next_id);
-                    registered.push(next_id);
+                    let user_id = UserId::new(next_id);
+                    fresh.push((user, user_id, next_respondent));
+                    fresh_ids.insert(user.openid, user_id);
+                    registered.push(user_id);
                     next_id += 1;
                     next_respondent += 1;
                 }
