@@ -10,7 +10,7 @@ use super::StoreResult;
 use crate::domain::values::{TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScimTokenRecord {
     pub id: i64,
     pub team_id: TeamId,
@@ -19,7 +19,7 @@ pub struct ScimTokenRecord {
 }
 
 /// A SCIM user of one directory.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScimUserRecord {
     /// The user behind it.
     pub user_id: UserId,

@@ -67,7 +67,8 @@ pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS 
 pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
      (SELECT COUNT(*) FROM members WHERE team_id = $1)";
 
-/// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore` and `Store` for `$store`, which
+/// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore`, `QuotaStore`, `ScimStore` and `Store`
+/// for `$store`, which
 /// implements the traits of [`backend`](super::backend).
 macro_rules! impl_store {
     ($store:ty) => {
@@ -84,6 +85,8 @@ macro_rules! impl_store {
                 StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
             };
+            use $crate::store::quotas::{self, OrgQuota, QuotaStore};
+            use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord};
             use async_trait::async_trait;
             #[async_trait]
             impl AppStore for $store {
@@ -427,6 +430,246 @@ macro_rules! impl_store {
                     apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
                     let version = Self::finish_apply(writer).await?;
                     Ok(Applied { created, version })
+                }
+            }
+
+            #[async_trait]
+            impl QuotaStore for $store {
+                async fn org_quota(&self, org_id: OrgId) -> StoreResult<OrgQuota> {
+                    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(quotas::ORG_QUOTA)
+                        .bind(org_id)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    Ok(row.map_or_else(OrgQuota::default, |(max_groups, max_members)| {
+                        OrgQuota {
+                            max_groups,
+                            max_members,
+                        }
+                    }))
+                }
+
+                async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<()> {
+                    sqlx::query(quotas::SET_ORG_QUOTA)
+                        .bind(org_id)
+                        .bind(quota.max_groups)
+                        .bind(quota.max_members)
+                        .execute(self.writes())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>> {
+                    let row: Option<(Option<i64>,)> = sqlx::query_as(quotas::APP_ORG_QUOTA)
+                        .bind(appid)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    Ok(row.and_then(|(max_orgs,)| max_orgs))
+                }
+
+                async fn set_app_org_quota(
+                    &self,
+                    appid: &str,
+                    max_orgs: Option<i64>,
+                ) -> StoreResult<()> {
+                    sqlx::query(quotas::SET_APP_ORG_QUOTA)
+                        .bind(appid)
+                        .bind(max_orgs)
+                        .execute(self.writes())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn orgs_created_by(&self, appid: &str) -> StoreResult<i64> {
+                    let (count,): (i64,) = sqlx::query_as(quotas::ORGS_CREATED_BY)
+                        .bind(appid)
+                        .fetch_one(self.reads())
+                        .await?;
+                    Ok(count)
+                }
+            }
+
+            #[async_trait]
+            impl ScimStore for $store {
+                async fn create_scim_token(
+                    &self,
+                    team_id: TeamId,
+                    token_hash: &[u8],
+                    now: i64,
+                ) -> StoreResult<i64> {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO scim_tokens (team_id, token_hash, created_at) \
+                         VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(team_id)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_one(self.writes())
+                    .await?;
+                    Ok(id)
+                }
+
+                async fn scim_tokens(&self, team_id: TeamId) -> StoreResult<Vec<ScimTokenRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT id, team_id, created_at FROM scim_tokens WHERE team_id = $1 \
+                         ORDER BY id",
+                    )
+                    .bind(team_id)
+                    .fetch_all(self.reads())
+                    .await?)
+                }
+
+                async fn revoke_scim_token(&self, id: i64) -> StoreResult<Option<ScimTokenRecord>> {
+                    Ok(sqlx::query_as(
+                        "DELETE FROM scim_tokens WHERE id = $1 RETURNING id, team_id, created_at",
+                    )
+                    .bind(id)
+                    .fetch_optional(self.writes())
+                    .await?)
+                }
+
+                async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>> {
+                    Ok(
+                        sqlx::query_scalar("SELECT team_id FROM scim_tokens WHERE token_hash = $1")
+                            .bind(token_hash)
+                            .fetch_optional(self.reads())
+                            .await?,
+                    )
+                }
+
+                async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>> {
+                    Ok(
+                        sqlx::query_scalar("SELECT appid FROM scim_apps WHERE team_id = $1")
+                            .bind(team_id)
+                            .fetch_optional(self.reads())
+                            .await?,
+                    )
+                }
+
+                async fn put_scim_app(&self, team_id: TeamId, appid: &str) -> StoreResult<String> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO scim_apps (team_id, appid) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(team_id)
+                    .bind(appid)
+                    .execute(&mut *tx)
+                    .await?;
+                    let appid: String =
+                        sqlx::query_scalar("SELECT appid FROM scim_apps WHERE team_id = $1")
+                            .bind(team_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    tx.commit().await?;
+                    Ok(appid)
+                }
+
+                async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users WHERE team_id = $1 \
+                         ORDER BY user_id",
+                    )
+                    .bind(team_id)
+                    .fetch_all(self.reads())
+                    .await?)
+                }
+
+                async fn scim_user_ids(
+                    &self,
+                    team_id: TeamId,
+                ) -> StoreResult<Vec<(UserId, String)>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 \
+                         ORDER BY user_id",
+                    )
+                    .bind(team_id)
+                    .fetch_all(self.reads())
+                    .await?)
+                }
+
+                async fn scim_user(
+                    &self,
+                    team_id: TeamId,
+                    scim_id: &str,
+                ) -> StoreResult<Option<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users \
+                         WHERE team_id = $1 AND scim_id = $2",
+                    )
+                    .bind(team_id)
+                    .bind(scim_id)
+                    .fetch_optional(self.reads())
+                    .await?)
+                }
+
+                async fn scim_user_by_name(
+                    &self,
+                    team_id: TeamId,
+                    user_name_key: &str,
+                ) -> StoreResult<Option<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users \
+                         WHERE team_id = $1 AND user_name_key = $2",
+                    )
+                    .bind(team_id)
+                    .bind(user_name_key)
+                    .fetch_optional(self.reads())
+                    .await?)
+                }
+
+                async fn put_scim_user(
+                    &self,
+                    team_id: TeamId,
+                    user: &ScimUserRecord,
+                ) -> StoreResult<bool> {
+                    let written = sqlx::query(
+                        "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
+                         external_id, active, resource, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (team_id, user_id) DO UPDATE SET \
+                         user_name_key = excluded.user_name_key, \
+                         external_id = excluded.external_id, active = excluded.active, \
+                         resource = excluded.resource, updated_at = excluded.updated_at",
+                    )
+                    .bind(team_id)
+                    .bind(user.user_id)
+                    .bind(&user.scim_id)
+                    .bind(&user.user_name_key)
+                    .bind(&user.external_id)
+                    .bind(user.active)
+                    .bind(&user.resource)
+                    .bind(user.created_at)
+                    .bind(user.updated_at)
+                    .execute(self.writes())
+                    .await;
+                    match written {
+                        Ok(_) => Ok(true),
+                        Err(error)
+                            if error
+                                .as_database_error()
+                                .is_some_and(|e| e.is_unique_violation()) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(error) => Err(StoreError::from(error)),
+                    }
+                }
+
+                async fn delete_scim_user(
+                    &self,
+                    team_id: TeamId,
+                    user_id: UserId,
+                ) -> StoreResult<bool> {
+                    let done =
+                        sqlx::query("DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2")
+                            .bind(team_id)
+                            .bind(user_id)
+                            .execute(self.writes())
+                            .await?;
+                    Ok(done.rows_affected() > 0)
                 }
             }
 

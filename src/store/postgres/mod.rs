@@ -62,8 +62,6 @@
 
 mod directory;
 mod orgs;
-mod quotas;
-mod scim;
 mod users;
 
 use std::str::FromStr;

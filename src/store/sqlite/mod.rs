@@ -14,8 +14,6 @@
 mod commits;
 mod directory;
 mod orgs;
-mod quotas;
-mod scim;
 mod users;
 
 use std::str::FromStr;
