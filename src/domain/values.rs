@@ -74,6 +74,9 @@ pub const ROOT_GROUP: GroupId = GroupId::new(0);
 /// Largest group id the contract allows (groups ids are uint32 on the wire).
 pub const MAX_GROUP_ID: GroupId = GroupId::new(u32::MAX as i64);
 
+/// Most values one array a client sends may hold (a query array, a member's `group_ids`).
+pub const MAX_ARRAY_ITEMS: usize = 1000;
+
 /// Longest name, nickname or remote id, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest avatar URL, in characters.

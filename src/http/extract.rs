@@ -17,10 +17,7 @@ use super::AppState;
 use super::envelope::ApiError;
 use super::form::from_form;
 use crate::domain::access::Caller;
-use crate::domain::values::Page;
-
-/// Most values one array parameter may hold.
-pub const MAX_ARRAY_ITEMS: usize = 1000;
+use crate::domain::values::{MAX_ARRAY_ITEMS, Page};
 
 /// The decoded pairs of a query string, in order. Shared: a request's query is decoded once,
 /// for the caller's token and for the handler's parameters.

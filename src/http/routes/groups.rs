@@ -2,15 +2,20 @@
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::openapi::KnownFormat;
+use utoipa::openapi::path::{Parameter, ParameterIn, ParameterStyle};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, SchemaFormat, Type};
+use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::group_page::group_page_json;
-use super::{Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, TeamPath};
+use super::{
+    Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, TeamPath, query_parameter,
+};
 use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView};
-use crate::domain::values::{self, GroupId, ROOT_GROUP, TeamId};
+use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, TeamId};
 use crate::http::describe::{GroupName, RemoteId, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
@@ -129,31 +134,53 @@ fn group_filter(query: &QueryParams) -> Result<GroupFilter, ApiError> {
     })
 }
 
-/// The query of the group list (read by [`group_filter`] and [`QueryParams::page`]).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(
-    dead_code,
-    reason = "describes the query string; group_filter reads it"
-)]
-pub struct ListGroupsQuery {
-    /// Only groups whose `remote_id` is one of these.
-    #[param(max_items = 1000, style = Form, explode)]
-    remote_ids: Option<Vec<String>>,
-    /// Only the direct children of this group (`0` = the top level).
-    #[param(value_type = Option<GroupIdValue>, inline)]
-    parent_id: Option<i64>,
-    /// With `parent_id`: every group below it, not only its children (an extension); without
-    /// it, every group is listed anyway.
-    recursive: Option<bool>,
-    /// Also list deleted groups (tombstones) (an extension).
-    include_invalid: Option<bool>,
-    /// Only groups whose `upd_at` is at or after this time (an extension).
-    #[param(value_type = Option<String>, format = DateTime)]
-    updated_since: Option<String>,
-    /// Only groups whose name contains this, case-insensitively (an extension).
-    #[param(max_length = 64)]
-    keyword: Option<String>,
+/// The query of the group list (read by [`group_filter`] and [`QueryParams::page`]), described
+/// from the limits [`group_filter`] enforces.
+pub struct ListGroupsQuery;
+
+impl IntoParams for ListGroupsQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let text = || ObjectBuilder::new().schema_type(Type::String);
+        let flag = || ObjectBuilder::new().schema_type(Type::Boolean);
+        let mut remote_ids = query_parameter(
+            "remote_ids",
+            "Only groups whose `remote_id` is one of these.",
+            ArrayBuilder::new()
+                .items(text())
+                .max_items(Some(MAX_ARRAY_ITEMS)),
+        );
+        remote_ids.style = Some(ParameterStyle::Form);
+        remote_ids.explode = Some(true);
+        vec![
+            remote_ids,
+            query_parameter(
+                "parent_id",
+                "Only the direct children of this group (`0` = the top level).",
+                GroupIdValue::schema(),
+            ),
+            query_parameter(
+                "recursive",
+                "With `parent_id`: every group below it, not only its children (an extension); \
+                 without\nit, every group is listed anyway.",
+                flag(),
+            ),
+            query_parameter(
+                "include_invalid",
+                "Also list deleted groups (tombstones) (an extension).",
+                flag(),
+            ),
+            query_parameter(
+                "updated_since",
+                "Only groups whose `upd_at` is at or after this time (an extension).",
+                text().format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+            ),
+            query_parameter(
+                "keyword",
+                "Only groups whose name contains this, case-insensitively (an extension).",
+                text().max_length(Some(values::MAX_NAME_CHARS)),
+            ),
+        ]
+    }
 }
 
 failures!(ListGroupsFailures: team;

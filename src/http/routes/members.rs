@@ -12,11 +12,11 @@ use super::{
 };
 use crate::domain::RuleError;
 use crate::domain::directory::MemberFilter;
-use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, TeamId, UserId};
+use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, Role, TeamId, UserId};
 use crate::http::AppState;
 use crate::http::describe::{Avatar, Nickname, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, MAX_ARRAY_ITEMS, QueryParams, RequestBody};
+use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::service::{MemberRow, MemberUpdate};
 
 type MemberListAnswer = Success<ListData<MemberData>>;

@@ -21,8 +21,9 @@ use std::borrow::Cow;
 
 use axum::extract::State;
 use serde::Serialize;
+use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn, ParameterStyle};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, Type};
-use utoipa::openapi::{KnownFormat, RefOr};
+use utoipa::openapi::{KnownFormat, RefOr, Required};
 use utoipa::{IntoParams, PartialSchema, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -32,7 +33,7 @@ pub use super::describe::GroupIdValue;
 use super::describe::{Empty, Success, anonymous, example_of, failures};
 use super::envelope::{ApiError, Reply};
 use super::extract::QueryParams;
-use crate::domain::values::Role;
+use crate::domain::values::{MAX_ARRAY_ITEMS, Page, Role};
 
 /// Every operation of the contract, with its description: each resource registers its own.
 pub fn resources() -> OpenApiRouter<AppState> {
@@ -75,30 +76,66 @@ pub struct TeamPath {
     team_id: i64,
 }
 
-/// `page` and `per_page` of a listing (read by [`QueryParams::page`]).
+/// `page` and `per_page` of a listing (read by [`QueryParams::page`]), described from the limits
+/// [`Page::new`] enforces.
 ///
 /// [`QueryParams::page`]: super::extract::QueryParams::page
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "describes the query string; QueryParams reads it")]
-pub struct PageQuery {
-    /// The page, from 1. A page past the end answers an empty `list` and the real `total`.
-    #[param(minimum = 1, maximum = 4294967295_i64, default = 1)]
-    page: Option<i64>,
-    /// Rows per page.
-    #[param(minimum = 1, maximum = 1000, default = 10)]
-    per_page: Option<i64>,
+pub struct PageQuery;
+
+impl IntoParams for PageQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let count = |maximum: Option<u64>, default: u64| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+                .minimum(Some(1))
+                .maximum(maximum)
+                .default(Some(default.into()))
+        };
+        vec![
+            query_parameter(
+                "page",
+                "The page, from 1. A page past the end answers an empty `list` and the real \
+                 `total`.",
+                count(None, 1),
+            ),
+            query_parameter(
+                "per_page",
+                "Rows per page.",
+                count(Some(Page::MAX_PER_PAGE), 10),
+            ),
+        ]
+    }
 }
 
 /// The `roles` filter of a member listing (read by [`roles_of`]).
-#[derive(IntoParams)]
-#[into_params(parameter_in = Query)]
-#[allow(dead_code, reason = "describes the query string; roles_of reads it")]
-pub struct RolesQuery {
-    /// Only members with one of these roles (none: every role). Also `roles[]=1&roles[]=2`,
-    /// `roles=1,2` or `roles=[1,2]`.
-    #[param(max_items = 1000, style = Form, explode, value_type = Option<Vec<RoleCode>>)]
-    roles: Option<Vec<i64>>,
+pub struct RolesQuery;
+
+impl IntoParams for RolesQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let mut roles = query_parameter(
+            "roles",
+            "Only members with one of these roles (none: every role). Also \
+             `roles[]=1&roles[]=2`,\n`roles=1,2` or `roles=[1,2]`.",
+            ArrayBuilder::new()
+                .items(Ref::from_schema_name(RoleCode::name()))
+                .max_items(Some(MAX_ARRAY_ITEMS)),
+        );
+        roles.style = Some(ParameterStyle::Form);
+        roles.explode = Some(true);
+        vec![roles]
+    }
+}
+
+/// An optional query parameter.
+fn query_parameter(name: &str, description: &str, schema: impl Into<Schema>) -> Parameter {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(description))
+        .schema(Some(schema.into()))
+        .build()
 }
 
 /// The `roles` filter of a listing's query.
