@@ -127,11 +127,22 @@ impl ScimStore for PostgresStore {
         rows.iter().map(scim_user_of).collect()
     }
 
-    async fn scim_user_ids(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, String)>> {
+    async fn scim_user_ids(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>> {
+        if user_ids.is_empty() && scim_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_as(
-            "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 ORDER BY user_id",
+            "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 \
+             AND (user_id = ANY($2) OR scim_id = ANY($3))",
         )
         .bind(team_id)
+        .bind(user_ids)
+        .bind(scim_ids)
         .fetch_all(&self.pool)
         .await?)
     }

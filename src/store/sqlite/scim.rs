@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 
-use super::SqliteStore;
+use super::{SqliteStore, json_ids};
 use crate::domain::values::{TeamId, UserId};
 use crate::store::backend::Backend;
 use crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord};
@@ -126,11 +126,24 @@ impl ScimStore for SqliteStore {
         rows.iter().map(scim_user_of).collect()
     }
 
-    async fn scim_user_ids(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, String)>> {
+    async fn scim_user_ids(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>> {
+        if user_ids.is_empty() && scim_ids.is_empty() {
+            return Ok(Vec::new());
+        }
         Ok(sqlx::query_as(
-            "SELECT user_id, scim_id FROM scim_users WHERE team_id = ? ORDER BY user_id",
+            "SELECT user_id, scim_id FROM scim_users WHERE team_id = ?1 \
+             AND user_id IN (SELECT value FROM json_each(?2)) \
+             UNION SELECT user_id, scim_id FROM scim_users WHERE team_id = ?1 \
+             AND scim_id IN (SELECT value FROM json_each(?3))",
         )
         .bind(team_id)
+        .bind(json_ids(user_ids)?)
+        .bind(json_ids(scim_ids)?)
         .fetch_all(&self.reader)
         .await?)
     }
