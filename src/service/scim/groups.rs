@@ -415,16 +415,15 @@ impl Service {
         location: &Location,
     ) -> ScimResult<Vec<Versioned>> {
         // The existence checks providers make (`displayName eq`, `externalId eq`) pick their
-        // groups before anything is looked up.
-        let picked = filter.and_then(equality).and_then(|(path, value)| {
-            let name = path.name.to_ascii_lowercase();
-            (path.sub.is_none() && path.urn.is_none())
-                .then_some(())
-                .and_then(|()| match name.as_str() {
-                    "displayname" => Some((false, value.to_owned())),
-                    "externalid" => Some((true, value.to_owned())),
-                    _ => None,
-                })
+        // groups by the two attributes alone, before any member is looked up.
+        let by_name = filter.filter(|f| {
+            equality(f).is_some_and(|(path, _)| {
+                path.sub.is_none()
+                    && path.urn.is_none()
+                    && ["displayName", "externalId"]
+                        .iter()
+                        .any(|name| path.name.eq_ignore_ascii_case(name))
+            })
         });
         let (valid, members) = self
             .directories
@@ -432,12 +431,7 @@ impl Service {
                 let mut valid: Vec<GroupId> = d
                     .all_groups()
                     .filter(|g| g.is_valid)
-                    .filter(|g| match &picked {
-                        // SCIM compares `displayName` without case, `externalId` exactly.
-                        Some((false, name)) => g.name.to_lowercase() == name.to_lowercase(),
-                        Some((true, remote_id)) => g.remote_id == *remote_id,
-                        None => true,
-                    })
+                    .filter(|g| by_name.is_none_or(|f| matches(f, &render::names(g))))
                     .map(|g| g.id)
                     .collect();
                 valid.sort_unstable();
