@@ -74,6 +74,14 @@ pub(crate) trait BackendUsers: Backend {
     async fn openids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>>;
     /// Every member's stored details (SQLite reads in JSON chunks, PostgreSQL streams).
     async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+    /// [`ScimStore::scim_user_ids`](super::scim::ScimStore::scim_user_ids) for a non-empty
+    /// request (SQLite binds each list as one JSON array, PostgreSQL as an array).
+    async fn scim_users_among(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>>;
 }
 
 /// Directory reads and writes.

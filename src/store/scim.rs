@@ -59,8 +59,14 @@ pub trait ScimStore: Send + Sync {
     async fn put_scim_app(&self, team_id: TeamId, appid: &str) -> StoreResult<String>;
     /// Every SCIM user of `team_id`, ascending by user id.
     async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>>;
-    /// Every SCIM user of `team_id` as `(user id, SCIM id)`.
-    async fn scim_user_ids(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, String)>>;
+    /// The SCIM users of `team_id` that are among `user_ids` or whose SCIM id is among
+    /// `scim_ids`, as `(user id, SCIM id)`: a lookup of the ids one request names.
+    async fn scim_user_ids(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>>;
     async fn scim_user(
         &self,
         team_id: TeamId,

@@ -578,14 +578,13 @@ macro_rules! impl_store {
                 async fn scim_user_ids(
                     &self,
                     team_id: TeamId,
+                    user_ids: &[UserId],
+                    scim_ids: &[&str],
                 ) -> StoreResult<Vec<(UserId, String)>> {
-                    Ok(sqlx::query_as(
-                        "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 \
-                         ORDER BY user_id",
-                    )
-                    .bind(team_id)
-                    .fetch_all(self.reads())
-                    .await?)
+                    if user_ids.is_empty() && scim_ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    Self::scim_users_among(self, team_id, user_ids, scim_ids).await
                 }
 
                 async fn scim_user(

@@ -535,3 +535,105 @@ async fn a_directorys_scim_calls_share_the_rate_limit() {
     assert_eq!(response.status(), 429);
     assert!(response.headers().contains_key("retry-after"));
 }
+
+#[tokio::test]
+async fn groups_are_found_by_name_paged_replaced_whole_and_private_to_their_directory() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let (a, b, c) = (
+        scim.user("a").await,
+        scim.user("b").await,
+        scim.user("c").await,
+    );
+    let sales = scim
+        .post(
+            "/Groups",
+            json!({"displayName": "Sales Team", "externalId": "G-1",
+                   "members": [{"value": a}, {"value": b}]}),
+        )
+        .await;
+    assert_eq!(sales.status, 201, "{}", sales.body);
+    let gid = sales.body["id"].as_str().expect("id").to_owned();
+    for name in ["Support", "Legal"] {
+        let answer = scim.post("/Groups", json!({"displayName": name})).await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+    }
+    // The existence checks of Okta and Entra ID: displayName without case, externalId exactly.
+    let find = |filter: &str| format!("/Groups?filter={}", crate::helpers::encode(filter));
+    let found = scim.get(&find("displayName eq \"sales team\"")).await;
+    assert_eq!(found.body["totalResults"], 1, "{}", found.body);
+    assert_eq!(found.body["Resources"][0]["id"], gid.as_str());
+    let mut members: Vec<&str> = found.body["Resources"][0]["members"]
+        .as_array()
+        .expect("members")
+        .iter()
+        .map(|m| m["value"].as_str().expect("value"))
+        .collect();
+    members.sort_unstable();
+    let mut expected = vec![a.as_str(), b.as_str()];
+    expected.sort_unstable();
+    assert_eq!(members, expected);
+    assert_eq!(
+        scim.get(&find("externalId eq \"G-1\"")).await.body["totalResults"],
+        1
+    );
+    assert_eq!(
+        scim.get(&find("externalId eq \"g-1\"")).await.body["totalResults"],
+        0
+    );
+    assert_eq!(
+        scim.get(&find("displayName eq \"Nobody\"")).await.body["totalResults"],
+        0
+    );
+    let by_member = scim.get(&find(&format!("members[value eq \"{b}\"]"))).await;
+    assert_eq!(by_member.body["totalResults"], 1, "{}", by_member.body);
+    // Pages of groups, ascending by id.
+    let page = scim.get("/Groups?startIndex=2&count=1").await;
+    assert_eq!(page.body["totalResults"], 3);
+    assert_eq!(page.body["itemsPerPage"], 1);
+    assert_eq!(page.body["Resources"][0]["displayName"], "Support");
+    // Google / OneLogin style: PUT replaces the whole group, members included.
+    let path = format!("/Groups/{gid}");
+    let put = scim
+        .call(
+            Method::PUT,
+            &path,
+            Some(json!({"displayName": "Sales", "members": [{"value": c}]})),
+            &[],
+        )
+        .await;
+    assert_eq!(put.status, 200, "{}", put.body);
+    assert!(put.body.get("externalId").is_none(), "{}", put.body);
+    assert_eq!(
+        put.body["members"],
+        json!([{
+            "value": c, "type": "User", "$ref": format!("{}/scim/v2/Users/{c}", app.address)
+        }])
+    );
+    let api = app.team_api().await;
+    let shown = api.group(app.team_id, gid.parse().expect("int")).await;
+    assert_eq!(shown["name"], "Sales");
+    assert_eq!(shown["remote_id"], "");
+    // Another directory's token neither sees nor changes the group, nor names its users.
+    let other = app
+        .create_org("Other", contactsd::domain::access::Plan::Business, 10)
+        .await;
+    let theirs = Scim::new(&app, other.team_id).await;
+    assert_eq!(theirs.get(&path).await.status, 404);
+    assert_eq!(theirs.get("/Groups").await.body["totalResults"], 0);
+    let foreign = theirs
+        .patch(
+            &path,
+            json!([{"op": "add", "path": "members", "value": [{"value": a}]}]),
+        )
+        .await;
+    assert_eq!(foreign.status, 404, "{}", foreign.body);
+    let stolen = theirs
+        .post(
+            "/Groups",
+            json!({"displayName": "Mine", "members": [{"value": a, "type": "User"}]}),
+        )
+        .await;
+    assert_eq!(stolen.status, 400, "{}", stolen.body);
+    assert_eq!(stolen.body["scimType"], "invalidValue");
+}

@@ -11,7 +11,7 @@ use super::render::{self, Location};
 use super::{ScimResult, Versioned, check_version};
 use crate::domain::RuleError;
 use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
-use crate::domain::scim::filter::{Filter, matches};
+use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::{self, Operation};
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute};
@@ -20,10 +20,38 @@ use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::TeamRecord;
 
-/// The directory's SCIM users, both ways.
+/// The SCIM ids of the users one request involves, both ways: looked up as they are needed,
+/// never the whole directory's.
+#[derive(Default)]
 struct ScimIds {
     by_scim_id: HashMap<String, UserId>,
     by_user: HashMap<UserId, String>,
+    /// Users looked up, SCIM users or not.
+    checked: HashSet<UserId>,
+}
+
+impl ScimIds {
+    /// Whether every one of `users` has been looked up.
+    fn knows(&self, users: &[UserId]) -> bool {
+        users.iter().all(|u| self.checked.contains(u))
+    }
+}
+
+/// The `value`s of the members of a normalized group that may name users (not typed `Group`).
+fn member_values(stored: &Map<String, Value>) -> Vec<&str> {
+    stored
+        .get("members")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_object)
+        .filter(|member| {
+            !attribute(member, "type")
+                .and_then(Value::as_str)
+                .is_some_and(|kind| kind.eq_ignore_ascii_case("group"))
+        })
+        .filter_map(|member| attribute(member, "value").and_then(Value::as_str))
+        .collect()
 }
 
 /// A group as a SCIM write wants it.
@@ -42,8 +70,7 @@ fn group_id(id: &str) -> ScimResult<GroupId> {
     }
 }
 
-fn desired(body: &Value, ids: &ScimIds) -> ScimResult<Desired> {
-    let stored = schema::normalize(body, &schema::GROUP)?;
+fn desired(stored: &Map<String, Value>, ids: &ScimIds) -> ScimResult<Desired> {
     let text = |key: &str| stored.get(key).and_then(Value::as_str).unwrap_or_default();
     let name = values::group_name(text("displayName"))?;
     let remote_id = values::remote_id(text("externalId"))?;
@@ -251,12 +278,39 @@ fn decide(
 }
 
 impl Service {
-    async fn scim_ids(&self, team: &TeamRecord) -> ScimResult<ScimIds> {
-        let pairs = self.store.scim_user_ids(team.access.team_id).await?;
-        Ok(ScimIds {
-            by_scim_id: pairs.iter().map(|(u, s)| (s.clone(), *u)).collect(),
-            by_user: pairs.into_iter().collect(),
-        })
+    /// Look up the SCIM ids of `users` and the users of `scim_ids` that `ids` does not know
+    /// yet (one query, none when it knows them all).
+    async fn resolve(
+        &self,
+        team: &TeamRecord,
+        ids: &mut ScimIds,
+        users: &[UserId],
+        scim_ids: &[&str],
+    ) -> ScimResult<()> {
+        let users: Vec<UserId> = users
+            .iter()
+            .filter(|u| !ids.checked.contains(u))
+            .copied()
+            .collect();
+        let scim_ids: Vec<&str> = scim_ids
+            .iter()
+            .filter(|s| !ids.by_scim_id.contains_key(**s))
+            .copied()
+            .collect();
+        if users.is_empty() && scim_ids.is_empty() {
+            return Ok(());
+        }
+        let pairs = self
+            .store
+            .scim_user_ids(team.access.team_id, &users, &scim_ids)
+            .await?;
+        ids.checked.extend(users);
+        for (user, scim_id) in pairs {
+            ids.checked.insert(user);
+            ids.by_scim_id.insert(scim_id.clone(), user);
+            ids.by_user.insert(user, scim_id);
+        }
+        Ok(())
     }
 
     /// Names and avatars of SCIM users, as their member rows are rewritten unchanged but
@@ -310,20 +364,48 @@ impl Service {
         ))
     }
 
+    /// Group `id` as answered, its members' SCIM ids looked up through `ids`.
+    async fn group_of(
+        &self,
+        team: &TeamRecord,
+        id: GroupId,
+        ids: &mut ScimIds,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        // Members added between the look-up and the rendering are looked up on another turn;
+        // the last turn renders what it knows.
+        for turn in 0..3 {
+            let rendered = self
+                .directories
+                .read(&*self.store, team, |d| {
+                    let members = d.direct_members(id);
+                    Ok(if turn == 2 || ids.knows(members) {
+                        Ok(Self::render_group(d, id, ids, location).ok())
+                    } else {
+                        Err(members.to_vec())
+                    })
+                })
+                .await?;
+            match rendered {
+                Ok(found) => {
+                    return found.ok_or_else(|| {
+                        ScimError::not_found(format!("no group with id {id}")).into()
+                    });
+                }
+                Err(members) => self.resolve(team, ids, &members, &[]).await?,
+            }
+        }
+        Err(ScimError::not_found(format!("no group with id {id}")).into())
+    }
+
     pub async fn scim_get_group(
         &self,
         team: &TeamRecord,
         id: &str,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let id = group_id(id)?;
-        let ids = self.scim_ids(team).await?;
-        self.directories
-            .read(&*self.store, team, |d| {
-                Ok(Self::render_group(d, id, &ids, location).ok())
-            })
-            .await?
-            .ok_or_else(|| ScimError::not_found(format!("no group with id {id}")).into())
+        self.group_of(team, group_id(id)?, &mut ScimIds::default(), location)
+            .await
     }
 
     pub async fn scim_list_groups(
@@ -332,16 +414,42 @@ impl Service {
         filter: Option<&Filter>,
         location: &Location,
     ) -> ScimResult<Vec<Versioned>> {
-        let ids = self.scim_ids(team).await?;
-        Ok(self
+        // The existence checks providers make (`displayName eq`, `externalId eq`) pick their
+        // groups by the two attributes alone, before any member is looked up.
+        let by_name = filter.filter(|f| {
+            equality(f).is_some_and(|(path, _)| {
+                path.sub.is_none()
+                    && path.urn.is_none()
+                    && ["displayName", "externalId"]
+                        .iter()
+                        .any(|name| path.name.eq_ignore_ascii_case(name))
+            })
+        });
+        let (valid, members) = self
             .directories
             .read(&*self.store, team, |d| {
                 let mut valid: Vec<GroupId> = d
                     .all_groups()
                     .filter(|g| g.is_valid)
+                    .filter(|g| by_name.is_none_or(|f| matches(f, &render::names(g))))
                     .map(|g| g.id)
                     .collect();
                 valid.sort_unstable();
+                let members: Vec<UserId> = valid
+                    .iter()
+                    .flat_map(|id| d.direct_members(*id).iter().copied())
+                    .collect::<HashSet<_>>()
+                    .into_iter()
+                    .collect();
+                Ok((valid, members))
+            })
+            .await?;
+        let mut ids = ScimIds::default();
+        self.resolve(team, &mut ids, &members, &[]).await?;
+        Ok(self
+            .directories
+            .read(&*self.store, team, |d| {
+                // A group deleted since is left out.
                 Ok(valid
                     .into_iter()
                     .filter_map(|id| Self::render_group(d, id, &ids, location).ok())
@@ -357,26 +465,27 @@ impl Service {
         team: &TeamRecord,
         target: Option<GroupId>,
         body: &Value,
+        mut ids: ScimIds,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let ids = self.scim_ids(team).await?;
-        let want = desired(body, &ids)?;
-        // Only the users whose groups change have their rows rewritten.
-        let wanted: HashSet<UserId> = want.users.iter().copied().collect();
-        let current: HashSet<UserId> = match target {
+        let stored = schema::normalize(body, &schema::GROUP)?;
+        let current_members: Vec<UserId> = match target {
             Some(id) => {
                 self.directories
-                    .read(&*self.store, team, |d| {
-                        Ok(d.direct_members(id)
-                            .iter()
-                            .copied()
-                            .filter(|u| ids.by_user.contains_key(u))
-                            .collect())
-                    })
+                    .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
                     .await?
             }
-            None => HashSet::new(),
+            None => Vec::new(),
         };
+        self.resolve(team, &mut ids, &current_members, &member_values(&stored))
+            .await?;
+        let want = desired(&stored, &ids)?;
+        // Only the users whose groups change have their rows rewritten.
+        let wanted: HashSet<UserId> = want.users.iter().copied().collect();
+        let current: HashSet<UserId> = current_members
+            .into_iter()
+            .filter(|u| ids.by_user.contains_key(u))
+            .collect();
         let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
         let profiles = self.profiles_of(team, &touched).await?;
         let max_depth = self.settings.max_group_depth;
@@ -387,7 +496,7 @@ impl Service {
             })
             .await?;
         let id = target.or(created.first().copied()).unwrap_or_default();
-        self.scim_get_group(team, &id.to_string(), location).await
+        self.group_of(team, id, &mut ids, location).await
     }
 
     pub async fn scim_create_group(
@@ -396,7 +505,8 @@ impl Service {
         body: &Value,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        self.write_group(team, None, body, location).await
+        self.write_group(team, None, body, ScimIds::default(), location)
+            .await
     }
 
     pub async fn scim_replace_group(
@@ -407,10 +517,11 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let current = self.scim_get_group(team, id, location).await?;
+        let id = group_id(id)?;
+        let mut ids = ScimIds::default();
+        let current = self.group_of(team, id, &mut ids, location).await?;
         check_version(&current, if_match)?;
-        self.write_group(team, Some(group_id(id)?), body, location)
-            .await
+        self.write_group(team, Some(id), body, ids, location).await
     }
 
     pub async fn scim_patch_group(
@@ -421,17 +532,14 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let current = self.scim_get_group(team, id, location).await?;
+        let id = group_id(id)?;
+        let mut ids = ScimIds::default();
+        let current = self.group_of(team, id, &mut ids, location).await?;
         check_version(&current, if_match)?;
         let mut resource: Map<String, Value> = current.resource;
         patch::apply(&mut resource, operations, &[GROUP_EXTENSION_SCHEMA])?;
-        self.write_group(
-            team,
-            Some(group_id(id)?),
-            &Value::Object(resource),
-            location,
-        )
-        .await
+        self.write_group(team, Some(id), &Value::Object(resource), ids, location)
+            .await
     }
 
     /// Delete a group: its members leave it, the groups under it move up to its parent, and

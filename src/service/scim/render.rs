@@ -101,6 +101,17 @@ pub(super) fn user(
     )
 }
 
+/// The attributes of a group's resource that come from its own row: `displayName` and
+/// `externalId` (when it has one).
+pub(super) fn names(group: &Group) -> Map<String, Value> {
+    let mut resource = Map::new();
+    if !group.remote_id.is_empty() {
+        resource.insert("externalId".to_owned(), json!(group.remote_id));
+    }
+    resource.insert("displayName".to_owned(), json!(group.name));
+    resource
+}
+
 /// A directory group: name, remote id, members that are SCIM users, child groups, parent.
 pub(super) fn group(
     group: &Group,
@@ -115,10 +126,7 @@ pub(super) fn group(
     }
     resource.insert("schemas".to_owned(), Value::Array(schemas));
     resource.insert("id".to_owned(), json!(group.id.to_string()));
-    if !group.remote_id.is_empty() {
-        resource.insert("externalId".to_owned(), json!(group.remote_id));
-    }
-    resource.insert("displayName".to_owned(), json!(group.name));
+    resource.extend(names(group));
     let users = directory
         .direct_members(group.id)
         .iter()

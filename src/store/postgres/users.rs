@@ -241,4 +241,21 @@ impl BackendUsers for PostgresStore {
         })
         .await
     }
+
+    async fn scim_users_among(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 \
+             AND (user_id = ANY($2) OR scim_id = ANY($3))",
+        )
+        .bind(team_id)
+        .bind(user_ids)
+        .bind(scim_ids)
+        .fetch_all(&self.pool)
+        .await?)
+    }
 }

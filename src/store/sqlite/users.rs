@@ -214,4 +214,23 @@ impl BackendUsers for SqliteStore {
         .await?;
         Ok(rows)
     }
+
+    async fn scim_users_among(
+        &self,
+        team_id: TeamId,
+        user_ids: &[UserId],
+        scim_ids: &[&str],
+    ) -> StoreResult<Vec<(UserId, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT user_id, scim_id FROM scim_users WHERE team_id = ?1 \
+             AND user_id IN (SELECT value FROM json_each(?2)) \
+             UNION SELECT user_id, scim_id FROM scim_users WHERE team_id = ?1 \
+             AND scim_id IN (SELECT value FROM json_each(?3))",
+        )
+        .bind(team_id)
+        .bind(json_ids(user_ids)?)
+        .bind(json_ids(scim_ids)?)
+        .fetch_all(&self.reader)
+        .await?)
+    }
 }
