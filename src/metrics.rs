@@ -48,7 +48,14 @@ const BATCH_SIZES: [f64; 8] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0];
 
 /// Buckets of a snapshot's groups or members.
 const SNAPSHOT_SIZES: [f64; 8] = [
-    10.0, 100.0, 1_000.0, 10_000.0, 100_000.0, 1_000_000.0, 10_000_000.0, 100_000_000.0,
+    10.0,
+    100.0,
+    1_000.0,
+    10_000.0,
+    100_000.0,
+    1_000_000.0,
+    10_000_000.0,
+    100_000_000.0,
 ];
 
 /// The `route` of a request no route matched.
@@ -437,7 +444,9 @@ impl Metrics {
             TokenOutcome::RateLimited => "rate_limited",
             TokenOutcome::Refused => "refused",
         };
-        self.token_calls.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.token_calls
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     pub fn limit_refusal(&self, limit: Limit) {
@@ -446,12 +455,16 @@ impl Metrics {
             Limit::TokenCalls => "token_calls",
             Limit::TokenFailures => "token_failures",
         };
-        self.limit_refusals.get_or_create(&LimitLabels { limit }).inc();
+        self.limit_refusals
+            .get_or_create(&LimitLabels { limit })
+            .inc();
     }
 
     /// A write refused by the quota named `quota` (`groups`, `members`, `orgs`).
     pub fn quota_refusal(&self, quota: &'static str) {
-        self.quota_refusals.get_or_create(&QuotaLabels { quota }).inc();
+        self.quota_refusals
+            .get_or_create(&QuotaLabels { quota })
+            .inc();
     }
 
     pub fn cache_hit(&self) {

@@ -62,7 +62,11 @@ pub(super) fn count_scim(scim: Router, metrics: Option<&Arc<Metrics>>) -> Router
     }
 }
 
-async fn count_request(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+async fn count_request(
+    State(metrics): State<Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let matched = request.extensions().get::<MatchedPath>().cloned();

@@ -209,7 +209,8 @@ impl Service {
             })
             .await?;
         let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
-        within_quota.inspect_err(|refusal| quotas::count_refusal(self.metrics.as_ref(), refusal))?;
+        within_quota
+            .inspect_err(|refusal| quotas::count_refusal(self.metrics.as_ref(), refusal))?;
         tracing::info!(
             team_id,
             new_users = missing.len(),

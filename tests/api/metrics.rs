@@ -72,7 +72,10 @@ async fn the_exposition_names_every_family_with_its_type() {
         ("contactsd_token_calls_total", "counter"),
         ("contactsd_directory_cache_hits_total", "counter"),
         ("contactsd_directory_cache_loads_total", "counter"),
-        ("contactsd_directory_cache_load_duration_seconds", "histogram"),
+        (
+            "contactsd_directory_cache_load_duration_seconds",
+            "histogram",
+        ),
         ("contactsd_directory_cache_evictions_total", "counter"),
         ("contactsd_directory_cache_bytes", "gauge"),
         ("contactsd_directory_cache_entries", "gauge"),
@@ -90,7 +93,11 @@ async fn the_exposition_names_every_family_with_its_type() {
         );
     }
     assert_eq!(
-        value(&text, "contactsd_token_calls_total", &[("outcome", "issued")]),
+        value(
+            &text,
+            "contactsd_token_calls_total",
+            &[("outcome", "issued")]
+        ),
         1.0,
         "{text}"
     );
@@ -133,11 +140,20 @@ async fn a_request_moves_its_counter_under_the_route_template() {
         - value(&before, "contactsd_http_requests_total", &listing);
     assert_eq!(counted, 3.0, "{after}");
     let timed = [("method", "GET"), ("route", GROUPS_ROUTE)];
-    let observed = value(&after, "contactsd_http_request_duration_seconds_count", &timed)
-        - value(&before, "contactsd_http_request_duration_seconds_count", &timed);
+    let observed = value(
+        &after,
+        "contactsd_http_request_duration_seconds_count",
+        &timed,
+    ) - value(
+        &before,
+        "contactsd_http_request_duration_seconds_count",
+        &timed,
+    );
     assert_eq!(observed, 3.0);
     // A refusal counts under its envelope code.
-    let refused = api.get(&format!("{}?page=0", groups_path(app.team_id))).await;
+    let refused = api
+        .get(&format!("{}?page=0", groups_path(app.team_id)))
+        .await;
     assert_error(&refused, 400, "InvalidArgument", "invalid_argument");
     let text = scrape(&app.address).await;
     assert_eq!(
@@ -158,7 +174,9 @@ async fn labels_name_no_team_app_or_raw_path() {
     api.group(app.team_id, group).await;
     let unknown = app.get("/api/contacts/teams/987654321/nothing-here").await;
     assert_error(&unknown, 404, "NoRoute", "no_route");
-    let bad_secret = app.token_response(&app.appid, "wrong", "client_credential").await;
+    let bad_secret = app
+        .token_response(&app.appid, "wrong", "client_credential")
+        .await;
     assert_eq!(bad_secret.body["error"]["type"], "invalid_credential");
     let text = scrape(&app.address).await;
     assert!(!text.contains("987654321"), "a raw path was recorded");
@@ -168,7 +186,10 @@ async fn labels_name_no_team_app_or_raw_path() {
             !value.contains(&format!("/{}", app.team_id)),
             "a team id in the label value {value:?}"
         );
-        assert!(!value.contains(&format!("/{group}")), "a group id in {value:?}");
+        assert!(
+            !value.contains(&format!("/{group}")),
+            "a group id in {value:?}"
+        );
     }
     assert_eq!(
         value(
@@ -240,7 +261,9 @@ async fn syncs_and_quota_refusals_are_counted() {
     });
     let sync = format!("/api/contacts/teams/{}/sync", app.team_id);
     assert_ok(&api.post_json(&sync, &snapshot).await);
-    let refused = api.try_create_group(app.team_id, &json!({"name": "B"})).await;
+    let refused = api
+        .try_create_group(app.team_id, &json!({"name": "B"}))
+        .await;
     assert_eq!(refused.body["error"]["type"], "group_quota_exceeded");
     let text = scrape(&app.address).await;
     assert_eq!(
@@ -255,9 +278,16 @@ async fn syncs_and_quota_refusals_are_counted() {
         ),
         1.0
     );
-    assert_eq!(value(&text, "contactsd_sync_snapshot_members_sum", &[]), 1.0);
     assert_eq!(
-        value(&text, "contactsd_quota_refusals_total", &[("quota", "groups")]),
+        value(&text, "contactsd_sync_snapshot_members_sum", &[]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &text,
+            "contactsd_quota_refusals_total",
+            &[("quota", "groups")]
+        ),
         1.0
     );
 }
@@ -275,7 +305,10 @@ async fn the_metrics_listener_serves_them_and_the_api_listener_does_not() {
     let address = format!("127.0.0.1:{}", free_port());
     let server = start_with(&database.url, &["--metrics-listen", &address], &[]).await;
     let text = scrape(&format!("http://{address}")).await;
-    assert!(text.contains("# TYPE contactsd_http_requests_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE contactsd_http_requests_total counter"),
+        "{text}"
+    );
     let client = reqwest::Client::new();
     for url in [
         format!("{}/metrics", server.base),
