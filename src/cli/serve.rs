@@ -202,7 +202,11 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
                 .await
                 .with_context(|| format!("cannot listen on {address} for the metrics"))?,
         )),
-        _ => None,
+        Some(address) => {
+            tracing::warn!(listen = %address, "metrics are off: --metrics-listen is ignored");
+            None
+        }
+        None => None,
     };
     let metrics = service.metrics().cloned();
     let router = http::router(

@@ -293,6 +293,25 @@ async fn syncs_and_quota_refusals_are_counted() {
 }
 
 #[tokio::test]
+async fn rate_limit_refusals_are_counted_by_limit() {
+    let app = TestApp::builder().rate_limit(1).spawn().await;
+    let api = app.team_api().await;
+    let mut refused = 0;
+    for _ in 0..3 {
+        let answer = api.get(&groups_path(app.team_id)).await;
+        if answer.body["error"]["type"] == "request_rate_limited" {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 1, "one call per second allows no three in a row");
+    let text = scrape(&app.address).await;
+    assert_eq!(
+        value(&text, "contactsd_rate_limit_refusals_total", &[("limit", "calls")]),
+        f64::from(refused)
+    );
+}
+
+#[tokio::test]
 async fn with_metrics_off_the_route_is_unknown() {
     let app = TestApp::builder().metrics(false).spawn().await;
     let answer = app.get("/metrics").await;
