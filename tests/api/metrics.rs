@@ -306,7 +306,11 @@ async fn rate_limit_refusals_are_counted_by_limit() {
     assert!(refused >= 1, "one call per second allows no three in a row");
     let text = scrape(&app.address).await;
     assert_eq!(
-        value(&text, "contactsd_rate_limit_refusals_total", &[("limit", "calls")]),
+        value(
+            &text,
+            "contactsd_rate_limit_refusals_total",
+            &[("limit", "calls")]
+        ),
         f64::from(refused)
     );
 }
