@@ -7,13 +7,15 @@
 //!
 //! Beside them: [`snapshot`] (the snapshot formats and their limits: bytes to a
 //! [`domain::sync::Snapshot`]; depends on [`domain`] only, used by [`http`] and [`cli`]) and
-//! [`telemetry`] (logging; used by [`cli`]).
+//! [`telemetry`] (logging; used by [`cli`]) and [`metrics`] (counters and their exposition;
+//! depends on nothing of the crate, recorded by [`service`] and [`http`]).
 
 #![forbid(unsafe_code)]
 
 pub mod cli;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod service;
 pub mod snapshot;
 pub mod store;

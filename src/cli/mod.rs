@@ -112,7 +112,11 @@ async fn run(cli: Cli) -> Result<()> {
         .context("cannot open the database")?;
     match cli.command {
         Command::Serve(args) => {
-            let service = Arc::new(Service::new(store, args.service_settings()));
+            let mut service = Service::new(store, args.service_settings());
+            if let Some(metrics) = args.metrics() {
+                service = service.with_metrics(metrics);
+            }
+            let service = Arc::new(service);
             serve::serve(service, &args).await
         }
         Command::Admin { command } => {

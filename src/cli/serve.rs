@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 
 use crate::domain::access::Plan;
 use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
+use crate::metrics::Metrics;
 use crate::service::{
     DEFAULT_CACHE_MEMORY_MB, EventSettings, QuotaSettings, Service, ServiceSettings,
 };
@@ -101,9 +102,27 @@ pub(super) struct ServeArgs {
     /// answers `events_expired`.
     #[arg(long, env = "CONTACTSD_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36_500))]
     event_retention_days: u64,
+    /// Record metrics and serve them at `GET /metrics` (`on`), or record nothing (`off`).
+    #[arg(long, env = "CONTACTSD_METRICS", value_enum, default_value = "on")]
+    metrics: Switch,
+    /// Serve `GET /metrics` on this address (a private one, say) instead of on `--listen`.
+    #[arg(long, env = "CONTACTSD_METRICS_LISTEN")]
+    metrics_listen: Option<SocketAddr>,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(super) enum Switch {
+    On,
+    Off,
 }
 
 impl ServeArgs {
+    /// The process's metrics, unless they are off.
+    pub(super) fn metrics(&self) -> Option<Arc<Metrics>> {
+        (self.metrics == Switch::On).then(|| Arc::new(Metrics::new()))
+    }
+
     /// The service's settings from these flags.
     pub(super) fn service_settings(&self) -> ServiceSettings {
         ServiceSettings {
@@ -176,8 +195,22 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let metrics_listener = match args.metrics_listen {
+        Some(address) if service.metrics().is_some() => Some((
+            address,
+            TcpListener::bind(address)
+                .await
+                .with_context(|| format!("cannot listen on {address} for the metrics"))?,
+        )),
+        Some(address) => {
+            tracing::warn!(listen = %address, "metrics are off: --metrics-listen is ignored");
+            None
+        }
+        None => None,
+    };
+    let metrics = service.metrics().cloned();
     let router = http::router(
-        service,
+        service.clone(),
         HttpSettings {
             time_offset: args.time_offset,
             http_status: args.http_status,
@@ -187,6 +220,7 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
                 max_members: args.sync_max_members,
             },
             sync_body_timeout: Duration::from_secs(args.sync_body_timeout),
+            metrics_route: metrics_listener.is_none(),
             ..HttpSettings::default()
         },
     );
@@ -196,8 +230,24 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
         max_connections_per_address: args.max_connections_per_address as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        metrics,
         ..ConnectionSettings::default()
     };
+    if let Some((address, listener)) = metrics_listener {
+        // Ends with the process: the API's shutdown is what stops the server.
+        let router = http::metrics_router(&service, args.http_status);
+        let settings = ConnectionSettings {
+            metrics: None,
+            ..connections.clone()
+        };
+        tokio::spawn(http::serve(
+            listener,
+            router,
+            settings,
+            std::future::pending(),
+        ));
+        tracing::info!(listen = %address, "metrics are served on their own address");
+    }
     tracing::info!(listen = %args.listen, "contactsd is serving");
     http::serve(listener, router, connections, shutdown_signal()).await;
     tracing::info!("contactsd stopped");

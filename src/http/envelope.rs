@@ -12,6 +12,7 @@
 
 use std::any::Any;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 use super::json::{JsonText, JsonWriter};
 use crate::domain::RuleError;
 use crate::domain::sync::SyncRefusal;
+use crate::metrics::{Answered, Metrics};
 use crate::service::{QuotaKind, ServiceError};
 use crate::snapshot::SnapshotError;
 
@@ -481,11 +483,19 @@ fn request_id_of(request: &Request) -> Uuid {
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// What [`envelope_middleware`] needs: the HTTP status mode, and where requests are counted
+/// (`None`: metrics off, or answers not worth counting).
+#[derive(Clone)]
+pub struct EnvelopeState {
+    pub mode: HttpStatus,
+    pub metrics: Option<Arc<Metrics>>,
+}
+
 /// Gives every request its id, renders the envelope (with HTTP 200 in [`HttpStatus::Ok`] mode),
-/// and writes one log line per request. The query string is never logged: it carries secrets
-/// and tokens.
+/// writes one log line per request and counts it in the metrics (by route template, never the
+/// raw path). The query string is never logged: it carries secrets and tokens.
 pub async fn envelope_middleware(
-    State(mode): State<HttpStatus>,
+    State(EnvelopeState { mode, metrics }): State<EnvelopeState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -529,7 +539,17 @@ pub async fn envelope_middleware(
     let code = outcome_code.map_or("-", Code::as_str);
     // Whole microseconds: an integer is written at a fraction of a float's cost, and this line
     // is written for every request.
-    let elapsed_us = started.elapsed().as_micros() as u64;
+    let elapsed = started.elapsed();
+    let elapsed_us = elapsed.as_micros() as u64;
+    if let Some(metrics) = &metrics {
+        metrics.request(Answered {
+            method: &method,
+            route: matched.as_ref().map(MatchedPath::as_str),
+            code: outcome_code.map(Code::as_str),
+            status,
+            elapsed,
+        });
+    }
     let route = matched.as_ref().map_or("-", MatchedPath::as_str);
     if let Some(InternalDetail(detail)) = parts.extensions.remove::<InternalDetail>() {
         tracing::error!(%request_id, %method, %route, status, code, detail, "request failed");

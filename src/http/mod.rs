@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod extract;
 mod form;
 mod json;
+mod metrics;
 mod openapi;
 mod routes;
 mod scim;
@@ -16,6 +17,7 @@ mod server;
 mod time;
 
 pub use envelope::{Code, HttpStatus};
+pub use metrics::metrics_router;
 pub use server::{ClientAddress, ConnectionSettings, MAX_HEAD_BYTES, serve};
 
 use std::sync::Arc;
@@ -31,6 +33,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 pub use self::routes::events::EventData;
 pub use self::time::ApiTime;
+use crate::metrics::Metrics;
 use crate::service::Service;
 use crate::snapshot::SnapshotLimits;
 
@@ -47,6 +50,9 @@ pub struct HttpSettings {
     pub sync_body_timeout: Duration,
     /// HTTP 200 for every enveloped answer (the default), or the mapped statuses.
     pub http_status: HttpStatus,
+    /// Whether `GET /metrics` is served beside the API (when the service records metrics and
+    /// they are not served on an address of their own).
+    pub metrics_route: bool,
 }
 
 impl Default for HttpSettings {
@@ -57,6 +63,7 @@ impl Default for HttpSettings {
             sync_limits: SnapshotLimits::default(),
             sync_body_timeout: Duration::from_secs(300),
             http_status: HttpStatus::default(),
+            metrics_route: true,
         }
     }
 }
@@ -79,18 +86,25 @@ impl AppState {
 pub fn router(service: Arc<Service>, settings: HttpSettings) -> Router {
     let body_limit = settings.body_limit;
     let http_status = settings.http_status;
+    let recorded = service.metrics().cloned();
+    let scraped = match settings.metrics_route {
+        true => metrics::route(&service),
+        false => Router::new(),
+    };
     let state = AppState {
         service,
         settings: Arc::new(settings),
     };
-    let scim = scim::routes(state.service.clone());
+    let scim = metrics::count_scim(scim::routes(state.service.clone()), recorded.as_ref());
     let api = with_envelope(
         openapi::router()
             .merge(console::routes())
             .with_state(state)
+            .merge(scraped)
             .layer(DefaultBodyLimit::max(body_limit))
             .layer(axum::middleware::from_fn(run_writes_to_completion)),
         http_status,
+        recorded,
     );
     // SCIM answers outside the envelope; every other request goes to the API.
     scim.layer(axum::middleware::from_fn(run_writes_to_completion))
@@ -113,12 +127,16 @@ async fn run_writes_to_completion(request: Request, next: Next) -> Response {
     }
 }
 
-/// Wrap routes so that every response, a panic's included, gets the envelope and a log line.
-fn with_envelope(router: Router, http_status: HttpStatus) -> Router {
+/// Wrap routes so that every response, a panic's included, gets the envelope and a log line,
+/// and is counted in `metrics`.
+fn with_envelope(router: Router, http_status: HttpStatus, metrics: Option<Arc<Metrics>>) -> Router {
     router
         .layer(CatchPanicLayer::custom(envelope::panic_response))
         .layer(axum::middleware::from_fn_with_state(
-            http_status,
+            envelope::EnvelopeState {
+                mode: http_status,
+                metrics,
+            },
             envelope::envelope_middleware,
         ))
 }
@@ -138,6 +156,7 @@ mod tests {
         with_envelope(
             router.layer(axum::middleware::from_fn(run_writes_to_completion)),
             http_status,
+            None,
         )
     }
 

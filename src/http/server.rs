@@ -35,6 +35,7 @@ use tower_http::timeout::RequestBodyTimeoutLayer;
 
 use super::envelope::{ApiError, HttpStatus};
 use super::with_envelope;
+use crate::metrics::Metrics;
 
 /// Limits of the connection layer.
 #[derive(Debug, Clone)]
@@ -55,6 +56,8 @@ pub struct ConnectionSettings {
     pub body_read_timeout: Duration,
     /// Time in-flight requests get to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// Where refused connections are counted (`None`: metrics off).
+    pub metrics: Option<Arc<Metrics>>,
 }
 
 impl Default for ConnectionSettings {
@@ -66,6 +69,7 @@ impl Default for ConnectionSettings {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             shutdown_grace: Duration::from_secs(30),
+            metrics: None,
         }
     }
 }
@@ -156,9 +160,11 @@ pub async fn serve(
     let app = TowerToHyperService::new(
         router.layer(RequestBodyTimeoutLayer::new(settings.body_read_timeout)),
     );
+    // Refusals are counted as such, not as requests.
     let refusal = TowerToHyperService::new(with_envelope(
         Router::new().fallback(too_many_connections),
         settings.http_status,
+        None,
     ));
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -214,6 +220,9 @@ pub async fn serve(
             continue;
         }
         refusals.count(client);
+        if let Some(metrics) = &settings.metrics {
+            metrics.connection_refused();
+        }
         let Ok(permit) = refused.clone().try_acquire_owned() else {
             continue;
         };

@@ -26,6 +26,7 @@ use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::{AppScope, Caller, Plan};
 use crate::domain::values::OrgId;
+use crate::metrics::{Limit, TokenOutcome};
 use crate::store::NewApp;
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
@@ -153,11 +154,6 @@ impl RateLimits {
         }
     }
 
-    /// Count one call under `key` against the per-appid call limit.
-    pub(super) fn check_call(&self, key: &str) -> ServiceResult<()> {
-        Self::check(&self.calls, key)
-    }
-
     fn check(limiter: &Option<DefaultKeyedRateLimiter<String>>, appid: &str) -> ServiceResult<()> {
         let Some(limiter) = limiter else {
             return Ok(());
@@ -178,12 +174,45 @@ impl Service {
         grant_type: &str,
         client: Option<IpAddr>,
     ) -> ServiceResult<IssuedToken> {
+        let issued = self.issue(appid, secret, grant_type, client).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.token_call(match &issued {
+                Ok(_) => TokenOutcome::Issued,
+                Err(ServiceError::InvalidCredential) => TokenOutcome::InvalidCredential,
+                Err(ServiceError::RateLimited { .. }) => TokenOutcome::RateLimited,
+                Err(_) => TokenOutcome::Refused,
+            });
+        }
+        issued
+    }
+
+    /// Count one call under `key` against the per-appid call limit.
+    pub(super) fn check_call(&self, key: &str) -> ServiceResult<()> {
+        RateLimits::check(&self.limits.calls, key).inspect_err(|_| self.count_refusal(Limit::Calls))
+    }
+
+    /// A rate limit refused a call.
+    fn count_refusal(&self, limit: Limit) {
+        if let Some(metrics) = &self.metrics {
+            metrics.limit_refusal(limit);
+        }
+    }
+
+    async fn issue(
+        &self,
+        appid: &str,
+        secret: &str,
+        grant_type: &str,
+        client: Option<IpAddr>,
+    ) -> ServiceResult<IssuedToken> {
         if grant_type != "client_credential" {
             return Err(RuleError::invalid("grant_type must be client_credential").into());
         }
         let client = client.unwrap_or(UNKNOWN_CLIENT);
         if let Some(failures) = &self.limits.failed_secrets {
-            failures.check(client)?;
+            failures
+                .check(client)
+                .inspect_err(|_| self.count_refusal(Limit::TokenFailures))?;
         }
         // Appids are short ASCII letters and digits; anything else names no app (and some
         // values, a NUL byte among them, cannot even be sent to PostgreSQL).
@@ -199,12 +228,19 @@ impl Service {
             Some(app) if bool::from(presented.ct_eq(&app.secret_hash)) => app,
             _ => {
                 return Err(match &self.limits.failed_secrets {
-                    Some(failures) => failures.record(client),
+                    Some(failures) => match failures.record(client) {
+                        ServiceError::InvalidCredential => ServiceError::InvalidCredential,
+                        blocked => {
+                            self.count_refusal(Limit::TokenFailures);
+                            blocked
+                        }
+                    },
                     None => ServiceError::InvalidCredential,
                 });
             }
         };
-        RateLimits::check(&self.limits.token_calls, &app.appid)?;
+        RateLimits::check(&self.limits.token_calls, &app.appid)
+            .inspect_err(|_| self.count_refusal(Limit::TokenCalls))?;
         if let Some(org_id) = app.org_id {
             let org = self
                 .store
@@ -266,7 +302,7 @@ impl Service {
         if record.expires_at <= unix_now() {
             return Err(ServiceError::AccessTokenExpired);
         }
-        RateLimits::check(&self.limits.calls, &record.appid)?;
+        self.check_call(&record.appid)?;
         Ok(Caller {
             scope: match record.org_id {
                 Some(org) => AppScope::Team(org),

@@ -14,16 +14,18 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Instant;
 
 use tokio::sync::{Mutex as AsyncMutex, Notify};
 
-use super::{ServiceError, ServiceResult, unix_now};
+use super::{ServiceError, ServiceResult, quotas, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, Directory};
 use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
-use crate::store::{Store, StoreError, TeamRecord};
+use crate::metrics::Metrics;
+use crate::store::{Applied, Store, StoreError, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
 const WRITE_ATTEMPTS: u32 = 24;
@@ -104,6 +106,8 @@ pub(super) struct Directories {
     clock: AtomicU64,
     /// Callers of every team waiting for a commit ([`Directories::park`]).
     waiting: Arc<AtomicUsize>,
+    /// Hits, loads, evictions and commits are counted here when metrics are on.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Directories {
@@ -114,7 +118,12 @@ impl Directories {
             total: Arc::new(AtomicUsize::new(0)),
             clock: AtomicU64::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
+            metrics: None,
         }
+    }
+
+    pub(super) fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TeamId, Arc<Slot>>> {
@@ -148,13 +157,42 @@ impl Directories {
         self.total.load(Ordering::Relaxed)
     }
 
+    /// Teams with a copy in memory.
+    pub(super) fn cached_entries(&self) -> usize {
+        self.slots()
+            .values()
+            .filter(|slot| slot.bytes.load(Ordering::Relaxed) > 0)
+            .count()
+    }
+
+    /// Callers of every team waiting for a commit.
+    pub(super) fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// A write's final refusal, counted.
+    fn refused(&self, refusal: ServiceError) -> ServiceError {
+        quotas::count_refusal(self.metrics.as_ref(), &refusal);
+        refusal
+    }
+
+    fn count_hit(&self) {
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_hit();
+        }
+    }
+
     async fn reload(&self, store: &dyn Store, slot: &Slot, team_id: TeamId) -> ServiceResult<()> {
         // The stale copy goes first: a large team is never held twice.
         slot.replace(None);
+        let started = Instant::now();
         let directory = store
             .load_directory(team_id)
             .await?
             .ok_or(ServiceError::TeamNotFound)?;
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_load(started.elapsed());
+        }
         slot.replace(Some(directory));
         self.evict_over_budget(team_id);
         Ok(())
@@ -184,6 +222,9 @@ impl Directories {
                 evicted += 1;
             }
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.cache_evictions(evicted);
+        }
         // Slots without a copy that nobody is using are forgotten.
         self.slots().retain(|team_id, slot| {
             *team_id == keep
@@ -209,12 +250,16 @@ impl Directories {
         {
             let guard = slot.read();
             if let Some(directory) = guard.as_ref().filter(|d| d.version() >= team.version) {
+                self.count_hit();
                 return Ok(read(directory)?);
             }
         }
         // Loaded under the gate, which an eviction needs too: the copy stays until read.
         let _gate = slot.gate.lock().await;
-        if !slot.is_fresh(team.version) {
+        if slot.is_fresh(team.version) {
+            // Loaded by another caller while this one waited for the gate.
+            self.count_hit();
+        } else {
             self.reload(store, &slot, team_id).await?;
         }
         let guard = slot.read();
@@ -283,17 +328,17 @@ impl Directories {
                             stale = true;
                             continue;
                         }
-                        _ => return Err(refusal),
+                        _ => return Err(self.refused(refusal)),
                     }
                 }
-                Err(refusal) => return Err(refusal),
+                Err(refusal) => return Err(self.refused(refusal)),
             };
             if changes.is_empty() {
                 return Ok((value, Vec::new()));
             }
             let events = (&origin.actor, drafts.as_slice());
-            match store
-                .apply(team_id, expected, &changes, events, unix_now())
+            match self
+                .commit(store, team_id, expected, &changes, events)
                 .await
             {
                 Ok(applied) => {
@@ -307,7 +352,12 @@ impl Directories {
                     self.evict_over_budget(team_id);
                     return Ok((value, applied.created));
                 }
-                Err(StoreError::Conflict) => stale = true,
+                Err(StoreError::Conflict) => {
+                    if let Some(metrics) = &self.metrics {
+                        metrics.commit_conflict();
+                    }
+                    stale = true;
+                }
                 Err(other) => {
                     // The outcome is unknown (the commit may or may not have happened).
                     slot.replace(None);
@@ -316,6 +366,26 @@ impl Directories {
             }
         }
         Err(ServiceError::Busy)
+    }
+
+    /// Commit one write's changes and events: the one place a directory write reaches the
+    /// database, measured here (its duration and the change sets it holds, one today).
+    async fn commit(
+        &self,
+        store: &dyn Store,
+        team_id: TeamId,
+        expected: i64,
+        changes: &[Change],
+        events: (&Actor, &[Draft]),
+    ) -> Result<Applied, StoreError> {
+        let started = Instant::now();
+        let applied = store
+            .apply(team_id, expected, changes, events, unix_now())
+            .await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.commit(started.elapsed(), 1);
+        }
+        Ok(applied)
     }
 
     /// A place among the callers waiting for the team's next commit in this process, unless

@@ -33,6 +33,7 @@ use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
 use crate::domain::sync::SyncRefusal;
 use crate::domain::values::{OrgId, TeamId, UserId};
+use crate::metrics::{Metrics, Sample};
 use crate::store::quotas::OrgQuota;
 use crate::store::{
     DanglingKind, DanglingReferences, MemberProfile, Store, StoreError, TeamRecord, TokenRecord,
@@ -167,6 +168,8 @@ pub struct Service {
     sync_slots: SyncSlots,
     /// Quotas set for an org (`admin set-quota`), read as lately as the team records.
     org_quotas: Recent<OrgId, OrgQuota>,
+    /// Where the service records what it does; `None` with metrics off.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Service {
@@ -183,9 +186,35 @@ impl Service {
             profiles: Recent::new(settings.read_cache_ttl),
             sync_slots: SyncSlots::new(settings.max_syncs, settings.max_syncs_per_team),
             org_quotas: Recent::new(settings.read_cache_ttl),
+            metrics: None,
             store,
             settings,
         }
+    }
+
+    /// The service recording into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Service {
+        self.directories.set_metrics(metrics.clone());
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// The metrics the service records into, if metrics are on.
+    pub fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
+    }
+
+    /// Every metric in the Prometheus text format, with the values sampled now; `None` with
+    /// metrics off.
+    pub fn render_metrics(&self) -> Option<String> {
+        let metrics = self.metrics.as_ref()?;
+        let sample = Sample {
+            cache_bytes: self.directories.cached_bytes(),
+            cache_entries: self.directories.cached_entries(),
+            event_waiters: self.directories.waiting(),
+            pools: self.store.pool_use(),
+        };
+        Some(metrics.render(&sample))
     }
 
     /// Estimated bytes held by the in-memory copies of directories (within the budget, or one

@@ -9,11 +9,14 @@
 //! decided on, so concurrent writes of one process cannot pass a quota together; across
 //! processes the store's version check makes the loser decide again, on the new size.
 
+use std::sync::Arc;
+
 use super::{Service, ServiceError, ServiceResult};
 use crate::domain::access::AppScope;
 use crate::domain::directory::Directory;
 use crate::domain::sync::SyncReport;
 use crate::domain::values::OrgId;
+use crate::metrics::Metrics;
 use crate::store::TeamRecord;
 use crate::store::quotas::OrgQuota;
 
@@ -46,6 +49,24 @@ pub enum QuotaKind {
     Groups,
     Members,
     Orgs,
+}
+
+impl QuotaKind {
+    fn label(self) -> &'static str {
+        match self {
+            QuotaKind::Groups => "groups",
+            QuotaKind::Members => "members",
+            QuotaKind::Orgs => "orgs",
+        }
+    }
+}
+
+/// Count `error` in `metrics` if it is a quota's refusal. Called where a refusal leaves the
+/// service for good (a write decided again after a lost race is refused once).
+pub(super) fn count_refusal(metrics: Option<&Arc<Metrics>>, error: &ServiceError) {
+    if let (Some(metrics), ServiceError::QuotaExceeded(kind)) = (metrics, error) {
+        metrics.quota_refusal(kind.label());
+    }
 }
 
 /// One team's quotas in force.
@@ -140,7 +161,9 @@ impl Service {
             None => self.settings.quotas.max_orgs_per_app,
         };
         if self.store.orgs_created_by(appid).await? >= max_orgs {
-            return Err(ServiceError::QuotaExceeded(QuotaKind::Orgs));
+            let refusal = ServiceError::QuotaExceeded(QuotaKind::Orgs);
+            count_refusal(self.metrics.as_ref(), &refusal);
+            return Err(refusal);
         }
         Ok(())
     }

@@ -15,12 +15,13 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
 use super::directories::Origin;
-use super::quotas::Growth;
+use super::quotas::{self, Growth};
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
 use crate::domain::events::{self, ActorKind};
 use crate::domain::sync::{self, MemberState, Snapshot, SyncOptions, SyncRefusal, SyncReport};
 use crate::domain::values::{TeamId, UserId};
+use crate::metrics::SyncEnd;
 use crate::store::{NewUser, TeamRecord};
 
 /// The report of a sync, with the time it took.
@@ -97,15 +98,18 @@ impl Service {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let team = in_flight.teams.get(&team_id).copied().unwrap_or(0);
-        if team >= slots.per_team {
-            return Err(ServiceError::SyncInProgress(
-                "a sync of this directory is in progress; retry when it has ended",
-            ));
-        }
-        if in_flight.total >= slots.max {
-            return Err(ServiceError::SyncInProgress(
-                "the server runs as many syncs as it allows; retry later",
-            ));
+        let busy = if team >= slots.per_team {
+            Some("a sync of this directory is in progress; retry when it has ended")
+        } else if in_flight.total >= slots.max {
+            Some("the server runs as many syncs as it allows; retry later")
+        } else {
+            None
+        };
+        if let Some(reason) = busy {
+            if let Some(metrics) = &self.metrics {
+                metrics.sync(SyncEnd::InProgress, None);
+            }
+            return Err(ServiceError::SyncInProgress(reason));
         }
         in_flight.total += 1;
         in_flight.teams.insert(team_id, team + 1);
@@ -125,6 +129,31 @@ impl Service {
         dry_run: bool,
     ) -> ServiceResult<SyncOutcome> {
         let started = Instant::now();
+        let synced = self
+            .run_sync(caller, slot, snapshot, options, dry_run, started)
+            .await;
+        if let Some(metrics) = &self.metrics {
+            let end = match &synced {
+                Ok(outcome) if outcome.dry_run => SyncEnd::DryRun,
+                Ok(_) => SyncEnd::Applied,
+                Err(ServiceError::Store(_) | ServiceError::Busy) => SyncEnd::Failed,
+                Err(_) => SyncEnd::Refused,
+            };
+            let size = (snapshot.groups.len(), snapshot.members.len());
+            metrics.sync(end, Some((started.elapsed(), size.0, size.1)));
+        }
+        synced
+    }
+
+    async fn run_sync(
+        &self,
+        caller: &Caller,
+        slot: &SyncSlot,
+        snapshot: &Snapshot,
+        options: SyncOptions,
+        dry_run: bool,
+        started: Instant,
+    ) -> ServiceResult<SyncOutcome> {
         let team_id = slot.team_id;
         let team = self.team_for(caller, team_id).await?;
         let max_depth = self.settings.max_group_depth;
@@ -180,7 +209,8 @@ impl Service {
             })
             .await?;
         let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
-        within_quota?;
+        within_quota
+            .inspect_err(|refusal| quotas::count_refusal(self.metrics.as_ref(), refusal))?;
         tracing::info!(
             team_id = team_id.get(),
             new_users = missing.len(),

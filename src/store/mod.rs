@@ -300,6 +300,8 @@ pub trait Store:
     fn change_stamp(&self) -> Option<u64>;
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
+    /// Connections of each pool, open and idle, now (for the metrics).
+    fn pool_use(&self) -> Vec<crate::metrics::PoolUse>;
     /// Rows that name something that does not exist, counted per kind and team (for `admin
     /// check`). The bulk tables have no foreign keys on PostgreSQL (see its migrations), so
     /// this is where a broken reference would show.

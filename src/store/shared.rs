@@ -678,6 +678,20 @@ macro_rules! impl_store {
                     Backend::change_stamp(self)
                 }
 
+                fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
+                    let of = |pool: &'static str, connections: &sqlx::Pool<_>| crate::metrics::PoolUse {
+                        pool,
+                        open: connections.size(),
+                        idle: connections.num_idle(),
+                    };
+                    let (reads, writes) = (self.reads(), self.writes());
+                    if std::ptr::eq(reads, writes) {
+                        vec![of("shared", reads)]
+                    } else {
+                        vec![of("reads", reads), of("writes", writes)]
+                    }
+                }
+
                 async fn ping(&self) -> StoreResult<()> {
                     sqlx::query("SELECT 1").execute(self.reads()).await?;
                     Ok(())

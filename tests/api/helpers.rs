@@ -113,6 +113,7 @@ pub struct TestAppBuilder {
     connections: ConnectionSettings,
     plan: Plan,
     admin_seats: i64,
+    metrics: bool,
 }
 
 impl TestAppBuilder {
@@ -203,14 +204,24 @@ impl TestAppBuilder {
         self
     }
 
+    /// Record metrics and serve `GET /metrics` (on by default, as `contactsd serve` does).
+    pub fn metrics(mut self, on: bool) -> Self {
+        self.metrics = on;
+        self
+    }
+
     pub async fn spawn(self) -> TestApp {
         let database = Arc::new(TestDatabase::fresh().await);
-        let service = open_service(&database.url, self.service.clone()).await;
+        let service = open_service(&database.url, self.service.clone(), self.metrics).await;
         let (org, credentials) = service
             .create_org_with_app(TEAM_NAME, self.plan, self.admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create the test org: {error}"));
-        let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
+        let connections = ConnectionSettings {
+            metrics: service.metrics().cloned(),
+            ..self.connections
+        };
+        let address = serve(service.clone(), self.http.clone(), connections.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -221,17 +232,22 @@ impl TestAppBuilder {
             secret: credentials.secret,
             settings: self.service,
             http: self.http,
-            connections: self.connections,
+            connections,
+            metrics: self.metrics,
             database,
         }
     }
 }
 
-async fn open_service(url: &str, settings: ServiceSettings) -> Arc<Service> {
+async fn open_service(url: &str, settings: ServiceSettings, metrics: bool) -> Arc<Service> {
     let store = contactsd::store::open(url, &contactsd::store::StoreSettings::default())
         .await
         .unwrap_or_else(|error| panic!("could not open the test database {url}: {error}"));
-    Arc::new(Service::new(store, settings))
+    let service = Service::new(store, settings);
+    Arc::new(match metrics {
+        true => service.with_metrics(Arc::new(contactsd::metrics::Metrics::new())),
+        false => service,
+    })
 }
 
 /// Serve the real router on a free local port in the background, through the same connection
@@ -270,6 +286,7 @@ pub struct TestApp {
     settings: ServiceSettings,
     http: HttpSettings,
     connections: ConnectionSettings,
+    metrics: bool,
     database: Arc<TestDatabase>,
 }
 
@@ -314,14 +331,19 @@ impl TestApp {
             },
             plan: Plan::Business,
             admin_seats: 10,
+            metrics: true,
         }
     }
 
     /// A second server process on the same database (own caches, own rate limits), as when
     /// several instances share one database.
     pub async fn replica(&self) -> TestApp {
-        let service = open_service(&self.database.url, self.settings.clone()).await;
-        let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
+        let service = open_service(&self.database.url, self.settings.clone(), self.metrics).await;
+        let connections = ConnectionSettings {
+            metrics: service.metrics().cloned(),
+            ..self.connections.clone()
+        };
+        let address = serve(service.clone(), self.http.clone(), connections.clone()).await;
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -332,7 +354,8 @@ impl TestApp {
             secret: self.secret.clone(),
             settings: self.settings.clone(),
             http: self.http.clone(),
-            connections: self.connections.clone(),
+            connections,
+            metrics: self.metrics,
             database: self.database.clone(),
         }
     }

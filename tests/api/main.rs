@@ -15,6 +15,7 @@ mod groups;
 mod helpers;
 mod hostile_input;
 mod members;
+mod metrics;
 mod openapi;
 mod processes;
 mod quotas;

@@ -16,12 +16,13 @@ const SNAPSHOT: &str = concat!(
     "/tests/api/snapshots/openapi.json"
 );
 
-/// Routes that serve pages, not operations of the API.
-const NOT_OPERATIONS: [&str; 4] = [
+/// Routes that serve pages or the metrics, not operations of the API.
+const NOT_OPERATIONS: [&str; 5] = [
     "/docs",
     "/docs/{*file}",
     "/console",
     "/console/{version}/{file}",
+    "/metrics",
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -123,7 +123,7 @@ impl Service {
             .await?
             .ok_or_else(|| ScimError::status(401, "missing, unknown or revoked SCIM token"))?;
         // A directory's SCIM calls share one budget of the per-appid call limit.
-        self.limits.check_call(&format!("scim:{team_id}"))?;
+        self.check_call(&format!("scim:{team_id}"))?;
         self.scim_team(team_id).await
     }
 
