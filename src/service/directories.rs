@@ -104,6 +104,8 @@ pub(super) struct Directories {
     clock: AtomicU64,
     /// Callers of every team waiting for a commit ([`Directories::park`]).
     waiting: Arc<AtomicUsize>,
+    /// Woken at every commit of any team in this process (the webhook worker waits on it).
+    any_commit: Notify,
 }
 
 impl Directories {
@@ -114,7 +116,16 @@ impl Directories {
             total: Arc::new(AtomicUsize::new(0)),
             clock: AtomicU64::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
+            any_commit: Notify::new(),
         }
+    }
+
+    /// Resolves at the next commit of any team in this process (registered at once, so a
+    /// commit between this call and the await is not missed).
+    pub(super) fn any_commit(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.any_commit.notified());
+        notified.as_mut().enable();
+        notified
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TeamId, Arc<Slot>>> {
@@ -298,6 +309,7 @@ impl Directories {
             {
                 Ok(applied) => {
                     slot.committed.notify_waiters();
+                    self.any_commit.notify_waiters();
                     let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
                     if let Some(directory) = guard.as_mut() {
                         directory.apply(&changes, &applied.created, applied.version);

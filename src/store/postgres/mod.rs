@@ -65,6 +65,7 @@ mod orgs;
 mod quotas;
 mod scim;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 

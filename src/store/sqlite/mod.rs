@@ -17,6 +17,7 @@ mod orgs;
 mod quotas;
 mod scim;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
