@@ -29,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::FixedOffset;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use self::routes::events::EventData;
+pub use self::routes::events::{EventData, webhook_worker};
 pub use self::time::ApiTime;
 use crate::service::Service;
 use crate::snapshot::SnapshotLimits;

@@ -226,6 +226,12 @@ pub(crate) const REPLAY: &str = concat!("UPDATE webhooks SET acked_seq = $3, att
 pub(crate) const LOG: &str = "SELECT delivery_id, time, first_seq, last_seq, events, status, \
      latency_ms, error FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY number DESC";
 
+/// Whether anything is due (`$1`: now), read before claiming so that an idle worker does not
+/// take the writer (SQLite's only writing connection) at every commit and poll.
+pub(crate) const ANY_DUE: &str = "SELECT w.id FROM webhooks w JOIN teams t ON t.id = w.team_id \
+     WHERE w.state = 'active' AND w.next_attempt_at <= $1 AND w.lease_expires_at <= $1 \
+     AND w.acked_seq < t.event_seq LIMIT 1";
+
 /// The claim, with the backend's row locking `$lock` (see [`impl_webhook_store`]).
 macro_rules! claim {
     ($lock:literal) => { concat!("UPDATE webhooks SET lease_owner = $1, \
@@ -404,6 +410,13 @@ macro_rules! impl_webhook_store {
                     limit: i64,
                     per_team: i64,
                 ) -> StoreResult<Vec<Claimed>> {
+                    let due: Option<i64> = sqlx::query_scalar(ANY_DUE)
+                        .bind(now)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    if due.is_none() {
+                        return Ok(Vec::new());
+                    }
                     let mut tx = self.begin_write().await?;
                     const CLAIM: &str = $crate::store::webhooks::claim!($lock_claimed);
                     let rows: Vec<WebhookRow> = sqlx::query_as(CLAIM)

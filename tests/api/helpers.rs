@@ -113,9 +113,18 @@ pub struct TestAppBuilder {
     connections: ConnectionSettings,
     plan: Plan,
     admin_seats: i64,
+    /// Run the webhook delivery worker, as `contactsd serve` does.
+    webhook_worker: bool,
 }
 
 impl TestAppBuilder {
+    /// Webhook settings, with the delivery worker running.
+    pub fn webhooks(mut self, webhooks: contactsd::service::WebhookSettings) -> Self {
+        self.service.webhooks = webhooks;
+        self.webhook_worker = true;
+        self
+    }
+
     pub fn connections(mut self, connections: ConnectionSettings) -> Self {
         self.connections = ConnectionSettings {
             http_status: self.http.http_status,
@@ -211,6 +220,11 @@ impl TestAppBuilder {
             .await
             .unwrap_or_else(|error| panic!("could not create the test org: {error}"));
         let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
+        if self.webhook_worker {
+            let worker = contactsd::http::webhook_worker(service.clone(), self.http.time_offset)
+                .unwrap_or_else(|error| panic!("{error}"));
+            tokio::spawn(worker.run());
+        }
         TestApp {
             address,
             client: reqwest::Client::new(),
@@ -314,6 +328,7 @@ impl TestApp {
             },
             plan: Plan::Business,
             admin_seats: 10,
+            webhook_worker: false,
         }
     }
 
@@ -501,7 +516,8 @@ fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [
         | "sync_in_progress"
         | "group_quota_exceeded"
         | "member_quota_exceeded"
-        | "org_quota_exceeded" => 429,
+        | "org_quota_exceeded"
+        | "webhook_quota_exceeded" => 429,
         "internal_error" if message.contains("database does not answer") => 503,
         "internal_error" => 500,
         "no_route" if message.contains("method not allowed") => 405,
