@@ -199,8 +199,8 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
         let service = service.clone();
         async move { service.prune_events_forever().await }
     });
-    let worker = http::webhook_worker(service.clone(), args.time_offset)
-        .map_err(anyhow::Error::msg)?;
+    let worker =
+        http::webhook_worker(service.clone(), args.time_offset).map_err(anyhow::Error::msg)?;
     tokio::spawn(worker.run());
     let listener = TcpListener::bind(args.listen)
         .await

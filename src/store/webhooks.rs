@@ -85,8 +85,11 @@ pub trait WebhookStore: Send + Sync {
         now: i64,
     ) -> StoreResult<Option<Webhook>>;
     /// The subscription's logged attempts, newest first (`None`: no such subscription).
-    async fn deliveries(&self, team_id: TeamId, id: i64)
-    -> StoreResult<Option<Vec<DeliveryRecord>>>;
+    async fn deliveries(
+        &self,
+        team_id: TeamId,
+        id: i64,
+    ) -> StoreResult<Option<Vec<DeliveryRecord>>>;
     /// Lease up to `limit` active subscriptions with undelivered events whose attempt is due
     /// (`now`, unix milliseconds) to `owner` for `lease_ms`, the longest waiting first, skipping
     /// teams that already have `per_team` leased.
@@ -163,16 +166,7 @@ pub(crate) fn webhook_of(row: WebhookRow) -> Webhook {
 }
 
 /// A logged attempt row.
-pub(crate) type DeliveryRow = (
-    String,
-    i64,
-    i64,
-    i64,
-    i64,
-    Option<i64>,
-    i64,
-    Option<String>,
-);
+pub(crate) type DeliveryRow = (String, i64, i64, i64, i64, Option<i64>, i64, Option<String>);
 
 pub(crate) fn delivery_of(row: DeliveryRow) -> DeliveryRecord {
     DeliveryRecord {
@@ -187,10 +181,13 @@ pub(crate) fn delivery_of(row: DeliveryRow) -> DeliveryRecord {
     }
 }
 
-pub(crate) const INSERT: &str = concat!("INSERT INTO webhooks (team_id, url, secret, state, listened, \
+pub(crate) const INSERT: &str = concat!(
+    "INSERT INTO webhooks (team_id, url, secret, state, listened, \
      acked_seq, created_at, updated_at) SELECT $1, $2, $3, $4, $5, event_seq, $6, $6 \
      FROM teams WHERE id = $1 AND (SELECT COUNT(*) FROM webhooks WHERE team_id = $1) < $7 \
-     RETURNING ", columns!());
+     RETURNING ",
+    columns!()
+);
 
 pub(crate) const BY_TEAM: &str = concat!(
     "SELECT ",
@@ -207,21 +204,27 @@ pub(crate) const ONE: &str = concat!(
 pub(crate) const EXISTS: &str = "SELECT id FROM webhooks WHERE team_id = $1 AND id = $2";
 
 /// `$3`..`$6`: the new fields or NULL; `$7`: resume (clear the retry state); `$8`: now.
-pub(crate) const UPDATE: &str = concat!("UPDATE webhooks SET url = COALESCE($3, url), \
+pub(crate) const UPDATE: &str = concat!(
+    "UPDATE webhooks SET url = COALESCE($3, url), \
      secret = COALESCE($4, secret), state = COALESCE($5, state), \
      listened = COALESCE($6, listened), \
      attempts = CASE WHEN $7 = 1 THEN 0 ELSE attempts END, \
      failing_since = CASE WHEN $7 = 1 THEN NULL ELSE failing_since END, \
      next_attempt_at = CASE WHEN $7 = 1 THEN 0 ELSE next_attempt_at END, \
-     updated_at = $8 WHERE team_id = $1 AND id = $2 RETURNING ", columns!());
+     updated_at = $8 WHERE team_id = $1 AND id = $2 RETURNING ",
+    columns!()
+);
 
 pub(crate) const DELETE: &str = "DELETE FROM webhooks WHERE team_id = $1 AND id = $2";
 
 pub(crate) const DELETE_LOG: &str = "DELETE FROM webhook_deliveries WHERE webhook_id = $1";
 
-pub(crate) const REPLAY: &str = concat!("UPDATE webhooks SET acked_seq = $3, attempts = 0, \
+pub(crate) const REPLAY: &str = concat!(
+    "UPDATE webhooks SET acked_seq = $3, attempts = 0, \
      failing_since = NULL, next_attempt_at = 0, updated_at = $4 \
-     WHERE team_id = $1 AND id = $2 RETURNING ", columns!());
+     WHERE team_id = $1 AND id = $2 RETURNING ",
+    columns!()
+);
 
 pub(crate) const LOG: &str = "SELECT delivery_id, time, first_seq, last_seq, events, status, \
      latency_ms, error FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY number DESC";
@@ -234,15 +237,20 @@ pub(crate) const ANY_DUE: &str = "SELECT w.id FROM webhooks w JOIN teams t ON t.
 
 /// The claim, with the backend's row locking `$lock` (see [`impl_webhook_store`]).
 macro_rules! claim {
-    ($lock:literal) => { concat!("UPDATE webhooks SET lease_owner = $1, \
+    ($lock:literal) => {
+        concat!(
+            "UPDATE webhooks SET lease_owner = $1, \
      lease_expires_at = $2 + $3 WHERE id IN (SELECT w.id FROM webhooks w \
      JOIN teams t ON t.id = w.team_id \
      WHERE w.state = 'active' AND w.next_attempt_at <= $2 AND w.lease_expires_at <= $2 \
      AND w.acked_seq < t.event_seq \
      AND (SELECT COUNT(*) FROM webhooks busy WHERE busy.team_id = w.team_id \
      AND busy.lease_expires_at > $2) < $5 \
-     ORDER BY w.next_attempt_at, w.id LIMIT $4", $lock, ") RETURNING ",
-     $crate::store::webhooks::columns!())
+     ORDER BY w.next_attempt_at, w.id LIMIT $4",
+            $lock,
+            ") RETURNING ",
+            $crate::store::webhooks::columns!()
+        )
     };
 }
 
@@ -306,21 +314,19 @@ macro_rules! impl_webhook_store {
                 }
 
                 async fn webhooks(&self, team_id: TeamId) -> StoreResult<Vec<Webhook>> {
-                    let rows: Vec<WebhookRow> =
-                        sqlx::query_as(BY_TEAM)
-                            .bind(team_id)
-                            .fetch_all(self.reads())
-                            .await?;
+                    let rows: Vec<WebhookRow> = sqlx::query_as(BY_TEAM)
+                        .bind(team_id)
+                        .fetch_all(self.reads())
+                        .await?;
                     Ok(rows.into_iter().map(webhook_of).collect())
                 }
 
                 async fn webhook(&self, team_id: TeamId, id: i64) -> StoreResult<Option<Webhook>> {
-                    let row: Option<WebhookRow> =
-                        sqlx::query_as(ONE)
-                            .bind(team_id)
-                            .bind(id)
-                            .fetch_optional(self.reads())
-                            .await?;
+                    let row: Option<WebhookRow> = sqlx::query_as(ONE)
+                        .bind(team_id)
+                        .bind(id)
+                        .fetch_optional(self.reads())
+                        .await?;
                     Ok(row.map(webhook_of))
                 }
 
@@ -332,18 +338,17 @@ macro_rules! impl_webhook_store {
                     now: i64,
                 ) -> StoreResult<Option<Webhook>> {
                     let resume = i64::from(update.state == Some(WebhookState::Active));
-                    let row: Option<WebhookRow> =
-                        sqlx::query_as(UPDATE)
-                            .bind(team_id)
-                            .bind(id)
-                            .bind(update.url.as_deref())
-                            .bind(update.secret.as_deref())
-                            .bind(update.state.map(WebhookState::as_str))
-                            .bind(update.listened.as_ref().map(|listened| listened.stored()))
-                            .bind(resume)
-                            .bind(now)
-                            .fetch_optional(self.writes())
-                            .await?;
+                    let row: Option<WebhookRow> = sqlx::query_as(UPDATE)
+                        .bind(team_id)
+                        .bind(id)
+                        .bind(update.url.as_deref())
+                        .bind(update.secret.as_deref())
+                        .bind(update.state.map(WebhookState::as_str))
+                        .bind(update.listened.as_ref().map(|listened| listened.stored()))
+                        .bind(resume)
+                        .bind(now)
+                        .fetch_optional(self.writes())
+                        .await?;
                     Ok(row.map(webhook_of))
                 }
 
@@ -369,14 +374,13 @@ macro_rules! impl_webhook_store {
                     after: i64,
                     now: i64,
                 ) -> StoreResult<Option<Webhook>> {
-                    let row: Option<WebhookRow> =
-                        sqlx::query_as(REPLAY)
-                            .bind(team_id)
-                            .bind(id)
-                            .bind(after)
-                            .bind(now)
-                            .fetch_optional(self.writes())
-                            .await?;
+                    let row: Option<WebhookRow> = sqlx::query_as(REPLAY)
+                        .bind(team_id)
+                        .bind(id)
+                        .bind(after)
+                        .bind(now)
+                        .fetch_optional(self.writes())
+                        .await?;
                     Ok(row.map(webhook_of))
                 }
 
@@ -394,10 +398,8 @@ macro_rules! impl_webhook_store {
                     if found.is_none() {
                         return Ok(None);
                     }
-                    let rows: Vec<DeliveryRow> = sqlx::query_as(LOG)
-                        .bind(id)
-                        .fetch_all(&mut *tx)
-                        .await?;
+                    let rows: Vec<DeliveryRow> =
+                        sqlx::query_as(LOG).bind(id).fetch_all(&mut *tx).await?;
                     tx.commit().await?;
                     Ok(Some(rows.into_iter().map(delivery_of).collect()))
                 }

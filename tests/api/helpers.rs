@@ -15,6 +15,21 @@ use contactsd::service::{Service, ServiceSettings};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
+/// A builder of HTTP clients for the tests. The build's HTTP client takes its TLS
+/// cryptography from the process-wide provider, installed here (once) as `contactsd serve`
+/// does.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// An HTTP client for the tests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .expect("an HTTP client with the default settings")
+}
+
 /// Name of the org (and so of its directory) every test app starts with.
 pub const TEAM_NAME: &str = "Acme";
 
@@ -227,7 +242,7 @@ impl TestAppBuilder {
         }
         TestApp {
             address,
-            client: reqwest::Client::new(),
+            client: http_client(),
             service,
             org_id: org.org_id,
             team_id: org.team_id,
@@ -339,7 +354,7 @@ impl TestApp {
         let address = serve(service.clone(), self.http.clone(), self.connections.clone()).await;
         TestApp {
             address,
-            client: reqwest::Client::new(),
+            client: http_client(),
             service,
             org_id: self.org_id,
             team_id: self.team_id,

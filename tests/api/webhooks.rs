@@ -116,7 +116,10 @@ impl Receiver {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("timed out waiting for {what}; received {:?}", self.received());
+        panic!(
+            "timed out waiting for {what}; received {:?}",
+            self.received()
+        );
     }
 }
 
@@ -124,7 +127,12 @@ impl Receiver {
 fn seqs(received: &[Received]) -> Vec<i64> {
     received
         .iter()
-        .flat_map(|delivery| delivery.json["events"].as_array().cloned().unwrap_or_default())
+        .flat_map(|delivery| {
+            delivery.json["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .map(|event| event["seq"].as_i64().expect("seq"))
         .collect()
 }
@@ -138,7 +146,12 @@ async fn webhook(api: &Api<'_>, team_id: i64, id: i64) -> Value {
 }
 
 /// Wait (up to 10 s) until the subscription satisfies `done`.
-async fn until_webhook(api: &Api<'_>, team_id: i64, id: i64, done: impl Fn(&Value) -> bool) -> Value {
+async fn until_webhook(
+    api: &Api<'_>,
+    team_id: i64,
+    id: i64,
+    done: impl Fn(&Value) -> bool,
+) -> Value {
     for _ in 0..500 {
         let data = webhook(api, team_id, id).await;
         if done(&data) {
@@ -146,7 +159,10 @@ async fn until_webhook(api: &Api<'_>, team_id: i64, id: i64, done: impl Fn(&Valu
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("timed out; the subscription is {}", webhook(api, team_id, id).await);
+    panic!(
+        "timed out; the subscription is {}",
+        webhook(api, team_id, id).await
+    );
 }
 
 /// The recipe of docs/EVENTS.md.
@@ -221,14 +237,20 @@ async fn subscriptions_are_created_read_updated_and_deleted() {
     );
     assert_eq!(updated["url"], "http://127.0.0.1:9/z");
     assert_eq!(updated["secret"], secret, "unchanged when not given");
-    assert_eq!(updated["options"]["listenedResources"], json!(["group", "sync"]));
+    assert_eq!(
+        updated["options"]["listenedResources"],
+        json!(["group", "sync"])
+    );
     assert_eq!(webhook(&api, team, id).await, updated);
 
     for (body, message) in [
         (json!({}), "url is required"),
         (json!({"url": "ftp://127.0.0.1/x"}), "http or https"),
         (json!({"url": "not a url"}), "absolute"),
-        (json!({"url": "http://127.0.0.1/", "secret": "short"}), "secret"),
+        (
+            json!({"url": "http://127.0.0.1/", "secret": "short"}),
+            "secret",
+        ),
         (
             json!({"url": "http://127.0.0.1/", "options": {"listenedResources": ["groups"]}}),
             "listenedResources",
@@ -238,9 +260,7 @@ async fn subscriptions_are_created_read_updated_and_deleted() {
             "listenedResources",
         ),
     ] {
-        let answer = api
-            .post_json(&webhook_path(team, id), &body)
-            .await;
+        let answer = api.post_json(&webhook_path(team, id), &body).await;
         if body == json!({}) {
             // An empty update changes nothing.
             assert_ok(&answer);
@@ -299,8 +319,18 @@ async fn another_team_cannot_see_or_touch_a_subscription() {
     }
     // Under its own team, the id names nothing.
     let own = webhook_path(other.team_id, id);
-    assert_error(&intruder.get(&own).await, 404, "NotFound", "webhook_not_found");
-    assert_error(&intruder.delete(&own).await, 404, "NotFound", "webhook_not_found");
+    assert_error(
+        &intruder.get(&own).await,
+        404,
+        "NotFound",
+        "webhook_not_found",
+    );
+    assert_error(
+        &intruder.delete(&own).await,
+        404,
+        "NotFound",
+        "webhook_not_found",
+    );
     assert_eq!(webhook(&api, team, id).await, created, "untouched");
 }
 
@@ -391,12 +421,19 @@ async fn changes_arrive_signed_in_order_without_gaps() {
     }
     // The events are the feed's.
     let feed = assert_ok(
-        &api.get(&format!("/api/contacts/teams/{team}/events?after={start}&limit=100"))
-            .await,
+        &api.get(&format!(
+            "/api/contacts/teams/{team}/events?after={start}&limit=100"
+        ))
+        .await,
     );
     let delivered: Vec<Value> = received
         .iter()
-        .flat_map(|delivery| delivery.json["events"].as_array().cloned().unwrap_or_default())
+        .flat_map(|delivery| {
+            delivery.json["events"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
         .collect();
     assert_eq!(Value::from(delivered), feed["list"]);
 
@@ -404,11 +441,17 @@ async fn changes_arrive_signed_in_order_without_gaps() {
     let id = members_only["id"].as_i64().expect("id");
     let skipped = until_webhook(&api, team, id, |data| data["acked_seq"] == last).await;
     assert_eq!(skipped["status"], "active");
-    let log = assert_ok(&api.get(&format!("{}/deliveries", webhook_path(team, id))).await);
+    let log = assert_ok(
+        &api.get(&format!("{}/deliveries", webhook_path(team, id)))
+            .await,
+    );
     assert_eq!(log["total"], 0, "nothing was posted");
     let log = assert_ok(
-        &api.get(&format!("{}/deliveries", webhook_path(team, all["id"].as_i64().unwrap())))
-            .await,
+        &api.get(&format!(
+            "{}/deliveries",
+            webhook_path(team, all["id"].as_i64().unwrap())
+        ))
+        .await,
     );
     assert_eq!(log["list"][0]["status"], 200);
     assert_eq!(log["list"][0]["last_seq"], last);
@@ -432,7 +475,11 @@ async fn a_failing_receiver_is_retried_then_acknowledged() {
     api.create_group(team, "G", 0).await;
 
     let received = receiver.until("three attempts", |got| got.len() >= 3).await;
-    assert_eq!(seqs(&received[..3]), vec![start + 1; 3], "the same batch each time");
+    assert_eq!(
+        seqs(&received[..3]),
+        vec![start + 1; 3],
+        "the same batch each time"
+    );
     let ids: std::collections::HashSet<_> = received[..3]
         .iter()
         .map(|delivery| delivery.headers["x-contactsd-delivery"].clone())
@@ -442,7 +489,10 @@ async fn a_failing_receiver_is_retried_then_acknowledged() {
     assert_eq!(data["status"], "active");
     assert_eq!(data["last_error"], Value::Null);
 
-    let log = assert_ok(&api.get(&format!("{}/deliveries", webhook_path(team, id))).await);
+    let log = assert_ok(
+        &api.get(&format!("{}/deliveries", webhook_path(team, id)))
+            .await,
+    );
     let list = log["list"].as_array().expect("list");
     assert_eq!(list.len(), 3, "{log}");
     assert_eq!(list[0]["status"], 200);
@@ -456,7 +506,11 @@ async fn a_failing_receiver_is_retried_then_acknowledged() {
         assert_eq!(attempt["events"], 1);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(receiver.received().len(), 3, "no delivery after the acknowledgement");
+    assert_eq!(
+        receiver.received().len(),
+        3,
+        "no delivery after the acknowledgement"
+    );
 }
 
 #[tokio::test]
@@ -485,7 +539,11 @@ async fn a_receiver_failing_past_the_budget_is_paused_then_resumed_and_replayed(
     assert!(attempts >= 2, "retried before pausing: {attempts}");
     api.create_group(team, "B", 0).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(receiver.received().len(), attempts, "a paused subscription gets nothing");
+    assert_eq!(
+        receiver.received().len(),
+        attempts,
+        "a paused subscription gets nothing"
+    );
 
     // Resume: both events arrive.
     *receiver.otherwise.lock().unwrap() = Answer::Status(204);
@@ -513,7 +571,9 @@ async fn a_receiver_failing_past_the_budget_is_paused_then_resumed_and_replayed(
     );
     assert_eq!(replayed["acked_seq"], start + 1);
     let received = receiver
-        .until("the replay", |got| got.len() > before && seqs(&got[before..]).last() == Some(&(start + 2)))
+        .until("the replay", |got| {
+            got.len() > before && seqs(&got[before..]).last() == Some(&(start + 2))
+        })
         .await;
     assert_eq!(seqs(&received[before..]), vec![start + 2]);
 

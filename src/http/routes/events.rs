@@ -186,10 +186,7 @@ impl EventData {
 
 /// The webhook delivery worker of `service`, its events rendered as the feed shows them, with
 /// times at `offset`.
-pub fn webhook_worker(
-    service: Arc<Service>,
-    offset: FixedOffset,
-) -> Result<WebhookWorker, String> {
+pub fn webhook_worker(service: Arc<Service>, offset: FixedOffset) -> Result<WebhookWorker, String> {
     let render: RenderEvent = Arc::new(move |event| {
         let data = EventData::new(event, offset).map_err(|error| error.to_string())?;
         serde_json::to_string(&data).map_err(|error| error.to_string())

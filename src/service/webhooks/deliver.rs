@@ -146,7 +146,14 @@ impl WebhookWorker {
         let stored = self
             .service
             .store
-            .finish_attempt(webhook.id, &self.owner, from, &progress, record.as_ref(), keep)
+            .finish_attempt(
+                webhook.id,
+                &self.owner,
+                from,
+                &progress,
+                record.as_ref(),
+                keep,
+            )
             .await;
         if let Err(error) = stored {
             tracing::warn!(webhook = webhook.id, %error, "recording a webhook attempt failed");
@@ -159,7 +166,11 @@ impl WebhookWorker {
         let page = self
             .service
             .store
-            .events(webhook.team_id, webhook.acked_seq, self.settings.batch_events)
+            .events(
+                webhook.team_id,
+                webhook.acked_seq,
+                self.settings.batch_events,
+            )
             .await
             .map_err(|error| error.to_string())?
             .ok_or("the team no longer exists")?;
@@ -203,7 +214,10 @@ impl WebhookWorker {
             Err(_) => Err((None, "the URL is no longer valid".to_owned())),
             Ok(url) => match refuse_literal(&url, self.settings.allow_private) {
                 Some(refused) => Err((None, refused.to_owned())),
-                None => self.send(url, &delivery_id, timestamp, body, &webhook.secret).await,
+                None => {
+                    self.send(url, &delivery_id, timestamp, body, &webhook.secret)
+                        .await
+                }
             },
         };
         let (status, error) = match &outcome {
@@ -339,5 +353,5 @@ fn millis(duration: Duration) -> i64 {
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| millis(elapsed))
+        .map_or(0, millis)
 }

@@ -90,7 +90,7 @@ impl Service {
         let url = request
             .url
             .ok_or_else(|| RuleError::invalid("url is required"))?;
-        let update = self.checked(WebhookRequest {
+        let update = checked(WebhookRequest {
             url: Some(url),
             ..request
         })?;
@@ -113,7 +113,12 @@ impl Service {
         Ok(self.store.webhooks(team_id).await?)
     }
 
-    pub async fn webhook(&self, caller: &Caller, team_id: TeamId, id: i64) -> ServiceResult<Webhook> {
+    pub async fn webhook(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        id: i64,
+    ) -> ServiceResult<Webhook> {
         self.team_for(caller, team_id).await?;
         found(self.store.webhook(team_id, id).await?)
     }
@@ -127,7 +132,7 @@ impl Service {
         request: WebhookRequest,
     ) -> ServiceResult<Webhook> {
         self.team_for(caller, team_id).await?;
-        let update = self.checked(request)?;
+        let update = checked(request)?;
         if let Some(url) = &update.url {
             guard::vet(url, self.settings.webhooks.allow_private).await?;
         }
@@ -138,7 +143,12 @@ impl Service {
         )
     }
 
-    pub async fn delete_webhook(&self, caller: &Caller, team_id: TeamId, id: i64) -> ServiceResult<()> {
+    pub async fn delete_webhook(
+        &self,
+        caller: &Caller,
+        team_id: TeamId,
+        id: i64,
+    ) -> ServiceResult<()> {
         self.team_for(caller, team_id).await?;
         if self.store.delete_webhook(team_id, id).await? {
             Ok(())
@@ -190,32 +200,32 @@ impl Service {
                 .await?,
         )
     }
+}
 
-    /// The fields of a request, checked (the URL's addresses are vetted separately).
-    fn checked(&self, request: WebhookRequest) -> ServiceResult<WebhookUpdate> {
-        if let Some(url) = &request.url {
-            check_url(url)?;
-        }
-        if let Some(secret) = &request.secret {
-            check_secret(secret)?;
-        }
-        let listened = request
-            .listened
-            .map(|names| Listened::from_names(&names))
-            .transpose()?;
-        Ok(WebhookUpdate {
-            url: request.url,
-            secret: request.secret,
-            state: request.is_active.map(|active| {
-                if active {
-                    WebhookState::Active
-                } else {
-                    WebhookState::Paused
-                }
-            }),
-            listened,
-        })
+/// The fields of a request, checked (the URL's addresses are vetted separately).
+fn checked(request: WebhookRequest) -> ServiceResult<WebhookUpdate> {
+    if let Some(url) = &request.url {
+        check_url(url)?;
     }
+    if let Some(secret) = &request.secret {
+        check_secret(secret)?;
+    }
+    let listened = request
+        .listened
+        .map(|names| Listened::from_names(&names))
+        .transpose()?;
+    Ok(WebhookUpdate {
+        url: request.url,
+        secret: request.secret,
+        state: request.is_active.map(|active| {
+            if active {
+                WebhookState::Active
+            } else {
+                WebhookState::Paused
+            }
+        }),
+        listened,
+    })
 }
 
 fn found<T>(value: Option<T>) -> ServiceResult<T> {
