@@ -27,8 +27,21 @@ type DeliveryListAnswer = Success<ListData<DeliveryData>>;
 pub struct OptionsData {
     /// Some of `group`, `member` and `sync` (the event types' prefixes); all three by default.
     #[serde(rename = "listenedResources")]
-    #[schema(min_items = 1, max_items = 3)]
+    #[schema(min_items = 1, value_type = Vec<ResourceName>)]
     listened_resources: Vec<String>,
+}
+
+/// A resource a webhook can listen to.
+#[derive(ToSchema)]
+#[schema(as = WebhookResource)]
+#[allow(dead_code, reason = "describes the names; OptionsData reads them as strings")]
+pub enum ResourceName {
+    #[schema(rename = "group")]
+    Group,
+    #[schema(rename = "member")]
+    Member,
+    #[schema(rename = "sync")]
+    Sync,
 }
 
 /// A webhook subscription.
@@ -116,11 +129,11 @@ impl WebhookData {
 pub struct WebhookBody {
     /// An absolute `http` or `https` URL of at most 2048 bytes, whose host does not resolve to
     /// a loopback, private, link-local or metadata address.
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, format = Uri)]
     url: Option<String>,
     /// 16 to 256 printable ASCII characters; generated (40 letters and digits) when absent at
     /// creation.
-    #[schema(min_length = 16, max_length = 256)]
+    #[schema(min_length = 16, max_length = 256, pattern = "^[!-~]+$")]
     secret: Option<String>,
     /// Default `true`; `true` resumes a paused subscription at once.
     is_active: Option<bool>,

@@ -36,7 +36,7 @@ const MAX_ANSWER_BYTES: usize = 4096;
 /// The most characters of an error kept in `last_error` and the log.
 const MAX_ERROR_CHARS: usize = 300;
 /// How long a lease outlives the receiver's time to answer.
-const LEASE_MARGIN: Duration = Duration::from_secs(10);
+const LEASE_MARGIN: Duration = Duration::from_secs(5);
 
 /// Delivers the events of every subscription, for as long as the process serves.
 pub struct WebhookWorker {
@@ -124,40 +124,37 @@ impl WebhookWorker {
     async fn deliver(&self, claimed: Claimed) {
         let webhook = &claimed.webhook;
         let from = webhook.acked_seq;
-        let batch = match self.batch(&claimed).await {
-            Ok(batch) => batch,
+        let (progress, record) = match self.batch(&claimed).await {
             Err(error) => {
+                // Not the receiver's doing: try again at the next poll, as it was.
                 tracing::warn!(webhook = webhook.id, %error, "reading events to deliver failed");
-                Batch::default()
+                (self.unchanged(&claimed), None)
             }
-        };
-        let (progress, record) = if batch.body.is_none() {
-            // Nothing to post: only events the subscription does not listen to (or none).
-            (self.success(batch.last_seq), None)
-        } else {
-            let (record, outcome) = self.post(&claimed, &batch).await;
-            let progress = match outcome {
-                Ok(()) => self.success(batch.last_seq),
-                Err(error) => self.failure(&claimed, error),
-            };
-            (progress, Some(record))
+            Ok(batch) => self.attempt(&claimed, &batch).await,
         };
         let keep = self.settings.keep_deliveries;
         let stored = self
             .service
             .store
-            .finish_attempt(
-                webhook.id,
-                &self.owner,
-                from,
-                &progress,
-                record.as_ref(),
-                keep,
-            )
+            .finish_attempt(webhook.id, &self.owner, from, &progress, record.as_ref(), keep)
             .await;
         if let Err(error) = stored {
             tracing::warn!(webhook = webhook.id, %error, "recording a webhook attempt failed");
         }
+    }
+
+    /// Post the batch, if it holds anything to post; answers where the subscription stands.
+    async fn attempt(&self, claimed: &Claimed, batch: &Batch) -> (Progress, Option<DeliveryRecord>) {
+        if batch.body.is_none() {
+            // Nothing to post: only events the subscription does not listen to (or none).
+            return (self.success(batch.last_seq), None);
+        }
+        let (record, outcome) = self.post(claimed, batch).await;
+        let progress = match outcome {
+            Ok(()) => self.success(batch.last_seq),
+            Err(error) => self.failure(claimed, error),
+        };
+        (progress, Some(record))
     }
 
     /// The next events after the cursor, and the body to post if any of them is listened to.
@@ -271,6 +268,19 @@ impl WebhookWorker {
             Ok(status)
         } else {
             Err((Some(status), format!("the receiver answered HTTP {status}")))
+        }
+    }
+
+    /// As it was, due again at the next poll.
+    fn unchanged(&self, claimed: &Claimed) -> Progress {
+        let webhook = &claimed.webhook;
+        Progress {
+            acked_seq: webhook.acked_seq,
+            state: WebhookState::Active,
+            attempts: webhook.attempts,
+            failing_since: claimed.failing_since,
+            next_attempt_at: now_ms() + millis(self.settings.poll),
+            last_error: webhook.last_error.clone(),
         }
     }
 
