@@ -34,7 +34,10 @@ pub struct OptionsData {
 /// A resource a webhook can listen to.
 #[derive(ToSchema)]
 #[schema(as = WebhookResource)]
-#[allow(dead_code, reason = "describes the names; OptionsData reads them as strings")]
+#[allow(
+    dead_code,
+    reason = "describes the names; OptionsData reads them as strings"
+)]
 pub enum ResourceName {
     #[schema(rename = "group")]
     Group,
@@ -129,7 +132,7 @@ impl WebhookData {
 pub struct WebhookBody {
     /// An absolute `http` or `https` URL of at most 2048 bytes, whose host does not resolve to
     /// a loopback, private, link-local or metadata address.
-    #[schema(max_length = 2048, format = Uri)]
+    #[schema(max_length = 2048)]
     url: Option<String>,
     /// 16 to 256 printable ASCII characters; generated (40 letters and digits) when absent at
     /// creation.

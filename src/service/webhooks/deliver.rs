@@ -136,7 +136,14 @@ impl WebhookWorker {
         let stored = self
             .service
             .store
-            .finish_attempt(webhook.id, &self.owner, from, &progress, record.as_ref(), keep)
+            .finish_attempt(
+                webhook.id,
+                &self.owner,
+                from,
+                &progress,
+                record.as_ref(),
+                keep,
+            )
             .await;
         if let Err(error) = stored {
             tracing::warn!(webhook = webhook.id, %error, "recording a webhook attempt failed");
@@ -144,7 +151,11 @@ impl WebhookWorker {
     }
 
     /// Post the batch, if it holds anything to post; answers where the subscription stands.
-    async fn attempt(&self, claimed: &Claimed, batch: &Batch) -> (Progress, Option<DeliveryRecord>) {
+    async fn attempt(
+        &self,
+        claimed: &Claimed,
+        batch: &Batch,
+    ) -> (Progress, Option<DeliveryRecord>) {
         if batch.body.is_none() {
             // Nothing to post: only events the subscription does not listen to (or none).
             return (self.success(batch.last_seq), None);
