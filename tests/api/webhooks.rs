@@ -272,7 +272,12 @@ async fn subscriptions_are_created_read_updated_and_deleted() {
         let text = answer.body["error"]["message"].as_str().unwrap_or_default();
         assert!(text.contains(message), "{body}: {text}");
     }
-    assert_eq!(webhook(&api, team, id).await, updated, "nothing changed");
+    // The empty update touched only `updated_at`.
+    let mut now = webhook(&api, team, id).await;
+    let mut expected = updated.clone();
+    now["updated_at"] = Value::Null;
+    expected["updated_at"] = Value::Null;
+    assert_eq!(now, expected, "nothing changed");
 
     assert_ok(&api.delete(&webhook_path(team, id)).await);
     for answer in [
