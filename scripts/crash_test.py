@@ -24,6 +24,13 @@ write in flight, kills the server at a random moment, and checks that every ackn
 is there after the restart (the group with its name and latest parent, the membership) and that
 every write in flight is all there or not there at all.
 
+Events and webhooks. Before the bursts a webhook subscribes to the burst team, pointed at a
+receiver inside this script that records every delivery (and checks its signature). After the
+last kill the server runs once more until the receiver has every event, then: the events of
+both teams are numbered 1..N without a gap, each group the bursts created has exactly one
+`group.created` event, and the receiver got every event of the burst team at least once, in
+order, without a gap (a batch may come again after a kill, never skip ahead).
+
 A kill "lands inside a write" when a write had been sent and not answered when the signal was
 sent; at least half of the kills of each kind must, or the run fails. Any answer other than
 "OK" before the kill, and any panic in the server's log (its stderr), fails the run too.
@@ -35,6 +42,8 @@ postgres://...` (an empty database; the digests are read with psql).
 import argparse
 import glob
 import hashlib
+import hmac
+import http.server
 import http.client
 import json
 import os
@@ -105,10 +114,14 @@ class Server:
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         with open(self.err_path, "ab") as err:
+            # Webhooks go to this script's receiver on 127.0.0.1; a short timeout keeps the
+            # leases of a killed server short.
+            env = dict(os.environ, CONTACTSD_WEBHOOK_ALLOW_PRIVATE="true",
+                       CONTACTSD_WEBHOOK_TIMEOUT="2")
             self.process = subprocess.Popen(
                 [self.binary, "serve", "--db", self.db, "--listen", f"127.0.0.1:{port}",
                  "--rate-limit", "0", "--token-rate-limit", "0"],
-                stdout=subprocess.DEVNULL, stderr=err)
+                stdout=subprocess.DEVNULL, stderr=err, env=env)
         for _ in range(600):
             if self.process.poll() is not None:
                 fail("the server exited at start")
@@ -241,6 +254,67 @@ def create_org(binary, db, name):
     return json.loads(subprocess.run(
         [binary, "admin", "create-org", "--db", db, "--name", name],
         check=True, capture_output=True).stdout)
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1: records the `seq`s of every delivery, in arrival order,
+    and fails the run on a bad signature."""
+
+    def __init__(self):
+        self.batches = []
+        self.secret = None
+        self.bad = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                timestamp = self.headers.get("x-contactsd-timestamp", "")
+                expected = "v1=" + hmac.new(receiver.secret.encode(),
+                                            timestamp.encode() + b"." + body,
+                                            hashlib.sha256).hexdigest()
+                if not hmac.compare_digest(expected, self.headers.get("x-contactsd-signature", "")):
+                    receiver.bad.append(self.headers.get("x-contactsd-delivery"))
+                events = json.loads(body)["events"]
+                receiver.batches.append([event["seq"] for event in events])
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def highest(self):
+        return max((seqs[-1] for seqs in list(self.batches) if seqs), default=0)
+
+    def verify(self, start, last):
+        """Every event after `start` up to `last` at least once, in order, no gap."""
+        if self.bad:
+            fail(f"{len(self.bad)} deliveries with a bad signature")
+        highest = start
+        for seqs in self.batches:
+            if seqs != list(range(seqs[0], seqs[0] + len(seqs))):
+                fail(f"a delivery's events are not consecutive: {seqs[:5]}...")
+            if seqs[0] > highest + 1:
+                fail(f"the deliveries skipped events {highest + 1}..{seqs[0] - 1}")
+            highest = max(highest, seqs[-1])
+        if highest != last:
+            fail(f"the receiver got events up to {highest}, the feed has {last}")
+        return sum(len(seqs) for seqs in self.batches) - (last - start)
+
+
+def check_feed(db, team_id):
+    """The team's events are numbered 1..N without a gap; answers N."""
+    team_id = int(team_id)
+    seqs = [int(seq) for (seq,) in db.rows(
+        f"SELECT seq FROM events WHERE team_id = {team_id} ORDER BY seq")]
+    (last,), = db.rows(f"SELECT event_seq FROM teams WHERE id = {team_id}")
+    if seqs != list(range(1, int(last) + 1)):
+        fail(f"the events of team {team_id} are not 1..{last} without a gap")
+    return int(last)
 
 
 class Burst:
@@ -558,10 +632,18 @@ def main():
         burst = Burst(Client(burst_app), args.burst_threads)
         burst_inside = burst_lost_checked = burst_present = 0
         acknowledged_writes = 0
+        receiver = Receiver()
+        webhook_start = 0
         for round_number in range(1, args.burst_kills + 1):
             server.start()
             burst.client.login(server.base)
             if round_number == 1:
+                code, webhook, answer = call(server.base, "POST",
+                                             burst.client.path("/webhooks"),
+                                             {"url": receiver.url})
+                if code != "OK":
+                    fail(f"subscribing a webhook answered {answer}")
+                receiver.secret, webhook_start = webhook["secret"], webhook["acked_seq"]
                 burst.prepare(server.base)
             burst.client.warm(server.base)
             stop, in_flight, counter, kill_time = threading.Event(), [], [0], [None]
@@ -590,6 +672,27 @@ def main():
         if args.burst_kills and burst_inside * 2 < args.burst_kills:
             fail(f"only {burst_inside} of {args.burst_kills} burst kills landed inside a write")
 
+        # Events: gapless in both teams, one creation event per burst group; the receiver
+        # catches up once the server runs again (after the killed server's lease expires).
+        check_feed(db, team)
+        last = check_feed(db, burst_app["team_id"])
+        created = db.rows(f"SELECT object_id, COUNT(*) FROM events WHERE team_id = "
+                          f"{int(burst_app['team_id'])} AND type = 'group.created' "
+                          f"GROUP BY object_id")
+        stored = {group for (group,) in db.rows(
+            f"SELECT id FROM groups WHERE team_id = {int(burst_app['team_id'])}")}
+        if any(count != "1" for _, count in created) or {r for r, _ in created} != stored:
+            fail("the burst groups and their group.created events do not match one to one")
+        redelivered = 0
+        if args.burst_kills:
+            server.start()
+            deadline = time.monotonic() + 60
+            while receiver.highest() < last and time.monotonic() < deadline:
+                time.sleep(0.1)
+            server.stop()
+            check_log("webhook catch-up")
+            redelivered = receiver.verify(webhook_start, last)
+
         print(f"crash-test: {backend}: {args.kills} kills during large writes "
               f"({', '.join(f'{n} during {op}' for op, n in sorted(by_operation.items()))}; "
               f"{inside} inside the write, {acknowledged} after its answer): "
@@ -599,7 +702,9 @@ def main():
               f"{args.burst_threads} threads ({burst_inside} inside a write): "
               f"{acknowledged_writes} acknowledged writes all there, "
               f"{burst_lost_checked} in flight at the kills ({burst_present} there whole, the "
-              f"others absent); 0 invariant violations, 0 panics; directory {args.groups} "
+              f"others absent); events gapless, {last - webhook_start} delivered by webhook in "
+              f"order without a gap ({redelivered} again after kills); "
+              f"0 invariant violations, 0 panics; directory {args.groups} "
               f"groups / {args.members} members; {time.monotonic() - started:.0f} s")
 
 

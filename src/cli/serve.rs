@@ -14,6 +14,7 @@ use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
 use crate::metrics::Metrics;
 use crate::service::{
     DEFAULT_CACHE_MEMORY_MB, EventSettings, QuotaSettings, Service, ServiceSettings,
+    WebhookSettings,
 };
 use crate::snapshot::SnapshotLimits;
 
@@ -108,6 +109,22 @@ pub(super) struct ServeArgs {
     /// Serve `GET /metrics` on this address (a private one, say) instead of on `--listen`.
     #[arg(long, env = "CONTACTSD_METRICS_LISTEN")]
     metrics_listen: Option<SocketAddr>,
+    /// Allow webhook URLs on loopback, private, link-local and metadata addresses (refused by
+    /// default, at subscription and at every delivery).
+    #[arg(long, env = "CONTACTSD_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    webhook_allow_private: bool,
+    /// Webhook subscriptions one team may hold.
+    #[arg(long, env = "CONTACTSD_WEBHOOK_MAX_PER_TEAM", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    webhook_max_per_team: u64,
+    /// Seconds a webhook receiver has to answer a delivery.
+    #[arg(long, env = "CONTACTSD_WEBHOOK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    webhook_timeout: u64,
+    /// Seconds a failing webhook is retried (with back-off) before it is paused.
+    #[arg(long, env = "CONTACTSD_WEBHOOK_RETRY_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    webhook_retry_seconds: u64,
+    /// Webhook deliveries in flight in the process.
+    #[arg(long, env = "CONTACTSD_WEBHOOK_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    webhook_workers: u64,
 }
 
 /// A setting that is on or off.
@@ -143,6 +160,15 @@ impl ServeArgs {
             events: EventSettings {
                 retention: Duration::from_secs(self.event_retention_days * 86_400),
                 ..EventSettings::default()
+            },
+            webhooks: WebhookSettings {
+                allow_private: self.webhook_allow_private,
+                max_per_team: self.webhook_max_per_team as usize,
+                timeout: Duration::from_secs(self.webhook_timeout),
+                retry_budget: Duration::from_secs(self.webhook_retry_seconds),
+                workers: self.webhook_workers as usize,
+                workers_per_team: (self.webhook_workers as usize / 4).clamp(1, 4),
+                ..WebhookSettings::default()
             },
             ..ServiceSettings::default()
         }
@@ -192,6 +218,9 @@ pub(super) async fn serve(service: Arc<Service>, args: &ServeArgs) -> Result<()>
         let service = service.clone();
         async move { service.prune_events_forever().await }
     });
+    let worker =
+        http::webhook_worker(service.clone(), args.time_offset).map_err(anyhow::Error::msg)?;
+    tokio::spawn(worker.run());
     let listener = TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;

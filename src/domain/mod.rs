@@ -11,6 +11,7 @@ pub mod events;
 pub mod scim;
 pub mod sync;
 pub mod values;
+pub mod webhooks;
 
 use thiserror::Error;
 
@@ -48,6 +49,10 @@ pub enum RuleError {
         /// The last event written when the cursor was refused.
         resume_after: i64,
     },
+    #[error("webhook not found")]
+    WebhookNotFound,
+    #[error("the team has {most} webhooks, the most allowed")]
+    WebhookLimitReached { most: usize },
 }
 
 impl RuleError {

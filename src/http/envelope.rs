@@ -266,6 +266,12 @@ impl From<RuleError> for ApiError {
             RuleError::EventsExpired { .. } => {
                 (S::BAD_REQUEST, Code::InvalidArgument, "events_expired")
             }
+            RuleError::WebhookNotFound => (S::NOT_FOUND, Code::NotFound, "webhook_not_found"),
+            RuleError::WebhookLimitReached { .. } => (
+                S::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                "webhook_quota_exceeded",
+            ),
         };
         ApiError::new(status, code, error_type, message)
     }

@@ -31,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::FixedOffset;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use self::routes::events::EventData;
+pub use self::routes::events::{EventData, webhook_worker};
 pub use self::time::ApiTime;
 use crate::metrics::Metrics;
 use crate::service::Service;

@@ -58,6 +58,11 @@ pub(super) fn random_token() -> String {
     random_string(48, ALPHANUMERIC)
 }
 
+/// A new webhook signing secret: 40 random letters and digits (238 bits).
+pub(super) fn random_webhook_secret() -> String {
+    random_string(40, ALPHANUMERIC)
+}
+
 /// A new app's public id and its secret (shown once).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credentials {

@@ -108,6 +108,8 @@ pub(super) struct Directories {
     waiting: Arc<AtomicUsize>,
     /// Hits, loads, evictions and commits are counted here when metrics are on.
     metrics: Option<Arc<Metrics>>,
+    /// Woken at every commit of any team in this process (the webhook worker waits on it).
+    any_commit: Notify,
 }
 
 impl Directories {
@@ -119,11 +121,20 @@ impl Directories {
             clock: AtomicU64::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
             metrics: None,
+            any_commit: Notify::new(),
         }
     }
 
     pub(super) fn set_metrics(&mut self, metrics: Arc<Metrics>) {
         self.metrics = Some(metrics);
+    }
+
+    /// Resolves at the next commit of any team in this process (registered at once, so a
+    /// commit between this call and the await is not missed).
+    pub(super) fn any_commit(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut notified = Box::pin(self.any_commit.notified());
+        notified.as_mut().enable();
+        notified
     }
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<TeamId, Arc<Slot>>> {
@@ -343,6 +354,7 @@ impl Directories {
             {
                 Ok(applied) => {
                     slot.committed.notify_waiters();
+                    self.any_commit.notify_waiters();
                     let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
                     if let Some(directory) = guard.as_mut() {
                         directory.apply(&changes, &applied.created, applied.version);

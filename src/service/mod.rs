@@ -15,6 +15,7 @@ mod recent;
 pub mod scim;
 mod sync;
 mod users;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -28,6 +29,7 @@ pub use members::{MemberRow, MemberUpdate};
 pub use orgs::{CreatedOrg, OrgView};
 pub use quotas::{QuotaKind, QuotaSettings};
 pub use sync::{SyncOutcome, SyncSlot};
+pub use webhooks::{WebhookRequest, WebhookSettings};
 
 use crate::domain::RuleError;
 use crate::domain::access::{Caller, Denied, Plan};
@@ -79,6 +81,8 @@ pub struct ServiceSettings {
     pub quotas: QuotaSettings,
     /// The change feed's retention and waiting callers.
     pub events: EventSettings,
+    /// Webhook subscriptions and their delivery.
+    pub webhooks: WebhookSettings,
 }
 
 impl Default for ServiceSettings {
@@ -96,6 +100,7 @@ impl Default for ServiceSettings {
             cache_memory: DEFAULT_CACHE_MEMORY_MB << 20,
             quotas: QuotaSettings::default(),
             events: EventSettings::default(),
+            webhooks: WebhookSettings::default(),
         }
     }
 }

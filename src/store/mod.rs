@@ -23,6 +23,7 @@ mod rows;
 pub mod scim;
 mod shared;
 pub mod sqlite;
+pub mod webhooks;
 
 use async_trait::async_trait;
 use thiserror::Error;
@@ -292,6 +293,7 @@ pub trait Store:
     + quotas::QuotaStore
     + scim::ScimStore
     + events::EventStore
+    + webhooks::WebhookStore
 {
     /// A value that changes whenever any process (this one included) commits to the database,
     /// read without a query; `None` when the backend cannot tell that cheaply (PostgreSQL), so

@@ -12,7 +12,7 @@ use crate::helpers::{Api, ApiResponse, TestApp, assert_ok, groups_path, members_
 
 /// A client whose connections come from `127.0.0.x` (Linux routes all of 127/8 to loopback).
 fn client_from(last: u8) -> reqwest::Client {
-    reqwest::Client::builder()
+    crate::helpers::http_client_builder()
         .local_address(IpAddr::V4(Ipv4Addr::new(127, 0, 0, last)))
         .build()
         .expect("a client bound to a loopback address")

@@ -110,7 +110,7 @@ async fn connections_beyond_the_limit_get_a_clear_429_and_others_go_on() {
         .await;
     let held = [connect(&app).await, connect(&app).await];
 
-    let extra = reqwest::Client::new();
+    let extra = crate::helpers::http_client();
     let response = app.send(extra.get(app.url("/api/orgs/1"))).await;
     assert_error(&response, 429, "ResourceExhausted", "request_rate_limited");
     assert_eq!(response.header("retry-after"), Some("1"));
@@ -120,7 +120,7 @@ async fn connections_beyond_the_limit_get_a_clear_429_and_others_go_on() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let response = app
-            .send(reqwest::Client::new().get(app.url("/api/orgs/1")))
+            .send(crate::helpers::http_client().get(app.url("/api/orgs/1")))
             .await;
         if response.status != 429 {
             assert_error(&response, 401, "PermissionDenied", "invalid_token");

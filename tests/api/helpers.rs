@@ -15,6 +15,21 @@ use contactsd::service::{Service, ServiceSettings};
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
+/// A builder of HTTP clients for the tests. The build's HTTP client takes its TLS
+/// cryptography from the process-wide provider, installed here (once) as `contactsd serve`
+/// does.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+}
+
+/// An HTTP client for the tests (see [`http_client_builder`]).
+pub fn http_client() -> reqwest::Client {
+    http_client_builder()
+        .build()
+        .expect("an HTTP client with the default settings")
+}
+
 /// Name of the org (and so of its directory) every test app starts with.
 pub const TEAM_NAME: &str = "Acme";
 
@@ -114,9 +129,18 @@ pub struct TestAppBuilder {
     plan: Plan,
     admin_seats: i64,
     metrics: bool,
+    /// Run the webhook delivery worker, as `contactsd serve` does.
+    webhook_worker: bool,
 }
 
 impl TestAppBuilder {
+    /// Webhook settings, with the delivery worker running.
+    pub fn webhooks(mut self, webhooks: contactsd::service::WebhookSettings) -> Self {
+        self.service.webhooks = webhooks;
+        self.webhook_worker = true;
+        self
+    }
+
     pub fn connections(mut self, connections: ConnectionSettings) -> Self {
         self.connections = ConnectionSettings {
             http_status: self.http.http_status,
@@ -222,9 +246,14 @@ impl TestAppBuilder {
             ..self.connections
         };
         let address = serve(service.clone(), self.http.clone(), connections.clone()).await;
+        if self.webhook_worker {
+            let worker = contactsd::http::webhook_worker(service.clone(), self.http.time_offset)
+                .unwrap_or_else(|error| panic!("{error}"));
+            tokio::spawn(worker.run());
+        }
         TestApp {
             address,
-            client: reqwest::Client::new(),
+            client: http_client(),
             service,
             org_id: org.org_id.get(),
             team_id: org.team_id.get(),
@@ -332,6 +361,7 @@ impl TestApp {
             plan: Plan::Business,
             admin_seats: 10,
             metrics: true,
+            webhook_worker: false,
         }
     }
 
@@ -346,7 +376,7 @@ impl TestApp {
         let address = serve(service.clone(), self.http.clone(), connections.clone()).await;
         TestApp {
             address,
-            client: reqwest::Client::new(),
+            client: http_client(),
             service,
             org_id: self.org_id,
             team_id: self.team_id,
@@ -524,7 +554,8 @@ fn mapped_status(code: &str, error_type: &str, body: &Value) -> (u16, &'static [
         | "sync_in_progress"
         | "group_quota_exceeded"
         | "member_quota_exceeded"
-        | "org_quota_exceeded" => 429,
+        | "org_quota_exceeded"
+        | "webhook_quota_exceeded" => 429,
         "internal_error" if message.contains("database does not answer") => 503,
         "internal_error" => 500,
         "no_route" if message.contains("method not allowed") => 405,

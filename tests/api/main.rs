@@ -26,3 +26,4 @@ mod sync;
 mod sync_limits;
 mod tenant_isolation;
 mod users_orgs;
+mod webhooks;

@@ -65,7 +65,7 @@ pub async fn start_with(database: &str, args: &[&str], env: &[(&str, &str)]) -> 
         .spawn()
         .expect("start contactsd serve");
     let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     for _ in 0..600 {
         if let Ok(answer) = client.get(format!("{base}/healthz")).send().await
             && answer.status().is_success()
@@ -115,7 +115,7 @@ async fn two_processes_share_tokens_and_the_directory() {
         org["team_id"].as_i64().expect("team_id"),
     );
     let (first, second) = (start(&database.url).await, start(&database.url).await);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let token_on = |server: &Server| {
         client.get(format!(
             "{}/api/oauth2/access_token?appid={appid}&secret={secret}&grant_type=client_credential",
@@ -408,7 +408,7 @@ async fn create_org(database: &str) -> (String, String, i64) {
 
 /// `?appid=…&access_token=…` with a fresh token from `server`.
 async fn credentials(server: &Server, appid: &str, secret: &str) -> String {
-    let (_, body) = call(reqwest::Client::new().get(format!(
+    let (_, body) = call(crate::helpers::http_client().get(format!(
         "{}/api/oauth2/access_token?appid={appid}&secret={secret}&grant_type=client_credential",
         server.base
     )))
@@ -429,7 +429,7 @@ async fn sigterm_lets_the_requests_in_flight_finish() {
     let body: String = (0..MEMBERS)
         .map(|n| format!("{{\"kind\":\"member\",\"openid\":\"m-{n}\",\"nickname\":\"M {n}\"}}\n"))
         .collect();
-    let request = reqwest::Client::new()
+    let request = crate::helpers::http_client()
         .post(format!(
             "{}/api/contacts/teams/{team}/sync?{query}",
             server.base
@@ -514,7 +514,7 @@ async fn a_flag_wins_over_its_environment_variable() {
         ],
     )
     .await;
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     assert!(
         client
             .get(format!("http://{listen_env}/healthz"))
@@ -562,7 +562,7 @@ async fn healthz_answers_503_when_the_database_is_gone() {
     };
     let server = start(&database.url).await;
     let health = format!("{}/healthz", server.base);
-    let (status, body) = call(reqwest::Client::new().get(&health)).await;
+    let (status, body) = call(crate::helpers::http_client().get(&health)).await;
     assert_eq!((status, &body["code"]), (200, &json!("OK")), "{body}");
 
     // The database disappears under the running server (its connections are cut).
@@ -580,7 +580,7 @@ async fn healthz_answers_503_when_the_database_is_gone() {
         .await
         .expect("drop the database");
     }
-    let (status, body) = call(reqwest::Client::new().get(&health)).await;
+    let (status, body) = call(crate::helpers::http_client().get(&health)).await;
     assert_eq!(status, 503, "{body}");
     assert_ne!(body["code"], "OK", "{body}");
 }
@@ -623,7 +623,7 @@ async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
     let server = start(&database.url).await;
     let query = credentials(&server, appid, secret).await;
     let groups = format!("{}/api/contacts/teams/{team}/groups?{query}", server.base);
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http_client();
     let (_, body) = call(client.post(&groups).json(&json!({"name": "One"}))).await;
     assert_eq!(body["code"], "OK", "{body}");
     let (_, body) = call(client.post(&groups).json(&json!({"name": "Two"}))).await;

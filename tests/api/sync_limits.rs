@@ -76,7 +76,7 @@ async fn serve(settings: &[&str]) -> Served {
 
 impl Served {
     async fn sync(&self, body: Vec<u8>, gzip: bool) -> Value {
-        let mut request = reqwest::Client::new()
+        let mut request = crate::helpers::http_client()
             .post(format!(
                 "{}{}?{}",
                 self.server.base,

@@ -47,6 +47,7 @@ struct Victim {
     group: i64,
     user: i64,
     openid: &'static str,
+    webhook: i64,
 }
 
 /// The operations of the live API description as `(method, path template, operation)`.
@@ -106,7 +107,8 @@ async fn operations(app: &TestApp, victim: &Victim) -> Vec<(String, String, Stri
             .replace("{team_id}", &victim.org.team_id.to_string())
             .replace("{org_id}", &victim.org.org_id.to_string())
             .replace("{group_id}", &victim.group.to_string())
-            .replace("{user_id}", &victim.user.to_string());
+            .replace("{user_id}", &victim.user.to_string())
+            .replace("{webhook_id}", &victim.webhook.to_string());
         assert!(
             !path.contains('{'),
             "{template}: a placeholder the sweep cannot fill"
@@ -134,6 +136,7 @@ async fn victim_state(app: &TestApp, victim: &Victim) -> Value {
         "groups": assert_ok(&api.get(&groups_path(team)).await),
         "members": assert_ok(&api.get(&members_path(team, 0)).await),
         "user": assert_ok(&api.get(&format!("/api/sso/users/{}", victim.openid)).await),
+        "webhooks": assert_ok(&api.get(&format!("/api/contacts/teams/{team}/webhooks")).await),
     })
 }
 
@@ -144,11 +147,22 @@ async fn make_victim(app: &TestApp) -> Victim {
     let openid = "victim-openid";
     let user = api.register(openid, "Victim Person", "").await.user_id;
     api.add_member_ok(org.team_id, group, user, None).await;
+    // A public address (no worker runs here: nothing is delivered).
+    let webhook = assert_ok(
+        &api.post_json(
+            &format!("/api/contacts/teams/{}/webhooks", org.team_id),
+            &json!({"url": "http://93.184.216.34/hook"}),
+        )
+        .await,
+    )["id"]
+        .as_i64()
+        .expect("a webhook id");
     Victim {
         org,
         group,
         user,
         openid,
+        webhook,
     }
 }
 

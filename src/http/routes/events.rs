@@ -1,5 +1,6 @@
 //! The change feed (§11, an extension): a team's events after a cursor, with long-polling.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Path, State};
@@ -18,6 +19,8 @@ use crate::http::describe::{Success, failures, team};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams};
 use crate::http::{ApiTime, AppState};
+use crate::service::Service;
+use crate::service::webhooks::{RenderEvent, WebhookWorker};
 
 /// The most events of one page.
 const MAX_LIMIT: i64 = 1000;
@@ -179,6 +182,16 @@ impl EventData {
             after: raw(event.after)?,
         })
     }
+}
+
+/// The webhook delivery worker of `service`, its events rendered as the feed shows them, with
+/// times at `offset`.
+pub fn webhook_worker(service: Arc<Service>, offset: FixedOffset) -> Result<WebhookWorker, String> {
+    let render: RenderEvent = Arc::new(move |event| {
+        let data = EventData::new(event, offset).map_err(|error| error.to_string())?;
+        serde_json::to_string(&data).map_err(|error| error.to_string())
+    });
+    WebhookWorker::new(service, render)
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {

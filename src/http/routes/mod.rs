@@ -16,6 +16,7 @@ pub mod members;
 pub mod orgs;
 pub mod sync;
 pub mod users;
+pub mod webhooks;
 
 use std::borrow::Cow;
 
@@ -45,6 +46,7 @@ pub fn resources() -> OpenApiRouter<AppState> {
         .merge(members::routes())
         .merge(sync::routes())
         .merge(events::routes())
+        .merge(webhooks::routes())
         .routes(routes!(health))
 }
 

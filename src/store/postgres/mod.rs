@@ -63,6 +63,7 @@
 mod directory;
 mod orgs;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 

@@ -15,6 +15,7 @@ mod commits;
 mod directory;
 mod orgs;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
