@@ -77,6 +77,9 @@ pub const MAX_GROUP_ID: GroupId = GroupId::new(u32::MAX as i64);
 /// Most values one array a client sends may hold (a query array, a member's `group_ids`).
 pub const MAX_ARRAY_ITEMS: usize = 1000;
 
+/// The most groups one `delete_groups` call may delete.
+pub const MAX_DELETE_GROUPS: usize = 100;
+
 /// Longest name, nickname or remote id, in characters.
 pub const MAX_NAME_CHARS: usize = 64;
 /// Longest avatar URL, in characters.
@@ -172,9 +175,15 @@ pub enum Source {
 }
 
 impl Source {
-    pub fn code(self) -> i64 {
+    pub const fn code(self) -> i64 {
         self as i64
     }
+
+    /// The lowest code a client may assign ([`Role::assignable`]): team admin.
+    pub const MIN_ASSIGNABLE_CODE: i64 = Role::TeamAdmin.code();
+
+    /// The highest role code: regular member.
+    pub const MAX_CODE: i64 = Role::Member.code();
 
     pub fn from_code(code: i64) -> Source {
         if code == 2 { Source::Sync } else { Source::Api }
@@ -191,9 +200,15 @@ pub enum Role {
 }
 
 impl Role {
-    pub fn code(self) -> i64 {
+    pub const fn code(self) -> i64 {
         self as i64
     }
+
+    /// The lowest code a client may assign ([`Role::assignable`]): team admin.
+    pub const MIN_ASSIGNABLE_CODE: i64 = Role::TeamAdmin.code();
+
+    /// The highest role code: regular member.
+    pub const MAX_CODE: i64 = Role::Member.code();
 
     pub fn from_code(code: i64) -> Option<Role> {
         match code {

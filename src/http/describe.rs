@@ -14,13 +14,15 @@ use serde_json::{Value, json};
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::schema::{
-    AllOfBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, SchemaType, Type,
+    AllOfBuilder, ArrayBuilder, ObjectBuilder, Ref, Schema, SchemaFormat, SchemaType, Type,
 };
 use utoipa::openapi::{ContentBuilder, KnownFormat, RefOr, ResponseBuilder};
 use utoipa::{PartialSchema, ToSchema};
 
 use super::envelope::{self, ApiError};
-use crate::domain::values::{MAX_AVATAR_CHARS, MAX_GROUP_ID, MAX_NAME_CHARS, MAX_OPENID_CHARS};
+use crate::domain::values::{
+    MAX_AVATAR_CHARS, MAX_GROUP_ID, MAX_NAME_CHARS, MAX_OPENID_CHARS, Role,
+};
 use crate::service::ServiceError;
 
 /// The request id shown in examples.
@@ -245,6 +247,40 @@ impl PartialSchema for GroupIdValue {
 }
 
 impl ToSchema for GroupIdValue {}
+
+/// `kind`, or `kind` or `null` for an optional field a client may send as `null`.
+fn maybe_null(kind: Type, nullable: bool) -> SchemaType {
+    if nullable {
+        SchemaType::from_iter([kind, Type::Null])
+    } else {
+        SchemaType::new(kind)
+    }
+}
+
+/// A role code a client may assign ([`Role::assignable`]), for a field's `schema_with`.
+pub fn assignable_role(description: &str, nullable: bool) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(maybe_null(Type::Integer, nullable))
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(Role::MIN_ASSIGNABLE_CODE))
+        .maximum(Some(Role::MAX_CODE))
+        .description(Some(description))
+}
+
+/// An array of `min..=max` [`GroupIdValue`]s, for a field's `schema_with`.
+pub fn group_ids(
+    description: &str,
+    min: Option<usize>,
+    max: usize,
+    nullable: bool,
+) -> ArrayBuilder {
+    ArrayBuilder::new()
+        .schema_type(maybe_null(Type::Array, nullable))
+        .items(GroupIdValue::schema())
+        .min_items(min)
+        .max_items(Some(max))
+        .description(Some(description))
+}
 
 // ----- failures -------------------------------------------------------------------------------
 

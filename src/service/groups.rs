@@ -8,7 +8,7 @@ use crate::domain::access::Caller;
 use crate::domain::directory::{
     Change, Directory, Group, GroupFilter, GroupRef, GroupView, new_group,
 };
-use crate::domain::values::{GroupId, Page, Source, TeamId};
+use crate::domain::values::{GroupId, MAX_DELETE_GROUPS, Page, Source, TeamId};
 
 /// `POST /api/contacts/teams/{team_id}/groups`, validated.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ impl Service {
         team_id: TeamId,
         group_ids: &[GroupId],
     ) -> ServiceResult<()> {
-        if group_ids.is_empty() || group_ids.len() > 100 {
+        if group_ids.is_empty() || group_ids.len() > MAX_DELETE_GROUPS {
             return Err(RuleError::invalid("group_ids must hold 1 to 100 ids").into());
         }
         let mut ids = group_ids.to_vec();

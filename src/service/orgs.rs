@@ -31,13 +31,18 @@ pub struct OrgView {
 impl Service {
     /// Team apps reach the org endpoints only on the flagship plan, and never create orgs.
     async fn check_org_endpoint(&self, caller: &Caller) -> ServiceResult<()> {
+        self.team_app_needs(caller, Plan::Flagship).await
+    }
+
+    /// A team app's own org must exist and be on `plan` or above; platform apps always pass.
+    pub(super) async fn team_app_needs(&self, caller: &Caller, plan: Plan) -> ServiceResult<()> {
         if let AppScope::Team(org_id) = caller.scope {
             let org = self
                 .store
                 .org_access(org_id)
                 .await?
                 .ok_or(ServiceError::Claim)?;
-            caller.may_touch(&org, Plan::Flagship)?;
+            caller.may_touch(&org, plan)?;
         }
         Ok(())
     }

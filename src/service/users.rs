@@ -8,15 +8,7 @@ use crate::store::UserRecord;
 impl Service {
     /// Team apps need a plan with third-party users; platform apps always may.
     async fn may_manage_users(&self, caller: &Caller) -> ServiceResult<()> {
-        if let AppScope::Team(org_id) = caller.scope {
-            let org = self
-                .store
-                .org_access(org_id)
-                .await?
-                .ok_or(ServiceError::Claim)?;
-            caller.may_touch(&org, Plan::Business)?;
-        }
-        Ok(())
+        self.team_app_needs(caller, Plan::Business).await
     }
 
     /// Register `openid` for the calling app; registering it again returns the same user with

@@ -15,8 +15,10 @@ use super::{
 };
 use crate::domain::RuleError;
 use crate::domain::directory::{GroupFilter, GroupView};
-use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, TeamId};
-use crate::http::describe::{GroupName, RemoteId, Success, failures, team, team_body};
+use crate::domain::values::{
+    self, GroupId, MAX_ARRAY_ITEMS, MAX_DELETE_GROUPS, ROOT_GROUP, TeamId,
+};
+use crate::http::describe::{self, GroupName, RemoteId, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::http::{ApiTime, AppState};
@@ -408,9 +410,17 @@ pub async fn update_group(
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"group_ids": [3, 4]}))]
 pub struct DeleteGroupsBody {
-    /// 1..100 ids.
-    #[schema(min_items = 1, max_items = 100, inline, value_type = Vec<GroupIdValue>)]
+    #[schema(schema_with = delete_groups_ids)]
     group_ids: Vec<GroupId>,
+}
+
+fn delete_groups_ids() -> ArrayBuilder {
+    describe::group_ids(
+        &format!("1..{MAX_DELETE_GROUPS} ids."),
+        Some(1),
+        MAX_DELETE_GROUPS,
+        false,
+    )
 }
 
 failures!(DeleteGroupsFailures: team_body;

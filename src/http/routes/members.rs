@@ -2,19 +2,19 @@
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::{
     Answer, AppidQuery, EmptyAnswer, GroupIdValue, ListData, PageQuery, RolesQuery, TeamPath,
-    roles_of,
+    member_query,
 };
 use crate::domain::RuleError;
-use crate::domain::directory::MemberFilter;
 use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, Role, TeamId, UserId};
 use crate::http::AppState;
-use crate::http::describe::{Avatar, Nickname, Success, failures, team, team_body};
+use crate::http::describe::{self, Avatar, Nickname, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams, RequestBody};
 use crate::service::{MemberRow, MemberUpdate};
@@ -102,12 +102,8 @@ pub async fn list_members(
     Path((team_id, group_id)): Path<(TeamId, i64)>,
     query: QueryParams,
 ) -> Answer {
-    let filter = MemberFilter {
-        group: values::group_id(group_id)?,
-        recursive: query.flag("recursive")?,
-        roles: roles_of(&query)?,
-    };
-    let page = query.page()?;
+    let group = values::group_id(group_id)?;
+    let (filter, page) = member_query(&query, group, query.flag("recursive")?)?;
     let (rows, total) = state
         .service
         .list_members(&caller, team_id, &filter, page)
@@ -160,12 +156,7 @@ pub async fn list_team_members(
     Path(team_id): Path<TeamId>,
     query: QueryParams,
 ) -> Answer {
-    let filter = MemberFilter {
-        group: ROOT_GROUP,
-        recursive: false,
-        roles: roles_of(&query)?,
-    };
-    let page = query.page()?;
+    let (filter, page) = member_query(&query, ROOT_GROUP, false)?;
     let (rows, total) = state
         .service
         .list_members(&caller, team_id, &filter, page)
@@ -177,10 +168,16 @@ pub async fn list_team_members(
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"role": 4}))]
 pub struct AddMemberBody {
-    /// `2` team admin, `3` survey admin or `4` regular member (the default). With no admin
-    /// seat left, an admin role is quietly lowered to 4. Ignored for an existing member.
-    #[schema(minimum = 2, maximum = 4)]
+    #[schema(schema_with = add_member_role)]
     role: Option<i64>,
+}
+
+fn add_member_role() -> ObjectBuilder {
+    describe::assignable_role(
+        "`2` team admin, `3` survey admin or `4` regular member (the default). With no admin\n\
+         seat left, an admin role is quietly lowered to 4. Ignored for an existing member.",
+        true,
+    )
 }
 
 failures!(AddMemberFailures: team_body;
@@ -270,8 +267,7 @@ pub async fn remove_member(
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"group_ids": [1, 2], "nickname": "Ada", "role": 3}))]
 pub struct UpdateMemberBody {
-    /// Replaces the member's whole set of groups (`[]` = the root only; `0` is ignored).
-    #[schema(max_items = 1000, value_type = Option<Vec<GroupIdValue>>)]
+    #[schema(schema_with = update_member_group_ids)]
     group_ids: Option<Vec<i64>>,
     /// The directory-level nickname.
     #[schema(value_type = Option<Nickname>)]
@@ -279,10 +275,25 @@ pub struct UpdateMemberBody {
     /// The directory-level avatar URL.
     #[schema(value_type = Option<Avatar>)]
     avatar: Option<String>,
-    /// `2`, `3` or `4`. The owner's role cannot change; with no admin seat left, an admin role
-    /// is `exceed_user_limit`.
-    #[schema(minimum = 2, maximum = 4)]
+    #[schema(schema_with = update_member_role)]
     role: Option<i64>,
+}
+
+fn update_member_group_ids() -> ArrayBuilder {
+    describe::group_ids(
+        "Replaces the member's whole set of groups (`[]` = the root only; `0` is ignored).",
+        None,
+        MAX_ARRAY_ITEMS,
+        true,
+    )
+}
+
+fn update_member_role() -> ObjectBuilder {
+    describe::assignable_role(
+        "`2`, `3` or `4`. The owner's role cannot change; with no admin seat left, an admin role\n\
+         is `exceed_user_limit`.",
+        true,
+    )
 }
 
 failures!(UpdateMemberFailures: team_body;

@@ -34,7 +34,8 @@ pub use super::describe::GroupIdValue;
 use super::describe::{Empty, Success, anonymous, example_of, failures};
 use super::envelope::{ApiError, Reply};
 use super::extract::QueryParams;
-use crate::domain::values::{MAX_ARRAY_ITEMS, Page, Role};
+use crate::domain::directory::MemberFilter;
+use crate::domain::values::{GroupId, MAX_ARRAY_ITEMS, Page, Role};
 
 /// Every operation of the contract, with its description: each resource registers its own.
 pub fn resources() -> OpenApiRouter<AppState> {
@@ -138,6 +139,20 @@ fn query_parameter(name: &str, description: &str, schema: impl Into<Schema>) -> 
         .description(Some(description))
         .schema(Some(schema.into()))
         .build()
+}
+
+/// The filter and page of a member listing of `group`: `roles` and paging from the query.
+fn member_query(
+    query: &QueryParams,
+    group: GroupId,
+    recursive: bool,
+) -> Result<(MemberFilter, Page), ApiError> {
+    let filter = MemberFilter {
+        group,
+        recursive,
+        roles: roles_of(query)?,
+    };
+    Ok((filter, query.page()?))
 }
 
 /// The `roles` filter of a listing's query.

@@ -6,9 +6,8 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Answer, AppidQuery, ListData, PageQuery, RolesQuery, roles_of};
+use super::{Answer, AppidQuery, ListData, PageQuery, RolesQuery, member_query};
 use crate::domain::RuleError;
-use crate::domain::directory::MemberFilter;
 use crate::domain::values::{self, OrgId, ROOT_GROUP, TeamId, UserId};
 use crate::http::AppState;
 use crate::http::describe::{OrgName, Success, authenticated, authenticated_body, failures};
@@ -202,12 +201,7 @@ pub async fn list_org_members(
     Path(org_id): Path<OrgId>,
     query: QueryParams,
 ) -> Answer {
-    let filter = MemberFilter {
-        group: ROOT_GROUP,
-        recursive: false,
-        roles: roles_of(&query)?,
-    };
-    let page = query.page()?;
+    let (filter, page) = member_query(&query, ROOT_GROUP, false)?;
     let (rows, total) = state
         .service
         .list_org_members(&caller, org_id, &filter, page)

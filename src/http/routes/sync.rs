@@ -16,6 +16,7 @@ use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::io::{StreamReader, SyncIoBridge};
+use utoipa::openapi::schema::ObjectBuilder;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,7 +26,8 @@ use crate::domain::sync::{Problem, SyncMode, SyncOptions, SyncRefusal};
 use crate::domain::values::TeamId;
 use crate::http::AppState;
 use crate::http::describe::{
-    Avatar, GroupName, Nickname, Openid, RemoteId, SnapshotRemoteId, Success, failures, team_body,
+    self, Avatar, GroupName, Nickname, Openid, RemoteId, SnapshotRemoteId, Success, failures,
+    team_body,
 };
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{Authenticated, QueryParams};
@@ -181,12 +183,15 @@ pub struct SnapshotMemberDoc {
     nickname: Option<String>,
     #[schema(nullable = false, value_type = Option<Avatar>)]
     avatar: Option<String>,
-    /// `2`, `3` or `4` (the default).
-    #[schema(nullable = false, minimum = 2, maximum = 4)]
+    #[schema(schema_with = snapshot_member_role)]
     role: Option<i64>,
     /// The member's groups by remote id; `[]` = the root only.
     #[schema(nullable = false, value_type = Option<Vec<SnapshotRemoteId>>)]
     group_remote_ids: Option<Vec<String>>,
+}
+
+fn snapshot_member_role() -> ObjectBuilder {
+    describe::assignable_role("`2`, `3` or `4` (the default).", false)
 }
 
 /// The headers the sync call reads besides `Content-Type` (`application/json` or
