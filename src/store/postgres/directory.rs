@@ -61,12 +61,11 @@ impl BackendDirectory for PostgresStore {
     }
 
     async fn start_apply(
-        &self,
+        mut tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
         now: i64,
-    ) -> StoreResult<Option<PgWriter>> {
-        let mut tx = self.pool.begin().await?;
+    ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
         // The team lock: see the module documentation.
         let version: Option<i64> =
             sqlx::query_scalar("SELECT version FROM teams WHERE id = $1 FOR UPDATE")
@@ -75,22 +74,23 @@ impl BackendDirectory for PostgresStore {
                 .await
                 .map_err(apply_error)?;
         if version != Some(expected) {
-            tx.rollback().await?;
-            return Ok(None);
+            return Ok(Err(tx));
         }
-        Ok(Some(PgWriter { tx, team_id, now }))
+        Ok(Ok(PgWriter { tx, team_id, now }))
     }
 
-    async fn finish_apply(mut writer: PgWriter) -> StoreResult<i64> {
-        let version: i64 = sqlx::query_scalar(
+    async fn finish_apply(writer: &mut PgWriter) -> StoreResult<i64> {
+        sqlx::query_scalar(
             "UPDATE teams SET version = version + 1 WHERE id = $1 RETURNING version",
         )
         .bind(writer.team_id)
         .fetch_one(&mut *writer.tx)
         .await
-        .map_err(apply_error)?;
-        writer.tx.commit().await?;
-        Ok(version)
+        .map_err(apply_error)
+    }
+
+    fn into_tx(writer: PgWriter) -> Tx<Self> {
+        writer.tx
     }
 }
 

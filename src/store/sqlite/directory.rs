@@ -11,7 +11,7 @@ use crate::domain::directory::{DirectoryBuilder, Group, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
-use crate::store::backend::{Backend, BackendDirectory, Tx};
+use crate::store::backend::{BackendDirectory, Tx};
 use crate::store::rows::role_of;
 use crate::store::{StoreResult, events, shared};
 
@@ -90,15 +90,14 @@ impl BackendDirectory for SqliteStore {
     }
 
     async fn start_apply(
-        &self,
+        mut tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
         now: i64,
-    ) -> StoreResult<Option<SqliteWriter>> {
-        let mut tx = self.begin_write().await?;
+    ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
         // Check and bump the version, and learn the next group id, in one statement (each
         // statement is a round trip to the driver's thread, and writes are serialized); the
-        // transaction is this process's only writer and rolls back on any failure later.
+        // transaction is this process's only writer.
         let bumped: Option<(i64, GroupId)> = sqlx::query_as(
             "UPDATE teams SET version = version + 1 WHERE id = $1 AND version = $2 \
              RETURNING version, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
@@ -108,18 +107,24 @@ impl BackendDirectory for SqliteStore {
         .bind(expected)
         .fetch_optional(&mut *tx)
         .await?;
-        Ok(bumped.map(|(version, next_group_id)| SqliteWriter {
-            tx,
-            team_id,
-            now,
-            version,
-            next_group_id,
-        }))
+        Ok(match bumped {
+            Some((version, next_group_id)) => Ok(SqliteWriter {
+                tx,
+                team_id,
+                now,
+                version,
+                next_group_id,
+            }),
+            None => Err(tx),
+        })
     }
 
-    async fn finish_apply(writer: SqliteWriter) -> StoreResult<i64> {
-        writer.tx.commit().await?;
+    async fn finish_apply(writer: &mut SqliteWriter) -> StoreResult<i64> {
         Ok(writer.version)
+    }
+
+    fn into_tx(writer: SqliteWriter) -> Tx<Self> {
+        writer.tx
     }
 }
 
