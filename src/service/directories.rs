@@ -4,7 +4,9 @@
 //! team's version. A cached [`Directory`] at that version or newer answers at once; an older one
 //! is reloaded. Writes are decided on the cached copy under a per-team gate and committed with
 //! optimistic concurrency, so several processes on one database stay correct: a process that
-//! lost a race reloads and decides again.
+//! lost a race reloads and decides again. Decided writes are committed in batches by the
+//! [`Committer`]: a team's next write is decided on a copy that already holds the writes
+//! waiting for their commit (see "Write path" in docs/DESIGN.md).
 //!
 //! The cache has a memory budget: each copy's size is estimated in O(1)
 //! ([`Directory::estimated_bytes`]), and past the budget the least recently used copies are
@@ -15,12 +17,14 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
-use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio::sync::{Mutex as AsyncMutex, Notify, oneshot};
 
+use super::committer::{Committer, Job};
 use super::{ServiceError, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, Directory};
+use crate::store::Applied;
 use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::store::{Store, StoreError, TeamRecord};
@@ -43,9 +47,10 @@ async fn back_off(attempt: u32) {
     .await;
 }
 
-struct Slot {
-    /// Serializes loads, writes and the eviction of this team's copy within the process.
-    gate: AsyncMutex<()>,
+pub(super) struct Slot {
+    /// Serializes loads, writes and the eviction of this team's copy within the process; a
+    /// write holds it until its changes are on the copy.
+    gate: Arc<AsyncMutex<()>>,
     directory: RwLock<Option<Directory>>,
     /// The estimated size of the copy (0 without one), part of `total`.
     bytes: AtomicUsize,
@@ -54,7 +59,7 @@ struct Slot {
     /// When the copy was last used, on the cache's clock.
     used: AtomicU64,
     /// Woken when this process commits a change of the team (callers waiting for events).
-    committed: Notify,
+    pub(super) committed: Notify,
     /// Callers waiting on `committed`.
     waiting: AtomicUsize,
 }
@@ -89,6 +94,27 @@ impl Slot {
         self.total.fetch_sub(old, Ordering::Relaxed);
     }
 
+    /// Drop the copy: the next use reloads it.
+    pub(super) fn forget(&self) {
+        self.replace(None);
+    }
+
+    /// Apply a write that is written but not yet committed to the copy it was decided on (at
+    /// version `expected`); a copy at any other version is dropped instead.
+    pub(super) fn speculate(&self, expected: i64, changes: &[Change], applied: &Applied) {
+        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        let old = match guard.as_mut() {
+            Some(directory) if directory.version() == expected => {
+                directory.apply(changes, &applied.created, applied.version);
+                None
+            }
+            _ => guard.take(),
+        };
+        self.account(guard.as_ref());
+        drop(guard);
+        drop(old);
+    }
+
     fn is_fresh(&self, version: i64) -> bool {
         self.read().as_ref().is_some_and(|d| d.version() >= version)
     }
@@ -104,11 +130,13 @@ pub(super) struct Directories {
     clock: AtomicU64,
     /// Callers of every team waiting for a commit ([`Directories::park`]).
     waiting: Arc<AtomicUsize>,
+    committer: Committer,
 }
 
 impl Directories {
-    pub(super) fn new(budget: usize) -> Directories {
+    pub(super) fn new(budget: usize, store: Arc<dyn Store>) -> Directories {
         Directories {
+            committer: Committer::new(store),
             slots: Mutex::new(HashMap::new()),
             budget,
             total: Arc::new(AtomicUsize::new(0)),
@@ -128,7 +156,7 @@ impl Directories {
             .entry(team_id)
             .or_insert_with(|| {
                 Arc::new(Slot {
-                    gate: AsyncMutex::new(()),
+                    gate: Arc::new(AsyncMutex::new(())),
                     directory: RwLock::new(None),
                     bytes: AtomicUsize::new(0),
                     total: self.total.clone(),
@@ -249,12 +277,14 @@ impl Directories {
     ) -> ServiceResult<(R, Vec<GroupId>)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
-        let _gate = slot.gate.lock().await;
+        let mut deciding = self.committer.deciding();
         let mut stale = !slot.is_fresh(team.version);
         // Whether the database's version was asked during this write.
         let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
-            if stale {
+            deciding.resume();
+            let gate = slot.gate.clone().lock_owned().await;
+            if stale || slot.read().is_none() {
                 if attempt > 0 {
                     back_off(attempt).await;
                 }
@@ -291,27 +321,30 @@ impl Directories {
             if changes.is_empty() {
                 return Ok((value, Vec::new()));
             }
-            let events = (&origin.actor, drafts.as_slice());
-            match store
-                .apply(team_id, expected, &changes, events, unix_now())
-                .await
-            {
-                Ok(applied) => {
-                    slot.committed.notify_waiters();
-                    let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
-                    if let Some(directory) = guard.as_mut() {
-                        directory.apply(&changes, &applied.created, applied.version);
-                    }
-                    slot.account(guard.as_ref());
-                    drop(guard);
+            let (reply, answer) = oneshot::channel();
+            self.committer.submit(Job {
+                team_id,
+                expected,
+                changes,
+                drafts,
+                actor: origin.actor.clone(),
+                now: unix_now(),
+                slot: slot.clone(),
+                gate,
+                reply,
+            });
+            deciding.hand_over();
+            match answer.await {
+                Ok(Ok(created)) => {
                     self.evict_over_budget(team_id);
-                    return Ok((value, applied.created));
+                    return Ok((value, created));
                 }
-                Err(StoreError::Conflict) => stale = true,
-                Err(other) => {
-                    // The outcome is unknown (the commit may or may not have happened).
-                    slot.replace(None);
-                    return Err(other.into());
+                Ok(Err(StoreError::Conflict)) => stale = true,
+                Ok(Err(other)) => return Err(other.into()),
+                // The committing task stopped (a panic): the outcome is unknown.
+                Err(_) => {
+                    slot.forget();
+                    return Err(ServiceError::Busy);
                 }
             }
         }

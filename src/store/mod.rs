@@ -42,8 +42,9 @@ pub enum StoreError {
     /// The database URL is not one this build understands.
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
-    /// An earlier failure in an [`ApplyBatch`] left its transaction unusable.
-    #[error("the batch of directory writes failed earlier")]
+    /// A batch of directory writes ([`ApplyBatch`]) failed: an earlier failure left its
+    /// transaction unusable, or its commit failed (the error is logged where it happened).
+    #[error("a batch of directory writes failed")]
     BatchFailed,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
