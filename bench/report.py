@@ -134,6 +134,13 @@ def main() -> None:
       "utime + stime of the server process over the run (`/proc/<pid>/stat`); vs ceiling = "
       "requests/s over the ceiling server's requests/s under the same load.")
     w("")
+    if env.get("PROVISION"):
+        users, secs, errors = env["PROVISION"].split()
+        w(f"Provisioning burst (`bench/provision.py`): {int(users):,} users registered and each "
+          f"added to a group, one request each ({2 * int(users):,} requests), "
+          f"{env['CONNS']} connections: **{secs} s** in all ({2 * int(users) / float(secs):,.0f} "
+          f"requests/s), {errors} errors. The client is Python threads on the same cores.")
+        w("")
 
     # Targets (issue 8), on a run of every scenario only.
     if not env.get("ONLY"):

@@ -212,10 +212,7 @@ async fn run(
 }
 
 /// The next job for the open batch, if one is on its way.
-async fn next_job(
-    jobs: &mut mpsc::UnboundedReceiver<Job>,
-    deciding: &AtomicUsize,
-) -> Option<Job> {
+async fn next_job(jobs: &mut mpsc::UnboundedReceiver<Job>, deciding: &AtomicUsize) -> Option<Job> {
     if let Ok(job) = jobs.try_recv() {
         return Some(job);
     }

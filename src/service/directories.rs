@@ -24,9 +24,9 @@ use super::{ServiceError, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, Directory};
-use crate::store::Applied;
 use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
+use crate::store::Applied;
 use crate::store::{Store, StoreError, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
@@ -322,6 +322,8 @@ impl Directories {
                 return Ok((value, Vec::new()));
             }
             let (reply, answer) = oneshot::channel();
+            // Not counted as deciding once its job is queued (so the batch does not wait for it).
+            deciding.hand_over();
             self.committer.submit(Job {
                 team_id,
                 expected,
@@ -333,7 +335,6 @@ impl Directories {
                 gate,
                 reply,
             });
-            deciding.hand_over();
             match answer.await {
                 Ok(Ok(created)) => {
                     self.evict_over_budget(team_id);

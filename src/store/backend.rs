@@ -90,17 +90,17 @@ pub(crate) trait BackendDirectory: Backend {
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()>;
     /// Start a directory write inside `tx` if the team's version is `expected`; `Err(tx)`: it
-    /// is not, and nothing was written. SQLite checks and bumps the version in one statement
-    /// under its one writer; PostgreSQL locks the team's row first (see its module
-    /// documentation).
+    /// is not, and nothing was written. One statement checks and bumps the version and takes
+    /// the team's next `events` event numbers (gapless and ordered by commit: the statement
+    /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
     async fn start_apply(
         tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
+        events: usize,
         now: i64,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
-    /// End a directory write (without committing); answers the team's new version.
-    async fn finish_apply(writer: &mut Self::Writer) -> StoreResult<i64>;
-    /// The transaction a directory write ran in, to go on with.
-    fn into_tx(writer: Self::Writer) -> Tx<Self>;
+    /// End a directory write, written or not: the transaction it ran in, to go on with, and
+    /// the team's version after it.
+    fn finish_apply(writer: Self::Writer) -> (Tx<Self>, i64);
 }

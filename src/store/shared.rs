@@ -469,7 +469,8 @@ macro_rules! impl_store {
                     let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
                     sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
                     let mut writer =
-                        match <$store>::start_apply(tx, team_id, expected_version, now).await? {
+                        match <$store>::start_apply(tx, team_id, expected_version, drafts.len(), now)
+                            .await? {
                             Ok(writer) => writer,
                             Err(mut tx) => {
                                 undo(&mut tx).await?;
@@ -480,17 +481,16 @@ macro_rules! impl_store {
                     let written = async {
                         let created = apply::write_changes(&mut writer, changes).await?;
                         apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
-                        let version = <$store>::finish_apply(&mut writer).await?;
-                        Ok(Applied { created, version })
+                        Ok(created)
                     }
                     .await;
-                    let mut tx = <$store>::into_tx(writer);
+                    let (mut tx, version) = <$store>::finish_apply(writer);
                     match written {
                         Ok(_) => sqlx::query(shared::RELEASE).execute(&mut *tx).await.map(drop)?,
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);
-                    written
+                    written.map(|created| Applied { created, version })
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {
