@@ -69,7 +69,8 @@ Concurrent directory writes are committed together (docs/DESIGN.md, "Write path"
 2026-12-03 with the smoke-sized directory (1,000 groups, 10,000 members; the write scenarios
 do not depend much on its size), `synchronous=FULL`, 32 connections, 5 s per scenario, the
 same machine, with other builds and test suites running on the same two cores (load average
-about 7): read the ratios, not the absolute figures. One run each:
+about 7): read the ratios, not the absolute figures. "after" was run twice (second run in
+brackets), "before" once:
 
 ```
 cargo build --release --bin contactsd --example ceiling    # the build before, copied to /tmp/contactsd-before
@@ -83,15 +84,15 @@ BENCH_DURATION=5 BENCH_PROVISION_USERS=3000 \
 
 | SQLite, FULL | before: one commit per write | after: group commit | after / before |
 |---|---:|---:|---:|
-| create group | 784/s (p50 31.5 ms, p99 163 ms) | 4,117/s (p50 6.6 ms, p99 47 ms) | 5.3× |
-| move group | 1,014/s (p50 25.1 ms, p99 191 ms) | 3,535/s (p50 6.6 ms, p99 45 ms) | 3.5× |
-| add member | 681/s (p50 36.8 ms, p99 401 ms) | 1,470/s (p50 16.6 ms, p99 129 ms) | 2.2× |
-| provisioning burst, 3,000 users (6,000 requests) | 10.35 s | 6.22 s | 1.7× |
+| create group | 784/s (p50 31.5 ms, p99 163 ms) | 4,117/s (p50 6.6 ms, p99 47 ms) [5,262/s, p99 17 ms] | 5.3× [6.7×] |
+| move group | 1,014/s (p50 25.1 ms, p99 191 ms) | 3,535/s (p50 6.6 ms, p99 45 ms) [5,136/s, p99 18 ms] | 3.5× [5.1×] |
+| add member | 681/s (p50 36.8 ms, p99 401 ms) | 1,470/s (p50 16.6 ms, p99 129 ms) [1,692/s, p99 48 ms] | 2.2× [2.5×] |
+| provisioning burst, 3,000 users (6,000 requests) | 10.35 s | 6.22 s [4.55 s] | 1.7× [2.3×] |
 
 No errors in any run. The provisioning burst's client is Python (bench/provision.py) on the
 same cores and its registrations are single writes outside the directory (each its own
 commit), so it gains less than the directory writes. Not measured yet: `synchronous=NORMAL`,
-PostgreSQL (`BENCH_DATABASE_URL`), the full-size directory, and a second run of each.
+PostgreSQL (`BENCH_DATABASE_URL`), the full-size directory, a second "before" run.
 """
 
 
