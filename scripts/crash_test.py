@@ -22,7 +22,8 @@ once (group creates with a remote id of their own, member adds to the groups jus
 moves of their own groups between two parents), records every acknowledged write and every
 write in flight, kills the server at a random moment, and checks that every acknowledged write
 is there after the restart (the group with its name and latest parent, the membership) and that
-every write in flight is all there or not there at all.
+every write in flight is all there or not there at all, events included (the team's event
+numbers are gapless and every group there has its creation event).
 
 Events and webhooks. Before the bursts a webhook subscribes to the burst team, pointed at a
 receiver inside this script that records every delivery (and checks its signature). After the
@@ -459,6 +460,19 @@ class Burst:
         stray = [r for r in seen if r not in self.groups]
         if stray:
             fail(f"groups nobody asked for: {stray[:5]}")
+        # Each write's events are committed with it: the team's numbers are gapless up to its
+        # counter, and every group there has its creation event.
+        (last, pruned), = db.rows(
+            f"SELECT event_seq, events_pruned_through FROM teams WHERE id = {team}")
+        seqs = [int(seq) for seq, in db.rows(
+            f"SELECT seq FROM events WHERE team_id = {team} ORDER BY seq")]
+        if seqs != list(range(int(pruned) + 1, int(last) + 1)):
+            fail(f"event numbers of the team are not 1..{last} without gaps after the kill")
+        created = {int(gid) for gid, in db.rows(
+            f"SELECT object_id FROM events WHERE team_id = {team} AND type = 'group.created'")}
+        missing = [r for r, (gid, _, _) in seen.items() if gid not in created]
+        if missing:
+            fail(f"groups without their creation event: {missing[:5]}")
         return present
 
 

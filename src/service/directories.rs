@@ -4,7 +4,9 @@
 //! team's version. A cached [`Directory`] at that version or newer answers at once; an older one
 //! is reloaded. Writes are decided on the cached copy under a per-team gate and committed with
 //! optimistic concurrency, so several processes on one database stay correct: a process that
-//! lost a race reloads and decides again.
+//! lost a race reloads and decides again. Decided writes are committed in batches by the
+//! [`Committer`]: a team's next write is decided on a copy that already holds the writes
+//! waiting for their commit (see "Write path" in docs/DESIGN.md).
 //!
 //! The cache has a memory budget: each copy's size is estimated in O(1)
 //! ([`Directory::estimated_bytes`]), and past the budget the least recently used copies are
@@ -16,8 +18,9 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Instant;
 
-use tokio::sync::{Mutex as AsyncMutex, Notify};
+use tokio::sync::{Mutex as AsyncMutex, Notify, oneshot};
 
+use super::committer::{Committer, Job};
 use super::{ServiceError, ServiceResult, quotas, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
@@ -25,7 +28,8 @@ use crate::domain::directory::{Change, Directory};
 use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::metrics::Metrics;
-use crate::store::{Applied, Store, StoreError, TeamRecord};
+use crate::store::Applied;
+use crate::store::{Store, StoreError, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
 const WRITE_ATTEMPTS: u32 = 24;
@@ -45,9 +49,10 @@ async fn back_off(attempt: u32) {
     .await;
 }
 
-struct Slot {
-    /// Serializes loads, writes and the eviction of this team's copy within the process.
-    gate: AsyncMutex<()>,
+pub(super) struct Slot {
+    /// Serializes loads, writes and the eviction of this team's copy within the process; a
+    /// write holds it until its changes are on the copy.
+    gate: Arc<AsyncMutex<()>>,
     directory: RwLock<Option<Directory>>,
     /// The estimated size of the copy (0 without one), part of `total`.
     bytes: AtomicUsize,
@@ -56,7 +61,7 @@ struct Slot {
     /// When the copy was last used, on the cache's clock.
     used: AtomicU64,
     /// Woken when this process commits a change of the team (callers waiting for events).
-    committed: Notify,
+    pub(super) committed: Notify,
     /// Callers waiting on `committed`.
     waiting: AtomicUsize,
 }
@@ -91,6 +96,27 @@ impl Slot {
         self.total.fetch_sub(old, Ordering::Relaxed);
     }
 
+    /// Drop the copy: the next use reloads it.
+    pub(super) fn forget(&self) {
+        self.replace(None);
+    }
+
+    /// Apply a write that is written but not yet committed to the copy it was decided on (at
+    /// version `expected`); a copy at any other version is dropped instead.
+    pub(super) fn speculate(&self, expected: i64, changes: &[Change], applied: &Applied) {
+        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        let old = match guard.as_mut() {
+            Some(directory) if directory.version() == expected => {
+                directory.apply(changes, &applied.created, applied.version);
+                None
+            }
+            _ => guard.take(),
+        };
+        self.account(guard.as_ref());
+        drop(guard);
+        drop(old);
+    }
+
     fn is_fresh(&self, version: i64) -> bool {
         self.read().as_ref().is_some_and(|d| d.version() >= version)
     }
@@ -108,31 +134,31 @@ pub(super) struct Directories {
     waiting: Arc<AtomicUsize>,
     /// Hits, loads, evictions and commits are counted here when metrics are on.
     metrics: Option<Arc<Metrics>>,
-    /// Woken at every commit of any team in this process (the webhook worker waits on it).
-    any_commit: Notify,
+    committer: Committer,
 }
 
 impl Directories {
-    pub(super) fn new(budget: usize) -> Directories {
+    pub(super) fn new(budget: usize, store: Arc<dyn Store>) -> Directories {
         Directories {
+            committer: Committer::new(store),
             slots: Mutex::new(HashMap::new()),
             budget,
             total: Arc::new(AtomicUsize::new(0)),
             clock: AtomicU64::new(0),
             waiting: Arc::new(AtomicUsize::new(0)),
             metrics: None,
-            any_commit: Notify::new(),
         }
     }
 
     pub(super) fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.committer.set_metrics(metrics.clone());
         self.metrics = Some(metrics);
     }
 
     /// Resolves at the next commit of any team in this process (registered at once, so a
     /// commit between this call and the await is not missed).
     pub(super) fn any_commit(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
-        let mut notified = Box::pin(self.any_commit.notified());
+        let mut notified = Box::pin(self.committer.any_commit.notified());
         notified.as_mut().enable();
         notified
     }
@@ -148,7 +174,7 @@ impl Directories {
             .entry(team_id)
             .or_insert_with(|| {
                 Arc::new(Slot {
-                    gate: AsyncMutex::new(()),
+                    gate: Arc::new(AsyncMutex::new(())),
                     directory: RwLock::new(None),
                     bytes: AtomicUsize::new(0),
                     total: self.total.clone(),
@@ -305,12 +331,14 @@ impl Directories {
     ) -> ServiceResult<(R, Vec<GroupId>)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
-        let _gate = slot.gate.lock().await;
+        let mut deciding = self.committer.deciding();
         let mut stale = !slot.is_fresh(team.version);
         // Whether the database's version was asked during this write.
         let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
-            if stale {
+            deciding.resume();
+            let gate = slot.gate.clone().lock_owned().await;
+            if stale || slot.read().is_none() {
                 if attempt > 0 {
                     back_off(attempt).await;
                 }
@@ -347,59 +375,36 @@ impl Directories {
             if changes.is_empty() {
                 return Ok((value, Vec::new()));
             }
-            let events = (&origin.actor, drafts.as_slice());
-            match self
-                .commit(store, team_id, expected, &changes, events)
-                .await
-            {
-                Ok(applied) => {
-                    slot.committed.notify_waiters();
-                    self.any_commit.notify_waiters();
-                    let mut guard = slot.directory.write().unwrap_or_else(|p| p.into_inner());
-                    if let Some(directory) = guard.as_mut() {
-                        directory.apply(&changes, &applied.created, applied.version);
-                    }
-                    slot.account(guard.as_ref());
-                    drop(guard);
+            let (reply, answer) = oneshot::channel();
+            // Not counted as deciding once its job is queued (so the batch does not wait for it).
+            deciding.hand_over();
+            self.committer.submit(Job {
+                team_id,
+                expected,
+                changes,
+                drafts,
+                actor: origin.actor.clone(),
+                now: unix_now(),
+                slot: slot.clone(),
+                gate,
+                reply,
+            });
+            match answer.await {
+                Ok(Ok(created)) => {
                     self.evict_over_budget(team_id);
-                    return Ok((value, applied.created));
+                    return Ok((value, created));
                 }
-                Err(StoreError::Conflict) => {
-                    if let Some(metrics) = &self.metrics {
-                        metrics.commit_conflict();
-                    }
-                    stale = true;
-                }
-                Err(other) => {
-                    // The outcome is unknown (the commit may or may not have happened).
-                    slot.replace(None);
-                    return Err(other.into());
+                Ok(Err(StoreError::Conflict)) => stale = true,
+                Ok(Err(other)) => return Err(other.into()),
+                // The committing task stopped (a panic): the outcome is unknown.
+                Err(_) => {
+                    slot.forget();
+                    return Err(ServiceError::Busy);
                 }
             }
         }
         Err(ServiceError::Busy)
     }
-
-    /// Commit one write's changes and events: the one place a directory write reaches the
-    /// database, measured here (its duration and the change sets it holds, one today).
-    async fn commit(
-        &self,
-        store: &dyn Store,
-        team_id: TeamId,
-        expected: i64,
-        changes: &[Change],
-        events: (&Actor, &[Draft]),
-    ) -> Result<Applied, StoreError> {
-        let started = Instant::now();
-        let applied = store
-            .apply(team_id, expected, changes, events, unix_now())
-            .await?;
-        if let Some(metrics) = &self.metrics {
-            metrics.commit(started.elapsed(), 1);
-        }
-        Ok(applied)
-    }
-
     /// A place among the callers waiting for the team's next commit in this process, unless
     /// the team already has `per_team` of them or the process `most`.
     pub(super) fn park(&self, team_id: TeamId, per_team: usize, most: usize) -> Option<Parked> {

@@ -5,6 +5,7 @@
 //! holds the same way whichever door a change comes through.
 
 mod auth;
+mod committer;
 mod directories;
 mod events;
 mod groups;
@@ -185,7 +186,7 @@ impl Service {
                 settings.token_rate_limit,
                 settings.token_failure_limit,
             ),
-            directories: Directories::new(settings.cache_memory),
+            directories: Directories::new(settings.cache_memory, store.clone()),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),

@@ -41,9 +41,10 @@ pub(crate) trait ChangeWriter: Send {
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()>;
     /// Remove members (no user twice) and their memberships.
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()>;
-    /// Take the team's next `n` event numbers; answers the last (see
-    /// [`TAKE_SEQS`](super::events::TAKE_SEQS)).
-    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64>;
+    /// The last of the event numbers taken for this write's events, in the statement that
+    /// checked the team's version
+    /// ([`BackendDirectory::start_apply`](super::backend::BackendDirectory::start_apply)).
+    fn last_seq(&self) -> i64;
     /// Insert events numbered from `first_seq` on, at most [`ChangeWriter::BATCH_EVENTS`].
     async fn insert_events(
         &mut self,
@@ -67,7 +68,7 @@ pub(crate) async fn write_events<W: ChangeWriter>(
     if drafts.is_empty() {
         return Ok(());
     }
-    let mut next = writer.take_seqs(drafts.len()).await? - drafts.len() as i64 + 1;
+    let mut next = writer.last_seq() - drafts.len() as i64 + 1;
     for chunk in drafts.chunks(W::BATCH_EVENTS) {
         let events: Vec<NewEvent> = chunk
             .iter()

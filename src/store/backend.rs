@@ -97,15 +97,18 @@ pub(crate) trait BackendDirectory: Backend {
         team_id: TeamId,
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()>;
-    /// Start a directory write if the team's version is `expected` (`None`: it is not).
-    /// SQLite checks and bumps the version in one statement under its one writer; PostgreSQL
-    /// locks the team's row first (see its module documentation).
+    /// Start a directory write inside `tx` if the team's version is `expected`; `Err(tx)`: it
+    /// is not, and nothing was written. One statement checks and bumps the version and takes
+    /// the team's next `events` event numbers (gapless and ordered by commit: the statement
+    /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
     async fn start_apply(
-        &self,
+        tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
+        events: usize,
         now: i64,
-    ) -> StoreResult<Option<Self::Writer>>;
-    /// Commit a directory write; answers the team's new version.
-    async fn finish_apply(writer: Self::Writer) -> StoreResult<i64>;
+    ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
+    /// End a directory write, written or not: the transaction it ran in, to go on with, and
+    /// the team's version after it.
+    fn finish_apply(writer: Self::Writer) -> (Tx<Self>, i64);
 }

@@ -67,12 +67,6 @@ pub(crate) fn event_of(row: EventRow) -> Event {
     }
 }
 
-/// Hand out `$1` numbers in team `$2`; answers the last one. Run in the transaction that holds
-/// the team (PostgreSQL's row lock, SQLite's one writer), so numbers are gapless and ordered by
-/// commit.
-pub(crate) const TAKE_SEQS: &str =
-    "UPDATE teams SET event_seq = event_seq + $1 WHERE id = $2 RETURNING event_seq";
-
 pub(crate) const FEED_BOUNDS: &str =
     "SELECT event_seq, events_pruned_through FROM teams WHERE id = $1";
 

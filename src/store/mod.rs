@@ -44,6 +44,10 @@ pub enum StoreError {
     /// The database URL is not one this build understands.
     #[error("unsupported database URL: {0}")]
     UnsupportedUrl(String),
+    /// A batch of directory writes ([`ApplyBatch`]) failed: an earlier failure left its
+    /// transaction unusable, or its commit failed (the error is logged where it happened).
+    #[error("a batch of directory writes failed")]
+    BatchFailed,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
     Database(#[source] Box<sqlx::Error>),
@@ -281,6 +285,29 @@ pub trait DirectoryStore: Send + Sync {
         events: (&Actor, &[Draft]),
         now: i64,
     ) -> StoreResult<Applied>;
+    /// A transaction for several [`ApplyBatch::apply`] calls, of one team or many, committed
+    /// together (one durable commit for all of them).
+    async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
+}
+
+/// Directory writes gathered in one transaction ([`DirectoryStore::begin_batch`]). Each
+/// [`ApplyBatch::apply`] is all or nothing on its own (it runs under a savepoint): a refused or
+/// failed one leaves nothing behind and the others stand. Nothing is durable, or visible to
+/// other connections, before [`ApplyBatch::commit`]; dropping the batch rolls everything back.
+#[async_trait]
+pub trait ApplyBatch: Send {
+    /// [`DirectoryStore::apply`] inside the batch: the version compared is the one the batch
+    /// sees, so a second change of a team in the same batch expects the first one's version.
+    async fn apply(
+        &mut self,
+        team_id: TeamId,
+        expected_version: i64,
+        changes: &[Change],
+        events: (&Actor, &[Draft]),
+        now: i64,
+    ) -> StoreResult<Applied>;
+    /// Commit every change applied so far, durably.
+    async fn commit(self: Box<Self>) -> StoreResult<()>;
 }
 
 /// Everything the service needs from a backend.

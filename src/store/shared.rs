@@ -67,6 +67,14 @@ pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS 
 pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
      (SELECT COUNT(*) FROM members WHERE team_id = $1)";
 
+/// Each change of an [`ApplyBatch`](super::ApplyBatch) runs under this savepoint, so that a
+/// refused or failed one leaves the others standing.
+pub(crate) const SAVEPOINT: &str = "SAVEPOINT apply";
+/// The end of a change that stands.
+pub(crate) const RELEASE: &str = "RELEASE SAVEPOINT apply";
+/// Undo the change begun at [`SAVEPOINT`] (then [`RELEASE`] it).
+pub(crate) const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT apply";
+
 /// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore`, `QuotaStore`, `ScimStore` and `Store`
 /// for `$store`, which
 /// implements the traits of [`backend`](super::backend).
@@ -78,9 +86,11 @@ macro_rules! impl_store {
             use $crate::domain::events::{Actor, Draft};
             use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
-            use $crate::store::backend::{Backend, BackendDirectory, BackendOrgs, BackendUsers};
+            use $crate::store::backend::{
+                Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx,
+            };
             use $crate::store::{
-                AppRecord, AppStore, Applied, DanglingReferences, DirectoryStore, MemberDetails,
+                AppRecord, AppStore, Applied, ApplyBatch, DanglingReferences, DirectoryStore, MemberDetails,
                 MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
                 StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
@@ -419,17 +429,76 @@ macro_rules! impl_store {
                     team_id: TeamId,
                     expected_version: i64,
                     changes: &[Change],
+                    events: (&Actor, &[Draft]),
+                    now: i64,
+                ) -> StoreResult<Applied> {
+                    let mut batch = self.begin_batch().await?;
+                    let applied = batch
+                        .apply(team_id, expected_version, changes, events, now)
+                        .await?;
+                    batch.commit().await?;
+                    Ok(applied)
+                }
+
+                async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
+                    Ok(Box::new(Batch {
+                        tx: Some(self.begin_write().await?),
+                    }))
+                }
+            }
+
+            async fn undo(tx: &mut Tx<$store>) -> StoreResult<()> {
+                sqlx::query(shared::ROLLBACK).execute(&mut **tx).await?;
+                sqlx::query(shared::RELEASE).execute(&mut **tx).await?;
+                Ok(())
+            }
+
+            /// [`ApplyBatch`] on this backend. `tx` is `None` once a failure left the
+            /// transaction in an unknown state: every later call fails, and so does the commit.
+            struct Batch {
+                tx: Option<Tx<$store>>,
+            }
+
+            #[async_trait]
+            impl ApplyBatch for Batch {
+                async fn apply(
+                    &mut self,
+                    team_id: TeamId,
+                    expected_version: i64,
+                    changes: &[Change],
                     (actor, drafts): (&Actor, &[Draft]),
                     now: i64,
                 ) -> StoreResult<Applied> {
-                    let Some(mut writer) = self.start_apply(team_id, expected_version, now).await?
-                    else {
-                        return Err(StoreError::Conflict);
-                    };
-                    let created = apply::write_changes(&mut writer, changes).await?;
-                    apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
-                    let version = Self::finish_apply(writer).await?;
-                    Ok(Applied { created, version })
+                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
+                    sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
+                    let mut writer =
+                        match <$store>::start_apply(tx, team_id, expected_version, drafts.len(), now)
+                            .await? {
+                            Ok(writer) => writer,
+                            Err(mut tx) => {
+                                undo(&mut tx).await?;
+                                self.tx = Some(tx);
+                                return Err(StoreError::Conflict);
+                            }
+                        };
+                    let written = async {
+                        let created = apply::write_changes(&mut writer, changes).await?;
+                        apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
+                        Ok(created)
+                    }
+                    .await;
+                    let (mut tx, version) = <$store>::finish_apply(writer);
+                    match written {
+                        Ok(_) => sqlx::query(shared::RELEASE).execute(&mut *tx).await.map(drop)?,
+                        Err(_) => undo(&mut tx).await?,
+                    }
+                    self.tx = Some(tx);
+                    written.map(|created| Applied { created, version })
+                }
+
+                async fn commit(self: Box<Self>) -> StoreResult<()> {
+                    self.tx.ok_or(StoreError::BatchFailed)?.commit().await?;
+                    Ok(())
                 }
             }
 

@@ -1,7 +1,7 @@
 //! Directories on PostgreSQL: a directory is read in one `REPEATABLE READ READ ONLY` snapshot,
 //! groups streamed and each member streamed with its groups aggregated; a write locks the
-//! team's row, compares the version, writes runs of changes as statements over arrays
-//! (`UNNEST`), then bumps the version (see the module documentation of [`super`]).
+//! team's row while comparing and bumping the version in one statement, then writes runs of
+//! changes as statements over arrays (`UNNEST`) (see the module documentation of [`super`]).
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
@@ -13,7 +13,7 @@ use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
 use crate::store::backend::{BackendDirectory, Tx};
 use crate::store::rows::{GroupRow, role_of};
-use crate::store::{StoreResult, events, shared};
+use crate::store::{StoreResult, shared};
 
 #[async_trait]
 impl BackendDirectory for PostgresStore {
@@ -61,36 +61,38 @@ impl BackendDirectory for PostgresStore {
     }
 
     async fn start_apply(
-        &self,
+        mut tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
+        events: usize,
         now: i64,
-    ) -> StoreResult<Option<PgWriter>> {
-        let mut tx = self.pool.begin().await?;
-        // The team lock: see the module documentation.
-        let version: Option<i64> =
-            sqlx::query_scalar("SELECT version FROM teams WHERE id = $1 FOR UPDATE")
-                .bind(team_id)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(apply_error)?;
-        if version != Some(expected) {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        Ok(Some(PgWriter { tx, team_id, now }))
-    }
-
-    async fn finish_apply(mut writer: PgWriter) -> StoreResult<i64> {
-        let version: i64 = sqlx::query_scalar(
-            "UPDATE teams SET version = version + 1 WHERE id = $1 RETURNING version",
+    ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
+        // The team lock, the version check and bump and the event numbers in one statement:
+        // see the module documentation.
+        let bumped: Option<(i64, i64)> = sqlx::query_as(
+            "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
+             WHERE id = $1 AND version = $2 RETURNING version, event_seq",
         )
-        .bind(writer.team_id)
-        .fetch_one(&mut *writer.tx)
+        .bind(team_id)
+        .bind(expected)
+        .bind(events as i64)
+        .fetch_optional(&mut *tx)
         .await
         .map_err(apply_error)?;
-        writer.tx.commit().await?;
-        Ok(version)
+        Ok(match bumped {
+            Some((version, last_seq)) => Ok(PgWriter {
+                tx,
+                team_id,
+                now,
+                version,
+                last_seq,
+            }),
+            None => Err(tx),
+        })
+    }
+
+    fn finish_apply(writer: PgWriter) -> (Tx<Self>, i64) {
+        (writer.tx, writer.version)
     }
 }
 
@@ -99,6 +101,8 @@ pub(crate) struct PgWriter {
     tx: Tx<PostgresStore>,
     team_id: TeamId,
     now: i64,
+    version: i64,
+    last_seq: i64,
 }
 
 impl PgWriter {
@@ -249,13 +253,8 @@ impl ChangeWriter for PgWriter {
     /// One statement over arrays per 50,000 events.
     const BATCH_EVENTS: usize = 50_000;
 
-    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64> {
-        sqlx::query_scalar(events::TAKE_SEQS)
-            .bind(n as i64)
-            .bind(self.team_id)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(apply_error)
+    fn last_seq(&self) -> i64 {
+        self.last_seq
     }
 
     async fn insert_events(

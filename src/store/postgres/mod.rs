@@ -16,17 +16,18 @@
 //! * **Directory writes** ([`DirectoryStore::apply`]). Every write to a team's groups, members and
 //!   memberships goes through `apply` (or through `create_org`, which creates the team in the
 //!   same transaction, so nobody else can see it yet), and `apply` starts by locking the team's
-//!   row with `SELECT version ... FOR UPDATE`. So all writers of one team, in every process, are
+//!   row with `UPDATE teams SET version = version + 1, event_seq = ... WHERE id = $1 AND
+//!   version = $2` (which also takes the write's event numbers). So all writers of one team, in every process, are
 //!   serialized by that row lock, and each one commits its rows and the bumped version together.
 //!   Hence a team's version names exactly one state of its rows. The service decides a change on
 //!   a copy of the directory taken at some version (cycles, depth, remote-id uniqueness, seats:
 //!   invariants over many rows that no single-row constraint can express); `apply` writes it only
-//!   if, holding the lock, the version is still that one. When it is, the rows are exactly the
+//!   if, taking the lock, the version is still that one. When it is, the rows are exactly the
 //!   ones the decision was made on and no one can change them before the commit, so every tree
 //!   invariant that held on the copy holds in the database. When another writer committed first,
-//!   the waiting `SELECT ... FOR UPDATE` returns the new committed version (READ COMMITTED
-//!   re-reads a row that was updated while waiting for its lock), the versions differ and the
-//!   caller gets [`StoreError::Conflict`] without anything written, reloads and decides again.
+//!   the waiting `UPDATE` re-reads the row with the new committed version (READ COMMITTED
+//!   re-checks the condition on a row that was updated while waiting for its lock), matches no
+//!   row and the caller gets [`StoreError::Conflict`] without anything written, reloads and decides again.
 //!   SERIALIZABLE would add nothing but retries: the lock already orders the writers, and
 //!   REPEATABLE READ would turn the same situation into a serialization failure instead of a
 //!   clean version mismatch.

@@ -11,9 +11,9 @@ use crate::domain::directory::{DirectoryBuilder, Group, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
-use crate::store::backend::{Backend, BackendDirectory, Tx};
+use crate::store::backend::{BackendDirectory, Tx};
 use crate::store::rows::role_of;
-use crate::store::{StoreResult, events, shared};
+use crate::store::{StoreResult, shared};
 
 /// A group row as the bulk read encodes it (`is_valid` is an integer in SQLite's JSON).
 type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
@@ -90,36 +90,41 @@ impl BackendDirectory for SqliteStore {
     }
 
     async fn start_apply(
-        &self,
+        mut tx: Tx<Self>,
         team_id: TeamId,
         expected: i64,
+        events: usize,
         now: i64,
-    ) -> StoreResult<Option<SqliteWriter>> {
-        let mut tx = self.begin_write().await?;
-        // Check and bump the version, and learn the next group id, in one statement (each
-        // statement is a round trip to the driver's thread, and writes are serialized); the
-        // transaction is this process's only writer and rolls back on any failure later.
-        let bumped: Option<(i64, GroupId)> = sqlx::query_as(
-            "UPDATE teams SET version = version + 1 WHERE id = $1 AND version = $2 \
-             RETURNING version, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+    ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
+        // Check and bump the version, take the event numbers and learn the next group id, in
+        // one statement (each statement is a round trip to the driver's thread, and writes are
+        // serialized); the transaction is this process's only writer.
+        let bumped: Option<(i64, i64, GroupId)> = sqlx::query_as(
+            "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
+             WHERE id = $1 AND version = $2 \
+             RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
              WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
         )
         .bind(team_id)
         .bind(expected)
+        .bind(events as i64)
         .fetch_optional(&mut *tx)
         .await?;
-        Ok(bumped.map(|(version, next_group_id)| SqliteWriter {
-            tx,
-            team_id,
-            now,
-            version,
-            next_group_id,
-        }))
+        Ok(match bumped {
+            Some((version, last_seq, next_group_id)) => Ok(SqliteWriter {
+                tx,
+                team_id,
+                now,
+                version,
+                last_seq,
+                next_group_id,
+            }),
+            None => Err(tx),
+        })
     }
 
-    async fn finish_apply(writer: SqliteWriter) -> StoreResult<i64> {
-        writer.tx.commit().await?;
-        Ok(writer.version)
+    fn finish_apply(writer: SqliteWriter) -> (Tx<Self>, i64) {
+        (writer.tx, writer.version)
     }
 }
 
@@ -147,6 +152,7 @@ pub(crate) struct SqliteWriter {
     team_id: TeamId,
     now: i64,
     version: i64,
+    last_seq: i64,
     next_group_id: GroupId,
 }
 
@@ -264,12 +270,8 @@ impl ChangeWriter for SqliteWriter {
     /// Twelve values a row, within SQLite's 32,766 bound parameters.
     const BATCH_EVENTS: usize = 2000;
 
-    async fn take_seqs(&mut self, n: usize) -> StoreResult<i64> {
-        Ok(sqlx::query_scalar(events::TAKE_SEQS)
-            .bind(n as i64)
-            .bind(self.team_id)
-            .fetch_one(&mut *self.tx)
-            .await?)
+    fn last_seq(&self) -> i64 {
+        self.last_seq
     }
 
     async fn insert_events(

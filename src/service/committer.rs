@@ -1,0 +1,261 @@
+//! Group commit of directory writes: one task per process takes the changes decided on the
+//! cached copies, of any team, writes them one after the other into one transaction
+//! ([`ApplyBatch`]) and commits them together, so that one durable commit (one fsync) serves
+//! many writes. See "Write path" in docs/DESIGN.md.
+//!
+//! A [`Job`] arrives holding its team's gate. Once its changes are written (each under its own
+//! savepoint, with its own version check) they are applied to the team's copy and the gate is
+//! released, so the team's next write is decided on a copy that includes them while they are
+//! not yet committed; the writer is answered only once the commit is durable. A write the
+//! database refuses is answered at once and leaves nothing behind. When the commit fails, every
+//! write of the batch fails (its outcome is unknown, as for any failed commit) and the copies of
+//! its teams are dropped: the next write reloads, and a write decided on the dropped copy fails
+//! its version check and is decided again.
+//!
+//! The batch is committed when no further job is on its way: none is queued and no writer is
+//! deciding (or one has not handed its job over within [`WAIT`]), or it has reached
+//! [`MOST_JOBS`] or [`MOST_TIME`], which bound how long the transaction holds the database's
+//! write lock.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Notify, OwnedMutexGuard, mpsc, oneshot};
+
+use super::directories::Slot;
+use crate::domain::directory::Change;
+use crate::domain::events::{Actor, Draft};
+use crate::domain::values::{GroupId, TeamId};
+use crate::metrics::Metrics;
+use crate::store::{Applied, Store, StoreError, StoreResult};
+
+/// The most writes committed together.
+const MOST_JOBS: usize = 1024;
+/// How long a batch gathers writes at most.
+const MOST_TIME: Duration = Duration::from_millis(20);
+/// How long a batch waits for a writer that is deciding to hand its write over.
+const WAIT: Duration = Duration::from_millis(1);
+
+/// A decided write of one team, on its way to the database.
+pub(super) struct Job {
+    pub team_id: TeamId,
+    /// The version of the copy it was decided on.
+    pub expected: i64,
+    pub changes: Vec<Change>,
+    pub drafts: Vec<Draft>,
+    pub actor: Actor,
+    pub now: i64,
+    pub slot: Arc<Slot>,
+    /// The team's gate, held until the changes are on the copy (or refused).
+    pub gate: OwnedMutexGuard<()>,
+    /// The ids of the created groups once committed, or why not.
+    pub reply: oneshot::Sender<StoreResult<Vec<GroupId>>>,
+}
+
+/// The writers' side of the committing task.
+pub(super) struct Committer {
+    store: Arc<dyn Store>,
+    /// Woken at every commit of any team in this process (the webhook worker waits on it).
+    pub(super) any_commit: Arc<Notify>,
+    /// Commit latency, batch sizes and conflicts, when metrics are on.
+    metrics: Option<Arc<Metrics>>,
+    jobs: Mutex<Option<mpsc::UnboundedSender<Job>>>,
+    /// Writers between their start and the hand-over of their job.
+    deciding: Arc<AtomicUsize>,
+}
+
+impl Committer {
+    pub(super) fn new(store: Arc<dyn Store>) -> Committer {
+        Committer {
+            store,
+            any_commit: Arc::new(Notify::new()),
+            metrics: None,
+            jobs: Mutex::new(None),
+            deciding: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    pub(super) fn set_metrics(&mut self, metrics: Arc<Metrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Count a writer as deciding until the guard is dropped or [`Deciding::hand_over`].
+    pub(super) fn deciding(&self) -> Deciding {
+        self.deciding.fetch_add(1, Ordering::AcqRel);
+        Deciding {
+            count: self.deciding.clone(),
+            active: true,
+        }
+    }
+
+    /// Queue `job`; the task is started on first use (and again should it have stopped).
+    pub(super) fn submit(&self, job: Job) {
+        let mut jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
+        let sender = match jobs.as_ref().filter(|sender| !sender.is_closed()) {
+            Some(sender) => sender.clone(),
+            None => {
+                let (sender, receiver) = mpsc::unbounded_channel();
+                tokio::spawn(run(
+                    self.store.clone(),
+                    receiver,
+                    self.deciding.clone(),
+                    Signals {
+                        any_commit: self.any_commit.clone(),
+                        metrics: self.metrics.clone(),
+                    },
+                ));
+                *jobs = Some(sender.clone());
+                sender
+            }
+        };
+        drop(jobs);
+        // A send fails only if the task stopped since the check; the job is then dropped, its
+        // gate released and its writer told (its reply is closed).
+        let _ = sender.send(job);
+    }
+}
+
+/// A writer counted as deciding (see [`Committer::deciding`]).
+pub(super) struct Deciding {
+    count: Arc<AtomicUsize>,
+    active: bool,
+}
+
+impl Deciding {
+    /// The writer's job is handed over (or it is not deciding for now).
+    pub(super) fn hand_over(&mut self) {
+        if std::mem::replace(&mut self.active, false) {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    /// The writer decides again.
+    pub(super) fn resume(&mut self) {
+        if !std::mem::replace(&mut self.active, true) {
+            self.count.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Deciding {
+    fn drop(&mut self) {
+        self.hand_over();
+    }
+}
+
+/// A write in the open batch, waiting for the commit.
+struct Written {
+    slot: Arc<Slot>,
+    created: Vec<GroupId>,
+    reply: oneshot::Sender<StoreResult<Vec<GroupId>>>,
+}
+
+/// What the committing task tells the rest of the process about its commits.
+struct Signals {
+    any_commit: Arc<Notify>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+async fn run(
+    store: Arc<dyn Store>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    deciding: Arc<AtomicUsize>,
+    signals: Signals,
+) {
+    while let Some(first) = jobs.recv().await {
+        let mut batch = match store.begin_batch().await {
+            Ok(batch) => batch,
+            Err(error) => {
+                let _ = first.reply.send(Err(error));
+                continue;
+            }
+        };
+        let started = Instant::now();
+        let mut written: Vec<Written> = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            let outcome = batch
+                .apply(
+                    job.team_id,
+                    job.expected,
+                    &job.changes,
+                    (&job.actor, &job.drafts),
+                    job.now,
+                )
+                .await;
+            match outcome {
+                Ok(applied) => {
+                    job.slot.speculate(job.expected, &job.changes, &applied);
+                    drop(job.gate);
+                    let Applied { created, .. } = applied;
+                    written.push(Written {
+                        slot: job.slot,
+                        created,
+                        reply: job.reply,
+                    });
+                }
+                Err(error) => {
+                    if matches!(error, StoreError::Conflict) {
+                        // The copy is behind the database: the next write reloads it.
+                        job.slot.forget();
+                        if let Some(metrics) = &signals.metrics {
+                            metrics.commit_conflict();
+                        }
+                    }
+                    drop(job.gate);
+                    let _ = job.reply.send(Err(error));
+                }
+            }
+            if written.len() < MOST_JOBS && started.elapsed() < MOST_TIME {
+                next = next_job(&mut jobs, &deciding).await;
+            }
+        }
+        if written.is_empty() {
+            // Nothing stands: the transaction is rolled back as the batch is dropped.
+            continue;
+        }
+        let committing = Instant::now();
+        let committed = batch.commit().await;
+        match &committed {
+            Ok(()) => {
+                signals.any_commit.notify_waiters();
+                if let Some(metrics) = &signals.metrics {
+                    metrics.commit(committing.elapsed(), written.len());
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, writes = written.len(), "commit of directory writes failed")
+            }
+        }
+        for Written {
+            slot,
+            created,
+            reply,
+        } in written
+        {
+            let answer = match &committed {
+                Ok(()) => {
+                    slot.committed.notify_waiters();
+                    Ok(created)
+                }
+                Err(_) => {
+                    slot.forget();
+                    Err(StoreError::BatchFailed)
+                }
+            };
+            let _ = reply.send(answer);
+        }
+    }
+}
+
+/// The next job for the open batch, if one is on its way.
+async fn next_job(jobs: &mut mpsc::UnboundedReceiver<Job>, deciding: &AtomicUsize) -> Option<Job> {
+    if let Ok(job) = jobs.try_recv() {
+        return Some(job);
+    }
+    if deciding.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    tokio::time::timeout(WAIT, jobs.recv()).await.ok().flatten()
+}
