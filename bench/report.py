@@ -125,7 +125,7 @@ def main() -> None:
           "to mean anything. The full results live in `docs/BENCHMARKS.md`.")
         w("")
     else:
-        w("Produced by `bench/run` (issue 8); rerun it to replace this file. What it does, what "
+        w("Produced by `bench/run`; rerun it to replace this file. What it does, what "
           "each scenario measures and how to read the numbers is described after the results.")
         w("")
     w("## Results")
@@ -175,14 +175,14 @@ def main() -> None:
           f"requests/s), {errors} errors. The client is Python threads on the same cores.")
         w("")
 
-    # Targets (issue 8), on a run of every scenario only.
+    # Targets, on a run of every scenario only.
     if not env.get("ONLY"):
         def met(ok: bool) -> str:
             return "**met**" if ok else "**not met**"
 
         reads = [r for r in scen if r["kind"] == "read"]
         page1 = scen[0]
-        w("## Targets (issue 8: 2-core machine, embedded SQLite)")
+        w("## Targets (2-core machine, embedded SQLite)")
         w("")
         w("| target | measured | |")
         w("|---|---|---|")

@@ -163,7 +163,7 @@ def main():
         "parsing the NDJSON file included); *service* is the report's `elapsed_ms` (loading, "
         "validation, planning and the write transaction); *peak* is the process's peak RSS.",
         "",
-        "The targets are issue 6's: on SQLite, at most 30 s for the first sync and 10 s for the "
+        "The targets: on SQLite, at most 30 s for the first sync and 10 s for the "
         "identical one, peak under 1 GiB; on PostgreSQL, within 2× of those times (60 s and "
         "20 s). *vs SQLite* compares with the SQLite run of the same table.",
         "",
