@@ -36,3 +36,73 @@ pub(crate) const APP_ORG_QUOTA: &str = "SELECT max_orgs FROM app_quotas WHERE ap
 pub(crate) const SET_APP_ORG_QUOTA: &str = "INSERT INTO app_quotas (appid, max_orgs) \
      VALUES ($1, $2) ON CONFLICT (appid) DO UPDATE SET max_orgs = excluded.max_orgs";
 pub(crate) const ORGS_CREATED_BY: &str = "SELECT COUNT(*) FROM orgs WHERE creator_appid = $1";
+
+/// [`QuotaStore`] for `$store`, written once for both backends (the statements above).
+macro_rules! impl_quota_store {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use $crate::domain::values::OrgId;
+            use $crate::store::StoreResult;
+            use $crate::store::backend::Backend;
+            use $crate::store::quotas::{self, OrgQuota, QuotaStore};
+
+            #[async_trait]
+            impl QuotaStore for $store {
+                async fn org_quota(&self, org_id: OrgId) -> StoreResult<OrgQuota> {
+                    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(quotas::ORG_QUOTA)
+                        .bind(org_id)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    Ok(
+                        row.map_or_else(OrgQuota::default, |(max_groups, max_members)| OrgQuota {
+                            max_groups,
+                            max_members,
+                        }),
+                    )
+                }
+
+                async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<()> {
+                    sqlx::query(quotas::SET_ORG_QUOTA)
+                        .bind(org_id)
+                        .bind(quota.max_groups)
+                        .bind(quota.max_members)
+                        .execute(self.writes())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>> {
+                    let row: Option<(Option<i64>,)> = sqlx::query_as(quotas::APP_ORG_QUOTA)
+                        .bind(appid)
+                        .fetch_optional(self.reads())
+                        .await?;
+                    Ok(row.and_then(|(max_orgs,)| max_orgs))
+                }
+
+                async fn set_app_org_quota(
+                    &self,
+                    appid: &str,
+                    max_orgs: Option<i64>,
+                ) -> StoreResult<()> {
+                    sqlx::query(quotas::SET_APP_ORG_QUOTA)
+                        .bind(appid)
+                        .bind(max_orgs)
+                        .execute(self.writes())
+                        .await?;
+                    Ok(())
+                }
+
+                async fn orgs_created_by(&self, appid: &str) -> StoreResult<i64> {
+                    let (count,): (i64,) = sqlx::query_as(quotas::ORGS_CREATED_BY)
+                        .bind(appid)
+                        .fetch_one(self.reads())
+                        .await?;
+                    Ok(count)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_quota_store;

@@ -83,3 +83,203 @@ pub trait ScimStore: Send + Sync {
     /// Returns `false` when there was no such user.
     async fn delete_scim_user(&self, team_id: TeamId, user_id: UserId) -> StoreResult<bool>;
 }
+
+/// [`ScimStore`] for `$store`, written once for both backends; the lookup whose SQL differs is
+/// [`BackendUsers::scim_users_among`](super::backend::BackendUsers::scim_users_among).
+macro_rules! impl_scim_store {
+    ($store:ty) => {
+        const _: () = {
+            use async_trait::async_trait;
+            use $crate::domain::values::{TeamId, UserId};
+            use $crate::store::backend::{Backend, BackendUsers};
+            use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord};
+            use $crate::store::{StoreError, StoreResult};
+
+            #[async_trait]
+            impl ScimStore for $store {
+                async fn create_scim_token(
+                    &self,
+                    team_id: TeamId,
+                    token_hash: &[u8],
+                    now: i64,
+                ) -> StoreResult<i64> {
+                    let (id,): (i64,) = sqlx::query_as(
+                        "INSERT INTO scim_tokens (team_id, token_hash, created_at) \
+                         VALUES ($1, $2, $3) RETURNING id",
+                    )
+                    .bind(team_id)
+                    .bind(token_hash)
+                    .bind(now)
+                    .fetch_one(self.writes())
+                    .await?;
+                    Ok(id)
+                }
+
+                async fn scim_tokens(&self, team_id: TeamId) -> StoreResult<Vec<ScimTokenRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT id, team_id, created_at FROM scim_tokens WHERE team_id = $1 \
+                         ORDER BY id",
+                    )
+                    .bind(team_id)
+                    .fetch_all(self.reads())
+                    .await?)
+                }
+
+                async fn revoke_scim_token(&self, id: i64) -> StoreResult<Option<ScimTokenRecord>> {
+                    Ok(sqlx::query_as(
+                        "DELETE FROM scim_tokens WHERE id = $1 RETURNING id, team_id, created_at",
+                    )
+                    .bind(id)
+                    .fetch_optional(self.writes())
+                    .await?)
+                }
+
+                async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>> {
+                    Ok(
+                        sqlx::query_scalar("SELECT team_id FROM scim_tokens WHERE token_hash = $1")
+                            .bind(token_hash)
+                            .fetch_optional(self.reads())
+                            .await?,
+                    )
+                }
+
+                async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>> {
+                    Ok(
+                        sqlx::query_scalar("SELECT appid FROM scim_apps WHERE team_id = $1")
+                            .bind(team_id)
+                            .fetch_optional(self.reads())
+                            .await?,
+                    )
+                }
+
+                async fn put_scim_app(&self, team_id: TeamId, appid: &str) -> StoreResult<String> {
+                    let mut tx = self.begin_write().await?;
+                    sqlx::query(
+                        "INSERT INTO scim_apps (team_id, appid) VALUES ($1, $2) \
+                         ON CONFLICT DO NOTHING",
+                    )
+                    .bind(team_id)
+                    .bind(appid)
+                    .execute(&mut *tx)
+                    .await?;
+                    let appid: String =
+                        sqlx::query_scalar("SELECT appid FROM scim_apps WHERE team_id = $1")
+                            .bind(team_id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                    tx.commit().await?;
+                    Ok(appid)
+                }
+
+                async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users WHERE team_id = $1 \
+                         ORDER BY user_id",
+                    )
+                    .bind(team_id)
+                    .fetch_all(self.reads())
+                    .await?)
+                }
+
+                async fn scim_user_ids(
+                    &self,
+                    team_id: TeamId,
+                    user_ids: &[UserId],
+                    scim_ids: &[&str],
+                ) -> StoreResult<Vec<(UserId, String)>> {
+                    if user_ids.is_empty() && scim_ids.is_empty() {
+                        return Ok(Vec::new());
+                    }
+                    Self::scim_users_among(self, team_id, user_ids, scim_ids).await
+                }
+
+                async fn scim_user(
+                    &self,
+                    team_id: TeamId,
+                    scim_id: &str,
+                ) -> StoreResult<Option<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users \
+                         WHERE team_id = $1 AND scim_id = $2",
+                    )
+                    .bind(team_id)
+                    .bind(scim_id)
+                    .fetch_optional(self.reads())
+                    .await?)
+                }
+
+                async fn scim_user_by_name(
+                    &self,
+                    team_id: TeamId,
+                    user_name_key: &str,
+                ) -> StoreResult<Option<ScimUserRecord>> {
+                    Ok(sqlx::query_as(
+                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+                         created_at, updated_at FROM scim_users \
+                         WHERE team_id = $1 AND user_name_key = $2",
+                    )
+                    .bind(team_id)
+                    .bind(user_name_key)
+                    .fetch_optional(self.reads())
+                    .await?)
+                }
+
+                async fn put_scim_user(
+                    &self,
+                    team_id: TeamId,
+                    user: &ScimUserRecord,
+                ) -> StoreResult<bool> {
+                    let written = sqlx::query(
+                        "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
+                         external_id, active, resource, created_at, updated_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                         ON CONFLICT (team_id, user_id) DO UPDATE SET \
+                         user_name_key = excluded.user_name_key, \
+                         external_id = excluded.external_id, active = excluded.active, \
+                         resource = excluded.resource, updated_at = excluded.updated_at",
+                    )
+                    .bind(team_id)
+                    .bind(user.user_id)
+                    .bind(&user.scim_id)
+                    .bind(&user.user_name_key)
+                    .bind(&user.external_id)
+                    .bind(user.active)
+                    .bind(&user.resource)
+                    .bind(user.created_at)
+                    .bind(user.updated_at)
+                    .execute(self.writes())
+                    .await;
+                    match written {
+                        Ok(_) => Ok(true),
+                        Err(error)
+                            if error
+                                .as_database_error()
+                                .is_some_and(|e| e.is_unique_violation()) =>
+                        {
+                            Ok(false)
+                        }
+                        Err(error) => Err(StoreError::from(error)),
+                    }
+                }
+
+                async fn delete_scim_user(
+                    &self,
+                    team_id: TeamId,
+                    user_id: UserId,
+                ) -> StoreResult<bool> {
+                    let done =
+                        sqlx::query("DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2")
+                            .bind(team_id)
+                            .bind(user_id)
+                            .execute(self.writes())
+                            .await?;
+                    Ok(done.rows_affected() > 0)
+                }
+            }
+        };
+    };
+}
+
+pub(crate) use impl_scim_store;

@@ -128,6 +128,8 @@ impl Backend for PostgresStore {
 
 shared::impl_store!(PostgresStore);
 crate::store::events::impl_event_store!(PostgresStore);
+crate::store::quotas::impl_quota_store!(PostgresStore);
+crate::store::scim::impl_scim_store!(PostgresStore);
 
 /// An error inside `apply`: see the module documentation.
 fn apply_error(error: sqlx::Error) -> StoreError {

@@ -101,6 +101,8 @@ impl Backend for SqliteStore {
 
 shared::impl_store!(SqliteStore);
 crate::store::events::impl_event_store!(SqliteStore);
+crate::store::quotas::impl_quota_store!(SqliteStore);
+crate::store::scim::impl_scim_store!(SqliteStore);
 
 /// Rows per chunk of a [`bulk_read`].
 const BULK_CHUNK: i64 = 100_000;
