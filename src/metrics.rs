@@ -238,6 +238,9 @@ pub struct Metrics {
     sync_members: Histogram,
     event_waiters: Gauge,
     pool_connections: Family<PoolLabels, Gauge>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
+    webhook_delivery_seconds: Histogram,
+    webhook_lag_seconds: Histogram,
 }
 
 impl Default for Metrics {
@@ -273,6 +276,9 @@ impl Metrics {
             sync_members: histogram(&SNAPSHOT_SIZES),
             event_waiters: Gauge::default(),
             pool_connections: Family::default(),
+            webhook_deliveries: Family::default(),
+            webhook_delivery_seconds: histogram(&REQUEST_SECONDS),
+            webhook_lag_seconds: histogram(&LONG_SECONDS),
         };
         metrics.registered()
     }
@@ -392,6 +398,25 @@ impl Metrics {
             "Database connections open, by pool and state (in_use or idle)",
             self.pool_connections.clone(),
         );
+        r.register(
+            "webhook_deliveries",
+            "Webhook batches posted, by outcome: acknowledged (a 2xx answer) or failed (to be \
+             retried)",
+            self.webhook_deliveries.clone(),
+        );
+        r.register_with_unit(
+            "webhook_delivery_duration",
+            "Time from posting a webhook batch to the receiver's answer (or the failure)",
+            Unit::Seconds,
+            self.webhook_delivery_seconds.clone(),
+        );
+        r.register_with_unit(
+            "webhook_delivery_lag",
+            "Time from the commit of a batch's first event to the receiver's acknowledgement \
+             (whole seconds: event times are), including retries",
+            Unit::Seconds,
+            self.webhook_lag_seconds.clone(),
+        );
         self
     }
 
@@ -488,6 +513,23 @@ impl Metrics {
 
     pub fn commit_conflict(&self) {
         self.commit_conflicts.inc();
+    }
+
+    /// A posted webhook batch: how long the receiver took, and on acknowledgement how long
+    /// after its first event's commit.
+    pub fn webhook_delivery(&self, took: Duration, acknowledged: Option<Duration>) {
+        let outcome = if acknowledged.is_some() {
+            "acknowledged"
+        } else {
+            "failed"
+        };
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+        self.webhook_delivery_seconds.observe(took.as_secs_f64());
+        if let Some(lag) = acknowledged {
+            self.webhook_lag_seconds.observe(lag.as_secs_f64());
+        }
     }
 
     /// A sync that ended as `end`; `ran` is its duration and snapshot size (groups, members)

@@ -10,7 +10,7 @@ use crate::processes::{free_port, start_with};
 use crate::scim::Scim;
 
 /// The exposition, checked to be the Prometheus text format.
-async fn scrape(base: &str) -> String {
+pub(crate) async fn scrape(base: &str) -> String {
     let answer = reqwest::get(format!("{base}/metrics"))
         .await
         .expect("an answer");
@@ -24,7 +24,7 @@ async fn scrape(base: &str) -> String {
 
 /// The value of the series `name` whose labels include every one of `labels` (0 when none is
 /// there yet); summed over the series that match.
-fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter_map(|line| {

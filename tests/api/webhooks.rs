@@ -516,6 +516,19 @@ async fn a_failing_receiver_is_retried_then_acknowledged() {
         3,
         "no delivery after the acknowledgement"
     );
+
+    let text = crate::metrics::scrape(&app.address).await;
+    let deliveries = |outcome| {
+        crate::metrics::value(
+            &text,
+            "contactsd_webhook_deliveries_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(deliveries("failed"), 2.0, "{text}");
+    assert_eq!(deliveries("acknowledged"), 1.0, "{text}");
+    let lags = crate::metrics::value(&text, "contactsd_webhook_delivery_lag_seconds_count", &[]);
+    assert_eq!(lags, 1.0, "{text}");
 }
 
 #[tokio::test]

@@ -188,7 +188,7 @@ impl WebhookWorker {
         };
         let mut events = String::new();
         for event in page.events {
-            let seq = event.seq;
+            let (seq, time) = (event.seq, event.time);
             if webhook.listened.hears(&event.event_type) {
                 let json = (self.render)(event)?;
                 if batch.count > 0 && events.len() + json.len() > self.settings.batch_bytes {
@@ -197,6 +197,7 @@ impl WebhookWorker {
                 events.push(if batch.count == 0 { '[' } else { ',' });
                 events.push_str(&json);
                 batch.first_seq.get_or_insert(seq);
+                batch.first_time.get_or_insert(time);
                 batch.count += 1;
             }
             batch.last_seq = seq;
@@ -232,6 +233,13 @@ impl WebhookWorker {
             Ok(status) => (Some(*status), None),
             Err((status, error)) => (*status, Some(error.clone())),
         };
+        if let Some(metrics) = self.service.metrics() {
+            let acknowledged = outcome.is_ok().then(|| {
+                let committed_ms = batch.first_time.map_or(time, |seconds| seconds * 1000);
+                Duration::from_millis(u64::try_from(now_ms() - committed_ms).unwrap_or(0))
+            });
+            metrics.webhook_delivery(started.elapsed(), acknowledged);
+        }
         let record = DeliveryRecord {
             delivery_id,
             time,
@@ -335,6 +343,8 @@ struct Batch {
     /// The last event read, listened to or not: the cursor after a success.
     last_seq: i64,
     first_seq: Option<i64>,
+    /// When the first event posted was committed (unix seconds).
+    first_time: Option<i64>,
     count: i64,
     body: Option<String>,
 }
