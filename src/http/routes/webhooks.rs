@@ -121,26 +121,51 @@ impl WebhookData {
     }
 }
 
-/// A subscription's fields. On creation `url` is required; on update every field is optional
-/// and only those given change.
+/// A new subscription; only `url` is required.
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({
     "url": "https://hooks.example.com/contactsd",
     "is_active": true,
     "options": {"listenedResources": ["group", "member", "sync"]}
 }))]
-pub struct WebhookBody {
+pub struct NewWebhookBody {
     /// An absolute `http` or `https` URL of at most 2048 bytes, whose host does not resolve to
     /// a loopback, private, link-local or metadata address.
-    #[schema(max_length = 2048)]
+    #[schema(required = true, nullable = false, max_length = 2048)]
     url: Option<String>,
-    /// 16 to 256 printable ASCII characters; generated (40 letters and digits) when absent at
-    /// creation.
+    /// 16 to 256 printable ASCII characters; generated (40 letters and digits) when absent.
     #[schema(min_length = 16, max_length = 256, pattern = "^[!-~]+$")]
     secret: Option<String>,
-    /// Default `true`; `true` resumes a paused subscription at once.
+    /// Default `true`.
+    is_active: Option<bool>,
+    /// Default: every resource.
+    options: Option<OptionsData>,
+}
+
+/// A subscription's fields to change: only those given change.
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"is_active": true}))]
+pub struct WebhookBody {
+    /// As at creation.
+    #[schema(max_length = 2048)]
+    url: Option<String>,
+    /// As at creation (never generated on update).
+    #[schema(min_length = 16, max_length = 256, pattern = "^[!-~]+$")]
+    secret: Option<String>,
+    /// `true` resumes a paused subscription at once; `false` pauses it.
     is_active: Option<bool>,
     options: Option<OptionsData>,
+}
+
+impl From<NewWebhookBody> for WebhookBody {
+    fn from(body: NewWebhookBody) -> WebhookBody {
+        WebhookBody {
+            url: body.url,
+            secret: body.secret,
+            is_active: body.is_active,
+            options: body.options,
+        }
+    }
 }
 
 impl WebhookBody {
@@ -220,7 +245,7 @@ failures!(CreateWebhookFailures: team_body;
     path = "/api/contacts/teams/{team_id}/webhooks",
     tag = "events",
     params(TeamPath, AppidQuery),
-    request_body = WebhookBody,
+    request_body = NewWebhookBody,
     responses(
         (status = 200, description = "The subscription.", body = WebhookAnswer),
         CreateWebhookFailures,
@@ -230,11 +255,11 @@ pub async fn create_webhook(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
     Path(team_id): Path<TeamId>,
-    RequestBody(body): RequestBody<WebhookBody>,
+    RequestBody(body): RequestBody<NewWebhookBody>,
 ) -> Answer {
     let webhook = state
         .service
-        .create_webhook(&caller, team_id, body.request())
+        .create_webhook(&caller, team_id, WebhookBody::from(body).request())
         .await?;
     Reply::data(&WebhookData::new(&state, webhook))
 }
