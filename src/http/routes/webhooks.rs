@@ -3,7 +3,7 @@
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -119,6 +119,15 @@ impl WebhookData {
             updated_at: state.time(webhook.updated_at),
         }
     }
+}
+
+/// The subscription named in the path, after the team.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path; the handlers read it")]
+pub struct WebhookPath {
+    /// The subscription's id.
+    webhook_id: i64,
 }
 
 /// A new subscription; only `url` is required.
@@ -300,7 +309,7 @@ failures!(GetWebhookFailures: team; RuleError::WebhookNotFound);
     get,
     path = "/api/contacts/teams/{team_id}/webhooks/{webhook_id}",
     tag = "events",
-    params(TeamPath, ("webhook_id" = i64, Path, description = "The subscription's id."), AppidQuery),
+    params(TeamPath, WebhookPath, AppidQuery),
     responses(
         (status = 200, description = "The subscription.", body = WebhookAnswer),
         GetWebhookFailures,
@@ -328,7 +337,7 @@ failures!(UpdateWebhookFailures: team_body;
     post,
     path = "/api/contacts/teams/{team_id}/webhooks/{webhook_id}",
     tag = "events",
-    params(TeamPath, ("webhook_id" = i64, Path, description = "The subscription's id."), AppidQuery),
+    params(TeamPath, WebhookPath, AppidQuery),
     request_body = WebhookBody,
     responses(
         (status = 200, description = "The subscription as changed.", body = WebhookAnswer),
@@ -353,7 +362,7 @@ pub async fn update_webhook(
     delete,
     path = "/api/contacts/teams/{team_id}/webhooks/{webhook_id}",
     tag = "events",
-    params(TeamPath, ("webhook_id" = i64, Path, description = "The subscription's id."), AppidQuery),
+    params(TeamPath, WebhookPath, AppidQuery),
     responses(
         (status = 200, description = "Deleted.", body = EmptyAnswer),
         GetWebhookFailures,
@@ -373,7 +382,7 @@ pub async fn delete_webhook(
     get,
     path = "/api/contacts/teams/{team_id}/webhooks/{webhook_id}/deliveries",
     tag = "events",
-    params(TeamPath, ("webhook_id" = i64, Path, description = "The subscription's id."), AppidQuery),
+    params(TeamPath, WebhookPath, AppidQuery),
     responses(
         (status = 200, description = "The last 50 attempts at most.", body = DeliveryListAnswer),
         GetWebhookFailures,
@@ -412,7 +421,7 @@ failures!(ReplayWebhookFailures: team_body;
     post,
     path = "/api/contacts/teams/{team_id}/webhooks/{webhook_id}/replay",
     tag = "events",
-    params(TeamPath, ("webhook_id" = i64, Path, description = "The subscription's id."), AppidQuery),
+    params(TeamPath, WebhookPath, AppidQuery),
     request_body = ReplayBody,
     responses(
         (status = 200, description = "The subscription with its cursor moved.", body = WebhookAnswer),
