@@ -55,6 +55,12 @@ struct Cli {
     )]
     sqlite_synchronous: store::SqliteSynchronous,
 
+    /// Seconds a write waits for the database's write path (on SQLite, behind another team's
+    /// large sync) before it is refused with `ResourceExhausted` / `request_rate_limited` and a
+    /// `Retry-After`, to be retried; nothing of a refused write is stored.
+    #[arg(long, env = "CONTACTSD_WRITE_WAIT_SECONDS", default_value_t = store::StoreSettings::default().write_wait.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    write_wait_seconds: u64,
+
     /// Log format: `text` for people, `json` for machines.
     #[arg(
         long,
@@ -106,6 +112,7 @@ async fn run(cli: Cli) -> Result<()> {
     let store_settings = store::StoreSettings {
         pool_size: cli.db_pool_size,
         sqlite_synchronous: cli.sqlite_synchronous,
+        write_wait: std::time::Duration::from_secs(cli.write_wait_seconds),
     };
     let store = store::open(&cli.db, &store_settings)
         .await

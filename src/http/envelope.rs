@@ -29,6 +29,7 @@ use crate::domain::sync::SyncRefusal;
 use crate::metrics::{Answered, Metrics};
 use crate::service::{QuotaKind, ServiceError};
 use crate::snapshot::SnapshotError;
+use crate::store::StoreError;
 
 /// The `code` of an answer: the reference service's set (`RemoteServerError` aside, which
 /// nothing here can answer). This enum is the only place these strings exist, so no other code
@@ -197,11 +198,17 @@ impl ApiError {
 
     /// The answer on a connection beyond the server's connection limit.
     pub fn too_many_connections() -> ApiError {
+        ApiError::busy("the server has too many open connections; retry later".to_owned())
+    }
+
+    /// A refusal that a retry a second later may not meet: the type clients already retry on
+    /// (`request_rate_limited`, with `Retry-After`). Nothing of the request was stored.
+    pub fn busy(message: String) -> ApiError {
         let mut error = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             Code::ResourceExhausted,
             "request_rate_limited",
-            "the server has too many open connections; retry later".to_owned(),
+            message,
         );
         error.retry_after_secs = Some(1);
         error
@@ -333,7 +340,10 @@ impl From<ServiceError> for ApiError {
                 "sync_in_progress",
             ),
             ServiceError::SyncRefused(refusal) => return sync_refusal(refusal),
-            ServiceError::Busy | ServiceError::Store(_) => return ApiError::internal(message),
+            ServiceError::Busy | ServiceError::Store(StoreError::Unavailable) => {
+                return ApiError::busy(message);
+            }
+            ServiceError::Store(_) => return ApiError::internal(message),
         };
         ApiError::new(status, code, error_type, message)
     }

@@ -48,6 +48,10 @@ pub enum StoreError {
     /// transaction unusable, or its commit failed (the error is logged where it happened).
     #[error("a batch of directory writes failed")]
     BatchFailed,
+    /// The database's write path stayed taken (a connection or the lock was not had within
+    /// [`StoreSettings::write_wait`]): nothing was written, and the caller may retry.
+    #[error("the database is busy; retry")]
+    Unavailable,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
     Database(#[source] Box<sqlx::Error>),
@@ -65,8 +69,24 @@ pub enum StoreError {
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        StoreError::Database(Box::new(error))
+        match &error {
+            sqlx::Error::PoolTimedOut => StoreError::Unavailable,
+            // SQLite's SQLITE_BUSY and SQLITE_LOCKED (primary codes 5 and 6): another process
+            // held the file's write lock past the busy timeout.
+            sqlx::Error::Database(db)
+                if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                    && matches!(db.code().as_deref().map(sqlite_primary), Some(5 | 6)) =>
+            {
+                StoreError::Unavailable
+            }
+            _ => StoreError::Database(Box::new(error)),
+        }
     }
+}
+
+/// The primary result code of an extended SQLite result code.
+fn sqlite_primary(code: &str) -> i64 {
+    code.parse::<i64>().map_or(-1, |extended| extended & 0xff)
 }
 
 impl From<sqlx::migrate::MigrateError> for StoreError {
@@ -373,6 +393,10 @@ pub struct StoreSettings {
     /// When SQLite reports a commit done (PostgreSQL ignores it; it keeps its server's
     /// `synchronous_commit`, `on` by default).
     pub sqlite_synchronous: SqliteSynchronous,
+    /// How long a write waits for the database's write path (a pooled connection; on SQLite the
+    /// one writing connection, held by another team's large sync for as long as it writes)
+    /// before it is refused as [`StoreError::Unavailable`], to be retried.
+    pub write_wait: std::time::Duration,
 }
 
 impl Default for StoreSettings {
@@ -380,6 +404,7 @@ impl Default for StoreSettings {
         StoreSettings {
             pool_size: 10,
             sqlite_synchronous: SqliteSynchronous::Full,
+            write_wait: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -401,11 +426,11 @@ pub enum SqliteSynchronous {
 pub async fn open(url: &str, settings: &StoreSettings) -> StoreResult<std::sync::Arc<dyn Store>> {
     if url.starts_with("sqlite:") {
         Ok(std::sync::Arc::new(
-            sqlite::SqliteStore::open(url, settings.sqlite_synchronous).await?,
+            sqlite::SqliteStore::open(url, settings).await?,
         ))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(
-            postgres::PostgresStore::open(url, settings.pool_size).await?,
+            postgres::PostgresStore::open(url, settings).await?,
         ))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))

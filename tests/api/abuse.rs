@@ -1,14 +1,17 @@
 //! One hostile client must not hurt another tenant: failed token calls are limited per client
 //! address (never per appid, so a stranger cannot lock an app out), and an unknown appid and a
 //! wrong secret are answered alike; directories evicted from the cache come back equal;
-//! quotas refuse writes past a team's size limits.
+//! quotas refuse writes past a team's size limits; a write that cannot get the database's write
+//! path in time is refused as retryable and leaves nothing behind.
 
 use std::net::{IpAddr, Ipv4Addr};
 
 use contactsd::domain::access::Plan;
 use serde_json::Value;
 
-use crate::helpers::{Api, ApiResponse, TestApp, assert_ok, groups_path, members_path};
+use crate::helpers::{
+    Api, ApiResponse, TestApp, assert_error, assert_ok, groups_path, members_path,
+};
 
 /// A client whose connections come from `127.0.0.x` (Linux routes all of 127/8 to loopback).
 fn client_from(last: u8) -> reqwest::Client {
@@ -189,4 +192,49 @@ async fn a_write_through_one_process_is_seen_at_once_by_writes_through_another()
         .list_groups(team, &format!("parent_id={parent}"))
         .await;
     assert_eq!(listed.ints("id"), vec![old, child]);
+}
+
+#[tokio::test]
+async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothing() {
+    use sqlx::Connection;
+
+    let app = TestApp::builder()
+        .write_wait(std::time::Duration::from_secs(1))
+        .spawn()
+        .await;
+    // SQLite has one writer: another connection holding the file's write lock stands for
+    // another tenant's long sync. (PostgreSQL writers of different teams do not wait on each
+    // other.)
+    if !app.database_url().starts_with("sqlite:") {
+        return;
+    }
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let mut holder = sqlx::SqliteConnection::connect(app.database_url())
+        .await
+        .expect("a second connection to the database file");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("the write lock");
+
+    let started = std::time::Instant::now();
+    let refused = api
+        .try_create_group(team, &serde_json::json!({"name": "Sales"}))
+        .await;
+    assert_error(&refused, 429, "ResourceExhausted", "request_rate_limited");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release the write lock");
+    // Nothing of the refused write was stored, and the retry succeeds.
+    assert_eq!(api.list_groups(team, "").await.total, 0);
+    assert_ok(
+        &api.try_create_group(team, &serde_json::json!({"name": "Sales"}))
+            .await,
+    );
+    assert_eq!(api.list_groups(team, "").await.total, 1);
 }

@@ -12,6 +12,7 @@ use chrono::{DateTime, FixedOffset, SecondsFormat};
 use contactsd::domain::access::Plan;
 use contactsd::http::{ConnectionSettings, HttpSettings, HttpStatus, router};
 use contactsd::service::{Service, ServiceSettings};
+use contactsd::store::StoreSettings;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap};
 use serde_json::{Value, json};
 
@@ -131,6 +132,7 @@ pub struct TestAppBuilder {
     metrics: bool,
     /// Run the webhook delivery worker, as `contactsd serve` does.
     webhook_worker: bool,
+    store: StoreSettings,
 }
 
 impl TestAppBuilder {
@@ -153,6 +155,12 @@ impl TestAppBuilder {
     pub fn http_status(mut self, mode: HttpStatus) -> Self {
         self.http.http_status = mode;
         self.connections.http_status = mode;
+        self
+    }
+
+    /// How long a write waits for the database's write path before it is refused as busy.
+    pub fn write_wait(mut self, wait: std::time::Duration) -> Self {
+        self.store.write_wait = wait;
         self
     }
 
@@ -236,7 +244,13 @@ impl TestAppBuilder {
 
     pub async fn spawn(self) -> TestApp {
         let database = Arc::new(TestDatabase::fresh().await);
-        let service = open_service(&database.url, self.service.clone(), self.metrics).await;
+        let service = open_service(
+            &database.url,
+            &self.store,
+            self.service.clone(),
+            self.metrics,
+        )
+        .await;
         let (org, credentials) = service
             .create_org_with_app(TEAM_NAME, self.plan, self.admin_seats)
             .await
@@ -260,6 +274,7 @@ impl TestAppBuilder {
             appid: credentials.appid,
             secret: credentials.secret,
             settings: self.service,
+            store: self.store,
             http: self.http,
             connections,
             metrics: self.metrics,
@@ -268,8 +283,13 @@ impl TestAppBuilder {
     }
 }
 
-async fn open_service(url: &str, settings: ServiceSettings, metrics: bool) -> Arc<Service> {
-    let store = contactsd::store::open(url, &contactsd::store::StoreSettings::default())
+async fn open_service(
+    url: &str,
+    store: &StoreSettings,
+    settings: ServiceSettings,
+    metrics: bool,
+) -> Arc<Service> {
+    let store = contactsd::store::open(url, store)
         .await
         .unwrap_or_else(|error| panic!("could not open the test database {url}: {error}"));
     let service = Service::new(store, settings);
@@ -313,6 +333,7 @@ pub struct TestApp {
     pub appid: String,
     pub secret: String,
     settings: ServiceSettings,
+    store: StoreSettings,
     http: HttpSettings,
     connections: ConnectionSettings,
     metrics: bool,
@@ -362,13 +383,25 @@ impl TestApp {
             admin_seats: 10,
             metrics: true,
             webhook_worker: false,
+            store: StoreSettings::default(),
         }
+    }
+
+    /// The URL of the app's database.
+    pub fn database_url(&self) -> &str {
+        &self.database.url
     }
 
     /// A second server process on the same database (own caches, own rate limits), as when
     /// several instances share one database.
     pub async fn replica(&self) -> TestApp {
-        let service = open_service(&self.database.url, self.settings.clone(), self.metrics).await;
+        let service = open_service(
+            &self.database.url,
+            &self.store,
+            self.settings.clone(),
+            self.metrics,
+        )
+        .await;
         let connections = ConnectionSettings {
             metrics: service.metrics().cloned(),
             ..self.connections.clone()
@@ -383,6 +416,7 @@ impl TestApp {
             appid: self.appid.clone(),
             secret: self.secret.clone(),
             settings: self.settings.clone(),
+            store: self.store.clone(),
             http: self.http.clone(),
             connections,
             metrics: self.metrics,

@@ -17,7 +17,7 @@ use crate::domain::RuleError;
 use crate::domain::scim::ScimError;
 use crate::service::scim::{Location, ScimFailure};
 use crate::service::{Service, ServiceError};
-use crate::store::TeamRecord;
+use crate::store::{StoreError, TeamRecord};
 
 pub const CONTENT_TYPE: &str = "application/scim+json";
 const ERROR_SCHEMA: &str = "urn:ietf:params:scim:api:messages:2.0:Error";
@@ -77,7 +77,9 @@ fn to_scim(failure: ScimFailure) -> ScimError {
         ServiceError::TeamNotFound | ServiceError::Claim => {
             ScimError::status(401, "missing, unknown or revoked SCIM token")
         }
-        ServiceError::Busy => ScimError::status(503, "the directory kept changing; retry"),
+        ServiceError::Busy | ServiceError::Store(StoreError::Unavailable) => {
+            ScimError::status(503, "the directory is busy; retry")
+        }
         other => {
             tracing::error!(error = %other, "SCIM request failed");
             ScimError::status(500, "internal error")

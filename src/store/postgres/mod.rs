@@ -87,14 +87,15 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connect with at most `pool_size` connections and bring the schema up to date.
-    pub async fn open(url: &str, pool_size: u32) -> StoreResult<PostgresStore> {
+    /// Connect with at most `settings.pool_size` connections and bring the schema up to date.
+    pub async fn open(url: &str, settings: &super::StoreSettings) -> StoreResult<PostgresStore> {
         let options = PgConnectOptions::from_str(url)?.application_name("contactsd");
         // One plain connection first: when the server is unreachable or refuses us, a pool only
         // says that it timed out, while this says why.
         PgConnection::connect_with(&options).await?.close().await?;
         let pool = PgPoolOptions::new()
-            .max_connections(pool_size)
+            .max_connections(settings.pool_size)
+            .acquire_timeout(settings.write_wait)
             .connect_with(options)
             .await?;
         MIGRATOR.run(&pool).await?;

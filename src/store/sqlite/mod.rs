@@ -18,7 +18,6 @@ mod users;
 mod webhooks;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
@@ -43,21 +42,19 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn open(
-        url: &str,
-        synchronous: super::SqliteSynchronous,
-    ) -> StoreResult<SqliteStore> {
+    pub async fn open(url: &str, settings: &super::StoreSettings) -> StoreResult<SqliteStore> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(match synchronous {
+            .synchronous(match settings.sqlite_synchronous {
                 super::SqliteSynchronous::Full => SqliteSynchronous::Full,
                 super::SqliteSynchronous::Normal => SqliteSynchronous::Normal,
             })
-            .busy_timeout(Duration::from_secs(10))
+            .busy_timeout(settings.write_wait)
             .foreign_keys(true);
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .acquire_timeout(settings.write_wait)
             .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
