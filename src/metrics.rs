@@ -202,6 +202,18 @@ pub struct PoolUse {
     pub idle: usize,
 }
 
+/// Undelivered events of the webhook subscriptions of every team, read from the database (so
+/// that every process reports the same figures).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WebhookBacklog {
+    /// Events committed and not yet acknowledged, summed over the subscriptions not paused.
+    pub events: i64,
+    /// Subscriptions not paused with at least one such event.
+    pub behind: i64,
+    /// Paused subscriptions (past their retry budget, or paused by their team).
+    pub paused: i64,
+}
+
 /// Values sampled when the metrics are scraped.
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
@@ -209,6 +221,8 @@ pub struct Sample {
     pub cache_entries: usize,
     pub event_waiters: usize,
     pub pools: Vec<PoolUse>,
+    /// `None` when the database could not be asked: the gauges keep their last values.
+    pub webhooks: Option<WebhookBacklog>,
 }
 
 /// Every metric of the process; see the module documentation.
@@ -241,6 +255,9 @@ pub struct Metrics {
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     webhook_delivery_seconds: Histogram,
     webhook_lag_seconds: Histogram,
+    webhook_backlog_events: Gauge,
+    webhook_subscriptions_behind: Gauge,
+    webhook_subscriptions_paused: Gauge,
 }
 
 impl Default for Metrics {
@@ -279,6 +296,9 @@ impl Metrics {
             webhook_deliveries: Family::default(),
             webhook_delivery_seconds: histogram(&REQUEST_SECONDS),
             webhook_lag_seconds: histogram(&LONG_SECONDS),
+            webhook_backlog_events: Gauge::default(),
+            webhook_subscriptions_behind: Gauge::default(),
+            webhook_subscriptions_paused: Gauge::default(),
         };
         metrics.registered()
     }
@@ -417,6 +437,22 @@ impl Metrics {
             Unit::Seconds,
             self.webhook_lag_seconds.clone(),
         );
+        r.register(
+            "webhook_backlog_events",
+            "Events committed and not yet acknowledged by their webhook subscriptions, summed \
+             over the subscriptions not paused, in every process",
+            self.webhook_backlog_events.clone(),
+        );
+        r.register(
+            "webhook_subscriptions_behind",
+            "Webhook subscriptions not paused with events not yet acknowledged",
+            self.webhook_subscriptions_behind.clone(),
+        );
+        r.register(
+            "webhook_subscriptions_paused",
+            "Webhook subscriptions paused (past their retry budget, or by their team)",
+            self.webhook_subscriptions_paused.clone(),
+        );
         self
     }
 
@@ -552,6 +588,11 @@ impl Metrics {
         self.cache_bytes.set(gauge(sample.cache_bytes));
         self.cache_entries.set(gauge(sample.cache_entries));
         self.event_waiters.set(gauge(sample.event_waiters));
+        if let Some(webhooks) = sample.webhooks {
+            self.webhook_backlog_events.set(webhooks.events);
+            self.webhook_subscriptions_behind.set(webhooks.behind);
+            self.webhook_subscriptions_paused.set(webhooks.paused);
+        }
         for pool in &sample.pools {
             let idle = gauge(pool.idle);
             let open = i64::from(pool.open);

@@ -38,7 +38,7 @@ pub fn metrics_router(service: &Arc<Service>, http_status: HttpStatus) -> Router
 }
 
 async fn scrape(State(service): State<Arc<Service>>) -> Response {
-    match service.render_metrics() {
+    match service.render_metrics().await {
         Some(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -212,13 +212,21 @@ impl Service {
 
     /// Every metric in the Prometheus text format, with the values sampled now; `None` with
     /// metrics off.
-    pub fn render_metrics(&self) -> Option<String> {
+    pub async fn render_metrics(&self) -> Option<String> {
         let metrics = self.metrics.as_ref()?;
+        let webhooks = match self.store.webhook_backlog().await {
+            Ok(backlog) => Some(backlog),
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the webhook backlog for the metrics");
+                None
+            }
+        };
         let sample = Sample {
             cache_bytes: self.directories.cached_bytes(),
             cache_entries: self.directories.cached_entries(),
             event_waiters: self.directories.waiting(),
             pools: self.store.pool_use(),
+            webhooks,
         };
         Some(metrics.render(&sample))
     }

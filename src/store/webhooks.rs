@@ -113,6 +113,8 @@ pub trait WebhookStore: Send + Sync {
         record: Option<&DeliveryRecord>,
         keep: i64,
     ) -> StoreResult<bool>;
+    /// The undelivered events of every team's subscriptions.
+    async fn webhook_backlog(&self) -> StoreResult<crate::metrics::WebhookBacklog>;
 }
 
 /// A subscription row, in [`COLUMNS`] order.
@@ -234,6 +236,15 @@ pub(crate) const LOG: &str = "SELECT delivery_id, time, first_seq, last_seq, eve
 pub(crate) const ANY_DUE: &str = "SELECT w.id FROM webhooks w JOIN teams t ON t.id = w.team_id \
      WHERE w.state = 'active' AND w.next_attempt_at <= $1 AND w.lease_expires_at <= $1 \
      AND w.acked_seq < t.event_seq LIMIT 1";
+
+/// Events not acknowledged and subscriptions behind, over the subscriptions not paused; and
+/// the paused ones.
+/// (PostgreSQL sums integers as `numeric`, hence the casts.)
+pub(crate) const BACKLOG: &str = "SELECT \
+     CAST(COALESCE(SUM(CASE WHEN w.state = 'active' THEN t.event_seq - w.acked_seq ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN w.state = 'active' AND w.acked_seq < t.event_seq THEN 1 ELSE 0 END), 0) AS BIGINT), \
+     CAST(COALESCE(SUM(CASE WHEN w.state = 'active' THEN 0 ELSE 1 END), 0) AS BIGINT) \
+     FROM webhooks w JOIN teams t ON t.id = w.team_id";
 
 /// The claim, with the backend's row locking `$lock` (see [`impl_webhook_store`]).
 macro_rules! claim {
@@ -491,6 +502,16 @@ macro_rules! impl_webhook_store {
                     }
                     tx.commit().await?;
                     Ok(written)
+                }
+
+                async fn webhook_backlog(&self) -> StoreResult<crate::metrics::WebhookBacklog> {
+                    let (events, behind, paused): (i64, i64, i64) =
+                        sqlx::query_as(BACKLOG).fetch_one(self.reads()).await?;
+                    Ok(crate::metrics::WebhookBacklog {
+                        events,
+                        behind,
+                        paused,
+                    })
                 }
             }
         };

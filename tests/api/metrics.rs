@@ -86,6 +86,9 @@ async fn the_exposition_names_every_family_with_its_type() {
         ("contactsd_sync_snapshot_members", "histogram"),
         ("contactsd_event_waiters", "gauge"),
         ("contactsd_db_pool_connections", "gauge"),
+        ("contactsd_webhook_backlog_events", "gauge"),
+        ("contactsd_webhook_subscriptions_behind", "gauge"),
+        ("contactsd_webhook_subscriptions_paused", "gauge"),
     ] {
         assert!(
             text.contains(&format!("# TYPE {name} {kind}\n")),

@@ -605,3 +605,28 @@ async fn a_receiver_failing_past_the_budget_is_paused_then_resumed_and_replayed(
         assert_error(&answer, 400, "InvalidArgument", error_type);
     }
 }
+
+#[tokio::test]
+async fn the_metrics_show_the_undelivered_events_and_paused_subscriptions() {
+    let app = TestApp::builder().webhooks(quick()).spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    // A paused subscription is not counted as behind, however many events it missed.
+    create(
+        &api,
+        team,
+        json!({"url": "http://127.0.0.1:9/paused", "is_active": false}),
+    )
+    .await;
+    api.create_group(team, "Before", 0).await;
+    // Nothing listens on port 9: every delivery fails and the events stay undelivered.
+    create(&api, team, json!({"url": "http://127.0.0.1:9/down"})).await;
+    for name in ["Sales", "Support", "Legal"] {
+        api.create_group(team, name, 0).await;
+    }
+    let text = crate::metrics::scrape(&app.address).await;
+    let gauge = |name: &str| crate::metrics::value(&text, name, &[]);
+    assert_eq!(gauge("contactsd_webhook_backlog_events"), 3.0, "{text}");
+    assert_eq!(gauge("contactsd_webhook_subscriptions_behind"), 1.0);
+    assert_eq!(gauge("contactsd_webhook_subscriptions_paused"), 1.0);
+}
