@@ -630,3 +630,54 @@ async fn the_metrics_show_the_undelivered_events_and_paused_subscriptions() {
     assert_eq!(gauge("contactsd_webhook_subscriptions_behind"), 1.0);
     assert_eq!(gauge("contactsd_webhook_subscriptions_paused"), 1.0);
 }
+
+#[tokio::test]
+async fn a_subscription_whose_events_expired_is_paused_until_replayed_past_them() {
+    let app = TestApp::builder()
+        .webhooks(quick())
+        .events(contactsd::service::EventSettings {
+            retention: Duration::ZERO,
+            ..contactsd::service::EventSettings::default()
+        })
+        .spawn()
+        .await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let receiver = Receiver::start().await;
+    let created = create(&api, team, json!({"url": receiver.url, "is_active": false})).await;
+    let id = created["id"].as_i64().expect("id");
+    api.create_group(team, "A", 0).await;
+    api.create_group(team, "B", 0).await;
+    // Stored times are whole seconds: the events are past a zero retention a second later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(app.service.prune_events().await.expect("pruned"), 2);
+
+    // Resumed, it cannot be brought up to date: paused again, saying what to do, nothing sent.
+    assert_ok(
+        &api.post_json(&webhook_path(team, id), &json!({"is_active": true}))
+            .await,
+    );
+    let paused = until_webhook(&api, team, id, |data| data["status"] == "paused").await;
+    let error = paused["last_error"].as_str().unwrap_or_default();
+    assert!(error.starts_with("events_expired"), "{error}");
+    assert!(error.contains("after=2"), "{error}");
+    assert!(receiver.received().is_empty());
+
+    // Replayed from the feed's end and resumed, it gets the next change.
+    assert_ok(
+        &api.post_json(
+            &format!("{}/replay", webhook_path(team, id)),
+            &json!({"after": 2}),
+        )
+        .await,
+    );
+    assert_ok(
+        &api.post_json(&webhook_path(team, id), &json!({"is_active": true}))
+            .await,
+    );
+    api.create_group(team, "C", 0).await;
+    let received = receiver
+        .until("the new event", |got| seqs(got).last() == Some(&3))
+        .await;
+    assert_eq!(seqs(&received), vec![3]);
+}

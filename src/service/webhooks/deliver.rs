@@ -125,11 +125,12 @@ impl WebhookWorker {
         let webhook = &claimed.webhook;
         let from = webhook.acked_seq;
         let (progress, record) = match self.batch(&claimed).await {
-            Err(error) => {
+            Err(NoBatch::Unread(error)) => {
                 // Not the receiver's doing: try again at the next poll, as it was.
                 tracing::warn!(webhook = webhook.id, %error, "reading events to deliver failed");
                 (self.unchanged(&claimed), None)
             }
+            Err(NoBatch::Expired { last_seq }) => (self.expired(&claimed, last_seq), None),
             Ok(batch) => self.attempt(&claimed, &batch).await,
         };
         let keep = self.settings.keep_deliveries;
@@ -169,7 +170,7 @@ impl WebhookWorker {
     }
 
     /// The next events after the cursor, and the body to post if any of them is listened to.
-    async fn batch(&self, claimed: &Claimed) -> Result<Batch, String> {
+    async fn batch(&self, claimed: &Claimed) -> Result<Batch, NoBatch> {
         let webhook = &claimed.webhook;
         let page = self
             .service
@@ -180,8 +181,13 @@ impl WebhookWorker {
                 self.settings.batch_events,
             )
             .await
-            .map_err(|error| error.to_string())?
-            .ok_or("the team no longer exists")?;
+            .map_err(|error| NoBatch::Unread(error.to_string()))?
+            .ok_or_else(|| NoBatch::Unread("the team no longer exists".to_owned()))?;
+        if webhook.acked_seq < page.pruned_through {
+            return Err(NoBatch::Expired {
+                last_seq: page.last_seq,
+            });
+        }
         let mut batch = Batch {
             last_seq: webhook.acked_seq,
             ..Batch::default()
@@ -190,7 +196,7 @@ impl WebhookWorker {
         for event in page.events {
             let (seq, time) = (event.seq, event.time);
             if webhook.listened.hears(&event.event_type) {
-                let json = (self.render)(event)?;
+                let json = (self.render)(event).map_err(NoBatch::Unread)?;
                 if batch.count > 0 && events.len() + json.len() > self.settings.batch_bytes {
                     break;
                 }
@@ -303,6 +309,22 @@ impl WebhookWorker {
         }
     }
 
+    /// Paused: events after the cursor were removed by retention before they were delivered,
+    /// so the receiver cannot be brought up to date by the feed. Its owner reads the directory
+    /// again, then replays from the feed's end (`last_seq`) and resumes.
+    fn expired(&self, claimed: &Claimed, last_seq: i64) -> Progress {
+        Progress {
+            state: WebhookState::Paused,
+            last_error: Some(format!(
+                "events_expired: events after {} were removed by retention before they were \
+                 delivered; read the directory again, then replay from after={last_seq} and \
+                 resume",
+                claimed.webhook.acked_seq
+            )),
+            ..self.unchanged(claimed)
+        }
+    }
+
     fn success(&self, last_seq: i64) -> Progress {
         Progress {
             acked_seq: last_seq,
@@ -335,6 +357,14 @@ impl WebhookWorker {
             last_error: Some(error.chars().take(MAX_ERROR_CHARS).collect()),
         }
     }
+}
+
+/// Why a leased subscription gets no batch now.
+enum NoBatch {
+    /// The events could not be read or rendered: tried again at the next poll.
+    Unread(String),
+    /// Events after the cursor were removed by retention; `last_seq` is the feed's end.
+    Expired { last_seq: i64 },
 }
 
 /// A batch to deliver.
