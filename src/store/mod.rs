@@ -32,7 +32,7 @@ use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Directory};
 use crate::domain::events::{Actor, Draft};
 use crate::domain::sync::MemberState;
-use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
+use crate::domain::values::{Avatar, GroupId, Nickname, OrgId, OrgName, Role, TeamId, UserId};
 
 /// Why a storage call failed. The database's own errors are kept as the source, for the log;
 /// none of this is shown to clients.
@@ -139,7 +139,7 @@ pub struct TeamRecord {
 /// A new org (and its directory) to store.
 #[derive(Debug, Clone)]
 pub struct NewOrg {
-    pub name: String,
+    pub name: OrgName,
     pub plan: Plan,
     pub admin_seats: i64,
     /// The platform app that creates it, if any.
@@ -187,16 +187,16 @@ pub struct MemberProfile {
     #[sqlx(rename = "id")]
     pub user_id: UserId,
     pub respondent_id: i64,
-    pub name: String,
-    pub avatar: String,
+    pub name: Nickname,
+    pub avatar: Avatar,
 }
 
 /// A member's stored directory-level details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDetails {
     pub role: Role,
-    pub nickname: String,
-    pub avatar: String,
+    pub nickname: Nickname,
+    pub avatar: Avatar,
 }
 
 #[async_trait]

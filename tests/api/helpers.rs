@@ -238,7 +238,7 @@ impl TestAppBuilder {
         let database = Arc::new(TestDatabase::fresh().await);
         let service = open_service(&database.url, self.service.clone(), self.metrics).await;
         let (org, credentials) = service
-            .create_org_with_app(TEAM_NAME, self.plan, self.admin_seats)
+            .create_org_with_app(&org_name(TEAM_NAME), self.plan, self.admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create the test org: {error}"));
         let connections = ConnectionSettings {
@@ -394,7 +394,7 @@ impl TestApp {
     pub async fn create_org(&self, name: &str, plan: Plan, admin_seats: i64) -> TestOrg {
         let (org, credentials) = self
             .service
-            .create_org_with_app(name, plan, admin_seats)
+            .create_org_with_app(&org_name(name), plan, admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create org {name}: {error}"));
         TestOrg {
@@ -1030,4 +1030,9 @@ fn database_names_are_replaced_in_postgres_urls() {
         with_database_name("postgresql://h/db?sslmode=disable", "t1"),
         "postgresql://h/t1?sslmode=disable"
     );
+}
+
+/// An org name the tests know to be valid.
+fn org_name(name: &str) -> contactsd::domain::values::OrgName {
+    contactsd::domain::values::OrgName::parse(name).expect("a valid org name")
 }

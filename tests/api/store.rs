@@ -9,7 +9,10 @@ use contactsd::domain::access::Plan;
 use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
 use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::sync::MemberState;
-use contactsd::domain::values::{GroupId, OrgId, ROOT_GROUP, Role, Source, TeamId, UserId};
+use contactsd::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, OrgId, OrgName, ROOT_GROUP, RemoteId, Role, Source,
+    TeamId, UserId,
+};
 use contactsd::store::{
     AppRecord, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp, NewOrg,
     NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
@@ -65,7 +68,7 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
 
 fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     NewOrg {
-        name: name.to_owned(),
+        name: OrgName::parse(name).expect("an org name"),
         plan: Plan::Business,
         admin_seats: 10,
         creator_appid: None,
@@ -82,20 +85,28 @@ async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
 
 fn group(name: &str, remote_id: &str, order: i64) -> Group {
     contactsd::domain::directory::new_group(
-        name.to_owned(),
-        remote_id.to_owned(),
+        GroupName::parse(name).expect("a name"),
+        RemoteId::parse(remote_id).expect("a remote id"),
         order,
         Source::Api,
         NOW,
     )
 }
 
+fn nickname_of(nickname: &str) -> Nickname {
+    Nickname::parse(nickname).expect("a nickname")
+}
+
+fn avatar_of(avatar: &str) -> Avatar {
+    Avatar::parse(avatar).expect("an avatar")
+}
+
 fn member(user_id: UserId, role: Role, nickname: &str) -> MemberRow {
     MemberRow {
         user_id,
         role,
-        nickname: nickname.to_owned(),
-        avatar: String::new(),
+        nickname: nickname_of(nickname),
+        avatar: Avatar::default(),
         source: Source::Sync,
     }
 }
@@ -149,8 +160,8 @@ async fn stored_groups(
             (
                 g.id,
                 g.parent_id,
-                g.name.clone(),
-                g.remote_id.clone(),
+                g.name.to_string(),
+                g.remote_id.to_string(),
                 g.is_valid,
             )
         })
@@ -323,8 +334,8 @@ async fn an_org_creator_becomes_its_owner_up_to_the_limit() {
             .expect("details"),
         Some(MemberDetails {
             role: Role::Owner,
-            nickname: String::new(),
-            avatar: String::new(),
+            nickname: Nickname::default(),
+            avatar: Avatar::default(),
         })
     );
     assert_eq!(
@@ -558,7 +569,7 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
         .find(|g| g.id == eu)
         .expect("eu")
         .clone();
-    renamed.name = "Europe".to_owned();
+    renamed.name = GroupName::parse("Europe").expect("a name");
     let mut deleted = directory
         .all_groups()
         .find(|g| g.id == sales)
@@ -694,7 +705,7 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
             .member_details(team_id, ann)
             .await
             .expect("details")
-            .map(|d| d.nickname),
+            .map(|d| d.nickname.to_string()),
         Some("second".to_owned())
     );
     // Removed again and put back in one write.
@@ -732,7 +743,7 @@ async fn member_names_fall_back_to_the_users_own() {
         .await
         .expect("register");
     let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");
-    admin.avatar = "robert.png".to_owned();
+    admin.avatar = avatar_of("robert.png");
     admin.source = Source::Api;
     store
         .apply(
@@ -762,14 +773,14 @@ async fn member_names_fall_back_to_the_users_own() {
             MemberProfile {
                 user_id: ann.user_id,
                 respondent_id: ann.respondent_id,
-                name: "Ann".to_owned(),
-                avatar: "ann.png".to_owned(),
+                name: nickname_of("Ann"),
+                avatar: avatar_of("ann.png"),
             },
             MemberProfile {
                 user_id: bob.user_id,
                 respondent_id: bob.respondent_id,
-                name: "Robert".to_owned(),
-                avatar: "robert.png".to_owned(),
+                name: nickname_of("Robert"),
+                avatar: avatar_of("robert.png"),
             },
         ]
     );
@@ -784,8 +795,8 @@ async fn member_names_fall_back_to_the_users_own() {
             .expect("details"),
         Some(MemberDetails {
             role: Role::TeamAdmin,
-            nickname: "Robert".to_owned(),
-            avatar: "robert.png".to_owned(),
+            nickname: nickname_of("Robert"),
+            avatar: avatar_of("robert.png"),
         })
     );
     assert_eq!(
@@ -804,16 +815,16 @@ async fn member_names_fall_back_to_the_users_own() {
             (
                 ann.user_id,
                 MemberState {
-                    nickname: String::new(),
-                    avatar: String::new(),
+                    nickname: Nickname::default(),
+                    avatar: Avatar::default(),
                     source: Source::Sync,
                 }
             ),
             (
                 bob.user_id,
                 MemberState {
-                    nickname: "Robert".to_owned(),
-                    avatar: "robert.png".to_owned(),
+                    nickname: nickname_of("Robert"),
+                    avatar: avatar_of("robert.png"),
                     source: Source::Api,
                 }
             ),
