@@ -14,8 +14,8 @@ use contactsd::domain::values::{
     TeamId, UserId,
 };
 use contactsd::store::{
-    AppRecord, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp, NewOrg,
-    NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
+    AppRecord, Applied, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp,
+    NewOrg, NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
 };
 
 use crate::helpers::TestDatabase;
@@ -91,6 +91,23 @@ fn group(name: &str, remote_id: &str, order: i64) -> Group {
         Source::Api,
         NOW,
     )
+}
+
+/// Write one batch of changes and commit it, as the service's committer does.
+async fn apply(
+    store: &dyn Store,
+    team_id: TeamId,
+    expected_version: i64,
+    changes: &[Change],
+    events: (&Actor, &[Draft]),
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let mut batch = store.begin_batch().await?;
+    let applied = batch
+        .apply(team_id, expected_version, changes, events, now)
+        .await?;
+    batch.commit().await?;
+    Ok(applied)
 }
 
 fn nickname_of(nickname: &str) -> Nickname {
@@ -506,27 +523,27 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
     };
 
     // Groups created under each other in one batch, members placed in them.
-    let applied = store
-        .apply(
-            team_id,
-            0,
-            &[
-                Change::CreateGroup {
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                    group: group("Sales", "sales", 5),
-                },
-                Change::CreateGroup {
-                    parent: GroupRef::New(0),
-                    group: group("EU", "eu", 0),
-                },
-                put(ann, "Ann in Acme", &[GroupRef::New(1)]),
-                put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            Change::CreateGroup {
+                parent: GroupRef::Existing(ROOT_GROUP),
+                group: group("Sales", "sales", 5),
+            },
+            Change::CreateGroup {
+                parent: GroupRef::New(0),
+                group: group("EU", "eu", 0),
+            },
+            put(ann, "Ann in Acme", &[GroupRef::New(1)]),
+            put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!(applied.version, 1);
     let [sales, eu] = applied.created[..] else {
         panic!("two groups: {:?}", applied.created)
@@ -576,26 +593,26 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
         .expect("sales")
         .clone();
     deleted.is_valid = false;
-    let applied = store
-        .apply(
-            team_id,
-            1,
-            &[
-                Change::UpdateGroup {
-                    group: renamed,
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                },
-                Change::UpdateGroup {
-                    group: deleted,
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                },
-                Change::RemoveMember(bob),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::UpdateGroup {
+                group: renamed,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::UpdateGroup {
+                group: deleted,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::RemoveMember(bob),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!((applied.version, applied.created.len()), (2, 0));
     assert_eq!(
         stored_groups(&*store, team_id).await,
@@ -624,27 +641,22 @@ async fn a_write_against_an_old_version_writes_nothing() {
         parent: GroupRef::Existing(ROOT_GROUP),
         group: group(name, "", 0),
     };
-    store
-        .apply(team_id, 0, &[create("First")], no_events(), NOW)
+    apply(&*store, team_id, 0, &[create("First")], no_events(), NOW)
         .await
         .expect("apply");
-    let stale = store
-        .apply(team_id, 0, &[create("Second")], no_events(), NOW)
-        .await;
+    let stale = apply(&*store, team_id, 0, &[create("Second")], no_events(), NOW).await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
-    let ahead = store
-        .apply(team_id, 7, &[create("Third")], no_events(), NOW)
-        .await;
+    let ahead = apply(&*store, team_id, 7, &[create("Third")], no_events(), NOW).await;
     assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
-    let missing = store
-        .apply(
-            TeamId::new(999_999),
-            0,
-            &[create("Fourth")],
-            no_events(),
-            NOW,
-        )
-        .await;
+    let missing = apply(
+        &*store,
+        TeamId::new(999_999),
+        0,
+        &[create("Fourth")],
+        no_events(),
+        NOW,
+    )
+    .await;
     assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
     let names: Vec<String> = stored_groups(&*store, team_id)
         .await
@@ -672,27 +684,27 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
     };
     let a = GroupRef::New(0);
     let b = GroupRef::New(1);
-    let applied = store
-        .apply(
-            team_id,
-            0,
-            &[
-                create("a"),
-                create("b"),
-                put(ann, "first", &[a]),
-                put(bob, "", &[a, b]),
-                put(ann, "second", &[b]),
-                put(cid, "", &[a]),
-                Change::RemoveMember(cid),
-                Change::RemoveMember(cid),
-                Change::RemoveMember(bob),
-                Change::RemoveMember(cid),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("a"),
+            create("b"),
+            put(ann, "first", &[a]),
+            put(bob, "", &[a, b]),
+            put(ann, "second", &[b]),
+            put(cid, "", &[a]),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(bob),
+            Change::RemoveMember(cid),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     let [_, b_id] = applied.created[..] else {
         panic!("two groups")
     };
@@ -709,20 +721,20 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
         Some("second".to_owned())
     );
     // Removed again and put back in one write.
-    store
-        .apply(
-            team_id,
-            1,
-            &[
-                Change::RemoveMember(ann),
-                Change::RemoveMember(ann),
-                put(ann, "back", &[]),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::RemoveMember(ann),
+            Change::RemoveMember(ann),
+            put(ann, "back", &[]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!(
         stored_members(&*store, team_id).await,
         vec![(ann, placed(Role::Member, &[]))]
@@ -745,22 +757,22 @@ async fn member_names_fall_back_to_the_users_own() {
     let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");
     admin.avatar = avatar_of("robert.png");
     admin.source = Source::Api;
-    store
-        .apply(
-            team_id,
-            0,
-            &[
-                put(ann.user_id, "", &[]),
-                Change::PutMember {
-                    member: admin,
-                    groups: vec![],
-                },
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            put(ann.user_id, "", &[]),
+            Change::PutMember {
+                member: admin,
+                groups: vec![],
+            },
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
 
     let mut profiles = store
         .member_profiles(team_id, &[bob.user_id, ann.user_id, UserId::new(424_242)])
@@ -841,8 +853,7 @@ async fn dangling_references_are_counted_per_kind_and_team() {
     let [ann] = users(&*store, "app", &["ann"]).await[..] else {
         panic!("one user")
     };
-    store
-        .apply(team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
+    apply(&*store, team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
         .await
         .expect("apply");
     assert_eq!(store.dangling_references().await.expect("check"), vec![]);
