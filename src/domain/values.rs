@@ -69,6 +69,10 @@ id_type!(
     /// Id of a user identity.
     UserId
 );
+id_type!(
+    /// Id of a webhook subscription.
+    WebhookId
+);
 
 /// The root of every directory: "the top level" as a parent, "the whole directory" as a group.
 pub const ROOT_GROUP: GroupId = GroupId::new(0);

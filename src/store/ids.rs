@@ -10,6 +10,7 @@ use sqlx::{Database, Decode, Encode, Type};
 
 use crate::domain::values::{
     Avatar, GroupId, GroupName, Nickname, Openid, OrgId, OrgName, RemoteId, TeamId, UserId,
+    WebhookId,
 };
 
 macro_rules! stored_as_i64 {
@@ -60,7 +61,7 @@ macro_rules! stored_as_i64 {
     )*};
 }
 
-stored_as_i64!(TeamId, OrgId, GroupId, UserId);
+stored_as_i64!(TeamId, OrgId, GroupId, UserId, WebhookId);
 
 macro_rules! stored_as_text {
     ($($text:ty),*) => {$(
