@@ -139,7 +139,7 @@ pub(super) async fn admin(service: &Service, command: AdminCommand) -> Result<se
             plan,
             admin_seats,
         } => {
-            let name = values::org_name(&name)?;
+            let name = values::OrgName::parse(&name)?;
             let (org, app) = service
                 .create_org_with_app(&name, plan.into(), admin_seats)
                 .await
@@ -152,7 +152,7 @@ pub(super) async fn admin(service: &Service, command: AdminCommand) -> Result<se
             }))
         }
         AdminCommand::CreatePlatformApp { name } => {
-            let name = values::org_name(&name)?;
+            let name = values::OrgName::parse(&name)?;
             let app = service
                 .create_platform_app(&name)
                 .await

@@ -10,6 +10,7 @@ use clap::Args;
 use tokio::net::TcpListener;
 
 use crate::domain::access::Plan;
+use crate::domain::values::OrgName;
 use crate::http::{self, ConnectionSettings, HttpSettings, HttpStatus};
 use crate::metrics::Metrics;
 use crate::service::{
@@ -190,7 +191,7 @@ async fn bootstrap(service: &Service, listen: SocketAddr) -> Result<()> {
         .await
         .context("cannot create the first platform app")?;
     let (demo, app) = service
-        .create_org_with_app("Demo", Plan::Business, 10)
+        .create_org_with_app(&OrgName::parse("Demo")?, Plan::Business, 10)
         .await
         .context("cannot create the demo org")?;
     println!(

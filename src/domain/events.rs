@@ -244,10 +244,10 @@ fn existing(groups: &[GroupId]) -> Vec<GroupRef> {
 
 fn group_fields(group: &Group, parent: GroupRef) -> Fields {
     Fields {
-        name: Some(group.name.clone()),
+        name: Some(group.name.to_string()),
         parent_id: Some(parent),
         order: Some(group.order),
-        remote_id: Some(group.remote_id.clone()),
+        remote_id: Some(group.remote_id.to_string()),
         ..Fields::default()
     }
 }
@@ -270,8 +270,8 @@ fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<G
     let mut was = Fields::default();
     let mut now = Fields::default();
     if old.name != group.name {
-        was.name = Some(old.name.clone());
-        now.name = Some(group.name.clone());
+        was.name = Some(old.name.to_string());
+        now.name = Some(group.name.to_string());
     }
     if parent != GroupRef::Existing(old.parent_id) {
         was.parent_id = Some(GroupRef::Existing(old.parent_id));
@@ -282,8 +282,8 @@ fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<G
         now.order = Some(group.order);
     }
     if old.remote_id != group.remote_id {
-        was.remote_id = Some(old.remote_id.clone());
-        now.remote_id = Some(group.remote_id.clone());
+        was.remote_id = Some(old.remote_id.to_string());
+        now.remote_id = Some(group.remote_id.to_string());
     }
     (now != Fields::default()).then(|| {
         (
@@ -312,13 +312,13 @@ fn member_change(
         now.groups = Some(groups.to_vec());
     }
     if let Some((nickname, avatar)) = profile {
-        if nickname != member.nickname {
+        if member.nickname != nickname {
             was.nickname = Some(nickname.to_owned());
-            now.nickname = Some(member.nickname.clone());
+            now.nickname = Some(member.nickname.to_string());
         }
-        if avatar != member.avatar {
+        if member.avatar != avatar {
             was.avatar = Some(avatar.to_owned());
-            now.avatar = Some(member.avatar.clone());
+            now.avatar = Some(member.avatar.to_string());
         }
     }
     (was, now)
@@ -354,7 +354,7 @@ impl Draft {
             Subject::Group(group) => {
                 let remote_id = match change {
                     Some(Change::CreateGroup { group, .. } | Change::UpdateGroup { group, .. }) => {
-                        Some(group.remote_id.clone())
+                        Some(group.remote_id.to_string())
                     }
                     _ => None,
                 };

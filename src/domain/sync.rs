@@ -10,7 +10,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::directory::{Change, Directory, Group, GroupRef, MemberRow};
-use super::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
+use super::values::{
+    Avatar, GroupId, GroupName, Nickname, Openid, ROOT_GROUP, RemoteId, Role, Source, UserId,
+};
 
 /// At most this many problems are reported.
 pub const MAX_PROBLEMS: usize = 100;
@@ -77,8 +79,8 @@ pub struct SyncOptions {
 /// What a member looks like in the database beyond its placement.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberState {
-    pub nickname: String,
-    pub avatar: String,
+    pub nickname: Nickname,
+    pub avatar: Avatar,
     pub source: Source,
 }
 
@@ -174,7 +176,9 @@ pub fn plan(
 
     // ----- groups: identity -----
     let mut index: HashMap<&str, usize> = HashMap::with_capacity(snapshot.groups.len());
-    let mut names: Vec<String> = Vec::with_capacity(snapshot.groups.len());
+    // The parsed remote id and name of each group (`None` where a problem was found).
+    let mut remotes: Vec<Option<RemoteId>> = Vec::with_capacity(snapshot.groups.len());
+    let mut names: Vec<Option<GroupName>> = Vec::with_capacity(snapshot.groups.len());
     for (i, group) in snapshot.groups.iter().enumerate() {
         let remote = group.remote_id.as_str();
         if remote.is_empty() {
@@ -183,20 +187,30 @@ pub fn plan(
                 "invalid_argument",
                 "a synced group needs a remote_id",
             );
-        } else if let Err(error) = values::remote_id(remote) {
-            problems.group(remote, "invalid_argument", error.to_string());
-        } else if index.insert(remote, i).is_some() {
-            problems.group(
-                remote,
-                "duplicated_remote_id",
-                "the remote_id appears twice",
-            );
+            remotes.push(None);
+        } else {
+            match RemoteId::parse(remote) {
+                Ok(parsed) => {
+                    if index.insert(remote, i).is_some() {
+                        problems.group(
+                            remote,
+                            "duplicated_remote_id",
+                            "the remote_id appears twice",
+                        );
+                    }
+                    remotes.push(Some(parsed));
+                }
+                Err(error) => {
+                    problems.group(remote, "invalid_argument", error.to_string());
+                    remotes.push(None);
+                }
+            }
         }
-        match values::group_name(&group.name) {
-            Ok(name) => names.push(name),
+        match GroupName::parse(&group.name) {
+            Ok(name) => names.push(Some(name)),
             Err(error) => {
                 problems.group(remote, "invalid_argument", error.to_string());
-                names.push(String::new());
+                names.push(None);
             }
         }
         if i32::try_from(group.order).is_err() {
@@ -373,9 +387,11 @@ pub fn plan(
     let mut seen_openids: HashSet<&str> = HashSet::with_capacity(snapshot.members.len());
     let mut wanted: Vec<(UserId, Role, Vec<Key>, &SnapshotMember)> =
         Vec::with_capacity(snapshot.members.len());
+    // The parsed nickname and avatar of each wanted member (`None` where a problem was found).
+    let mut profiles: Vec<Option<(Nickname, Avatar)>> = Vec::with_capacity(snapshot.members.len());
     for member in &snapshot.members {
         let openid = member.openid.as_str();
-        if let Err(error) = values::openid(openid) {
+        if let Err(error) = Openid::parse(openid) {
             problems.member(openid, "invalid_argument", error.to_string());
             continue;
         }
@@ -383,13 +399,13 @@ pub fn plan(
             problems.member(openid, "duplicated_openid", "the openid appears twice");
             continue;
         }
-        for check in [
-            values::nickname(&member.nickname),
-            values::avatar(&member.avatar),
-        ] {
-            if let Err(error) = check {
-                problems.member(openid, "invalid_argument", error.to_string());
-            }
+        let nickname = Nickname::parse(&member.nickname);
+        let avatar = Avatar::parse(&member.avatar);
+        for error in [nickname.as_ref().err(), avatar.as_ref().err()]
+            .into_iter()
+            .flatten()
+        {
+            problems.member(openid, "invalid_argument", error.to_string());
         }
         let role = match Role::assignable(member.role) {
             Ok(role) => role,
@@ -414,6 +430,7 @@ pub fn plan(
             continue;
         };
         wanted.push((*user_id, role, keys, member));
+        profiles.push(nickname.ok().zip(avatar.ok()));
     }
     let in_snapshot: HashSet<UserId> = wanted.iter().map(|(user, ..)| *user).collect();
     let removed: Vec<UserId> = match options.mode {
@@ -445,9 +462,15 @@ pub fn plan(
             }
         }
     }
-    if !problems.0.is_empty() {
+    // Without a problem, every value parsed.
+    let remotes: Option<Vec<RemoteId>> = remotes.into_iter().collect();
+    let names: Option<Vec<GroupName>> = names.into_iter().collect();
+    let profiles: Option<Vec<(Nickname, Avatar)>> = profiles.into_iter().collect();
+    let (true, Some(remotes), Some(names), Some(profiles)) =
+        (problems.0.is_empty(), remotes, names, profiles)
+    else {
         return Err(SyncRefusal::Problems(problems.0));
-    }
+    };
 
     // ----- the brake -----
     if options.mode == SyncMode::Replace && !options.allow_mass_delete {
@@ -487,7 +510,7 @@ pub fn plan(
                 id: GroupId::default(),
                 parent_id: ROOT_GROUP,
                 source: Source::Sync,
-                remote_id: group.remote_id.clone(),
+                remote_id: remotes[i].clone(),
                 name: names[i].clone(),
                 order: group.order,
                 is_valid: true,
@@ -532,7 +555,7 @@ pub fn plan(
         }
     }
 
-    for (user_id, role, keys, member) in &wanted {
+    for ((user_id, role, keys, _), (nickname, avatar)) in wanted.iter().zip(&profiles) {
         let current = directory.placement(*user_id);
         let role = match current {
             Some(p) if p.role == Role::Owner => Role::Owner,
@@ -552,8 +575,7 @@ pub fn plan(
                     .iter()
                     .zip(&p.groups)
                     .all(|(r, g)| *r == GroupRef::Existing(*g))
-        }) && stored
-            .is_some_and(|m| m.nickname == member.nickname && m.avatar == member.avatar);
+        }) && stored.is_some_and(|m| m.nickname == *nickname && m.avatar == *avatar);
         if same {
             report.members_unchanged += 1;
             continue;
@@ -567,8 +589,8 @@ pub fn plan(
             member: MemberRow {
                 user_id: *user_id,
                 role,
-                nickname: member.nickname.clone(),
-                avatar: member.avatar.clone(),
+                nickname: nickname.clone(),
+                avatar: avatar.clone(),
                 source: Source::Sync,
             },
             groups: refs,

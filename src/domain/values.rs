@@ -3,8 +3,10 @@
 //! A value of one of these types has passed the contract's limits, so code that receives one
 //! never re-checks it.
 
+use std::borrow::Borrow;
 use std::fmt;
 use std::num::ParseIntError;
+use std::ops::Deref;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
@@ -67,6 +69,10 @@ id_type!(
     /// Id of a user identity.
     UserId
 );
+id_type!(
+    /// Id of a webhook subscription.
+    WebhookId
+);
 
 /// The root of every directory: "the top level" as a parent, "the whole directory" as a group.
 pub const ROOT_GROUP: GroupId = GroupId::new(0);
@@ -87,76 +93,227 @@ pub const MAX_AVATAR_CHARS: usize = 255;
 /// Longest openid, in characters.
 pub const MAX_OPENID_CHARS: usize = 128;
 
-/// A group's display name: 1..64 characters after trimming, without `/` (which separates the
-/// segments of `full_name`) and without control characters.
-pub fn group_name(raw: &str) -> Result<String, RuleError> {
-    let trimmed = raw.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS {
-        return Err(RuleError::invalid("name must be 1 to 64 characters"));
-    }
-    if trimmed.contains('/') {
-        return Err(RuleError::invalid("name must not contain '/'"));
-    }
-    if trimmed.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "name must not contain control characters",
-        ));
-    }
-    Ok(trimmed.to_owned())
+/// Declares a validated string newtype: its `parse` (written beside it) applies the
+/// contract's rule, and it is written to the wire and the database as the bare string.
+macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+        #[serde(transparent)]
+        pub struct $name(String);
+
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+
+            pub fn into_string(self) -> String {
+                self.0
+            }
+
+            /// A value read back from the database, which holds only values that passed
+            /// `parse`: it is not checked again.
+            pub(crate) fn from_stored(raw: String) -> Self {
+                Self(raw)
+            }
+        }
+
+        impl Deref for $name {
+            type Target = str;
+
+            fn deref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl AsRef<str> for $name {
+            fn as_ref(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Display::fmt(&self.0, f)
+            }
+        }
+
+        /// As the bare string, so that messages quoting a value read as before.
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(&self.0, f)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> String {
+                value.0
+            }
+        }
+    };
 }
 
-/// An org's name: 1..64 characters after trimming, no control characters.
-pub fn org_name(raw: &str) -> Result<String, RuleError> {
-    let trimmed = raw.trim();
-    let chars = trimmed.chars().count();
-    if chars == 0 || chars > MAX_NAME_CHARS || trimmed.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "name must be 1 to 64 characters without control characters",
-        ));
-    }
-    Ok(trimmed.to_owned())
+/// Whether `raw` has at most `max` characters and no control character.
+fn short_and_printable(raw: &str, max: usize) -> bool {
+    raw.chars().count() <= max && !raw.chars().any(char::is_control)
 }
 
-/// A group's id in the client's own system: `""` (none) or up to 64 characters.
-pub fn remote_id(raw: &str) -> Result<String, RuleError> {
-    if raw.chars().count() > MAX_NAME_CHARS || raw.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "remote_id must be at most 64 characters without control characters",
-        ));
+text_type!(
+    /// A group's display name: 1..64 characters after trimming, without `/` (which separates
+    /// the segments of `full_name`) and without control characters. Stored trimmed.
+    GroupName
+);
+
+impl GroupName {
+    pub fn parse(raw: &str) -> Result<GroupName, RuleError> {
+        let trimmed = raw.trim();
+        let chars = trimmed.chars().count();
+        if chars == 0 || chars > MAX_NAME_CHARS {
+            return Err(RuleError::invalid("name must be 1 to 64 characters"));
+        }
+        if trimmed.contains('/') {
+            return Err(RuleError::invalid("name must not contain '/'"));
+        }
+        if trimmed.chars().any(char::is_control) {
+            return Err(RuleError::invalid(
+                "name must not contain control characters",
+            ));
+        }
+        Ok(GroupName(trimmed.to_owned()))
     }
-    Ok(raw.to_owned())
 }
 
-/// A member's or user's nickname: up to 64 characters.
-pub fn nickname(raw: &str) -> Result<String, RuleError> {
-    if raw.chars().count() > MAX_NAME_CHARS || raw.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "nickname must be at most 64 characters without control characters",
-        ));
+text_type!(
+    /// An org's name: 1..64 characters after trimming, no control characters. Stored trimmed.
+    OrgName
+);
+
+impl OrgName {
+    pub fn parse(raw: &str) -> Result<OrgName, RuleError> {
+        let trimmed = raw.trim();
+        if trimmed.is_empty() || !short_and_printable(trimmed, MAX_NAME_CHARS) {
+            return Err(RuleError::invalid(
+                "name must be 1 to 64 characters without control characters",
+            ));
+        }
+        Ok(OrgName(trimmed.to_owned()))
     }
-    Ok(raw.to_owned())
 }
 
-/// An avatar URL: up to 255 characters.
-pub fn avatar(raw: &str) -> Result<String, RuleError> {
-    if raw.chars().count() > MAX_AVATAR_CHARS || raw.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "avatar must be at most 255 characters without control characters",
-        ));
+text_type!(
+    /// A group's id in the client's own system: `""` (none) or up to 64 characters without
+    /// control characters.
+    RemoteId
+);
+
+impl RemoteId {
+    pub fn parse(raw: &str) -> Result<RemoteId, RuleError> {
+        if !short_and_printable(raw, MAX_NAME_CHARS) {
+            return Err(RuleError::invalid(
+                "remote_id must be at most 64 characters without control characters",
+            ));
+        }
+        Ok(RemoteId(raw.to_owned()))
     }
-    Ok(raw.to_owned())
 }
 
-/// An app's id for one of its users: 1..128 characters.
-pub fn openid(raw: &str) -> Result<String, RuleError> {
-    let chars = raw.chars().count();
-    if chars == 0 || chars > MAX_OPENID_CHARS || raw.chars().any(char::is_control) {
-        return Err(RuleError::invalid(
-            "openid must be 1 to 128 characters without control characters",
-        ));
+text_type!(
+    /// A member's or user's nickname: up to 64 characters without control characters (`""`:
+    /// none).
+    Nickname
+);
+
+impl Nickname {
+    pub fn parse(raw: &str) -> Result<Nickname, RuleError> {
+        if !short_and_printable(raw, MAX_NAME_CHARS) {
+            return Err(RuleError::invalid(
+                "nickname must be at most 64 characters without control characters",
+            ));
+        }
+        Ok(Nickname(raw.to_owned()))
     }
-    Ok(raw.to_owned())
+
+    /// A nickname made of a longer name: its first 64 characters, control characters left
+    /// out.
+    pub fn shortened(raw: &str) -> Nickname {
+        Nickname(
+            raw.chars()
+                .filter(|c| !c.is_control())
+                .take(MAX_NAME_CHARS)
+                .collect(),
+        )
+    }
+}
+
+text_type!(
+    /// An avatar URL: up to 255 characters without control characters (`""`: none).
+    Avatar
+);
+
+impl Avatar {
+    pub fn parse(raw: &str) -> Result<Avatar, RuleError> {
+        if !short_and_printable(raw, MAX_AVATAR_CHARS) {
+            return Err(RuleError::invalid(
+                "avatar must be at most 255 characters without control characters",
+            ));
+        }
+        Ok(Avatar(raw.to_owned()))
+    }
+}
+
+text_type!(
+    /// An app's id for one of its users: 1..128 characters without control characters.
+    Openid
+);
+
+impl Openid {
+    pub fn parse(raw: &str) -> Result<Openid, RuleError> {
+        if raw.is_empty() || !short_and_printable(raw, MAX_OPENID_CHARS) {
+            return Err(RuleError::invalid(
+                "openid must be 1 to 128 characters without control characters",
+            ));
+        }
+        Ok(Openid(raw.to_owned()))
+    }
+}
+
+/// The empty value: none given.
+impl Default for RemoteId {
+    fn default() -> Self {
+        RemoteId(String::new())
+    }
+}
+
+/// The empty value: none given.
+impl Default for Nickname {
+    fn default() -> Self {
+        Nickname(String::new())
+    }
+}
+
+/// The empty value: none given.
+impl Default for Avatar {
+    fn default() -> Self {
+        Avatar(String::new())
+    }
 }
 
 /// A group id given by a client as a parent or target: 0 (the root) or a positive uint32.
@@ -282,13 +439,91 @@ impl Default for Page {
 mod tests {
     use super::*;
 
+    /// The message of an `invalid_argument` refusal.
+    fn refusal<T: fmt::Debug>(parsed: Result<T, RuleError>) -> String {
+        match parsed {
+            Err(RuleError::InvalidArgument(message)) => message,
+            other => panic!("not an invalid argument: {other:?}"),
+        }
+    }
+
     #[test]
     fn group_names_are_trimmed_and_checked() {
-        assert_eq!(group_name("  Sales ").unwrap(), "Sales");
-        assert!(group_name("   ").is_err());
-        assert!(group_name("a/b").is_err());
-        assert!(group_name(&"x".repeat(65)).is_err());
-        assert_eq!(group_name(&"界".repeat(64)).unwrap().chars().count(), 64);
+        assert_eq!(GroupName::parse("  Sales ").unwrap().as_str(), "Sales");
+        assert_eq!(
+            GroupName::parse(&"界".repeat(64)).unwrap().chars().count(),
+            64
+        );
+        let length = "name must be 1 to 64 characters";
+        assert_eq!(refusal(GroupName::parse("")), length);
+        assert_eq!(refusal(GroupName::parse("   ")), length);
+        assert_eq!(refusal(GroupName::parse(&"x".repeat(65))), length);
+        assert_eq!(
+            refusal(GroupName::parse("a/b")),
+            "name must not contain '/'"
+        );
+        assert_eq!(
+            refusal(GroupName::parse("a\u{7}b")),
+            "name must not contain control characters"
+        );
+    }
+
+    #[test]
+    fn org_names_are_trimmed_and_checked() {
+        assert_eq!(OrgName::parse(" Acme / EU ").unwrap().as_str(), "Acme / EU");
+        assert!(OrgName::parse(&"界".repeat(64)).is_ok());
+        let message = "name must be 1 to 64 characters without control characters";
+        for bad in [String::new(), " ".into(), "x".repeat(65), "a\nb".into()] {
+            assert_eq!(refusal(OrgName::parse(&bad)), message, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn remote_ids_may_be_empty_and_are_kept_as_given() {
+        assert_eq!(RemoteId::parse("").unwrap(), RemoteId::default());
+        assert_eq!(RemoteId::parse(" r-1 ").unwrap().as_str(), " r-1 ");
+        assert!(RemoteId::parse(&"界".repeat(64)).is_ok());
+        let message = "remote_id must be at most 64 characters without control characters";
+        assert_eq!(refusal(RemoteId::parse(&"x".repeat(65))), message);
+        assert_eq!(refusal(RemoteId::parse("r\t1")), message);
+    }
+
+    #[test]
+    fn nicknames_may_be_empty_and_are_bounded() {
+        assert_eq!(Nickname::parse("").unwrap(), Nickname::default());
+        assert_eq!(Nickname::parse("Ada").unwrap(), "Ada");
+        assert!(Nickname::parse(&"界".repeat(64)).is_ok());
+        let message = "nickname must be at most 64 characters without control characters";
+        assert_eq!(refusal(Nickname::parse(&"x".repeat(65))), message);
+        assert_eq!(refusal(Nickname::parse("A\u{0}")), message);
+        let shortened = Nickname::shortened(&format!("A\tB{}", "界".repeat(70)));
+        assert_eq!(shortened.chars().count(), 64);
+        assert!(shortened.starts_with("AB界"));
+    }
+
+    #[test]
+    fn avatars_may_be_empty_and_are_bounded() {
+        assert_eq!(Avatar::parse("").unwrap(), Avatar::default());
+        assert!(Avatar::parse(&"x".repeat(255)).is_ok());
+        let message = "avatar must be at most 255 characters without control characters";
+        assert_eq!(refusal(Avatar::parse(&"x".repeat(256))), message);
+        assert_eq!(refusal(Avatar::parse("https://a\r\n")), message);
+    }
+
+    #[test]
+    fn openids_are_required_and_bounded() {
+        assert_eq!(Openid::parse("u-1").unwrap().to_string(), "u-1");
+        assert!(Openid::parse(&"界".repeat(128)).is_ok());
+        let message = "openid must be 1 to 128 characters without control characters";
+        assert_eq!(refusal(Openid::parse("")), message);
+        assert_eq!(refusal(Openid::parse(&"x".repeat(129))), message);
+        assert_eq!(refusal(Openid::parse("u\u{1b}1")), message);
+    }
+
+    #[test]
+    fn text_values_are_written_as_bare_strings() {
+        let name = GroupName::parse(" Sales ").unwrap();
+        assert_eq!(serde_json::to_string(&name).unwrap(), r#""Sales""#);
     }
 
     #[test]

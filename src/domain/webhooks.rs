@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::RuleError;
-use super::values::TeamId;
+use super::values::{TeamId, WebhookId};
 
 /// The longest URL accepted.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -119,7 +119,7 @@ impl WebhookState {
 /// A stored subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Webhook {
-    pub id: i64,
+    pub id: WebhookId,
     pub team_id: TeamId,
     pub url: String,
     pub secret: String,

@@ -214,20 +214,20 @@ macro_rules! text_schemas {
 }
 
 text_schemas! {
-    /// A group's name ([`crate::domain::values::group_name`]): 1..64 characters after
+    /// A group's name ([`crate::domain::values::GroupName`]): 1..64 characters after
     /// trimming, no `/`, no control characters.
     GroupName = text(1, MAX_NAME_CHARS, "/", true);
-    /// An org's name ([`crate::domain::values::org_name`]).
+    /// An org's name ([`crate::domain::values::OrgName`]).
     OrgName = text(1, MAX_NAME_CHARS, "", true);
-    /// A remote id ([`crate::domain::values::remote_id`]).
+    /// A remote id ([`crate::domain::values::RemoteId`]).
     RemoteId = text(0, MAX_NAME_CHARS, "", false);
     /// The remote id that keys a group of a snapshot: not empty.
     SnapshotRemoteId = text(1, MAX_NAME_CHARS, "", false);
-    /// A nickname ([`crate::domain::values::nickname`]).
+    /// A nickname ([`crate::domain::values::Nickname`]).
     Nickname = text(0, MAX_NAME_CHARS, "", false);
-    /// An avatar URL ([`crate::domain::values::avatar`]).
+    /// An avatar URL ([`crate::domain::values::Avatar`]).
     Avatar = text(0, MAX_AVATAR_CHARS, "", false);
-    /// An openid ([`crate::domain::values::openid`]).
+    /// An openid ([`crate::domain::values::Openid`]).
     Openid = text(1, MAX_OPENID_CHARS, "", false);
 }
 

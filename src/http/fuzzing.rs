@@ -19,7 +19,7 @@ use tower::ServiceExt;
 use super::extract::QueryParams;
 use super::{HttpSettings, router};
 use crate::domain::access::Plan;
-use crate::domain::values::TeamId;
+use crate::domain::values::{OrgName, TeamId};
 use crate::service::{Service, ServiceSettings};
 
 /// Cases per target unless `PROPTEST_CASES` says otherwise.
@@ -65,7 +65,7 @@ static TARGET: LazyLock<Target> = LazyLock::new(|| {
         };
         let service = Arc::new(Service::new(store, settings));
         let (org, app) = service
-            .create_org_with_app("Fuzz", Plan::Flagship, 10)
+            .create_org_with_app(&OrgName::parse("Fuzz").expect("a name"), Plan::Flagship, 10)
             .await
             .expect("an org");
         let token = service

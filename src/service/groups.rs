@@ -8,25 +8,27 @@ use crate::domain::access::Caller;
 use crate::domain::directory::{
     Change, Directory, Group, GroupFilter, GroupRef, GroupView, new_group,
 };
-use crate::domain::values::{GroupId, MAX_DELETE_GROUPS, Page, Source, TeamId};
+use crate::domain::values::{
+    GroupId, GroupName, MAX_DELETE_GROUPS, Page, RemoteId, Source, TeamId,
+};
 
 /// `POST /api/contacts/teams/{team_id}/groups`, validated.
 #[derive(Debug, Clone)]
 pub struct NewGroupRequest {
-    pub name: String,
+    pub name: GroupName,
     pub parent_id: GroupId,
     pub order: i64,
-    pub remote_id: String,
+    pub remote_id: RemoteId,
 }
 
 /// `POST /api/contacts/teams/{team_id}/groups/{group_id}`, validated.
 #[derive(Debug, Clone)]
 pub struct GroupUpdate {
-    pub name: String,
+    pub name: GroupName,
     pub order: Option<i64>,
     pub from_id: Option<GroupId>,
     pub to_id: Option<GroupId>,
-    pub remote_id: Option<String>,
+    pub remote_id: Option<RemoteId>,
 }
 
 impl Service {

@@ -8,7 +8,9 @@ use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
 use crate::domain::events::{ActorKind, PriorProfiles};
-use crate::domain::values::{GroupId, Page, ROOT_GROUP, Role, Source, TeamId, UserId};
+use crate::domain::values::{
+    Avatar, GroupId, Nickname, Page, ROOT_GROUP, Role, Source, TeamId, UserId,
+};
 use crate::store::MemberDetails;
 
 /// One row of a member listing, as the contract shows it.
@@ -27,8 +29,8 @@ pub struct MemberRow {
 #[derive(Debug, Clone, Default)]
 pub struct MemberUpdate {
     pub group_ids: Option<Vec<GroupId>>,
-    pub nickname: Option<String>,
-    pub avatar: Option<String>,
+    pub nickname: Option<Nickname>,
+    pub avatar: Option<Avatar>,
     pub role: Option<Role>,
 }
 
@@ -70,8 +72,8 @@ impl Service {
             .await?
             .unwrap_or(MemberDetails {
                 role: Role::Member,
-                nickname: String::new(),
-                avatar: String::new(),
+                nickname: Nickname::default(),
+                avatar: Avatar::default(),
             }))
     }
 
@@ -93,8 +95,8 @@ impl Service {
         }
         let details = member.unwrap_or(MemberDetails {
             role: Role::Member,
-            nickname: String::new(),
-            avatar: String::new(),
+            nickname: Nickname::default(),
+            avatar: Avatar::default(),
         });
         let quota = self.team_quota(&team).await?;
         let prior = Prior(user_id, &details);
@@ -226,8 +228,8 @@ impl Service {
                 Some(MemberRow {
                     user_id: row.user_id,
                     respondent_id: profile.respondent_id,
-                    name: profile.name.clone(),
-                    avatar: profile.avatar.clone(),
+                    name: profile.name.to_string(),
+                    avatar: profile.avatar.to_string(),
                     role: row.role,
                     group_id: row.group_id,
                     group_full_name,

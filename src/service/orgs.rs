@@ -3,7 +3,7 @@
 use super::{Credentials, MemberRow, Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::{AppScope, Caller, Plan};
 use crate::domain::directory::MemberFilter;
-use crate::domain::values::{OrgId, Page, TeamId, UserId};
+use crate::domain::values::{OrgId, OrgName, Page, TeamId, UserId};
 use crate::store::{NewOrg, OrgCreation};
 
 /// How many orgs one user may create through the API.
@@ -51,7 +51,7 @@ impl Service {
     pub async fn create_org(
         &self,
         caller: &Caller,
-        name: &str,
+        name: &OrgName,
         user_id: UserId,
     ) -> ServiceResult<CreatedOrg> {
         self.check_org_endpoint(caller).await?;
@@ -67,7 +67,7 @@ impl Service {
             .store
             .create_org(
                 NewOrg {
-                    name: name.to_owned(),
+                    name: name.clone(),
                     plan: Plan::Business,
                     admin_seats: self.settings.default_admin_seats,
                     creator_appid: Some(caller.appid.clone()),
@@ -119,7 +119,7 @@ impl Service {
     /// `admin create-org`: an org, its directory, and a team app for it.
     pub async fn create_org_with_app(
         &self,
-        name: &str,
+        name: &OrgName,
         plan: Plan,
         admin_seats: i64,
     ) -> ServiceResult<(CreatedOrg, Credentials)> {
@@ -127,7 +127,7 @@ impl Service {
             .store
             .create_org(
                 NewOrg {
-                    name: name.to_owned(),
+                    name: name.clone(),
                     plan,
                     admin_seats,
                     creator_appid: None,

@@ -2,7 +2,7 @@
 
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::{AppScope, Caller, Plan};
-use crate::domain::values::UserId;
+use crate::domain::values::{Avatar, Nickname, Openid, UserId};
 use crate::store::UserRecord;
 
 impl Service {
@@ -16,9 +16,9 @@ impl Service {
     pub async fn register_user(
         &self,
         caller: &Caller,
-        openid: &str,
-        nickname: &str,
-        avatar: &str,
+        openid: &Openid,
+        nickname: &Nickname,
+        avatar: &Avatar,
     ) -> ServiceResult<UserRecord> {
         self.may_manage_users(caller).await?;
         Ok(self
@@ -44,7 +44,11 @@ impl Service {
             .await?)
     }
 
-    pub async fn user_by_openid(&self, caller: &Caller, openid: &str) -> ServiceResult<UserRecord> {
+    pub async fn user_by_openid(
+        &self,
+        caller: &Caller,
+        openid: &Openid,
+    ) -> ServiceResult<UserRecord> {
         self.may_manage_users(caller).await?;
         self.store
             .user_by_openid(&caller.appid, openid)
@@ -55,13 +59,13 @@ impl Service {
     pub async fn update_user(
         &self,
         caller: &Caller,
-        openid: &str,
-        nickname: Option<&str>,
-        avatar: Option<&str>,
+        openid: &Openid,
+        nickname: Option<&Nickname>,
+        avatar: Option<&Avatar>,
     ) -> ServiceResult<()> {
         let current = self.user_by_openid(caller, openid).await?;
-        let nickname = nickname.unwrap_or(&current.nickname);
-        let avatar = avatar.unwrap_or(&current.avatar);
+        let nickname = nickname.map_or(current.nickname.as_str(), Nickname::as_str);
+        let avatar = avatar.map_or(current.avatar.as_str(), Avatar::as_str);
         if self
             .store
             .update_user(&caller.appid, openid, nickname, avatar)

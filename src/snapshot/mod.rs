@@ -13,7 +13,10 @@
 //!   (no intermediate document is built).
 //!
 //! What needs the whole snapshot (unknown parents, cycles, the depth of the group tree,
-//! duplicates) is the planner's, in [`crate::domain::sync`].
+//! duplicates) is the planner's, in [`crate::domain::sync`]; so is the rest of each field's
+//! rule (`/` in a name, control characters), which the planner applies by parsing each value
+//! into its type of [`crate::domain::values`], so that a bad value is reported as a problem of
+//! its group or member rather than refusing the whole snapshot.
 //!
 //! Layering: this module depends on [`crate::domain`] only (no HTTP, no database); the HTTP
 //! layer and the command line call it.

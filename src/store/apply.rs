@@ -1,4 +1,4 @@
-//! The skeleton of [`DirectoryStore::apply`](super::DirectoryStore::apply), the same on both
+//! The skeleton of [`ApplyBatch::apply`](super::ApplyBatch::apply), the same on both
 //! backends: cut the changes into runs that can be written together, give created groups their
 //! ids, resolve the groups each change names, and hand each run to the backend's
 //! [`ChangeWriter`], then number the batch's events and write them ([`write_events`]) in the same

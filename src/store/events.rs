@@ -1,5 +1,5 @@
 //! The change feed's storage (§11): reading a team's events in order, and removing those older
-//! than the retention. Events are written by [`DirectoryStore::apply`](super::DirectoryStore::apply)
+//! than the retention. Events are written by [`ApplyBatch::apply`](super::ApplyBatch::apply)
 //! in the transaction of their change (see [`super::apply::write_events`]). The statements are
 //! the same on both backends; [`impl_event_store`] implements the trait once for each.
 

@@ -11,7 +11,7 @@
 //!
 //! Backends do no rule checking of their own: the service decides on an in-memory
 //! [`Directory`](crate::domain::directory::Directory) and the store writes the resulting changes
-//! only if the team's version is unchanged ([`DirectoryStore::apply`]).
+//! only if the team's version is unchanged ([`ApplyBatch::apply`]).
 
 mod apply;
 mod backend;
@@ -32,7 +32,7 @@ use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{Change, Directory};
 use crate::domain::events::{Actor, Draft};
 use crate::domain::sync::MemberState;
-use crate::domain::values::{GroupId, OrgId, Role, TeamId, UserId};
+use crate::domain::values::{Avatar, GroupId, Nickname, OrgId, OrgName, Role, TeamId, UserId};
 
 /// Why a storage call failed. The database's own errors are kept as the source, for the log;
 /// none of this is shown to clients.
@@ -159,7 +159,7 @@ pub struct TeamRecord {
 /// A new org (and its directory) to store.
 #[derive(Debug, Clone)]
 pub struct NewOrg {
-    pub name: String,
+    pub name: OrgName,
     pub plan: Plan,
     pub admin_seats: i64,
     /// The platform app that creates it, if any.
@@ -207,16 +207,16 @@ pub struct MemberProfile {
     #[sqlx(rename = "id")]
     pub user_id: UserId,
     pub respondent_id: i64,
-    pub name: String,
-    pub avatar: String,
+    pub name: Nickname,
+    pub avatar: Avatar,
 }
 
 /// A member's stored directory-level details.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberDetails {
     pub role: Role,
-    pub nickname: String,
-    pub avatar: String,
+    pub nickname: Nickname,
+    pub avatar: Avatar,
 }
 
 #[async_trait]
@@ -281,7 +281,7 @@ pub struct NewUser<'a> {
     pub avatar: &'a str,
 }
 
-/// What [`DirectoryStore::apply`] did.
+/// What [`ApplyBatch::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
     /// Ids given to the batch's created groups, in order.
@@ -294,17 +294,6 @@ pub struct Applied {
 pub trait DirectoryStore: Send + Sync {
     /// The team's whole directory, read in one consistent snapshot (`None`: no such team).
     async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>>;
-    /// Write `changes` and their events (`drafts`, made by `actor`) in one transaction if the
-    /// team's version is still `expected_version`, and bump the version; otherwise write
-    /// nothing and answer [`StoreError::Conflict`].
-    async fn apply(
-        &self,
-        team_id: TeamId,
-        expected_version: i64,
-        changes: &[Change],
-        events: (&Actor, &[Draft]),
-        now: i64,
-    ) -> StoreResult<Applied>;
     /// A transaction for several [`ApplyBatch::apply`] calls, of one team or many, committed
     /// together (one durable commit for all of them).
     async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
@@ -316,8 +305,10 @@ pub trait DirectoryStore: Send + Sync {
 /// other connections, before [`ApplyBatch::commit`]; dropping the batch rolls everything back.
 #[async_trait]
 pub trait ApplyBatch: Send {
-    /// [`DirectoryStore::apply`] inside the batch: the version compared is the one the batch
-    /// sees, so a second change of a team in the same batch expects the first one's version.
+    /// Write `changes` and their events (`drafts`, made by `actor`) if the team's version is
+    /// still `expected_version`, and bump the version; otherwise write nothing and answer
+    /// [`StoreError::Conflict`]. The version compared is the one the batch sees, so a second
+    /// change of a team in the same batch expects the first one's version.
     async fn apply(
         &mut self,
         team_id: TeamId,

@@ -10,7 +10,9 @@ use super::{
 };
 use crate::domain::access::{OrgAccess, Plan};
 use crate::domain::directory::{DirectoryBuilder, Group};
-use crate::domain::values::{GroupId, OrgId, Role, Source, TeamId, UserId};
+use crate::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, OrgId, RemoteId, Role, Source, TeamId, UserId,
+};
 
 /// A stored role code.
 pub(crate) fn role_of(raw: i64) -> StoreResult<Role> {
@@ -97,8 +99,8 @@ impl TryFrom<OrgRow> for OrgRecord {
 #[derive(sqlx::FromRow)]
 pub(crate) struct MemberDetailsRow {
     role: i64,
-    nickname: String,
-    avatar: String,
+    nickname: Nickname,
+    avatar: Avatar,
 }
 
 impl TryFrom<MemberDetailsRow> for MemberDetails {
@@ -119,8 +121,8 @@ pub(crate) struct GroupRow {
     id: GroupId,
     parent_id: GroupId,
     source: i64,
-    remote_id: String,
-    name: String,
+    remote_id: RemoteId,
+    name: GroupName,
     sort_order: i64,
     is_valid: bool,
     created_at: i64,

@@ -2,7 +2,7 @@
 //! users SCIM creates, and the SCIM attributes of those users.
 //!
 //! Groups need nothing of their own: a SCIM group is a directory group, written through
-//! [`DirectoryStore::apply`](super::DirectoryStore::apply) like any other.
+//! [`ApplyBatch::apply`](super::ApplyBatch::apply) like any other.
 
 use async_trait::async_trait;
 

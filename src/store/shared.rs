@@ -421,22 +421,6 @@ macro_rules! impl_store {
                     Ok(Some(builder.finish()))
                 }
 
-                async fn apply(
-                    &self,
-                    team_id: TeamId,
-                    expected_version: i64,
-                    changes: &[Change],
-                    events: (&Actor, &[Draft]),
-                    now: i64,
-                ) -> StoreResult<Applied> {
-                    let mut batch = self.begin_batch().await?;
-                    let applied = batch
-                        .apply(team_id, expected_version, changes, events, now)
-                        .await?;
-                    batch.commit().await?;
-                    Ok(applied)
-                }
-
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
                     Ok(Box::new(Batch {
                         tx: Some(self.begin_write().await?),

@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::values::TeamId;
+use crate::domain::values::{TeamId, WebhookId};
 use crate::domain::webhooks::{DeliveryRecord, Listened, Webhook, WebhookState};
 
 /// A subscription to create.
@@ -64,23 +64,23 @@ pub trait WebhookStore: Send + Sync {
     ) -> StoreResult<Option<Webhook>>;
     /// The team's subscriptions, by id.
     async fn webhooks(&self, team_id: TeamId) -> StoreResult<Vec<Webhook>>;
-    async fn webhook(&self, team_id: TeamId, id: i64) -> StoreResult<Option<Webhook>>;
+    async fn webhook(&self, team_id: TeamId, id: WebhookId) -> StoreResult<Option<Webhook>>;
     /// Change fields; resuming (`state: Active`) also clears the retry state so that the next
     /// attempt is immediate.
     async fn update_webhook(
         &self,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
         update: &WebhookUpdate,
         now: i64,
     ) -> StoreResult<Option<Webhook>>;
     /// Delete a subscription and its log; `false` when there is none.
-    async fn delete_webhook(&self, team_id: TeamId, id: i64) -> StoreResult<bool>;
+    async fn delete_webhook(&self, team_id: TeamId, id: WebhookId) -> StoreResult<bool>;
     /// Deliver again every event after `after`, at once.
     async fn replay_webhook(
         &self,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
         after: i64,
         now: i64,
     ) -> StoreResult<Option<Webhook>>;
@@ -88,7 +88,7 @@ pub trait WebhookStore: Send + Sync {
     async fn deliveries(
         &self,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
     ) -> StoreResult<Option<Vec<DeliveryRecord>>>;
     /// Lease up to `limit` active subscriptions with undelivered events whose attempt is due
     /// (`now`, unix milliseconds) to `owner` for `lease_ms`, the longest waiting first, skipping
@@ -106,7 +106,7 @@ pub trait WebhookStore: Send + Sync {
     /// the lease either way. Answers whether the progress was written.
     async fn finish_attempt(
         &self,
-        id: i64,
+        id: WebhookId,
         owner: &str,
         from_seq: i64,
         progress: &Progress,
@@ -119,7 +119,7 @@ pub trait WebhookStore: Send + Sync {
 
 /// A subscription row, in [`COLUMNS`] order.
 pub(crate) type WebhookRow = (
-    i64,
+    WebhookId,
     TeamId,
     String,
     String,
@@ -289,7 +289,7 @@ pub(crate) const TRIM_LOG: &str =
 macro_rules! impl_webhook_store {
     ($store:ty, $lock_team:expr, $lock_claimed:literal) => {
         const _: () = {
-            use $crate::domain::values::TeamId;
+            use $crate::domain::values::{TeamId, WebhookId};
             use $crate::domain::webhooks::{DeliveryRecord, Webhook, WebhookState};
             use $crate::store::StoreResult;
             use $crate::store::backend::Backend;
@@ -332,7 +332,11 @@ macro_rules! impl_webhook_store {
                     Ok(rows.into_iter().map(webhook_of).collect())
                 }
 
-                async fn webhook(&self, team_id: TeamId, id: i64) -> StoreResult<Option<Webhook>> {
+                async fn webhook(
+                    &self,
+                    team_id: TeamId,
+                    id: WebhookId,
+                ) -> StoreResult<Option<Webhook>> {
                     let row: Option<WebhookRow> = sqlx::query_as(ONE)
                         .bind(team_id)
                         .bind(id)
@@ -344,7 +348,7 @@ macro_rules! impl_webhook_store {
                 async fn update_webhook(
                     &self,
                     team_id: TeamId,
-                    id: i64,
+                    id: WebhookId,
                     update: &WebhookUpdate,
                     now: i64,
                 ) -> StoreResult<Option<Webhook>> {
@@ -363,7 +367,11 @@ macro_rules! impl_webhook_store {
                     Ok(row.map(webhook_of))
                 }
 
-                async fn delete_webhook(&self, team_id: TeamId, id: i64) -> StoreResult<bool> {
+                async fn delete_webhook(
+                    &self,
+                    team_id: TeamId,
+                    id: WebhookId,
+                ) -> StoreResult<bool> {
                     let mut tx = self.begin_write().await?;
                     let done = sqlx::query(DELETE)
                         .bind(team_id)
@@ -381,7 +389,7 @@ macro_rules! impl_webhook_store {
                 async fn replay_webhook(
                     &self,
                     team_id: TeamId,
-                    id: i64,
+                    id: WebhookId,
                     after: i64,
                     now: i64,
                 ) -> StoreResult<Option<Webhook>> {
@@ -398,7 +406,7 @@ macro_rules! impl_webhook_store {
                 async fn deliveries(
                     &self,
                     team_id: TeamId,
-                    id: i64,
+                    id: WebhookId,
                 ) -> StoreResult<Option<Vec<DeliveryRecord>>> {
                     let mut tx = self.begin_snapshot().await?;
                     let found: Option<(i64,)> = sqlx::query_as(EXISTS)
@@ -446,7 +454,7 @@ macro_rules! impl_webhook_store {
 
                 async fn finish_attempt(
                     &self,
-                    id: i64,
+                    id: WebhookId,
                     owner: &str,
                     from_seq: i64,
                     progress: &Progress,

@@ -252,7 +252,7 @@ impl TestAppBuilder {
         )
         .await;
         let (org, credentials) = service
-            .create_org_with_app(TEAM_NAME, self.plan, self.admin_seats)
+            .create_org_with_app(&org_name(TEAM_NAME), self.plan, self.admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create the test org: {error}"));
         let connections = ConnectionSettings {
@@ -428,7 +428,7 @@ impl TestApp {
     pub async fn create_org(&self, name: &str, plan: Plan, admin_seats: i64) -> TestOrg {
         let (org, credentials) = self
             .service
-            .create_org_with_app(name, plan, admin_seats)
+            .create_org_with_app(&org_name(name), plan, admin_seats)
             .await
             .unwrap_or_else(|error| panic!("could not create org {name}: {error}"));
         TestOrg {
@@ -1064,4 +1064,9 @@ fn database_names_are_replaced_in_postgres_urls() {
         with_database_name("postgresql://h/db?sslmode=disable", "t1"),
         "postgresql://h/t1?sslmode=disable"
     );
+}
+
+/// An org name the tests know to be valid.
+fn org_name(name: &str) -> contactsd::domain::values::OrgName {
+    contactsd::domain::values::OrgName::parse(name).expect("a valid org name")
 }

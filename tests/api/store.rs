@@ -9,10 +9,13 @@ use contactsd::domain::access::Plan;
 use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
 use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::sync::MemberState;
-use contactsd::domain::values::{GroupId, OrgId, ROOT_GROUP, Role, Source, TeamId, UserId};
+use contactsd::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, OrgId, OrgName, ROOT_GROUP, RemoteId, Role, Source,
+    TeamId, UserId,
+};
 use contactsd::store::{
-    AppRecord, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp, NewOrg,
-    NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
+    AppRecord, Applied, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, NewApp,
+    NewOrg, NewUser, OrgCreation, Store, StoreError, StoreSettings, TokenRecord,
 };
 
 use crate::helpers::TestDatabase;
@@ -65,7 +68,7 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
 
 fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     NewOrg {
-        name: name.to_owned(),
+        name: OrgName::parse(name).expect("an org name"),
         plan: Plan::Business,
         admin_seats: 10,
         creator_appid: None,
@@ -82,20 +85,45 @@ async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
 
 fn group(name: &str, remote_id: &str, order: i64) -> Group {
     contactsd::domain::directory::new_group(
-        name.to_owned(),
-        remote_id.to_owned(),
+        GroupName::parse(name).expect("a name"),
+        RemoteId::parse(remote_id).expect("a remote id"),
         order,
         Source::Api,
         NOW,
     )
 }
 
+/// Write one batch of changes and commit it, as the service's committer does.
+async fn apply(
+    store: &dyn Store,
+    team_id: TeamId,
+    expected_version: i64,
+    changes: &[Change],
+    events: (&Actor, &[Draft]),
+    now: i64,
+) -> Result<Applied, StoreError> {
+    let mut batch = store.begin_batch().await?;
+    let applied = batch
+        .apply(team_id, expected_version, changes, events, now)
+        .await?;
+    batch.commit().await?;
+    Ok(applied)
+}
+
+fn nickname_of(nickname: &str) -> Nickname {
+    Nickname::parse(nickname).expect("a nickname")
+}
+
+fn avatar_of(avatar: &str) -> Avatar {
+    Avatar::parse(avatar).expect("an avatar")
+}
+
 fn member(user_id: UserId, role: Role, nickname: &str) -> MemberRow {
     MemberRow {
         user_id,
         role,
-        nickname: nickname.to_owned(),
-        avatar: String::new(),
+        nickname: nickname_of(nickname),
+        avatar: Avatar::default(),
         source: Source::Sync,
     }
 }
@@ -149,8 +177,8 @@ async fn stored_groups(
             (
                 g.id,
                 g.parent_id,
-                g.name.clone(),
-                g.remote_id.clone(),
+                g.name.to_string(),
+                g.remote_id.to_string(),
                 g.is_valid,
             )
         })
@@ -323,8 +351,8 @@ async fn an_org_creator_becomes_its_owner_up_to_the_limit() {
             .expect("details"),
         Some(MemberDetails {
             role: Role::Owner,
-            nickname: String::new(),
-            avatar: String::new(),
+            nickname: Nickname::default(),
+            avatar: Avatar::default(),
         })
     );
     assert_eq!(
@@ -495,27 +523,27 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
     };
 
     // Groups created under each other in one batch, members placed in them.
-    let applied = store
-        .apply(
-            team_id,
-            0,
-            &[
-                Change::CreateGroup {
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                    group: group("Sales", "sales", 5),
-                },
-                Change::CreateGroup {
-                    parent: GroupRef::New(0),
-                    group: group("EU", "eu", 0),
-                },
-                put(ann, "Ann in Acme", &[GroupRef::New(1)]),
-                put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            Change::CreateGroup {
+                parent: GroupRef::Existing(ROOT_GROUP),
+                group: group("Sales", "sales", 5),
+            },
+            Change::CreateGroup {
+                parent: GroupRef::New(0),
+                group: group("EU", "eu", 0),
+            },
+            put(ann, "Ann in Acme", &[GroupRef::New(1)]),
+            put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!(applied.version, 1);
     let [sales, eu] = applied.created[..] else {
         panic!("two groups: {:?}", applied.created)
@@ -558,33 +586,33 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
         .find(|g| g.id == eu)
         .expect("eu")
         .clone();
-    renamed.name = "Europe".to_owned();
+    renamed.name = GroupName::parse("Europe").expect("a name");
     let mut deleted = directory
         .all_groups()
         .find(|g| g.id == sales)
         .expect("sales")
         .clone();
     deleted.is_valid = false;
-    let applied = store
-        .apply(
-            team_id,
-            1,
-            &[
-                Change::UpdateGroup {
-                    group: renamed,
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                },
-                Change::UpdateGroup {
-                    group: deleted,
-                    parent: GroupRef::Existing(ROOT_GROUP),
-                },
-                Change::RemoveMember(bob),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::UpdateGroup {
+                group: renamed,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::UpdateGroup {
+                group: deleted,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::RemoveMember(bob),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!((applied.version, applied.created.len()), (2, 0));
     assert_eq!(
         stored_groups(&*store, team_id).await,
@@ -613,27 +641,22 @@ async fn a_write_against_an_old_version_writes_nothing() {
         parent: GroupRef::Existing(ROOT_GROUP),
         group: group(name, "", 0),
     };
-    store
-        .apply(team_id, 0, &[create("First")], no_events(), NOW)
+    apply(&*store, team_id, 0, &[create("First")], no_events(), NOW)
         .await
         .expect("apply");
-    let stale = store
-        .apply(team_id, 0, &[create("Second")], no_events(), NOW)
-        .await;
+    let stale = apply(&*store, team_id, 0, &[create("Second")], no_events(), NOW).await;
     assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
-    let ahead = store
-        .apply(team_id, 7, &[create("Third")], no_events(), NOW)
-        .await;
+    let ahead = apply(&*store, team_id, 7, &[create("Third")], no_events(), NOW).await;
     assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
-    let missing = store
-        .apply(
-            TeamId::new(999_999),
-            0,
-            &[create("Fourth")],
-            no_events(),
-            NOW,
-        )
-        .await;
+    let missing = apply(
+        &*store,
+        TeamId::new(999_999),
+        0,
+        &[create("Fourth")],
+        no_events(),
+        NOW,
+    )
+    .await;
     assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
     let names: Vec<String> = stored_groups(&*store, team_id)
         .await
@@ -661,27 +684,27 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
     };
     let a = GroupRef::New(0);
     let b = GroupRef::New(1);
-    let applied = store
-        .apply(
-            team_id,
-            0,
-            &[
-                create("a"),
-                create("b"),
-                put(ann, "first", &[a]),
-                put(bob, "", &[a, b]),
-                put(ann, "second", &[b]),
-                put(cid, "", &[a]),
-                Change::RemoveMember(cid),
-                Change::RemoveMember(cid),
-                Change::RemoveMember(bob),
-                Change::RemoveMember(cid),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("a"),
+            create("b"),
+            put(ann, "first", &[a]),
+            put(bob, "", &[a, b]),
+            put(ann, "second", &[b]),
+            put(cid, "", &[a]),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(bob),
+            Change::RemoveMember(cid),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     let [_, b_id] = applied.created[..] else {
         panic!("two groups")
     };
@@ -694,24 +717,24 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
             .member_details(team_id, ann)
             .await
             .expect("details")
-            .map(|d| d.nickname),
+            .map(|d| d.nickname.to_string()),
         Some("second".to_owned())
     );
     // Removed again and put back in one write.
-    store
-        .apply(
-            team_id,
-            1,
-            &[
-                Change::RemoveMember(ann),
-                Change::RemoveMember(ann),
-                put(ann, "back", &[]),
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::RemoveMember(ann),
+            Change::RemoveMember(ann),
+            put(ann, "back", &[]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
     assert_eq!(
         stored_members(&*store, team_id).await,
         vec![(ann, placed(Role::Member, &[]))]
@@ -732,24 +755,24 @@ async fn member_names_fall_back_to_the_users_own() {
         .await
         .expect("register");
     let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");
-    admin.avatar = "robert.png".to_owned();
+    admin.avatar = avatar_of("robert.png");
     admin.source = Source::Api;
-    store
-        .apply(
-            team_id,
-            0,
-            &[
-                put(ann.user_id, "", &[]),
-                Change::PutMember {
-                    member: admin,
-                    groups: vec![],
-                },
-            ],
-            no_events(),
-            NOW,
-        )
-        .await
-        .expect("apply");
+    apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            put(ann.user_id, "", &[]),
+            Change::PutMember {
+                member: admin,
+                groups: vec![],
+            },
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
 
     let mut profiles = store
         .member_profiles(team_id, &[bob.user_id, ann.user_id, UserId::new(424_242)])
@@ -762,14 +785,14 @@ async fn member_names_fall_back_to_the_users_own() {
             MemberProfile {
                 user_id: ann.user_id,
                 respondent_id: ann.respondent_id,
-                name: "Ann".to_owned(),
-                avatar: "ann.png".to_owned(),
+                name: nickname_of("Ann"),
+                avatar: avatar_of("ann.png"),
             },
             MemberProfile {
                 user_id: bob.user_id,
                 respondent_id: bob.respondent_id,
-                name: "Robert".to_owned(),
-                avatar: "robert.png".to_owned(),
+                name: nickname_of("Robert"),
+                avatar: avatar_of("robert.png"),
             },
         ]
     );
@@ -784,8 +807,8 @@ async fn member_names_fall_back_to_the_users_own() {
             .expect("details"),
         Some(MemberDetails {
             role: Role::TeamAdmin,
-            nickname: "Robert".to_owned(),
-            avatar: "robert.png".to_owned(),
+            nickname: nickname_of("Robert"),
+            avatar: avatar_of("robert.png"),
         })
     );
     assert_eq!(
@@ -804,16 +827,16 @@ async fn member_names_fall_back_to_the_users_own() {
             (
                 ann.user_id,
                 MemberState {
-                    nickname: String::new(),
-                    avatar: String::new(),
+                    nickname: Nickname::default(),
+                    avatar: Avatar::default(),
                     source: Source::Sync,
                 }
             ),
             (
                 bob.user_id,
                 MemberState {
-                    nickname: "Robert".to_owned(),
-                    avatar: "robert.png".to_owned(),
+                    nickname: nickname_of("Robert"),
+                    avatar: avatar_of("robert.png"),
                     source: Source::Api,
                 }
             ),
@@ -830,8 +853,7 @@ async fn dangling_references_are_counted_per_kind_and_team() {
     let [ann] = users(&*store, "app", &["ann"]).await[..] else {
         panic!("one user")
     };
-    store
-        .apply(team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
+    apply(&*store, team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
         .await
         .expect("apply");
     assert_eq!(store.dangling_references().await.expect("check"), vec![]);

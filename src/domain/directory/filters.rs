@@ -148,7 +148,7 @@ mod tests {
     use std::collections::HashMap;
 
     use crate::domain::directory::{Directory, DirectoryBuilder, Group, GroupFilter};
-    use crate::domain::values::{GroupId, Page, ROOT_GROUP, Source};
+    use crate::domain::values::{GroupId, GroupName, Page, ROOT_GROUP, RemoteId, Source};
 
     const TOP: i64 = 40;
     const PER_TOP: i64 = 1000;
@@ -173,8 +173,8 @@ mod tests {
                     ROOT_GROUP
                 },
                 source: Source::Api,
-                remote_id: format!("remote-{id}"),
-                name,
+                remote_id: RemoteId::parse(&format!("remote-{id}")).expect("a remote id"),
+                name: GroupName::parse(&name).expect("a name"),
                 order: id % 7,
                 is_valid: !(child && id % 10 == 0),
                 created_at: 1,

@@ -33,7 +33,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use filters::FilterIndexes;
 
-use super::values::{GroupId, ROOT_GROUP, Role, Source, UserId};
+use super::values::{
+    Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, RemoteId, Role, Source, UserId,
+};
 
 /// A group row as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +43,8 @@ pub struct Group {
     pub id: GroupId,
     pub parent_id: GroupId,
     pub source: Source,
-    pub remote_id: String,
-    pub name: String,
+    pub remote_id: RemoteId,
+    pub name: GroupName,
     pub order: i64,
     pub is_valid: bool,
     /// Unix seconds, UTC.
@@ -72,8 +74,8 @@ pub struct Placement {
 pub struct MemberRow {
     pub user_id: UserId,
     pub role: Role,
-    pub nickname: String,
-    pub avatar: String,
+    pub nickname: Nickname,
+    pub avatar: Avatar,
     pub source: Source,
 }
 
@@ -167,7 +169,7 @@ pub struct Directory {
     /// Valid children of each group (0 = top level) in sibling order.
     children: IdMap<GroupId, Vec<GroupId>>,
     /// Valid groups by non-empty remote id.
-    by_remote: HashMap<String, GroupId>,
+    by_remote: HashMap<RemoteId, GroupId>,
     /// Every valid group in listing order (depth, order desc, id); built on first use after a
     /// change that moved many groups at once.
     listing: OnceLock<Vec<GroupId>>,
@@ -354,7 +356,13 @@ fn remove_sorted<T: Ord>(list: &mut Vec<T>, item: &T) {
 }
 
 /// A valid top-level group row not yet stored (the store gives it its id, the change its parent).
-pub fn new_group(name: String, remote_id: String, order: i64, source: Source, now: i64) -> Group {
+pub fn new_group(
+    name: GroupName,
+    remote_id: RemoteId,
+    order: i64,
+    source: Source,
+    now: i64,
+) -> Group {
     Group {
         id: GroupId::default(),
         parent_id: ROOT_GROUP,

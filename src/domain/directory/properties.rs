@@ -19,7 +19,9 @@ use super::{
     Placement, new_group,
 };
 use crate::domain::RuleError;
-use crate::domain::values::{GroupId, Page, Role, Source, UserId};
+use crate::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, Page, RemoteId, Role, Source, UserId,
+};
 
 const MAX_DEPTH: u32 = 4;
 const SEATS: i64 = 2;
@@ -148,11 +150,15 @@ fn probe() -> impl Strategy<Value = Probe> {
         )
 }
 
-fn remote(code: u8) -> String {
+fn name_of(index: usize) -> GroupName {
+    GroupName::parse(NAMES[index]).expect("a name")
+}
+
+fn remote(code: u8) -> RemoteId {
     if code == 0 {
-        String::new()
+        RemoteId::default()
     } else {
-        format!("r{code}")
+        RemoteId::parse(&format!("r{code}")).expect("a remote id")
     }
 }
 
@@ -245,8 +251,13 @@ impl Harness {
                 let parent = self.pick(*parent);
                 d.check_create(parent, &remote(*code), MAX_DEPTH)?;
                 let source = if *sync { Source::Sync } else { Source::Api };
-                let name = NAMES[*name].to_owned();
-                let group = new_group(name, remote(*code), i64::from(*order), source, now);
+                let group = new_group(
+                    name_of(*name),
+                    remote(*code),
+                    i64::from(*order),
+                    source,
+                    now,
+                );
                 let parent = GroupRef::Existing(parent);
                 vec![Change::CreateGroup { parent, group }]
             }
@@ -254,8 +265,9 @@ impl Harness {
                 let parent = self.pick(*parent);
                 d.check_create(parent, "", MAX_DEPTH - 1)?;
                 let order = i64::from(*order);
-                let outer = new_group("Outer".into(), String::new(), order, Source::Sync, now);
-                let inner = new_group("inner".into(), String::new(), order, Source::Sync, now);
+                let named = |name| GroupName::parse(name).expect("a name");
+                let outer = new_group(named("Outer"), remote(0), order, Source::Sync, now);
+                let inner = new_group(named("inner"), remote(0), order, Source::Sync, now);
                 vec![
                     Change::CreateGroup {
                         parent: GroupRef::Existing(parent),
@@ -271,7 +283,7 @@ impl Harness {
                 let id = self.pick(*group);
                 d.check_update(id, None, None, None, MAX_DEPTH)?;
                 vec![self.edited(id, |row| {
-                    row.name = NAMES[*name].to_owned();
+                    row.name = name_of(*name);
                     row.order = order.map_or(row.order, i64::from);
                 })]
             }
@@ -359,16 +371,16 @@ impl Harness {
             }
             Op::CreatePair { parent, order } => {
                 let mut attempt = r.clone();
-                let outer = row("Outer", String::new(), *order, Source::Sync, now);
+                let outer = row("Outer", remote(0), *order, Source::Sync, now);
                 attempt.create(GroupId::new(next_id), pick(*parent), outer)?;
-                let inner = row("inner", String::new(), *order, Source::Sync, now);
+                let inner = row("inner", remote(0), *order, Source::Sync, now);
                 attempt.create(GroupId::new(next_id + 1), GroupId::new(next_id), inner)?;
                 *r = attempt;
                 Ok(())
             }
             Op::Rename { group, name, order } => {
                 let edit = Edit {
-                    name: Some(NAMES[*name].to_owned()),
+                    name: Some(name_of(*name)),
                     order: order.map(i64::from),
                     ..Edit::default()
                 };
@@ -448,8 +460,9 @@ impl Harness {
     }
 }
 
-fn row(name: &str, remote_id: String, order: i8, source: Source, now: i64) -> Group {
-    new_group(name.to_owned(), remote_id, i64::from(order), source, now)
+fn row(name: &str, remote_id: RemoteId, order: i8, source: Source, now: i64) -> Group {
+    let name = GroupName::parse(name).expect("a name");
+    new_group(name, remote_id, i64::from(order), source, now)
 }
 
 fn put(user_id: UserId, role: Role, groups: &[GroupId]) -> Change {
@@ -457,8 +470,8 @@ fn put(user_id: UserId, role: Role, groups: &[GroupId]) -> Change {
         member: MemberRow {
             user_id,
             role,
-            nickname: String::new(),
-            avatar: String::new(),
+            nickname: Nickname::default(),
+            avatar: Avatar::default(),
             source: Source::Api,
         },
         groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
@@ -511,7 +524,7 @@ fn group_filter(h: &Harness, probe: &Probe) -> GroupFilter {
         remote_ids: probe
             .remote_ids
             .as_ref()
-            .map(|codes| codes.iter().map(|c| remote(*c)).collect()),
+            .map(|codes| codes.iter().map(|c| remote(*c).into()).collect()),
         include_invalid: probe.include_invalid,
         updated_since: probe.updated_since,
         keyword: probe.keyword.map(|k| KEYWORDS[k].to_owned()),

@@ -246,7 +246,7 @@ impl Directory {
         {
             remote = remote_ids
                 .iter()
-                .filter_map(|remote| self.by_remote.get(remote).copied())
+                .filter_map(|remote| self.by_remote.get(remote.as_str()).copied())
                 .collect();
             sources.push(&remote);
         }

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Group, GroupFilter, MemberFilter};
 use crate::domain::RuleError;
-use crate::domain::values::{GroupId, ROOT_GROUP, Role, Source, UserId};
+use crate::domain::values::{GroupId, GroupName, ROOT_GROUP, RemoteId, Role, Source, UserId};
 
 /// A member: role and groups.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,11 +20,11 @@ pub struct Member {
 /// current parent.
 #[derive(Debug, Clone, Default)]
 pub struct Edit {
-    pub name: Option<String>,
+    pub name: Option<GroupName>,
     pub order: Option<i64>,
     pub from: Option<GroupId>,
     pub to: Option<GroupId>,
-    pub remote_id: Option<String>,
+    pub remote_id: Option<RemoteId>,
 }
 
 /// One team's directory as the contract describes it.
@@ -68,11 +68,11 @@ impl Reference {
     }
 
     pub fn full_name(&self, id: GroupId) -> String {
-        let mut names = vec![self.groups[&id].name.clone()];
+        let mut names = vec![self.groups[&id].name.as_str()];
         for above in self.ancestors(id) {
-            names.push(self.groups[&above].name.clone());
+            names.push(self.groups[&above].name.as_str());
         }
-        names.push(self.team_name.clone());
+        names.push(&self.team_name);
         names.reverse();
         names.join("/")
     }
@@ -299,7 +299,7 @@ impl Reference {
                 && filter
                     .remote_ids
                     .as_ref()
-                    .is_none_or(|ids| ids.contains(&g.remote_id))
+                    .is_none_or(|ids| ids.iter().any(|id| g.remote_id == id.as_str()))
                 && filter.updated_since.is_none_or(|t| g.upd_at >= t)
                 && filter
                     .keyword

@@ -115,7 +115,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::domain::values::{GroupId, Source};
+    use crate::domain::values::{GroupId, GroupName, RemoteId, Source};
     use crate::http::routes::ListData;
     use crate::http::routes::groups::GroupData;
 
@@ -141,8 +141,8 @@ mod tests {
                 id: GroupId::new(id),
                 parent_id: GroupId::new(parent_id),
                 source: if sync { Source::Sync } else { Source::Api },
-                remote_id,
-                name,
+                remote_id: RemoteId::from_stored(remote_id),
+                name: GroupName::from_stored(name),
                 order,
                 is_valid,
                 created_at: created,
@@ -180,8 +180,8 @@ mod tests {
                     team_id: *team_id,
                     parent_id: group.parent_id,
                     source: group.source.code(),
-                    remote_id: group.remote_id.clone(),
-                    name: group.name.clone(),
+                    remote_id: group.remote_id.to_string(),
+                    name: group.name.to_string(),
                     full_name: std::iter::once(team_name.as_str())
                         .chain(path.iter().rev().map(String::as_str))
                         .collect::<Vec<_>>()

@@ -91,8 +91,8 @@ impl GroupData {
             team_id,
             parent_id: group.parent_id,
             source: group.source.code(),
-            remote_id: group.remote_id,
-            name: group.name,
+            remote_id: group.remote_id.into(),
+            name: group.name.into(),
             full_name: view.full_name,
             order: group.order,
             is_valid: group.is_valid,
@@ -316,10 +316,10 @@ pub async fn create_group(
     RequestBody(body): RequestBody<CreateGroupBody>,
 ) -> Answer {
     let request = NewGroupRequest {
-        name: values::group_name(&body.name)?,
+        name: values::GroupName::parse(&body.name)?,
         parent_id: values::group_id(body.parent_id.unwrap_or(ROOT_GROUP.get()))?,
         order: order(body.order.unwrap_or(0))?,
-        remote_id: values::remote_id(body.remote_id.as_deref().unwrap_or_default())?,
+        remote_id: values::RemoteId::parse(body.remote_id.as_deref().unwrap_or_default())?,
     };
     let group_id = state
         .service
@@ -327,7 +327,7 @@ pub async fn create_group(
         .await?;
     Reply::data(&CreatedGroupData {
         group_id,
-        name: request.name,
+        name: request.name.into(),
     })
 }
 
@@ -389,14 +389,14 @@ pub async fn update_group(
     RequestBody(body): RequestBody<UpdateGroupBody>,
 ) -> Answer {
     let update = GroupUpdate {
-        name: values::group_name(&body.name)?,
+        name: values::GroupName::parse(&body.name)?,
         order: body.order.map(order).transpose()?,
         from_id: body.from_id.map(values::group_id).transpose()?,
         to_id: body.to_id.map(values::group_id).transpose()?,
         remote_id: body
             .remote_id
             .as_deref()
-            .map(values::remote_id)
+            .map(values::RemoteId::parse)
             .transpose()?,
     };
     state

@@ -337,8 +337,16 @@ pub async fn update_member(
             .group_ids
             .map(|ids| ids.into_iter().map(values::group_id).collect())
             .transpose()?,
-        nickname: body.nickname.as_deref().map(values::nickname).transpose()?,
-        avatar: body.avatar.as_deref().map(values::avatar).transpose()?,
+        nickname: body
+            .nickname
+            .as_deref()
+            .map(values::Nickname::parse)
+            .transpose()?,
+        avatar: body
+            .avatar
+            .as_deref()
+            .map(values::Avatar::parse)
+            .transpose()?,
         role: body.role.map(Role::assignable).transpose()?,
     };
     state

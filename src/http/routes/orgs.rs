@@ -69,7 +69,7 @@ pub async fn create_org(
     Authenticated(caller): Authenticated,
     RequestBody(body): RequestBody<CreateOrgBody>,
 ) -> Answer {
-    let name = values::org_name(&body.name)?;
+    let name = values::OrgName::parse(&body.name)?;
     let created = state
         .service
         .create_org(&caller, &name, body.user_id)

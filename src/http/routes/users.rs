@@ -72,9 +72,9 @@ pub async fn register_user(
     Authenticated(caller): Authenticated,
     RequestBody(body): RequestBody<RegisterUserBody>,
 ) -> Answer {
-    let openid = values::openid(&body.openid)?;
-    let nickname = values::nickname(&body.nickname)?;
-    let avatar = values::avatar(&body.avatar)?;
+    let openid = values::Openid::parse(&body.openid)?;
+    let nickname = values::Nickname::parse(&body.nickname)?;
+    let avatar = values::Avatar::parse(&body.avatar)?;
     let user = state
         .service
         .register_user(&caller, &openid, &nickname, &avatar)
@@ -131,10 +131,10 @@ pub async fn get_user(
     Authenticated(caller): Authenticated,
     Path(openid): Path<String>,
 ) -> Answer {
-    let openid = values::openid(&openid)?;
+    let openid = values::Openid::parse(&openid)?;
     let user = state.service.user_by_openid(&caller, &openid).await?;
     Reply::data(&UserProfileData {
-        openid,
+        openid: openid.into(),
         user_id: user.user_id,
         respondent_id: user.respondent_id,
         nickname: user.nickname,
@@ -181,12 +181,20 @@ pub async fn update_user(
     Path(openid): Path<String>,
     RequestBody(body): RequestBody<UpdateUserBody>,
 ) -> Answer {
-    let openid = values::openid(&openid)?;
-    let nickname = body.nickname.as_deref().map(values::nickname).transpose()?;
-    let avatar = body.avatar.as_deref().map(values::avatar).transpose()?;
+    let openid = values::Openid::parse(&openid)?;
+    let nickname = body
+        .nickname
+        .as_deref()
+        .map(values::Nickname::parse)
+        .transpose()?;
+    let avatar = body
+        .avatar
+        .as_deref()
+        .map(values::Avatar::parse)
+        .transpose()?;
     state
         .service
-        .update_user(&caller, &openid, nickname.as_deref(), avatar.as_deref())
+        .update_user(&caller, &openid, nickname.as_ref(), avatar.as_ref())
         .await?;
     Ok(Reply::empty())
 }

@@ -9,10 +9,10 @@ use utoipa_axum::routes;
 
 use super::{Answer, AppidQuery, EmptyAnswer, ListData, TeamPath};
 use crate::domain::RuleError;
-use crate::domain::values::TeamId;
+use crate::domain::values::{TeamId, WebhookId};
 use crate::domain::webhooks::{DeliveryRecord, Webhook, WebhookState};
 use crate::http::describe::{Success, failures, team, team_body};
-use crate::http::envelope::{ApiError, Reply};
+use crate::http::envelope::Reply;
 use crate::http::extract::{Authenticated, RequestBody};
 use crate::http::{ApiTime, AppState};
 use crate::service::WebhookRequest;
@@ -64,7 +64,8 @@ pub enum ResourceName {
     "updated_at": "2026-11-28T20:28:23+08:00"
 }))]
 pub struct WebhookData {
-    id: i64,
+    #[schema(value_type = i64)]
+    id: WebhookId,
     /// `Team_<team_id>`.
     object: String,
     url: String,
@@ -318,7 +319,7 @@ failures!(GetWebhookFailures: team; RuleError::WebhookNotFound);
 pub async fn get_webhook(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, i64)>,
+    Path((team_id, id)): Path<(TeamId, WebhookId)>,
 ) -> Answer {
     let webhook = state.service.webhook(&caller, team_id, id).await?;
     Reply::data(&WebhookData::new(&state, webhook))
@@ -347,7 +348,7 @@ failures!(UpdateWebhookFailures: team_body;
 pub async fn update_webhook(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, i64)>,
+    Path((team_id, id)): Path<(TeamId, WebhookId)>,
     RequestBody(body): RequestBody<WebhookBody>,
 ) -> Answer {
     let webhook = state
@@ -371,7 +372,7 @@ pub async fn update_webhook(
 pub async fn delete_webhook(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, i64)>,
+    Path((team_id, id)): Path<(TeamId, WebhookId)>,
 ) -> Answer {
     state.service.delete_webhook(&caller, team_id, id).await?;
     Ok(Reply::empty())
@@ -391,7 +392,7 @@ pub async fn delete_webhook(
 pub async fn list_deliveries(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, i64)>,
+    Path((team_id, id)): Path<(TeamId, WebhookId)>,
 ) -> Answer {
     let records = state
         .service
@@ -431,12 +432,9 @@ failures!(ReplayWebhookFailures: team_body;
 pub async fn replay_webhook(
     State(state): State<AppState>,
     Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, i64)>,
+    Path((team_id, id)): Path<(TeamId, WebhookId)>,
     RequestBody(body): RequestBody<ReplayBody>,
 ) -> Answer {
-    if body.after < 0 {
-        return Err(ApiError::invalid("after must be 0 or more"));
-    }
     let webhook = state
         .service
         .replay_webhook(&caller, team_id, id, body.after)

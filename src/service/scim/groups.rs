@@ -15,7 +15,9 @@ use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::{self, Operation};
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute};
-use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
+use crate::domain::values::{
+    self, Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, RemoteId, Role, Source, UserId,
+};
 use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::TeamRecord;
@@ -56,8 +58,8 @@ fn member_values(stored: &Map<String, Value>) -> Vec<&str> {
 
 /// A group as a SCIM write wants it.
 struct Desired {
-    name: String,
-    remote_id: String,
+    name: GroupName,
+    remote_id: RemoteId,
     parent: GroupId,
     users: Vec<UserId>,
     groups: Vec<GroupId>,
@@ -72,8 +74,8 @@ fn group_id(id: &str) -> ScimResult<GroupId> {
 
 fn desired(stored: &Map<String, Value>, ids: &ScimIds) -> ScimResult<Desired> {
     let text = |key: &str| stored.get(key).and_then(Value::as_str).unwrap_or_default();
-    let name = values::group_name(text("displayName"))?;
-    let remote_id = values::remote_id(text("externalId"))?;
+    let name = GroupName::parse(text("displayName"))?;
+    let remote_id = RemoteId::parse(text("externalId"))?;
     let parent = match stored
         .get(GROUP_EXTENSION_SCHEMA)
         .and_then(|ext| ext.get("parent"))
@@ -133,7 +135,7 @@ fn desired(stored: &Map<String, Value>, ids: &ScimIds) -> ScimResult<Desired> {
 fn put(
     d: &Directory,
     user_id: UserId,
-    profiles: &HashMap<UserId, (String, String)>,
+    profiles: &HashMap<UserId, (Nickname, Avatar)>,
     groups: Vec<GroupRef>,
 ) -> Change {
     let (nickname, avatar) = profiles.get(&user_id).cloned().unwrap_or_default();
@@ -155,7 +157,7 @@ fn decide(
     target: Option<GroupId>,
     want: &Desired,
     ids: &ScimIds,
-    profiles: &HashMap<UserId, (String, String)>,
+    profiles: &HashMap<UserId, (Nickname, Avatar)>,
     max_depth: u32,
 ) -> Result<Vec<Change>, RuleError> {
     let now = unix_now();
@@ -319,7 +321,7 @@ impl Service {
         &self,
         team: &TeamRecord,
         users: &[UserId],
-    ) -> ScimResult<HashMap<UserId, (String, String)>> {
+    ) -> ScimResult<HashMap<UserId, (Nickname, Avatar)>> {
         let profiles = self
             .store
             .member_profiles(team.access.team_id, users)
@@ -335,7 +337,7 @@ impl Service {
         &self,
         team: &TeamRecord,
         users: &[UserId],
-    ) -> ScimResult<HashMap<UserId, (String, String)>> {
+    ) -> ScimResult<HashMap<UserId, (Nickname, Avatar)>> {
         let mut details = HashMap::with_capacity(users.len());
         for user in users {
             if let Some(found) = self

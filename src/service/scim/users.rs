@@ -9,7 +9,7 @@ use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::{self, Operation};
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA};
-use crate::domain::values::{MAX_NAME_CHARS, Role, Source, UserId};
+use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::TeamRecord;
@@ -28,14 +28,14 @@ fn stored_of(record: &ScimUserRecord) -> ScimResult<Map<String, Value>> {
 }
 
 /// The member's nickname: `displayName`, else `userName`, cut to the contract's length.
-fn nickname_of(stored: &Map<String, Value>) -> String {
+fn nickname_of(stored: &Map<String, Value>) -> Nickname {
     let name = ["displayName", "userName"]
         .iter()
         .filter_map(|key| stored.get(*key).and_then(Value::as_str))
         .map(str::trim)
         .find(|name| !name.is_empty())
         .unwrap_or_default();
-    name.chars().take(MAX_NAME_CHARS).collect()
+    Nickname::shortened(name)
 }
 
 /// What a client sent, validated, and whether the user is active.
@@ -199,7 +199,7 @@ impl Service {
                             user_id,
                             role: placement.map_or(Role::Member, |p| p.role),
                             nickname: nickname.clone(),
-                            avatar: String::new(),
+                            avatar: Avatar::default(),
                             source: Source::Sync,
                         },
                         groups: placement

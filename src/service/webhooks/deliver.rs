@@ -127,7 +127,7 @@ impl WebhookWorker {
         let (progress, record) = match self.batch(&claimed).await {
             Err(NoBatch::Unread(error)) => {
                 // Not the receiver's doing: try again at the next poll, as it was.
-                tracing::warn!(webhook = webhook.id, %error, "reading events to deliver failed");
+                tracing::warn!(webhook = webhook.id.get(), %error, "reading events to deliver failed");
                 (self.unchanged(&claimed), None)
             }
             Err(NoBatch::Expired { last_seq }) => (self.expired(&claimed, last_seq), None),
@@ -147,7 +147,7 @@ impl WebhookWorker {
             )
             .await;
         if let Err(error) = stored {
-            tracing::warn!(webhook = webhook.id, %error, "recording a webhook attempt failed");
+            tracing::warn!(webhook = webhook.id.get(), %error, "recording a webhook attempt failed");
         }
     }
 

@@ -14,7 +14,7 @@ use super::auth::random_webhook_secret;
 use super::{Service, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
-use crate::domain::values::TeamId;
+use crate::domain::values::{TeamId, WebhookId};
 use crate::domain::webhooks::{
     DeliveryRecord, Listened, Webhook, WebhookState, check_secret, check_url,
 };
@@ -117,7 +117,7 @@ impl Service {
         &self,
         caller: &Caller,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
     ) -> ServiceResult<Webhook> {
         self.team_for(caller, team_id).await?;
         found(self.store.webhook(team_id, id).await?)
@@ -128,7 +128,7 @@ impl Service {
         &self,
         caller: &Caller,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
         request: WebhookRequest,
     ) -> ServiceResult<Webhook> {
         self.team_for(caller, team_id).await?;
@@ -147,7 +147,7 @@ impl Service {
         &self,
         caller: &Caller,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
     ) -> ServiceResult<()> {
         self.team_for(caller, team_id).await?;
         if self.store.delete_webhook(team_id, id).await? {
@@ -162,21 +162,24 @@ impl Service {
         &self,
         caller: &Caller,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
     ) -> ServiceResult<Vec<DeliveryRecord>> {
         self.team_for(caller, team_id).await?;
         found(self.store.deliveries(team_id, id).await?)
     }
 
-    /// Deliver again every event after `after` (which must be within the feed: not past its
-    /// last event, nor before what retention removed).
+    /// Deliver again every event after `after` (which must be 0 or more and within the feed:
+    /// not past its last event, nor before what retention removed).
     pub async fn replay_webhook(
         &self,
         caller: &Caller,
         team_id: TeamId,
-        id: i64,
+        id: WebhookId,
         after: i64,
     ) -> ServiceResult<Webhook> {
+        if after < 0 {
+            return Err(RuleError::invalid("after must be 0 or more").into());
+        }
         self.team_for(caller, team_id).await?;
         let bounds = self
             .store

@@ -13,7 +13,7 @@
 //!
 //! Every transaction runs at PostgreSQL's default, READ COMMITTED, except the directory load.
 //!
-//! * **Directory writes** ([`DirectoryStore::apply`]). Every write to a team's groups, members and
+//! * **Directory writes** ([`ApplyBatch::apply`]). Every write to a team's groups, members and
 //!   memberships goes through `apply` (or through `create_org`, which creates the team in the
 //!   same transaction, so nobody else can see it yet), and `apply` starts by locking the team's
 //!   row with `UPDATE teams SET version = version + 1, event_seq = ... WHERE id = $1 AND
@@ -56,7 +56,7 @@
 //! times). With the team lock held none of them should occur; if one does, the cached copy was
 //! wrong and a reload is the cure. Everything else is [`StoreError::Database`].
 //!
-//! [`DirectoryStore::apply`]: super::DirectoryStore::apply
+//! [`ApplyBatch::apply`]: super::ApplyBatch::apply
 //! [`DirectoryStore::load_directory`]: super::DirectoryStore::load_directory
 //! [`StoreError::Conflict`]: super::StoreError::Conflict
 //! [`StoreError::Database`]: super::StoreError::Database
@@ -78,7 +78,7 @@ use super::{StoreError, StoreResult, shared};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
 
-/// SQLSTATEs that, inside [`DirectoryStore::apply`](super::DirectoryStore::apply), mean "decide
+/// SQLSTATEs that, inside [`ApplyBatch::apply`](super::ApplyBatch::apply), mean "decide
 /// again": unique_violation, serialization_failure, deadlock_detected.
 const RETRYABLE_IN_APPLY: [&str; 3] = ["23505", "40001", "40P01"];
 

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Sqlite};
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::directory::{DirectoryBuilder, Group, Placement};
 use crate::domain::events::{Actor, NewEvent};
-use crate::domain::values::{GroupId, Role, Source, TeamId, UserId};
+use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
 use crate::store::backend::{BackendDirectory, Tx};
 use crate::store::rows::role_of;
@@ -42,8 +42,8 @@ impl BackendDirectory for SqliteStore {
                         id,
                         parent_id,
                         source: Source::from_code(source),
-                        remote_id,
-                        name,
+                        remote_id: RemoteId::from_stored(remote_id),
+                        name: GroupName::from_stored(name),
                         order,
                         is_valid: valid != 0,
                         created_at,

@@ -9,7 +9,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
-use crate::domain::values::{Source, TeamId, UserId};
+use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
 use crate::store::backend::{Backend, BackendUsers};
 use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
 
@@ -201,8 +201,8 @@ impl BackendUsers for SqliteStore {
                             (
                                 user_id,
                                 MemberState {
-                                    nickname,
-                                    avatar,
+                                    nickname: Nickname::from_stored(nickname),
+                                    avatar: Avatar::from_stored(avatar),
                                     source,
                                 },
                             )
