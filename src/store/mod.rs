@@ -48,6 +48,10 @@ pub enum StoreError {
     /// transaction unusable, or its commit failed (the error is logged where it happened).
     #[error("a batch of directory writes failed")]
     BatchFailed,
+    /// A SCIM user's `userName` is another's in its directory ([`scim::ScimWrite`]): nothing
+    /// was written.
+    #[error("the SCIM userName is taken in this directory")]
+    NameTaken,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
     Database(#[source] Box<sqlx::Error>),
@@ -268,6 +272,8 @@ pub struct Applied {
     pub created: Vec<GroupId>,
     /// The team's version afterwards.
     pub version: i64,
+    /// The user a [`scim::ScimWrite::Create`] made with it.
+    pub registered: Option<UserId>,
 }
 
 #[async_trait]
@@ -296,14 +302,17 @@ pub trait DirectoryStore: Send + Sync {
 /// other connections, before [`ApplyBatch::commit`]; dropping the batch rolls everything back.
 #[async_trait]
 pub trait ApplyBatch: Send {
-    /// [`DirectoryStore::apply`] inside the batch: the version compared is the one the batch
-    /// sees, so a second change of a team in the same batch expects the first one's version.
+    /// [`DirectoryStore::apply`] inside the batch, with `scim` written first under the same
+    /// savepoint: the version compared is the one the batch sees, so a second change of a team
+    /// in the same batch expects the first one's version. Without `changes` the version is
+    /// neither checked nor bumped (only `scim` is written).
     async fn apply(
         &mut self,
         team_id: TeamId,
         expected_version: i64,
         changes: &[Change],
         events: (&Actor, &[Draft]),
+        scim: Option<&scim::ScimWrite>,
         now: i64,
     ) -> StoreResult<Applied>;
     /// Commit every change applied so far, durably.

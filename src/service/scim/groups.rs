@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimResult, Versioned, check_version};
+use super::{ScimResult, Versioned, check_version, patched};
 use crate::domain::RuleError;
 use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
 use crate::domain::scim::filter::{Filter, equality, matches};
-use crate::domain::scim::patch::{self, Operation};
+use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute};
 use crate::domain::values::{self, GroupId, ROOT_GROUP, Role, Source, UserId};
@@ -509,6 +509,22 @@ impl Service {
             .await
     }
 
+    /// Group `id` as answered, refused unless `if_match` names its version, with the SCIM ids
+    /// of its members.
+    async fn current_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<(GroupId, Versioned, ScimIds)> {
+        let id = group_id(id)?;
+        let mut ids = ScimIds::default();
+        let current = self.group_of(team, id, &mut ids, location).await?;
+        check_version(&current, if_match)?;
+        Ok((id, current, ids))
+    }
+
     pub async fn scim_replace_group(
         &self,
         team: &TeamRecord,
@@ -517,10 +533,7 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let id = group_id(id)?;
-        let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, location).await?;
-        check_version(&current, if_match)?;
+        let (id, _, ids) = self.current_group(team, id, if_match, location).await?;
         self.write_group(team, Some(id), body, ids, location).await
     }
 
@@ -532,13 +545,9 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let id = group_id(id)?;
-        let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, location).await?;
-        check_version(&current, if_match)?;
-        let mut resource: Map<String, Value> = current.resource;
-        patch::apply(&mut resource, operations, &[GROUP_EXTENSION_SCHEMA])?;
-        self.write_group(team, Some(id), &Value::Object(resource), ids, location)
+        let (id, current, ids) = self.current_group(team, id, if_match, location).await?;
+        let patched = patched(current, operations, GROUP_EXTENSION_SCHEMA)?;
+        self.write_group(team, Some(id), &patched, ids, location)
             .await
     }
 
@@ -551,9 +560,7 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<()> {
-        let current = self.scim_get_group(team, id, location).await?;
-        check_version(&current, if_match)?;
-        let id = group_id(id)?;
+        let (id, _, _) = self.current_group(team, id, if_match, location).await?;
         let members: Vec<UserId> = self
             .directories
             .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))

@@ -18,6 +18,7 @@ use super::{Service, ServiceError, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Plan;
 use crate::domain::scim::ScimError;
+use crate::domain::scim::patch::{self, Operation};
 use crate::domain::values::TeamId;
 use crate::store::scim::ScimTokenRecord;
 use crate::store::{StoreError, TeamRecord};
@@ -50,13 +51,18 @@ impl From<ScimError> for ScimFailure {
 
 impl From<ServiceError> for ScimFailure {
     fn from(error: ServiceError) -> Self {
-        ScimFailure::Service(error)
+        match error {
+            ServiceError::Store(StoreError::NameTaken) => ScimFailure::Scim(ScimError::uniqueness(
+                "userName is already taken in this directory",
+            )),
+            error => ScimFailure::Service(error),
+        }
     }
 }
 
 impl From<StoreError> for ScimFailure {
     fn from(error: StoreError) -> Self {
-        ScimFailure::Service(error.into())
+        ServiceError::from(error).into()
     }
 }
 
@@ -81,6 +87,18 @@ pub struct ScimToken {
 pub struct Versioned {
     pub resource: Map<String, Value>,
     pub version: String,
+}
+
+/// `current` with a PATCH's `operations` applied (`extension`: the resource's extension schema,
+/// whose attributes a path may name without their URN).
+fn patched(
+    current: Versioned,
+    operations: &[Operation],
+    extension: &'static str,
+) -> ScimResult<Value> {
+    let mut resource = current.resource;
+    patch::apply(&mut resource, operations, &[extension])?;
+    Ok(Value::Object(resource))
 }
 
 /// Refuse a write whose `If-Match` names another version of the resource.
