@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{StoreResult, TeamRecord};
 use crate::domain::values::{TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
@@ -74,8 +74,8 @@ pub trait ScimStore: Send + Sync {
     async fn scim_tokens(&self, team_id: TeamId) -> StoreResult<Vec<ScimTokenRecord>>;
     /// Delete a token; returns it, or `None` when there is no such token.
     async fn revoke_scim_token(&self, id: i64) -> StoreResult<Option<ScimTokenRecord>>;
-    /// The directory a token serves.
-    async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>>;
+    /// The directory a token serves, with its org (one read).
+    async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamRecord>>;
     /// The app that registers the SCIM users of `team_id`, if it has one yet.
     async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>>;
     /// Make `appid` the SCIM app of `team_id` unless it has one; returns the one it has.
@@ -111,7 +111,7 @@ macro_rules! impl_scim_store {
             use $crate::domain::values::{TeamId, UserId};
             use $crate::store::backend::{Backend, BackendUsers, Tx};
             use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord, ScimWrite};
-            use $crate::store::{NewUser, StoreError, StoreResult};
+            use $crate::store::{NewUser, StoreError, StoreResult, TeamRecord, rows};
 
             #[async_trait]
             impl ScimStore for $store {
@@ -152,13 +152,20 @@ macro_rules! impl_scim_store {
                     .await?)
                 }
 
-                async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>> {
-                    Ok(
-                        sqlx::query_scalar("SELECT team_id FROM scim_tokens WHERE token_hash = $1")
-                            .bind(token_hash)
-                            .fetch_optional(self.reads())
-                            .await?,
+                async fn scim_token_team(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<TeamRecord>> {
+                    let team: Option<rows::TeamRow> = sqlx::query_as(
+                        "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
+                         o.admin_seats, o.creator_appid FROM scim_tokens s \
+                         JOIN teams t ON t.id = s.team_id JOIN orgs o ON o.id = t.org_id \
+                         WHERE s.token_hash = $1",
                     )
+                    .bind(token_hash)
+                    .fetch_optional(self.reads())
+                    .await?;
+                    team.map(TryInto::try_into).transpose()
                 }
 
                 async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>> {

@@ -54,6 +54,22 @@ fn member_values(stored: &Map<String, Value>) -> Vec<&str> {
         .collect()
 }
 
+/// The `value`s of the members PATCH `operations` name (`[{"value": …}]`, or
+/// `{"members": [{"value": …}]}`), looked up with the group's current members.
+fn named_in(operations: &[Operation]) -> Vec<&str> {
+    operations
+        .iter()
+        .filter_map(|operation| match operation.value.as_ref()? {
+            Value::Array(items) => Some(items),
+            Value::Object(map) => attribute(map, "members").and_then(Value::as_array),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(Value::as_object)
+        .filter_map(|member| attribute(member, "value").and_then(Value::as_str))
+        .collect()
+}
+
 /// A group as a SCIM write wants it.
 struct Desired {
     name: String,
@@ -364,12 +380,14 @@ impl Service {
         ))
     }
 
-    /// Group `id` as answered, its members' SCIM ids looked up through `ids`.
+    /// Group `id` as answered, its members' SCIM ids looked up through `ids` (with those of
+    /// `named`, users the caller is about to need).
     async fn group_of(
         &self,
         team: &TeamRecord,
         id: GroupId,
         ids: &mut ScimIds,
+        named: &[&str],
         location: &Location,
     ) -> ScimResult<Versioned> {
         // Members added between the look-up and the rendering are looked up on another turn;
@@ -392,7 +410,7 @@ impl Service {
                         ScimError::not_found(format!("no group with id {id}")).into()
                     });
                 }
-                Err(members) => self.resolve(team, ids, &members, &[]).await?,
+                Err(members) => self.resolve(team, ids, &members, named).await?,
             }
         }
         Err(ScimError::not_found(format!("no group with id {id}")).into())
@@ -404,7 +422,7 @@ impl Service {
         id: &str,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        self.group_of(team, group_id(id)?, &mut ScimIds::default(), location)
+        self.group_of(team, group_id(id)?, &mut ScimIds::default(), &[], location)
             .await
     }
 
@@ -496,7 +514,7 @@ impl Service {
             })
             .await?;
         let id = target.or(created.first().copied()).unwrap_or_default();
-        self.group_of(team, id, &mut ids, location).await
+        self.group_of(team, id, &mut ids, &[], location).await
     }
 
     pub async fn scim_create_group(
@@ -510,17 +528,18 @@ impl Service {
     }
 
     /// Group `id` as answered, refused unless `if_match` names its version, with the SCIM ids
-    /// of its members.
+    /// of its members and of the users `named`.
     async fn current_group(
         &self,
         team: &TeamRecord,
         id: &str,
         if_match: Option<&str>,
+        named: &[&str],
         location: &Location,
     ) -> ScimResult<(GroupId, Versioned, ScimIds)> {
         let id = group_id(id)?;
         let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, location).await?;
+        let current = self.group_of(team, id, &mut ids, named, location).await?;
         check_version(&current, if_match)?;
         Ok((id, current, ids))
     }
@@ -533,7 +552,9 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let (id, _, ids) = self.current_group(team, id, if_match, location).await?;
+        let (id, _, ids) = self
+            .current_group(team, id, if_match, &[], location)
+            .await?;
         self.write_group(team, Some(id), body, ids, location).await
     }
 
@@ -545,7 +566,10 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let (id, current, ids) = self.current_group(team, id, if_match, location).await?;
+        let named = named_in(operations);
+        let (id, current, ids) = self
+            .current_group(team, id, if_match, &named, location)
+            .await?;
         let patched = patched(current, operations, GROUP_EXTENSION_SCHEMA)?;
         self.write_group(team, Some(id), &patched, ids, location)
             .await
@@ -560,7 +584,9 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<()> {
-        let (id, _, _) = self.current_group(team, id, if_match, location).await?;
+        let (id, _, _) = self
+            .current_group(team, id, if_match, &[], location)
+            .await?;
         let members: Vec<UserId> = self
             .directories
             .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))

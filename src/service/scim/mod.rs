@@ -89,6 +89,14 @@ pub struct Versioned {
     pub version: String,
 }
 
+/// `team` if its plan allows SCIM.
+fn scim_plan(team: TeamRecord) -> ScimResult<TeamRecord> {
+    if team.access.plan < Plan::Business {
+        return Err(ServiceError::Subscription.into());
+    }
+    Ok(team)
+}
+
 /// `current` with a PATCH's `operations` applied (`extension`: the resource's extension schema,
 /// whose attributes a path may name without their URN).
 fn patched(
@@ -126,23 +134,20 @@ impl Service {
             .team(team_id)
             .await?
             .ok_or(ServiceError::TeamNotFound)?;
-        if team.access.plan < Plan::Business {
-            return Err(ServiceError::Subscription.into());
-        }
-        Ok(team)
+        scim_plan(team)
     }
 
     /// The directory a SCIM bearer token serves (fresh: writes of other processes are seen),
     /// if its calls are within the rate limit.
     pub async fn scim_authenticate(&self, token: &str) -> ScimResult<TeamRecord> {
-        let team_id = self
+        let team = self
             .store
             .scim_token_team(&super::auth::digest(token))
             .await?
             .ok_or_else(|| ScimError::status(401, "missing, unknown or revoked SCIM token"))?;
         // A directory's SCIM calls share one budget of the per-appid call limit.
-        self.check_call(&format!("scim:{team_id}"))?;
-        self.scim_team(team_id).await
+        self.check_call(&format!("scim:{}", team.access.team_id))?;
+        scim_plan(team)
     }
 
     /// A new long-lived token for `team_id` (plans `business` and `flagship` only). The

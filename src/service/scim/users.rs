@@ -19,10 +19,7 @@ fn stored_of(record: &ScimUserRecord) -> ScimResult<Map<String, Value>> {
     match serde_json::from_str(&record.resource) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(ScimFailure::Service(
-            StoreError::Inconsistent(
-                "a stored SCIM user is not a JSON object".to_owned(),
-            )
-            .into(),
+            StoreError::Inconsistent("a stored SCIM user is not a JSON object".to_owned()).into(),
         )),
     }
 }
