@@ -1,7 +1,8 @@
 //! Group commit of directory writes: one task per process takes the changes decided on the
 //! cached copies, of any team, writes them one after the other into one transaction
 //! ([`ApplyBatch`]) and commits them together, so that one durable commit (one fsync) serves
-//! many writes. See "Write path" in docs/DESIGN.md.
+//! many writes. A write may carry a SCIM row ([`ScimWrite`]), written under the same savepoint
+//! as its changes (or alone). See "Write path" in docs/DESIGN.md.
 //!
 //! A [`Job`] arrives holding its team's gate. Once its changes are written (each under its own
 //! savepoint, with its own version check) they are applied to the team's copy and the gate is
@@ -26,8 +27,9 @@ use tokio::sync::{Notify, OwnedMutexGuard, mpsc, oneshot};
 use super::directories::Slot;
 use crate::domain::directory::Change;
 use crate::domain::events::{Actor, Draft};
-use crate::domain::values::{GroupId, TeamId};
+use crate::domain::values::TeamId;
 use crate::metrics::Metrics;
+use crate::store::scim::ScimWrite;
 use crate::store::{Applied, Store, StoreError, StoreResult};
 
 /// The most writes committed together.
@@ -44,13 +46,16 @@ pub(super) struct Job {
     pub expected: i64,
     pub changes: Vec<Change>,
     pub drafts: Vec<Draft>,
+    /// A SCIM row written with the changes.
+    pub scim: Option<ScimWrite>,
     pub actor: Actor,
     pub now: i64,
     pub slot: Arc<Slot>,
     /// The team's gate, held until the changes are on the copy (or refused).
     pub gate: OwnedMutexGuard<()>,
-    /// The ids of the created groups once committed, or why not.
-    pub reply: oneshot::Sender<StoreResult<Vec<GroupId>>>,
+    /// What was written (the ids of the created groups, the user registered) once committed,
+    /// or why not.
+    pub reply: oneshot::Sender<StoreResult<Applied>>,
 }
 
 /// The writers' side of the committing task.
@@ -147,8 +152,8 @@ impl Drop for Deciding {
 /// A write in the open batch, waiting for the commit.
 struct Written {
     slot: Arc<Slot>,
-    created: Vec<GroupId>,
-    reply: oneshot::Sender<StoreResult<Vec<GroupId>>>,
+    applied: Applied,
+    reply: oneshot::Sender<StoreResult<Applied>>,
 }
 
 /// What the committing task tells the rest of the process about its commits.
@@ -181,17 +186,19 @@ async fn run(
                     job.expected,
                     &job.changes,
                     (&job.actor, &job.drafts),
+                    job.scim.as_ref(),
                     job.now,
                 )
                 .await;
             match outcome {
                 Ok(applied) => {
-                    job.slot.speculate(job.expected, &job.changes, &applied);
+                    if !job.changes.is_empty() {
+                        job.slot.speculate(job.expected, &job.changes, &applied);
+                    }
                     drop(job.gate);
-                    let Applied { created, .. } = applied;
                     written.push(Written {
                         slot: job.slot,
-                        created,
+                        applied,
                         reply: job.reply,
                     });
                 }
@@ -230,14 +237,14 @@ async fn run(
         }
         for Written {
             slot,
-            created,
+            applied,
             reply,
         } in written
         {
             let answer = match &committed {
                 Ok(()) => {
                     slot.committed.notify_waiters();
-                    Ok(created)
+                    Ok(applied)
                 }
                 Err(_) => {
                     slot.forget();

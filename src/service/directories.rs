@@ -29,6 +29,7 @@ use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::metrics::Metrics;
 use crate::store::Applied;
+use crate::store::scim::ScimWrite;
 use crate::store::{Store, StoreError, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
@@ -329,6 +330,33 @@ impl Directories {
         origin: Origin<'_>,
         decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, Option<Draft>, R)>,
     ) -> ServiceResult<(R, Vec<GroupId>)> {
+        let (value, applied) = self.commit(store, team, origin, None, decide).await?;
+        Ok((value, applied.created))
+    }
+
+    /// [`Directories::write`] that writes `scim` too, under the savepoint of the changes (or
+    /// alone when there are none) and in the same commit; answers what was written.
+    pub(super) async fn write_scim<R>(
+        &self,
+        store: &dyn Store,
+        team: &TeamRecord,
+        scim: ScimWrite,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
+    ) -> ServiceResult<(R, Applied)> {
+        self.commit(store, team, Origin::scim(), Some(scim), |d| {
+            decide(d).map(|(changes, value)| (changes, None, value))
+        })
+        .await
+    }
+
+    async fn commit<R>(
+        &self,
+        store: &dyn Store,
+        team: &TeamRecord,
+        origin: Origin<'_>,
+        scim: Option<ScimWrite>,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, Option<Draft>, R)>,
+    ) -> ServiceResult<(R, Applied)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
         let mut deciding = self.committer.deciding();
@@ -372,8 +400,13 @@ impl Directories {
                 }
                 Err(refusal) => return Err(self.refused(refusal)),
             };
-            if changes.is_empty() {
-                return Ok((value, Vec::new()));
+            if changes.is_empty() && scim.is_none() {
+                let unchanged = Applied {
+                    created: Vec::new(),
+                    version: expected,
+                    registered: None,
+                };
+                return Ok((value, unchanged));
             }
             let (reply, answer) = oneshot::channel();
             // Not counted as deciding once its job is queued (so the batch does not wait for it).
@@ -383,6 +416,7 @@ impl Directories {
                 expected,
                 changes,
                 drafts,
+                scim: scim.clone(),
                 actor: origin.actor.clone(),
                 now: unix_now(),
                 slot: slot.clone(),
@@ -390,9 +424,9 @@ impl Directories {
                 reply,
             });
             match answer.await {
-                Ok(Ok(created)) => {
+                Ok(Ok(applied)) => {
                     self.evict_over_budget(team_id);
-                    return Ok((value, created));
+                    return Ok((value, applied));
                 }
                 Ok(Err(StoreError::Conflict)) => stale = true,
                 Ok(Err(other)) => return Err(other.into()),

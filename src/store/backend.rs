@@ -60,6 +60,10 @@ pub(crate) trait BackendUsers: Backend {
         user: NewUser<'_>,
         now: i64,
     ) -> StoreResult<UserRecord>;
+    /// Insert a new user (no openid yet) inside `tx` (SQLite numbers it, PostgreSQL's
+    /// sequences do).
+    async fn insert_user(tx: &mut Tx<Self>, user: NewUser<'_>, now: i64)
+    -> StoreResult<UserRecord>;
     /// [`UserStore::register_users`](super::UserStore::register_users): SQLite in chunks of
     /// multi-row statements, PostgreSQL in a fixed number of statements over arrays.
     async fn register_many(

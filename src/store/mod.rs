@@ -52,6 +52,10 @@ pub enum StoreError {
     /// [`StoreSettings::write_wait`]): nothing was written, and the caller may retry.
     #[error("the database is busy; retry")]
     Unavailable,
+    /// A SCIM user's `userName` is another's in its directory ([`scim::ScimWrite`]): nothing
+    /// was written.
+    #[error("the SCIM userName is taken in this directory")]
+    NameTaken,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
     Database(#[source] Box<sqlx::Error>),
@@ -288,6 +292,8 @@ pub struct Applied {
     pub created: Vec<GroupId>,
     /// The team's version afterwards.
     pub version: i64,
+    /// The user a [`scim::ScimWrite::Create`] made with it.
+    pub registered: Option<UserId>,
 }
 
 #[async_trait]
@@ -305,16 +311,19 @@ pub trait DirectoryStore: Send + Sync {
 /// other connections, before [`ApplyBatch::commit`]; dropping the batch rolls everything back.
 #[async_trait]
 pub trait ApplyBatch: Send {
-    /// Write `changes` and their events (`drafts`, made by `actor`) if the team's version is
-    /// still `expected_version`, and bump the version; otherwise write nothing and answer
-    /// [`StoreError::Conflict`]. The version compared is the one the batch sees, so a second
-    /// change of a team in the same batch expects the first one's version.
+    /// Write `scim` (if any), then `changes` and their events (`drafts`, made by `actor`), under
+    /// one savepoint, if the team's version is still `expected_version`, and bump the version;
+    /// otherwise write nothing and answer [`StoreError::Conflict`]. The version compared is the
+    /// one the batch sees, so a second change of a team in the same batch expects the first
+    /// one's version. Without `changes` the version is neither checked nor bumped (only `scim`
+    /// is written).
     async fn apply(
         &mut self,
         team_id: TeamId,
         expected_version: i64,
         changes: &[Change],
         events: (&Actor, &[Draft]),
+        scim: Option<&scim::ScimWrite>,
         now: i64,
     ) -> StoreResult<Applied>;
     /// Commit every change applied so far, durably.

@@ -1,12 +1,16 @@
 //! Storage of SCIM provisioning (§12): bearer tokens per directory, the app that registers the
 //! users SCIM creates, and the SCIM attributes of those users.
 //!
+//! The SCIM rows are written by the group committer, inside the savepoint of a directory write
+//! of the same team ([`ScimWrite`]), so that a user's row and its membership share one durable
+//! commit with the other writes of the batch.
+//!
 //! Groups need nothing of their own: a SCIM group is a directory group, written through
 //! [`ApplyBatch::apply`](super::ApplyBatch::apply) like any other.
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{StoreResult, TeamRecord};
 use crate::domain::values::{TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
@@ -38,6 +42,25 @@ pub struct ScimUserRecord {
     pub updated_at: i64,
 }
 
+/// A write of SCIM's own rows, made inside a batch
+/// ([`ApplyBatch::apply`](super::ApplyBatch::apply)) in the savepoint of a directory write of
+/// the same team: both stand or neither does. A `userName` another user of the directory has is
+/// refused with [`StoreError::NameTaken`](super::StoreError::NameTaken).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScimWrite {
+    /// Register a new user under the directory's SCIM app, its openid being the record's SCIM
+    /// id, and insert its SCIM row (the record's `user_id` is not used): the batch answers the
+    /// new user's id.
+    Create {
+        nickname: crate::domain::values::Nickname,
+        record: ScimUserRecord,
+    },
+    /// Insert or overwrite the row of `user_id`.
+    Put(ScimUserRecord),
+    /// Forget the SCIM row of this user (the user stays registered, as users do).
+    Delete(UserId),
+}
+
 #[async_trait]
 pub trait ScimStore: Send + Sync {
     /// Store a token's digest for `team_id`; returns the token's id.
@@ -51,8 +74,8 @@ pub trait ScimStore: Send + Sync {
     async fn scim_tokens(&self, team_id: TeamId) -> StoreResult<Vec<ScimTokenRecord>>;
     /// Delete a token; returns it, or `None` when there is no such token.
     async fn revoke_scim_token(&self, id: i64) -> StoreResult<Option<ScimTokenRecord>>;
-    /// The directory a token serves.
-    async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>>;
+    /// The directory a token serves, with its org (one read).
+    async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamRecord>>;
     /// The app that registers the SCIM users of `team_id`, if it has one yet.
     async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>>;
     /// Make `appid` the SCIM app of `team_id` unless it has one; returns the one it has.
@@ -77,11 +100,6 @@ pub trait ScimStore: Send + Sync {
         team_id: TeamId,
         user_name_key: &str,
     ) -> StoreResult<Option<ScimUserRecord>>;
-    /// Insert or overwrite a SCIM user; `false` (and nothing written) when another user of the
-    /// directory has the same `user_name_key`.
-    async fn put_scim_user(&self, team_id: TeamId, user: &ScimUserRecord) -> StoreResult<bool>;
-    /// Returns `false` when there was no such user.
-    async fn delete_scim_user(&self, team_id: TeamId, user_id: UserId) -> StoreResult<bool>;
 }
 
 /// [`ScimStore`] for `$store`, written once for both backends; the lookup whose SQL differs is
@@ -91,9 +109,9 @@ macro_rules! impl_scim_store {
         const _: () = {
             use async_trait::async_trait;
             use $crate::domain::values::{TeamId, UserId};
-            use $crate::store::backend::{Backend, BackendUsers};
-            use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord};
-            use $crate::store::{StoreError, StoreResult};
+            use $crate::store::backend::{Backend, BackendUsers, Tx};
+            use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord, ScimWrite};
+            use $crate::store::{NewUser, StoreError, StoreResult, TeamRecord, rows};
 
             #[async_trait]
             impl ScimStore for $store {
@@ -134,13 +152,20 @@ macro_rules! impl_scim_store {
                     .await?)
                 }
 
-                async fn scim_token_team(&self, token_hash: &[u8]) -> StoreResult<Option<TeamId>> {
-                    Ok(
-                        sqlx::query_scalar("SELECT team_id FROM scim_tokens WHERE token_hash = $1")
-                            .bind(token_hash)
-                            .fetch_optional(self.reads())
-                            .await?,
+                async fn scim_token_team(
+                    &self,
+                    token_hash: &[u8],
+                ) -> StoreResult<Option<TeamRecord>> {
+                    let team: Option<rows::TeamRow> = sqlx::query_as(
+                        "SELECT t.id AS team_id, t.version, o.id AS org_id, o.name, o.plan, \
+                         o.admin_seats, o.creator_appid FROM scim_tokens s \
+                         JOIN teams t ON t.id = s.team_id JOIN orgs o ON o.id = t.org_id \
+                         WHERE s.token_hash = $1",
                     )
+                    .bind(token_hash)
+                    .fetch_optional(self.reads())
+                    .await?;
+                    team.map(TryInto::try_into).transpose()
                 }
 
                 async fn scim_app(&self, team_id: TeamId) -> StoreResult<Option<String>> {
@@ -225,57 +250,102 @@ macro_rules! impl_scim_store {
                     .fetch_optional(self.reads())
                     .await?)
                 }
+            }
 
-                async fn put_scim_user(
-                    &self,
+            impl $store {
+                /// Make `write` inside `tx` (a batch, under a savepoint); answers the user a
+                /// [`ScimWrite::Create`] registered.
+                pub(crate) async fn write_scim(
+                    tx: &mut Tx<$store>,
                     team_id: TeamId,
-                    user: &ScimUserRecord,
-                ) -> StoreResult<bool> {
-                    let written = sqlx::query(
-                        "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
-                         external_id, active, resource, created_at, updated_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                         ON CONFLICT (team_id, user_id) DO UPDATE SET \
-                         user_name_key = excluded.user_name_key, \
-                         external_id = excluded.external_id, active = excluded.active, \
-                         resource = excluded.resource, updated_at = excluded.updated_at",
-                    )
-                    .bind(team_id)
-                    .bind(user.user_id)
-                    .bind(&user.scim_id)
-                    .bind(&user.user_name_key)
-                    .bind(&user.external_id)
-                    .bind(user.active)
-                    .bind(&user.resource)
-                    .bind(user.created_at)
-                    .bind(user.updated_at)
-                    .execute(self.writes())
-                    .await;
-                    match written {
-                        Ok(_) => Ok(true),
-                        Err(error)
-                            if error
-                                .as_database_error()
-                                .is_some_and(|e| e.is_unique_violation()) =>
-                        {
-                            Ok(false)
+                    write: &ScimWrite,
+                    now: i64,
+                ) -> StoreResult<Option<UserId>> {
+                    match write {
+                        ScimWrite::Create { nickname, record } => {
+                            let user = NewUser {
+                                openid: &record.scim_id,
+                                nickname,
+                                avatar: "",
+                            };
+                            let user_id = Self::insert_user(tx, user, now).await?.user_id;
+                            // A directory's SCIM app is made with its first token.
+                            let claimed = sqlx::query(
+                                "INSERT INTO app_users (appid, openid, user_id) \
+                                 SELECT appid, $2, $3 FROM scim_apps WHERE team_id = $1",
+                            )
+                            .bind(team_id)
+                            .bind(&record.scim_id)
+                            .bind(user_id)
+                            .execute(&mut **tx)
+                            .await?;
+                            if claimed.rows_affected() != 1 {
+                                return Err(StoreError::Inconsistent(format!(
+                                    "team {team_id} has a SCIM token but no SCIM app"
+                                )));
+                            }
+                            let record = ScimUserRecord {
+                                user_id,
+                                ..record.clone()
+                            };
+                            put_row(tx, team_id, &record).await?;
+                            Ok(Some(user_id))
                         }
-                        Err(error) => Err(StoreError::from(error)),
-                    }
-                }
-
-                async fn delete_scim_user(
-                    &self,
-                    team_id: TeamId,
-                    user_id: UserId,
-                ) -> StoreResult<bool> {
-                    let done =
-                        sqlx::query("DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2")
+                        ScimWrite::Put(record) => {
+                            put_row(tx, team_id, record).await?;
+                            Ok(None)
+                        }
+                        ScimWrite::Delete(user_id) => {
+                            sqlx::query(
+                                "DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2",
+                            )
                             .bind(team_id)
                             .bind(user_id)
-                            .execute(self.writes())
+                            .execute(&mut **tx)
                             .await?;
-                    Ok(done.rows_affected() > 0)
+                            Ok(None)
+                        }
+                    }
+                }
+            }
+
+            /// Insert or overwrite `user`'s row; [`StoreError::NameTaken`] when another user of
+            /// the directory has its `user_name_key`.
+            async fn put_row(
+                tx: &mut Tx<$store>,
+                team_id: TeamId,
+                user: &ScimUserRecord,
+            ) -> StoreResult<()> {
+                let written = sqlx::query(
+                    "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
+                     external_id, active, resource, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                     ON CONFLICT (team_id, user_id) DO UPDATE SET \
+                     user_name_key = excluded.user_name_key, \
+                     external_id = excluded.external_id, active = excluded.active, \
+                     resource = excluded.resource, updated_at = excluded.updated_at",
+                )
+                .bind(team_id)
+                .bind(user.user_id)
+                .bind(&user.scim_id)
+                .bind(&user.user_name_key)
+                .bind(&user.external_id)
+                .bind(user.active)
+                .bind(&user.resource)
+                .bind(user.created_at)
+                .bind(user.updated_at)
+                .execute(&mut **tx)
+                .await;
+                match written {
+                    Ok(_) => Ok(()),
+                    Err(error)
+                        if error
+                            .as_database_error()
+                            .is_some_and(|e| e.is_unique_violation()) =>
+                    {
+                        Err(StoreError::NameTaken)
+                    }
+                    Err(error) => Err(StoreError::from(error)),
                 }
             }
         };

@@ -94,6 +94,7 @@ macro_rules! impl_store {
                 StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
             };
+            use $crate::store::scim::ScimWrite;
             use async_trait::async_trait;
             #[async_trait]
             impl AppStore for $store {
@@ -448,10 +449,27 @@ macro_rules! impl_store {
                     expected_version: i64,
                     changes: &[Change],
                     (actor, drafts): (&Actor, &[Draft]),
+                    scim: Option<&ScimWrite>,
                     now: i64,
                 ) -> StoreResult<Applied> {
                     let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
                     sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
+                    let registered = match scim {
+                        Some(write) => match <$store>::write_scim(&mut tx, team_id, write, now).await {
+                            Ok(registered) => registered,
+                            Err(error) => {
+                                undo(&mut tx).await?;
+                                self.tx = Some(tx);
+                                return Err(error);
+                            }
+                        },
+                        None => None,
+                    };
+                    if changes.is_empty() {
+                        sqlx::query(shared::RELEASE).execute(&mut *tx).await?;
+                        self.tx = Some(tx);
+                        return Ok(Applied { created: Vec::new(), version: expected_version, registered });
+                    }
                     let mut writer =
                         match <$store>::start_apply(tx, team_id, expected_version, drafts.len(), now)
                             .await? {
@@ -474,7 +492,7 @@ macro_rules! impl_store {
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);
-                    written.map(|created| Applied { created, version })
+                    written.map(|created| Applied { created, version, registered })
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -185,6 +185,30 @@ async fn okta_creates_looks_up_and_deactivates_a_user_seen_by_the_wesurvey_api()
 }
 
 #[tokio::test]
+async fn racing_creates_of_one_user_name_leave_one_user_and_one_member() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let body = |name: &str| json!({"schemas": [USER], "userName": name, "displayName": "Racer"});
+    let (a, b, c, d) = tokio::join!(
+        scim.post("/Users", body("racer@example.com")),
+        scim.post("/Users", body("Racer@example.com")),
+        scim.post("/Users", body("RACER@example.com")),
+        scim.post("/Users", body("racer@EXAMPLE.com")),
+    );
+    let answers = [a, b, c, d];
+    let created = answers.iter().filter(|a| a.status == 201).count();
+    assert_eq!(created, 1, "{:?}", answers.map(|a| a.status));
+    for refused in answers.iter().filter(|a| a.status != 201) {
+        assert_eq!(refused.status, 409, "{}", refused.body);
+        assert_eq!(refused.body["scimType"], "uniqueness");
+    }
+    assert_eq!(scim.count("userName pr").await, 1);
+    let api = app.team_api().await;
+    let members = assert_ok(&api.get(&members_path(app.team_id, 0)).await);
+    assert_eq!(members.to_string().matches("Racer").count(), 1, "{members}");
+}
+
+#[tokio::test]
 async fn group_members_change_by_value_lists_and_filtered_paths_with_etags() {
     let app = TestApp::spawn().await;
     let scim = Scim::new(&app, app.team_id).await;

@@ -8,11 +8,11 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimResult, Versioned, check_version};
+use super::{ScimResult, Versioned, check_version, patched};
 use crate::domain::RuleError;
 use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
 use crate::domain::scim::filter::{Filter, equality, matches};
-use crate::domain::scim::patch::{self, Operation};
+use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute};
 use crate::domain::values::{
@@ -52,6 +52,22 @@ fn member_values(stored: &Map<String, Value>) -> Vec<&str> {
                 .and_then(Value::as_str)
                 .is_some_and(|kind| kind.eq_ignore_ascii_case("group"))
         })
+        .filter_map(|member| attribute(member, "value").and_then(Value::as_str))
+        .collect()
+}
+
+/// The `value`s of the members PATCH `operations` name (`[{"value": …}]`, or
+/// `{"members": [{"value": …}]}`), looked up with the group's current members.
+fn named_in(operations: &[Operation]) -> Vec<&str> {
+    operations
+        .iter()
+        .filter_map(|operation| match operation.value.as_ref()? {
+            Value::Array(items) => Some(items),
+            Value::Object(map) => attribute(map, "members").and_then(Value::as_array),
+            _ => None,
+        })
+        .flatten()
+        .filter_map(Value::as_object)
         .filter_map(|member| attribute(member, "value").and_then(Value::as_str))
         .collect()
 }
@@ -366,12 +382,14 @@ impl Service {
         ))
     }
 
-    /// Group `id` as answered, its members' SCIM ids looked up through `ids`.
+    /// Group `id` as answered, its members' SCIM ids looked up through `ids` (with those of
+    /// `named`, users the caller is about to need).
     async fn group_of(
         &self,
         team: &TeamRecord,
         id: GroupId,
         ids: &mut ScimIds,
+        named: &[&str],
         location: &Location,
     ) -> ScimResult<Versioned> {
         // Members added between the look-up and the rendering are looked up on another turn;
@@ -394,7 +412,7 @@ impl Service {
                         ScimError::not_found(format!("no group with id {id}")).into()
                     });
                 }
-                Err(members) => self.resolve(team, ids, &members, &[]).await?,
+                Err(members) => self.resolve(team, ids, &members, named).await?,
             }
         }
         Err(ScimError::not_found(format!("no group with id {id}")).into())
@@ -406,7 +424,7 @@ impl Service {
         id: &str,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        self.group_of(team, group_id(id)?, &mut ScimIds::default(), location)
+        self.group_of(team, group_id(id)?, &mut ScimIds::default(), &[], location)
             .await
     }
 
@@ -498,7 +516,7 @@ impl Service {
             })
             .await?;
         let id = target.or(created.first().copied()).unwrap_or_default();
-        self.group_of(team, id, &mut ids, location).await
+        self.group_of(team, id, &mut ids, &[], location).await
     }
 
     pub async fn scim_create_group(
@@ -511,6 +529,23 @@ impl Service {
             .await
     }
 
+    /// Group `id` as answered, refused unless `if_match` names its version, with the SCIM ids
+    /// of its members and of the users `named`.
+    async fn current_group(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        if_match: Option<&str>,
+        named: &[&str],
+        location: &Location,
+    ) -> ScimResult<(GroupId, Versioned, ScimIds)> {
+        let id = group_id(id)?;
+        let mut ids = ScimIds::default();
+        let current = self.group_of(team, id, &mut ids, named, location).await?;
+        check_version(&current, if_match)?;
+        Ok((id, current, ids))
+    }
+
     pub async fn scim_replace_group(
         &self,
         team: &TeamRecord,
@@ -519,10 +554,9 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let id = group_id(id)?;
-        let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, location).await?;
-        check_version(&current, if_match)?;
+        let (id, _, ids) = self
+            .current_group(team, id, if_match, &[], location)
+            .await?;
         self.write_group(team, Some(id), body, ids, location).await
     }
 
@@ -534,13 +568,12 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let id = group_id(id)?;
-        let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, location).await?;
-        check_version(&current, if_match)?;
-        let mut resource: Map<String, Value> = current.resource;
-        patch::apply(&mut resource, operations, &[GROUP_EXTENSION_SCHEMA])?;
-        self.write_group(team, Some(id), &Value::Object(resource), ids, location)
+        let named = named_in(operations);
+        let (id, current, ids) = self
+            .current_group(team, id, if_match, &named, location)
+            .await?;
+        let patched = patched(current, operations, GROUP_EXTENSION_SCHEMA)?;
+        self.write_group(team, Some(id), &patched, ids, location)
             .await
     }
 
@@ -553,9 +586,9 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<()> {
-        let current = self.scim_get_group(team, id, location).await?;
-        check_version(&current, if_match)?;
-        let id = group_id(id)?;
+        let (id, _, _) = self
+            .current_group(team, id, if_match, &[], location)
+            .await?;
         let members: Vec<UserId> = self
             .directories
             .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))

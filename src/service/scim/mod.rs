@@ -18,6 +18,7 @@ use super::{Service, ServiceError, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Plan;
 use crate::domain::scim::ScimError;
+use crate::domain::scim::patch::{self, Operation};
 use crate::domain::values::TeamId;
 use crate::store::scim::ScimTokenRecord;
 use crate::store::{StoreError, TeamRecord};
@@ -50,13 +51,18 @@ impl From<ScimError> for ScimFailure {
 
 impl From<ServiceError> for ScimFailure {
     fn from(error: ServiceError) -> Self {
-        ScimFailure::Service(error)
+        match error {
+            ServiceError::Store(StoreError::NameTaken) => ScimFailure::Scim(ScimError::uniqueness(
+                "userName is already taken in this directory",
+            )),
+            error => ScimFailure::Service(error),
+        }
     }
 }
 
 impl From<StoreError> for ScimFailure {
     fn from(error: StoreError) -> Self {
-        ScimFailure::Service(error.into())
+        ServiceError::from(error).into()
     }
 }
 
@@ -81,6 +87,26 @@ pub struct ScimToken {
 pub struct Versioned {
     pub resource: Map<String, Value>,
     pub version: String,
+}
+
+/// `team` if its plan allows SCIM.
+fn scim_plan(team: TeamRecord) -> ScimResult<TeamRecord> {
+    if team.access.plan < Plan::Business {
+        return Err(ServiceError::Subscription.into());
+    }
+    Ok(team)
+}
+
+/// `current` with a PATCH's `operations` applied (`extension`: the resource's extension schema,
+/// whose attributes a path may name without their URN).
+fn patched(
+    current: Versioned,
+    operations: &[Operation],
+    extension: &'static str,
+) -> ScimResult<Value> {
+    let mut resource = current.resource;
+    patch::apply(&mut resource, operations, &[extension])?;
+    Ok(Value::Object(resource))
 }
 
 /// Refuse a write whose `If-Match` names another version of the resource.
@@ -108,23 +134,20 @@ impl Service {
             .team(team_id)
             .await?
             .ok_or(ServiceError::TeamNotFound)?;
-        if team.access.plan < Plan::Business {
-            return Err(ServiceError::Subscription.into());
-        }
-        Ok(team)
+        scim_plan(team)
     }
 
     /// The directory a SCIM bearer token serves (fresh: writes of other processes are seen),
     /// if its calls are within the rate limit.
     pub async fn scim_authenticate(&self, token: &str) -> ScimResult<TeamRecord> {
-        let team_id = self
+        let team = self
             .store
             .scim_token_team(&super::auth::digest(token))
             .await?
             .ok_or_else(|| ScimError::status(401, "missing, unknown or revoked SCIM token"))?;
         // A directory's SCIM calls share one budget of the per-appid call limit.
-        self.check_call(&format!("scim:{team_id}"))?;
-        self.scim_team(team_id).await
+        self.check_call(&format!("scim:{}", team.access.team_id))?;
+        scim_plan(team)
     }
 
     /// A new long-lived token for `team_id` (plans `business` and `flagship` only). The

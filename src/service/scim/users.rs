@@ -3,26 +3,23 @@
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimFailure, ScimResult, Versioned, check_version};
-use crate::domain::directory::{Change, GroupRef, MemberRow};
+use super::{ScimFailure, ScimResult, Versioned, check_version, patched};
+use crate::domain::directory::{Change, Directory, GroupRef, MemberRow};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
-use crate::domain::scim::patch::{self, Operation};
+use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
-use crate::store::TeamRecord;
-use crate::store::scim::ScimUserRecord;
+use crate::store::scim::{ScimUserRecord, ScimWrite};
+use crate::store::{StoreError, TeamRecord};
 
 fn stored_of(record: &ScimUserRecord) -> ScimResult<Map<String, Value>> {
     match serde_json::from_str(&record.resource) {
         Ok(Value::Object(map)) => Ok(map),
         _ => Err(ScimFailure::Service(
-            crate::store::StoreError::Inconsistent(
-                "a stored SCIM user is not a JSON object".to_owned(),
-            )
-            .into(),
+            StoreError::Inconsistent("a stored SCIM user is not a JSON object".to_owned()).into(),
         )),
     }
 }
@@ -46,12 +43,48 @@ fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
     Ok((stored, active))
 }
 
-fn user_name_key(stored: &Map<String, Value>) -> String {
-    stored
-        .get("userName")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_lowercase()
+/// The row of a user whose attributes are `stored`.
+fn record_of(
+    user_id: UserId,
+    scim_id: String,
+    stored: &Map<String, Value>,
+    active: bool,
+    created_at: i64,
+    updated_at: i64,
+) -> ScimUserRecord {
+    let text = |key: &str| stored.get(key).and_then(Value::as_str);
+    ScimUserRecord {
+        user_id,
+        scim_id,
+        user_name_key: text("userName").unwrap_or_default().to_lowercase(),
+        external_id: text("externalId").map(str::to_owned),
+        active,
+        resource: Value::Object(stored.clone()).to_string(),
+        created_at,
+        updated_at,
+    }
+}
+
+/// The changes that make `user_id` a member named `nickname` while `active` (in the groups it
+/// is in), and no member otherwise.
+fn membership(d: &Directory, user_id: UserId, active: bool, nickname: &Nickname) -> Vec<Change> {
+    let placement = d.placement(user_id);
+    match (active, placement) {
+        (true, placement) => vec![Change::PutMember {
+            member: MemberRow {
+                user_id,
+                role: placement.map_or(Role::Member, |p| p.role),
+                nickname: nickname.clone(),
+                avatar: Avatar::default(),
+                source: Source::Sync,
+            },
+            groups: placement
+                .map(|p| p.groups.iter().map(|g| GroupRef::Existing(*g)).collect())
+                .unwrap_or_default(),
+        }],
+        (false, Some(_)) => vec![Change::RemoveMember(user_id)],
+        (false, None) => Vec::new(),
+    }
 }
 
 impl Service {
@@ -77,11 +110,40 @@ impl Service {
             .await?)
     }
 
-    async fn scim_user_record(&self, team: &TeamRecord, id: &str) -> ScimResult<ScimUserRecord> {
-        self.store
+    /// One user as answered, rendered from `record` and its attributes `stored`.
+    async fn render_user(
+        &self,
+        team: &TeamRecord,
+        record: &ScimUserRecord,
+        stored: &Map<String, Value>,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        Ok(self
+            .directories
+            .read(&*self.store, team, |d| {
+                Ok(render::user(record, stored, d, location))
+            })
+            .await?)
+    }
+
+    /// User `id` as stored and as answered, refused unless `if_match` names its version.
+    async fn current_user(
+        &self,
+        team: &TeamRecord,
+        id: &str,
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<(ScimUserRecord, Versioned)> {
+        let record = self
+            .store
             .scim_user(team.access.team_id, id)
             .await?
-            .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")).into())
+            .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")))?;
+        let rendered = self
+            .render_user(team, &record, &stored_of(&record)?, location)
+            .await?;
+        check_version(&rendered, if_match)?;
+        Ok((record, rendered))
     }
 
     pub async fn scim_get_user(
@@ -90,11 +152,8 @@ impl Service {
         id: &str,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let record = self.scim_user_record(team, id).await?;
-        let mut rendered = self.render_users(team, vec![record], location).await?;
-        rendered
-            .pop()
-            .ok_or_else(|| ScimError::not_found(format!("no user with id {id}")).into())
+        let (_, rendered) = self.current_user(team, id, None, location).await?;
+        Ok(rendered)
     }
 
     /// Every user matching `filter`, ascending by creation.
@@ -130,6 +189,9 @@ impl Service {
         Ok(rendered)
     }
 
+    /// Register the user and store its SCIM row (one write, refused as a whole when the
+    /// `userName` is taken), then make it a member while active (a second write: the member
+    /// row names the user's new id).
     pub async fn scim_create_user(
         &self,
         team: &TeamRecord,
@@ -137,84 +199,31 @@ impl Service {
         location: &Location,
     ) -> ScimResult<Versioned> {
         let (stored, active) = validated(body)?;
-        let team_id = team.access.team_id;
-        let key = user_name_key(&stored);
-        if self.store.scim_user_by_name(team_id, &key).await?.is_some() {
-            return Err(
-                ScimError::uniqueness("userName is already taken in this directory").into(),
-            );
-        }
-        let appid = self.scim_app(team).await?;
-        let scim_id = uuid::Uuid::new_v4().to_string();
-        let nickname = nickname_of(&stored);
         let now = unix_now();
-        let user = self
-            .store
-            .register_user(&appid, &scim_id, &nickname, "", now)
-            .await?;
-        let record = ScimUserRecord {
-            user_id: user.user_id,
-            scim_id,
-            user_name_key: key,
-            external_id: stored
-                .get("externalId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            active,
-            resource: Value::Object(stored).to_string(),
-            created_at: now,
-            updated_at: now,
-        };
-        self.write_user(team, &record, location).await
-    }
-
-    /// Store a user's new state, then make its membership follow `active`. The SCIM row is
-    /// the state asked for and is written first: if the directory write fails, the next
-    /// write of the user (a provider retries) brings the directory to it.
-    async fn write_user(
-        &self,
-        team: &TeamRecord,
-        record: &ScimUserRecord,
-        location: &Location,
-    ) -> ScimResult<Versioned> {
-        if !self
-            .store
-            .put_scim_user(team.access.team_id, record)
-            .await?
-        {
-            return Err(
-                ScimError::uniqueness("userName is already taken in this directory").into(),
-            );
-        }
-        let stored = stored_of(record)?;
-        let user_id = record.user_id;
-        let active = record.active;
+        let scim_id = uuid::Uuid::new_v4().to_string();
+        let record = record_of(UserId::new(0), scim_id, &stored, active, now, now);
         let nickname = nickname_of(&stored);
+        let create = ScimWrite::Create {
+            nickname: nickname.clone(),
+            record: record.clone(),
+        };
+        let ((), applied) = self
+            .directories
+            .write_scim(&*self.store, team, create, |_| Ok((Vec::new(), ())))
+            .await?;
+        let user_id = applied.registered.ok_or_else(|| {
+            StoreError::Inconsistent("a SCIM user was created without a user".to_owned())
+        })?;
         self.directories
             .write(&*self.store, team, Origin::scim(), |d| {
-                let placement = d.placement(user_id);
-                let change = match (active, placement) {
-                    (true, placement) => Change::PutMember {
-                        member: MemberRow {
-                            user_id,
-                            role: placement.map_or(Role::Member, |p| p.role),
-                            nickname: nickname.clone(),
-                            avatar: Avatar::default(),
-                            source: Source::Sync,
-                        },
-                        groups: placement
-                            .map(|p| p.groups.iter().map(|g| GroupRef::Existing(*g)).collect())
-                            .unwrap_or_default(),
-                    },
-                    (false, Some(_)) => Change::RemoveMember(user_id),
-                    (false, None) => return Ok((Vec::new(), ())),
-                };
-                Ok((vec![change], ()))
+                Ok((membership(d, user_id, active, &nickname), ()))
             })
             .await?;
-        self.scim_get_user(team, &record.scim_id, location).await
+        let record = ScimUserRecord { user_id, ..record };
+        self.render_user(team, &record, &stored, location).await
     }
 
+    /// Store a user's new state and make its membership follow `active`, in one write.
     async fn replace_user(
         &self,
         team: &TeamRecord,
@@ -223,18 +232,22 @@ impl Service {
         active: bool,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let record = ScimUserRecord {
-            user_name_key: user_name_key(&stored),
-            external_id: stored
-                .get("externalId")
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+        let record = record_of(
+            current.user_id,
+            current.scim_id,
+            &stored,
             active,
-            resource: Value::Object(stored).to_string(),
-            updated_at: unix_now(),
-            ..current
-        };
-        self.write_user(team, &record, location).await
+            current.created_at,
+            unix_now(),
+        );
+        let user_id = record.user_id;
+        let nickname = nickname_of(&stored);
+        self.directories
+            .write_scim(&*self.store, team, ScimWrite::Put(record.clone()), |d| {
+                Ok((membership(d, user_id, active, &nickname), ()))
+            })
+            .await?;
+        self.render_user(team, &record, &stored, location).await
     }
 
     pub async fn scim_replace_user(
@@ -245,8 +258,7 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let current = self.scim_user_record(team, id).await?;
-        check_version(&self.scim_get_user(team, id, location).await?, if_match)?;
+        let (current, _) = self.current_user(team, id, if_match, location).await?;
         let (stored, active) = validated(body)?;
         self.replace_user(team, current, stored, active, location)
             .await
@@ -260,18 +272,15 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let current = self.scim_user_record(team, id).await?;
-        let rendered = self.scim_get_user(team, id, location).await?;
-        check_version(&rendered, if_match)?;
-        let mut resource = rendered.resource;
-        patch::apply(&mut resource, operations, &[ENTERPRISE_SCHEMA])?;
-        let (stored, active) = validated(&Value::Object(resource))?;
+        let (current, rendered) = self.current_user(team, id, if_match, location).await?;
+        let patched = patched(rendered, operations, ENTERPRISE_SCHEMA)?;
+        let (stored, active) = validated(&patched)?;
         self.replace_user(team, current, stored, active, location)
             .await
     }
 
-    /// Take the user out of the directory and forget its SCIM attributes (the user itself
-    /// stays registered, as users do).
+    /// Take the user out of the directory and forget its SCIM attributes, in one write (the
+    /// user itself stays registered, as users do).
     pub async fn scim_delete_user(
         &self,
         team: &TeamRecord,
@@ -279,19 +288,12 @@ impl Service {
         if_match: Option<&str>,
         location: &Location,
     ) -> ScimResult<()> {
-        let current = self.scim_user_record(team, id).await?;
-        check_version(&self.scim_get_user(team, id, location).await?, if_match)?;
-        let user_id: UserId = current.user_id;
+        let (current, _) = self.current_user(team, id, if_match, location).await?;
+        let user_id = current.user_id;
         self.directories
-            .write(&*self.store, team, Origin::scim(), |d| {
-                Ok(match d.placement(user_id) {
-                    Some(_) => (vec![Change::RemoveMember(user_id)], ()),
-                    None => (Vec::new(), ()),
-                })
+            .write_scim(&*self.store, team, ScimWrite::Delete(user_id), |d| {
+                Ok((membership(d, user_id, false, &Nickname::default()), ()))
             })
-            .await?;
-        self.store
-            .delete_scim_user(team.access.team_id, user_id)
             .await?;
         Ok(())
     }

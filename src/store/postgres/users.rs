@@ -10,7 +10,7 @@ use sqlx::Row;
 use super::{PostgresStore, decode_rows};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Source, TeamId, UserId};
-use crate::store::backend::BackendUsers;
+use crate::store::backend::{BackendUsers, Tx};
 use crate::store::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
 
 /// How often a registration tries again after losing a race for the same openid. The winner's
@@ -50,15 +50,7 @@ impl BackendUsers for PostgresStore {
                 tx.commit().await?;
                 return Ok(existing);
             }
-            let registered: UserRecord = sqlx::query_as(
-                "INSERT INTO users (nickname, avatar, created_at) VALUES ($1, $2, $3) \
-                 RETURNING id, respondent_id, nickname, avatar",
-            )
-            .bind(user.nickname)
-            .bind(user.avatar)
-            .bind(now)
-            .fetch_one(&mut *tx)
-            .await?;
+            let registered = Self::insert_user(&mut tx, user, now).await?;
             // Waits for a concurrent insert of the same openid to commit or roll back.
             let claimed: Option<UserId> = sqlx::query_scalar(
                 "INSERT INTO app_users (appid, openid, user_id) VALUES ($1, $2, $3) \
@@ -80,6 +72,22 @@ impl BackendUsers for PostgresStore {
             "registering openid {:?} for app {appid:?} kept racing",
             user.openid
         )))
+    }
+
+    async fn insert_user(
+        tx: &mut Tx<Self>,
+        user: NewUser<'_>,
+        now: i64,
+    ) -> StoreResult<UserRecord> {
+        Ok(sqlx::query_as(
+            "INSERT INTO users (nickname, avatar, created_at) VALUES ($1, $2, $3) \
+             RETURNING id, respondent_id, nickname, avatar",
+        )
+        .bind(user.nickname)
+        .bind(user.avatar)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?)
     }
 
     async fn register_many(

@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
-use crate::store::backend::{Backend, BackendUsers};
+use crate::store::backend::{Backend, BackendUsers, Tx};
 use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
 
 /// First user id handed out.
@@ -46,19 +46,7 @@ impl BackendUsers for SqliteStore {
                 .await?
             }
             None => {
-                let registered: UserRecord = sqlx::query_as(
-                    "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
-                     ((SELECT COALESCE(MAX(id) + 1, $1) FROM users), \
-                      (SELECT COALESCE(MAX(respondent_id) + 1, $2) FROM users), $3, $4, $5) \
-                     RETURNING id, respondent_id, nickname, avatar",
-                )
-                .bind(FIRST_USER_ID)
-                .bind(FIRST_RESPONDENT_ID)
-                .bind(user.nickname)
-                .bind(user.avatar)
-                .bind(now)
-                .fetch_one(&mut *tx)
-                .await?;
+                let registered = Self::insert_user(&mut tx, user, now).await?;
                 sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES ($1, $2, $3)")
                     .bind(appid)
                     .bind(user.openid)
@@ -70,6 +58,26 @@ impl BackendUsers for SqliteStore {
         };
         tx.commit().await?;
         Ok(registered)
+    }
+
+    async fn insert_user(
+        tx: &mut Tx<Self>,
+        user: NewUser<'_>,
+        now: i64,
+    ) -> StoreResult<UserRecord> {
+        Ok(sqlx::query_as(
+            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
+             ((SELECT COALESCE(MAX(id) + 1, $1) FROM users), \
+              (SELECT COALESCE(MAX(respondent_id) + 1, $2) FROM users), $3, $4, $5) \
+             RETURNING id, respondent_id, nickname, avatar",
+        )
+        .bind(FIRST_USER_ID)
+        .bind(FIRST_RESPONDENT_ID)
+        .bind(user.nickname)
+        .bind(user.avatar)
+        .bind(now)
+        .fetch_one(&mut **tx)
+        .await?)
     }
 
     async fn register_many(
