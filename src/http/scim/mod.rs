@@ -3,13 +3,15 @@
 
 mod resources;
 
+use resources::Resource;
+
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -162,6 +164,21 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// The endpoints of one resource type under `base`.
+fn resource_routes(base: &str, resource: Resource) -> Router<ScimState> {
+    Router::new()
+        .route(base, get(resources::list_all).post(resources::create))
+        .route(&format!("{base}/.search"), post(resources::search))
+        .route(
+            &format!("{base}/{{id}}"),
+            get(resources::get_one)
+                .put(resources::replace)
+                .patch(resources::patch)
+                .delete(resources::delete),
+        )
+        .layer(Extension(resource))
+}
+
 /// The `/scim/v2` routes, outside the envelope.
 pub fn routes(service: Arc<Service>) -> Router {
     let state = ScimState { service };
@@ -174,31 +191,9 @@ pub fn routes(service: Arc<Service>) -> Router {
         .route("/scim/v2/ResourceTypes/{id}", get(resources::resource_type))
         .route("/scim/v2/Schemas", get(resources::schemas))
         .route("/scim/v2/Schemas/{id}", get(resources::schema))
-        .route(
-            "/scim/v2/Users",
-            get(resources::list_users).post(resources::create_user),
-        )
         .route("/scim/v2/.search", post(resources::search_all))
-        .route("/scim/v2/Users/.search", post(resources::search_users))
-        .route(
-            "/scim/v2/Users/{id}",
-            get(resources::get_user)
-                .put(resources::replace_user)
-                .patch(resources::patch_user)
-                .delete(resources::delete_user),
-        )
-        .route(
-            "/scim/v2/Groups",
-            get(resources::list_groups).post(resources::create_group),
-        )
-        .route("/scim/v2/Groups/.search", post(resources::search_groups))
-        .route(
-            "/scim/v2/Groups/{id}",
-            get(resources::get_group)
-                .put(resources::replace_group)
-                .patch(resources::patch_group)
-                .delete(resources::delete_group),
-        )
+        .merge(resource_routes("/scim/v2/Users", Resource::Users))
+        .merge(resource_routes("/scim/v2/Groups", Resource::Groups))
         .route("/scim/v2", get(unknown_route))
         .route(
             "/scim/v2/{*rest}",

@@ -2,17 +2,19 @@
 //! create, replace, patch, delete), with `attributes`/`excludedAttributes` and ETags.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
 use super::{ScimState, authenticate, error_response, json_body, scim_json, to_scim};
 use crate::domain::scim::filter::{Filter, parse_filter};
-use crate::domain::scim::patch::parse_operations;
+use crate::domain::scim::patch::{Operation, parse_operations};
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute_key};
-use crate::service::scim::{ScimResult, Versioned};
+use crate::service::Service;
+use crate::service::scim::{Location, ScimResult, Versioned};
+use crate::store::TeamRecord;
 
 /// Most resources in one list page (`maxResults`).
 const MAX_RESULTS: usize = 1000;
@@ -352,7 +354,119 @@ pub(super) async fn schema(
     }
 }
 
-pub(super) async fn list_users(
+/// The SCIM resource type a route serves (an `Extension` on its routes): the handlers below
+/// serve both, and only this picks the service calls.
+#[derive(Clone, Copy)]
+pub(super) enum Resource {
+    Users,
+    Groups,
+}
+
+impl Resource {
+    async fn list(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        filter: Option<&Filter>,
+        location: &Location,
+    ) -> ScimResult<Vec<Versioned>> {
+        match self {
+            Self::Users => service.scim_list_users(team, filter, location).await,
+            Self::Groups => service.scim_list_groups(team, filter, location).await,
+        }
+    }
+
+    async fn get(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        id: &str,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        match self {
+            Self::Users => service.scim_get_user(team, id, location).await,
+            Self::Groups => service.scim_get_group(team, id, location).await,
+        }
+    }
+
+    async fn create(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        body: &Value,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        match self {
+            Self::Users => service.scim_create_user(team, body, location).await,
+            Self::Groups => service.scim_create_group(team, body, location).await,
+        }
+    }
+
+    async fn replace(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        (id, body): (&str, &Value),
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        match self {
+            Self::Users => {
+                service
+                    .scim_replace_user(team, id, body, if_match, location)
+                    .await
+            }
+            Self::Groups => {
+                service
+                    .scim_replace_group(team, id, body, if_match, location)
+                    .await
+            }
+        }
+    }
+
+    async fn patch(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        (id, operations): (&str, &[Operation]),
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<Versioned> {
+        match self {
+            Self::Users => {
+                service
+                    .scim_patch_user(team, id, operations, if_match, location)
+                    .await
+            }
+            Self::Groups => {
+                service
+                    .scim_patch_group(team, id, operations, if_match, location)
+                    .await
+            }
+        }
+    }
+
+    async fn delete(
+        self,
+        service: &Service,
+        team: &TeamRecord,
+        id: &str,
+        if_match: Option<&str>,
+        location: &Location,
+    ) -> ScimResult<()> {
+        match self {
+            Self::Users => service.scim_delete_user(team, id, if_match, location).await,
+            Self::Groups => {
+                service
+                    .scim_delete_group(team, id, if_match, location)
+                    .await
+            }
+        }
+    }
+}
+
+pub(super) async fn list_all(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -362,31 +476,43 @@ pub(super) async fn list_users(
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
-    list(
-        state
-            .service
-            .scim_list_users(&team, params.filter.as_ref(), &location)
-            .await,
-        &params,
-    )
+    let result = resource
+        .list(&state.service, &team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
 }
 
-pub(super) async fn get_user(
+pub(super) async fn search(
+    Extension(resource): Extension<Resource>,
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let (team, location) = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = resource
+        .list(&state.service, &team, params.filter.as_ref(), &location)
+        .await;
+    list(result, &params)
+}
+
+pub(super) async fn get_one(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
     let (team, location) = authed!(state, headers);
-    one(
-        state.service.scim_get_user(&team, &id, &location).await,
-        StatusCode::OK,
-        &headers,
-        query,
-    )
+    let result = resource.get(&state.service, &team, &id, &location).await;
+    one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn create_user(
+pub(super) async fn create(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
@@ -394,18 +520,14 @@ pub(super) async fn create_user(
 ) -> Response {
     let (team, location) = authed!(state, headers);
     let body = body!(bytes);
-    one(
-        state
-            .service
-            .scim_create_user(&team, &body, &location)
-            .await,
-        StatusCode::CREATED,
-        &headers,
-        query,
-    )
+    let result = resource
+        .create(&state.service, &team, &body, &location)
+        .await;
+    one(result, StatusCode::CREATED, &headers, query)
 }
 
-pub(super) async fn replace_user(
+pub(super) async fn replace(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -414,14 +536,21 @@ pub(super) async fn replace_user(
 ) -> Response {
     let (team, location) = authed!(state, headers);
     let body = body!(bytes);
-    let result = state
-        .service
-        .scim_replace_user(&team, &id, &body, if_match(&headers).as_deref(), &location)
+    let if_match = if_match(&headers);
+    let result = resource
+        .replace(
+            &state.service,
+            &team,
+            (&id, &body),
+            if_match.as_deref(),
+            &location,
+        )
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn patch_user(
+pub(super) async fn patch(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -434,178 +563,34 @@ pub(super) async fn patch_user(
         Ok(operations) => operations,
         Err(error) => return error_response(&error),
     };
-    let result = state
-        .service
-        .scim_patch_user(
+    let if_match = if_match(&headers);
+    let result = resource
+        .patch(
+            &state.service,
             &team,
-            &id,
-            &operations,
-            if_match(&headers).as_deref(),
+            (&id, &operations),
+            if_match.as_deref(),
             &location,
         )
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn delete_user(
+pub(super) async fn delete(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let (team, location) = authed!(state, headers);
-    match state
-        .service
-        .scim_delete_user(&team, &id, if_match(&headers).as_deref(), &location)
+    let if_match = if_match(&headers);
+    match resource
+        .delete(&state.service, &team, &id, if_match.as_deref(), &location)
         .await
     {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(failure) => error_response(&to_scim(failure)),
     }
-}
-
-pub(super) async fn list_groups(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match read_params(query) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    list(
-        state
-            .service
-            .scim_list_groups(&team, params.filter.as_ref(), &location)
-            .await,
-        &params,
-    )
-}
-
-pub(super) async fn get_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    one(
-        state.service.scim_get_group(&team, &id, &location).await,
-        StatusCode::OK,
-        &headers,
-        query,
-    )
-}
-
-pub(super) async fn create_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    one(
-        state
-            .service
-            .scim_create_group(&team, &body, &location)
-            .await,
-        StatusCode::CREATED,
-        &headers,
-        query,
-    )
-}
-
-pub(super) async fn replace_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    let result = state
-        .service
-        .scim_replace_group(&team, &id, &body, if_match(&headers).as_deref(), &location)
-        .await;
-    one(result, StatusCode::OK, &headers, query)
-}
-
-pub(super) async fn patch_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    let operations = match parse_operations(&body) {
-        Ok(operations) => operations,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_patch_group(
-            &team,
-            &id,
-            &operations,
-            if_match(&headers).as_deref(),
-            &location,
-        )
-        .await;
-    one(result, StatusCode::OK, &headers, query)
-}
-
-pub(super) async fn delete_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    match state
-        .service
-        .scim_delete_group(&team, &id, if_match(&headers).as_deref(), &location)
-        .await
-    {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(failure) => error_response(&to_scim(failure)),
-    }
-}
-
-pub(super) async fn search_users(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match search_params(&body!(bytes)) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_list_users(&team, params.filter.as_ref(), &location)
-        .await;
-    list(result, &params)
-}
-
-pub(super) async fn search_groups(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match search_params(&body!(bytes)) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_list_groups(&team, params.filter.as_ref(), &location)
-        .await;
-    list(result, &params)
 }
 
 /// `POST /.search` at the root: users, then groups.
@@ -620,14 +605,12 @@ pub(super) async fn search_all(
         Err(error) => return error_response(&error),
     };
     let filter = params.filter.as_ref();
-    let users = state
-        .service
-        .scim_list_users(&team, filter, &location)
-        .await;
-    let result = match users {
-        Ok(mut all) => state
-            .service
-            .scim_list_groups(&team, filter, &location)
+    let result = match Resource::Users
+        .list(&state.service, &team, filter, &location)
+        .await
+    {
+        Ok(mut all) => Resource::Groups
+            .list(&state.service, &team, filter, &location)
             .await
             .map(|groups| {
                 all.extend(groups);
