@@ -168,6 +168,15 @@ fn key_of(object: &Map<String, Value>, name: &str) -> String {
 
 /// Does a multi-valued attribute already hold `value` (same `value` sub-attribute for
 /// complex values, same JSON otherwise)?
+/// Sets each of the `given` sub-attributes of a complex attribute, under the name it already
+/// has there in any case.
+fn set_sub_attributes(current: &mut Map<String, Value>, given: Map<String, Value>) {
+    for (name, value) in given {
+        let sub_key = key_of(current, &name);
+        current.insert(sub_key, value);
+    }
+}
+
 fn holds(items: &[Value], value: &Value) -> bool {
     let key = |v: &Value| match v {
         Value::Object(object) => super::attribute(object, "value").cloned(),
@@ -306,10 +315,7 @@ fn apply_at(
                 match (object.get_mut(&key), value) {
                     // Replacing a complex attribute replaces the sub-attributes given.
                     (Some(Value::Object(current)), Value::Object(given)) => {
-                        for (name, value) in given {
-                            let sub_key = key_of(current, &name);
-                            current.insert(sub_key, value);
-                        }
+                        set_sub_attributes(current, given);
                     }
                     (_, value) => {
                         object.insert(key, value);
@@ -329,10 +335,7 @@ fn apply_at(
                     }
                 }
                 (Some(Value::Object(current)), Value::Object(given)) => {
-                    for (name, value) in given {
-                        let sub_key = key_of(current, &name);
-                        current.insert(sub_key, value);
-                    }
+                    set_sub_attributes(current, given);
                 }
                 (_, value) => {
                     object.insert(key, value);
