@@ -99,20 +99,24 @@ pub fn apply(
                         "without a path, the value must be an object of attributes",
                     ));
                 };
+                // Each attribute as if given with its own path.
+                let mut apply_one = |path: &str, value: &Value| {
+                    let path = parse_path(path)?;
+                    apply_at(
+                        resource,
+                        operation.op,
+                        &path,
+                        Some(value.clone()),
+                        extensions,
+                    )
+                };
                 for (key, value) in values {
                     if let Some(urn) = extensions.iter().find(|urn| urn.eq_ignore_ascii_case(key))
                         && let Value::Object(inner) = value
                     {
                         // `{"urn:…:enterprise:2.0:User": {"department": "x"}}`
                         for (name, value) in inner {
-                            let path = parse_path(&format!("{urn}:{name}"))?;
-                            apply_at(
-                                resource,
-                                operation.op,
-                                &path,
-                                Some(value.clone()),
-                                extensions,
-                            )?;
+                            apply_one(&format!("{urn}:{name}"), value)?;
                         }
                         continue;
                     }
@@ -120,14 +124,7 @@ pub fn apply(
                         continue;
                     }
                     // Keys may be paths themselves (`name.givenName`, `urn:…:department`).
-                    let path = parse_path(key)?;
-                    apply_at(
-                        resource,
-                        operation.op,
-                        &path,
-                        Some(value.clone()),
-                        extensions,
-                    )?;
+                    apply_one(key, value)?;
                 }
             }
         }
