@@ -92,11 +92,23 @@ struct ScimState {
     service: Arc<Service>,
 }
 
-/// The directory the request's bearer token serves, and the base URL for locations.
-async fn authenticate(
-    state: &ScimState,
-    headers: &HeaderMap,
-) -> Result<(TeamRecord, Location), Response> {
+/// What an authenticated SCIM request acts on: the directory its bearer token serves, and the
+/// base URL of the locations it answers.
+struct Scope {
+    service: Arc<Service>,
+    team: TeamRecord,
+    location: Location,
+}
+
+impl Scope {
+    /// The service, the team and the location base, as the service's SCIM calls take them.
+    fn parts(&self) -> (&Service, &TeamRecord, &Location) {
+        (&self.service, &self.team, &self.location)
+    }
+}
+
+/// The [`Scope`] of a request, or the answer refusing it.
+async fn authenticate(state: &ScimState, headers: &HeaderMap) -> Result<Scope, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -132,7 +144,11 @@ async fn authenticate(
                 .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
         })
         .unwrap_or("localhost");
-    Ok((team, Location(format!("http://{host}/scim/v2"))))
+    Ok(Scope {
+        service: state.service.clone(),
+        team,
+        location: Location(format!("http://{host}/scim/v2")),
+    })
 }
 
 /// The body as JSON, or an `invalidSyntax` error.

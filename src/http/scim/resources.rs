@@ -7,14 +7,12 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ScimState, authenticate, error_response, json_body, scim_json, to_scim};
+use super::{ScimState, Scope, authenticate, error_response, json_body, scim_json, to_scim};
 use crate::domain::scim::filter::{Filter, parse_filter};
 use crate::domain::scim::patch::{Operation, parse_operations};
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute_key};
-use crate::service::Service;
-use crate::service::scim::{Location, ScimResult, Versioned};
-use crate::store::TeamRecord;
+use crate::service::scim::{ScimResult, Versioned};
 
 /// Most resources in one list page (`maxResults`).
 const MAX_RESULTS: usize = 1000;
@@ -257,7 +255,7 @@ pub(super) async fn service_provider_config(
     State(state): State<ScimState>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     scim_json(
         StatusCode::OK,
         &json!({
@@ -275,7 +273,7 @@ pub(super) async fn service_provider_config(
                 "description": "A token made with `contactsd admin scim-token create`.",
                 "primary": true,
             }],
-            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", location.0)},
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", scope.location.0)},
         }),
         None,
     )
@@ -305,11 +303,11 @@ fn located(mut resource: Value, base: &str) -> Value {
 }
 
 pub(super) async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     listing(
         schema::resource_types()
             .into_iter()
-            .map(|r| located(r, &location.0))
+            .map(|r| located(r, &scope.location.0))
             .collect(),
     )
 }
@@ -319,22 +317,22 @@ pub(super) async fn resource_type(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     match schema::resource_types()
         .into_iter()
         .find(|r| r["id"] == id.as_str())
     {
-        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
+        Some(found) => scim_json(StatusCode::OK, &located(found, &scope.location.0), None),
         None => error_response(&ScimError::not_found(format!("no resource type {id}"))),
     }
 }
 
 pub(super) async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     listing(
         schema::schemas()
             .into_iter()
-            .map(|s| located(s, &location.0))
+            .map(|s| located(s, &scope.location.0))
             .collect(),
     )
 }
@@ -344,12 +342,12 @@ pub(super) async fn schema(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     match schema::schemas()
         .into_iter()
         .find(|s| s["id"] == id.as_str())
     {
-        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
+        Some(found) => scim_json(StatusCode::OK, &located(found, &scope.location.0), None),
         None => error_response(&ScimError::not_found(format!("no schema {id}"))),
     }
 }
@@ -363,53 +361,39 @@ pub(super) enum Resource {
 }
 
 impl Resource {
-    async fn list(
-        self,
-        service: &Service,
-        team: &TeamRecord,
-        filter: Option<&Filter>,
-        location: &Location,
-    ) -> ScimResult<Vec<Versioned>> {
+    async fn list(self, scope: &Scope, filter: Option<&Filter>) -> ScimResult<Vec<Versioned>> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => service.scim_list_users(team, filter, location).await,
             Self::Groups => service.scim_list_groups(team, filter, location).await,
         }
     }
 
-    async fn get(
-        self,
-        service: &Service,
-        team: &TeamRecord,
-        id: &str,
-        location: &Location,
-    ) -> ScimResult<Versioned> {
+    async fn get(self, scope: &Scope, id: &str) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => service.scim_get_user(team, id, location).await,
             Self::Groups => service.scim_get_group(team, id, location).await,
         }
     }
 
-    async fn create(
-        self,
-        service: &Service,
-        team: &TeamRecord,
-        body: &Value,
-        location: &Location,
-    ) -> ScimResult<Versioned> {
+    async fn create(self, scope: &Scope, body: &Value) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => service.scim_create_user(team, body, location).await,
             Self::Groups => service.scim_create_group(team, body, location).await,
         }
     }
 
+    /// `if_match`: the `If-Match` header, as for [`Resource::patch`] and [`Resource::delete`].
     async fn replace(
         self,
-        service: &Service,
-        team: &TeamRecord,
-        (id, body): (&str, &Value),
+        scope: &Scope,
+        id: &str,
+        body: &Value,
         if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => {
                 service
@@ -426,12 +410,12 @@ impl Resource {
 
     async fn patch(
         self,
-        service: &Service,
-        team: &TeamRecord,
-        (id, operations): (&str, &[Operation]),
+        scope: &Scope,
+        id: &str,
+        operations: &[Operation],
         if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => {
                 service
@@ -446,14 +430,8 @@ impl Resource {
         }
     }
 
-    async fn delete(
-        self,
-        service: &Service,
-        team: &TeamRecord,
-        id: &str,
-        if_match: Option<&str>,
-        location: &Location,
-    ) -> ScimResult<()> {
+    async fn delete(self, scope: &Scope, id: &str, if_match: Option<&str>) -> ScimResult<()> {
+        let (service, team, location) = scope.parts();
         match self {
             Self::Users => service.scim_delete_user(team, id, if_match, location).await,
             Self::Groups => {
@@ -471,14 +449,12 @@ pub(super) async fn list_all(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let params = match read_params(query) {
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
-    let result = resource
-        .list(&state.service, &team, params.filter.as_ref(), &location)
-        .await;
+    let result = resource.list(&scope, params.filter.as_ref()).await;
     list(result, &params)
 }
 
@@ -488,14 +464,12 @@ pub(super) async fn search(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let params = match search_params(&body!(bytes)) {
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
-    let result = resource
-        .list(&state.service, &team, params.filter.as_ref(), &location)
-        .await;
+    let result = resource.list(&scope, params.filter.as_ref()).await;
     list(result, &params)
 }
 
@@ -506,8 +480,8 @@ pub(super) async fn get_one(
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
-    let result = resource.get(&state.service, &team, &id, &location).await;
+    let scope = authed!(state, headers);
+    let result = resource.get(&scope, &id).await;
     one(result, StatusCode::OK, &headers, query)
 }
 
@@ -518,11 +492,9 @@ pub(super) async fn create(
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
-    let result = resource
-        .create(&state.service, &team, &body, &location)
-        .await;
+    let result = resource.create(&scope, &body).await;
     one(result, StatusCode::CREATED, &headers, query)
 }
 
@@ -534,17 +506,11 @@ pub(super) async fn replace(
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
     let if_match = if_match(&headers);
     let result = resource
-        .replace(
-            &state.service,
-            &team,
-            (&id, &body),
-            if_match.as_deref(),
-            &location,
-        )
+        .replace(&scope, &id, &body, if_match.as_deref())
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
@@ -557,7 +523,7 @@ pub(super) async fn patch(
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
     let operations = match parse_operations(&body) {
         Ok(operations) => operations,
@@ -565,13 +531,7 @@ pub(super) async fn patch(
     };
     let if_match = if_match(&headers);
     let result = resource
-        .patch(
-            &state.service,
-            &team,
-            (&id, &operations),
-            if_match.as_deref(),
-            &location,
-        )
+        .patch(&scope, &id, &operations, if_match.as_deref())
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
@@ -582,12 +542,9 @@ pub(super) async fn delete(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let if_match = if_match(&headers);
-    match resource
-        .delete(&state.service, &team, &id, if_match.as_deref(), &location)
-        .await
-    {
+    match resource.delete(&scope, &id, if_match.as_deref()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(failure) => error_response(&to_scim(failure)),
     }
@@ -599,23 +556,17 @@ pub(super) async fn search_all(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let params = match search_params(&body!(bytes)) {
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
     let filter = params.filter.as_ref();
-    let result = match Resource::Users
-        .list(&state.service, &team, filter, &location)
-        .await
-    {
-        Ok(mut all) => Resource::Groups
-            .list(&state.service, &team, filter, &location)
-            .await
-            .map(|groups| {
-                all.extend(groups);
-                all
-            }),
+    let result = match Resource::Users.list(&scope, filter).await {
+        Ok(mut all) => Resource::Groups.list(&scope, filter).await.map(|groups| {
+            all.extend(groups);
+            all
+        }),
         Err(failure) => Err(failure),
     };
     list(result, &params)
