@@ -3,7 +3,7 @@
 
 mod resources;
 
-use resources::Resource;
+use resources::{Discovery, Resource};
 
 use std::sync::Arc;
 
@@ -180,6 +180,14 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// The endpoints of one discovery collection under `base`.
+fn discovery_routes(base: &str, discovery: Discovery) -> Router<ScimState> {
+    Router::new()
+        .route(base, get(resources::discovery_list))
+        .route(&format!("{base}/{{id}}"), get(resources::discovery_one))
+        .layer(Extension(discovery))
+}
+
 /// The endpoints of one resource type under `base`.
 fn resource_routes(base: &str, resource: Resource) -> Router<ScimState> {
     Router::new()
@@ -203,10 +211,11 @@ pub fn routes(service: Arc<Service>) -> Router {
             "/scim/v2/ServiceProviderConfig",
             get(resources::service_provider_config),
         )
-        .route("/scim/v2/ResourceTypes", get(resources::resource_types))
-        .route("/scim/v2/ResourceTypes/{id}", get(resources::resource_type))
-        .route("/scim/v2/Schemas", get(resources::schemas))
-        .route("/scim/v2/Schemas/{id}", get(resources::schema))
+        .merge(discovery_routes(
+            "/scim/v2/ResourceTypes",
+            Discovery::RESOURCE_TYPES,
+        ))
+        .merge(discovery_routes("/scim/v2/Schemas", Discovery::SCHEMAS))
         .route("/scim/v2/.search", post(resources::search_all))
         .merge(resource_routes("/scim/v2/Users", Resource::Users))
         .merge(resource_routes("/scim/v2/Groups", Resource::Groups))

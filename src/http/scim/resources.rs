@@ -302,53 +302,54 @@ fn located(mut resource: Value, base: &str) -> Value {
     resource
 }
 
-pub(super) async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
+/// A discovery collection (`/ResourceTypes`, `/Schemas`; an `Extension` on its routes): its
+/// documents, and what one of them is called in a `not found` error.
+#[derive(Clone, Copy)]
+pub(super) struct Discovery {
+    documents: fn() -> Vec<Value>,
+    noun: &'static str,
+}
+
+impl Discovery {
+    pub(super) const RESOURCE_TYPES: Discovery = Discovery {
+        documents: schema::resource_types,
+        noun: "resource type",
+    };
+    pub(super) const SCHEMAS: Discovery = Discovery {
+        documents: schema::schemas,
+        noun: "schema",
+    };
+}
+
+/// Every document of a discovery collection.
+pub(super) async fn discovery_list(
+    Extension(discovery): Extension<Discovery>,
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+) -> Response {
     let scope = authed!(state, headers);
     listing(
-        schema::resource_types()
+        (discovery.documents)()
             .into_iter()
-            .map(|r| located(r, &scope.location.0))
+            .map(|document| located(document, &scope.location.0))
             .collect(),
     )
 }
 
-pub(super) async fn resource_type(
+/// One document of a discovery collection, by id.
+pub(super) async fn discovery_one(
+    Extension(discovery): Extension<Discovery>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
     let scope = authed!(state, headers);
-    match schema::resource_types()
+    match (discovery.documents)()
         .into_iter()
-        .find(|r| r["id"] == id.as_str())
+        .find(|document| document["id"] == id.as_str())
     {
         Some(found) => scim_json(StatusCode::OK, &located(found, &scope.location.0), None),
-        None => error_response(&ScimError::not_found(format!("no resource type {id}"))),
-    }
-}
-
-pub(super) async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let scope = authed!(state, headers);
-    listing(
-        schema::schemas()
-            .into_iter()
-            .map(|s| located(s, &scope.location.0))
-            .collect(),
-    )
-}
-
-pub(super) async fn schema(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let scope = authed!(state, headers);
-    match schema::schemas()
-        .into_iter()
-        .find(|s| s["id"] == id.as_str())
-    {
-        Some(found) => scim_json(StatusCode::OK, &located(found, &scope.location.0), None),
-        None => error_response(&ScimError::not_found(format!("no schema {id}"))),
+        None => error_response(&ScimError::not_found(format!("no {} {id}", discovery.noun))),
     }
 }
 
