@@ -234,35 +234,30 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     ]
 }
 
+/// `name=value` pairs as a query string or form body, the values percent-encoded (the names
+/// are sent as they are).
+fn encoded<N: std::fmt::Display>(pairs: Vec<(N, String)>) -> String {
+    pairs
+        .iter()
+        .map(|(name, value)| {
+            let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
+            format!("{name}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// A form body: known fields (some in bracket form) with short values.
 fn form() -> impl Strategy<Value = String> {
     let names = prop_oneof![
         prop::sample::select(&FIELDS[..]).prop_map(str::to_owned),
         prop::sample::select(&FIELDS[..]).prop_map(|name| format!("{name}[]")),
     ];
-    prop::collection::vec((names, word()), 0..6).prop_map(|pairs| {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
-                format!("{name}={value}")
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    })
+    prop::collection::vec((names, word()), 0..6).prop_map(encoded)
 }
 
 fn query() -> impl Strategy<Value = String> {
-    prop::collection::vec((prop::sample::select(&PARAMETERS[..]), word()), 0..5).prop_map(|pairs| {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                let value: String = form_urlencoded::byte_serialize(value.as_bytes()).collect();
-                format!("{name}={value}")
-            })
-            .collect::<Vec<_>>()
-            .join("&")
-    })
+    prop::collection::vec((prop::sample::select(&PARAMETERS[..]), word()), 0..5).prop_map(encoded)
 }
 
 proptest! {

@@ -24,6 +24,7 @@ use axum::extract::Path;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::response::Response as ResponseDoc;
 use utoipa::openapi::schema::{AnyOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::SecurityRequirement;
@@ -83,15 +84,10 @@ pub fn document() -> utoipa::openapi::OpenApi {
 )]
 pub struct ApiDoc;
 
-/// The two ways to present a token: `?access_token=` (with `appid`, as the reference service
-/// expects) or an `Authorization: Bearer` header (an extension).
-struct SecuritySchemes;
-
-/// Every operation that takes an optional `appid` beside its token ([`routes::AppidQuery`])
-/// accepts either way of presenting the token (the token call's `appid` is required).
-fn add_security(openapi: &mut utoipa::openapi::OpenApi) {
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
+/// Every operation of the document, of every method it uses.
+fn operations(openapi: &mut utoipa::openapi::OpenApi) -> impl Iterator<Item = &mut Operation> {
+    openapi.paths.paths.values_mut().flat_map(|item| {
+        [
             &mut item.get,
             &mut item.post,
             &mut item.put,
@@ -100,21 +96,26 @@ fn add_security(openapi: &mut utoipa::openapi::OpenApi) {
         ]
         .into_iter()
         .flatten()
-        {
-            let takes_token = operation
-                .parameters
-                .iter()
-                .flatten()
-                .any(|parameter| {
-                    matches!(parameter, RefOr::T(parameter)
-                        if parameter.name == "appid" && matches!(parameter.required, Required::False))
-                });
-            if takes_token && operation.security.is_none() {
-                operation.security = Some(vec![
-                    SecurityRequirement::new("access_token", Vec::<String>::new()),
-                    SecurityRequirement::new("bearer", Vec::<String>::new()),
-                ]);
-            }
+    })
+}
+
+/// The two ways to present a token: `?access_token=` (with `appid`, as the reference service
+/// expects) or an `Authorization: Bearer` header (an extension).
+struct SecuritySchemes;
+
+/// Every operation that takes an optional `appid` beside its token ([`routes::AppidQuery`])
+/// accepts either way of presenting the token (the token call's `appid` is required).
+fn add_security(openapi: &mut utoipa::openapi::OpenApi) {
+    for operation in operations(openapi) {
+        let takes_token = operation.parameters.iter().flatten().any(|parameter| {
+            matches!(parameter, RefOr::T(parameter)
+                    if parameter.name == "appid" && matches!(parameter.required, Required::False))
+        });
+        if takes_token && operation.security.is_none() {
+            operation.security = Some(vec![
+                SecurityRequirement::new("access_token", Vec::<String>::new()),
+                SecurityRequirement::new("bearer", Vec::<String>::new()),
+            ]);
         }
     }
 }
@@ -183,79 +184,67 @@ fn optional_bodies_are_not_null(openapi: &mut utoipa::openapi::OpenApi) {
 /// whose description names the status each failure has with `--http-status mapped`. Only
 /// `/healthz`'s 503 keeps its status in both modes.
 fn fold_failures_into_200(openapi: &mut utoipa::openapi::OpenApi) {
-    for item in openapi.paths.paths.values_mut() {
-        for operation in [
-            &mut item.get,
-            &mut item.post,
-            &mut item.put,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let responses = &mut operation.responses.responses;
-            let statuses: Vec<String> = responses
-                .keys()
-                .filter(|status| *status != "200" && *status != "503")
-                .cloned()
-                .collect();
-            let failures: Vec<(String, RefOr<ResponseDoc>)> = statuses
-                .into_iter()
-                .filter_map(|status| {
-                    let response = responses.remove(&status)?;
-                    Some((status, response))
-                })
-                .collect();
-            let Some(RefOr::T(success)) = responses.get_mut("200") else {
-                continue;
-            };
-            let Some(RefOr::T(content)) = success.content.get_mut("application/json") else {
-                continue;
-            };
-            let mut any_of = AnyOfBuilder::new();
-            if let Some(schema) = content.schema.take() {
-                any_of = any_of.item(schema);
-            }
-            let mut lines = Vec::new();
-            for (status, failure) in &failures {
-                let RefOr::T(failure) = failure else { continue };
-                for line in failure.description.split("\n\n") {
-                    lines.push(format!("{line} (HTTP {status} when mapped)"));
-                }
-                let Some(RefOr::T(failure_content)) = failure.content.get("application/json")
-                else {
-                    continue;
-                };
-                if let Some(schema) = &failure_content.schema {
-                    any_of = any_of.item(schema.clone());
-                }
-                for (name, example) in &failure_content.examples {
-                    let key = if content.examples.contains_key(name) {
-                        format!("{name} ({status})")
-                    } else {
-                        name.clone()
-                    };
-                    content.examples.insert(key, example.clone());
-                }
-                for (name, header) in &failure.headers {
-                    success
-                        .headers
-                        .entry(name.clone())
-                        .or_insert(header.clone());
-                }
-            }
-            if failures.is_empty() {
-                content.schema = any_of_first(any_of);
-                continue;
-            }
-            content.schema = Some(any_of.into());
-            success.description = format!(
-                "{}\n\nFailures, also HTTP 200 (their `code` is not `OK`):\n\n{}",
-                success.description,
-                lines.join("\n\n")
-            );
+    for operation in operations(openapi) {
+        let responses = &mut operation.responses.responses;
+        let statuses: Vec<String> = responses
+            .keys()
+            .filter(|status| *status != "200" && *status != "503")
+            .cloned()
+            .collect();
+        let failures: Vec<(String, RefOr<ResponseDoc>)> = statuses
+            .into_iter()
+            .filter_map(|status| {
+                let response = responses.remove(&status)?;
+                Some((status, response))
+            })
+            .collect();
+        let Some(RefOr::T(success)) = responses.get_mut("200") else {
+            continue;
+        };
+        let Some(RefOr::T(content)) = success.content.get_mut("application/json") else {
+            continue;
+        };
+        let mut any_of = AnyOfBuilder::new();
+        if let Some(schema) = content.schema.take() {
+            any_of = any_of.item(schema);
         }
+        let mut lines = Vec::new();
+        for (status, failure) in &failures {
+            let RefOr::T(failure) = failure else { continue };
+            for line in failure.description.split("\n\n") {
+                lines.push(format!("{line} (HTTP {status} when mapped)"));
+            }
+            let Some(RefOr::T(failure_content)) = failure.content.get("application/json") else {
+                continue;
+            };
+            if let Some(schema) = &failure_content.schema {
+                any_of = any_of.item(schema.clone());
+            }
+            for (name, example) in &failure_content.examples {
+                let key = if content.examples.contains_key(name) {
+                    format!("{name} ({status})")
+                } else {
+                    name.clone()
+                };
+                content.examples.insert(key, example.clone());
+            }
+            for (name, header) in &failure.headers {
+                success
+                    .headers
+                    .entry(name.clone())
+                    .or_insert(header.clone());
+            }
+        }
+        if failures.is_empty() {
+            content.schema = any_of_first(any_of);
+            continue;
+        }
+        content.schema = Some(any_of.into());
+        success.description = format!(
+            "{}\n\nFailures, also HTTP 200 (their `code` is not `OK`):\n\n{}",
+            success.description,
+            lines.join("\n\n")
+        );
     }
 }
 

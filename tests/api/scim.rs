@@ -661,3 +661,40 @@ async fn groups_are_found_by_name_paged_replaced_whole_and_private_to_their_dire
     assert_eq!(stolen.status, 400, "{}", stolen.body);
     assert_eq!(stolen.body["scimType"], "invalidValue");
 }
+
+#[tokio::test]
+async fn discovery_lists_resource_types_and_schemas_and_finds_each_by_id() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let base = format!(
+        "http://{}/scim/v2",
+        app.address.trim_start_matches("http://")
+    );
+    let types = scim.get("/ResourceTypes").await;
+    assert_eq!(types.status, 200, "{}", types.body);
+    assert_eq!(types.body["totalResults"], 2);
+    assert_eq!(types.body["Resources"][1]["id"], "Group");
+    let group = scim.get("/ResourceTypes/Group").await;
+    assert_eq!(group.status, 200, "{}", group.body);
+    assert_eq!(group.body["endpoint"], "/Groups");
+    assert_eq!(
+        group.body["meta"]["location"],
+        format!("{base}/ResourceTypes/Group")
+    );
+    let missing = scim.get("/ResourceTypes/Device").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["detail"], "no resource type Device");
+
+    let schemas = scim.get("/Schemas").await;
+    assert_eq!(schemas.body["totalResults"], 4);
+    let user = scim.get(&format!("/Schemas/{USER}")).await;
+    assert_eq!(user.status, 200, "{}", user.body);
+    assert_eq!(user.body["id"], USER);
+    assert_eq!(
+        user.body["meta"]["location"],
+        format!("{base}/Schemas/{USER}")
+    );
+    let missing = scim.get("/Schemas/urn:example:Device").await;
+    assert_eq!(missing.status, 404);
+    assert_eq!(missing.body["detail"], "no schema urn:example:Device");
+}

@@ -182,17 +182,22 @@ impl Directory {
         }
     }
 
+    /// Takes `user_id` out of `group`'s member listing, dropping the listing once empty.
+    fn leave_group(&mut self, group: &GroupId, user_id: UserId) {
+        if let Some(list) = self.group_members.get_mut(group) {
+            remove_sorted(list, &user_id);
+            if list.is_empty() {
+                self.group_members.remove(group);
+            }
+        }
+    }
+
     fn put_member(&mut self, user_id: UserId, placement: Placement) {
         let old = self.members.get(&user_id).cloned();
         match &old {
             Some(old) => {
                 for group in old.groups.iter().filter(|g| !placement.groups.contains(g)) {
-                    if let Some(list) = self.group_members.get_mut(group) {
-                        remove_sorted(list, &user_id);
-                        if list.is_empty() {
-                            self.group_members.remove(group);
-                        }
-                    }
+                    self.leave_group(group, user_id);
                 }
                 if old.role.uses_admin_seat() {
                     self.admins -= 1;
@@ -215,12 +220,7 @@ impl Directory {
     fn remove_member(&mut self, user_id: UserId) {
         if let Some(old) = self.members.remove(&user_id) {
             for group in &old.groups {
-                if let Some(list) = self.group_members.get_mut(group) {
-                    remove_sorted(list, &user_id);
-                    if list.is_empty() {
-                        self.group_members.remove(group);
-                    }
-                }
+                self.leave_group(group, user_id);
             }
             if old.role.uses_admin_seat() {
                 self.admins -= 1;

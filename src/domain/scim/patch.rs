@@ -99,20 +99,24 @@ pub fn apply(
                         "without a path, the value must be an object of attributes",
                     ));
                 };
+                // Each attribute as if given with its own path.
+                let mut apply_one = |path: &str, value: &Value| {
+                    let path = parse_path(path)?;
+                    apply_at(
+                        resource,
+                        operation.op,
+                        &path,
+                        Some(value.clone()),
+                        extensions,
+                    )
+                };
                 for (key, value) in values {
                     if let Some(urn) = extensions.iter().find(|urn| urn.eq_ignore_ascii_case(key))
                         && let Value::Object(inner) = value
                     {
                         // `{"urn:…:enterprise:2.0:User": {"department": "x"}}`
                         for (name, value) in inner {
-                            let path = parse_path(&format!("{urn}:{name}"))?;
-                            apply_at(
-                                resource,
-                                operation.op,
-                                &path,
-                                Some(value.clone()),
-                                extensions,
-                            )?;
+                            apply_one(&format!("{urn}:{name}"), value)?;
                         }
                         continue;
                     }
@@ -120,14 +124,7 @@ pub fn apply(
                         continue;
                     }
                     // Keys may be paths themselves (`name.givenName`, `urn:…:department`).
-                    let path = parse_path(key)?;
-                    apply_at(
-                        resource,
-                        operation.op,
-                        &path,
-                        Some(value.clone()),
-                        extensions,
-                    )?;
+                    apply_one(key, value)?;
                 }
             }
         }
@@ -168,6 +165,15 @@ fn key_of(object: &Map<String, Value>, name: &str) -> String {
 
 /// Does a multi-valued attribute already hold `value` (same `value` sub-attribute for
 /// complex values, same JSON otherwise)?
+/// Sets each of the `given` sub-attributes of a complex attribute, under the name it already
+/// has there in any case.
+fn set_sub_attributes(current: &mut Map<String, Value>, given: Map<String, Value>) {
+    for (name, value) in given {
+        let sub_key = key_of(current, &name);
+        current.insert(sub_key, value);
+    }
+}
+
 fn holds(items: &[Value], value: &Value) -> bool {
     let key = |v: &Value| match v {
         Value::Object(object) => super::attribute(object, "value").cloned(),
@@ -306,10 +312,7 @@ fn apply_at(
                 match (object.get_mut(&key), value) {
                     // Replacing a complex attribute replaces the sub-attributes given.
                     (Some(Value::Object(current)), Value::Object(given)) => {
-                        for (name, value) in given {
-                            let sub_key = key_of(current, &name);
-                            current.insert(sub_key, value);
-                        }
+                        set_sub_attributes(current, given);
                     }
                     (_, value) => {
                         object.insert(key, value);
@@ -329,10 +332,7 @@ fn apply_at(
                     }
                 }
                 (Some(Value::Object(current)), Value::Object(given)) => {
-                    for (name, value) in given {
-                        let sub_key = key_of(current, &name);
-                        current.insert(sub_key, value);
-                    }
+                    set_sub_attributes(current, given);
                 }
                 (_, value) => {
                     object.insert(key, value);

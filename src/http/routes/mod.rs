@@ -198,6 +198,17 @@ pub struct ListData<T> {
     total: u64,
 }
 
+impl<T> ListData<T> {
+    /// A listing that is not paged: every row, and their count.
+    fn whole(rows: impl IntoIterator<Item = T>) -> ListData<T> {
+        let list: Vec<T> = rows.into_iter().collect();
+        ListData {
+            total: list.len() as u64,
+            list,
+        }
+    }
+}
+
 /// `{"list": [...], "total": N}` of a listing, named after its rows (`GroupList`, ...).
 impl<T: ToSchema> PartialSchema for ListData<T> {
     fn schema() -> RefOr<Schema> {

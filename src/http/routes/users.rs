@@ -2,7 +2,7 @@
 
 use axum::extract::{Path, State};
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -85,6 +85,16 @@ pub async fn register_user(
     })
 }
 
+/// The user named in the path.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code, reason = "describes the path; the handlers read it")]
+pub struct OpenidPath {
+    /// The app's id for the user.
+    #[param(inline, value_type = Openid)]
+    openid: String,
+}
+
 /// A user as the app registered it.
 #[derive(Serialize, ToSchema)]
 #[schema(as = UserProfile, example = json!({
@@ -117,10 +127,7 @@ failures!(GetUserFailures: authenticated;
     get,
     path = "/api/sso/users/{openid}",
     tag = "users",
-    params(
-        ("openid" = inline(Openid), Path, description = "The app's id for the user."),
-        AppidQuery,
-    ),
+    params(OpenidPath, AppidQuery),
     responses(
         (status = 200, description = "The user.", body = UserProfileAnswer),
         GetUserFailures,
@@ -165,10 +172,7 @@ failures!(UpdateUserFailures: authenticated_body;
     post,
     path = "/api/sso/users/{openid}",
     tag = "users",
-    params(
-        ("openid" = inline(Openid), Path, description = "The app's id for the user."),
-        AppidQuery,
-    ),
+    params(OpenidPath, AppidQuery),
     request_body = Option<UpdateUserBody>,
     responses(
         (status = 200, description = "Updated.", body = EmptyAnswer),

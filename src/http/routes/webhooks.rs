@@ -293,14 +293,11 @@ pub async fn list_webhooks(
     Path(team_id): Path<TeamId>,
 ) -> Answer {
     let webhooks = state.service.webhooks(&caller, team_id).await?;
-    let list: Vec<WebhookData> = webhooks
-        .into_iter()
-        .map(|webhook| WebhookData::new(&state, webhook))
-        .collect();
-    Reply::data(&ListData {
-        total: list.len() as u64,
-        list,
-    })
+    Reply::data(&ListData::whole(
+        webhooks
+            .into_iter()
+            .map(|webhook| WebhookData::new(&state, webhook)),
+    ))
 }
 
 failures!(GetWebhookFailures: team; RuleError::WebhookNotFound);
@@ -398,14 +395,11 @@ pub async fn list_deliveries(
         .service
         .webhook_deliveries(&caller, team_id, id)
         .await?;
-    let list: Vec<DeliveryData> = records
-        .into_iter()
-        .map(|record| DeliveryData::new(&state, record))
-        .collect();
-    Reply::data(&ListData {
-        total: list.len() as u64,
-        list,
-    })
+    Reply::data(&ListData::whole(
+        records
+            .into_iter()
+            .map(|record| DeliveryData::new(&state, record)),
+    ))
 }
 
 failures!(ReplayWebhookFailures: team_body;

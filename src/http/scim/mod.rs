@@ -3,13 +3,15 @@
 
 mod resources;
 
+use resources::{Discovery, Resource};
+
 use std::sync::Arc;
 
-use axum::Router;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 
@@ -92,11 +94,23 @@ struct ScimState {
     service: Arc<Service>,
 }
 
-/// The directory the request's bearer token serves, and the base URL for locations.
-async fn authenticate(
-    state: &ScimState,
-    headers: &HeaderMap,
-) -> Result<(TeamRecord, Location), Response> {
+/// What an authenticated SCIM request acts on: the directory its bearer token serves, and the
+/// base URL of the locations it answers.
+struct Scope {
+    service: Arc<Service>,
+    team: TeamRecord,
+    location: Location,
+}
+
+impl Scope {
+    /// The service, the team and the location base, as the service's SCIM calls take them.
+    fn parts(&self) -> (&Service, &TeamRecord, &Location) {
+        (&self.service, &self.team, &self.location)
+    }
+}
+
+/// The [`Scope`] of a request, or the answer refusing it.
+async fn authenticate(state: &ScimState, headers: &HeaderMap) -> Result<Scope, Response> {
     let token = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -132,7 +146,11 @@ async fn authenticate(
                 .all(|c| c.is_ascii_alphanumeric() || ".:-[]".contains(c))
         })
         .unwrap_or("localhost");
-    Ok((team, Location(format!("http://{host}/scim/v2"))))
+    Ok(Scope {
+        service: state.service.clone(),
+        team,
+        location: Location(format!("http://{host}/scim/v2")),
+    })
 }
 
 /// The body as JSON, or an `invalidSyntax` error.
@@ -164,6 +182,29 @@ async fn log_request(request: axum::extract::Request, next: axum::middleware::Ne
     response
 }
 
+/// The endpoints of one discovery collection under `base`.
+fn discovery_routes(base: &str, discovery: Discovery) -> Router<ScimState> {
+    Router::new()
+        .route(base, get(resources::discovery_list))
+        .route(&format!("{base}/{{id}}"), get(resources::discovery_one))
+        .layer(Extension(discovery))
+}
+
+/// The endpoints of one resource type under `base`.
+fn resource_routes(base: &str, resource: Resource) -> Router<ScimState> {
+    Router::new()
+        .route(base, get(resources::list_all).post(resources::create))
+        .route(&format!("{base}/.search"), post(resources::search))
+        .route(
+            &format!("{base}/{{id}}"),
+            get(resources::get_one)
+                .put(resources::replace)
+                .patch(resources::patch)
+                .delete(resources::delete),
+        )
+        .layer(Extension(resource))
+}
+
 /// The `/scim/v2` routes, outside the envelope.
 pub fn routes(service: Arc<Service>) -> Router {
     let state = ScimState { service };
@@ -172,35 +213,14 @@ pub fn routes(service: Arc<Service>) -> Router {
             "/scim/v2/ServiceProviderConfig",
             get(resources::service_provider_config),
         )
-        .route("/scim/v2/ResourceTypes", get(resources::resource_types))
-        .route("/scim/v2/ResourceTypes/{id}", get(resources::resource_type))
-        .route("/scim/v2/Schemas", get(resources::schemas))
-        .route("/scim/v2/Schemas/{id}", get(resources::schema))
-        .route(
-            "/scim/v2/Users",
-            get(resources::list_users).post(resources::create_user),
-        )
+        .merge(discovery_routes(
+            "/scim/v2/ResourceTypes",
+            Discovery::RESOURCE_TYPES,
+        ))
+        .merge(discovery_routes("/scim/v2/Schemas", Discovery::SCHEMAS))
         .route("/scim/v2/.search", post(resources::search_all))
-        .route("/scim/v2/Users/.search", post(resources::search_users))
-        .route(
-            "/scim/v2/Users/{id}",
-            get(resources::get_user)
-                .put(resources::replace_user)
-                .patch(resources::patch_user)
-                .delete(resources::delete_user),
-        )
-        .route(
-            "/scim/v2/Groups",
-            get(resources::list_groups).post(resources::create_group),
-        )
-        .route("/scim/v2/Groups/.search", post(resources::search_groups))
-        .route(
-            "/scim/v2/Groups/{id}",
-            get(resources::get_group)
-                .put(resources::replace_group)
-                .patch(resources::patch_group)
-                .delete(resources::delete_group),
-        )
+        .merge(resource_routes("/scim/v2/Users", Resource::Users))
+        .merge(resource_routes("/scim/v2/Groups", Resource::Groups))
         .route("/scim/v2", get(unknown_route))
         .route(
             "/scim/v2/{*rest}",

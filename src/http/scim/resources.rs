@@ -2,14 +2,14 @@
 //! create, replace, patch, delete), with `attributes`/`excludedAttributes` and ETags.
 
 use axum::body::Bytes;
-use axum::extract::{Path, RawQuery, State};
+use axum::extract::{Extension, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
-use super::{ScimState, authenticate, error_response, json_body, scim_json, to_scim};
+use super::{ScimState, Scope, authenticate, error_response, json_body, scim_json, to_scim};
 use crate::domain::scim::filter::{Filter, parse_filter};
-use crate::domain::scim::patch::parse_operations;
+use crate::domain::scim::patch::{Operation, parse_operations};
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA, GROUP_EXTENSION_SCHEMA};
 use crate::domain::scim::{ScimError, attribute_key};
 use crate::service::scim::{ScimResult, Versioned};
@@ -255,7 +255,7 @@ pub(super) async fn service_provider_config(
     State(state): State<ScimState>,
     headers: HeaderMap,
 ) -> Response {
-    let (_, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     scim_json(
         StatusCode::OK,
         &json!({
@@ -273,7 +273,7 @@ pub(super) async fn service_provider_config(
                 "description": "A token made with `contactsd admin scim-token create`.",
                 "primary": true,
             }],
-            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", location.0)},
+            "meta": {"resourceType": "ServiceProviderConfig", "location": format!("{}/ServiceProviderConfig", scope.location.0)},
         }),
         None,
     )
@@ -302,310 +302,253 @@ fn located(mut resource: Value, base: &str) -> Value {
     resource
 }
 
-pub(super) async fn resource_types(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let (_, location) = authed!(state, headers);
+/// A discovery collection (`/ResourceTypes`, `/Schemas`; an `Extension` on its routes): its
+/// documents, and what one of them is called in a `not found` error.
+#[derive(Clone, Copy)]
+pub(super) struct Discovery {
+    documents: fn() -> Vec<Value>,
+    noun: &'static str,
+}
+
+impl Discovery {
+    pub(super) const RESOURCE_TYPES: Discovery = Discovery {
+        documents: schema::resource_types,
+        noun: "resource type",
+    };
+    pub(super) const SCHEMAS: Discovery = Discovery {
+        documents: schema::schemas,
+        noun: "schema",
+    };
+}
+
+/// Every document of a discovery collection.
+pub(super) async fn discovery_list(
+    Extension(discovery): Extension<Discovery>,
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+) -> Response {
+    let scope = authed!(state, headers);
     listing(
-        schema::resource_types()
+        (discovery.documents)()
             .into_iter()
-            .map(|r| located(r, &location.0))
+            .map(|document| located(document, &scope.location.0))
             .collect(),
     )
 }
 
-pub(super) async fn resource_type(
+/// One document of a discovery collection, by id.
+pub(super) async fn discovery_one(
+    Extension(discovery): Extension<Discovery>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (_, location) = authed!(state, headers);
-    match schema::resource_types()
+    let scope = authed!(state, headers);
+    match (discovery.documents)()
         .into_iter()
-        .find(|r| r["id"] == id.as_str())
+        .find(|document| document["id"] == id.as_str())
     {
-        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
-        None => error_response(&ScimError::not_found(format!("no resource type {id}"))),
+        Some(found) => scim_json(StatusCode::OK, &located(found, &scope.location.0), None),
+        None => error_response(&ScimError::not_found(format!("no {} {id}", discovery.noun))),
     }
 }
 
-pub(super) async fn schemas(State(state): State<ScimState>, headers: HeaderMap) -> Response {
-    let (_, location) = authed!(state, headers);
-    listing(
-        schema::schemas()
-            .into_iter()
-            .map(|s| located(s, &location.0))
-            .collect(),
-    )
+/// The SCIM resource type a route serves (an `Extension` on its routes): the handlers below
+/// serve both, and only this picks the service calls.
+#[derive(Clone, Copy)]
+pub(super) enum Resource {
+    Users,
+    Groups,
 }
 
-pub(super) async fn schema(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (_, location) = authed!(state, headers);
-    match schema::schemas()
-        .into_iter()
-        .find(|s| s["id"] == id.as_str())
-    {
-        Some(found) => scim_json(StatusCode::OK, &located(found, &location.0), None),
-        None => error_response(&ScimError::not_found(format!("no schema {id}"))),
+impl Resource {
+    async fn list(self, scope: &Scope, filter: Option<&Filter>) -> ScimResult<Vec<Versioned>> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => service.scim_list_users(team, filter, location).await,
+            Self::Groups => service.scim_list_groups(team, filter, location).await,
+        }
+    }
+
+    async fn get(self, scope: &Scope, id: &str) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => service.scim_get_user(team, id, location).await,
+            Self::Groups => service.scim_get_group(team, id, location).await,
+        }
+    }
+
+    async fn create(self, scope: &Scope, body: &Value) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => service.scim_create_user(team, body, location).await,
+            Self::Groups => service.scim_create_group(team, body, location).await,
+        }
+    }
+
+    /// `if_match`: the `If-Match` header, as for [`Resource::patch`] and [`Resource::delete`].
+    async fn replace(
+        self,
+        scope: &Scope,
+        id: &str,
+        body: &Value,
+        if_match: Option<&str>,
+    ) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => {
+                service
+                    .scim_replace_user(team, id, body, if_match, location)
+                    .await
+            }
+            Self::Groups => {
+                service
+                    .scim_replace_group(team, id, body, if_match, location)
+                    .await
+            }
+        }
+    }
+
+    async fn patch(
+        self,
+        scope: &Scope,
+        id: &str,
+        operations: &[Operation],
+        if_match: Option<&str>,
+    ) -> ScimResult<Versioned> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => {
+                service
+                    .scim_patch_user(team, id, operations, if_match, location)
+                    .await
+            }
+            Self::Groups => {
+                service
+                    .scim_patch_group(team, id, operations, if_match, location)
+                    .await
+            }
+        }
+    }
+
+    async fn delete(self, scope: &Scope, id: &str, if_match: Option<&str>) -> ScimResult<()> {
+        let (service, team, location) = scope.parts();
+        match self {
+            Self::Users => service.scim_delete_user(team, id, if_match, location).await,
+            Self::Groups => {
+                service
+                    .scim_delete_group(team, id, if_match, location)
+                    .await
+            }
+        }
     }
 }
 
-pub(super) async fn list_users(
+pub(super) async fn list_all(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let params = match read_params(query) {
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
-    list(
-        state
-            .service
-            .scim_list_users(&team, params.filter.as_ref(), &location)
-            .await,
-        &params,
-    )
+    let result = resource.list(&scope, params.filter.as_ref()).await;
+    list(result, &params)
 }
 
-pub(super) async fn get_user(
+pub(super) async fn search(
+    Extension(resource): Extension<Resource>,
+    State(state): State<ScimState>,
+    headers: HeaderMap,
+    bytes: Bytes,
+) -> Response {
+    let scope = authed!(state, headers);
+    let params = match search_params(&body!(bytes)) {
+        Ok(params) => params,
+        Err(error) => return error_response(&error),
+    };
+    let result = resource.list(&scope, params.filter.as_ref()).await;
+    list(result, &params)
+}
+
+pub(super) async fn get_one(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
-    one(
-        state.service.scim_get_user(&team, &id, &location).await,
-        StatusCode::OK,
-        &headers,
-        query,
-    )
+    let scope = authed!(state, headers);
+    let result = resource.get(&scope, &id).await;
+    one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn create_user(
+pub(super) async fn create(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
-    one(
-        state
-            .service
-            .scim_create_user(&team, &body, &location)
-            .await,
-        StatusCode::CREATED,
-        &headers,
-        query,
-    )
+    let result = resource.create(&scope, &body).await;
+    one(result, StatusCode::CREATED, &headers, query)
 }
 
-pub(super) async fn replace_user(
+pub(super) async fn replace(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
-    let result = state
-        .service
-        .scim_replace_user(&team, &id, &body, if_match(&headers).as_deref(), &location)
+    let if_match = if_match(&headers);
+    let result = resource
+        .replace(&scope, &id, &body, if_match.as_deref())
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn patch_user(
+pub(super) async fn patch(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let body = body!(bytes);
     let operations = match parse_operations(&body) {
         Ok(operations) => operations,
         Err(error) => return error_response(&error),
     };
-    let result = state
-        .service
-        .scim_patch_user(
-            &team,
-            &id,
-            &operations,
-            if_match(&headers).as_deref(),
-            &location,
-        )
+    let if_match = if_match(&headers);
+    let result = resource
+        .patch(&scope, &id, &operations, if_match.as_deref())
         .await;
     one(result, StatusCode::OK, &headers, query)
 }
 
-pub(super) async fn delete_user(
+pub(super) async fn delete(
+    Extension(resource): Extension<Resource>,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
-    match state
-        .service
-        .scim_delete_user(&team, &id, if_match(&headers).as_deref(), &location)
-        .await
-    {
+    let scope = authed!(state, headers);
+    let if_match = if_match(&headers);
+    match resource.delete(&scope, &id, if_match.as_deref()).await {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(failure) => error_response(&to_scim(failure)),
     }
-}
-
-pub(super) async fn list_groups(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match read_params(query) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    list(
-        state
-            .service
-            .scim_list_groups(&team, params.filter.as_ref(), &location)
-            .await,
-        &params,
-    )
-}
-
-pub(super) async fn get_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    one(
-        state.service.scim_get_group(&team, &id, &location).await,
-        StatusCode::OK,
-        &headers,
-        query,
-    )
-}
-
-pub(super) async fn create_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    one(
-        state
-            .service
-            .scim_create_group(&team, &body, &location)
-            .await,
-        StatusCode::CREATED,
-        &headers,
-        query,
-    )
-}
-
-pub(super) async fn replace_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    let result = state
-        .service
-        .scim_replace_group(&team, &id, &body, if_match(&headers).as_deref(), &location)
-        .await;
-    one(result, StatusCode::OK, &headers, query)
-}
-
-pub(super) async fn patch_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let body = body!(bytes);
-    let operations = match parse_operations(&body) {
-        Ok(operations) => operations,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_patch_group(
-            &team,
-            &id,
-            &operations,
-            if_match(&headers).as_deref(),
-            &location,
-        )
-        .await;
-    one(result, StatusCode::OK, &headers, query)
-}
-
-pub(super) async fn delete_group(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    match state
-        .service
-        .scim_delete_group(&team, &id, if_match(&headers).as_deref(), &location)
-        .await
-    {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(failure) => error_response(&to_scim(failure)),
-    }
-}
-
-pub(super) async fn search_users(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match search_params(&body!(bytes)) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_list_users(&team, params.filter.as_ref(), &location)
-        .await;
-    list(result, &params)
-}
-
-pub(super) async fn search_groups(
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    bytes: Bytes,
-) -> Response {
-    let (team, location) = authed!(state, headers);
-    let params = match search_params(&body!(bytes)) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = state
-        .service
-        .scim_list_groups(&team, params.filter.as_ref(), &location)
-        .await;
-    list(result, &params)
 }
 
 /// `POST /.search` at the root: users, then groups.
@@ -614,25 +557,17 @@ pub(super) async fn search_all(
     headers: HeaderMap,
     bytes: Bytes,
 ) -> Response {
-    let (team, location) = authed!(state, headers);
+    let scope = authed!(state, headers);
     let params = match search_params(&body!(bytes)) {
         Ok(params) => params,
         Err(error) => return error_response(&error),
     };
     let filter = params.filter.as_ref();
-    let users = state
-        .service
-        .scim_list_users(&team, filter, &location)
-        .await;
-    let result = match users {
-        Ok(mut all) => state
-            .service
-            .scim_list_groups(&team, filter, &location)
-            .await
-            .map(|groups| {
-                all.extend(groups);
-                all
-            }),
+    let result = match Resource::Users.list(&scope, filter).await {
+        Ok(mut all) => Resource::Groups.list(&scope, filter).await.map(|groups| {
+            all.extend(groups);
+            all
+        }),
         Err(failure) => Err(failure),
     };
     list(result, &params)
