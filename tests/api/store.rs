@@ -104,7 +104,7 @@ async fn apply(
 ) -> Result<Applied, StoreError> {
     let mut batch = store.begin_batch().await?;
     let applied = batch
-        .apply(team_id, expected_version, changes, events, now)
+        .apply(team_id, expected_version, changes, events, None, now)
         .await?;
     batch.commit().await?;
     Ok(applied)
