@@ -18,7 +18,7 @@
 //! [`MOST_JOBS`] or [`MOST_TIME`], which bound how long the transaction holds the database's
 //! write lock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,36 @@ pub(super) struct Job {
     /// What was written (the ids of the created groups, the user registered) once committed,
     /// or why not.
     pub reply: oneshot::Sender<StoreResult<Applied>>,
+    /// Whether the job is still wanted when the committing task comes to it.
+    pub ticket: Arc<Ticket>,
+}
+
+/// The state of a queued [`Job`]: its writer waits for it a limited time
+/// ([`Directories`](super::directories::Directories)' write wait, as long as another team's
+/// large write may hold the committing task) and may give it up, but only while the committing
+/// task has not taken it, so a job given up is never written and a job taken is always answered.
+#[derive(Debug, Default)]
+pub(super) struct Ticket(AtomicU8);
+
+const QUEUED: u8 = 0;
+const TAKEN: u8 = 1;
+const GIVEN_UP: u8 = 2;
+
+impl Ticket {
+    /// The committing task takes the job: `false` if its writer gave it up.
+    fn take(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, TAKEN, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// The writer gives the job up: `false` if the committing task already took it (its answer
+    /// follows).
+    pub(super) fn give_up(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, GIVEN_UP, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
 }
 
 /// The writers' side of the committing task.
@@ -169,6 +199,10 @@ async fn run(
     signals: Signals,
 ) {
     while let Some(first) = jobs.recv().await {
+        if !first.ticket.take() {
+            // Given up by its writer: dropped unwritten (its gate is released with it).
+            continue;
+        }
         let mut batch = match store.begin_batch().await {
             Ok(batch) => batch,
             Err(error) => {
@@ -256,13 +290,19 @@ async fn run(
     }
 }
 
-/// The next job for the open batch, if one is on its way.
+/// The next job for the open batch, if one is on its way; jobs given up are dropped unwritten.
 async fn next_job(jobs: &mut mpsc::UnboundedReceiver<Job>, deciding: &AtomicUsize) -> Option<Job> {
-    if let Ok(job) = jobs.try_recv() {
-        return Some(job);
+    loop {
+        let job = match jobs.try_recv() {
+            Ok(job) => job,
+            Err(_) if deciding.load(Ordering::Acquire) == 0 => return None,
+            Err(_) => tokio::time::timeout(WAIT, jobs.recv())
+                .await
+                .ok()
+                .flatten()?,
+        };
+        if job.ticket.take() {
+            return Some(job);
+        }
     }
-    if deciding.load(Ordering::Acquire) == 0 {
-        return None;
-    }
-    tokio::time::timeout(WAIT, jobs.recv()).await.ok().flatten()
 }

@@ -16,11 +16,11 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, Notify, oneshot};
 
-use super::committer::{Committer, Job};
+use super::committer::{Committer, Job, Ticket};
 use super::{ServiceError, ServiceResult, quotas, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
@@ -136,12 +136,16 @@ pub(super) struct Directories {
     /// Hits, loads, evictions and commits are counted here when metrics are on.
     metrics: Option<Arc<Metrics>>,
     committer: Committer,
+    /// How long a writer waits for the committing task to take its job (another team's large
+    /// write may hold it) before giving the job up as [`StoreError::Unavailable`].
+    write_wait: Duration,
 }
 
 impl Directories {
-    pub(super) fn new(budget: usize, store: Arc<dyn Store>) -> Directories {
+    pub(super) fn new(budget: usize, write_wait: Duration, store: Arc<dyn Store>) -> Directories {
         Directories {
             committer: Committer::new(store),
+            write_wait,
             slots: Mutex::new(HashMap::new()),
             budget,
             total: Arc::new(AtomicUsize::new(0)),
@@ -408,7 +412,8 @@ impl Directories {
                 };
                 return Ok((value, unchanged));
             }
-            let (reply, answer) = oneshot::channel();
+            let (reply, mut answer) = oneshot::channel();
+            let ticket = Arc::new(Ticket::default());
             // Not counted as deciding once its job is queued (so the batch does not wait for it).
             deciding.hand_over();
             self.committer.submit(Job {
@@ -422,8 +427,16 @@ impl Directories {
                 slot: slot.clone(),
                 gate,
                 reply,
+                ticket: ticket.clone(),
             });
-            match answer.await {
+            let answer = match tokio::time::timeout(self.write_wait, &mut answer).await {
+                Ok(answer) => answer,
+                // Not yet taken: given up, never to be written.
+                Err(_) if ticket.give_up() => return Err(StoreError::Unavailable.into()),
+                // Taken meanwhile: its answer follows its commit.
+                Err(_) => answer.await,
+            };
+            match answer {
                 Ok(Ok(applied)) => {
                     self.evict_over_budget(team_id);
                     return Ok((value, applied));

@@ -238,3 +238,63 @@ async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothi
     );
     assert_eq!(api.list_groups(team, "").await.total, 1);
 }
+
+#[tokio::test]
+async fn writes_queued_behind_a_held_write_path_are_given_up_after_the_wait() {
+    use sqlx::Connection;
+
+    let app = TestApp::builder()
+        .write_wait(std::time::Duration::from_secs(1))
+        .spawn()
+        .await;
+    if !app.database_url().starts_with("sqlite:") {
+        return;
+    }
+    let mut orgs = Vec::new();
+    for n in 0..6 {
+        orgs.push(
+            app.create_org(&format!("Org {n}"), Plan::Business, 10)
+                .await,
+        );
+    }
+    let mut apis = Vec::new();
+    for org in &orgs {
+        apis.push((org.team_id, app.login(&org.appid, &org.secret).await));
+    }
+    for (team, api) in &apis {
+        assert_eq!(api.list_groups(*team, "").await.total, 0);
+    }
+    let mut holder = sqlx::SqliteConnection::connect(app.database_url())
+        .await
+        .expect("a second connection to the database file");
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut holder)
+        .await
+        .expect("the write lock");
+
+    // Six teams write at once: the first job waits for the lock, the others queue behind it in
+    // the committing task. Each writer gives up after the wait instead of waiting for the ones
+    // before it (which would take about a second each).
+    let started = std::time::Instant::now();
+    let body = serde_json::json!({"name": "Sales"});
+    let answers = futures_util::future::join_all(
+        apis.iter()
+            .map(|(team, api)| api.try_create_group(*team, &body)),
+    )
+    .await;
+    let elapsed = started.elapsed();
+    for answer in &answers {
+        assert_error(answer, 429, "ResourceExhausted", "request_rate_limited");
+    }
+    assert!(elapsed < std::time::Duration::from_secs(4), "{elapsed:?}");
+
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release the write lock");
+    // None of the jobs given up is written later.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    for (team, api) in &apis {
+        assert_eq!(api.list_groups(*team, "").await.total, 0);
+    }
+}
