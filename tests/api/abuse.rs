@@ -194,22 +194,20 @@ async fn a_write_through_one_process_is_seen_at_once_by_writes_through_another()
     assert_eq!(listed.ints("id"), vec![old, child]);
 }
 
-#[tokio::test]
-async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothing() {
-    use sqlx::Connection;
-
+/// An app whose writes wait at most a second for the database's write path; SQLite only (one
+/// writer: PostgreSQL writers of different teams do not wait on each other).
+async fn app_waiting_a_second() -> Option<TestApp> {
     let app = TestApp::builder()
         .write_wait(std::time::Duration::from_secs(1))
         .spawn()
         .await;
-    // SQLite has one writer: another connection holding the file's write lock stands for
-    // another tenant's long sync. (PostgreSQL writers of different teams do not wait on each
-    // other.)
-    if !app.database_url().starts_with("sqlite:") {
-        return;
-    }
-    let api = app.team_api().await;
-    let team = app.team_id;
+    app.database_url().starts_with("sqlite:").then_some(app)
+}
+
+/// The database file's write lock, held by a second connection: it stands for another
+/// tenant's long sync.
+async fn hold_write_lock(app: &TestApp) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
     let mut holder = sqlx::SqliteConnection::connect(app.database_url())
         .await
         .expect("a second connection to the database file");
@@ -217,6 +215,24 @@ async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothi
         .execute(&mut holder)
         .await
         .expect("the write lock");
+    holder
+}
+
+async fn release_write_lock(mut holder: sqlx::SqliteConnection) {
+    sqlx::query("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release the write lock");
+}
+
+#[tokio::test]
+async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothing() {
+    let Some(app) = app_waiting_a_second().await else {
+        return;
+    };
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let holder = hold_write_lock(&app).await;
 
     let started = std::time::Instant::now();
     let refused = api
@@ -226,10 +242,7 @@ async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothi
     assert_eq!(refused.header("retry-after"), Some("1"));
     assert!(started.elapsed() < std::time::Duration::from_secs(5));
 
-    sqlx::query("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("release the write lock");
+    release_write_lock(holder).await;
     // Nothing of the refused write was stored, and the retry succeeds.
     assert_eq!(api.list_groups(team, "").await.total, 0);
     assert_ok(
@@ -241,15 +254,9 @@ async fn a_write_kept_from_the_database_is_refused_as_retryable_and_stores_nothi
 
 #[tokio::test]
 async fn writes_queued_behind_a_held_write_path_are_given_up_after_the_wait() {
-    use sqlx::Connection;
-
-    let app = TestApp::builder()
-        .write_wait(std::time::Duration::from_secs(1))
-        .spawn()
-        .await;
-    if !app.database_url().starts_with("sqlite:") {
+    let Some(app) = app_waiting_a_second().await else {
         return;
-    }
+    };
     let mut orgs = Vec::new();
     for n in 0..6 {
         orgs.push(
@@ -264,13 +271,7 @@ async fn writes_queued_behind_a_held_write_path_are_given_up_after_the_wait() {
     for (team, api) in &apis {
         assert_eq!(api.list_groups(*team, "").await.total, 0);
     }
-    let mut holder = sqlx::SqliteConnection::connect(app.database_url())
-        .await
-        .expect("a second connection to the database file");
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut holder)
-        .await
-        .expect("the write lock");
+    let holder = hold_write_lock(&app).await;
 
     // Six teams write at once: the first job waits for the lock, the others queue behind it in
     // the committing task. Each writer gives up after the wait instead of waiting for the ones
@@ -288,10 +289,7 @@ async fn writes_queued_behind_a_held_write_path_are_given_up_after_the_wait() {
     }
     assert!(elapsed < std::time::Duration::from_secs(4), "{elapsed:?}");
 
-    sqlx::query("ROLLBACK")
-        .execute(&mut holder)
-        .await
-        .expect("release the write lock");
+    release_write_lock(holder).await;
     // None of the jobs given up is written later.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     for (team, api) in &apis {
