@@ -14,6 +14,7 @@ mod foundation;
 mod groups;
 mod helpers;
 mod hostile_input;
+mod member_storage;
 mod members;
 mod metrics;
 mod openapi;

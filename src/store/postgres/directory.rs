@@ -226,7 +226,21 @@ impl ChangeWriter for PgWriter {
         .map_err(apply_error)?;
         let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
         if !replaced.is_empty() {
-            self.delete_users("memberships", &replaced).await?;
+            // Only the memberships no longer wanted go; the others (all but one when a member
+            // joins one more group) stay, and the insert below skips them.
+            sqlx::query(
+                "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
+                 WHERE m.team_id = $1 AND m.user_id = u.user_id AND NOT EXISTS \
+                 (SELECT 1 FROM UNNEST($3::BIGINT[], $4::BIGINT[]) AS p (user_id, group_id) \
+                 WHERE p.user_id = m.user_id AND p.group_id = m.group_id)",
+            )
+            .bind(self.team_id)
+            .bind(replaced)
+            .bind(&placed_users)
+            .bind(&placed_groups)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
         }
         if !placed_users.is_empty() {
             sqlx::query(

@@ -3,6 +3,8 @@
 //! connection is the only one, so nothing can change the team before the commit) and writes
 //! runs of changes as multi-row statements, numbering new groups itself.
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -223,31 +225,48 @@ impl ChangeWriter for SqliteWriter {
         .execute(&mut *self.tx)
         .await?;
         let users: Vec<UserId> = members.iter().map(|placed| placed.member.user_id).collect();
-        sqlx::query(
-            "DELETE FROM memberships WHERE team_id = $1 \
-             AND user_id IN (SELECT value FROM json_each($2))",
+        // The memberships are replaced by difference: the members' current ones are read (one
+        // range of the primary key each), and only those no longer wanted are deleted and only
+        // the new ones inserted. A member joining one more group costs one inserted row rather
+        // than rewriting all its memberships. The statements take their rows as JSON, so their
+        // text, and the prepared statement, is the same whatever the number of rows.
+        let (had_users, had_groups): (String, String) = sqlx::query_as(
+            "SELECT json_group_array(user_id), json_group_array(group_id) FROM memberships \
+             WHERE team_id = $1 AND user_id IN (SELECT value FROM json_each($2))",
         )
         .bind(team_id)
         .bind(json_ids(&users)?)
-        .execute(&mut *self.tx)
+        .fetch_one(&mut *self.tx)
         .await?;
-        let pairs: Vec<(UserId, GroupId)> = members
+        let had_users: Vec<UserId> = serde_json::from_str(&had_users)?;
+        let had_groups: Vec<GroupId> = serde_json::from_str(&had_groups)?;
+        let had: HashSet<(UserId, GroupId)> = had_users.into_iter().zip(had_groups).collect();
+        let wanted: HashSet<(UserId, GroupId)> = members
             .iter()
             .flat_map(|placed| {
                 let user_id = placed.member.user_id;
                 placed.groups.iter().map(move |group| (user_id, *group))
             })
             .collect();
-        for chunk in pairs.chunks(BATCH_ROWS) {
-            QueryBuilder::<Sqlite>::new(
-                "INSERT OR IGNORE INTO memberships (team_id, user_id, group_id) ",
+        let gone: Vec<&(UserId, GroupId)> = had.difference(&wanted).collect();
+        if !gone.is_empty() {
+            sqlx::query(
+                "DELETE FROM memberships WHERE team_id = $1 AND (user_id, group_id) IN \
+                 (SELECT value ->> 0, value ->> 1 FROM json_each($2))",
             )
-            .push_values(chunk, |mut row, (user_id, group_id)| {
-                row.push_bind(team_id)
-                    .push_bind(*user_id)
-                    .push_bind(*group_id);
-            })
-            .build()
+            .bind(team_id)
+            .bind(json_ids(&gone)?)
+            .execute(&mut *self.tx)
+            .await?;
+        }
+        let new: Vec<&(UserId, GroupId)> = wanted.difference(&had).collect();
+        if !new.is_empty() {
+            sqlx::query(
+                "INSERT INTO memberships (team_id, user_id, group_id) \
+                 SELECT $1, value ->> 0, value ->> 1 FROM json_each($2)",
+            )
+            .bind(team_id)
+            .bind(json_ids(&new)?)
             .execute(&mut *self.tx)
             .await?;
         }
