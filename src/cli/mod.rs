@@ -119,11 +119,7 @@ async fn run(cli: Cli) -> Result<()> {
         .context("cannot open the database")?;
     match cli.command {
         Command::Serve(args) => {
-            let settings = ServiceSettings {
-                write_wait: store_settings.write_wait,
-                ..args.service_settings()
-            };
-            let mut service = Service::new(store, settings);
+            let mut service = Service::new(store, args.service_settings());
             if let Some(metrics) = args.metrics() {
                 service = service.with_metrics(metrics);
             }
@@ -137,7 +133,6 @@ async fn run(cli: Cli) -> Result<()> {
             };
             let settings = ServiceSettings {
                 max_group_depth,
-                write_wait: store_settings.write_wait,
                 ..ServiceSettings::default()
             };
             let service = Service::new(store, settings);
@@ -148,7 +143,6 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Sync(args) => {
             let settings = ServiceSettings {
                 max_group_depth: args.max_group_depth,
-                write_wait: store_settings.write_wait,
                 ..ServiceSettings::default()
             };
             let service = Service::new(store, settings);

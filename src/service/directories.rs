@@ -137,15 +137,16 @@ pub(super) struct Directories {
     metrics: Option<Arc<Metrics>>,
     committer: Committer,
     /// How long a writer waits for the committing task to take its job (another team's large
-    /// write may hold it) before giving the job up as [`StoreError::Unavailable`].
+    /// write may hold it) before giving the job up as [`StoreError::Unavailable`]: the store's
+    /// own wait for its write path ([`Store::write_wait`]).
     write_wait: Duration,
 }
 
 impl Directories {
-    pub(super) fn new(budget: usize, write_wait: Duration, store: Arc<dyn Store>) -> Directories {
+    pub(super) fn new(budget: usize, store: Arc<dyn Store>) -> Directories {
         Directories {
+            write_wait: store.write_wait(),
             committer: Committer::new(store),
-            write_wait,
             slots: Mutex::new(HashMap::new()),
             budget,
             total: Arc::new(AtomicUsize::new(0)),

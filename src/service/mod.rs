@@ -84,11 +84,6 @@ pub struct ServiceSettings {
     pub events: EventSettings,
     /// Webhook subscriptions and their delivery.
     pub webhooks: WebhookSettings,
-    /// How long a directory write waits for the committing task, which another team's large
-    /// write may hold, before it is refused as busy (the store's own wait for its write path,
-    /// [`StoreSettings::write_wait`](crate::store::StoreSettings::write_wait), is the same
-    /// setting).
-    pub write_wait: Duration,
 }
 
 impl Default for ServiceSettings {
@@ -107,7 +102,6 @@ impl Default for ServiceSettings {
             quotas: QuotaSettings::default(),
             events: EventSettings::default(),
             webhooks: WebhookSettings::default(),
-            write_wait: crate::store::StoreSettings::default().write_wait,
         }
     }
 }
@@ -192,11 +186,7 @@ impl Service {
                 settings.token_rate_limit,
                 settings.token_failure_limit,
             ),
-            directories: Directories::new(
-                settings.cache_memory,
-                settings.write_wait,
-                store.clone(),
-            ),
+            directories: Directories::new(settings.cache_memory, store.clone()),
             tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),

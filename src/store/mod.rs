@@ -347,6 +347,9 @@ pub trait Store:
     /// that a caller must ask the database. Compared with the value taken before a read, it
     /// says whether what was read may since have changed.
     fn change_stamp(&self) -> Option<u64>;
+    /// How long a write waits for the database's write path before it is refused as
+    /// [`StoreError::Unavailable`] ([`StoreSettings::write_wait`]).
+    fn write_wait(&self) -> std::time::Duration;
     /// Does the database answer?
     async fn ping(&self) -> StoreResult<()>;
     /// Connections of each pool, open and idle, now (for the metrics).

@@ -102,6 +102,19 @@ pub trait ScimStore: Send + Sync {
     ) -> StoreResult<Option<ScimUserRecord>>;
 }
 
+/// `SELECT` of every column of a [`ScimUserRecord`] from `scim_users`, followed by `$rest`.
+macro_rules! select_scim_users {
+    ($rest:literal) => {
+        concat!(
+            "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
+             created_at, updated_at FROM scim_users ",
+            $rest
+        )
+    };
+}
+
+pub(crate) use select_scim_users;
+
 /// [`ScimStore`] for `$store`, written once for both backends; the lookup whose SQL differs is
 /// [`BackendUsers::scim_users_among`](super::backend::BackendUsers::scim_users_among).
 macro_rules! impl_scim_store {
@@ -197,11 +210,9 @@ macro_rules! impl_scim_store {
                 }
 
                 async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>> {
-                    Ok(sqlx::query_as(
-                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
-                         created_at, updated_at FROM scim_users WHERE team_id = $1 \
-                         ORDER BY user_id",
-                    )
+                    Ok(sqlx::query_as($crate::store::scim::select_scim_users!(
+                        "WHERE team_id = $1 ORDER BY user_id"
+                    ))
                     .bind(team_id)
                     .fetch_all(self.reads())
                     .await?)
@@ -224,11 +235,9 @@ macro_rules! impl_scim_store {
                     team_id: TeamId,
                     scim_id: &str,
                 ) -> StoreResult<Option<ScimUserRecord>> {
-                    Ok(sqlx::query_as(
-                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
-                         created_at, updated_at FROM scim_users \
-                         WHERE team_id = $1 AND scim_id = $2",
-                    )
+                    Ok(sqlx::query_as($crate::store::scim::select_scim_users!(
+                        "WHERE team_id = $1 AND scim_id = $2"
+                    ))
                     .bind(team_id)
                     .bind(scim_id)
                     .fetch_optional(self.reads())
@@ -240,11 +249,9 @@ macro_rules! impl_scim_store {
                     team_id: TeamId,
                     user_name_key: &str,
                 ) -> StoreResult<Option<ScimUserRecord>> {
-                    Ok(sqlx::query_as(
-                        "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
-                         created_at, updated_at FROM scim_users \
-                         WHERE team_id = $1 AND user_name_key = $2",
-                    )
+                    Ok(sqlx::query_as($crate::store::scim::select_scim_users!(
+                        "WHERE team_id = $1 AND user_name_key = $2"
+                    ))
                     .bind(team_id)
                     .bind(user_name_key)
                     .fetch_optional(self.reads())

@@ -507,6 +507,11 @@ macro_rules! impl_store {
                     Backend::change_stamp(self)
                 }
 
+                fn write_wait(&self) -> std::time::Duration {
+                    // The writing pool was opened with the wait as its acquire timeout.
+                    self.writes().options().get_acquire_timeout()
+                }
+
                 fn pool_use(&self) -> Vec<crate::metrics::PoolUse> {
                     let of = |pool: &'static str, connections: &sqlx::Pool<_>| crate::metrics::PoolUse {
                         pool,

@@ -161,7 +161,6 @@ impl TestAppBuilder {
     /// How long a write waits for the database's write path before it is refused as busy.
     pub fn write_wait(mut self, wait: std::time::Duration) -> Self {
         self.store.write_wait = wait;
-        self.service.write_wait = wait;
         self
     }
 
