@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
 use chrono::FixedOffset;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -14,10 +13,9 @@ use utoipa_axum::routes;
 use super::{Answer, AppidQuery, TeamPath};
 use crate::domain::RuleError;
 use crate::domain::events::Event;
-use crate::domain::values::TeamId;
 use crate::http::describe::{Success, failures, team};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams};
+use crate::http::extract::{QueryParams, TeamCall};
 use crate::http::{ApiTime, AppState};
 use crate::service::Service;
 use crate::service::webhooks::{RenderEvent, WebhookWorker};
@@ -130,12 +128,7 @@ failures!(EventFailures: team;
         EventFailures,
     ),
 )]
-pub async fn list_events(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
-    query: QueryParams,
-) -> Answer {
+pub async fn list_events(TeamCall(state, caller, team_id): TeamCall, query: QueryParams) -> Answer {
     let within = |name: &str, default: i64, low: i64, high: i64| match query.int(name)? {
         None => Ok(default),
         Some(value) if (low..=high).contains(&value) => Ok(value),
