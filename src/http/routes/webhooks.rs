@@ -9,7 +9,7 @@ use utoipa_axum::routes;
 
 use super::{Answer, AppidQuery, EmptyAnswer, ListData, TeamPath};
 use crate::domain::RuleError;
-use crate::domain::values::WebhookId;
+use crate::domain::values::{EventSeq, WebhookId};
 use crate::domain::webhooks::{DeliveryRecord, Webhook, WebhookState};
 use crate::http::describe::{Success, failures, team, team_body};
 use crate::http::envelope::Reply;
@@ -80,7 +80,8 @@ pub struct WebhookData {
     /// Why the last attempt failed, until one succeeds.
     last_error: Option<String>,
     /// The last event acknowledged by the receiver (or skipped as not listened to).
-    acked_seq: i64,
+    #[schema(value_type = i64)]
+    acked_seq: EventSeq,
     /// When the next attempt is due, while retrying.
     #[schema(value_type = Option<String>, format = DateTime)]
     next_attempt_at: Option<ApiTime>,
@@ -211,8 +212,10 @@ pub struct DeliveryData {
     latency_ms: i64,
     /// Why it failed; `null` on success.
     error: Option<String>,
-    first_seq: i64,
-    last_seq: i64,
+    #[schema(value_type = i64)]
+    first_seq: EventSeq,
+    #[schema(value_type = i64)]
+    last_seq: EventSeq,
     /// Events in the batch.
     events: i64,
 }
@@ -237,8 +240,8 @@ impl DeliveryData {
 #[schema(example = json!({"after": 40}))]
 pub struct ReplayBody {
     /// Events numbered after this one are delivered again (0: every event kept).
-    #[schema(minimum = 0)]
-    after: i64,
+    #[schema(value_type = i64, minimum = 0)]
+    after: EventSeq,
 }
 
 failures!(CreateWebhookFailures: team_body;
@@ -394,7 +397,7 @@ pub async fn list_deliveries(
 
 failures!(ReplayWebhookFailures: team_body;
     RuleError::invalid("after must be at most the team's last event, 42"),
-    RuleError::EventsExpired { resume_after: 42 },
+    RuleError::EventsExpired { resume_after: EventSeq::new(42) },
     RuleError::WebhookNotFound,
 );
 
