@@ -6,7 +6,7 @@ use clap::{Subcommand, ValueEnum};
 use serde_json::json;
 
 use crate::domain::access::Plan;
-use crate::domain::values::{self, OrgId, TeamId};
+use crate::domain::values::{self, EventSeq, OrgId, TeamId};
 use crate::http::EventData;
 use crate::service::{Service, ServiceError};
 
@@ -202,7 +202,10 @@ pub(super) async fn admin(service: &Service, command: AdminCommand) -> Result<se
             after,
             limit,
         } => {
-            let feed = match service.audit_events(team_id, after, limit).await {
+            let feed = match service
+                .audit_events(team_id, EventSeq::new(after), limit)
+                .await
+            {
                 Err(ServiceError::TeamNotFound) => bail!("no team {team_id}"),
                 other => other.context("cannot read the events")?,
             };

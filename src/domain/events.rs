@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::directory::{Change, Directory, Group, GroupRef, MemberRow, Placement};
 use super::sync::MemberState;
-use super::values::{GroupId, Role, UserId};
+use super::values::{EventSeq, GroupId, Role, UserId};
 
 /// Who made a change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +129,7 @@ pub struct NewEvent {
 /// A stored event, as the feed shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
-    pub seq: i64,
+    pub seq: EventSeq,
     pub event_type: String,
     /// Unix seconds.
     pub time: i64,

@@ -15,6 +15,8 @@ pub mod webhooks;
 
 use thiserror::Error;
 
+use values::EventSeq;
+
 /// A rule of the contract that a request broke. Each variant is one `error.type` of the contract;
 /// the HTTP layer maps them in one place.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -47,7 +49,7 @@ pub enum RuleError {
     )]
     EventsExpired {
         /// The last event written when the cursor was refused.
-        resume_after: i64,
+        resume_after: EventSeq,
     },
     #[error("webhook not found")]
     WebhookNotFound,

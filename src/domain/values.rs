@@ -73,6 +73,12 @@ id_type!(
     /// Id of a webhook subscription.
     WebhookId
 );
+id_type!(
+    /// Number of an event in its team's change feed: 1, 2, 3, ... without gaps; `0` is the
+    /// cursor before the first event. The feed's `after`, an event's `seq` and a webhook's
+    /// cursor.
+    EventSeq
+);
 
 /// The root of every directory: "the top level" as a parent, "the whole directory" as a group.
 pub const ROOT_GROUP: GroupId = GroupId::new(0);

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use super::RuleError;
-use super::values::{TeamId, WebhookId};
+use super::values::{EventSeq, TeamId, WebhookId};
 
 /// The longest URL accepted.
 pub const MAX_URL_BYTES: usize = 2048;
@@ -126,7 +126,7 @@ pub struct Webhook {
     pub state: WebhookState,
     pub listened: Listened,
     /// The last event the receiver acknowledged (or that was skipped as not listened to).
-    pub acked_seq: i64,
+    pub acked_seq: EventSeq,
     /// Failed attempts since the last success.
     pub attempts: i64,
     /// Unix milliseconds of the next attempt while retrying.
@@ -143,8 +143,8 @@ pub struct DeliveryRecord {
     pub delivery_id: String,
     /// Unix milliseconds.
     pub time: i64,
-    pub first_seq: i64,
-    pub last_seq: i64,
+    pub first_seq: EventSeq,
+    pub last_seq: EventSeq,
     pub events: i64,
     /// The receiver's HTTP status, if it answered.
     pub status: Option<i64>,

@@ -8,15 +8,18 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header;
 use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::envelope::ApiError;
 use super::form::from_form;
 use crate::domain::access::Caller;
+use crate::domain::values::TeamId;
 use crate::domain::values::{MAX_ARRAY_ITEMS, Page};
 
 /// The decoded pairs of a query string, in order. Shared: a request's query is decoded once,
@@ -210,6 +213,35 @@ impl FromRequestParts<AppState> for Authenticated {
             .get::<super::envelope::RequestId>()
             .map(|id| id.0.clone());
         Ok(Authenticated(caller))
+    }
+}
+
+/// A call on one team's contacts (`/api/contacts/teams/{team_id}/...`): the state, the app
+/// calling ([`Authenticated`]) and the team of the path, read in that order. Whether the caller
+/// may touch the team is the service's to decide, when asked for it. The path's other ids are
+/// read by the handler (a `Path` of a struct naming them: `team_id` is ignored there).
+pub struct TeamCall(pub AppState, pub Caller, pub TeamId);
+
+/// The `team_id` of a contacts path.
+#[derive(Deserialize)]
+struct TeamIdParam {
+    team_id: TeamId,
+}
+
+impl FromRequestParts<AppState> for TeamCall {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(caller) = Authenticated::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(TeamIdParam { team_id }) = Path::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        Ok(TeamCall(state.clone(), caller, team_id))
     }
 }
 

@@ -179,7 +179,13 @@ impl Service {
         grant_type: &str,
         client: Option<IpAddr>,
     ) -> ServiceResult<IssuedToken> {
-        let issued = self.issue(appid, secret, grant_type, client).await;
+        let issued = match grant_type {
+            "client_credential" => {
+                self.issue(appid, secret, client.unwrap_or(UNKNOWN_CLIENT))
+                    .await
+            }
+            _ => Err(RuleError::invalid("grant_type must be client_credential").into()),
+        };
         if let Some(metrics) = &self.metrics {
             metrics.token_call(match &issued {
                 Ok(_) => TokenOutcome::Issued,
@@ -203,17 +209,8 @@ impl Service {
         }
     }
 
-    async fn issue(
-        &self,
-        appid: &str,
-        secret: &str,
-        grant_type: &str,
-        client: Option<IpAddr>,
-    ) -> ServiceResult<IssuedToken> {
-        if grant_type != "client_credential" {
-            return Err(RuleError::invalid("grant_type must be client_credential").into());
-        }
-        let client = client.unwrap_or(UNKNOWN_CLIENT);
+    /// A token for `appid` if `secret` is its secret, `client` asking.
+    async fn issue(&self, appid: &str, secret: &str, client: IpAddr) -> ServiceResult<IssuedToken> {
         if let Some(failures) = &self.limits.failed_secrets {
             failures
                 .check(client)

@@ -13,7 +13,7 @@ use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
 use crate::domain::events::Event;
-use crate::domain::values::TeamId;
+use crate::domain::values::{EventSeq, TeamId};
 
 /// How often a waiting caller reads the feed again in case another process committed.
 const RECHECK: Duration = Duration::from_millis(500);
@@ -49,7 +49,7 @@ impl Default for EventSettings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFeed {
     pub events: Vec<Event>,
-    pub next: i64,
+    pub next: EventSeq,
 }
 
 impl Service {
@@ -59,7 +59,7 @@ impl Service {
         &self,
         caller: &Caller,
         team_id: TeamId,
-        after: i64,
+        after: EventSeq,
         limit: i64,
         wait: Duration,
     ) -> ServiceResult<EventFeed> {
@@ -71,7 +71,7 @@ impl Service {
     pub async fn audit_events(
         &self,
         team_id: TeamId,
-        after: i64,
+        after: EventSeq,
         limit: i64,
     ) -> ServiceResult<EventFeed> {
         self.feed(team_id, after, limit, Duration::ZERO).await
@@ -80,7 +80,7 @@ impl Service {
     async fn feed(
         &self,
         team_id: TeamId,
-        after: i64,
+        after: EventSeq,
         limit: i64,
         wait: Duration,
     ) -> ServiceResult<EventFeed> {

@@ -7,16 +7,16 @@ use async_trait::async_trait;
 
 use super::StoreResult;
 use crate::domain::events::Event;
-use crate::domain::values::TeamId;
+use crate::domain::values::{EventSeq, TeamId};
 
 /// A page of a team's feed, with where the feed stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventPage {
     pub events: Vec<Event>,
     /// The last number handed out in the team (0 before its first event).
-    pub last_seq: i64,
+    pub last_seq: EventSeq,
     /// The last number removed by retention: a cursor before it has missed events.
-    pub pruned_through: i64,
+    pub pruned_through: EventSeq,
 }
 
 #[async_trait]
@@ -26,7 +26,7 @@ pub trait EventStore: Send + Sync {
     async fn events(
         &self,
         team_id: TeamId,
-        after: i64,
+        after: EventSeq,
         limit: i64,
     ) -> StoreResult<Option<EventPage>>;
     /// Remove up to `batch` of the team's oldest events written before `before` (unix
@@ -36,7 +36,7 @@ pub trait EventStore: Send + Sync {
 
 /// An event row, in the column order of the `events` table.
 pub(crate) type EventRow = (
-    i64,
+    EventSeq,
     String,
     i64,
     String,
@@ -87,7 +87,7 @@ pub(crate) const MARK_PRUNED: &str =
 macro_rules! impl_event_store {
     ($store:ty) => {
         const _: () = {
-            use $crate::domain::values::TeamId;
+            use $crate::domain::values::{EventSeq, TeamId};
             use $crate::store::StoreResult;
             use $crate::store::backend::Backend;
             use $crate::store::events::{
@@ -100,11 +100,11 @@ macro_rules! impl_event_store {
                 async fn events(
                     &self,
                     team_id: TeamId,
-                    after: i64,
+                    after: EventSeq,
                     limit: i64,
                 ) -> StoreResult<Option<EventPage>> {
                     let mut tx = self.begin_snapshot().await?;
-                    let bounds: Option<(i64, i64)> = sqlx::query_as(FEED_BOUNDS)
+                    let bounds: Option<(EventSeq, EventSeq)> = sqlx::query_as(FEED_BOUNDS)
                         .bind(team_id)
                         .fetch_optional(&mut *tx)
                         .await?;

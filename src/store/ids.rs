@@ -9,8 +9,8 @@ use sqlx::postgres::{PgHasArrayType, PgTypeInfo};
 use sqlx::{Database, Decode, Encode, Type};
 
 use crate::domain::values::{
-    Avatar, GroupId, GroupName, Nickname, Openid, OrgId, OrgName, RemoteId, TeamId, UserId,
-    WebhookId,
+    Avatar, EventSeq, GroupId, GroupName, Nickname, Openid, OrgId, OrgName, RemoteId, TeamId,
+    UserId, WebhookId,
 };
 
 macro_rules! stored_as_i64 {
@@ -61,7 +61,7 @@ macro_rules! stored_as_i64 {
     )*};
 }
 
-stored_as_i64!(TeamId, OrgId, GroupId, UserId, WebhookId);
+stored_as_i64!(TeamId, OrgId, GroupId, UserId, WebhookId, EventSeq);
 
 macro_rules! stored_as_text {
     ($($text:ty),*) => {$(

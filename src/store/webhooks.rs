@@ -10,7 +10,7 @@
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::values::{TeamId, WebhookId};
+use crate::domain::values::{EventSeq, TeamId, WebhookId};
 use crate::domain::webhooks::{DeliveryRecord, Listened, Webhook, WebhookState};
 
 /// A subscription to create.
@@ -35,7 +35,7 @@ pub struct WebhookUpdate {
 /// its lease and nobody moved its cursor meanwhile.
 #[derive(Debug, Clone)]
 pub struct Progress {
-    pub acked_seq: i64,
+    pub acked_seq: EventSeq,
     /// `Paused` once the retry budget is spent (a subscription paused meanwhile stays so).
     pub state: WebhookState,
     pub attempts: i64,
@@ -81,7 +81,7 @@ pub trait WebhookStore: Send + Sync {
         &self,
         team_id: TeamId,
         id: WebhookId,
-        after: i64,
+        after: EventSeq,
         now: i64,
     ) -> StoreResult<Option<Webhook>>;
     /// The subscription's logged attempts, newest first (`None`: no such subscription).
@@ -108,7 +108,7 @@ pub trait WebhookStore: Send + Sync {
         &self,
         id: WebhookId,
         owner: &str,
-        from_seq: i64,
+        from_seq: EventSeq,
         progress: &Progress,
         record: Option<&DeliveryRecord>,
         keep: i64,
@@ -125,7 +125,7 @@ pub(crate) type WebhookRow = (
     String,
     String,
     String,
-    i64,
+    EventSeq,
     i64,
     Option<i64>,
     i64,
@@ -168,7 +168,16 @@ pub(crate) fn webhook_of(row: WebhookRow) -> Webhook {
 }
 
 /// A logged attempt row.
-pub(crate) type DeliveryRow = (String, i64, i64, i64, i64, Option<i64>, i64, Option<String>);
+pub(crate) type DeliveryRow = (
+    String,
+    i64,
+    EventSeq,
+    EventSeq,
+    i64,
+    Option<i64>,
+    i64,
+    Option<String>,
+);
 
 pub(crate) fn delivery_of(row: DeliveryRow) -> DeliveryRecord {
     DeliveryRecord {
@@ -289,7 +298,7 @@ pub(crate) const TRIM_LOG: &str =
 macro_rules! impl_webhook_store {
     ($store:ty, $lock_team:expr, $lock_claimed:literal) => {
         const _: () = {
-            use $crate::domain::values::{TeamId, WebhookId};
+            use $crate::domain::values::{EventSeq, TeamId, WebhookId};
             use $crate::domain::webhooks::{DeliveryRecord, Webhook, WebhookState};
             use $crate::store::StoreResult;
             use $crate::store::backend::Backend;
@@ -390,7 +399,7 @@ macro_rules! impl_webhook_store {
                     &self,
                     team_id: TeamId,
                     id: WebhookId,
-                    after: i64,
+                    after: EventSeq,
                     now: i64,
                 ) -> StoreResult<Option<Webhook>> {
                     let row: Option<WebhookRow> = sqlx::query_as(REPLAY)
@@ -456,7 +465,7 @@ macro_rules! impl_webhook_store {
                     &self,
                     id: WebhookId,
                     owner: &str,
-                    from_seq: i64,
+                    from_seq: EventSeq,
                     progress: &Progress,
                     record: Option<&DeliveryRecord>,
                     keep: i64,

@@ -31,13 +31,7 @@ const KEYWORDS: [&str; 6] = ["s", "sales", "ops", "é", "équipe", "x"];
 
 #[derive(Debug, Clone)]
 enum Op {
-    Create {
-        parent: usize,
-        name: usize,
-        remote: u8,
-        order: i8,
-        sync: bool,
-    },
+    Create(CreateOp),
     /// Two nested groups in one batch, the second under the first (`GroupRef::New`).
     CreatePair {
         parent: usize,
@@ -79,7 +73,7 @@ enum Op {
 impl Op {
     fn kind(&self) -> &'static str {
         match self {
-            Op::Create { .. } => "create",
+            Op::Create(_) => "create",
             Op::CreatePair { .. } => "create pair",
             Op::Rename { .. } => "rename",
             Op::Move { .. } => "move",
@@ -92,11 +86,27 @@ impl Op {
     }
 }
 
+/// A group to create: indexes into the test's names and groups.
+#[derive(Debug, Clone)]
+struct CreateOp {
+    parent: usize,
+    name: usize,
+    remote: u8,
+    order: i8,
+    sync: bool,
+}
+
+impl CreateOp {
+    fn source(&self) -> Source {
+        if self.sync { Source::Sync } else { Source::Api }
+    }
+}
+
 fn op() -> impl Strategy<Value = Op> {
     let group = || 0usize..64;
     prop_oneof![
         4 => (group(), 0..NAMES.len(), 0u8..12, -3i8..3, any::<bool>())
-            .prop_map(|(parent, name, remote, order, sync)| Op::Create { parent, name, remote, order, sync }),
+            .prop_map(|(parent, name, remote, order, sync)| Op::Create(CreateOp { parent, name, remote, order, sync })),
         1 => (group(), -3i8..3).prop_map(|(parent, order)| Op::CreatePair { parent, order }),
         2 => (group(), 0..NAMES.len(), proptest::option::of(-3i8..3))
             .prop_map(|(group, name, order)| Op::Rename { group, name, order }),
@@ -241,21 +251,14 @@ impl Harness {
         let d = &self.directory;
         let now = self.now;
         let changes = match op {
-            Op::Create {
-                parent,
-                name,
-                remote: code,
-                order,
-                sync,
-            } => {
-                let parent = self.pick(*parent);
-                d.check_create(parent, &remote(*code), MAX_DEPTH)?;
-                let source = if *sync { Source::Sync } else { Source::Api };
+            Op::Create(create) => {
+                let parent = self.pick(create.parent);
+                d.check_create(parent, &remote(create.remote), MAX_DEPTH)?;
                 let group = new_group(
-                    name_of(*name),
-                    remote(*code),
-                    i64::from(*order),
-                    source,
+                    name_of(create.name),
+                    remote(create.remote),
+                    i64::from(create.order),
+                    create.source(),
                     now,
                 );
                 let parent = GroupRef::Existing(parent);
@@ -358,16 +361,15 @@ impl Harness {
         let pick = |index: usize| GroupId::new(index as i64 % (next_id + 1));
         let r = &mut self.reference;
         match op {
-            Op::Create {
-                parent,
-                name,
-                remote: code,
-                order,
-                sync,
-            } => {
-                let source = if *sync { Source::Sync } else { Source::Api };
-                let group = row(NAMES[*name], remote(*code), *order, source, now);
-                r.create(GroupId::new(next_id), pick(*parent), group)
+            Op::Create(create) => {
+                let group = row(
+                    NAMES[create.name],
+                    remote(create.remote),
+                    create.order,
+                    create.source(),
+                    now,
+                );
+                r.create(GroupId::new(next_id), pick(create.parent), group)
             }
             Op::CreatePair { parent, order } => {
                 let mut attempt = r.clone();

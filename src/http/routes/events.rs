@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
 use chrono::FixedOffset;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -14,10 +13,10 @@ use utoipa_axum::routes;
 use super::{Answer, AppidQuery, TeamPath};
 use crate::domain::RuleError;
 use crate::domain::events::Event;
-use crate::domain::values::TeamId;
+use crate::domain::values::EventSeq;
 use crate::http::describe::{Success, failures, team};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams};
+use crate::http::extract::{QueryParams, TeamCall};
 use crate::http::{ApiTime, AppState};
 use crate::service::Service;
 use crate::service::webhooks::{RenderEvent, WebhookWorker};
@@ -64,7 +63,8 @@ pub struct ObjectData {
 }))]
 pub struct EventData {
     /// The team's sequence number: 1, 2, 3, ... without gaps.
-    seq: i64,
+    #[schema(value_type = i64)]
+    seq: EventSeq,
     /// `group.created`, `group.updated`, `group.deleted`, `member.added`, `member.updated`,
     /// `member.removed` or `sync.applied`.
     #[serde(rename = "type")]
@@ -90,7 +90,8 @@ pub struct EventData {
 pub struct EventFeedData {
     list: Vec<EventData>,
     /// The cursor to pass as `after` next: the last event's `seq`, or `after` when none.
-    next: i64,
+    #[schema(value_type = i64)]
+    next: EventSeq,
 }
 
 /// The query of the feed (read by [`list_events`]).
@@ -111,7 +112,7 @@ pub struct EventsQuery {
 
 failures!(EventFailures: team;
     ApiError::invalid("limit must be 1 to 1000"),
-    RuleError::EventsExpired { resume_after: 42 },
+    RuleError::EventsExpired { resume_after: EventSeq::new(42) },
 );
 
 /// The change feed.
@@ -130,18 +131,13 @@ failures!(EventFailures: team;
         EventFailures,
     ),
 )]
-pub async fn list_events(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
-    query: QueryParams,
-) -> Answer {
+pub async fn list_events(TeamCall(state, caller, team_id): TeamCall, query: QueryParams) -> Answer {
     let within = |name: &str, default: i64, low: i64, high: i64| match query.int(name)? {
         None => Ok(default),
         Some(value) if (low..=high).contains(&value) => Ok(value),
         Some(_) => Err(ApiError::invalid(format!("{name} must be {low} to {high}"))),
     };
-    let after = within("after", 0, 0, i64::MAX)?;
+    let after = EventSeq::new(within("after", 0, 0, i64::MAX)?);
     let limit = within("limit", 100, 1, MAX_LIMIT)?;
     let wait = Duration::from_secs(within("wait", 0, 0, MAX_WAIT)? as u64);
     let feed = state

@@ -1,6 +1,6 @@
 //! Groups (§5): the tree of groups of a directory: list, get, create, update or move, delete.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::KnownFormat;
 use utoipa::openapi::path::{Parameter, ParameterIn, ParameterStyle};
@@ -20,7 +20,7 @@ use crate::domain::values::{
 };
 use crate::http::describe::{self, GroupName, RemoteId, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams, RequestBody};
+use crate::http::extract::{QueryParams, RequestBody, TeamCall};
 use crate::http::{ApiTime, AppState};
 use crate::service::{GroupUpdate, NewGroupRequest};
 
@@ -211,12 +211,7 @@ failures!(ListGroupsFailures: team;
         ListGroupsFailures,
     ),
 )]
-pub async fn list_groups(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
-    query: QueryParams,
-) -> Answer {
+pub async fn list_groups(TeamCall(state, caller, team_id): TeamCall, query: QueryParams) -> Answer {
     let filter = group_filter(&query)?;
     let page = query.page()?;
     let page = state
@@ -226,6 +221,12 @@ pub async fn list_groups(
         })
         .await?;
     Ok(Reply::json(page))
+}
+
+/// The group of the path, after the team.
+#[derive(Deserialize)]
+pub struct GroupPath {
+    group_id: GroupId,
 }
 
 failures!(GetGroupFailures: team;
@@ -252,9 +253,8 @@ failures!(GetGroupFailures: team;
     ),
 )]
 pub async fn get_group(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, group_id)): Path<(TeamId, GroupId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(GroupPath { group_id }): Path<GroupPath>,
 ) -> Answer {
     let view = state.service.get_group(&caller, team_id, group_id).await?;
     Reply::data(&GroupData::new(&state, team_id, view))
@@ -310,9 +310,7 @@ failures!(CreateGroupFailures: team_body;
     ),
 )]
 pub async fn create_group(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
+    TeamCall(state, caller, team_id): TeamCall,
     RequestBody(body): RequestBody<CreateGroupBody>,
 ) -> Answer {
     let request = NewGroupRequest {
@@ -383,9 +381,8 @@ failures!(UpdateGroupFailures: team_body;
     ),
 )]
 pub async fn update_group(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, group_id)): Path<(TeamId, GroupId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(GroupPath { group_id }): Path<GroupPath>,
     RequestBody(body): RequestBody<UpdateGroupBody>,
 ) -> Answer {
     let update = GroupUpdate {
@@ -447,9 +444,7 @@ failures!(DeleteGroupsFailures: team_body;
     ),
 )]
 pub async fn delete_groups(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
+    TeamCall(state, caller, team_id): TeamCall,
     RequestBody(body): RequestBody<DeleteGroupsBody>,
 ) -> Answer {
     state

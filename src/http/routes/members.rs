@@ -1,6 +1,6 @@
 //! Members (§6): list the members of a group, add, update and remove them.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder};
 use utoipa::{IntoParams, ToSchema};
@@ -12,11 +12,11 @@ use super::{
     member_query,
 };
 use crate::domain::RuleError;
-use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, Role, TeamId, UserId};
+use crate::domain::values::{self, GroupId, MAX_ARRAY_ITEMS, ROOT_GROUP, Role, UserId};
 use crate::http::AppState;
 use crate::http::describe::{self, Avatar, Nickname, Success, failures, team, team_body};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams, RequestBody};
+use crate::http::extract::{QueryParams, RequestBody, TeamCall};
 use crate::service::{MemberRow, MemberUpdate};
 
 type MemberListAnswer = Success<ListData<MemberData>>;
@@ -54,6 +54,25 @@ pub struct MemberData {
     is_org_creator: bool,
     /// The member is active in the directory: `true` for every listed member.
     is_org_available: bool,
+}
+
+/// The group of a member listing's path (`0`: the whole directory), after the team.
+#[derive(Deserialize)]
+pub struct GroupPath {
+    group_id: i64,
+}
+
+/// A member of a group, in the path after the team.
+#[derive(Deserialize)]
+pub struct MemberPath {
+    group_id: i64,
+    user_id: UserId,
+}
+
+/// A member of the directory, in the path after the team.
+#[derive(Deserialize)]
+pub struct UserPath {
+    user_id: UserId,
 }
 
 /// The query of the member list besides paging and roles (read by [`list_members`]).
@@ -97,9 +116,8 @@ failures!(ListMembersFailures: team;
     ),
 )]
 pub async fn list_members(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, group_id)): Path<(TeamId, i64)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(GroupPath { group_id }): Path<GroupPath>,
     query: QueryParams,
 ) -> Answer {
     let group = values::group_id(group_id)?;
@@ -151,9 +169,7 @@ failures!(ListTeamMembersFailures: team;
     ),
 )]
 pub async fn list_team_members(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
+    TeamCall(state, caller, team_id): TeamCall,
     query: QueryParams,
 ) -> Answer {
     let (filter, page) = member_query(&query, ROOT_GROUP, false)?;
@@ -208,9 +224,8 @@ failures!(AddMemberFailures: team_body;
     ),
 )]
 pub async fn add_member(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, group_id, user_id)): Path<(TeamId, i64, UserId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(MemberPath { group_id, user_id }): Path<MemberPath>,
     RequestBody(body): RequestBody<AddMemberBody>,
 ) -> Answer {
     let role = body
@@ -252,9 +267,8 @@ failures!(RemoveMemberFailures: team;
     ),
 )]
 pub async fn remove_member(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, group_id, user_id)): Path<(TeamId, i64, UserId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(MemberPath { group_id, user_id }): Path<MemberPath>,
 ) -> Answer {
     state
         .service
@@ -320,9 +334,8 @@ failures!(UpdateMemberFailures: team_body;
     ),
 )]
 pub async fn update_member(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, user_id)): Path<(TeamId, UserId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(UserPath { user_id }): Path<UserPath>,
     RequestBody(body): RequestBody<UpdateMemberBody>,
 ) -> Answer {
     if body

@@ -5,8 +5,10 @@
 //! Each resource's `routes()` registers its handlers with the router and their descriptions
 //! with the document together (`utoipa-axum`), so a route cannot exist undescribed, and
 //! [`resources`] gathers them. Adding an operation touches its resource module only (plus its
-//! test, the OpenAPI snapshot and the docs). This module
-//! also holds the parameter and data types several resources share.
+//! test, the OpenAPI snapshot and the docs). A handler on a team's contacts takes a
+//! [`TeamCall`](super::extract::TeamCall) (the app calling and the team of the path) and
+//! reads only what else it needs. This module also holds the parameter and data types several
+//! resources share.
 
 pub mod auth;
 pub mod events;

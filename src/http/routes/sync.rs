@@ -10,7 +10,7 @@ use std::io;
 use std::pin::Pin;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Request, State};
+use axum::extract::Request;
 use axum::http::header;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -23,14 +23,13 @@ use utoipa_axum::routes;
 
 use super::{AppidQuery, TeamPath};
 use crate::domain::sync::{Problem, SyncMode, SyncOptions, SyncRefusal};
-use crate::domain::values::TeamId;
 use crate::http::AppState;
 use crate::http::describe::{
     self, Avatar, GroupName, Nickname, Openid, RemoteId, SnapshotRemoteId, Success, failures,
     team_body,
 };
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams};
+use crate::http::extract::{QueryParams, TeamCall};
 use crate::service::ServiceError;
 use crate::snapshot::{self, Format, SnapshotError, SnapshotLimits, SnapshotOptions};
 
@@ -265,9 +264,7 @@ failures!(SyncFailures: team_body;
     ),
 )]
 pub async fn sync_directory(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
+    TeamCall(state, caller, team_id): TeamCall,
     query: QueryParams,
     request: Request,
 ) -> Result<Reply, ApiError> {

@@ -1,7 +1,7 @@
 //! Webhook subscriptions (§11, an extension): create, list, get, update (pause, resume),
 //! delete, their recent deliveries, and replay from an event.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -9,11 +9,11 @@ use utoipa_axum::routes;
 
 use super::{Answer, AppidQuery, EmptyAnswer, ListData, TeamPath};
 use crate::domain::RuleError;
-use crate::domain::values::{TeamId, WebhookId};
+use crate::domain::values::{EventSeq, WebhookId};
 use crate::domain::webhooks::{DeliveryRecord, Webhook, WebhookState};
 use crate::http::describe::{Success, failures, team, team_body};
 use crate::http::envelope::Reply;
-use crate::http::extract::{Authenticated, RequestBody};
+use crate::http::extract::{RequestBody, TeamCall};
 use crate::http::{ApiTime, AppState};
 use crate::service::WebhookRequest;
 
@@ -80,7 +80,8 @@ pub struct WebhookData {
     /// Why the last attempt failed, until one succeeds.
     last_error: Option<String>,
     /// The last event acknowledged by the receiver (or skipped as not listened to).
-    acked_seq: i64,
+    #[schema(value_type = i64)]
+    acked_seq: EventSeq,
     /// When the next attempt is due, while retrying.
     #[schema(value_type = Option<String>, format = DateTime)]
     next_attempt_at: Option<ApiTime>,
@@ -123,12 +124,12 @@ impl WebhookData {
 }
 
 /// The subscription named in the path, after the team.
-#[derive(IntoParams)]
+#[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
-#[allow(dead_code, reason = "describes the path; the handlers read it")]
 pub struct WebhookPath {
     /// The subscription's id.
-    webhook_id: i64,
+    #[param(value_type = i64)]
+    webhook_id: WebhookId,
 }
 
 /// A new subscription; only `url` is required.
@@ -211,8 +212,10 @@ pub struct DeliveryData {
     latency_ms: i64,
     /// Why it failed; `null` on success.
     error: Option<String>,
-    first_seq: i64,
-    last_seq: i64,
+    #[schema(value_type = i64)]
+    first_seq: EventSeq,
+    #[schema(value_type = i64)]
+    last_seq: EventSeq,
     /// Events in the batch.
     events: i64,
 }
@@ -237,8 +240,8 @@ impl DeliveryData {
 #[schema(example = json!({"after": 40}))]
 pub struct ReplayBody {
     /// Events numbered after this one are delivered again (0: every event kept).
-    #[schema(minimum = 0)]
-    after: i64,
+    #[schema(value_type = i64, minimum = 0)]
+    after: EventSeq,
 }
 
 failures!(CreateWebhookFailures: team_body;
@@ -262,9 +265,7 @@ failures!(CreateWebhookFailures: team_body;
     ),
 )]
 pub async fn create_webhook(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
+    TeamCall(state, caller, team_id): TeamCall,
     RequestBody(body): RequestBody<NewWebhookBody>,
 ) -> Answer {
     let webhook = state
@@ -287,11 +288,7 @@ failures!(ListWebhooksFailures: team;);
         ListWebhooksFailures,
     ),
 )]
-pub async fn list_webhooks(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(team_id): Path<TeamId>,
-) -> Answer {
+pub async fn list_webhooks(TeamCall(state, caller, team_id): TeamCall) -> Answer {
     let webhooks = state.service.webhooks(&caller, team_id).await?;
     Reply::data(&ListData::whole(
         webhooks
@@ -314,9 +311,8 @@ failures!(GetWebhookFailures: team; RuleError::WebhookNotFound);
     ),
 )]
 pub async fn get_webhook(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, WebhookId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(WebhookPath { webhook_id: id }): Path<WebhookPath>,
 ) -> Answer {
     let webhook = state.service.webhook(&caller, team_id, id).await?;
     Reply::data(&WebhookData::new(&state, webhook))
@@ -343,9 +339,8 @@ failures!(UpdateWebhookFailures: team_body;
     ),
 )]
 pub async fn update_webhook(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, WebhookId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(WebhookPath { webhook_id: id }): Path<WebhookPath>,
     RequestBody(body): RequestBody<WebhookBody>,
 ) -> Answer {
     let webhook = state
@@ -367,9 +362,8 @@ pub async fn update_webhook(
     ),
 )]
 pub async fn delete_webhook(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, WebhookId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(WebhookPath { webhook_id: id }): Path<WebhookPath>,
 ) -> Answer {
     state.service.delete_webhook(&caller, team_id, id).await?;
     Ok(Reply::empty())
@@ -387,9 +381,8 @@ pub async fn delete_webhook(
     ),
 )]
 pub async fn list_deliveries(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, WebhookId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(WebhookPath { webhook_id: id }): Path<WebhookPath>,
 ) -> Answer {
     let records = state
         .service
@@ -404,7 +397,7 @@ pub async fn list_deliveries(
 
 failures!(ReplayWebhookFailures: team_body;
     RuleError::invalid("after must be at most the team's last event, 42"),
-    RuleError::EventsExpired { resume_after: 42 },
+    RuleError::EventsExpired { resume_after: EventSeq::new(42) },
     RuleError::WebhookNotFound,
 );
 
@@ -424,9 +417,8 @@ failures!(ReplayWebhookFailures: team_body;
     ),
 )]
 pub async fn replay_webhook(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path((team_id, id)): Path<(TeamId, WebhookId)>,
+    TeamCall(state, caller, team_id): TeamCall,
+    Path(WebhookPath { webhook_id: id }): Path<WebhookPath>,
     RequestBody(body): RequestBody<ReplayBody>,
 ) -> Answer {
     let webhook = state

@@ -198,8 +198,8 @@ fn resource_routes(base: &str, resource: Resource) -> Router<ScimState> {
         .route(
             &format!("{base}/{{id}}"),
             get(resources::get_one)
-                .put(resources::replace)
-                .patch(resources::patch)
+                .put(resources::edit)
+                .patch(resources::edit)
                 .delete(resources::delete),
         )
         .layer(Extension(resource))

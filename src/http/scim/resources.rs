@@ -3,7 +3,7 @@
 
 use axum::body::Bytes;
 use axum::extract::{Extension, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 
@@ -386,44 +386,33 @@ impl Resource {
         }
     }
 
-    /// `if_match`: the `If-Match` header, as for [`Resource::patch`] and [`Resource::delete`].
-    async fn replace(
+    /// Replace or patch one resource; `if_match`: the `If-Match` header, as for
+    /// [`Resource::delete`].
+    async fn edit(
         self,
         scope: &Scope,
         id: &str,
-        body: &Value,
+        edit: Edit<'_>,
         if_match: Option<&str>,
     ) -> ScimResult<Versioned> {
         let (service, team, location) = scope.parts();
-        match self {
-            Self::Users => {
+        match (self, edit) {
+            (Self::Users, Edit::Replace(body)) => {
                 service
                     .scim_replace_user(team, id, body, if_match, location)
                     .await
             }
-            Self::Groups => {
+            (Self::Groups, Edit::Replace(body)) => {
                 service
                     .scim_replace_group(team, id, body, if_match, location)
                     .await
             }
-        }
-    }
-
-    async fn patch(
-        self,
-        scope: &Scope,
-        id: &str,
-        operations: &[Operation],
-        if_match: Option<&str>,
-    ) -> ScimResult<Versioned> {
-        let (service, team, location) = scope.parts();
-        match self {
-            Self::Users => {
+            (Self::Users, Edit::Patch(operations)) => {
                 service
                     .scim_patch_user(team, id, operations, if_match, location)
                     .await
             }
-            Self::Groups => {
+            (Self::Groups, Edit::Patch(operations)) => {
                 service
                     .scim_patch_group(team, id, operations, if_match, location)
                     .await
@@ -451,12 +440,7 @@ pub(super) async fn list_all(
     RawQuery(query): RawQuery,
 ) -> Response {
     let scope = authed!(state, headers);
-    let params = match read_params(query) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = resource.list(&scope, params.filter.as_ref()).await;
-    list(result, &params)
+    read_listing(resource, &scope, read_params(query)).await
 }
 
 pub(super) async fn search(
@@ -466,12 +450,19 @@ pub(super) async fn search(
     bytes: Bytes,
 ) -> Response {
     let scope = authed!(state, headers);
-    let params = match search_params(&body!(bytes)) {
-        Ok(params) => params,
-        Err(error) => return error_response(&error),
-    };
-    let result = resource.list(&scope, params.filter.as_ref()).await;
-    list(result, &params)
+    read_listing(resource, &scope, search_params(&body!(bytes))).await
+}
+
+/// The listing of `resource` read with `params` (from the query, or the body of `.search`).
+async fn read_listing(
+    resource: Resource,
+    scope: &Scope,
+    params: Result<ReadParams, ScimError>,
+) -> Response {
+    match params {
+        Ok(params) => list(resource.list(scope, params.filter.as_ref()).await, &params),
+        Err(error) => error_response(&error),
+    }
 }
 
 pub(super) async fn get_one(
@@ -499,25 +490,17 @@ pub(super) async fn create(
     one(result, StatusCode::CREATED, &headers, query)
 }
 
-pub(super) async fn replace(
-    Extension(resource): Extension<Resource>,
-    State(state): State<ScimState>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    RawQuery(query): RawQuery,
-    bytes: Bytes,
-) -> Response {
-    let scope = authed!(state, headers);
-    let body = body!(bytes);
-    let if_match = if_match(&headers);
-    let result = resource
-        .replace(&scope, &id, &body, if_match.as_deref())
-        .await;
-    one(result, StatusCode::OK, &headers, query)
+/// A change to one resource: its whole new body (`PUT`) or operations on it (`PATCH`).
+#[derive(Clone, Copy)]
+enum Edit<'a> {
+    Replace(&'a Value),
+    Patch(&'a [Operation]),
 }
 
-pub(super) async fn patch(
+/// `PUT` (replace) and `PATCH` of one resource.
+pub(super) async fn edit(
     Extension(resource): Extension<Resource>,
+    method: Method,
     State(state): State<ScimState>,
     headers: HeaderMap,
     Path(id): Path<String>,
@@ -526,14 +509,19 @@ pub(super) async fn patch(
 ) -> Response {
     let scope = authed!(state, headers);
     let body = body!(bytes);
-    let operations = match parse_operations(&body) {
-        Ok(operations) => operations,
-        Err(error) => return error_response(&error),
+    let operations = match method {
+        Method::PATCH => match parse_operations(&body) {
+            Ok(operations) => Some(operations),
+            Err(error) => return error_response(&error),
+        },
+        _ => None,
+    };
+    let edit = match &operations {
+        Some(operations) => Edit::Patch(operations),
+        None => Edit::Replace(&body),
     };
     let if_match = if_match(&headers);
-    let result = resource
-        .patch(&scope, &id, &operations, if_match.as_deref())
-        .await;
+    let result = resource.edit(&scope, &id, edit, if_match.as_deref()).await;
     one(result, StatusCode::OK, &headers, query)
 }
 

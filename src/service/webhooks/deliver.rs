@@ -24,6 +24,7 @@ use tokio::sync::{Notify, Semaphore};
 use super::guard::{VettedResolver, refuse_literal};
 use super::{WebhookSettings, sign};
 use crate::domain::events::Event;
+use crate::domain::values::EventSeq;
 use crate::domain::webhooks::{DeliveryRecord, WebhookState, backoff};
 use crate::service::Service;
 use crate::store::webhooks::{Claimed, Progress};
@@ -312,7 +313,7 @@ impl WebhookWorker {
     /// Paused: events after the cursor were removed by retention before they were delivered,
     /// so the receiver cannot be brought up to date by the feed. Its owner reads the directory
     /// again, then replays from the feed's end (`last_seq`) and resumes.
-    fn expired(&self, claimed: &Claimed, last_seq: i64) -> Progress {
+    fn expired(&self, claimed: &Claimed, last_seq: EventSeq) -> Progress {
         Progress {
             state: WebhookState::Paused,
             last_error: Some(format!(
@@ -325,7 +326,7 @@ impl WebhookWorker {
         }
     }
 
-    fn success(&self, last_seq: i64) -> Progress {
+    fn success(&self, last_seq: EventSeq) -> Progress {
         Progress {
             acked_seq: last_seq,
             state: WebhookState::Active,
@@ -364,15 +365,15 @@ enum NoBatch {
     /// The events could not be read or rendered: tried again at the next poll.
     Unread(String),
     /// Events after the cursor were removed by retention; `last_seq` is the feed's end.
-    Expired { last_seq: i64 },
+    Expired { last_seq: EventSeq },
 }
 
 /// A batch to deliver.
 #[derive(Debug, Default)]
 struct Batch {
     /// The last event read, listened to or not: the cursor after a success.
-    last_seq: i64,
-    first_seq: Option<i64>,
+    last_seq: EventSeq,
+    first_seq: Option<EventSeq>,
     /// When the first event posted was committed (unix seconds).
     first_time: Option<i64>,
     count: i64,

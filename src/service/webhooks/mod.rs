@@ -14,7 +14,7 @@ use super::auth::random_webhook_secret;
 use super::{Service, ServiceResult, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
-use crate::domain::values::{TeamId, WebhookId};
+use crate::domain::values::{EventSeq, TeamId, WebhookId};
 use crate::domain::webhooks::{
     DeliveryRecord, Listened, Webhook, WebhookState, check_secret, check_url,
 };
@@ -175,9 +175,9 @@ impl Service {
         caller: &Caller,
         team_id: TeamId,
         id: WebhookId,
-        after: i64,
+        after: EventSeq,
     ) -> ServiceResult<Webhook> {
-        if after < 0 {
+        if after.get() < 0 {
             return Err(RuleError::invalid("after must be 0 or more").into());
         }
         self.team_for(caller, team_id).await?;
