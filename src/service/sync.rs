@@ -348,6 +348,11 @@ impl ChunkedWrite for SyncWrite<'_> {
             elapsed_ms = self.started.elapsed().as_millis() as u64,
             "sync: writing the changes"
         );
+        let report = plan.report();
+        copy.reserve(
+            usize::try_from(report.groups_created).unwrap_or(0),
+            usize::try_from(report.members_added).unwrap_or(0),
+        );
         let summary = serde_json::to_value(plan.report())
             .ok()
             .map(events::sync_summary);
