@@ -180,7 +180,9 @@ impl Service {
         if !dry_run && missing.is_empty() {
             // Every user exists: decide once, under the write gate.
             return self
-                .commit_sync(caller, &team, snapshot, options, &users, &members, started)
+                .commit_sync(
+                    caller, &team, snapshot, options, &users, &members, None, started,
+                )
                 .await;
         }
         let quota = self.team_quota(&team).await?;
@@ -190,15 +192,14 @@ impl Service {
                 Ok(
                     sync::plan(d, snapshot, options, &users, &members, max_depth, now).map(
                         |plan| {
-                            let report = plan.report().clone();
-                            let within_quota = quota.check(d, Growth::from(&report));
-                            (report, within_quota)
+                            let within_quota = quota.check(d, Growth::from(plan.report()));
+                            ((d.version(), plan), within_quota)
                         },
                     ),
                 )
             })
             .await?;
-        let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
+        let (planned, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
         within_quota
             .inspect_err(|refusal| quotas::count_refusal(self.metrics.as_ref(), refusal))?;
         tracing::info!(
@@ -208,7 +209,7 @@ impl Service {
         );
         if dry_run {
             return Ok(SyncOutcome {
-                report,
+                report: planned.1.report().clone(),
                 dry_run,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             });
@@ -233,12 +234,17 @@ impl Service {
             }
         }
         drop(missing);
-        self.commit_sync(caller, &team, snapshot, options, &users, &members, started)
-            .await
+        let prior = Some(planned);
+        self.commit_sync(
+            caller, &team, snapshot, options, &users, &members, prior, started,
+        )
+        .await
     }
 
     /// Decide the snapshot on a current copy under the team's write gate and commit it, with
-    /// an event per object changed and a summary.
+    /// an event per object changed and a summary. `prior`: the plan made before the users were
+    /// registered, with the version of the copy it was made on, used again if the copy is still
+    /// at that version.
     #[allow(clippy::too_many_arguments)]
     async fn commit_sync(
         &self,
@@ -248,9 +254,11 @@ impl Service {
         options: SyncOptions,
         users: &[UserId],
         members: &HashMap<UserId, MemberState>,
+        prior: Option<(i64, SyncPlan)>,
         started: Instant,
     ) -> ServiceResult<SyncOutcome> {
         let write = SyncWrite {
+            prior: Mutex::new(prior),
             team_id: team.access.team_id,
             snapshot,
             options,
@@ -311,12 +319,24 @@ struct SyncWrite<'a> {
     now: i64,
     quota: TeamQuota,
     started: Instant,
+    /// A plan made earlier, with the version of the copy it was made on.
+    prior: Mutex<Option<(i64, SyncPlan)>>,
 }
 
 impl ChunkedWrite for SyncWrite<'_> {
     type Plan = Result<SyncPlan, SyncRefusal>;
 
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan> {
+        let prior = self
+            .prior
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((version, plan)) = prior
+            && version == directory.version()
+        {
+            return Ok(Ok(plan));
+        }
         tracing::info!(
             team_id = self.team_id.get(),
             elapsed_ms = self.started.elapsed().as_millis() as u64,
@@ -357,7 +377,7 @@ impl ChunkedWrite for SyncWrite<'_> {
             .ok()
             .map(events::sync_summary);
         Some(Box::new(SyncChunks {
-            changes: Box::new(plan.chunks(self.snapshot, WRITE_CHUNK)),
+            changes: Box::new(plan.chunks(self.snapshot, self.users, WRITE_CHUNK)),
             copy,
             profiles: self.members,
             summary,

@@ -9,12 +9,12 @@ use crate::domain::directory::{Change, GroupRef, MemberRow};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 
 /// A member of the snapshot to write: the snapshot's `member`-th, in the groups
-/// `refs[refs_at..][..count]` of its plan.
+/// `refs[refs_at..][..count]` of its plan. Its user is read when the change is made, so that a
+/// plan made with stand-ins for users not registered yet holds once they are.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct MemberChange {
     pub member: u32,
     pub count: u32,
-    pub user_id: UserId,
     pub refs_at: usize,
     pub role: Role,
 }
@@ -65,10 +65,12 @@ impl SyncPlan {
 
     /// The plan's changes, in order, in chunks: every group change in the first one (so a
     /// created group is named by its place among the groups the plan creates, in any chunk),
-    /// then at most `size` member changes a chunk. `snapshot` is the one planned.
+    /// then at most `size` member changes a chunk. `snapshot` is the one planned, `users[i]`
+    /// the user of its `i`-th member.
     pub fn chunks<'a>(
         &'a self,
         snapshot: &'a Snapshot,
+        users: &'a [UserId],
         size: usize,
     ) -> impl Iterator<Item = Vec<Change>> + Send + 'a {
         let size = size.max(1);
@@ -76,7 +78,7 @@ impl SyncPlan {
         let members = self
             .members
             .chunks(size)
-            .map(move |run| run.iter().map(|m| self.put(snapshot, m)).collect());
+            .map(move |run| run.iter().map(|m| self.put(snapshot, users, m)).collect());
         let removed = self
             .removed
             .chunks(size)
@@ -89,11 +91,14 @@ impl SyncPlan {
             .chain(adjusted)
     }
 
-    fn put(&self, snapshot: &Snapshot, change: &MemberChange) -> Change {
+    fn put(&self, snapshot: &Snapshot, users: &[UserId], change: &MemberChange) -> Change {
         let member = snapshot.member(change.member as usize);
         Change::PutMember {
             member: MemberRow {
-                user_id: change.user_id,
+                user_id: users
+                    .get(change.member as usize)
+                    .copied()
+                    .unwrap_or_default(),
                 role: change.role,
                 // Checked by the planner.
                 nickname: Nickname::from_stored(member.nickname.to_owned()),

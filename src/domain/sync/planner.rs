@@ -492,7 +492,6 @@ pub fn plan(
         }
         member_changes.push(MemberChange {
             member: wanted.member,
-            user_id: wanted.user_id,
             role,
             refs_at,
             count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
