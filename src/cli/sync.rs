@@ -76,8 +76,8 @@ pub(super) async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serd
         .context("reading the snapshot stopped")??;
     eprintln!(
         "contactsd: syncing {} groups and {} members into team {}{}",
-        snapshot.groups.len(),
-        snapshot.members.len(),
+        snapshot.group_count(),
+        snapshot.member_count(),
         args.team_id,
         if args.dry_run { " (dry run)" } else { "" }
     );

@@ -25,12 +25,11 @@ use super::{ServiceError, ServiceResult, quotas, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
 use crate::domain::directory::{Change, Directory};
-use crate::domain::events::{self, Actor, ActorKind, Draft, PriorProfiles};
+use crate::domain::events::{self, Actor, ActorKind, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::metrics::Metrics;
-use crate::store::Applied;
 use crate::store::scim::ScimWrite;
-use crate::store::{Store, StoreError, TeamRecord};
+use crate::store::{Applied, ChangeChunks, Store, StoreError, StoreResult, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
 const WRITE_ATTEMPTS: u32 = 24;
@@ -100,6 +99,13 @@ impl Slot {
     /// Drop the copy: the next use reloads it.
     pub(super) fn forget(&self) {
         self.replace(None);
+    }
+
+    /// Take the copy out (the next use waits for the gate, or reloads).
+    fn take(&self) -> Option<Directory> {
+        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        self.account(None);
+        guard.take()
     }
 
     /// Apply a write that is written but not yet committed to the copy it was decided on (at
@@ -320,21 +326,6 @@ impl Directories {
         origin: Origin<'_>,
         decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
     ) -> ServiceResult<(R, Vec<GroupId>)> {
-        self.write_summarized(store, team, origin, |d| {
-            decide(d).map(|(changes, value)| (changes, None, value))
-        })
-        .await
-    }
-
-    /// [`Directories::write`] whose decision may add an event of its own after those of its
-    /// changes (a sync's summary).
-    pub(super) async fn write_summarized<R>(
-        &self,
-        store: &dyn Store,
-        team: &TeamRecord,
-        origin: Origin<'_>,
-        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, Option<Draft>, R)>,
-    ) -> ServiceResult<(R, Vec<GroupId>)> {
         let (value, applied) = self.commit(store, team, origin, None, decide).await?;
         Ok((value, applied.created))
     }
@@ -348,10 +339,8 @@ impl Directories {
         scim: ScimWrite,
         decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
     ) -> ServiceResult<(R, Applied)> {
-        self.commit(store, team, Origin::scim(), Some(scim), |d| {
-            decide(d).map(|(changes, value)| (changes, None, value))
-        })
-        .await
+        self.commit(store, team, Origin::scim(), Some(scim), decide)
+            .await
     }
 
     async fn commit<R>(
@@ -360,7 +349,7 @@ impl Directories {
         team: &TeamRecord,
         origin: Origin<'_>,
         scim: Option<ScimWrite>,
-        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, Option<Draft>, R)>,
+        decide: impl Fn(&Directory) -> ServiceResult<(Vec<Change>, R)>,
     ) -> ServiceResult<(R, Applied)> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
@@ -381,29 +370,24 @@ impl Directories {
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
-                let decided = decide(directory).map(|(changes, summary, value)| {
-                    let mut drafts = events::derive(directory, &changes, origin.profiles);
-                    drafts.extend(summary);
+                let decided = decide(directory).map(|(changes, value)| {
+                    let drafts = events::derive(directory, &changes, origin.profiles);
                     (changes, drafts, value)
                 });
                 (decided, directory.version())
             };
             let (changes, drafts, value) = match decided {
                 Ok(decided) => decided,
-                // The team record may be up to the read-cache time old, so the copy may miss
-                // a change committed through another process (the parent a write names, say).
-                // A refusal is final only once the database confirms the copy is current.
-                Err(refusal) if !asked => {
-                    asked = true;
-                    match store.team(team_id).await? {
-                        Some(current) if current.version > expected => {
-                            stale = true;
-                            continue;
-                        }
-                        _ => return Err(self.refused(refusal)),
+                Err(refusal) => {
+                    if self
+                        .decide_again(store, team_id, expected, &mut asked)
+                        .await?
+                    {
+                        stale = true;
+                        continue;
                     }
+                    return Err(self.refused(refusal));
                 }
-                Err(refusal) => return Err(self.refused(refusal)),
             };
             if changes.is_empty() && scim.is_none() {
                 let unchanged = Applied {
@@ -453,6 +437,119 @@ impl Directories {
         }
         Err(ServiceError::Busy)
     }
+    /// Whether a write refused on a copy at version `expected` is to be decided again. The team
+    /// record may be up to the read-cache time old, so the copy may miss a change committed
+    /// through another process (the parent a write names, say): a refusal is final only once
+    /// the database confirms the copy is current (asked once per write, `asked`).
+    async fn decide_again(
+        &self,
+        store: &dyn Store,
+        team_id: TeamId,
+        expected: i64,
+        asked: &mut bool,
+    ) -> ServiceResult<bool> {
+        if std::mem::replace(asked, true) {
+            return Ok(false);
+        }
+        Ok(store
+            .team(team_id)
+            .await?
+            .is_some_and(|current| current.version > expected))
+    }
+
+    /// Decide a write too large to hold as one list of changes ([`ChunkedWrite`]: a sync) on a
+    /// current copy under the team's gate, and write it in a transaction of its own, a chunk at
+    /// a time, past the committing task (which it would hold as long anyway). The copy is taken
+    /// out of the cache while it is written, so that the chunks are applied to it as they are
+    /// written without a second copy: the team's readers wait for the write as they would for a
+    /// load. Once committed it is put back; a failed write drops it (the next use reloads).
+    pub(super) async fn write_chunked<W: ChunkedWrite>(
+        &self,
+        store: &dyn Store,
+        team: &TeamRecord,
+        actor: &Actor,
+        write: &W,
+    ) -> ServiceResult<W::Plan> {
+        let team_id = team.access.team_id;
+        let slot = self.slot(team_id);
+        let mut stale = !slot.is_fresh(team.version);
+        let mut asked = false;
+        for attempt in 0..WRITE_ATTEMPTS {
+            let _gate = slot.gate.lock().await;
+            if stale || slot.read().is_none() {
+                if attempt > 0 {
+                    back_off(attempt).await;
+                }
+                self.reload(store, &slot, team_id).await?;
+                asked = true;
+            }
+            let (decided, expected) = {
+                let guard = slot.read();
+                let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
+                (write.decide(directory), directory.version())
+            };
+            let plan = match decided {
+                Ok(plan) => plan,
+                Err(refusal) => {
+                    if self
+                        .decide_again(store, team_id, expected, &mut asked)
+                        .await?
+                    {
+                        stale = true;
+                        continue;
+                    }
+                    return Err(self.refused(refusal));
+                }
+            };
+            let mut copy = slot.take().ok_or(ServiceError::Busy)?;
+            let written = match write.chunks(&plan, &mut copy) {
+                None => None,
+                Some(mut chunks) => Some(
+                    self.write_chunks(store, team_id, expected, &mut *chunks, actor)
+                        .await,
+                ),
+            };
+            match written {
+                None => {
+                    slot.replace(Some(copy));
+                    return Ok(plan);
+                }
+                Some(Ok(version)) => {
+                    copy.apply(&[], &[], version);
+                    slot.replace(Some(copy));
+                    slot.committed.notify_waiters();
+                    self.committer.any_commit.notify_waiters();
+                    self.evict_over_budget(team_id);
+                    return Ok(plan);
+                }
+                Some(Err(StoreError::Conflict)) => stale = true,
+                Some(Err(other)) => return Err(other.into()),
+            }
+        }
+        Err(ServiceError::Busy)
+    }
+
+    /// Write `chunks` in a transaction of their own and commit; answers the team's version.
+    async fn write_chunks(
+        &self,
+        store: &dyn Store,
+        team_id: TeamId,
+        expected: i64,
+        chunks: &mut dyn ChangeChunks,
+        actor: &Actor,
+    ) -> StoreResult<i64> {
+        let mut batch = store.begin_batch().await?;
+        let applied = batch
+            .apply_chunks(team_id, expected, chunks, actor, unix_now())
+            .await?;
+        let committing = Instant::now();
+        batch.commit().await?;
+        if let Some(metrics) = &self.metrics {
+            metrics.commit(committing.elapsed(), 1);
+        }
+        Ok(applied.version)
+    }
+
     /// A place among the callers waiting for the team's next commit in this process, unless
     /// the team already has `per_team` of them or the process `most`.
     pub(super) fn park(&self, team_id: TeamId, per_team: usize, most: usize) -> Option<Parked> {
@@ -465,6 +562,22 @@ impl Directories {
         };
         (total < most && team < per_team).then_some(parked)
     }
+}
+
+/// A write too large to hold as one list of changes (a sync), for
+/// [`Directories::write_chunked`].
+pub(super) trait ChunkedWrite: Sync {
+    /// What the decision answers (a plan, or why nothing is written).
+    type Plan: Send;
+    /// Decide on the current copy; may run more than once (after a lost race).
+    fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan>;
+    /// The changes of `plan` in chunks, with their events, made from `copy` (the directory they
+    /// were decided on) and applied to it as they are written; `None`: nothing to write.
+    fn chunks<'a>(
+        &'a self,
+        plan: &'a Self::Plan,
+        copy: &'a mut Directory,
+    ) -> Option<Box<dyn ChangeChunks + 'a>>;
 }
 
 /// Who makes a write, and what the members' names were before it (the copy holds none).

@@ -14,15 +14,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
-use super::directories::Origin;
-use super::quotas::{self, Growth};
+use super::directories::ChunkedWrite;
+use super::quotas::{self, Growth, TeamQuota};
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
-use crate::domain::events::{self, ActorKind};
-use crate::domain::sync::{self, MemberState, Snapshot, SyncOptions, SyncRefusal, SyncReport};
-use crate::domain::values::{TeamId, UserId};
+use crate::domain::directory::{Change, Directory};
+use crate::domain::events::{self, ActorKind, Draft};
+use crate::domain::sync::{
+    self, MemberState, Snapshot, SyncOptions, SyncPlan, SyncRefusal, SyncReport,
+};
+use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::metrics::SyncEnd;
-use crate::store::{NewUser, TeamRecord};
+use crate::store::{ChangeChunks, NewUser, TeamRecord};
 
 /// The report of a sync, with the time it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +142,7 @@ impl Service {
                 Err(ServiceError::Store(_) | ServiceError::Busy) => SyncEnd::Failed,
                 Err(_) => SyncEnd::Refused,
             };
-            let size = (snapshot.groups.len(), snapshot.members.len());
+            let size = (snapshot.group_count(), snapshot.member_count());
             metrics.sync(end, Some((started.elapsed(), size.0, size.1)));
         }
         synced
@@ -159,39 +162,27 @@ impl Service {
         let max_depth = self.settings.max_group_depth;
         // Three independent reads of millions of rows each: run them side by side (the
         // directory read is a no-op when this process has the current copy already).
-        let (users, members, ()) = tokio::try_join!(
+        let (known, members, ()) = tokio::try_join!(
             async { Ok(self.store.app_user_ids(&caller.appid).await?) },
             async { Ok(self.store.member_states(team_id).await?) },
             self.directories.read(&*self.store, &team, |_| Ok(())),
         )?;
-        let mut users: HashMap<String, UserId> = users.into_iter().collect();
         let members: HashMap<_, _> = members.into_iter().collect();
+        let (mut users, missing) = snapshot_users(snapshot, known);
         tracing::info!(
             team_id = team_id.get(),
-            users = users.len(),
             members = members.len(),
+            new_users = missing.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "sync: read the stored users, members and directory"
         );
-
-        // Stand-in ids (negative, never stored) for openids without a user yet; they are
-        // replaced by the real ids once the users are registered.
-        let mut missing = Vec::new();
-        for (n, member) in snapshot.members.iter().enumerate() {
-            if !users.contains_key(&member.openid) {
-                missing.push(NewUser {
-                    openid: &member.openid,
-                    nickname: &member.nickname,
-                    avatar: &member.avatar,
-                });
-                users.insert(member.openid.clone(), UserId::new(-(n as i64) - 1));
-            }
-        }
         let now = unix_now();
         if !dry_run && missing.is_empty() {
             // Every user exists: decide once, under the write gate.
             return self
-                .commit_sync(caller, &team, snapshot, options, &users, &members, started)
+                .commit_sync(
+                    caller, &team, snapshot, options, &users, &members, None, started,
+                )
                 .await;
         }
         let quota = self.team_quota(&team).await?;
@@ -200,50 +191,60 @@ impl Service {
             .read(&*self.store, &team, |d| {
                 Ok(
                     sync::plan(d, snapshot, options, &users, &members, max_depth, now).map(
-                        |(_, report)| {
-                            let within_quota = quota.check(d, Growth::from(&report));
-                            (report, within_quota)
+                        |plan| {
+                            let within_quota = quota.check(d, Growth::from(plan.report()));
+                            ((d.version(), plan), within_quota)
                         },
                     ),
                 )
             })
             .await?;
-        let (report, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
+        let (planned, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
         within_quota
             .inspect_err(|refusal| quotas::count_refusal(self.metrics.as_ref(), refusal))?;
         tracing::info!(
             team_id = team_id.get(),
-            new_users = missing.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "sync: the snapshot is valid"
         );
         if dry_run {
             return Ok(SyncOutcome {
-                report,
+                report: planned.1.report().clone(),
                 dry_run,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             });
         }
-
-        if !missing.is_empty() {
-            let registered = self
-                .store
-                .register_users(&caller.appid, &missing, now)
-                .await?;
-            for (user, user_id) in missing.iter().zip(registered) {
-                if let Some(id) = users.get_mut(user.openid) {
-                    *id = user_id;
-                }
+        // In chunks: the users a chunk registers are borrowed from the snapshot, and only a
+        // chunk of them at a time.
+        for chunk in missing.chunks(REGISTER_CHUNK) {
+            let new: Vec<NewUser> = chunk
+                .iter()
+                .map(|n| {
+                    let member = snapshot.member(*n as usize);
+                    NewUser {
+                        openid: member.openid,
+                        nickname: member.nickname,
+                        avatar: member.avatar,
+                    }
+                })
+                .collect();
+            let registered = self.store.register_users(&caller.appid, &new, now).await?;
+            for (n, user_id) in chunk.iter().zip(registered) {
+                users[*n as usize] = user_id;
             }
         }
-        // A million pending users are a hundred megabytes: gone before the plan is made again.
         drop(missing);
-        self.commit_sync(caller, &team, snapshot, options, &users, &members, started)
-            .await
+        let prior = Some(planned);
+        self.commit_sync(
+            caller, &team, snapshot, options, &users, &members, prior, started,
+        )
+        .await
     }
 
     /// Decide the snapshot on a current copy under the team's write gate and commit it, with
-    /// an event per object changed and a summary.
+    /// an event per object changed and a summary. `prior`: the plan made before the users were
+    /// registered, with the version of the copy it was made on, used again if the copy is still
+    /// at that version.
     #[allow(clippy::too_many_arguments)]
     async fn commit_sync(
         &self,
@@ -251,47 +252,164 @@ impl Service {
         team: &TeamRecord,
         snapshot: &Snapshot,
         options: SyncOptions,
-        users: &HashMap<String, UserId>,
+        users: &[UserId],
         members: &HashMap<UserId, MemberState>,
+        prior: Option<(i64, SyncPlan)>,
         started: Instant,
     ) -> ServiceResult<SyncOutcome> {
-        let max_depth = self.settings.max_group_depth;
-        let now = unix_now();
-        let quota = self.team_quota(team).await?;
-        let origin = Origin {
-            actor: caller.actor(ActorKind::Sync),
-            profiles: members,
+        let write = SyncWrite {
+            prior: Mutex::new(prior),
+            team_id: team.access.team_id,
+            snapshot,
+            options,
+            users,
+            members,
+            max_depth: self.settings.max_group_depth,
+            now: unix_now(),
+            quota: self.team_quota(team).await?,
+            started,
         };
-        let (planned, _) = self
+        let actor = caller.actor(ActorKind::Sync);
+        let planned = self
             .directories
-            .write_summarized(&*self.store, team, origin, |d| {
-                tracing::info!(
-                    team_id = team.access.team_id.get(),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "sync: planning on the current directory"
-                );
-                match sync::plan(d, snapshot, options, users, members, max_depth, now) {
-                    Ok((changes, report)) => {
-                        quota.check(d, Growth::from(&report))?;
-                        tracing::info!(
-                            team_id = team.access.team_id.get(),
-                            changes = changes.len(),
-                            elapsed_ms = started.elapsed().as_millis() as u64,
-                            "sync: writing the changes"
-                        );
-                        let summary = serde_json::to_value(&report).ok().map(events::sync_summary);
-                        Ok((changes, summary, Ok(report)))
-                    }
-                    Err(refusal) => Ok((Vec::new(), None, Err(refusal))),
-                }
-            })
+            .write_chunked(&*self.store, team, &actor, &write)
             .await?;
-        let report: Result<SyncReport, SyncRefusal> = planned;
         Ok(SyncOutcome {
-            report: report.map_err(ServiceError::SyncRefused)?,
+            report: planned.map_err(ServiceError::SyncRefused)?.report().clone(),
             dry_run: false,
             elapsed_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+/// The user of each of the snapshot's members, by place, with `known` (every openid the app
+/// registered); openids without a user yet get stand-in ids (negative, never stored) and are
+/// listed, by place, to be registered.
+fn snapshot_users(snapshot: &Snapshot, known: Vec<(String, UserId)>) -> (Vec<UserId>, Vec<u32>) {
+    let known: HashMap<String, UserId> = known.into_iter().collect();
+    let mut users = Vec::with_capacity(snapshot.member_count());
+    let mut missing = Vec::new();
+    for (n, member) in snapshot.members().enumerate() {
+        match known.get(member.openid) {
+            Some(user_id) => users.push(*user_id),
+            None => {
+                users.push(UserId::new(-(n as i64) - 1));
+                missing.push(u32::try_from(n).unwrap_or(u32::MAX));
+            }
+        }
+    }
+    (users, missing)
+}
+
+/// Users registered per transaction: a sync registers up to millions.
+const REGISTER_CHUNK: usize = 50_000;
+
+/// Member changes made, written and applied to the copy at a time.
+const WRITE_CHUNK: usize = 10_000;
+
+/// A sync as a [`ChunkedWrite`]: planned on the current copy, its changes made a chunk at a
+/// time as they are written.
+struct SyncWrite<'a> {
+    team_id: TeamId,
+    snapshot: &'a Snapshot,
+    options: SyncOptions,
+    users: &'a [UserId],
+    members: &'a HashMap<UserId, MemberState>,
+    max_depth: u32,
+    now: i64,
+    quota: TeamQuota,
+    started: Instant,
+    /// A plan made earlier, with the version of the copy it was made on.
+    prior: Mutex<Option<(i64, SyncPlan)>>,
+}
+
+impl ChunkedWrite for SyncWrite<'_> {
+    type Plan = Result<SyncPlan, SyncRefusal>;
+
+    fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan> {
+        let prior = self
+            .prior
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some((version, plan)) = prior
+            && version == directory.version()
+        {
+            return Ok(Ok(plan));
+        }
+        tracing::info!(
+            team_id = self.team_id.get(),
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "sync: planning on the current directory"
+        );
+        let planned = sync::plan(
+            directory,
+            self.snapshot,
+            self.options,
+            self.users,
+            self.members,
+            self.max_depth,
+            self.now,
+        );
+        if let Ok(plan) = &planned {
+            self.quota.check(directory, Growth::from(plan.report()))?;
+        }
+        Ok(planned)
+    }
+
+    fn chunks<'a>(
+        &'a self,
+        plan: &'a Self::Plan,
+        copy: &'a mut Directory,
+    ) -> Option<Box<dyn ChangeChunks + 'a>> {
+        let plan = plan.as_ref().ok().filter(|plan| !plan.is_empty())?;
+        tracing::info!(
+            team_id = self.team_id.get(),
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            "sync: writing the changes"
+        );
+        let report = plan.report();
+        copy.reserve(
+            usize::try_from(report.groups_created).unwrap_or(0),
+            usize::try_from(report.members_added).unwrap_or(0),
+        );
+        let summary = serde_json::to_value(plan.report())
+            .ok()
+            .map(events::sync_summary);
+        Some(Box::new(SyncChunks {
+            changes: Box::new(plan.chunks(self.snapshot, self.users, WRITE_CHUNK)),
+            copy,
+            profiles: self.members,
+            summary,
+        }))
+    }
+}
+
+/// A sync's changes a chunk at a time, with their events made from the copy they were decided
+/// on, to which each chunk is applied once written (a member is in one chunk only, every group
+/// change in the first: the events of a chunk are those of the whole batch).
+struct SyncChunks<'a> {
+    changes: Box<dyn Iterator<Item = Vec<Change>> + Send + 'a>,
+    copy: &'a mut Directory,
+    profiles: &'a HashMap<UserId, MemberState>,
+    /// The sync's own event, after every other.
+    summary: Option<Draft>,
+}
+
+impl ChangeChunks for SyncChunks<'_> {
+    fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)> {
+        match self.changes.next() {
+            Some(changes) => {
+                let drafts = events::derive(self.copy, &changes, self.profiles);
+                Some((changes, drafts))
+            }
+            None => Some((Vec::new(), vec![self.summary.take()?])),
+        }
+    }
+
+    fn written(&mut self, changes: Vec<Change>, created: &[GroupId]) {
+        let version = self.copy.version();
+        self.copy.apply(&changes, created, version);
     }
 }
 

@@ -54,7 +54,7 @@ pub fn read(reader: impl Read, limits: &SnapshotLimits) -> Result<Parsed, Snapsh
         };
         match row.kind.as_str() {
             "group" => {
-                if snapshot.groups.len() >= limits.max_groups {
+                if snapshot.group_count() >= limits.max_groups {
                     return Err(invalid(too_many("groups", limits.max_groups)));
                 }
                 check("remote_id", &row.remote_id, MAX_NAME_CHARS, false)?;
@@ -65,7 +65,7 @@ pub fn read(reader: impl Read, limits: &SnapshotLimits) -> Result<Parsed, Snapsh
                     MAX_NAME_CHARS,
                     false,
                 )?;
-                snapshot.groups.push(SnapshotGroup {
+                snapshot.push_group(SnapshotGroup {
                     remote_id: row.remote_id,
                     name: row.name,
                     parent_remote_id: row.parent_remote_id,
@@ -73,7 +73,7 @@ pub fn read(reader: impl Read, limits: &SnapshotLimits) -> Result<Parsed, Snapsh
                 });
             }
             "member" => {
-                if snapshot.members.len() >= limits.max_members {
+                if snapshot.member_count() >= limits.max_members {
                     return Err(invalid(too_many("members", limits.max_members)));
                 }
                 check("openid", &row.openid, MAX_OPENID_CHARS, false)?;
@@ -89,7 +89,7 @@ pub fn read(reader: impl Read, limits: &SnapshotLimits) -> Result<Parsed, Snapsh
                     check("group_remote_ids", id, MAX_NAME_CHARS, false)?;
                     groups.push(id.to_owned());
                 }
-                snapshot.members.push(SnapshotMember {
+                snapshot.push_member(SnapshotMember {
                     openid: row.openid,
                     nickname: row.nickname,
                     avatar: row.avatar,

@@ -32,30 +32,26 @@ pub fn read_lines(reader: impl Read, limits: &SnapshotLimits) -> Result<Parsed, 
         match record.map_err(json_error)? {
             Record::Options(options) => parsed.options = options,
             Record::Group(group) => {
-                push(
-                    &mut parsed.snapshot.groups,
-                    group,
-                    "groups",
-                    limits.max_groups,
-                )?;
+                if parsed.snapshot.group_count() >= limits.max_groups {
+                    return Err(SnapshotError::Invalid(too_many(
+                        "groups",
+                        limits.max_groups,
+                    )));
+                }
+                parsed.snapshot.push_group(group);
             }
-            Record::Member(member) => push(
-                &mut parsed.snapshot.members,
-                member,
-                "members",
-                limits.max_members,
-            )?,
+            Record::Member(member) => {
+                if parsed.snapshot.member_count() >= limits.max_members {
+                    return Err(SnapshotError::Invalid(too_many(
+                        "members",
+                        limits.max_members,
+                    )));
+                }
+                parsed.snapshot.push_member(member);
+            }
         }
     }
     Ok(parsed)
-}
-
-fn push<T>(list: &mut Vec<T>, item: T, what: &str, max: usize) -> Result<(), SnapshotError> {
-    if list.len() >= max {
-        return Err(SnapshotError::Invalid(too_many(what, max)));
-    }
-    list.push(item);
-    Ok(())
 }
 
 fn json_error(error: serde_json::Error) -> SnapshotError {
@@ -467,16 +463,24 @@ impl<'de> Deserialize<'de> for Record {
     }
 }
 
-/// The `groups` or `members` list of a document, appended to `out` item by item.
-struct List<'a, T> {
+/// The `groups` or `members` list of a document, appended to `snapshot` item by item.
+struct List<'a> {
     name: &'static str,
     kind: Kind,
     max: usize,
-    out: &'a mut Vec<T>,
-    pick: fn(Record) -> Option<T>,
+    snapshot: &'a mut Snapshot,
 }
 
-impl<'de, T> DeserializeSeed<'de> for List<'_, T> {
+impl List<'_> {
+    fn len(&self) -> usize {
+        match self.kind {
+            Kind::Group => self.snapshot.group_count(),
+            _ => self.snapshot.member_count(),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for List<'_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -484,7 +488,7 @@ impl<'de, T> DeserializeSeed<'de> for List<'_, T> {
     }
 }
 
-impl<'de, T> Visitor<'de> for List<'_, T> {
+impl<'de> Visitor<'de> for List<'_> {
     type Value = ();
 
     fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
@@ -495,15 +499,19 @@ impl<'de, T> Visitor<'de> for List<'_, T> {
         loop {
             let seed = RecordSeed {
                 kind: Some(self.kind),
-                place: Place::Item(self.name, self.out.len()),
+                place: Place::Item(self.name, self.len()),
             };
             let Some(record) = seq.next_element_seed(seed)? else {
                 return Ok(());
             };
-            if self.out.len() >= self.max {
+            if self.len() >= self.max {
                 return Err(de::Error::custom(too_many(self.name, self.max)));
             }
-            self.out.extend((self.pick)(record));
+            match record {
+                Record::Group(group) => self.snapshot.push_group(group),
+                Record::Member(member) => self.snapshot.push_member(member),
+                Record::Options(_) => {}
+            }
         }
     }
 }
@@ -546,11 +554,7 @@ impl<'de> Visitor<'de> for Document<'_> {
                         name: "groups",
                         kind: Kind::Group,
                         max: self.limits.max_groups,
-                        out: &mut snapshot.groups,
-                        pick: |record| match record {
-                            Record::Group(group) => Some(group),
-                            _ => None,
-                        },
+                        snapshot: &mut snapshot,
                     })?;
                 }
                 Key::Members => {
@@ -562,11 +566,7 @@ impl<'de> Visitor<'de> for Document<'_> {
                         name: "members",
                         kind: Kind::Member,
                         max: self.limits.max_members,
-                        out: &mut snapshot.members,
-                        pick: |record| match record {
-                            Record::Member(member) => Some(member),
-                            _ => None,
-                        },
+                        snapshot: &mut snapshot,
                     })?;
                 }
                 Key::Mode | Key::DryRun | Key::AllowMassDelete => {

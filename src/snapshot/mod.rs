@@ -239,9 +239,9 @@ mod tests {
         assert_eq!(from_json.options, from_ndjson.options);
         assert_eq!(from_json.options.mode, Some(SyncMode::Replace));
         assert_eq!(from_csv.options, SnapshotOptions::default());
-        let members = &from_json.snapshot.members;
-        assert_eq!((members[1].role, members[1].nickname.as_str()), (4, ""));
-        assert_eq!(from_json.snapshot.groups[1].order, 3);
+        let member = from_json.snapshot.member(1);
+        assert_eq!((member.role, member.nickname), (4, ""));
+        assert_eq!(from_json.snapshot.group(1).order, 3);
     }
 
     #[test]

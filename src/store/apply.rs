@@ -65,10 +65,21 @@ pub(crate) async fn write_events<W: ChangeWriter>(
     changes: &[Change],
     created: &[GroupId],
 ) -> StoreResult<()> {
-    if drafts.is_empty() {
-        return Ok(());
-    }
-    let mut next = writer.last_seq() - drafts.len() as i64 + 1;
+    let first_seq = writer.last_seq() - drafts.len() as i64 + 1;
+    write_events_from(writer, first_seq, actor, drafts, changes, created).await
+}
+
+/// [`write_events`] numbered from `first_seq` on (a write in chunks numbers its events as they
+/// come).
+pub(crate) async fn write_events_from<W: ChangeWriter>(
+    writer: &mut W,
+    first_seq: i64,
+    actor: &Actor,
+    drafts: &[Draft],
+    changes: &[Change],
+    created: &[GroupId],
+) -> StoreResult<()> {
+    let mut next = first_seq;
     for chunk in drafts.chunks(W::BATCH_EVENTS) {
         let events: Vec<NewEvent> = chunk
             .iter()
@@ -86,6 +97,17 @@ pub(crate) async fn write_changes<W: ChangeWriter>(
     changes: &[Change],
 ) -> StoreResult<Vec<GroupId>> {
     let mut created: Vec<GroupId> = Vec::new();
+    write_more_changes(writer, changes, &mut created).await?;
+    Ok(created)
+}
+
+/// [`write_changes`] after the changes that created the groups `created` (a write in chunks);
+/// the ids of the groups these changes create are added to it.
+pub(crate) async fn write_more_changes<W: ChangeWriter>(
+    writer: &mut W,
+    changes: &[Change],
+    created: &mut Vec<GroupId>,
+) -> StoreResult<()> {
     let mut rest = changes;
     while !rest.is_empty() {
         let (run, tail) = rest.split_at(run_length(rest, W::BATCH_ROWS));
@@ -96,7 +118,7 @@ pub(crate) async fn write_changes<W: ChangeWriter>(
                 let mut groups = Vec::with_capacity(run.len());
                 for (change, id) in run.iter().zip(ids) {
                     if let Change::CreateGroup { parent, group } = change {
-                        let parent_id = resolve(&created, parent);
+                        let parent_id = resolve(created, parent);
                         created.push(id);
                         groups.push(NewGroup {
                             id,
@@ -112,9 +134,7 @@ pub(crate) async fn write_changes<W: ChangeWriter>(
                 // one freed, and the unique index is checked row by row.
                 for change in run {
                     if let Change::UpdateGroup { group, parent } = change {
-                        writer
-                            .update_group(group, resolve(&created, parent))
-                            .await?;
+                        writer.update_group(group, resolve(created, parent)).await?;
                     }
                 }
             }
@@ -124,7 +144,7 @@ pub(crate) async fn write_changes<W: ChangeWriter>(
                     .filter_map(|change| match change {
                         Change::PutMember { member, groups } => Some(PlacedMember {
                             member,
-                            groups: groups.iter().map(|g| resolve(&created, g)).collect(),
+                            groups: groups.iter().map(|g| resolve(created, g)).collect(),
                         }),
                         _ => None,
                     })
@@ -143,7 +163,7 @@ pub(crate) async fn write_changes<W: ChangeWriter>(
             }
         }
     }
-    Ok(created)
+    Ok(())
 }
 
 fn resolve(created: &[GroupId], group: &GroupRef) -> GroupId {

@@ -326,8 +326,31 @@ pub trait ApplyBatch: Send {
         scim: Option<&scim::ScimWrite>,
         now: i64,
     ) -> StoreResult<Applied>;
+    /// [`ApplyBatch::apply`] of a write too large to hold as one list of changes (a sync),
+    /// handed over by `chunks` a chunk at a time and written in order under the one savepoint;
+    /// the events, made by `actor`, are numbered as they come.
+    async fn apply_chunks(
+        &mut self,
+        team_id: TeamId,
+        expected_version: i64,
+        chunks: &mut dyn ChangeChunks,
+        actor: &Actor,
+        now: i64,
+    ) -> StoreResult<Applied>;
     /// Commit every change applied so far, durably.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
+}
+
+/// The changes of one write, made a chunk at a time as they are written
+/// ([`ApplyBatch::apply_chunks`]).
+pub trait ChangeChunks: Send {
+    /// The next chunk of changes with their events (an event names its change by its place in
+    /// the chunk), or `None` after the last. Every created group comes in the first chunk; a
+    /// change names a created group by its place among all of them.
+    fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)>;
+    /// The chunk last handed over is written; `created` holds the ids of the groups created so
+    /// far, in order.
+    fn written(&mut self, changes: Vec<Change>, created: &[GroupId]);
 }
 
 /// Everything the service needs from a backend.

@@ -74,6 +74,10 @@ pub(crate) const SAVEPOINT: &str = "SAVEPOINT apply";
 pub(crate) const RELEASE: &str = "RELEASE SAVEPOINT apply";
 /// Undo the change begun at [`SAVEPOINT`] (then [`RELEASE`] it).
 pub(crate) const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT apply";
+/// Take `$2` more event numbers of team `$1`, inside a write that holds the team (a write in
+/// chunks takes them once it knows how many it wrote).
+pub(crate) const TAKE_EVENT_NUMBERS: &str =
+    "UPDATE teams SET event_seq = event_seq + $2 WHERE id = $1";
 
 /// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore` and `Store` for `$store`, which
 /// implements the traits of [`backend`](super::backend).
@@ -89,7 +93,7 @@ macro_rules! impl_store {
                 Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx,
             };
             use $crate::store::{
-                AppRecord, AppStore, Applied, ApplyBatch, DanglingReferences, DirectoryStore, MemberDetails,
+                AppRecord, AppStore, Applied, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore, MemberDetails,
                 MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
                 StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
@@ -493,6 +497,61 @@ macro_rules! impl_store {
                     }
                     self.tx = Some(tx);
                     written.map(|created| Applied { created, version, registered })
+                }
+
+                async fn apply_chunks(
+                    &mut self,
+                    team_id: TeamId,
+                    expected_version: i64,
+                    chunks: &mut dyn ChangeChunks,
+                    actor: &Actor,
+                    now: i64,
+                ) -> StoreResult<Applied> {
+                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
+                    sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
+                    // No event number is taken yet: how many events there are is known at the end.
+                    let mut writer =
+                        match <$store>::start_apply(tx, team_id, expected_version, 0, now).await? {
+                            Ok(writer) => writer,
+                            Err(mut tx) => {
+                                undo(&mut tx).await?;
+                                self.tx = Some(tx);
+                                return Err(StoreError::Conflict);
+                            }
+                        };
+                    let first_seq = apply::ChangeWriter::last_seq(&writer) + 1;
+                    let mut created = Vec::new();
+                    let written: StoreResult<i64> = async {
+                        let mut next_seq = first_seq;
+                        while let Some((changes, drafts)) = chunks.next_chunk() {
+                            apply::write_more_changes(&mut writer, &changes, &mut created).await?;
+                            apply::write_events_from(
+                                &mut writer, next_seq, actor, &drafts, &changes, &created,
+                            )
+                            .await?;
+                            next_seq += drafts.len() as i64;
+                            chunks.written(changes, &created);
+                        }
+                        Ok(next_seq - first_seq)
+                    }
+                    .await;
+                    let (mut tx, version) = <$store>::finish_apply(writer);
+                    let written = match written {
+                        Ok(events) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
+                            .bind(team_id)
+                            .bind(events)
+                            .execute(&mut *tx)
+                            .await
+                            .map(drop)
+                            .map_err(StoreError::from),
+                        Err(error) => Err(error),
+                    };
+                    match written {
+                        Ok(()) => sqlx::query(shared::RELEASE).execute(&mut *tx).await.map(drop)?,
+                        Err(_) => undo(&mut tx).await?,
+                    }
+                    self.tx = Some(tx);
+                    written.map(|()| Applied { created, version, registered: None })
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -334,6 +334,15 @@ impl Directory {
         self.groups.len()
     }
 
+    /// Make room for `groups` more groups and `members` more members at once (a sync about to
+    /// add them), rather than growing the maps step by step: a map that grows holds its old and
+    /// new table at once.
+    pub fn reserve(&mut self, groups: usize, members: usize) {
+        self.groups.reserve(groups);
+        self.members.reserve(members);
+        self.all_members.reserve(members);
+    }
+
     /// About how many bytes of memory this copy holds, in O(1): [`BYTES_PER_GROUP`] for each
     /// stored group (tombstones included) and [`BYTES_PER_MEMBER`] for each member.
     pub fn estimated_bytes(&self) -> usize {

@@ -1,123 +1,18 @@
-//! Directory sync: the rules that turn a snapshot into one batch of changes, or into a list of
-//! problems and no change at all.
-//!
-//! A snapshot names groups by `remote_id` and members by the calling app's `openid`. The planner
-//! works on the final tree as a whole (existing groups keep their place unless the snapshot moves
-//! them), so a cycle or a depth overflow is found wherever it arises, also through groups the
-//! snapshot does not mention. It is pure: the service hands it the current directory, the users
-//! behind the openids and the members' stored details.
+//! The planner: a snapshot against the current directory, answered as a [`SyncPlan`] or as the
+//! problems that stop it. It works on the final tree as a whole (existing groups keep their
+//! place unless the snapshot moves them), so a cycle or a depth overflow is found wherever it
+//! arises, also through groups the snapshot does not mention.
 
 use std::collections::{HashMap, HashSet};
 
-use super::directory::{Change, Directory, Group, GroupRef, MemberRow};
-use super::values::{
+use super::plan::{MemberChange, SyncPlan};
+use super::{
+    MemberState, Problems, Snapshot, SyncMode, SyncOptions, SyncRefusal, SyncReport, brake_holds,
+};
+use crate::domain::directory::{Change, Directory, Group, GroupRef, MemberRow};
+use crate::domain::values::{
     Avatar, GroupId, GroupName, Nickname, Openid, ROOT_GROUP, RemoteId, Role, Source, UserId,
 };
-
-/// At most this many problems are reported.
-pub const MAX_PROBLEMS: usize = 100;
-
-/// Most groups one member of a snapshot may name (as many as a member update may give).
-pub const MAX_MEMBER_GROUPS: usize = 1000;
-
-/// One group of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotGroup {
-    pub remote_id: String,
-    pub name: String,
-    /// `""` for the top level.
-    pub parent_remote_id: String,
-    pub order: i64,
-}
-
-/// One member of a snapshot.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SnapshotMember {
-    pub openid: String,
-    pub nickname: String,
-    pub avatar: String,
-    /// As given (checked by the planner); [`Role::Member`] when the snapshot says nothing.
-    pub role: i64,
-    /// `[]` = at the root only.
-    pub group_remote_ids: Vec<String>,
-}
-
-/// The whole snapshot.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Snapshot {
-    pub groups: Vec<SnapshotGroup>,
-    pub members: Vec<SnapshotMember>,
-}
-
-/// `upsert` changes what the snapshot holds and leaves the rest; `replace` also deletes the
-/// synced groups and removes the synced members that the snapshot no longer holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SyncMode {
-    #[default]
-    Upsert,
-    Replace,
-}
-
-impl SyncMode {
-    /// `upsert` or `replace`, as a snapshot or a query names the mode.
-    pub fn parse(raw: &str) -> Option<SyncMode> {
-        match raw {
-            "upsert" => Some(SyncMode::Upsert),
-            "replace" => Some(SyncMode::Replace),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct SyncOptions {
-    pub mode: SyncMode,
-    /// Lift the safety brake on mass deletion.
-    pub allow_mass_delete: bool,
-}
-
-/// What a member looks like in the database beyond its placement.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MemberState {
-    pub nickname: Nickname,
-    pub avatar: Avatar,
-    pub source: Source,
-}
-
-/// Why a snapshot cannot be applied: the offending remote id or openid, and the reason in the
-/// style of `error.type`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct Problem {
-    pub remote_id: Option<String>,
-    pub openid: Option<String>,
-    #[serde(rename = "type")]
-    pub error_type: &'static str,
-    pub message: String,
-}
-
-/// What a sync did (or, in a dry run, would do).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct SyncReport {
-    pub groups_created: u64,
-    pub groups_renamed: u64,
-    pub groups_moved: u64,
-    pub groups_reordered: u64,
-    pub groups_deleted: u64,
-    pub groups_unchanged: u64,
-    pub members_added: u64,
-    pub members_changed: u64,
-    pub members_removed: u64,
-    pub members_unchanged: u64,
-}
-
-/// Why nothing was applied.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SyncRefusal {
-    /// The snapshot itself is wrong.
-    Problems(Vec<Problem>),
-    /// `replace` would delete more than the brake allows; `deleting` says how much.
-    TooManyDeletes { groups: u64, members: u64 },
-}
 
 /// A group of the final tree.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,59 +23,53 @@ enum Key {
     New(usize),
 }
 
-struct Problems(Vec<Problem>);
-
-impl Problems {
-    fn group(&mut self, remote_id: &str, error_type: &'static str, message: impl Into<String>) {
-        if self.0.len() < MAX_PROBLEMS {
-            self.0.push(Problem {
-                remote_id: Some(remote_id.to_owned()),
-                openid: None,
-                error_type,
-                message: message.into(),
-            });
-        }
-    }
-
-    fn member(&mut self, openid: &str, error_type: &'static str, message: impl Into<String>) {
-        if self.0.len() < MAX_PROBLEMS {
-            self.0.push(Problem {
-                remote_id: None,
-                openid: Some(openid.to_owned()),
-                error_type,
-                message: message.into(),
-            });
-        }
-    }
+/// A member of the snapshot that passed its checks: its groups are `keys[keys_at..][..count]`.
+struct Wanted {
+    member: u32,
+    count: u32,
+    user_id: UserId,
+    keys_at: usize,
+    role: Role,
 }
 
-/// Does a replace deleting `deleting` of `synced` rows need `allow_mass_delete`?
-/// The brake holds when a sync would delete more than 50 rows and more than 20% of them.
-pub fn brake_holds(deleting: u64, synced: u64) -> bool {
-    deleting > 50 && deleting * 5 > synced
+/// Which members repeat an openid given earlier in the snapshot, found by sorting the members'
+/// numbers rather than by a set of a million strings.
+fn repeated_openids(snapshot: &Snapshot) -> Vec<bool> {
+    let count = snapshot.member_count();
+    let mut order: Vec<u32> = (0..u32::try_from(count).unwrap_or(u32::MAX)).collect();
+    let openid = |n: u32| snapshot.member(n as usize).openid;
+    order.sort_unstable_by(|a, b| openid(*a).cmp(openid(*b)).then(a.cmp(b)));
+    let mut repeated = vec![false; count];
+    for pair in order.windows(2) {
+        if openid(pair[0]) == openid(pair[1]) {
+            repeated[pair[1] as usize] = true;
+        }
+    }
+    repeated
 }
 
-/// The changes that make `directory` equal to `snapshot`, with the report. `users` gives the
-/// user id of every snapshot openid; `members` the stored details of the current members.
+/// The changes that make `directory` equal to `snapshot`, with the report. `users[i]` is the
+/// user of the snapshot's `i`-th member; `members` the stored details of the current members.
 pub fn plan(
     directory: &Directory,
     snapshot: &Snapshot,
     options: SyncOptions,
-    users: &HashMap<String, UserId>,
+    users: &[UserId],
     members: &HashMap<UserId, MemberState>,
     max_depth: u32,
     now: i64,
-) -> Result<(Vec<Change>, SyncReport), SyncRefusal> {
+) -> Result<SyncPlan, SyncRefusal> {
     let mut problems = Problems(Vec::new());
     let mut report = SyncReport::default();
+    let group_count = snapshot.group_count();
 
     // ----- groups: identity -----
-    let mut index: HashMap<&str, usize> = HashMap::with_capacity(snapshot.groups.len());
+    let mut index: HashMap<&str, usize> = HashMap::with_capacity(group_count);
     // The parsed remote id and name of each group (`None` where a problem was found).
-    let mut remotes: Vec<Option<RemoteId>> = Vec::with_capacity(snapshot.groups.len());
-    let mut names: Vec<Option<GroupName>> = Vec::with_capacity(snapshot.groups.len());
-    for (i, group) in snapshot.groups.iter().enumerate() {
-        let remote = group.remote_id.as_str();
+    let mut remotes: Vec<Option<RemoteId>> = Vec::with_capacity(group_count);
+    let mut names: Vec<Option<GroupName>> = Vec::with_capacity(group_count);
+    for (i, group) in snapshot.groups().enumerate() {
+        let remote = group.remote_id;
         if remote.is_empty() {
             problems.group(
                 remote,
@@ -206,7 +95,7 @@ pub fn plan(
                 }
             }
         }
-        match GroupName::parse(&group.name) {
+        match GroupName::parse(group.name) {
             Ok(name) => names.push(Some(name)),
             Err(error) => {
                 problems.group(remote, "invalid_argument", error.to_string());
@@ -218,9 +107,8 @@ pub fn plan(
         }
     }
     let existing: Vec<Option<&Group>> = snapshot
-        .groups
-        .iter()
-        .map(|g| directory.group_by_remote_id(&g.remote_id))
+        .groups()
+        .map(|g| directory.group_by_remote_id(g.remote_id))
         .collect();
     let key_of_snapshot = |i: usize| match existing[i] {
         Some(group) => Key::Existing(group.id),
@@ -245,18 +133,18 @@ pub fn plan(
     };
 
     // ----- groups: parents of the final tree -----
-    let mut parents: Vec<Key> = Vec::with_capacity(snapshot.groups.len());
-    for group in &snapshot.groups {
+    let mut parents: Vec<Key> = Vec::with_capacity(group_count);
+    for group in snapshot.groups() {
         let parent = if group.parent_remote_id.is_empty() {
             Key::Root
-        } else if let Some(i) = index.get(group.parent_remote_id.as_str()) {
+        } else if let Some(i) = index.get(group.parent_remote_id) {
             key_of_snapshot(*i)
         } else {
-            match directory.group_by_remote_id(&group.parent_remote_id) {
+            match directory.group_by_remote_id(group.parent_remote_id) {
                 Some(parent) if !deleted.contains(&parent.id) => Key::Existing(parent.id),
                 _ => {
                     problems.group(
-                        &group.remote_id,
+                        group.remote_id,
                         "parent_group_not_found",
                         format!("no group has remote_id {:?}", group.parent_remote_id),
                     );
@@ -290,7 +178,7 @@ pub fn plan(
         .all_groups()
         .filter(|g| g.is_valid && !deleted.contains(&g.id))
         .map(|g| Key::Existing(g.id))
-        .chain((0..snapshot.groups.len()).map(key_of_snapshot))
+        .chain((0..group_count).map(key_of_snapshot))
         .collect();
     let limit = survivors.len() + 1;
     let mut in_cycle: HashSet<Key> = HashSet::new();
@@ -325,17 +213,17 @@ pub fn plan(
             None => in_cycle.extend(path),
         }
     }
-    for (i, group) in snapshot.groups.iter().enumerate() {
+    for (i, group) in snapshot.groups().enumerate() {
         let key = key_of_snapshot(i);
         if in_cycle.contains(&key) {
             problems.group(
-                &group.remote_id,
+                group.remote_id,
                 "group_cycle",
                 "the group would be its own ancestor",
             );
         } else if depth.get(&key).is_some_and(|d| *d > max_depth) {
             problems.group(
-                &group.remote_id,
+                group.remote_id,
                 "group_too_deep",
                 format!("the group would be deeper than {max_depth}"),
             );
@@ -373,6 +261,7 @@ pub fn plan(
             );
         }
     }
+    drop(survivors);
 
     // ----- members -----
     let group_key = |remote: &str| -> Option<Key> {
@@ -384,26 +273,25 @@ pub fn plan(
                 .map(|g| Key::Existing(g.id)),
         }
     };
-    let mut seen_openids: HashSet<&str> = HashSet::with_capacity(snapshot.members.len());
-    let mut wanted: Vec<(UserId, Role, Vec<Key>, &SnapshotMember)> =
-        Vec::with_capacity(snapshot.members.len());
-    // The parsed nickname and avatar of each wanted member (`None` where a problem was found).
-    let mut profiles: Vec<Option<(Nickname, Avatar)>> = Vec::with_capacity(snapshot.members.len());
-    for member in &snapshot.members {
-        let openid = member.openid.as_str();
+    let repeated = repeated_openids(snapshot);
+    let mut wanted: Vec<Wanted> = Vec::with_capacity(snapshot.member_count());
+    let mut keys: Vec<Key> = Vec::with_capacity(snapshot.member_count());
+    for (i, member) in snapshot.members().enumerate() {
+        let openid = member.openid;
         if let Err(error) = Openid::parse(openid) {
             problems.member(openid, "invalid_argument", error.to_string());
             continue;
         }
-        if !seen_openids.insert(openid) {
+        if repeated[i] {
             problems.member(openid, "duplicated_openid", "the openid appears twice");
             continue;
         }
-        let nickname = Nickname::parse(&member.nickname);
-        let avatar = Avatar::parse(&member.avatar);
-        for error in [nickname.as_ref().err(), avatar.as_ref().err()]
-            .into_iter()
-            .flatten()
+        for error in [
+            Nickname::parse(member.nickname).err(),
+            Avatar::parse(member.avatar).err(),
+        ]
+        .into_iter()
+        .flatten()
         {
             problems.member(openid, "invalid_argument", error.to_string());
         }
@@ -414,8 +302,8 @@ pub fn plan(
                 Role::Member
             }
         };
-        let mut keys = Vec::with_capacity(member.group_remote_ids.len());
-        for remote in &member.group_remote_ids {
+        let keys_at = keys.len();
+        for remote in member.group_remote_ids() {
             match group_key(remote) {
                 Some(key) => keys.push(key),
                 None => problems.member(
@@ -425,50 +313,57 @@ pub fn plan(
                 ),
             }
         }
-        let Some(user_id) = users.get(openid) else {
+        let Some(user_id) = users.get(i) else {
             problems.member(openid, "user_not_found", "the openid has no user");
             continue;
         };
-        wanted.push((*user_id, role, keys, member));
-        profiles.push(nickname.ok().zip(avatar.ok()));
+        wanted.push(Wanted {
+            member: u32::try_from(i).unwrap_or(u32::MAX),
+            count: u32::try_from(keys.len() - keys_at).unwrap_or(u32::MAX),
+            user_id: *user_id,
+            keys_at,
+            role,
+        });
     }
-    let in_snapshot: HashSet<UserId> = wanted.iter().map(|(user, ..)| *user).collect();
-    let removed: Vec<UserId> = match options.mode {
+    drop(repeated);
+    // Ascending, for lookups.
+    let mut in_snapshot: Vec<UserId> = wanted.iter().map(|w| w.user_id).collect();
+    in_snapshot.sort_unstable();
+    let holds = |list: &[UserId], user: &UserId| list.binary_search(user).is_ok();
+    let mut removed: Vec<UserId> = match options.mode {
         SyncMode::Upsert => Vec::new(),
         SyncMode::Replace => directory
             .placements()
             .filter(|(user, placement)| {
                 placement.role != Role::Owner
-                    && !in_snapshot.contains(user)
+                    && !holds(&in_snapshot, user)
                     && members.get(user).is_some_and(|m| m.source == Source::Sync)
             })
             .map(|(user, _)| user)
             .collect(),
     };
+    removed.sort_unstable();
     // Seats: the admins after the sync.
-    let removed_set: HashSet<UserId> = removed.iter().copied().collect();
     let mut admins = directory
         .placements()
         .filter(|(user, p)| {
-            p.role.uses_admin_seat() && !in_snapshot.contains(user) && !removed_set.contains(user)
+            p.role.uses_admin_seat() && !holds(&in_snapshot, user) && !holds(&removed, user)
         })
         .count() as i64;
-    for (user, role, _, member) in &wanted {
-        let current = directory.placement(*user).map(|p| p.role);
-        if current != Some(Role::Owner) && role.uses_admin_seat() {
+    for wanted in &wanted {
+        let current = directory.placement(wanted.user_id).map(|p| p.role);
+        if current != Some(Role::Owner) && wanted.role.uses_admin_seat() {
             admins += 1;
             if admins > directory.admin_seats() {
-                problems.member(&member.openid, "exceed_user_limit", "no admin seat is left");
+                let openid = snapshot.member(wanted.member as usize).openid;
+                problems.member(openid, "exceed_user_limit", "no admin seat is left");
             }
         }
     }
     // Without a problem, every value parsed.
     let remotes: Option<Vec<RemoteId>> = remotes.into_iter().collect();
     let names: Option<Vec<GroupName>> = names.into_iter().collect();
-    let profiles: Option<Vec<(Nickname, Avatar)>> = profiles.into_iter().collect();
-    let (true, Some(remotes), Some(names), Some(profiles)) =
-        (problems.0.is_empty(), remotes, names, profiles)
-    else {
+    let (true, Some(remotes), Some(names)) = (problems.0.is_empty(), remotes, names) else {
         return Err(SyncRefusal::Problems(problems.0));
     };
 
@@ -489,8 +384,8 @@ pub fn plan(
     }
 
     // ----- changes: new groups parents first, then updates, deletes, members -----
-    let mut changes = Vec::new();
-    let mut new_order: Vec<usize> = (0..snapshot.groups.len())
+    let mut group_changes = Vec::new();
+    let mut new_order: Vec<usize> = (0..group_count)
         .filter(|i| existing[*i].is_none())
         .collect();
     new_order.sort_by_key(|i| depth.get(&Key::New(*i)).copied().unwrap_or(0));
@@ -501,10 +396,10 @@ pub fn plan(
         Key::New(i) => GroupRef::New(created_index[&i]),
     };
     for i in new_order {
-        let group = &snapshot.groups[i];
+        let group = snapshot.group(i);
         let parent = reference(parents[i], &created_index);
         created_index.insert(i, created_index.len());
-        changes.push(Change::CreateGroup {
+        group_changes.push(Change::CreateGroup {
             parent,
             group: Group {
                 id: GroupId::default(),
@@ -520,7 +415,7 @@ pub fn plan(
         });
         report.groups_created += 1;
     }
-    for (i, group) in snapshot.groups.iter().enumerate() {
+    for (i, group) in snapshot.groups().enumerate() {
         let Some(current) = existing[i] else {
             continue;
         };
@@ -540,7 +435,7 @@ pub fn plan(
         row.order = group.order;
         row.source = Source::Sync;
         row.upd_at = now;
-        changes.push(Change::UpdateGroup { group: row, parent });
+        group_changes.push(Change::UpdateGroup { group: row, parent });
     }
     let mut deleted_sorted: Vec<GroupId> = deleted.iter().copied().collect();
     deleted_sorted.sort_unstable();
@@ -550,33 +445,43 @@ pub fn plan(
             row.is_valid = false;
             row.upd_at = now;
             let parent = GroupRef::Existing(row.parent_id);
-            changes.push(Change::UpdateGroup { group: row, parent });
+            group_changes.push(Change::UpdateGroup { group: row, parent });
             report.groups_deleted += 1;
         }
     }
 
-    for ((user_id, role, keys, _), (nickname, avatar)) in wanted.iter().zip(&profiles) {
-        let current = directory.placement(*user_id);
+    let mut member_changes: Vec<MemberChange> = Vec::new();
+    let mut refs: Vec<GroupRef> = Vec::new();
+    for wanted in &wanted {
+        let member = snapshot.member(wanted.member as usize);
+        let current = directory.placement(wanted.user_id);
         let role = match current {
             Some(p) if p.role == Role::Owner => Role::Owner,
-            _ => *role,
+            _ => wanted.role,
         };
-        let mut refs: Vec<GroupRef> = keys.iter().map(|k| reference(*k, &created_index)).collect();
-        refs.sort_unstable_by_key(|r| match r {
+        let refs_at = refs.len();
+        let own = &keys[wanted.keys_at..wanted.keys_at + wanted.count as usize];
+        refs.extend(own.iter().map(|k| reference(*k, &created_index)));
+        let mine = &mut refs[refs_at..];
+        mine.sort_unstable_by_key(|r| match r {
             GroupRef::Existing(id) => (0, id.get() as usize),
             GroupRef::New(n) => (1, *n),
         });
-        refs.dedup();
-        let stored = members.get(user_id);
+        let kept = dedup_sorted(mine);
+        refs.truncate(refs_at + kept);
+        let mine = &refs[refs_at..];
+        let stored = members.get(&wanted.user_id);
         let same = current.is_some_and(|p| {
             p.role == role
-                && refs.len() == p.groups.len()
-                && refs
+                && mine.len() == p.groups.len()
+                && mine
                     .iter()
                     .zip(&p.groups)
                     .all(|(r, g)| *r == GroupRef::Existing(*g))
-        }) && stored.is_some_and(|m| m.nickname == *nickname && m.avatar == *avatar);
+        }) && stored
+            .is_some_and(|m| m.nickname == member.nickname && m.avatar == member.avatar);
         if same {
+            refs.truncate(refs_at);
             report.members_unchanged += 1;
             continue;
         }
@@ -585,30 +490,25 @@ pub fn plan(
         } else {
             report.members_added += 1;
         }
-        changes.push(Change::PutMember {
-            member: MemberRow {
-                user_id: *user_id,
-                role,
-                nickname: nickname.clone(),
-                avatar: avatar.clone(),
-                source: Source::Sync,
-            },
-            groups: refs,
+        member_changes.push(MemberChange {
+            member: wanted.member,
+            role,
+            refs_at,
+            count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
         });
     }
-    for user_id in &removed {
-        changes.push(Change::RemoveMember(*user_id));
-        report.members_removed += 1;
-    }
+    drop(keys);
+    report.members_removed += removed.len() as u64;
     // Members the snapshot does not manage leave the groups it deletes.
+    let mut adjusted = Vec::new();
     if !deleted.is_empty() {
         for (user_id, placement) in directory.placements() {
-            if in_snapshot.contains(&user_id) || removed_set.contains(&user_id) {
+            if holds(&in_snapshot, &user_id) || holds(&removed, &user_id) {
                 continue;
             }
             if placement.groups.iter().any(|g| deleted.contains(g)) {
                 let state = members.get(&user_id);
-                changes.push(Change::PutMember {
+                adjusted.push(Change::PutMember {
                     member: MemberRow {
                         user_id,
                         role: placement.role,
@@ -627,5 +527,24 @@ pub fn plan(
             }
         }
     }
-    Ok((changes, report))
+    Ok(SyncPlan::new(
+        report,
+        group_changes,
+        (member_changes, refs),
+        removed,
+        adjusted,
+    ))
+}
+
+/// Remove repeats from a sorted slice by moving the distinct values to its front; answers how
+/// many there are.
+fn dedup_sorted<T: PartialEq + Copy>(list: &mut [T]) -> usize {
+    let mut kept = 0;
+    for i in 0..list.len() {
+        if kept == 0 || list[i] != list[kept - 1] {
+            list[kept] = list[i];
+            kept += 1;
+        }
+    }
+    kept
 }

@@ -1,0 +1,115 @@
+//! What a sync will write ([`SyncPlan`]), held compactly: the groups' changes as they are (a
+//! directory has far fewer groups than members), the members' as numbers into the snapshot
+//! and their groups as one flat list. The changes themselves are made a chunk at a time, as they
+//! are written ([`SyncPlan::chunks`]), so a first sync of a million members never holds a
+//! million changes with their copied strings.
+
+use super::{Snapshot, SyncReport};
+use crate::domain::directory::{Change, GroupRef, MemberRow};
+use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
+
+/// A member of the snapshot to write: the snapshot's `member`-th, in the groups
+/// `refs[refs_at..][..count]` of its plan. Its user is read when the change is made, so that a
+/// plan made with stand-ins for users not registered yet holds once they are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct MemberChange {
+    pub member: u32,
+    pub count: u32,
+    pub refs_at: usize,
+    pub role: Role,
+}
+
+/// The changes that make a directory equal to a snapshot, in the order they are written: new
+/// groups (parents first), changed and deleted groups, the snapshot's members, the members it
+/// removes, and the members it does not manage taken out of the groups it deletes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncPlan {
+    report: SyncReport,
+    groups: Vec<Change>,
+    members: Vec<MemberChange>,
+    refs: Vec<GroupRef>,
+    removed: Vec<UserId>,
+    adjusted: Vec<Change>,
+}
+
+impl SyncPlan {
+    pub(super) fn new(
+        report: SyncReport,
+        groups: Vec<Change>,
+        (members, refs): (Vec<MemberChange>, Vec<GroupRef>),
+        removed: Vec<UserId>,
+        adjusted: Vec<Change>,
+    ) -> SyncPlan {
+        SyncPlan {
+            report,
+            groups,
+            members,
+            refs,
+            removed,
+            adjusted,
+        }
+    }
+
+    /// What the sync does.
+    pub fn report(&self) -> &SyncReport {
+        &self.report
+    }
+
+    /// Whether the directory is equal to the snapshot already.
+    pub fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+            && self.members.is_empty()
+            && self.removed.is_empty()
+            && self.adjusted.is_empty()
+    }
+
+    /// The plan's changes, in order, in chunks: every group change in the first one (so a
+    /// created group is named by its place among the groups the plan creates, in any chunk),
+    /// then at most `size` member changes a chunk. `snapshot` is the one planned, `users[i]`
+    /// the user of its `i`-th member.
+    pub fn chunks<'a>(
+        &'a self,
+        snapshot: &'a Snapshot,
+        users: &'a [UserId],
+        size: usize,
+    ) -> impl Iterator<Item = Vec<Change>> + Send + 'a {
+        let size = size.max(1);
+        let groups = (!self.groups.is_empty()).then(|| self.groups.clone());
+        let members = self
+            .members
+            .chunks(size)
+            .map(move |run| run.iter().map(|m| self.put(snapshot, users, m)).collect());
+        let removed = self
+            .removed
+            .chunks(size)
+            .map(|run| run.iter().copied().map(Change::RemoveMember).collect());
+        let adjusted = self.adjusted.chunks(size).map(<[Change]>::to_vec);
+        groups
+            .into_iter()
+            .chain(members)
+            .chain(removed)
+            .chain(adjusted)
+    }
+
+    fn put(&self, snapshot: &Snapshot, users: &[UserId], change: &MemberChange) -> Change {
+        let member = snapshot.member(change.member as usize);
+        Change::PutMember {
+            member: MemberRow {
+                user_id: users
+                    .get(change.member as usize)
+                    .copied()
+                    .unwrap_or_default(),
+                role: change.role,
+                // Checked by the planner.
+                nickname: Nickname::from_stored(member.nickname.to_owned()),
+                avatar: Avatar::from_stored(member.avatar.to_owned()),
+                source: Source::Sync,
+            },
+            groups: self
+                .refs
+                .get(change.refs_at..change.refs_at + change.count as usize)
+                .unwrap_or_default()
+                .to_vec(),
+        }
+    }
+}
