@@ -33,6 +33,9 @@ use crate::store::{Applied, ChangeChunks, Store, StoreError, StoreResult, TeamRe
 
 /// How often a write is decided again after losing a race with another process.
 const WRITE_ATTEMPTS: u32 = 24;
+/// The largest copy a sync leaves readable while it writes (see [`Slot::take_for_write`]):
+/// about 100,000 members with their groups.
+const KEPT_FOR_READERS: usize = 16 << 20;
 
 /// A random pause before deciding again, growing with the attempts, so that the process that
 /// keeps losing (it must reload every time) gets its turn.
@@ -101,11 +104,21 @@ impl Slot {
         self.replace(None);
     }
 
-    /// Take the copy out (the next use waits for the gate, or reloads).
-    fn take(&self) -> Option<Directory> {
+    /// The copy for a chunked write to apply its chunks to: a clone while the copy is at most
+    /// [`KEPT_FOR_READERS`] bytes, so that the team's readers go on reading the old directory
+    /// during the write; a larger copy is taken out (the next use waits for the gate, or
+    /// reloads) rather than held twice.
+    fn take_for_write(&self) -> Option<Directory> {
         let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
-        self.account(None);
-        guard.take()
+        match guard.as_ref() {
+            Some(directory) if directory.estimated_bytes() <= KEPT_FOR_READERS => {
+                Some(directory.clone())
+            }
+            _ => {
+                self.account(None);
+                guard.take()
+            }
+        }
     }
 
     /// Apply a write that is written but not yet committed to the copy it was decided on (at
@@ -460,9 +473,10 @@ impl Directories {
     /// Decide a write too large to hold as one list of changes ([`ChunkedWrite`]: a sync) on a
     /// current copy under the team's gate, and write it in a transaction of its own, a chunk at
     /// a time, past the committing task (which it would hold as long anyway). The copy is taken
-    /// out of the cache while it is written, so that the chunks are applied to it as they are
-    /// written without a second copy: the team's readers wait for the write as they would for a
-    /// load. Once committed it is put back; a failed write drops it (the next use reloads).
+    /// out of the cache while it is written (a small one is cloned instead, and stays readable),
+    /// so that the chunks are applied to it as they are written without a second copy of a large
+    /// directory: that team's readers wait for the write as they would for a load. Once committed
+    /// it is put back; a failed write drops it (the next use reloads).
     pub(super) async fn write_chunked<W: ChunkedWrite>(
         &self,
         store: &dyn Store,
@@ -501,7 +515,7 @@ impl Directories {
                     return Err(self.refused(refusal));
                 }
             };
-            let mut copy = slot.take().ok_or(ServiceError::Busy)?;
+            let mut copy = slot.take_for_write().ok_or(ServiceError::Busy)?;
             let written = match write.chunks(&plan, &mut copy) {
                 None => None,
                 Some(mut chunks) => Some(

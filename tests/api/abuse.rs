@@ -2,7 +2,8 @@
 //! address (never per appid, so a stranger cannot lock an app out), and an unknown appid and a
 //! wrong secret are answered alike; directories evicted from the cache come back equal;
 //! quotas refuse writes past a team's size limits; a write that cannot get the database's write
-//! path in time is refused as retryable and leaves nothing behind.
+//! path in time is refused as retryable and leaves nothing behind, and a small team stays readable
+//! while its sync waits for that path.
 
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -295,4 +296,42 @@ async fn writes_queued_behind_a_held_write_path_are_given_up_after_the_wait() {
     for (team, api) in &apis {
         assert_eq!(api.list_groups(*team, "").await.total, 0);
     }
+}
+
+#[tokio::test]
+async fn a_small_team_is_read_while_its_sync_waits_for_the_write_path() {
+    let Some(app) = app_waiting_a_second().await else {
+        return;
+    };
+    let api = app.team_api().await;
+    let team = app.team_id;
+    for name in ["Sales", "Support"] {
+        api.create_group(team, name, 0).await;
+    }
+    let holder = hold_write_lock(&app).await;
+
+    // The sync holds the team's gate while it waits for the write path (a second here); the
+    // team's readers are answered from the old directory meanwhile.
+    let synced = std::sync::atomic::AtomicBool::new(false);
+    let body =
+        serde_json::json!({"mode": "upsert", "groups": [{"remote_id": "ops", "name": "Ops"}]});
+    let path = format!("/api/contacts/teams/{team}/sync");
+    let syncing = async {
+        let answer = api.post_json(&path, &body).await;
+        synced.store(true, std::sync::atomic::Ordering::SeqCst);
+        answer
+    };
+    let reading = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        let names = api.list_groups(team, "per_page=100").await.strings("name");
+        (names, synced.load(std::sync::atomic::Ordering::SeqCst))
+    };
+    let (answer, (names, sync_ended_first)) = tokio::join!(syncing, reading);
+    assert!(!sync_ended_first, "the read waited for the sync to end");
+    assert_eq!(names, ["Sales", "Support"]);
+    assert_error(&answer, 429, "ResourceExhausted", "request_rate_limited");
+
+    release_write_lock(holder).await;
+    let names = api.list_groups(team, "per_page=100").await.strings("name");
+    assert_eq!(names, ["Sales", "Support"]);
 }

@@ -52,6 +52,7 @@ impl Directory {
         self.version = version;
         self.full_listing = OnceLock::new();
         self.subtree_members
+            .0
             .get_mut()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .clear();

@@ -13,7 +13,7 @@ type Trigram = [char; 3];
 
 /// See the module documentation. Every group (valid or not) is in `by_update` and `trigrams`;
 /// tombstones also in `tombstones`. Each list is ascending.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(super) struct FilterIndexes {
     /// Tombstones by parent.
     tombstones: IdMap<GroupId, Vec<GroupId>>,

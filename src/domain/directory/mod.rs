@@ -159,8 +159,19 @@ type IdMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 /// The members of one subtree, once someone has computed them.
 type SubtreeMembers = OnceLock<Arc<[UserId]>>;
 
+/// The members of the subtrees asked for, by subtree root: a memo that a clone of the
+/// directory starts again empty.
+#[derive(Debug, Default)]
+struct SubtreeMemo(Mutex<IdMap<GroupId, Arc<SubtreeMembers>>>);
+
+impl Clone for SubtreeMemo {
+    fn clone(&self) -> Self {
+        SubtreeMemo::default()
+    }
+}
+
 /// One team's directory. See the module documentation.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Directory {
     team_name: String,
     admin_seats: i64,
@@ -180,7 +191,7 @@ pub struct Directory {
     /// Members of each subtree asked for (`recursive=true`), ascending, computed once per
     /// version: a page of a large subtree is then a slice like any other listing. Callers
     /// arriving while it is computed wait for that computation rather than repeat it.
-    subtree_members: Mutex<IdMap<GroupId, Arc<SubtreeMembers>>>,
+    subtree_members: SubtreeMemo,
     members: IdMap<UserId, Placement>,
     /// Every member, ascending.
     all_members: Vec<UserId>,
@@ -236,7 +247,7 @@ impl DirectoryBuilder {
                 listing: OnceLock::new(),
                 full_listing: OnceLock::new(),
                 filters: FilterIndexes::default(),
-                subtree_members: Mutex::new(IdMap::default()),
+                subtree_members: SubtreeMemo::default(),
                 members: IdMap::with_capacity_and_hasher(members, Default::default()),
                 all_members: Vec::with_capacity(members),
                 group_members: IdMap::default(),

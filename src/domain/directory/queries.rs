@@ -330,6 +330,7 @@ impl Directory {
     fn subtree_members(&self, group: GroupId) -> Arc<[UserId]> {
         let slot = self
             .subtree_members
+            .0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .entry(group)
