@@ -54,6 +54,11 @@ pub(crate) trait ChangeWriter: Send {
     ) -> StoreResult<()>;
     /// The most events written by one statement.
     const BATCH_EVENTS: usize;
+    /// Run what the writer has held back (a backend may gather the statements of a write and
+    /// send them together); called once the write's changes and events are given.
+    async fn flush(&mut self) -> StoreResult<()> {
+        Ok(())
+    }
 }
 
 /// Number the events of a batch of `changes` whose created groups got the ids `created`, and

@@ -105,8 +105,11 @@ pub(crate) trait BackendDirectory: Backend {
     /// is not, and nothing was written. One statement checks and bumps the version and takes
     /// the team's next `events` event numbers (gapless and ordered by commit: the statement
     /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
+    /// `savepoint` (statements without parameters, possibly empty) runs first, in the same
+    /// round trip where the backend allows it (SQLite: one multi-statement query).
     async fn start_apply(
         tx: Tx<Self>,
+        savepoint: &'static str,
         team_id: TeamId,
         expected: i64,
         events: usize,

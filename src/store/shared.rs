@@ -68,12 +68,14 @@ pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHE
      (SELECT COUNT(*) FROM members WHERE team_id = $1)";
 
 /// Each change of an [`ApplyBatch`](super::ApplyBatch) runs under this savepoint, so that a
-/// refused or failed one leaves the others standing.
+/// refused or failed one leaves the others standing. A change that stands is not released at
+/// once: its savepoint ends with the next change's ([`NEXT_SAVEPOINT`]) or with the commit,
+/// which saves a round trip per change.
 pub(crate) const SAVEPOINT: &str = "SAVEPOINT apply";
-/// The end of a change that stands.
-pub(crate) const RELEASE: &str = "RELEASE SAVEPOINT apply";
-/// Undo the change begun at [`SAVEPOINT`] (then [`RELEASE`] it).
-pub(crate) const ROLLBACK: &str = "ROLLBACK TO SAVEPOINT apply";
+/// The end of the last change, which stands, and the savepoint of the next, in one round trip.
+pub(crate) const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT apply; SAVEPOINT apply";
+/// Undo the change begun at the savepoint and end the savepoint, in one round trip.
+pub(crate) const UNDO: &str = "ROLLBACK TO SAVEPOINT apply; RELEASE SAVEPOINT apply";
 /// Take `$2` more event numbers of team `$1`, inside a write that holds the team (a write in
 /// chunks takes them once it knows how many it wrote).
 pub(crate) const TAKE_EVENT_NUMBERS: &str =
@@ -98,6 +100,7 @@ macro_rules! impl_store {
                 StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
             };
+            use $crate::store::apply::ChangeWriter;
             use $crate::store::scim::ScimWrite;
             use async_trait::async_trait;
             #[async_trait]
@@ -429,20 +432,22 @@ macro_rules! impl_store {
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
                     Ok(Box::new(Batch {
                         tx: Some(self.begin_write().await?),
+                        open: false,
                     }))
                 }
             }
 
             async fn undo(tx: &mut Tx<$store>) -> StoreResult<()> {
-                sqlx::query(shared::ROLLBACK).execute(&mut **tx).await?;
-                sqlx::query(shared::RELEASE).execute(&mut **tx).await?;
+                sqlx::raw_sql(shared::UNDO).execute(&mut **tx).await?;
                 Ok(())
             }
 
             /// [`ApplyBatch`] on this backend. `tx` is `None` once a failure left the
             /// transaction in an unknown state: every later call fails, and so does the commit.
+            /// `open`: the last change stands and its savepoint is not yet released.
             struct Batch {
                 tx: Option<Tx<$store>>,
+                open: bool,
             }
 
             #[async_trait]
@@ -456,43 +461,54 @@ macro_rules! impl_store {
                     scim: Option<&ScimWrite>,
                     now: i64,
                 ) -> StoreResult<Applied> {
+                    if changes.is_empty() && scim.is_none() {
+                        return Ok(Applied { created: Vec::new(), version: expected_version, registered: None });
+                    }
                     let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
-                    sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
+                    let mut savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
+                    // From here on the last change's savepoint is released, or the batch failed.
+                    self.open = false;
                     let registered = match scim {
-                        Some(write) => match <$store>::write_scim(&mut tx, team_id, write, now).await {
-                            Ok(registered) => registered,
-                            Err(error) => {
-                                undo(&mut tx).await?;
-                                self.tx = Some(tx);
-                                return Err(error);
+                        Some(write) => {
+                            sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
+                            savepoint = "";
+                            match <$store>::write_scim(&mut tx, team_id, write, now).await {
+                                Ok(registered) => registered,
+                                Err(error) => {
+                                    undo(&mut tx).await?;
+                                    self.tx = Some(tx);
+                                    return Err(error);
+                                }
                             }
-                        },
+                        }
                         None => None,
                     };
                     if changes.is_empty() {
-                        sqlx::query(shared::RELEASE).execute(&mut *tx).await?;
                         self.tx = Some(tx);
+                        self.open = true;
                         return Ok(Applied { created: Vec::new(), version: expected_version, registered });
                     }
-                    let mut writer =
-                        match <$store>::start_apply(tx, team_id, expected_version, drafts.len(), now)
-                            .await? {
-                            Ok(writer) => writer,
-                            Err(mut tx) => {
-                                undo(&mut tx).await?;
-                                self.tx = Some(tx);
-                                return Err(StoreError::Conflict);
-                            }
-                        };
+                    let start = <$store>::start_apply(
+                        tx, savepoint, team_id, expected_version, drafts.len(), now,
+                    );
+                    let mut writer = match start.await? {
+                        Ok(writer) => writer,
+                        Err(mut tx) => {
+                            undo(&mut tx).await?;
+                            self.tx = Some(tx);
+                            return Err(StoreError::Conflict);
+                        }
+                    };
                     let written = async {
                         let created = apply::write_changes(&mut writer, changes).await?;
                         apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
+                        writer.flush().await?;
                         Ok(created)
                     }
                     .await;
                     let (mut tx, version) = <$store>::finish_apply(writer);
                     match written {
-                        Ok(_) => sqlx::query(shared::RELEASE).execute(&mut *tx).await.map(drop)?,
+                        Ok(_) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);
@@ -507,11 +523,13 @@ macro_rules! impl_store {
                     actor: &Actor,
                     now: i64,
                 ) -> StoreResult<Applied> {
-                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
-                    sqlx::query(shared::SAVEPOINT).execute(&mut *tx).await?;
+                    let tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
+                    let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
+                    self.open = false;
                     // No event number is taken yet: how many events there are is known at the end.
+                    let start = <$store>::start_apply(tx, savepoint, team_id, expected_version, 0, now);
                     let mut writer =
-                        match <$store>::start_apply(tx, team_id, expected_version, 0, now).await? {
+                        match start.await? {
                             Ok(writer) => writer,
                             Err(mut tx) => {
                                 undo(&mut tx).await?;
@@ -529,6 +547,7 @@ macro_rules! impl_store {
                                 &mut writer, next_seq, actor, &drafts, &changes, &created,
                             )
                             .await?;
+                            writer.flush().await?;
                             next_seq += drafts.len() as i64;
                             chunks.written(changes, &created);
                         }
@@ -547,7 +566,7 @@ macro_rules! impl_store {
                         Err(error) => Err(error),
                     };
                     match written {
-                        Ok(()) => sqlx::query(shared::RELEASE).execute(&mut *tx).await.map(drop)?,
+                        Ok(()) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);

@@ -62,11 +62,19 @@ impl BackendDirectory for PostgresStore {
 
     async fn start_apply(
         mut tx: Tx<Self>,
+        savepoint: &'static str,
         team_id: TeamId,
         expected: i64,
         events: usize,
         now: i64,
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
+        if !savepoint.is_empty() {
+            // Without parameters, so in one round trip (the simple query protocol).
+            sqlx::raw_sql(savepoint)
+                .execute(&mut *tx)
+                .await
+                .map_err(apply_error)?;
+        }
         // The team lock, the version check and bump and the event numbers in one statement:
         // see the module documentation.
         let bumped: Option<(i64, i64)> = sqlx::query_as(

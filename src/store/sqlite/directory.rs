@@ -1,9 +1,8 @@
 //! Directories on SQLite: a directory is read in JSON chunks of 100,000 rows ([`bulk_read`]),
 //! and a write checks and bumps the team's version in its first statement (the writing
-//! connection is the only one, so nothing can change the team before the commit) and writes
-//! runs of changes as multi-row statements, numbering new groups itself.
-
-use std::collections::HashSet;
+//! connection is the only one, so nothing can change the team before the commit), sent with
+//! the write's savepoint, and writes runs of changes as multi-row statements, numbering new
+//! groups itself, held back and sent together as one multi-statement query.
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
@@ -93,25 +92,26 @@ impl BackendDirectory for SqliteStore {
 
     async fn start_apply(
         mut tx: Tx<Self>,
+        savepoint: &'static str,
         team_id: TeamId,
         expected: i64,
         events: usize,
         now: i64,
     ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
         // Check and bump the version, take the event numbers and learn the next group id, in
-        // one statement (each statement is a round trip to the driver's thread, and writes are
-        // serialized); the transaction is this process's only writer.
-        let bumped: Option<(i64, i64, GroupId)> = sqlx::query_as(
-            "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
+        // one statement, sent with the savepoint (each query is a round trip to the driver's
+        // thread, and writes are serialized); the transaction is this process's only writer.
+        const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
              WHERE id = $1 AND version = $2 \
              RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-             WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1",
-        )
-        .bind(team_id)
-        .bind(expected)
-        .bind(events as i64)
-        .fetch_optional(&mut *tx)
-        .await?;
+             WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1";
+        let bumped: Option<(i64, i64, GroupId)> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!("{savepoint}; {BUMP}")))
+                .bind(team_id)
+                .bind(expected)
+                .bind(events as i64)
+                .fetch_optional(&mut *tx)
+                .await?;
         Ok(match bumped {
             Some((version, last_seq, next_group_id)) => Ok(SqliteWriter {
                 tx,
@@ -120,6 +120,9 @@ impl BackendDirectory for SqliteStore {
                 version,
                 last_seq,
                 next_group_id,
+                held: QueryBuilder::new(""),
+                held_statements: 0,
+                held_rows: 0,
             }),
             None => Err(tx),
         })
@@ -148,7 +151,9 @@ fn add_members(
     }
 }
 
-/// The writes of one directory change; the version is already bumped.
+/// The writes of one directory change; the version is already bumped. Its statements are held
+/// back and sent together ([`SqliteWriter::hold`]): a small write's rows and events go in one
+/// round trip to the driver's thread.
 pub(crate) struct SqliteWriter {
     tx: Tx<SqliteStore>,
     team_id: TeamId,
@@ -156,6 +161,44 @@ pub(crate) struct SqliteWriter {
     version: i64,
     last_seq: i64,
     next_group_id: GroupId,
+    /// Statements not yet sent, each with positional (`?`) parameters only, so that each binds
+    /// the next of the arguments in order.
+    held: QueryBuilder<Sqlite>,
+    held_statements: usize,
+    /// Rows the held statements write.
+    held_rows: usize,
+}
+
+impl SqliteWriter {
+    /// Hold back one statement, written by `build`, that writes `rows` rows; the held
+    /// statements are sent once they write [`BATCH_ROWS`] rows.
+    async fn hold(
+        &mut self,
+        rows: usize,
+        build: impl FnOnce(&mut QueryBuilder<Sqlite>) + Send,
+    ) -> StoreResult<()> {
+        build(&mut self.held);
+        self.held.push(";\n");
+        self.held_statements += 1;
+        self.held_rows += rows;
+        if self.held_rows >= BATCH_ROWS {
+            self.send().await?;
+        }
+        Ok(())
+    }
+
+    /// Send the held statements, in one query.
+    async fn send(&mut self) -> StoreResult<()> {
+        if self.held_statements == 0 {
+            return Ok(());
+        }
+        let sent = self.held.build().execute(&mut *self.tx).await;
+        self.held.reset();
+        self.held_statements = 0;
+        self.held_rows = 0;
+        sent?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -170,29 +213,32 @@ impl ChangeWriter for SqliteWriter {
     }
 
     async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {
-        QueryBuilder::<Sqlite>::new(
-            "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
-             is_valid, created_at, upd_at) ",
-        )
-        .push_values(groups, |mut row, new| {
-            row.push_bind(new.id)
-                .push_bind(self.team_id)
-                .push_bind(new.parent_id)
-                .push_bind(new.group.source.code())
-                .push_bind(&new.group.remote_id)
-                .push_bind(&new.group.name)
-                .push_bind(new.group.order)
-                .push_bind(true)
-                .push_bind(new.group.created_at)
-                .push_bind(new.group.upd_at);
+        let team_id = self.team_id;
+        self.hold(groups.len(), |query| {
+            query
+                .push(
+                    "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, \
+                     sort_order, is_valid, created_at, upd_at) ",
+                )
+                .push_values(groups, |mut row, new| {
+                    row.push_bind(new.id)
+                        .push_bind(team_id)
+                        .push_bind(new.parent_id)
+                        .push_bind(new.group.source.code())
+                        .push_bind(new.group.remote_id.as_str().to_owned())
+                        .push_bind(new.group.name.as_str().to_owned())
+                        .push_bind(new.group.order)
+                        .push_bind(true)
+                        .push_bind(new.group.created_at)
+                        .push_bind(new.group.upd_at);
+                });
         })
-        .build()
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        .await
     }
 
     async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()> {
+        // Its statement numbers its parameters: sent on its own, after what is held.
+        self.send().await?;
         shared::update_group(self.team_id, group, parent_id)
             .execute(&mut *self.tx)
             .await?;
@@ -201,89 +247,72 @@ impl ChangeWriter for SqliteWriter {
 
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
         let (team_id, now) = (self.team_id, self.now);
-        QueryBuilder::<Sqlite>::new(
-            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
-             upd_at) ",
-        )
-        .push_values(members, |mut row, placed| {
-            let member = placed.member;
-            row.push_bind(team_id)
-                .push_bind(member.user_id)
-                .push_bind(member.role.code())
-                .push_bind(&member.nickname)
-                .push_bind(&member.avatar)
-                .push_bind(member.source.code())
-                .push_bind(now)
-                .push_bind(now);
-        })
-        .push(
-            " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
-             nickname = excluded.nickname, avatar = excluded.avatar, source = excluded.source, \
-             upd_at = excluded.upd_at",
-        )
-        .build()
-        .execute(&mut *self.tx)
-        .await?;
         let users: Vec<UserId> = members.iter().map(|placed| placed.member.user_id).collect();
-        // The memberships are replaced by difference: the members' current ones are read (one
-        // range of the primary key each), and only those no longer wanted are deleted and only
-        // the new ones inserted. A member joining one more group costs one inserted row rather
-        // than rewriting all its memberships. The statements take their rows as JSON, so their
-        // text, and the prepared statement, is the same whatever the number of rows.
-        let (had_users, had_groups): (String, String) = sqlx::query_as(
-            "SELECT json_group_array(user_id), json_group_array(group_id) FROM memberships \
-             WHERE team_id = $1 AND user_id IN (SELECT value FROM json_each($2))",
-        )
-        .bind(team_id)
-        .bind(json_ids(&users)?)
-        .fetch_one(&mut *self.tx)
-        .await?;
-        let had_users: Vec<UserId> = serde_json::from_str(&had_users)?;
-        let had_groups: Vec<GroupId> = serde_json::from_str(&had_groups)?;
-        let had: HashSet<(UserId, GroupId)> = had_users.into_iter().zip(had_groups).collect();
-        let wanted: HashSet<(UserId, GroupId)> = members
+        let wanted: Vec<(UserId, GroupId)> = members
             .iter()
             .flat_map(|placed| {
                 let user_id = placed.member.user_id;
                 placed.groups.iter().map(move |group| (user_id, *group))
             })
             .collect();
-        let gone: Vec<&(UserId, GroupId)> = had.difference(&wanted).collect();
-        if !gone.is_empty() {
-            sqlx::query(
-                "DELETE FROM memberships WHERE team_id = $1 AND (user_id, group_id) IN \
-                 (SELECT value ->> 0, value ->> 1 FROM json_each($2))",
-            )
-            .bind(team_id)
-            .bind(json_ids(&gone)?)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        let new: Vec<&(UserId, GroupId)> = wanted.difference(&had).collect();
-        if !new.is_empty() {
-            sqlx::query(
-                "INSERT INTO memberships (team_id, user_id, group_id) \
-                 SELECT $1, value ->> 0, value ->> 1 FROM json_each($2)",
-            )
-            .bind(team_id)
-            .bind(json_ids(&new)?)
-            .execute(&mut *self.tx)
-            .await?;
-        }
-        Ok(())
+        let (users, wanted_json) = (json_ids(&users)?, json_ids(&wanted)?);
+        // The memberships are replaced by difference, without reading them: only those no
+        // longer wanted are deleted and only the new ones inserted, so a member joining one
+        // more group costs one inserted row rather than rewriting all its memberships. The
+        // memberships statements take their rows as JSON, so their text is the same whatever
+        // the number of rows.
+        self.hold(members.len() + wanted.len(), |query| {
+            query
+                .push(
+                    "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
+                     created_at, upd_at) ",
+                )
+                .push_values(members, |mut row, placed| {
+                    let member = placed.member;
+                    row.push_bind(team_id)
+                        .push_bind(member.user_id)
+                        .push_bind(member.role.code())
+                        .push_bind(member.nickname.as_str().to_owned())
+                        .push_bind(member.avatar.as_str().to_owned())
+                        .push_bind(member.source.code())
+                        .push_bind(now)
+                        .push_bind(now);
+                })
+                .push(
+                    " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
+                     nickname = excluded.nickname, avatar = excluded.avatar, \
+                     source = excluded.source, upd_at = excluded.upd_at;\n\
+                     DELETE FROM memberships WHERE team_id = ",
+                )
+                .push_bind(team_id)
+                .push(" AND user_id IN (SELECT value FROM json_each(")
+                .push_bind(users)
+                .push(
+                    ")) AND (user_id, group_id) NOT IN \
+                     (SELECT value ->> 0, value ->> 1 FROM json_each(",
+                )
+                .push_bind(wanted_json.clone())
+                .push("));\nINSERT INTO memberships (team_id, user_id, group_id) SELECT ")
+                .push_bind(team_id)
+                .push(", value ->> 0, value ->> 1 FROM json_each(")
+                .push_bind(wanted_json)
+                .push(") WHERE true ON CONFLICT DO NOTHING");
+        })
+        .await
     }
 
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
         // Their memberships go with them (`ON DELETE CASCADE`).
-        sqlx::query(
-            "DELETE FROM members WHERE team_id = $1 \
-             AND user_id IN (SELECT value FROM json_each($2))",
-        )
-        .bind(self.team_id)
-        .bind(json_ids(users)?)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        let (team_id, users_json) = (self.team_id, json_ids(users)?);
+        self.hold(users.len(), |query| {
+            query
+                .push("DELETE FROM members WHERE team_id = ")
+                .push_bind(team_id)
+                .push(" AND user_id IN (SELECT value FROM json_each(")
+                .push_bind(users_json)
+                .push("))");
+        })
+        .await
     }
 
     /// Twelve values a row, within SQLite's 32,766 bound parameters.
@@ -300,29 +329,33 @@ impl ChangeWriter for SqliteWriter {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let (team_id, now) = (self.team_id, self.now);
-        let mut seq = first_seq;
-        QueryBuilder::<Sqlite>::new(
-            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
-             object_kind, object_id, remote_id, before, after) ",
-        )
-        .push_values(events, |mut row, event| {
-            row.push_bind(team_id)
-                .push_bind(seq)
-                .push_bind(now)
-                .push_bind(event.event_type)
-                .push_bind(actor.kind.as_str())
-                .push_bind(actor.appid.as_deref())
-                .push_bind(actor.request_id.as_deref())
-                .push_bind(event.object_kind)
-                .push_bind(event.object_id)
-                .push_bind(event.remote_id.as_deref())
-                .push_bind(event.before.as_deref())
-                .push_bind(event.after.as_deref());
-            seq += 1;
+        self.hold(events.len(), |query| {
+            let mut seq = first_seq;
+            query
+                .push(
+                    "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, \
+                     request_id, object_kind, object_id, remote_id, before, after) ",
+                )
+                .push_values(events, |mut row, event| {
+                    row.push_bind(team_id)
+                        .push_bind(seq)
+                        .push_bind(now)
+                        .push_bind(event.event_type)
+                        .push_bind(actor.kind.as_str())
+                        .push_bind(actor.appid.clone())
+                        .push_bind(actor.request_id.clone())
+                        .push_bind(event.object_kind)
+                        .push_bind(event.object_id)
+                        .push_bind(event.remote_id.clone())
+                        .push_bind(event.before.clone())
+                        .push_bind(event.after.clone());
+                    seq += 1;
+                });
         })
-        .build()
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        .await
+    }
+
+    async fn flush(&mut self) -> StoreResult<()> {
+        self.send().await
     }
 }
