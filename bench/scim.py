@@ -4,7 +4,9 @@ time, and read back the way a provider checks it.
 
 Run through bench/scim, which builds the release binary first. It creates an org and a SCIM
 token on a fresh SQLite file (or the empty database given), starts `contactsd serve` and runs,
-each phase at a fixed concurrency (one keep-alive connection per worker):
+each phase at a fixed concurrency (one keep-alive connection per worker, all driven by the
+load generator examples/scim_load.rs on one thread, so that the client takes little of the
+machine):
 
 1. `POST /Users`, one request per user (userName, name, displayName, emails, active);
 2. `POST /Groups`, one request per group (displayName, externalId);
@@ -22,15 +24,13 @@ mode fails on any error or wrong count, never on a timing.
 """
 
 import argparse
-import http.client
 import json
 import os
 import platform
-import queue
+import resource
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -54,52 +54,27 @@ class Failure(Exception):
     pass
 
 
-def run_phase(port, token, concurrency, requests):
-    """Send `requests` (method, path, body, expected status, check) over `concurrency`
-    keep-alive connections; returns (latencies in s, elapsed s, errors, answers by index)."""
-    work = queue.Queue()
-    for item in enumerate(requests):
-        work.put(item)
+def run_phase(client, port, token, concurrency, requests):
+    """Send `requests` (method, path, body, expected status) through the load generator
+    (`client`, examples/scim_load.rs) over `concurrency` keep-alive connections; returns
+    (latencies in s, elapsed s, errors, answers by index)."""
+    lines = "".join(json.dumps([method, path, body]) + "\n"
+                    for method, path, body, _ in requests)
+    out = subprocess.run([client, f"127.0.0.1:{port}", token, str(concurrency)],
+                         input=lines.encode(), capture_output=True, check=True).stdout
+    first, *rest = out.decode().splitlines()
     latencies = [0.0] * len(requests)
     answers = [None] * len(requests)
     errors = []
-    lock = threading.Lock()
-    headers = {"Authorization": f"Bearer {token}", "Content-Type": SCIM_JSON,
-               "Accept": SCIM_JSON}
-
-    def worker():
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while True:
-            try:
-                index, (method, path, body, expected) = work.get_nowait()
-            except queue.Empty:
-                break
-            payload = None if body is None else json.dumps(body)
-            started = time.perf_counter()
-            try:
-                conn.request(method, path, body=payload, headers=headers)
-                answer = conn.getresponse()
-                data = answer.read()
-                status = answer.status
-            except (OSError, http.client.HTTPException) as error:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                status, data = None, str(error).encode()
-            latencies[index] = time.perf_counter() - started
-            if status != expected:
-                with lock:
-                    errors.append(f"{method} {path}: {status} {data[:300]!r}")
-                continue
-            answers[index] = json.loads(data) if data else None
-        conn.close()
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return latencies, time.perf_counter() - started, errors, answers
+    for index, ((method, path, _, expected), line) in enumerate(zip(requests, rest)):
+        status, latencies[index], data = json.loads(line)
+        if status != expected:
+            errors.append(f"{method} {path}: {status or None} {data[:300]!r}")
+            continue
+        answers[index] = json.loads(data) if data else None
+    if len(rest) != len(requests):
+        errors.append(f"{len(rest)} answers to {len(requests)} requests")
+    return latencies, json.loads(first)["elapsed"], errors, answers
 
 
 def percentile(values, p):
@@ -114,6 +89,7 @@ def quote(value):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
+    parser.add_argument("--client", required=True)
     parser.add_argument("--db", required=True)
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--groups", type=int, required=True)
@@ -122,6 +98,7 @@ def main():
     parser.add_argument("--command", required=True)
     parser.add_argument("--log", required=True)
     args = parser.parse_args()
+    args.load_before = ", ".join(f"{load:.2f}" for load in os.getloadavg())
 
     org = admin(args.binary, args.db, "create-org", "--name", "SCIM bench", "--plan", "business")
     team = org["team_id"]
@@ -159,18 +136,25 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def client_seconds():
+    """CPU seconds of the finished load generators (this script's finished children)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def bench(args, port, token, org, pid):
     users = [f"user{n:06d}@example.com" for n in range(args.users)]
     groups = [f"Group {n:05d}" for n in range(args.groups)]
     phases, errors = [], []
 
     def phase(name, kind, requests):
-        cpu = cpu_seconds(pid)
-        latencies, elapsed, failed, answers = run_phase(port, token, args.concurrency, requests)
+        cpu, client = cpu_seconds(pid), client_seconds()
+        latencies, elapsed, failed, answers = run_phase(args.client, port, token,
+                                                        args.concurrency, requests)
         phases.append({"name": name, "kind": kind, "requests": len(requests), "elapsed": elapsed,
                        "errors": len(failed), "p50": percentile(latencies, 0.50),
                        "p99": percentile(latencies, 0.99),
-                       "cpu": cpu_seconds(pid) - cpu})
+                       "cpu": cpu_seconds(pid) - cpu, "client": client_seconds() - client})
         errors.extend(failed)
         return answers
 
@@ -210,7 +194,7 @@ def bench(args, port, token, org, pid):
             errors.append(f"group {group_id} read back as {answer!r:.200}")
 
     # The counts, as a provider's full sync and a WeSurvey client see them.
-    _, _, failed, answers = run_phase(port, token, 1, [
+    _, _, failed, answers = run_phase(args.client, port, token, 1, [
         ("GET", "/scim/v2/Users?count=1", None, 200),
         ("GET", "/scim/v2/Groups?count=1&excludedAttributes=members", None, 200)]
         + [("GET", f"/scim/v2/Groups/{group_id}", None, 200) for group_id in group_ids])
@@ -239,18 +223,19 @@ def write(args, report):
     w("")
     w(f"- Command: `{args.command}`")
     w(f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}")
-    w(f"- Machine: {os.cpu_count()} cores, Linux {platform.release()}; the load generator "
-      "(Python, one thread and one keep-alive connection per worker) runs on the same cores as "
-      "the server")
+    w(f"- Machine: {os.cpu_count()} cores, Linux {platform.release()}, load average "
+      f"{args.load_before} before the run; the load generator (`examples/scim_load.rs`: one "
+      "thread, one keep-alive connection per worker) runs on the same cores as the server")
     w(f"- Database: {'PostgreSQL' if args.db.startswith('postgres') else 'SQLite (embedded)'}")
     w(f"- Directory: {args.users:,} users, {args.groups:,} groups, every user placed in one "
       f"group; concurrency {args.concurrency}")
     w("")
-    w("| phase | requests | requests/s | p50 ms | p99 ms | errors | server CPU s |")
-    w("|---|---:|---:|---:|---:|---:|---:|")
+    w("| phase | requests | requests/s | p50 ms | p99 ms | errors | server CPU s | client CPU s |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|")
     for p in report["phases"]:
         w(f"| {p['name']} | {p['requests']:,} | {p['requests'] / p['elapsed']:,.0f} | "
-          f"{p['p50'] * 1000:.2f} | {p['p99'] * 1000:.2f} | {p['errors']} | {p['cpu']:.1f} |")
+          f"{p['p50'] * 1000:.2f} | {p['p99'] * 1000:.2f} | {p['errors']} | {p['cpu']:.1f} | "
+          f"{p['client']:.1f} |")
     writes = [p for p in report["phases"] if p["kind"] == "write"]
     if writes:
         count = sum(p["requests"] for p in writes)
@@ -268,8 +253,9 @@ def write(args, report):
     w("- `bench/scim` builds release, creates an org (`admin create-org --plan business`) and a "
       "SCIM token (`admin scim-token create`) on a fresh SQLite file (or the empty database in "
       "`$BENCH_DATABASE_URL`), starts `contactsd serve --rate-limit 0` and runs the phases one "
-      "after another, each at the same number of requests in flight (one Python thread and "
-      "one keep-alive connection each).")
+      "after another, each at the same number of requests in flight (one keep-alive connection each, all "
+      "driven from one thread by the load generator `examples/scim_load.rs`, built in "
+      "release; `bench/scim.py` makes the requests and checks the answers).")
     w("- Writes, one request each, as a provider sends them: `POST /Users` (userName, "
       "externalId, name, displayName, a work email, active), `POST /Groups` (displayName, "
       "externalId), then for every user one `PATCH /Groups/{id}?excludedAttributes=members` "
@@ -280,8 +266,10 @@ def write(args, report):
     w("- Then the counts are checked: `totalResults` of `/Users` and `/Groups`, and the members "
       "of every group add up to the users.")
     w("- Latencies are the client's (request sent to answer read); requests/s is the phase's "
-      "requests over its wall time; server CPU is utime + stime of the server process over the "
-      "phase. No timed assertions: the smoke run (`bench/scim --smoke`, 1,000 users and 100 "
+      "requests over its wall time (from the first request sent to the last answer read); "
+      "server CPU is utime + stime of the server process over the phase, client CPU that of "
+      "the load generator (including its start, the reading of the requests and the writing "
+      "of the answers, which the wall time leaves out). No timed assertions: the smoke run (`bench/scim --smoke`, 1,000 users and 100 "
       "groups, in CI) fails on any unexpected status, lookup result or count, or a panic in "
       "the server's log.")
     w("")

@@ -339,6 +339,22 @@ fn same_groups(old: &[GroupId], new: &[GroupRef]) -> bool {
     ids == old
 }
 
+/// `drafts` with [`REGISTERED_USER`](super::directory::REGISTERED_USER) replaced by `user_id`,
+/// the id the write's user got (as [`with_registered`](super::directory::with_registered) does
+/// for its changes).
+pub fn with_registered(drafts: &[Draft], user_id: UserId) -> Vec<Draft> {
+    drafts
+        .iter()
+        .map(|draft| match draft.subject {
+            Subject::Member(user) if user == super::directory::REGISTERED_USER => Draft {
+                subject: Subject::Member(user_id),
+                ..draft.clone()
+            },
+            _ => draft.clone(),
+        })
+        .collect()
+}
+
 impl Draft {
     /// The event of a batch of `changes` whose created groups got the ids `created` (`created[n]`
     /// is the id of the n-th created group).

@@ -24,7 +24,7 @@ use super::committer::{Committer, Job, Ticket};
 use super::{ServiceError, ServiceResult, quotas, unix_now};
 use crate::domain::RuleError;
 use crate::domain::access::Caller;
-use crate::domain::directory::{Change, Directory};
+use crate::domain::directory::{self, Change, Directory};
 use crate::domain::events::{self, Actor, ActorKind, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::metrics::Metrics;
@@ -122,8 +122,13 @@ impl Slot {
     }
 
     /// Apply a write that is written but not yet committed to the copy it was decided on (at
-    /// version `expected`); a copy at any other version is dropped instead.
+    /// version `expected`); a copy at any other version is dropped instead. The user the write
+    /// registered, if any, is named by the id it got.
     pub(super) fn speculate(&self, expected: i64, changes: &[Change], applied: &Applied) {
+        let named = applied
+            .registered
+            .map(|user_id| directory::with_registered(changes, user_id));
+        let changes = named.as_deref().unwrap_or(changes);
         let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
         let old = match guard.as_mut() {
             Some(directory) if directory.version() == expected => {

@@ -50,7 +50,8 @@ pub struct ScimUserRecord {
 pub enum ScimWrite {
     /// Register a new user under the directory's SCIM app, its openid being the record's SCIM
     /// id, and insert its SCIM row (the record's `user_id` is not used): the batch answers the
-    /// new user's id.
+    /// new user's id. The write's changes name that user
+    /// [`REGISTERED_USER`](crate::domain::directory::REGISTERED_USER) until it has its id.
     Create {
         nickname: crate::domain::values::Nickname,
         record: ScimUserRecord,

@@ -488,6 +488,19 @@ macro_rules! impl_store {
                         self.open = true;
                         return Ok(Applied { created: Vec::new(), version: expected_version, registered });
                     }
+                    // The changes name the user the SCIM write just registered as
+                    // `REGISTERED_USER`.
+                    let named;
+                    let (changes, drafts) = match registered {
+                        Some(user_id) => {
+                            named = (
+                                $crate::domain::directory::with_registered(changes, user_id),
+                                $crate::domain::events::with_registered(drafts, user_id),
+                            );
+                            (named.0.as_slice(), named.1.as_slice())
+                        }
+                        None => (changes, drafts),
+                    };
                     let start = <$store>::start_apply(
                         tx, savepoint, team_id, expected_version, drafts.len(), now,
                     );

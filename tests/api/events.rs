@@ -268,6 +268,15 @@ async fn scim_writes_are_events_of_the_scim_actor() {
     assert_eq!(events[0]["type"], "group.created");
     assert_eq!(events[0]["actor"], json!({"kind": "scim", "appid": null}));
     assert_eq!(events[0]["after"]["name"], "Sales");
+
+    // A user create is one write: the member it makes is named by its new user id.
+    scim.user("ada@example.com").await;
+    let members = api.members(app.team_id, 0, "").await;
+    let events = feed(&app, &api, 1).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["type"], "member.added");
+    assert_eq!(events[0]["object"]["id"], members.ints("user_id")[0]);
+    assert_eq!(events[0]["after"], json!({"role": 4, "group_ids": []}));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -104,6 +104,35 @@ pub enum Change {
     RemoveMember(UserId),
 }
 
+/// The user a write registers itself (a SCIM create), as its changes and events name it until
+/// the store has given it an id ([`with_registered`]); never the id of a stored user.
+pub const REGISTERED_USER: UserId = UserId::new(-1);
+
+/// `changes` with [`REGISTERED_USER`] replaced by `user_id`, the id the write's user got.
+pub fn with_registered(changes: &[Change], user_id: UserId) -> Vec<Change> {
+    let named = |user: UserId| {
+        if user == REGISTERED_USER {
+            user_id
+        } else {
+            user
+        }
+    };
+    changes
+        .iter()
+        .map(|change| match change {
+            Change::PutMember { member, groups } => Change::PutMember {
+                member: MemberRow {
+                    user_id: named(member.user_id),
+                    ..member.clone()
+                },
+                groups: groups.clone(),
+            },
+            Change::RemoveMember(user) => Change::RemoveMember(named(*user)),
+            other => other.clone(),
+        })
+        .collect()
+}
+
 /// The filters of a group listing (§5.1 and its extensions).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupFilter {

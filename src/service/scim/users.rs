@@ -4,13 +4,12 @@ use serde_json::{Map, Value};
 
 use super::render::{self, Location};
 use super::{ScimFailure, ScimResult, Versioned, check_version, patched};
-use crate::domain::directory::{Change, Directory, GroupRef, MemberRow};
+use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, REGISTERED_USER};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
-use crate::service::directories::Origin;
 use crate::service::{Service, unix_now};
 use crate::store::scim::{ScimUserRecord, ScimWrite};
 use crate::store::{StoreError, TeamRecord};
@@ -189,9 +188,9 @@ impl Service {
         Ok(rendered)
     }
 
-    /// Register the user and store its SCIM row (one write, refused as a whole when the
-    /// `userName` is taken), then make it a member while active (a second write: the member
-    /// row names the user's new id).
+    /// Register the user, store its SCIM row and make it a member while active, in one write
+    /// (refused as a whole when the `userName` is taken): the member row names the user the
+    /// write registers ([`REGISTERED_USER`]), which the store gives its id.
     pub async fn scim_create_user(
         &self,
         team: &TeamRecord,
@@ -201,7 +200,7 @@ impl Service {
         let (stored, active) = validated(body)?;
         let now = unix_now();
         let scim_id = uuid::Uuid::new_v4().to_string();
-        let record = record_of(UserId::new(0), scim_id, &stored, active, now, now);
+        let record = record_of(REGISTERED_USER, scim_id, &stored, active, now, now);
         let nickname = nickname_of(&stored);
         let create = ScimWrite::Create {
             nickname: nickname.clone(),
@@ -209,16 +208,13 @@ impl Service {
         };
         let ((), applied) = self
             .directories
-            .write_scim(&*self.store, team, create, |_| Ok((Vec::new(), ())))
+            .write_scim(&*self.store, team, create, |d| {
+                Ok((membership(d, REGISTERED_USER, active, &nickname), ()))
+            })
             .await?;
         let user_id = applied.registered.ok_or_else(|| {
             StoreError::Inconsistent("a SCIM user was created without a user".to_owned())
         })?;
-        self.directories
-            .write(&*self.store, team, Origin::scim(), |d| {
-                Ok((membership(d, user_id, active, &nickname), ()))
-            })
-            .await?;
         let record = ScimUserRecord { user_id, ..record };
         self.render_user(team, &record, &stored, location).await
     }
