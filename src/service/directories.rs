@@ -249,6 +249,27 @@ impl Directories {
         }
     }
 
+    /// Under the team's gate, before deciding a write (its `attempt`): reload the copy when it
+    /// is `stale` or gone, after a pause from the second attempt on. Answers whether the
+    /// database was asked.
+    async fn refresh(
+        &self,
+        store: &dyn Store,
+        slot: &Slot,
+        team_id: TeamId,
+        stale: bool,
+        attempt: u32,
+    ) -> ServiceResult<bool> {
+        if !stale && slot.read().is_some() {
+            return Ok(false);
+        }
+        if attempt > 0 {
+            back_off(attempt).await;
+        }
+        self.reload(store, slot, team_id).await?;
+        Ok(true)
+    }
+
     async fn reload(&self, store: &dyn Store, slot: &Slot, team_id: TeamId) -> ServiceResult<()> {
         // The stale copy goes first: a large team is never held twice.
         slot.replace(None);
@@ -378,13 +399,7 @@ impl Directories {
         for attempt in 0..WRITE_ATTEMPTS {
             deciding.resume();
             let gate = slot.gate.clone().lock_owned().await;
-            if stale || slot.read().is_none() {
-                if attempt > 0 {
-                    back_off(attempt).await;
-                }
-                self.reload(store, &slot, team_id).await?;
-                asked = true;
-            }
+            asked |= self.refresh(store, &slot, team_id, stale, attempt).await?;
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
@@ -495,13 +510,7 @@ impl Directories {
         let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
             let _gate = slot.gate.lock().await;
-            if stale || slot.read().is_none() {
-                if attempt > 0 {
-                    back_off(attempt).await;
-                }
-                self.reload(store, &slot, team_id).await?;
-                asked = true;
-            }
+            asked |= self.refresh(store, &slot, team_id, stale, attempt).await?;
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
