@@ -109,16 +109,17 @@ impl Slot {
     /// during the write; a larger copy is taken out (the next use waits for the gate, or
     /// reloads) rather than held twice.
     fn take_for_write(&self) -> Option<Directory> {
-        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
-        match guard.as_ref() {
-            Some(directory) if directory.estimated_bytes() <= KEPT_FOR_READERS => {
-                Some(directory.clone())
-            }
-            _ => {
-                self.account(None);
-                guard.take()
-            }
+        // Cloned under the read lock, so that readers go on meanwhile.
+        if let Some(directory) = self
+            .read()
+            .as_ref()
+            .filter(|d| d.estimated_bytes() <= KEPT_FOR_READERS)
+        {
+            return Some(directory.clone());
         }
+        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        self.account(None);
+        guard.take()
     }
 
     /// Apply a write that is written but not yet committed to the copy it was decided on (at
@@ -412,14 +413,10 @@ impl Directories {
             let (changes, drafts, value) = match decided {
                 Ok(decided) => decided,
                 Err(refusal) => {
-                    if self
-                        .decide_again(store, team_id, expected, &mut asked)
-                        .await?
-                    {
-                        stale = true;
-                        continue;
-                    }
-                    return Err(self.refused(refusal));
+                    self.confirm_refusal(store, team_id, expected, &mut asked, refusal)
+                        .await?;
+                    stale = true;
+                    continue;
                 }
             };
             if changes.is_empty() && scim.is_none() {
@@ -470,24 +467,30 @@ impl Directories {
         }
         Err(ServiceError::Busy)
     }
-    /// Whether a write refused on a copy at version `expected` is to be decided again. The team
-    /// record may be up to the read-cache time old, so the copy may miss a change committed
-    /// through another process (the parent a write names, say): a refusal is final only once
-    /// the database confirms the copy is current (asked once per write, `asked`).
-    async fn decide_again(
+
+    /// `refusal` of a write decided on a copy at version `expected` as the write's answer, or
+    /// `Ok` when the write is to be decided again on a reloaded copy. The team record may be up
+    /// to the read-cache time old, so the copy may miss a change committed through another
+    /// process (the parent a write names, say): a refusal is final only once the database
+    /// confirms the copy is current (asked once per write, `asked`).
+    async fn confirm_refusal(
         &self,
         store: &dyn Store,
         team_id: TeamId,
         expected: i64,
         asked: &mut bool,
-    ) -> ServiceResult<bool> {
-        if std::mem::replace(asked, true) {
-            return Ok(false);
+        refusal: ServiceError,
+    ) -> ServiceResult<()> {
+        let behind = !std::mem::replace(asked, true)
+            && store
+                .team(team_id)
+                .await?
+                .is_some_and(|current| current.version > expected);
+        if behind {
+            Ok(())
+        } else {
+            Err(self.refused(refusal))
         }
-        Ok(store
-            .team(team_id)
-            .await?
-            .is_some_and(|current| current.version > expected))
     }
 
     /// Decide a write too large to hold as one list of changes ([`ChunkedWrite`]: a sync) on a
@@ -519,14 +522,10 @@ impl Directories {
             let plan = match decided {
                 Ok(plan) => plan,
                 Err(refusal) => {
-                    if self
-                        .decide_again(store, team_id, expected, &mut asked)
-                        .await?
-                    {
-                        stale = true;
-                        continue;
-                    }
-                    return Err(self.refused(refusal));
+                    self.confirm_refusal(store, team_id, expected, &mut asked, refusal)
+                        .await?;
+                    stale = true;
+                    continue;
                 }
             };
             let mut copy = slot.take_for_write().ok_or(ServiceError::Busy)?;
