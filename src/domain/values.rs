@@ -177,9 +177,21 @@ macro_rules! text_type {
     };
 }
 
-/// Whether `raw` has at most `max` characters and no control character.
-fn short_and_printable(raw: &str, max: usize) -> bool {
-    raw.chars().count() <= max && !raw.chars().any(char::is_control)
+/// `text`, owned, if it has `min..=max` characters (`min` 0 or 1) and no control character;
+/// else an invalid argument naming `field`.
+fn checked_text(field: &str, text: &str, min: usize, max: usize) -> Result<String, RuleError> {
+    let chars = text.chars().count();
+    if chars < min || chars > max || text.chars().any(char::is_control) {
+        let length = if min == 0 {
+            format!("at most {max}")
+        } else {
+            format!("{min} to {max}")
+        };
+        return Err(RuleError::invalid(format!(
+            "{field} must be {length} characters without control characters"
+        )));
+    }
+    Ok(text.to_owned())
 }
 
 text_type!(
@@ -214,13 +226,7 @@ text_type!(
 
 impl OrgName {
     pub fn parse(raw: &str) -> Result<OrgName, RuleError> {
-        let trimmed = raw.trim();
-        if trimmed.is_empty() || !short_and_printable(trimmed, MAX_NAME_CHARS) {
-            return Err(RuleError::invalid(
-                "name must be 1 to 64 characters without control characters",
-            ));
-        }
-        Ok(OrgName(trimmed.to_owned()))
+        checked_text("name", raw.trim(), 1, MAX_NAME_CHARS).map(OrgName)
     }
 }
 
@@ -232,12 +238,7 @@ text_type!(
 
 impl RemoteId {
     pub fn parse(raw: &str) -> Result<RemoteId, RuleError> {
-        if !short_and_printable(raw, MAX_NAME_CHARS) {
-            return Err(RuleError::invalid(
-                "remote_id must be at most 64 characters without control characters",
-            ));
-        }
-        Ok(RemoteId(raw.to_owned()))
+        checked_text("remote_id", raw, 0, MAX_NAME_CHARS).map(RemoteId)
     }
 }
 
@@ -249,12 +250,7 @@ text_type!(
 
 impl Nickname {
     pub fn parse(raw: &str) -> Result<Nickname, RuleError> {
-        if !short_and_printable(raw, MAX_NAME_CHARS) {
-            return Err(RuleError::invalid(
-                "nickname must be at most 64 characters without control characters",
-            ));
-        }
-        Ok(Nickname(raw.to_owned()))
+        checked_text("nickname", raw, 0, MAX_NAME_CHARS).map(Nickname)
     }
 
     /// A nickname made of a longer name: its first 64 characters, control characters left
@@ -276,12 +272,7 @@ text_type!(
 
 impl Avatar {
     pub fn parse(raw: &str) -> Result<Avatar, RuleError> {
-        if !short_and_printable(raw, MAX_AVATAR_CHARS) {
-            return Err(RuleError::invalid(
-                "avatar must be at most 255 characters without control characters",
-            ));
-        }
-        Ok(Avatar(raw.to_owned()))
+        checked_text("avatar", raw, 0, MAX_AVATAR_CHARS).map(Avatar)
     }
 }
 
@@ -292,12 +283,7 @@ text_type!(
 
 impl Openid {
     pub fn parse(raw: &str) -> Result<Openid, RuleError> {
-        if raw.is_empty() || !short_and_printable(raw, MAX_OPENID_CHARS) {
-            return Err(RuleError::invalid(
-                "openid must be 1 to 128 characters without control characters",
-            ));
-        }
-        Ok(Openid(raw.to_owned()))
+        checked_text("openid", raw, 1, MAX_OPENID_CHARS).map(Openid)
     }
 }
 

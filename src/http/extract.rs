@@ -181,10 +181,11 @@ impl<S: Send + Sync> FromRequestParts<S> for QueryParams {
     }
 }
 
-/// The app calling, from `access_token` in the query or an `Authorization: Bearer` header.
-pub struct Authenticated(pub Caller);
+/// A call of an app: the state and the app calling, from `access_token` in the query or an
+/// `Authorization: Bearer` header.
+pub struct AppCall(pub AppState, pub Caller);
 
-impl FromRequestParts<AppState> for Authenticated {
+impl FromRequestParts<AppState> for AppCall {
     type Rejection = ApiError;
 
     async fn from_request_parts(
@@ -212,12 +213,12 @@ impl FromRequestParts<AppState> for Authenticated {
             .extensions
             .get::<super::envelope::RequestId>()
             .map(|id| id.0.clone());
-        Ok(Authenticated(caller))
+        Ok(AppCall(state.clone(), caller))
     }
 }
 
 /// A call on one team's contacts (`/api/contacts/teams/{team_id}/...`): the state, the app
-/// calling ([`Authenticated`]) and the team of the path, read in that order. Whether the caller
+/// calling ([`AppCall`]) and the team of the path, read in that order. Whether the caller
 /// may touch the team is the service's to decide, when asked for it. The path's other ids are
 /// read by the handler (a `Path` of a struct naming them: `team_id` is ignored there).
 pub struct TeamCall(pub AppState, pub Caller, pub TeamId);
@@ -235,13 +236,13 @@ impl FromRequestParts<AppState> for TeamCall {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let Authenticated(caller) = Authenticated::from_request_parts(parts, state)
+        let AppCall(app, caller) = AppCall::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
         let Path(TeamIdParam { team_id }) = Path::from_request_parts(parts, state)
             .await
             .map_err(IntoResponse::into_response)?;
-        Ok(TeamCall(state.clone(), caller, team_id))
+        Ok(TeamCall(app, caller, team_id))
     }
 }
 

@@ -13,102 +13,56 @@ use crate::domain::values::{
     UserId, WebhookId,
 };
 
-macro_rules! stored_as_i64 {
-    ($($id:ty),*) => {$(
-        impl<DB: Database> Type<DB> for $id
+/// Stores each `$value` as the `$stored` it wraps: bound as a `$bound` (read with `$get`) and
+/// decoded with `$from`.
+macro_rules! stored_as {
+    ($stored:ty, $bound:ty, $get:ident, $from:ident: $($value:ty),*) => {$(
+        impl<DB: Database> Type<DB> for $value
         where
-            i64: Type<DB>,
+            $stored: Type<DB>,
         {
             fn type_info() -> DB::TypeInfo {
-                <i64 as Type<DB>>::type_info()
+                <$stored as Type<DB>>::type_info()
             }
 
             fn compatible(ty: &DB::TypeInfo) -> bool {
-                <i64 as Type<DB>>::compatible(ty)
+                <$stored as Type<DB>>::compatible(ty)
             }
         }
 
-        impl<'q, DB: Database> Encode<'q, DB> for $id
+        impl<'q, DB: Database> Encode<'q, DB> for $value
         where
-            i64: Encode<'q, DB>,
+            for<'s> $bound: Encode<'q, DB>,
         {
             fn encode_by_ref(
                 &self,
                 buf: &mut <DB as Database>::ArgumentBuffer,
             ) -> Result<IsNull, BoxDynError> {
-                <i64 as Encode<'q, DB>>::encode_by_ref(&self.get(), buf)
+                <_ as Encode<'q, DB>>::encode_by_ref(&self.$get(), buf)
             }
 
             fn size_hint(&self) -> usize {
-                <i64 as Encode<'q, DB>>::size_hint(&self.get())
+                <_ as Encode<'q, DB>>::size_hint(&self.$get())
             }
         }
 
-        impl<'r, DB: Database> Decode<'r, DB> for $id
+        impl<'r, DB: Database> Decode<'r, DB> for $value
         where
-            i64: Decode<'r, DB>,
+            $stored: Decode<'r, DB>,
         {
             fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-                <i64 as Decode<'r, DB>>::decode(value).map(<$id>::new)
+                <$stored as Decode<'r, DB>>::decode(value).map(<$value>::$from)
             }
         }
 
-        impl PgHasArrayType for $id {
+        impl PgHasArrayType for $value {
             fn array_type_info() -> PgTypeInfo {
-                <i64 as PgHasArrayType>::array_type_info()
+                <$stored as PgHasArrayType>::array_type_info()
             }
         }
     )*};
 }
 
-stored_as_i64!(TeamId, OrgId, GroupId, UserId, WebhookId, EventSeq);
+stored_as!(i64, i64, get, new: TeamId, OrgId, GroupId, UserId, WebhookId, EventSeq);
 
-macro_rules! stored_as_text {
-    ($($text:ty),*) => {$(
-        impl<DB: Database> Type<DB> for $text
-        where
-            String: Type<DB>,
-        {
-            fn type_info() -> DB::TypeInfo {
-                <String as Type<DB>>::type_info()
-            }
-
-            fn compatible(ty: &DB::TypeInfo) -> bool {
-                <String as Type<DB>>::compatible(ty)
-            }
-        }
-
-        impl<'q, DB: Database> Encode<'q, DB> for $text
-        where
-            for<'s> &'s str: Encode<'q, DB>,
-        {
-            fn encode_by_ref(
-                &self,
-                buf: &mut <DB as Database>::ArgumentBuffer,
-            ) -> Result<IsNull, BoxDynError> {
-                <&str as Encode<'q, DB>>::encode_by_ref(&self.as_str(), buf)
-            }
-
-            fn size_hint(&self) -> usize {
-                <&str as Encode<'q, DB>>::size_hint(&self.as_str())
-            }
-        }
-
-        impl<'r, DB: Database> Decode<'r, DB> for $text
-        where
-            String: Decode<'r, DB>,
-        {
-            fn decode(value: <DB as Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
-                <String as Decode<'r, DB>>::decode(value).map(<$text>::from_stored)
-            }
-        }
-
-        impl PgHasArrayType for $text {
-            fn array_type_info() -> PgTypeInfo {
-                <String as PgHasArrayType>::array_type_info()
-            }
-        }
-    )*};
-}
-
-stored_as_text!(GroupName, OrgName, RemoteId, Nickname, Avatar, Openid);
+stored_as!(String, &'s str, as_str, from_stored: GroupName, OrgName, RemoteId, Nickname, Avatar, Openid);

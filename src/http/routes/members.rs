@@ -57,21 +57,32 @@ pub struct MemberData {
 }
 
 /// The group of a member listing's path (`0`: the whole directory), after the team.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct GroupPath {
+    /// The group (`0` = the whole directory).
+    #[param(inline, value_type = GroupIdValue)]
     group_id: i64,
 }
 
 /// A member of a group, in the path after the team.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct MemberPath {
+    /// The group (`0` = the whole directory).
+    #[param(inline, value_type = GroupIdValue)]
     group_id: i64,
+    /// The member.
+    #[param(value_type = i64)]
     user_id: UserId,
 }
 
 /// A member of the directory, in the path after the team.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
 pub struct UserPath {
+    /// The member.
+    #[param(value_type = i64)]
     user_id: UserId,
 }
 
@@ -100,15 +111,7 @@ failures!(ListMembersFailures: team;
     get,
     path = "/api/contacts/teams/{team_id}/groups/{group_id}/users",
     tag = "members",
-    params(
-        TeamPath,
-        ("group_id" = inline(GroupIdValue), Path,
-            description = "The group (`0` = the whole directory)."),
-        PageQuery,
-        RolesQuery,
-        ListMembersQuery,
-        AppidQuery,
-    ),
+    params(TeamPath, GroupPath, PageQuery, RolesQuery, ListMembersQuery, AppidQuery),
     responses(
         (status = 200, description = "One page of members.",
             body = MemberListAnswer),
@@ -254,13 +257,7 @@ failures!(RemoveMemberFailures: team;
     delete,
     path = "/api/contacts/teams/{team_id}/groups/{group_id}/users/{user_id}",
     tag = "members",
-    params(
-        TeamPath,
-        ("group_id" = inline(GroupIdValue), Path,
-            description = "The group (`0` = the whole directory)."),
-        ("user_id" = i64, Path, description = "The member."),
-        AppidQuery,
-    ),
+    params(TeamPath, MemberPath, AppidQuery),
     responses(
         (status = 200, description = "Removed.", body = EmptyAnswer),
         RemoveMemberFailures,
@@ -322,11 +319,7 @@ failures!(UpdateMemberFailures: team_body;
     post,
     path = "/api/contacts/teams/{team_id}/users/{user_id}",
     tag = "members",
-    params(
-        TeamPath,
-        ("user_id" = i64, Path, description = "The member."),
-        AppidQuery,
-    ),
+    params(TeamPath, UserPath, AppidQuery),
     request_body = Option<UpdateMemberBody>,
     responses(
         (status = 200, description = "Updated.", body = EmptyAnswer),

@@ -64,7 +64,7 @@ type EmptyAnswer = Success<Empty>;
 #[into_params(parameter_in = Query)]
 #[allow(
     dead_code,
-    reason = "describes the query string; the Authenticated extractor reads it"
+    reason = "describes the query string; the AppCall extractor reads it"
 )]
 pub struct AppidQuery {
     /// The calling app. Optional with a Bearer token; when given, it must be the token's app.

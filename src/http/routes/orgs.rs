@@ -1,8 +1,8 @@
 //! Orgs (§4): creating an org and reading one.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -12,7 +12,7 @@ use crate::domain::values::{self, OrgId, ROOT_GROUP, TeamId, UserId};
 use crate::http::AppState;
 use crate::http::describe::{OrgName, Success, authenticated, authenticated_body, failures};
 use crate::http::envelope::{ApiError, Reply};
-use crate::http::extract::{Authenticated, QueryParams, RequestBody};
+use crate::http::extract::{AppCall, QueryParams, RequestBody};
 use crate::service::ServiceError;
 
 type CreatedOrgAnswer = Success<CreatedOrgData>;
@@ -65,8 +65,7 @@ failures!(CreateOrgFailures: authenticated_body;
     ),
 )]
 pub async fn create_org(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    AppCall(state, caller): AppCall,
     RequestBody(body): RequestBody<CreateOrgBody>,
 ) -> Answer {
     let name = values::OrgName::parse(&body.name)?;
@@ -78,6 +77,15 @@ pub async fn create_org(
         org_id: created.org_id,
         team_id: created.team_id,
     })
+}
+
+/// The org named in the path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct OrgPath {
+    /// The org's id.
+    #[param(value_type = i64)]
+    org_id: OrgId,
 }
 
 /// An org.
@@ -122,16 +130,15 @@ failures!(GetOrgFailures: authenticated;
     get,
     path = "/api/orgs/{org_id}",
     tag = "orgs",
-    params(("org_id" = i64, Path, description = "The org's id."), AppidQuery),
+    params(OrgPath, AppidQuery),
     responses(
         (status = 200, description = "The org.", body = OrgAnswer),
         GetOrgFailures,
     ),
 )]
 pub async fn get_org(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(org_id): Path<OrgId>,
+    AppCall(state, caller): AppCall,
+    Path(OrgPath { org_id }): Path<OrgPath>,
 ) -> Answer {
     let org = state.service.get_org(&caller, org_id).await?;
     Reply::data(&OrgData {
@@ -184,21 +191,15 @@ failures!(ListOrgMembersFailures: authenticated;
     get,
     path = "/api/orgs/{org_id}/users",
     tag = "orgs",
-    params(
-        ("org_id" = i64, Path, description = "The org's id."),
-        PageQuery,
-        RolesQuery,
-        AppidQuery,
-    ),
+    params(OrgPath, PageQuery, RolesQuery, AppidQuery),
     responses(
         (status = 200, description = "One page of members.", body = OrgMemberListAnswer),
         ListOrgMembersFailures,
     ),
 )]
 pub async fn list_org_members(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(org_id): Path<OrgId>,
+    AppCall(state, caller): AppCall,
+    Path(OrgPath { org_id }): Path<OrgPath>,
     query: QueryParams,
 ) -> Answer {
     let (filter, page) = member_query(&query, ROOT_GROUP, false)?;

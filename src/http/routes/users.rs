@@ -1,6 +1,6 @@
 //! Third-party users (§7): an app registers users under its own openids.
 
-use axum::extract::{Path, State};
+use axum::extract::Path;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -14,7 +14,7 @@ use crate::http::describe::{
     Avatar, Nickname, Openid, Success, authenticated, authenticated_body, failures,
 };
 use crate::http::envelope::Reply;
-use crate::http::extract::{Authenticated, RequestBody};
+use crate::http::extract::{AppCall, RequestBody};
 use crate::service::ServiceError;
 
 type UserAnswer = Success<UserData>;
@@ -68,8 +68,7 @@ failures!(RegisterUserFailures: authenticated_body;
     ),
 )]
 pub async fn register_user(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    AppCall(state, caller): AppCall,
     RequestBody(body): RequestBody<RegisterUserBody>,
 ) -> Answer {
     let openid = values::Openid::parse(&body.openid)?;
@@ -133,11 +132,7 @@ failures!(GetUserFailures: authenticated;
         GetUserFailures,
     ),
 )]
-pub async fn get_user(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
-    Path(openid): Path<String>,
-) -> Answer {
+pub async fn get_user(AppCall(state, caller): AppCall, Path(openid): Path<String>) -> Answer {
     let openid = values::Openid::parse(&openid)?;
     let user = state.service.user_by_openid(&caller, &openid).await?;
     Reply::data(&UserProfileData {
@@ -180,8 +175,7 @@ failures!(UpdateUserFailures: authenticated_body;
     ),
 )]
 pub async fn update_user(
-    State(state): State<AppState>,
-    Authenticated(caller): Authenticated,
+    AppCall(state, caller): AppCall,
     Path(openid): Path<String>,
     RequestBody(body): RequestBody<UpdateUserBody>,
 ) -> Answer {
