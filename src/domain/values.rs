@@ -328,12 +328,6 @@ impl Source {
         self as i64
     }
 
-    /// The lowest code a client may assign ([`Role::assignable`]): team admin.
-    pub const MIN_ASSIGNABLE_CODE: i64 = Role::TeamAdmin.code();
-
-    /// The highest role code: regular member.
-    pub const MAX_CODE: i64 = Role::Member.code();
-
     pub fn from_code(code: i64) -> Source {
         if code == 2 { Source::Sync } else { Source::Api }
     }

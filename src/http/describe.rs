@@ -286,9 +286,9 @@ pub fn group_ids(
 
 /// Declares `$name`, the failure answers of one operation, for `responses(...)` of its
 /// `#[utoipa::path]`: `failures!(Name: base; error, error, ...)` where `base` is a function
-/// giving the failures shared with other operations ([`team`], [`team_body`], [`authenticated`],
-/// [`authenticated_body`], [`anonymous`]) and each `error` converts into an [`ApiError`] (a `ServiceError`, a
-/// `RuleError`, or an `ApiError`). List an operation's own `invalid_argument` first: the first
+/// giving the failures shared with other operations ([`team`], [`team_body`], [`claimed`],
+/// [`claimed_body`], [`authenticated`], [`anonymous`]) and each `error` converts into an
+/// [`ApiError`] (a `ServiceError`, a `RuleError`, or an `ApiError`). List an operation's own `invalid_argument` first: the first
 /// error of each `error.type` gives the example.
 macro_rules! failures {
     ($name:ident: $base:path; $($error:expr),* $(,)?) => {
@@ -330,14 +330,21 @@ pub fn authenticated() -> Vec<ApiError> {
     errors
 }
 
-/// What any call on a directory (`{team_id}`) can fail with, besides its own failures.
-pub fn team() -> Vec<ApiError> {
+/// What any call on an org's contacts (its org, directory or users) can fail with, besides its
+/// own failures: the app's claim and the org's plan are checked.
+pub fn claimed() -> Vec<ApiError> {
     let mut errors = vec![
         ServiceError::Claim.into(),
         ServiceError::Subscription.into(),
-        ServiceError::TeamNotFound.into(),
     ];
     errors.extend(authenticated());
+    errors
+}
+
+/// What any call on a directory (`{team_id}`) can fail with, besides its own failures.
+pub fn team() -> Vec<ApiError> {
+    let mut errors = vec![ServiceError::TeamNotFound.into()];
+    errors.extend(claimed());
     errors
 }
 
@@ -356,10 +363,10 @@ fn body_errors() -> Vec<ApiError> {
     ]
 }
 
-/// What any call with a token and a body can fail with, besides its own failures.
-pub fn authenticated_body() -> Vec<ApiError> {
+/// What any call on an org's contacts with a body can fail with, besides its own failures.
+pub fn claimed_body() -> Vec<ApiError> {
     let mut errors = body_errors();
-    errors.extend(authenticated());
+    errors.extend(claimed());
     errors
 }
 

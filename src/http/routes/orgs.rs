@@ -10,7 +10,7 @@ use super::{Answer, AppidQuery, ListData, PageQuery, RolesQuery, member_query};
 use crate::domain::RuleError;
 use crate::domain::values::{self, OrgId, ROOT_GROUP, TeamId, UserId};
 use crate::http::AppState;
-use crate::http::describe::{OrgName, Success, authenticated, authenticated_body, failures};
+use crate::http::describe::{OrgName, Success, claimed, claimed_body, failures};
 use crate::http::envelope::{ApiError, Reply};
 use crate::http::extract::{AppCall, QueryParams, RequestBody};
 use crate::service::ServiceError;
@@ -40,10 +40,8 @@ pub struct CreatedOrgData {
     team_id: TeamId,
 }
 
-failures!(CreateOrgFailures: authenticated_body;
+failures!(CreateOrgFailures: claimed_body;
     RuleError::invalid("name must be 1 to 64 characters without control characters"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
     ServiceError::UserNotFound,
     ServiceError::OrgResourceExhausted,
 );
@@ -116,10 +114,8 @@ pub struct OrgData {
     team_id: TeamId,
 }
 
-failures!(GetOrgFailures: authenticated;
+failures!(GetOrgFailures: claimed;
     ApiError::invalid("the request is malformed"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
     ServiceError::OrgNotFound,
 );
 
@@ -175,10 +171,8 @@ pub struct OrgMemberData {
 
 type OrgMemberListAnswer = Success<ListData<OrgMemberData>>;
 
-failures!(ListOrgMembersFailures: authenticated;
+failures!(ListOrgMembersFailures: claimed;
     ApiError::invalid("roles must hold 1, 2, 3 or 4"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
     ServiceError::OrgNotFound,
 );
 

@@ -10,9 +10,7 @@ use super::{Answer, AppidQuery, EmptyAnswer};
 use crate::domain::RuleError;
 use crate::domain::values::{self, UserId};
 use crate::http::AppState;
-use crate::http::describe::{
-    Avatar, Nickname, Openid, Success, authenticated, authenticated_body, failures,
-};
+use crate::http::describe::{Avatar, Nickname, Openid, Success, claimed, claimed_body, failures};
 use crate::http::envelope::Reply;
 use crate::http::extract::{AppCall, RequestBody};
 use crate::service::ServiceError;
@@ -46,10 +44,8 @@ pub struct UserData {
     respondent_id: i64,
 }
 
-failures!(RegisterUserFailures: authenticated_body;
+failures!(RegisterUserFailures: claimed_body;
     RuleError::invalid("openid must be 1 to 128 characters without control characters"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
 );
 
 /// Register a user.
@@ -114,10 +110,8 @@ pub struct UserProfileData {
     avatar: String,
 }
 
-failures!(GetUserFailures: authenticated;
+failures!(GetUserFailures: claimed;
     RuleError::invalid("openid must be 1 to 128 characters without control characters"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
     ServiceError::UserNotFound,
 );
 
@@ -155,10 +149,8 @@ pub struct UpdateUserBody {
     avatar: Option<String>,
 }
 
-failures!(UpdateUserFailures: authenticated_body;
+failures!(UpdateUserFailures: claimed_body;
     RuleError::invalid("nickname must be at most 64 characters without control characters"),
-    ServiceError::Claim,
-    ServiceError::Subscription,
     ServiceError::UserNotFound,
 );
 
