@@ -99,9 +99,36 @@ pub const MAX_AVATAR_CHARS: usize = 255;
 /// Longest openid, in characters.
 pub const MAX_OPENID_CHARS: usize = 128;
 
-/// Declares a validated string newtype: its `parse` (written beside it) applies the
-/// contract's rule, and it is written to the wire and the database as the bare string.
+/// Declares a validated string newtype: its `parse` applies the contract's rule, and it is
+/// written to the wire and the database as the bare string. With `"field", 1..=MAX` (or
+/// `0..=MAX`), `parse` takes up to `MAX` characters without control characters, at least one
+/// (or none, and the empty value is the `Default`); otherwise `parse` is written beside it.
 macro_rules! text_type {
+    ($(#[$doc:meta])* $name:ident: $field:literal, 1..=$max:expr) => {
+        text_type!($(#[$doc])* $name);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<$name, RuleError> {
+                checked_text($field, raw, 1, $max).map($name)
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident: $field:literal, 0..=$max:expr) => {
+        text_type!($(#[$doc])* $name);
+
+        impl $name {
+            pub fn parse(raw: &str) -> Result<$name, RuleError> {
+                checked_text($field, raw, 0, $max).map($name)
+            }
+        }
+
+        /// The empty value: none given.
+        impl Default for $name {
+            fn default() -> Self {
+                $name(String::new())
+            }
+        }
+    };
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -233,26 +260,16 @@ impl OrgName {
 text_type!(
     /// A group's id in the client's own system: `""` (none) or up to 64 characters without
     /// control characters.
-    RemoteId
+    RemoteId: "remote_id", 0..=MAX_NAME_CHARS
 );
-
-impl RemoteId {
-    pub fn parse(raw: &str) -> Result<RemoteId, RuleError> {
-        checked_text("remote_id", raw, 0, MAX_NAME_CHARS).map(RemoteId)
-    }
-}
 
 text_type!(
     /// A member's or user's nickname: up to 64 characters without control characters (`""`:
     /// none).
-    Nickname
+    Nickname: "nickname", 0..=MAX_NAME_CHARS
 );
 
 impl Nickname {
-    pub fn parse(raw: &str) -> Result<Nickname, RuleError> {
-        checked_text("nickname", raw, 0, MAX_NAME_CHARS).map(Nickname)
-    }
-
     /// A nickname made of a longer name: its first 64 characters, control characters left
     /// out.
     pub fn shortened(raw: &str) -> Nickname {
@@ -267,46 +284,13 @@ impl Nickname {
 
 text_type!(
     /// An avatar URL: up to 255 characters without control characters (`""`: none).
-    Avatar
+    Avatar: "avatar", 0..=MAX_AVATAR_CHARS
 );
-
-impl Avatar {
-    pub fn parse(raw: &str) -> Result<Avatar, RuleError> {
-        checked_text("avatar", raw, 0, MAX_AVATAR_CHARS).map(Avatar)
-    }
-}
 
 text_type!(
     /// An app's id for one of its users: 1..128 characters without control characters.
-    Openid
+    Openid: "openid", 1..=MAX_OPENID_CHARS
 );
-
-impl Openid {
-    pub fn parse(raw: &str) -> Result<Openid, RuleError> {
-        checked_text("openid", raw, 1, MAX_OPENID_CHARS).map(Openid)
-    }
-}
-
-/// The empty value: none given.
-impl Default for RemoteId {
-    fn default() -> Self {
-        RemoteId(String::new())
-    }
-}
-
-/// The empty value: none given.
-impl Default for Nickname {
-    fn default() -> Self {
-        Nickname(String::new())
-    }
-}
-
-/// The empty value: none given.
-impl Default for Avatar {
-    fn default() -> Self {
-        Avatar(String::new())
-    }
-}
 
 /// A group id given by a client as a parent or target: 0 (the root) or a positive uint32.
 pub fn group_id(raw: i64) -> Result<GroupId, RuleError> {
