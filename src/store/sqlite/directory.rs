@@ -315,7 +315,7 @@ impl ChangeWriter for SqliteWriter {
         .await
     }
 
-    /// Twelve values a row, within SQLite's 32,766 bound parameters.
+    /// Seven values a row, within SQLite's 32,766 bound parameters.
     const BATCH_EVENTS: usize = 2000;
 
     fn last_seq(&self) -> i64 {
@@ -329,28 +329,38 @@ impl ChangeWriter for SqliteWriter {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let (team_id, now) = (self.team_id, self.now);
+        // What every event of the write shares is bound once, beside the rows' own values.
         self.hold(events.len(), |query| {
             let mut seq = first_seq;
             query
                 .push(
                     "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, \
-                     request_id, object_kind, object_id, remote_id, before, after) ",
+                     request_id, object_kind, object_id, remote_id, before, after) \
+                     SELECT w.team_id, e.column1, w.time, e.column2, w.actor_kind, w.appid, \
+                     w.request_id, e.column3, e.column4, e.column5, e.column6, e.column7 \
+                     FROM (SELECT ",
                 )
+                .push_bind(team_id)
+                .push(" AS team_id, ")
+                .push_bind(now)
+                .push(" AS time, ")
+                .push_bind(actor.kind.as_str())
+                .push(" AS actor_kind, ")
+                .push_bind(actor.appid.clone())
+                .push(" AS appid, ")
+                .push_bind(actor.request_id.clone())
+                .push(" AS request_id) AS w, (")
                 .push_values(events, |mut row, event| {
-                    row.push_bind(team_id)
-                        .push_bind(seq)
-                        .push_bind(now)
+                    row.push_bind(seq)
                         .push_bind(event.event_type)
-                        .push_bind(actor.kind.as_str())
-                        .push_bind(actor.appid.clone())
-                        .push_bind(actor.request_id.clone())
                         .push_bind(event.object_kind)
                         .push_bind(event.object_id)
                         .push_bind(event.remote_id.clone())
                         .push_bind(event.before.clone())
                         .push_bind(event.after.clone());
                     seq += 1;
-                });
+                })
+                .push(") AS e");
         })
         .await
     }
