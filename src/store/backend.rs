@@ -7,10 +7,15 @@ use async_trait::async_trait;
 use sqlx::{Pool, Transaction};
 
 use super::apply::ChangeWriter;
-use super::{MemberProfile, NewUser, StoreResult, UserRecord};
+use super::scim::ScimWrite;
+use super::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
 use crate::domain::directory::DirectoryBuilder;
 use crate::domain::sync::MemberState;
 use crate::domain::values::{TeamId, UserId};
+
+/// What [`BackendDirectory::start_scim_apply`] answers.
+pub(crate) type ScimStart<B> =
+    Result<(<B as BackendDirectory>::Writer, Option<UserId>), (Tx<B>, StoreError)>;
 
 /// A transaction of backend `B`.
 pub(crate) type Tx<B> = Transaction<'static, <B as Backend>::Db>;
@@ -115,6 +120,20 @@ pub(crate) trait BackendDirectory: Backend {
         events: usize,
         now: i64,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
+    /// [`start_apply`](Self::start_apply) for a change that comes with SCIM write `scim`, made
+    /// first under the same savepoint (`savepoint`, not empty, runs first): the writer and the
+    /// user a [`ScimWrite::Create`] registered, or the transaction, in which the savepoint is
+    /// still to be undone, with the refusal ([`StoreError::Conflict`] for another version,
+    /// [`StoreError::NameTaken`] for a `userName` taken).
+    async fn start_scim_apply(
+        tx: Tx<Self>,
+        savepoint: &'static str,
+        team_id: TeamId,
+        expected: i64,
+        events: usize,
+        scim: &ScimWrite,
+        now: i64,
+    ) -> StoreResult<ScimStart<Self>>;
     /// End a directory write, written or not: the transaction it ran in, to go on with, and
     /// the team's version after it.
     fn finish_apply(writer: Self::Writer) -> (Tx<Self>, i64);

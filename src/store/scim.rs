@@ -10,7 +10,7 @@
 
 use async_trait::async_trait;
 
-use super::{StoreResult, TeamRecord};
+use super::{StoreError, StoreResult, TeamRecord};
 use crate::domain::values::{TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
@@ -115,6 +115,38 @@ macro_rules! select_scim_users {
 }
 
 pub(crate) use select_scim_users;
+
+/// The statement that inserts or overwrites a row of `scim_users` from `$values`: team id, user
+/// id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`, `created_at`,
+/// `updated_at`.
+macro_rules! put_scim_user {
+    ($values:literal) => {
+        concat!(
+            "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, external_id, \
+             active, resource, created_at, updated_at) VALUES ",
+            $values,
+            " ON CONFLICT (team_id, user_id) DO UPDATE SET \
+             user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
+             active = excluded.active, resource = excluded.resource, \
+             updated_at = excluded.updated_at"
+        )
+    };
+}
+
+pub(crate) use put_scim_user;
+
+/// The error of a failed SCIM write: [`StoreError::NameTaken`] for a unique violation (a
+/// `userName` another user of the directory has).
+pub(crate) fn write_error(error: sqlx::Error) -> StoreError {
+    if error
+        .as_database_error()
+        .is_some_and(|e| e.is_unique_violation())
+    {
+        StoreError::NameTaken
+    } else {
+        StoreError::from(error)
+    }
+}
 
 /// [`ScimStore`] for `$store`, written once for both backends; the lookup whose SQL differs is
 /// [`BackendUsers::scim_users_among`](super::backend::BackendUsers::scim_users_among).
@@ -324,15 +356,9 @@ macro_rules! impl_scim_store {
                 team_id: TeamId,
                 user: &ScimUserRecord,
             ) -> StoreResult<()> {
-                let written = sqlx::query(
-                    "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
-                     external_id, active, resource, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
-                     ON CONFLICT (team_id, user_id) DO UPDATE SET \
-                     user_name_key = excluded.user_name_key, \
-                     external_id = excluded.external_id, active = excluded.active, \
-                     resource = excluded.resource, updated_at = excluded.updated_at",
-                )
+                sqlx::query($crate::store::scim::put_scim_user!(
+                    "($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
                 .bind(team_id)
                 .bind(user.user_id)
                 .bind(&user.scim_id)
@@ -343,18 +369,9 @@ macro_rules! impl_scim_store {
                 .bind(user.created_at)
                 .bind(user.updated_at)
                 .execute(&mut **tx)
-                .await;
-                match written {
-                    Ok(_) => Ok(()),
-                    Err(error)
-                        if error
-                            .as_database_error()
-                            .is_some_and(|e| e.is_unique_violation()) =>
-                    {
-                        Err(StoreError::NameTaken)
-                    }
-                    Err(error) => Err(StoreError::from(error)),
-                }
+                .await
+                .map_err($crate::store::scim::write_error)?;
+                Ok(())
             }
         };
     };

@@ -465,29 +465,46 @@ macro_rules! impl_store {
                         return Ok(Applied { created: Vec::new(), version: expected_version, registered: None });
                     }
                     let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
-                    let mut savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
+                    let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
                     // From here on the last change's savepoint is released, or the batch failed.
                     self.open = false;
-                    let registered = match scim {
-                        Some(write) => {
+                    let start = match scim {
+                        // A SCIM write alone leaves the directory and its version as they are.
+                        Some(write) if changes.is_empty() => {
                             sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
-                            savepoint = "";
-                            match <$store>::write_scim(&mut tx, team_id, write, now).await {
-                                Ok(registered) => registered,
-                                Err(error) => {
-                                    undo(&mut tx).await?;
-                                    self.tx = Some(tx);
-                                    return Err(error);
-                                }
+                            let written = <$store>::write_scim(&mut tx, team_id, write, now).await;
+                            match written {
+                                Ok(_) => self.open = true,
+                                Err(_) => undo(&mut tx).await?,
                             }
+                            self.tx = Some(tx);
+                            return written.map(|registered| Applied {
+                                created: Vec::new(),
+                                version: expected_version,
+                                registered,
+                            });
                         }
-                        None => None,
+                        Some(write) => {
+                            <$store>::start_scim_apply(
+                                tx, savepoint, team_id, expected_version, drafts.len(), write, now,
+                            )
+                            .await?
+                        }
+                        None => {
+                            let start = <$store>::start_apply(
+                                tx, savepoint, team_id, expected_version, drafts.len(), now,
+                            );
+                            start.await?.map(|writer| (writer, None)).map_err(|tx| (tx, StoreError::Conflict))
+                        }
                     };
-                    if changes.is_empty() {
-                        self.tx = Some(tx);
-                        self.open = true;
-                        return Ok(Applied { created: Vec::new(), version: expected_version, registered });
-                    }
+                    let (mut writer, registered) = match start {
+                        Ok(started) => started,
+                        Err((mut tx, refusal)) => {
+                            undo(&mut tx).await?;
+                            self.tx = Some(tx);
+                            return Err(refusal);
+                        }
+                    };
                     // The changes name the user the SCIM write just registered as
                     // `REGISTERED_USER`.
                     let named;
@@ -500,17 +517,6 @@ macro_rules! impl_store {
                             (named.0.as_slice(), named.1.as_slice())
                         }
                         None => (changes, drafts),
-                    };
-                    let start = <$store>::start_apply(
-                        tx, savepoint, team_id, expected_version, drafts.len(), now,
-                    );
-                    let mut writer = match start.await? {
-                        Ok(writer) => writer,
-                        Err(mut tx) => {
-                            undo(&mut tx).await?;
-                            self.tx = Some(tx);
-                            return Err(StoreError::Conflict);
-                        }
                     };
                     let written = async {
                         let created = apply::write_changes(&mut writer, changes).await?;

@@ -20,10 +20,10 @@ use contactsd::store::{
 
 use crate::helpers::TestDatabase;
 
-const NOW: i64 = 1_700_000_000;
+pub const NOW: i64 = 1_700_000_000;
 
 /// A write with no events (the store's own tests; events are tested through the API).
-fn no_events() -> (&'static Actor, &'static [Draft]) {
+pub fn no_events() -> (&'static Actor, &'static [Draft]) {
     static ADMIN: Actor = Actor {
         kind: ActorKind::Admin,
         appid: None,
@@ -37,7 +37,7 @@ const FIRST_USER_ID: UserId = UserId::new(100_000_001);
 const FIRST_RESPONDENT_ID: i64 = 500_000_001;
 
 /// A fresh database and the store open on it (the database lives as long as the store is used).
-async fn fresh_store() -> (TestDatabase, Arc<dyn Store>) {
+pub async fn fresh_store() -> (TestDatabase, Arc<dyn Store>) {
     let database = TestDatabase::fresh().await;
     let store = contactsd::store::open(&database.url, &StoreSettings::default())
         .await
@@ -66,7 +66,7 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
     }
 }
 
-fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
+pub fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     NewOrg {
         name: OrgName::parse(name).expect("an org name"),
         plan: Plan::Business,
@@ -76,7 +76,7 @@ fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     }
 }
 
-async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
+pub async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
     match store.create_org(org, NOW).await.expect("create_org") {
         OrgCreation::Created { org_id, team_id } => (org_id, team_id),
         OrgCreation::CreatorLimitReached => panic!("unexpected creator limit"),
@@ -151,7 +151,7 @@ async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<UserId> 
         .expect("register_users")
 }
 
-async fn app(store: &dyn Store, appid: &str, org_id: Option<OrgId>) {
+pub async fn app(store: &dyn Store, appid: &str, org_id: Option<OrgId>) {
     let app = NewApp {
         appid: appid.to_owned(),
         name: appid.to_owned(),

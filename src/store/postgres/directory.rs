@@ -11,9 +11,10 @@ use crate::domain::directory::{DirectoryBuilder, Group, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
-use crate::store::backend::{BackendDirectory, Tx};
+use crate::store::backend::{BackendDirectory, ScimStart, Tx};
 use crate::store::rows::{GroupRow, role_of};
-use crate::store::{StoreResult, shared};
+use crate::store::scim::ScimWrite;
+use crate::store::{StoreError, StoreResult, shared};
 
 #[async_trait]
 impl BackendDirectory for PostgresStore {
@@ -97,6 +98,32 @@ impl BackendDirectory for PostgresStore {
             }),
             None => Err(tx),
         })
+    }
+
+    async fn start_scim_apply(
+        mut tx: Tx<Self>,
+        savepoint: &'static str,
+        team_id: TeamId,
+        expected: i64,
+        events: usize,
+        scim: &ScimWrite,
+        now: i64,
+    ) -> StoreResult<ScimStart<Self>> {
+        // The SCIM statements one by one: each is checked before the next.
+        sqlx::raw_sql(savepoint)
+            .execute(&mut *tx)
+            .await
+            .map_err(apply_error)?;
+        let registered = match Self::write_scim(&mut tx, team_id, scim, now).await {
+            Ok(registered) => registered,
+            Err(refusal) => return Ok(Err((tx, refusal))),
+        };
+        Ok(
+            match Self::start_apply(tx, "", team_id, expected, events, now).await? {
+                Ok(writer) => Ok((writer, registered)),
+                Err(tx) => Err((tx, StoreError::Conflict)),
+            },
+        )
     }
 
     fn finish_apply(writer: PgWriter) -> (Tx<Self>, i64) {

@@ -7,14 +7,15 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
+use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
 use crate::domain::directory::{DirectoryBuilder, Group, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
-use crate::store::backend::{BackendDirectory, Tx};
+use crate::store::backend::{BackendDirectory, ScimStart, Tx};
 use crate::store::rows::role_of;
-use crate::store::{StoreResult, shared};
+use crate::store::scim::{self as store_scim, ScimWrite};
+use crate::store::{StoreError, StoreResult, shared};
 
 /// A group row as the bulk read encodes it (`is_valid` is an integer in SQLite's JSON).
 type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
@@ -98,14 +99,9 @@ impl BackendDirectory for SqliteStore {
         events: usize,
         now: i64,
     ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
-        // Check and bump the version, take the event numbers and learn the next group id, in
-        // one statement, sent with the savepoint (each query is a round trip to the driver's
-        // thread, and writes are serialized); the transaction is this process's only writer.
-        const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
-             WHERE id = $1 AND version = $2 \
-             RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-             WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1";
-        let bumped: Option<(i64, i64, GroupId)> =
+        // Sent with the savepoint (each query is a round trip to the driver's thread, and
+        // writes are serialized).
+        let bumped: Option<Bumped> =
             sqlx::query_as(sqlx::AssertSqlSafe(format!("{savepoint}; {BUMP}")))
                 .bind(team_id)
                 .bind(expected)
@@ -113,18 +109,38 @@ impl BackendDirectory for SqliteStore {
                 .fetch_optional(&mut *tx)
                 .await?;
         Ok(match bumped {
-            Some((version, last_seq, next_group_id)) => Ok(SqliteWriter {
-                tx,
-                team_id,
-                now,
-                version,
-                last_seq,
-                next_group_id,
-                held: QueryBuilder::new(""),
-                held_statements: 0,
-                held_rows: 0,
-            }),
+            Some(bumped) => Ok(SqliteWriter::new(tx, team_id, now, bumped)),
             None => Err(tx),
+        })
+    }
+
+    async fn start_scim_apply(
+        mut tx: Tx<Self>,
+        savepoint: &'static str,
+        team_id: TeamId,
+        expected: i64,
+        events: usize,
+        scim: &ScimWrite,
+        now: i64,
+    ) -> StoreResult<ScimStart<Self>> {
+        // The SCIM statements between the savepoint and the version check, in one query; the
+        // first that fails ends it.
+        let (statements, registered) = scim::statements(scim);
+        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "{savepoint};\n{statements}{BUMP}, {registered}"
+        )))
+        .bind(team_id)
+        .bind(expected)
+        .bind(events as i64);
+        let bumped: Result<Option<(i64, i64, GroupId, Option<UserId>)>, _> =
+            scim::bind(query, scim, now).fetch_optional(&mut *tx).await;
+        Ok(match bumped {
+            Ok(Some((version, last_seq, next_group_id, registered))) => Ok((
+                SqliteWriter::new(tx, team_id, now, (version, last_seq, next_group_id)),
+                registered,
+            )),
+            Ok(None) => Err((tx, StoreError::Conflict)),
+            Err(error) => Err((tx, store_scim::write_error(error))),
         })
     }
 
@@ -151,6 +167,17 @@ fn add_members(
     }
 }
 
+/// Checks and bumps the version (`$1`: the team, `$2`: the version expected), takes `$3` event
+/// numbers and learns the next group id, in one statement: the transaction is this process's
+/// only writer.
+const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
+     WHERE id = $1 AND version = $2 \
+     RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+     WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1";
+
+/// What [`BUMP`] returns: the new version, the last event number taken, the next group id.
+type Bumped = (i64, i64, GroupId);
+
 /// The writes of one directory change; the version is already bumped. Its statements are held
 /// back and sent together ([`SqliteWriter::hold`]): a small write's rows and events go in one
 /// round trip to the driver's thread.
@@ -170,6 +197,25 @@ pub(crate) struct SqliteWriter {
 }
 
 impl SqliteWriter {
+    fn new(
+        tx: Tx<SqliteStore>,
+        team_id: TeamId,
+        now: i64,
+        (version, last_seq, next_group_id): Bumped,
+    ) -> SqliteWriter {
+        SqliteWriter {
+            tx,
+            team_id,
+            now,
+            version,
+            last_seq,
+            next_group_id,
+            held: QueryBuilder::new(""),
+            held_statements: 0,
+            held_rows: 0,
+        }
+    }
+
     /// Hold back one statement, written by `build`, that writes `rows` rows; the held
     /// statements are sent once they write [`BATCH_ROWS`] rows.
     async fn hold(

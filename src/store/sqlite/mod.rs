@@ -9,11 +9,13 @@
 //! name each other.
 //!
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
-//! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes).
+//! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes), [`scim`]
+//! (SCIM writes sent with the directory write they come with).
 
 mod commits;
 mod directory;
 mod orgs;
+mod scim;
 mod users;
 mod webhooks;
 

@@ -14,9 +14,34 @@ use crate::store::backend::{Backend, BackendUsers, Tx};
 use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
 
 /// First user id handed out.
-const FIRST_USER_ID: i64 = 100_000_001;
+pub(super) const FIRST_USER_ID: i64 = 100_000_001;
 /// First respondent id handed out.
-const FIRST_RESPONDENT_ID: i64 = 500_000_001;
+pub(super) const FIRST_RESPONDENT_ID: i64 = 500_000_001;
+
+/// The statement that inserts a user numbered after the last one (so, being the only writer,
+/// the new user is the one of the highest id), from the parameters holding the first user id
+/// and the first respondent id handed out, its nickname, avatar and creation time.
+macro_rules! insert_user {
+    ($first_id:literal, $first_respondent:literal, $nickname:literal, $avatar:literal,
+     $now:literal) => {
+        concat!(
+            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
+             ((SELECT COALESCE(MAX(id) + 1, ",
+            $first_id,
+            ") FROM users), (SELECT COALESCE(MAX(respondent_id) + 1, ",
+            $first_respondent,
+            ") FROM users), ",
+            $nickname,
+            ", ",
+            $avatar,
+            ", ",
+            $now,
+            ")"
+        )
+    };
+}
+
+pub(super) use insert_user;
 
 #[async_trait]
 impl BackendUsers for SqliteStore {
@@ -65,12 +90,10 @@ impl BackendUsers for SqliteStore {
         user: NewUser<'_>,
         now: i64,
     ) -> StoreResult<UserRecord> {
-        Ok(sqlx::query_as(
-            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
-             ((SELECT COALESCE(MAX(id) + 1, $1) FROM users), \
-              (SELECT COALESCE(MAX(respondent_id) + 1, $2) FROM users), $3, $4, $5) \
-             RETURNING id, respondent_id, nickname, avatar",
-        )
+        Ok(sqlx::query_as(concat!(
+            insert_user!("$1", "$2", "$3", "$4", "$5"),
+            " RETURNING id, respondent_id, nickname, avatar"
+        ))
         .bind(FIRST_USER_ID)
         .bind(FIRST_RESPONDENT_ID)
         .bind(user.nickname)

@@ -1,0 +1,110 @@
+//! SCIM writes through the store directly, on the backend under test: a user created with its
+//! member row in one write of a batch, and a refused one leaving nothing behind while the batch
+//! goes on.
+
+use contactsd::domain::directory::{Change, MemberRow, REGISTERED_USER};
+use contactsd::domain::values::{Avatar, Nickname, Role, Source, UserId};
+use contactsd::store::StoreError;
+use contactsd::store::scim::{ScimUserRecord, ScimWrite};
+
+use crate::store::{NOW, app, create_org, fresh_store, new_org, no_events};
+
+/// The SCIM create of `name` (its SCIM id derived from it).
+fn create(name: &str) -> ScimWrite {
+    ScimWrite::Create {
+        nickname: Nickname::shortened(name),
+        record: ScimUserRecord {
+            user_id: REGISTERED_USER,
+            scim_id: format!("scim-{name}"),
+            user_name_key: name.to_lowercase(),
+            external_id: None,
+            active: true,
+            resource: "{}".to_owned(),
+            created_at: NOW,
+            updated_at: NOW,
+        },
+    }
+}
+
+/// The member row of the user the write registers.
+fn member(name: &str) -> Vec<Change> {
+    vec![Change::PutMember {
+        member: MemberRow {
+            user_id: REGISTERED_USER,
+            role: Role::Member,
+            nickname: Nickname::shortened(name),
+            avatar: Avatar::default(),
+            source: Source::Sync,
+        },
+        groups: Vec::new(),
+    }]
+}
+
+#[tokio::test]
+async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
+    let (_database, store) = fresh_store().await;
+    let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    app(&*store, "scim-app", Some(org_id)).await;
+    store.put_scim_app(team_id, "scim-app").await.expect("app");
+    let version = store
+        .team(team_id)
+        .await
+        .expect("team")
+        .expect("a team")
+        .version;
+    let mut batch = store.begin_batch().await.expect("a batch");
+    let mut write = async |name: &str, version: i64| {
+        batch
+            .apply(
+                team_id,
+                version,
+                &member(name),
+                no_events(),
+                Some(&create(name)),
+                NOW,
+            )
+            .await
+    };
+    let ada = write("Ada", version).await.expect("ada");
+    // userName is unique without regard to case; another version is refused too.
+    let taken = write("ADA", ada.version).await;
+    assert!(matches!(taken, Err(StoreError::NameTaken)), "{taken:?}");
+    let stale = write("Bob", version).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let cy = write("Cy", ada.version).await.expect("cy");
+    batch.commit().await.expect("commit");
+
+    let (ada_id, cy_id) = (
+        ada.registered.expect("ada's id"),
+        cy.registered.expect("cy's id"),
+    );
+    let rows: Vec<(UserId, String)> = store
+        .scim_users(team_id)
+        .await
+        .expect("scim users")
+        .into_iter()
+        .map(|row| (row.user_id, row.user_name_key))
+        .collect();
+    assert_eq!(rows, [(ada_id, "ada".to_owned()), (cy_id, "cy".to_owned())]);
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("a directory");
+    assert_eq!(directory.member_count(), 2);
+    assert!(directory.placement(ada_id).is_some() && directory.placement(cy_id).is_some());
+    // Registered under the SCIM app: those created, and no other.
+    let again = store
+        .register_user("scim-app", "scim-Ada", "x", "", NOW)
+        .await
+        .expect("ada");
+    assert_eq!(again.user_id, ada_id);
+    // The refused creates left no registration: their openids become new users, after the last.
+    for openid in ["scim-ADA", "scim-Bob"] {
+        let fresh = store
+            .register_user("scim-app", openid, "x", "", NOW)
+            .await
+            .expect(openid);
+        assert!(fresh.user_id > cy_id, "{openid}: {fresh:?}");
+    }
+}
