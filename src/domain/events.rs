@@ -8,6 +8,7 @@
 //! large directory stays cheap.
 
 use std::collections::HashMap;
+use std::fmt::Write;
 
 use serde_json::Value;
 
@@ -201,7 +202,41 @@ pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfil
                     None => Some(draft(EventType::MemberAdded, subject, None, None)),
                     Some(old) => {
                         let profile = profiles.prior(member.user_id);
-                        let (was, now) = member_change(old, member, groups, profile);
+                        let regrouped =
+                            (!same_groups(&old.groups, groups)).then(|| groups.to_vec());
+                        let (was, now) = member_change(old, member, regrouped, profile);
+                        (now != Fields::default()).then(|| {
+                            let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
+                            draft(EventType::MemberUpdated, subject, was, now)
+                        })
+                    }
+                }
+            }
+            Change::StepMember {
+                member,
+                group,
+                step,
+            } => {
+                let subject = Subject::Member(member.user_id);
+                match before.placement(member.user_id) {
+                    // A user not yet a member (the rules step members only): told as what
+                    // the store makes of it, a member added in that group or in none.
+                    None => {
+                        let groups = step.applied_to(&[], *group).unwrap_or_default();
+                        let now = Fields {
+                            role: Some(member.role),
+                            groups: Some(existing(&groups)),
+                            ..Fields::default()
+                        };
+                        let now = Some(Box::new(now));
+                        Some(draft(EventType::MemberAdded, subject, None, now))
+                    }
+                    Some(old) => {
+                        let profile = profiles.prior(member.user_id);
+                        let regrouped = step
+                            .applied_to(&old.groups, *group)
+                            .map(|groups| existing(&groups));
+                        let (was, now) = member_change(old, member, regrouped, profile);
                         (now != Fields::default()).then(|| {
                             let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
                             draft(EventType::MemberUpdated, subject, was, now)
@@ -294,11 +329,12 @@ fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<G
     })
 }
 
-/// The fields of a member that a rewrite changes, before and after.
+/// The fields of a member that a rewrite changes, before and after; `regrouped` is the
+/// member's groups afterwards when they differ from before.
 fn member_change(
     old: &Placement,
     member: &MemberRow,
-    groups: &[GroupRef],
+    regrouped: Option<Vec<GroupRef>>,
     profile: Option<(&str, &str)>,
 ) -> (Fields, Fields) {
     let mut was = Fields::default();
@@ -307,9 +343,9 @@ fn member_change(
         was.role = Some(old.role);
         now.role = Some(member.role);
     }
-    if !same_groups(&old.groups, groups) {
+    if let Some(groups) = regrouped {
         was.groups = Some(existing(&old.groups));
-        now.groups = Some(groups.to_vec());
+        now.groups = Some(groups);
     }
     if let Some((nickname, avatar)) = profile {
         if member.nickname != nickname {
@@ -444,8 +480,17 @@ impl Fields {
             put("avatar", text(avatar));
         }
         if let Some(groups) = &self.groups {
-            let ids: Vec<String> = groups.iter().map(|g| id(*g).to_string()).collect();
-            put("group_ids", format!("[{}]", ids.join(",")));
+            let mut ids = String::with_capacity(groups.len() * 8 + 2);
+            ids.push('[');
+            for (n, group) in groups.iter().enumerate() {
+                if n > 0 {
+                    ids.push(',');
+                }
+                // Writing to a String cannot fail.
+                let _ = write!(ids, "{}", id(*group));
+            }
+            ids.push(']');
+            put("group_ids", ids);
         }
         json.push('}');
         json

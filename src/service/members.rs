@@ -6,7 +6,9 @@ use super::directories::Origin;
 use super::quotas::Growth;
 use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
-use crate::domain::directory::{Change, GroupRef, MemberFilter, MemberRow as StoredMember};
+use crate::domain::directory::{
+    Change, GroupRef, GroupStep, MemberFilter, MemberRow as StoredMember,
+};
 use crate::domain::events::{ActorKind, PriorProfiles};
 use crate::domain::values::{
     Avatar, GroupId, Nickname, Page, ROOT_GROUP, Role, Source, TeamId, UserId,
@@ -34,15 +36,20 @@ pub struct MemberUpdate {
     pub role: Option<Role>,
 }
 
+/// Member `user_id`'s row as an app writes it.
+fn row(user_id: UserId, role: Role, details: &MemberDetails) -> StoredMember {
+    StoredMember {
+        user_id,
+        role,
+        nickname: details.nickname.clone(),
+        avatar: details.avatar.clone(),
+        source: Source::Api,
+    }
+}
+
 fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: &[GroupId]) -> Change {
     Change::PutMember {
-        member: StoredMember {
-            user_id,
-            role,
-            nickname: details.nickname.clone(),
-            avatar: details.avatar.clone(),
-            source: Source::Api,
-        },
+        member: row(user_id, role, details),
         groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
     }
 }
@@ -110,10 +117,8 @@ impl Service {
                     };
                     quota.check(d, one_more)?;
                 }
-                Ok((
-                    vec![put(user_id, admission.role, &details, &admission.groups)],
-                    (),
-                ))
+                let member = row(user_id, admission.role, &details);
+                Ok((vec![admission.change(member)], ()))
             })
             .await?;
         Ok(())
@@ -164,10 +169,11 @@ impl Service {
             .write(&*self.store, &team, origin(caller, &prior), |d| {
                 let change = match d.check_removal(user_id, group_id)? {
                     None => Change::RemoveMember(user_id),
-                    Some(groups) => {
-                        let role = d.placement(user_id).map_or(Role::Member, |p| p.role);
-                        put(user_id, role, &details, &groups)
-                    }
+                    Some(role) => Change::StepMember {
+                        member: row(user_id, role, &details),
+                        group: group_id,
+                        step: GroupStep::Leave,
+                    },
                 };
                 Ok((vec![change], ()))
             })

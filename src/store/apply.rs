@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 
 use super::StoreResult;
-use crate::domain::directory::{Change, Group, GroupRef, MemberRow};
+use crate::domain::directory::{Change, Group, GroupRef, GroupStep, MemberRow};
 use crate::domain::events::{Actor, Draft, NewEvent};
 use crate::domain::values::{GroupId, UserId};
 
@@ -27,6 +27,13 @@ pub(crate) struct PlacedMember<'a> {
     pub groups: Vec<GroupId>,
 }
 
+/// A member to insert or overwrite that joins or leaves one group, keeping its others.
+pub(crate) struct SteppedMember<'a> {
+    pub member: &'a MemberRow,
+    pub group: GroupId,
+    pub step: GroupStep,
+}
+
 /// The writes of one directory change, inside the transaction that checked the team's version.
 #[async_trait]
 pub(crate) trait ChangeWriter: Send {
@@ -39,6 +46,9 @@ pub(crate) trait ChangeWriter: Send {
     async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()>;
     /// Insert or overwrite members (no user twice) and replace their memberships.
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()>;
+    /// Insert or overwrite members (no user twice) and write the one membership each gains
+    /// or loses; their other memberships are not touched.
+    async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()>;
     /// Remove members (no user twice) and their memberships.
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()>;
     /// The last of the event numbers taken for this write's events, in the statement that
@@ -156,6 +166,24 @@ pub(crate) async fn write_more_changes<W: ChangeWriter>(
                     .collect();
                 writer.put_members(&members).await?;
             }
+            Change::StepMember { .. } => {
+                let members: Vec<SteppedMember> = run
+                    .iter()
+                    .filter_map(|change| match change {
+                        Change::StepMember {
+                            member,
+                            group,
+                            step,
+                        } => Some(SteppedMember {
+                            member,
+                            group: *group,
+                            step: *step,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                writer.step_members(&members).await?;
+            }
             Change::RemoveMember(_) => {
                 let users: Vec<UserId> = run
                     .iter()
@@ -190,7 +218,9 @@ fn run_length(changes: &[Change], most: usize) -> usize {
         .take(most)
         .take_while(|change| std::mem::discriminant(*change) == kind)
         .take_while(|change| match change {
-            Change::PutMember { member, .. } => users.insert(member.user_id),
+            Change::PutMember { member, .. } | Change::StepMember { member, .. } => {
+                users.insert(member.user_id)
+            }
             Change::RemoveMember(user_id) => users.insert(*user_id),
             _ => true,
         })

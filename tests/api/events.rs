@@ -196,6 +196,62 @@ async fn each_group_and_member_change_yields_exactly_its_event() {
 }
 
 #[tokio::test]
+async fn a_member_joining_or_leaving_one_group_is_told_with_all_its_groups() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let appid = app.appid.as_str();
+    let mut groups = Vec::new();
+    for name in ["C", "A", "B"] {
+        groups.push(api.create_group(team, name, 0).await);
+    }
+    let [c, a, b] = groups[..] else {
+        panic!("three groups")
+    };
+    let user = api.register_user("ann").await;
+    let after = feed(&app, &api, 0).await.len() as i64;
+    let mut requests = Vec::new();
+    for group in [b, c, a] {
+        let added = api.add_member(team, group, user, &json!({})).await;
+        requests.push(request_id(&added));
+    }
+    requests.push(request_id(&api.remove_member(team, c, user).await));
+    requests.push(request_id(&api.remove_member(team, a, user).await));
+    // Refused: not in that group any more; no event.
+    let refused = api.remove_member(team, a, user).await;
+    assert_error(&refused, 404, "NotFound", "contacts_user_not_found");
+    let added = api.add_member(team, 0, user, &json!({})).await;
+    assert_error(&added, 409, "AlreadyExists", "contacts_user_existed");
+
+    let events = feed(&app, &api, after).await;
+    let member = json!({"kind": "member", "id": user, "remote_id": null});
+    let groups = |ids: &[i64]| json!({ "group_ids": ids });
+    let expected = [
+        (
+            "member.added",
+            Value::Null,
+            json!({"role": 4, "group_ids": [b]}),
+        ),
+        // Ascending ids (C was created first), whatever the order of joining.
+        ("member.updated", groups(&[b]), groups(&[c, b])),
+        ("member.updated", groups(&[c, b]), groups(&[c, a, b])),
+        ("member.updated", groups(&[c, a, b]), groups(&[a, b])),
+        ("member.updated", groups(&[a, b]), groups(&[b])),
+    ];
+    assert_eq!(events.len(), expected.len(), "{events:#?}");
+    for (n, (event, (kind, before, after))) in events.iter().zip(expected).enumerate() {
+        assert_event(
+            event,
+            kind,
+            member.clone(),
+            before,
+            after,
+            (appid, &requests[n]),
+        );
+    }
+}
+
+#[tokio::test]
 async fn a_sync_writes_an_event_per_object_and_its_summary() {
     let app = TestApp::spawn().await;
     let api = app.team_api().await;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use contactsd::domain::access::Plan;
-use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
+use contactsd::domain::directory::{Change, Group, GroupRef, GroupStep, MemberRow, Placement};
 use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{
@@ -739,6 +739,86 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
         stored_members(&*store, team_id).await,
         vec![(ann, placed(Role::Member, &[]))]
     );
+}
+
+#[tokio::test]
+async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let [ann, bob, cid] = users(&*store, "app", &["ann", "bob", "cid"]).await[..] else {
+        panic!("three users")
+    };
+    let create = |name: &str| Change::CreateGroup {
+        parent: GroupRef::Existing(ROOT_GROUP),
+        group: group(name, name, 0),
+    };
+    let (a, b) = (GroupRef::New(0), GroupRef::New(1));
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("a"),
+            create("b"),
+            create("c"),
+            put(ann, "", &[a, b]),
+            put(bob, "", &[a]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    let [a, b, c] = applied.created[..] else {
+        panic!("three groups")
+    };
+    let mut copy = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    let step = |user_id: UserId, role: Role, group: GroupId, step: GroupStep| Change::StepMember {
+        member: member(user_id, role, "stepped"),
+        group,
+        step,
+    };
+    let changes = [
+        step(ann, Role::Member, c, GroupStep::Join),
+        step(bob, Role::TeamAdmin, a, GroupStep::Leave),
+        // The same member again (a run of its own), a group it is in, one it is not in.
+        step(ann, Role::Member, a, GroupStep::Leave),
+        step(ann, Role::Member, b, GroupStep::Join),
+        step(bob, Role::TeamAdmin, c, GroupStep::Leave),
+        // Not a member yet: joins the directory in that group.
+        step(cid, Role::Member, b, GroupStep::Join),
+    ];
+    let applied = apply(&*store, team_id, 1, &changes, no_events(), NOW)
+        .await
+        .expect("apply");
+    let expected = vec![
+        (ann, placed(Role::Member, &[b, c])),
+        (bob, placed(Role::TeamAdmin, &[])),
+        (cid, placed(Role::Member, &[b])),
+    ];
+    assert_eq!(stored_members(&*store, team_id).await, expected);
+    assert_eq!(
+        store
+            .member_details(team_id, bob)
+            .await
+            .expect("details")
+            .map(|d| d.nickname.to_string()),
+        Some("stepped".to_owned())
+    );
+    // The copy updated by the same changes equals what is stored.
+    copy.apply(&changes, &applied.created, applied.version);
+    let mut placements: Vec<_> = copy
+        .placements()
+        .map(|(user_id, placement)| (user_id, placement.clone()))
+        .collect();
+    placements.sort_by_key(|(user_id, _)| *user_id);
+    assert_eq!(placements, expected);
+    assert_eq!(copy.admins_used(), 1);
 }
 
 #[tokio::test]

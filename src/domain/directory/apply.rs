@@ -6,10 +6,10 @@ use std::cmp::Reverse;
 use std::sync::OnceLock;
 
 use super::{
-    Change, Directory, Group, GroupRef, Node, Placement, REPOSITION_LIMIT, insert_sorted,
-    remove_sorted, sibling_key,
+    Change, Directory, Group, GroupRef, GroupStep, Node, Placement, REPOSITION_LIMIT,
+    insert_sorted, remove_sorted, sibling_key,
 };
-use crate::domain::values::{GroupId, ROOT_GROUP, UserId};
+use crate::domain::values::{GroupId, ROOT_GROUP, Role, UserId};
 
 impl Directory {
     /// Apply a batch the store has committed. `created` holds the ids the store gave to the
@@ -46,6 +46,11 @@ impl Directory {
                         },
                     );
                 }
+                Change::StepMember {
+                    member,
+                    group,
+                    step,
+                } => self.step_member(member.user_id, member.role, *group, *step),
                 Change::RemoveMember(user_id) => self.remove_member(*user_id),
             }
         }
@@ -197,7 +202,8 @@ impl Directory {
         let old = self.members.get(&user_id).cloned();
         match &old {
             Some(old) => {
-                for group in old.groups.iter().filter(|g| !placement.groups.contains(g)) {
+                let kept = |g: &GroupId| placement.groups.binary_search(g).is_ok();
+                for group in old.groups.iter().filter(|g| !kept(g)) {
                     self.leave_group(group, user_id);
                 }
                 if old.role.uses_admin_seat() {
@@ -207,7 +213,9 @@ impl Directory {
             None => insert_sorted(&mut self.all_members, user_id),
         }
         for group in &placement.groups {
-            let already = old.as_ref().is_some_and(|o| o.groups.contains(group));
+            let already = old
+                .as_ref()
+                .is_some_and(|o| o.groups.binary_search(group).is_ok());
             if !already {
                 insert_sorted(self.group_members.entry(*group).or_default(), user_id);
             }
@@ -216,6 +224,37 @@ impl Directory {
             self.admins += 1;
         }
         self.members.insert(user_id, placement);
+    }
+
+    /// Gives a member `role` and adds it to `group` or takes it out, touching that group's
+    /// listing only; a user not yet a member joins in that group (or in none).
+    fn step_member(&mut self, user_id: UserId, role: Role, group: GroupId, step: GroupStep) {
+        let Some(placement) = self.members.get_mut(&user_id) else {
+            let groups = match step {
+                GroupStep::Join => vec![group],
+                GroupStep::Leave => Vec::new(),
+            };
+            let groups = groups.into();
+            self.put_member(user_id, Placement { role, groups });
+            return;
+        };
+        if placement.role.uses_admin_seat() {
+            self.admins -= 1;
+        }
+        if role.uses_admin_seat() {
+            self.admins += 1;
+        }
+        placement.role = role;
+        let Some(groups) = step.applied_to(&placement.groups, group) else {
+            return;
+        };
+        placement.groups = groups.into();
+        match step {
+            GroupStep::Join => {
+                insert_sorted(self.group_members.entry(group).or_default(), user_id);
+            }
+            GroupStep::Leave => self.leave_group(&group, user_id),
+        }
     }
 
     fn remove_member(&mut self, user_id: UserId) {

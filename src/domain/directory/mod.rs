@@ -100,8 +100,42 @@ pub enum Change {
         member: MemberRow,
         groups: Vec<GroupRef>,
     },
+    /// Insert or overwrite a member and add it to, or take it out of, one group; its other
+    /// groups stay, so the write does not grow with them (a member in hundreds of groups
+    /// joining one more writes one membership).
+    StepMember {
+        member: MemberRow,
+        group: GroupId,
+        step: GroupStep,
+    },
     /// Remove a member from the directory.
     RemoveMember(UserId),
+}
+
+/// Whether a [`Change::StepMember`] adds its member to its group or takes it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupStep {
+    Join,
+    Leave,
+}
+
+impl GroupStep {
+    /// `groups` (ascending) after this step for `group`, ascending; `None` when the step
+    /// changes nothing (joining a group the member is in, leaving one it is not in).
+    pub fn applied_to(self, groups: &[GroupId], group: GroupId) -> Option<Vec<GroupId>> {
+        let at = match (self, groups.binary_search(&group)) {
+            (GroupStep::Join, Err(at)) | (GroupStep::Leave, Ok(at)) => at,
+            _ => return None,
+        };
+        let mut after = groups.to_vec();
+        match self {
+            GroupStep::Join => after.insert(at, group),
+            GroupStep::Leave => {
+                after.remove(at);
+            }
+        }
+        Some(after)
+    }
 }
 
 /// The user a write registers itself (a SCIM create), as its changes and events name it until
@@ -126,6 +160,18 @@ pub fn with_registered(changes: &[Change], user_id: UserId) -> Vec<Change> {
                     ..member.clone()
                 },
                 groups: groups.clone(),
+            },
+            Change::StepMember {
+                member,
+                group,
+                step,
+            } => Change::StepMember {
+                member: MemberRow {
+                    user_id: named(member.user_id),
+                    ..member.clone()
+                },
+                group: *group,
+                step: *step,
             },
             Change::RemoveMember(user) => Change::RemoveMember(named(*user)),
             other => other.clone(),
@@ -169,8 +215,28 @@ pub struct Admission {
     pub joins_directory: bool,
     /// The role the member has afterwards (a requested admin role may have been lowered).
     pub role: Role,
-    /// The member's groups afterwards.
-    pub groups: Vec<GroupId>,
+    /// The group joined (0: the root, only for a user joining the directory).
+    pub group: GroupId,
+}
+
+impl Admission {
+    /// The change that admits `member`, whose role is this admission's: a user joining the
+    /// directory is put in its group; a member joins one more group, whatever its others.
+    pub fn change(&self, member: MemberRow) -> Change {
+        if self.joins_directory {
+            let groups = (self.group != ROOT_GROUP)
+                .then_some(GroupRef::Existing(self.group))
+                .into_iter()
+                .collect();
+            Change::PutMember { member, groups }
+        } else {
+            Change::StepMember {
+                member,
+                group: self.group,
+                step: GroupStep::Join,
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -15,8 +15,8 @@ use proptest::test_runner::TestRunner;
 
 use super::reference::{Edit, Member, Reference};
 use super::{
-    Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, MemberFilter, MemberRow,
-    Placement, new_group,
+    Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, GroupStep, MemberFilter,
+    MemberRow, Placement, new_group,
 };
 use crate::domain::RuleError;
 use crate::domain::values::{
@@ -318,7 +318,7 @@ impl Harness {
             } => {
                 let (user, group) = (UserId::new(i64::from(*user)), self.pick(*group));
                 let admission = d.check_admission(user, group, role(*code).expect("2..4"))?;
-                vec![put(user, admission.role, &admission.groups)]
+                vec![admission.change(row_of(user, admission.role))]
             }
             Op::Regroup {
                 user,
@@ -337,10 +337,11 @@ impl Harness {
                 let (user, group) = (UserId::new(i64::from(*user)), self.pick(*group));
                 match d.check_removal(user, group)? {
                     None => vec![Change::RemoveMember(user)],
-                    Some(groups) => {
-                        let role = d.placement(user).expect("a member").role;
-                        vec![put(user, role, &groups)]
-                    }
+                    Some(role) => vec![Change::StepMember {
+                        member: row_of(user, role),
+                        group,
+                        step: GroupStep::Leave,
+                    }],
                 }
             }
         };
@@ -467,15 +468,19 @@ fn row(name: &str, remote_id: RemoteId, order: i8, source: Source, now: i64) -> 
     new_group(name, remote_id, i64::from(order), source, now)
 }
 
+fn row_of(user_id: UserId, role: Role) -> MemberRow {
+    MemberRow {
+        user_id,
+        role,
+        nickname: Nickname::default(),
+        avatar: Avatar::default(),
+        source: Source::Api,
+    }
+}
+
 fn put(user_id: UserId, role: Role, groups: &[GroupId]) -> Change {
     Change::PutMember {
-        member: MemberRow {
-            user_id,
-            role,
-            nickname: Nickname::default(),
-            avatar: Avatar::default(),
-            source: Source::Api,
-        },
+        member: row_of(user_id, role),
         groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
     }
 }

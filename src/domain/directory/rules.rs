@@ -113,16 +113,13 @@ impl Directory {
         }
         match self.members.get(&user_id) {
             Some(placement) => {
-                if group == ROOT_GROUP || placement.groups.contains(&group) {
+                if group == ROOT_GROUP || placement.groups.binary_search(&group).is_ok() {
                     return Err(RuleError::ContactsUserExisted);
                 }
-                let mut groups = placement.groups.to_vec();
-                groups.push(group);
-                groups.sort_unstable();
                 Ok(Admission {
                     joins_directory: false,
                     role: placement.role,
-                    groups,
+                    group,
                 })
             }
             None => {
@@ -131,15 +128,10 @@ impl Directory {
                 } else {
                     requested
                 };
-                let groups = if group == ROOT_GROUP {
-                    Vec::new()
-                } else {
-                    vec![group]
-                };
                 Ok(Admission {
                     joins_directory: true,
                     role,
-                    groups,
+                    group,
                 })
             }
         }
@@ -190,13 +182,13 @@ impl Directory {
         Ok(next)
     }
 
-    /// May a member leave `group` (0 = the whole directory)? Returns the groups afterwards,
-    /// or `None` when the member leaves the directory.
+    /// May a member leave `group` (0 = the whole directory)? Returns the member's role when it
+    /// leaves the group and stays in the directory, `None` when it leaves the directory.
     pub fn check_removal(
         &self,
         user_id: UserId,
         group: GroupId,
-    ) -> Result<Option<Vec<GroupId>>, RuleError> {
+    ) -> Result<Option<Role>, RuleError> {
         if !self.is_group_or_root(group) {
             return Err(RuleError::GroupNotFound);
         }
@@ -210,16 +202,9 @@ impl Directory {
             }
             return Ok(None);
         }
-        if !placement.groups.contains(&group) {
+        if placement.groups.binary_search(&group).is_err() {
             return Err(RuleError::ContactsUserNotFound);
         }
-        Ok(Some(
-            placement
-                .groups
-                .iter()
-                .copied()
-                .filter(|g| *g != group)
-                .collect(),
-        ))
+        Ok(Some(placement.role))
     }
 }

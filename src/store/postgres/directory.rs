@@ -7,10 +7,10 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 
 use super::{PostgresStore, apply_error};
-use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
-use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
+use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
 use crate::store::backend::{BackendDirectory, ScimStart, Tx};
 use crate::store::rows::{GroupRow, role_of};
 use crate::store::scim::ScimWrite;
@@ -131,6 +131,62 @@ impl BackendDirectory for PostgresStore {
     }
 }
 
+/// Inserts or overwrites members given as arrays: the team is `$1`, the columns `$2` to `$6`
+/// ([`MemberColumns`]), the time `$7`.
+const UPSERT_MEMBERS: &str = "INSERT INTO members (team_id, user_id, role, nickname, avatar, \
+     source, created_at, upd_at) \
+     SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
+     FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[]) \
+     AS m (user_id, role, nickname, avatar, source) \
+     ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, \
+     nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, source = EXCLUDED.source, \
+     upd_at = EXCLUDED.upd_at";
+
+/// A query answering one column.
+type Scalar<'a, O> = sqlx::query::QueryScalar<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
+
+/// The columns of members, as the arrays [`UPSERT_MEMBERS`] takes.
+struct MemberColumns<'a> {
+    users: Vec<UserId>,
+    roles: Vec<i64>,
+    nicknames: Vec<&'a str>,
+    avatars: Vec<&'a str>,
+    sources: Vec<i64>,
+}
+
+impl<'a> MemberColumns<'a> {
+    fn of(members: impl ExactSizeIterator<Item = &'a MemberRow>) -> MemberColumns<'a> {
+        let n = members.len();
+        let mut columns = MemberColumns {
+            users: Vec::with_capacity(n),
+            roles: Vec::with_capacity(n),
+            nicknames: Vec::with_capacity(n),
+            avatars: Vec::with_capacity(n),
+            sources: Vec::with_capacity(n),
+        };
+        for member in members {
+            columns.users.push(member.user_id);
+            columns.roles.push(member.role.code());
+            columns.nicknames.push(member.nickname.as_str());
+            columns.avatars.push(member.avatar.as_str());
+            columns.sources.push(member.source.code());
+        }
+        columns
+    }
+
+    /// `query` with the team, these columns and the time bound as `$1` to `$7`.
+    fn bind<O>(self, query: Scalar<'a, O>, team_id: TeamId, now: i64) -> Scalar<'a, O> {
+        query
+            .bind(team_id)
+            .bind(self.users)
+            .bind(self.roles)
+            .bind(self.nicknames)
+            .bind(self.avatars)
+            .bind(self.sources)
+            .bind(now)
+    }
+}
+
 /// The writes of one directory change, under the team's lock.
 pub(crate) struct PgWriter {
     tx: Tx<PostgresStore>,
@@ -217,48 +273,29 @@ impl ChangeWriter for PgWriter {
 
     /// At most three statements per run.
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
-        let mut users = Vec::with_capacity(members.len());
-        let mut roles = Vec::with_capacity(members.len());
-        let mut nicknames = Vec::with_capacity(members.len());
-        let mut avatars = Vec::with_capacity(members.len());
-        let mut sources = Vec::with_capacity(members.len());
         let mut placed_users: Vec<UserId> = Vec::new();
         let mut placed_groups: Vec<GroupId> = Vec::new();
         for placed in members {
-            let member = placed.member;
-            users.push(member.user_id);
-            roles.push(member.role.code());
-            nicknames.push(member.nickname.as_str());
-            avatars.push(member.avatar.as_str());
-            sources.push(member.source.code());
-            placed_users.extend(placed.groups.iter().map(|_| member.user_id));
+            let user_id = placed.member.user_id;
+            placed_users.extend(placed.groups.iter().map(|_| user_id));
             placed_groups.extend_from_slice(&placed.groups);
         }
         // Which of the users were members already: only their old memberships need deleting.
         // In a first sync none were, and the delete would be a join against a table this very
         // transaction is filling, which has no statistics yet and gets planned as a scan. A
         // row version that an upsert inserted has no xmax; one it updated carries the updater's.
-        let replaced: Vec<Option<UserId>> = sqlx::query_scalar(
-            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
-             upd_at) \
-             SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
-             FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[]) \
-             AS m (user_id, role, nickname, avatar, source) \
-             ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, \
-             nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, source = EXCLUDED.source, \
-             upd_at = EXCLUDED.upd_at \
-             RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END",
-        )
-        .bind(self.team_id)
-        .bind(users)
-        .bind(roles)
-        .bind(nicknames)
-        .bind(avatars)
-        .bind(sources)
-        .bind(self.now)
-        .fetch_all(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
+        let columns = MemberColumns::of(members.iter().map(|placed| placed.member));
+        let replaced: Vec<Option<UserId>> = columns
+            .bind(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "{UPSERT_MEMBERS} RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END"
+                ))),
+                self.team_id,
+                self.now,
+            )
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
         let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
         if !replaced.is_empty() {
             // Only the memberships no longer wanted go; the others (all but one when a member
@@ -290,6 +327,44 @@ impl ChangeWriter for PgWriter {
             .await
             .map_err(apply_error)?;
         }
+        Ok(())
+    }
+
+    /// One statement: the members' upsert, and the memberships gained and lost, each one
+    /// primary-key lookup whatever the member's other groups.
+    async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()> {
+        let memberships = |step: GroupStep| -> (Vec<UserId>, Vec<GroupId>) {
+            members
+                .iter()
+                .filter(|stepped| stepped.step == step)
+                .map(|stepped| (stepped.member.user_id, stepped.group))
+                .unzip()
+        };
+        let (join_users, join_groups) = memberships(GroupStep::Join);
+        let (leave_users, leave_groups) = memberships(GroupStep::Leave);
+        let columns = MemberColumns::of(members.iter().map(|stepped| stepped.member));
+        let _: i64 = columns
+            .bind(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "WITH upserted AS ({UPSERT_MEMBERS}), \
+                     joined AS (INSERT INTO memberships (team_id, user_id, group_id) \
+                     SELECT $1, user_id, group_id FROM UNNEST($8::BIGINT[], $9::BIGINT[]) \
+                     AS p (user_id, group_id) ON CONFLICT DO NOTHING), \
+                     left_ AS (DELETE FROM memberships m \
+                     USING UNNEST($10::BIGINT[], $11::BIGINT[]) AS p (user_id, group_id) \
+                     WHERE m.team_id = $1 AND m.user_id = p.user_id AND m.group_id = p.group_id) \
+                     SELECT 0::BIGINT"
+                ))),
+                self.team_id,
+                self.now,
+            )
+            .bind(join_users)
+            .bind(join_groups)
+            .bind(leave_users)
+            .bind(leave_groups)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
         Ok(())
     }
 

@@ -8,10 +8,10 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
-use crate::domain::directory::{DirectoryBuilder, Group, Placement};
+use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
-use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember};
+use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
 use crate::store::backend::{BackendDirectory, ScimStart, Tx};
 use crate::store::rows::role_of;
 use crate::store::scim::{self as store_scim, ScimWrite};
@@ -178,6 +178,35 @@ const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_se
 /// What [`BUMP`] returns: the new version, the last event number taken, the next group id.
 type Bumped = (i64, i64, GroupId);
 
+/// Push the statement that inserts or overwrites `members` (its `;` not included).
+fn upsert_members<'m>(
+    query: &mut QueryBuilder<Sqlite>,
+    team_id: TeamId,
+    now: i64,
+    members: impl IntoIterator<Item = &'m MemberRow>,
+) {
+    query
+        .push(
+            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
+             created_at, upd_at) ",
+        )
+        .push_values(members, |mut row, member| {
+            row.push_bind(team_id)
+                .push_bind(member.user_id)
+                .push_bind(member.role.code())
+                .push_bind(member.nickname.as_str().to_owned())
+                .push_bind(member.avatar.as_str().to_owned())
+                .push_bind(member.source.code())
+                .push_bind(now)
+                .push_bind(now);
+        })
+        .push(
+            " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
+             nickname = excluded.nickname, avatar = excluded.avatar, \
+             source = excluded.source, upd_at = excluded.upd_at",
+        );
+}
+
 /// The writes of one directory change; the version is already bumped. Its statements are held
 /// back and sent together ([`SqliteWriter::hold`]): a small write's rows and events go in one
 /// round trip to the driver's thread.
@@ -308,28 +337,14 @@ impl ChangeWriter for SqliteWriter {
         // memberships statements take their rows as JSON, so their text is the same whatever
         // the number of rows.
         self.hold(members.len() + wanted.len(), |query| {
+            upsert_members(
+                query,
+                team_id,
+                now,
+                members.iter().map(|placed| placed.member),
+            );
             query
-                .push(
-                    "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
-                     created_at, upd_at) ",
-                )
-                .push_values(members, |mut row, placed| {
-                    let member = placed.member;
-                    row.push_bind(team_id)
-                        .push_bind(member.user_id)
-                        .push_bind(member.role.code())
-                        .push_bind(member.nickname.as_str().to_owned())
-                        .push_bind(member.avatar.as_str().to_owned())
-                        .push_bind(member.source.code())
-                        .push_bind(now)
-                        .push_bind(now);
-                })
-                .push(
-                    " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
-                     nickname = excluded.nickname, avatar = excluded.avatar, \
-                     source = excluded.source, upd_at = excluded.upd_at;\n\
-                     DELETE FROM memberships WHERE team_id = ",
-                )
+                .push(";\nDELETE FROM memberships WHERE team_id = ")
                 .push_bind(team_id)
                 .push(" AND user_id IN (SELECT value FROM json_each(")
                 .push_bind(users)
@@ -343,6 +358,48 @@ impl ChangeWriter for SqliteWriter {
                 .push(", value ->> 0, value ->> 1 FROM json_each(")
                 .push_bind(wanted_json)
                 .push(") WHERE true ON CONFLICT DO NOTHING");
+        })
+        .await
+    }
+
+    async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()> {
+        let (team_id, now) = (self.team_id, self.now);
+        let memberships = |step: GroupStep| -> Vec<(UserId, GroupId)> {
+            members
+                .iter()
+                .filter(|stepped| stepped.step == step)
+                .map(|stepped| (stepped.member.user_id, stepped.group))
+                .collect()
+        };
+        let (joins, leaves) = (memberships(GroupStep::Join), memberships(GroupStep::Leave));
+        let (joins_json, leaves_json) = (json_ids(&joins)?, json_ids(&leaves)?);
+        self.hold(2 * members.len(), |query| {
+            upsert_members(
+                query,
+                team_id,
+                now,
+                members.iter().map(|stepped| stepped.member),
+            );
+            // One primary-key lookup per membership, whatever the member's other groups.
+            if !joins.is_empty() {
+                query
+                    .push(";\nINSERT INTO memberships (team_id, user_id, group_id) SELECT ")
+                    .push_bind(team_id)
+                    .push(", value ->> 0, value ->> 1 FROM json_each(")
+                    .push_bind(joins_json)
+                    .push(") WHERE true ON CONFLICT DO NOTHING");
+            }
+            if !leaves.is_empty() {
+                query
+                    .push(";\nDELETE FROM memberships WHERE team_id = ")
+                    .push_bind(team_id)
+                    .push(
+                        " AND (user_id, group_id) IN \
+                         (SELECT value ->> 0, value ->> 1 FROM json_each(",
+                    )
+                    .push_bind(leaves_json)
+                    .push("))");
+            }
         })
         .await
     }
