@@ -1,17 +1,13 @@
-//! Property tests of [`Directory`]: the real directory and an independent reference model
-//! ([`Reference`]) are fed the same random creates, renames, moves, reorders, remote-id changes,
-//! batch deletes and member changes; after every step they must give the same answer (accepted,
-//! or the same refusal) and the same listings, page by page, and the directory must keep every
-//! invariant. Across all cases, enough of every kind of operation must be accepted that a rule
-//! refusing everything cannot pass.
+//! Property tests of [`Directory`]: it and an independent reference model ([`Reference`]) get
+//! the same random creates, renames, moves, reorders, remote-id changes, batch deletes and member
+//! changes; after each step both give the same answer (accepted, or the same refusal) and the
+//! same listings, page by page, and the directory keeps every invariant. Enough of every kind of
+//! operation must be accepted across all cases that a rule refusing everything cannot pass.
 
-use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Debug;
-use std::mem::discriminant;
+use std::{cell::RefCell, fmt::Debug, mem::discriminant};
 
-use proptest::prelude::*;
-use proptest::test_runner::TestRunner;
+use proptest::{prelude::*, test_runner::TestRunner};
 
 use super::reference::{Edit, Member, Reference};
 use super::{
