@@ -26,11 +26,13 @@ fn webhook_path(team_id: i64, id: i64) -> String {
     format!("/api/contacts/teams/{team_id}/webhooks/{id}")
 }
 
-/// Settings for quick tests: loopback receivers allowed, short timeout and back-off.
+/// Settings for quick tests: loopback receivers allowed, short back-off, and a timeout well
+/// under a hanging receiver's 3 s yet long enough that a loaded test machine's slow answer is
+/// not taken for a hang (a delivery timed out and sent again would arrive twice).
 fn quick() -> WebhookSettings {
     WebhookSettings {
         allow_private: true,
-        timeout: Duration::from_millis(300),
+        timeout: Duration::from_millis(1500),
         first_backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(200),
         poll: Duration::from_millis(50),
@@ -451,12 +453,12 @@ async fn changes_arrive_signed_in_order_without_gaps() {
             .await,
     );
     assert_eq!(log["total"], 0, "nothing was posted");
+    // A delivery is logged with its acknowledgement, after the receiver has answered.
+    let all_id = all["id"].as_i64().expect("id");
+    until_webhook(&api, team, all_id, |data| data["acked_seq"] == last).await;
     let log = assert_ok(
-        &api.get(&format!(
-            "{}/deliveries",
-            webhook_path(team, all["id"].as_i64().unwrap())
-        ))
-        .await,
+        &api.get(&format!("{}/deliveries", webhook_path(team, all_id)))
+            .await,
     );
     assert_eq!(log["list"][0]["status"], 200);
     assert_eq!(log["list"][0]["last_seq"], last);
