@@ -387,12 +387,16 @@ impl Page {
 
     /// The rows of this page out of an ordered slice.
     pub fn slice<T>(self, rows: &[T]) -> &[T] {
+        &rows[self.range(rows.len())]
+    }
+
+    /// The positions of this page's rows among `total` ordered rows (empty past the end).
+    pub fn range(self, total: usize) -> std::ops::Range<usize> {
         let start = usize::try_from(self.offset()).unwrap_or(usize::MAX);
-        if start >= rows.len() {
-            return &[];
+        if start >= total {
+            return total..total;
         }
-        let end = start.saturating_add(self.per_page as usize).min(rows.len());
-        &rows[start..end]
+        start..start.saturating_add(self.per_page as usize).min(total)
     }
 }
 

@@ -2,7 +2,6 @@
 //! remote ids, listing order, depths, member lists, seat count) equal to what a fresh load of
 //! the same rows would build.
 
-use std::cmp::Reverse;
 use std::sync::OnceLock;
 
 use super::{
@@ -164,13 +163,7 @@ impl Directory {
         let key = self.listing_key(id);
         let groups = &self.groups;
         if let Some(listing) = self.listing.get_mut() {
-            let at = listing
-                .binary_search_by_key(&key, |other| {
-                    let node = &groups[other];
-                    (node.depth, Reverse(node.group.order), *other)
-                })
-                .unwrap_or_else(|at| at);
-            listing.insert(at, id);
+            listing.insert(id, &key, |other| groups[&other].listing_key());
         }
     }
 
@@ -178,13 +171,8 @@ impl Directory {
     fn remove_from_listing(&mut self, id: GroupId) {
         let key = self.listing_key(id);
         let groups = &self.groups;
-        if let Some(listing) = self.listing.get_mut()
-            && let Ok(at) = listing.binary_search_by_key(&key, |other| {
-                let node = &groups[other];
-                (node.depth, Reverse(node.group.order), *other)
-            })
-        {
-            listing.remove(at);
+        if let Some(listing) = self.listing.get_mut() {
+            listing.remove(&key, |other| groups[&other].listing_key());
         }
     }
 

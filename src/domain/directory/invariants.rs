@@ -109,7 +109,7 @@ impl Directory {
         if let Some(listing) = self.listing.get() {
             let mut fresh: Vec<GroupId> = self.children.values().flatten().copied().collect();
             fresh.sort_unstable_by_key(|id| self.listing_key(*id));
-            if *listing != fresh {
+            if listing.iter().collect::<Vec<_>>() != fresh || listing.len() != fresh.len() {
                 problems.push("the cached listing order is stale".to_owned());
             }
         }

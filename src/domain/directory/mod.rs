@@ -7,9 +7,10 @@
 //!   copy known to equal the database at a given version; the store then writes the resulting
 //!   [`Change`]s only if the version is still the same (optimistic concurrency), so two writers
 //!   can never both pass a check against stale data.
-//! * **Speed.** Every listing the contract offers is answered from ordered vectors, so a page is
-//!   an O(1) slice whatever its number, `total` is a length, and `full_name` is a walk of at most
-//!   `max_depth` parents. See `docs/DESIGN.md`.
+//! * **Speed.** Every listing the contract offers is answered from ordered vectors (the default
+//!   group listing from a chunked one, `listing`, so that a write does not shift every group
+//!   after its own), so a page is a slice whatever its number, `total` is a length, and
+//!   `full_name` is a walk of at most `max_depth` parents. See `docs/DESIGN.md`.
 //!
 //! This module holds the model and its [`DirectoryBuilder`]; reading and listing live in
 //! `queries`, the indexes of the listing filters in `filters`, the `check_*` decisions in
@@ -20,6 +21,7 @@
 mod apply;
 mod filters;
 mod invariants;
+mod listing;
 #[cfg(test)]
 mod properties;
 mod queries;
@@ -32,6 +34,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use filters::FilterIndexes;
+use listing::Listing;
 
 use super::values::{
     Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, RemoteId, Role, Source, UserId,
@@ -246,6 +249,16 @@ struct Node {
     depth: u32,
 }
 
+/// Where a group stands in the group listing: depth, then `order` descending, then id.
+type ListingKey = (u32, Reverse<i64>, GroupId);
+
+impl Node {
+    /// The listing key of a valid group (a tombstone's depth must be walked).
+    fn listing_key(&self) -> ListingKey {
+        (self.depth, Reverse(self.group.order), self.group.id)
+    }
+}
+
 /// A map keyed by ids the database hands out. Clients do not choose them, so a fast hash
 /// without protection against chosen collisions is safe (and a listing looks up every parent
 /// of every group it shows); maps keyed by client strings keep the standard hasher.
@@ -278,7 +291,7 @@ pub struct Directory {
     by_remote: HashMap<RemoteId, GroupId>,
     /// Every valid group in listing order (depth, order desc, id); built on first use after a
     /// change that moved many groups at once.
-    listing: OnceLock<Vec<GroupId>>,
+    listing: OnceLock<Listing>,
     /// Every group, tombstones included, in listing order; built on first use after a change.
     full_listing: OnceLock<Vec<GroupId>>,
     /// The indexes of the group listing's filters.

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use super::{
-    Directory, Group, GroupFilter, GroupView, MemberFilter, MemberListing, Node, Placement,
-    sibling_key,
+    Directory, Group, GroupFilter, GroupView, Listing, ListingKey, MemberFilter, MemberListing,
+    Node, Placement, sibling_key,
 };
 use crate::domain::RuleError;
 use crate::domain::values::{GroupId, Page, ROOT_GROUP, UserId};
@@ -44,14 +44,13 @@ impl Directory {
         depth
     }
 
-    pub(super) fn listing_key(&self, id: GroupId) -> (u32, Reverse<i64>, GroupId) {
+    pub(super) fn listing_key(&self, id: GroupId) -> ListingKey {
         let node = &self.groups[&id];
-        let depth = if node.group.is_valid {
-            node.depth
+        if node.group.is_valid {
+            node.listing_key()
         } else {
-            self.walked_depth(id)
-        };
-        (depth, Reverse(node.group.order), id)
+            (self.walked_depth(id), Reverse(node.group.order), id)
+        }
     }
 
     /// Appends the names on the path to `id`, its own first and the top-level group's last:
@@ -135,11 +134,11 @@ impl Directory {
         self.members.get(&user_id)
     }
 
-    fn listing(&self) -> &[GroupId] {
+    fn listing(&self) -> &Listing {
         self.listing.get_or_init(|| {
             let mut ids: Vec<GroupId> = self.children.values().flatten().copied().collect();
             ids.sort_unstable_by_key(|id| self.listing_key(*id));
-            ids
+            Listing::from_sorted(&ids)
         })
     }
 
@@ -168,15 +167,19 @@ impl Directory {
 
         // Fast paths: the ordered vectors are the answer.
         if plain {
-            let ordered: &[GroupId] = match filter.parent {
+            match filter.parent {
                 Some(parent) if direct_children => {
-                    self.children.get(&parent).map_or(&[], Vec::as_slice)
+                    return Ok(self.page_of(self.children_of(parent), page));
                 }
-                None | Some(ROOT_GROUP) => self.listing(),
-                Some(_) => &[],
-            };
-            if direct_children || filter.parent.is_none() || filter.parent == Some(ROOT_GROUP) {
-                return Ok(self.page_of(ordered, page));
+                None | Some(ROOT_GROUP) => {
+                    let listing = self.listing();
+                    let rows = listing
+                        .range(page.range(listing.len()))
+                        .map(|id| &self.groups[&id].group)
+                        .collect();
+                    return Ok((rows, listing.len() as u64));
+                }
+                Some(_) => {}
             }
         }
 
@@ -288,7 +291,7 @@ impl Directory {
                 false,
             ),
             _ if filter.include_invalid => (self.full_listing().to_vec(), true),
-            _ => (self.listing().to_vec(), true),
+            _ => (self.listing().iter().collect(), true),
         }
     }
 
@@ -318,7 +321,7 @@ impl Directory {
     /// Every group, tombstones included, in listing order; built once per version.
     fn full_listing(&self) -> &[GroupId] {
         self.full_listing.get_or_init(|| {
-            let mut ids: Vec<GroupId> = self.listing().to_vec();
+            let mut ids: Vec<GroupId> = self.listing().iter().collect();
             ids.reserve(self.filters.tombstone_count());
             ids.extend(self.filters.all_tombstones());
             ids.sort_unstable_by_key(|id| self.listing_key(*id));
