@@ -251,23 +251,29 @@ impl Directories {
     }
 
     /// Under the team's gate, before deciding a write (its `attempt`): reload the copy when it
-    /// is `stale` or gone, after a pause from the second attempt on. Answers whether the
-    /// database was asked.
+    /// is gone, older than the team record's `version`, or known to be `behind` the database,
+    /// after a pause from the second attempt on. Answers whether the database was asked.
+    ///
+    /// Judged under the gate, not before it: another writer of the team may have loaded the
+    /// copy meanwhile, and its change may now wait, uncommitted, in the open batch. A second
+    /// load would read the committed state without it, and every write decided on that copy
+    /// would fail its version check and reload again, until the batch commits (seen as
+    /// hundreds of conflicts in the first second of a SCIM provisioning burst).
     async fn refresh(
         &self,
         store: &dyn Store,
         slot: &Slot,
-        team_id: TeamId,
-        stale: bool,
+        team: &TeamRecord,
+        behind: bool,
         attempt: u32,
     ) -> ServiceResult<bool> {
-        if !stale && slot.read().is_some() {
+        if !behind && slot.is_fresh(team.version) {
             return Ok(false);
         }
         if attempt > 0 {
             back_off(attempt).await;
         }
-        self.reload(store, slot, team_id).await?;
+        self.reload(store, slot, team.access.team_id).await?;
         Ok(true)
     }
 
@@ -394,13 +400,13 @@ impl Directories {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
         let mut deciding = self.committer.deciding();
-        let mut stale = !slot.is_fresh(team.version);
+        let mut behind = false;
         // Whether the database's version was asked during this write.
         let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
             deciding.resume();
             let gate = slot.gate.clone().lock_owned().await;
-            asked |= self.refresh(store, &slot, team_id, stale, attempt).await?;
+            asked |= self.refresh(store, &slot, team, behind, attempt).await?;
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
@@ -415,7 +421,7 @@ impl Directories {
                 Err(refusal) => {
                     self.confirm_refusal(store, team_id, expected, &mut asked, refusal)
                         .await?;
-                    stale = true;
+                    behind = true;
                     continue;
                 }
             };
@@ -456,7 +462,7 @@ impl Directories {
                     self.evict_over_budget(team_id);
                     return Ok((value, applied));
                 }
-                Ok(Err(StoreError::Conflict)) => stale = true,
+                Ok(Err(StoreError::Conflict)) => behind = true,
                 Ok(Err(other)) => return Err(other.into()),
                 // The committing task stopped (a panic): the outcome is unknown.
                 Err(_) => {
@@ -509,11 +515,11 @@ impl Directories {
     ) -> ServiceResult<W::Plan> {
         let team_id = team.access.team_id;
         let slot = self.slot(team_id);
-        let mut stale = !slot.is_fresh(team.version);
+        let mut behind = false;
         let mut asked = false;
         for attempt in 0..WRITE_ATTEMPTS {
             let _gate = slot.gate.lock().await;
-            asked |= self.refresh(store, &slot, team_id, stale, attempt).await?;
+            asked |= self.refresh(store, &slot, team, behind, attempt).await?;
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
@@ -524,7 +530,7 @@ impl Directories {
                 Err(refusal) => {
                     self.confirm_refusal(store, team_id, expected, &mut asked, refusal)
                         .await?;
-                    stale = true;
+                    behind = true;
                     continue;
                 }
             };
@@ -549,7 +555,7 @@ impl Directories {
                     self.evict_over_budget(team_id);
                     return Ok(plan);
                 }
-                Some(Err(StoreError::Conflict)) => stale = true,
+                Some(Err(StoreError::Conflict)) => behind = true,
                 Some(Err(other)) => return Err(other.into()),
             }
         }

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 use crate::helpers::{Api, TestApp, group_path, groups_path, member_path};
+use crate::metrics::{scrape, value};
 
 /// `code` and `error.type` of `count` concurrent POSTs built by `request(i)`, sent at once
 /// (behind a barrier) from tasks of their own, request `i` to `servers[i % servers.len()]`.
@@ -62,6 +63,32 @@ fn only_ok_or(answers: &[(String, String)], refusal: &str) {
             .all(|(code, kind)| code == "OK" || kind == refusal),
         "{answers:?}"
     );
+}
+
+/// A team's first writes after a start, all at once, to one process: its copy is loaded once
+/// (under the team's gate) and no write is decided on a copy that misses a change waiting,
+/// uncommitted, in the open batch: such a write fails its version check, reloads and may fail
+/// again, until the batch commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_burst_of_first_writes_loads_the_directory_once_without_conflicts() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let before = scrape(&app.address).await;
+    let answers = race(&[&app], &api, 48, |i| {
+        (groups_path(app.team_id), json!({"name": format!("n{i}")}))
+    })
+    .await;
+    assert_eq!(successes(&answers), 48, "{answers:?}");
+    let after = scrape(&app.address).await;
+    let count = |text: &str, name: &str| value(text, name, &[]);
+    assert_eq!(
+        count(&after, "contactsd_write_commit_conflicts_total"),
+        0.0,
+        "{after}"
+    );
+    let loads = "contactsd_directory_cache_loads_total";
+    assert_eq!(count(&after, loads) - count(&before, loads), 1.0, "{after}");
+    assert_eq!(api.list_groups(app.team_id, "per_page=100").await.total, 48);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
