@@ -83,6 +83,26 @@ pub async fn create_org(store: &dyn Store, org: NewOrg) -> (OrgId, TeamId) {
     }
 }
 
+/// A fresh store holding one org and three users of app `app` (ann, bob, cid), not yet
+/// members.
+async fn org_of_three() -> (TestDatabase, Arc<dyn Store>, TeamId, [UserId; 3]) {
+    let (database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let [ann, bob, cid] = users(&*store, "app", &["ann", "bob", "cid"]).await[..] else {
+        panic!("three users")
+    };
+    (database, store, team_id, [ann, bob, cid])
+}
+
+/// A valid top-level group named `name`, with `name` as its remote id too.
+fn create(name: &str) -> Change {
+    Change::CreateGroup {
+        parent: GroupRef::Existing(ROOT_GROUP),
+        group: group(name, name, 0),
+    }
+}
+
 fn group(name: &str, remote_id: &str, order: i64) -> Group {
     contactsd::domain::directory::new_group(
         GroupName::parse(name).expect("a name"),
@@ -672,16 +692,7 @@ async fn a_write_against_an_old_version_writes_nothing() {
 
 #[tokio::test]
 async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
-    let (_database, store) = fresh_store().await;
-    app(&*store, "app", None).await;
-    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
-    let [ann, bob, cid] = users(&*store, "app", &["ann", "bob", "cid"]).await[..] else {
-        panic!("three users")
-    };
-    let create = |name: &str| Change::CreateGroup {
-        parent: GroupRef::Existing(ROOT_GROUP),
-        group: group(name, name, 0),
-    };
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
     let a = GroupRef::New(0);
     let b = GroupRef::New(1);
     let applied = apply(
@@ -743,16 +754,7 @@ async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
 
 #[tokio::test]
 async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
-    let (_database, store) = fresh_store().await;
-    app(&*store, "app", None).await;
-    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
-    let [ann, bob, cid] = users(&*store, "app", &["ann", "bob", "cid"]).await[..] else {
-        panic!("three users")
-    };
-    let create = |name: &str| Change::CreateGroup {
-        parent: GroupRef::Existing(ROOT_GROUP),
-        group: group(name, name, 0),
-    };
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
     let (a, b) = (GroupRef::New(0), GroupRef::New(1));
     let applied = apply(
         &*store,
