@@ -571,7 +571,7 @@ impl Directories {
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<i64> {
-        let mut batch = store.begin_batch().await?;
+        let mut batch = store.begin_large_batch().await?;
         let applied = batch
             .apply_chunks(team_id, expected, chunks, actor, unix_now())
             .await?;

@@ -32,6 +32,12 @@ pub(crate) trait Backend: Send + Sync + Sized {
     /// A transaction that writes (SQLite: `BEGIN IMMEDIATE`, so that writers queue here rather
     /// than fail with `SQLITE_BUSY`).
     async fn begin_write(&self) -> StoreResult<Tx<Self>>;
+    /// [`begin_write`](Self::begin_write) for a transaction that writes hundreds of MiB (a
+    /// sync's directory write, its bulk registration of users): SQLite gives it a larger page
+    /// cache for its duration.
+    async fn begin_large_write(&self) -> StoreResult<Tx<Self>> {
+        self.begin_write().await
+    }
     /// A read-only transaction in which every query sees one state (PostgreSQL:
     /// `REPEATABLE READ READ ONLY`; SQLite's read transaction is one already).
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>>;

@@ -303,6 +303,9 @@ pub trait DirectoryStore: Send + Sync {
     /// A transaction for several [`ApplyBatch::apply`] calls, of one team or many, committed
     /// together (one durable commit for all of them).
     async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
+    /// [`begin_batch`](Self::begin_batch) for one write of hundreds of MiB
+    /// ([`ApplyBatch::apply_chunks`], a sync).
+    async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
 }
 
 /// Directory writes gathered in one transaction ([`DirectoryStore::begin_batch`]). Each

@@ -435,6 +435,13 @@ macro_rules! impl_store {
                         open: false,
                     }))
                 }
+
+                async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
+                    Ok(Box::new(Batch {
+                        tx: Some(self.begin_large_write().await?),
+                        open: false,
+                    }))
+                }
             }
 
             async fn undo(tx: &mut Tx<$store>) -> StoreResult<()> {

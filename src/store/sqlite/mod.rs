@@ -37,12 +37,16 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
 /// of this many rows, far below SQLite's limit of 32,766 parameters per statement.
 const BATCH_ROWS: usize = 500;
 
-/// The page cache of the writing connection, in KiB (SQLite's default is 2,000). A sync writes
-/// hundreds of MiB in one transaction: with the default cache its pages are spilled to the WAL
-/// and read back again and again (a first sync of 200,000 members read 165,000 pages back from
-/// the WAL). One connection writes, so the process holds at most this much more
-/// (docs/SYNC.md, "Speed", has the figures).
-const WRITER_CACHE_KIB: u32 = 16 * 1024;
+/// How a write transaction starts on the one writing connection, with the size of its page
+/// cache (in KiB, negative in the pragma): SQLite's default of 2,000 for ordinary writes, and
+/// 16 MiB for a large one ([`Backend::begin_large_write`]). A sync writes hundreds of MiB in one
+/// transaction: with the default cache its pages are spilled to the WAL and read back again and
+/// again (a first sync of 200,000 members read 165,000 pages back from the WAL). The large cache
+/// is given back at the next ordinary write, so that a process that syncs does not keep it: kept,
+/// it filled with the pages of every event appended and grew a steady server by 16 MiB
+/// (`scripts/soak`). docs/SYNC.md, "Speed", has the figures.
+const BEGIN_WRITE: &str = "PRAGMA cache_size = -2000; BEGIN IMMEDIATE";
+const BEGIN_LARGE_WRITE: &str = "PRAGMA cache_size = -16384; BEGIN IMMEDIATE";
 
 pub struct SqliteStore {
     reader: SqlitePool,
@@ -64,11 +68,7 @@ impl SqliteStore {
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(settings.write_wait)
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-            )
+            .connect_with(options.clone())
             .await?;
         MIGRATOR.run(&writer).await?;
         let commits = Commits::new(options.get_filename());
@@ -97,7 +97,11 @@ impl Backend for SqliteStore {
     }
 
     async fn begin_write(&self) -> StoreResult<Tx<Self>> {
-        Ok(self.writer.begin_with("BEGIN IMMEDIATE").await?)
+        Ok(self.writer.begin_with(BEGIN_WRITE).await?)
+    }
+
+    async fn begin_large_write(&self) -> StoreResult<Tx<Self>> {
+        Ok(self.writer.begin_with(BEGIN_LARGE_WRITE).await?)
     }
 
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>> {

@@ -109,7 +109,7 @@ impl BackendUsers for SqliteStore {
         users: &[NewUser<'_>],
         now: i64,
     ) -> StoreResult<Vec<UserId>> {
-        let mut tx = self.begin_write().await?;
+        let mut tx = self.begin_large_write().await?;
         let row = sqlx::query(
             "SELECT COALESCE(MAX(id) + 1, $1) AS id, \
              COALESCE(MAX(respondent_id) + 1, $2) AS respondent FROM users",
