@@ -279,25 +279,11 @@ impl Service {
         // A record read before anything was committed since (by any process) is still the
         // database's; otherwise, or when the store cannot tell, it is read again.
         let stamp = self.store.change_stamp();
-        let cached = stamp.and_then(|stamp| {
-            self.tokens
-                .get(&digest)
-                .filter(|(read_at, _)| *read_at == stamp)
-        });
-        let record = match cached {
-            Some((_, record)) => record,
-            None => {
-                let record = self
-                    .store
-                    .token(&digest)
-                    .await?
-                    .ok_or(ServiceError::InvalidAccessToken)?;
-                if let Some(stamp) = stamp {
-                    self.tokens.put(digest, (stamp, record.clone()));
-                }
-                record
-            }
-        };
+        let record = self
+            .tokens
+            .stamped(digest.clone(), stamp, self.store.token(&digest))
+            .await?
+            .ok_or(ServiceError::InvalidAccessToken)?;
         if appid.is_some_and(|appid| appid != record.appid) {
             return Err(ServiceError::InvalidAccessToken);
         }

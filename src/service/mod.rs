@@ -167,6 +167,8 @@ pub struct Service {
     /// read: an entry serves only while the stamp is unchanged, so a token superseded or a
     /// secret rotated through any process is refused at once.
     tokens: Recent<Vec<u8>, (u64, TokenRecord)>,
+    /// Teams by SCIM token digest, kept the same way.
+    scim_tokens: Recent<Vec<u8>, (u64, TeamRecord)>,
     teams: Recent<TeamId, TeamRecord>,
     /// Names and avatars of listed members, with the directory version they were read at:
     /// an entry serves only that version, so a change to the directory retires it at once.
@@ -188,6 +190,7 @@ impl Service {
             ),
             directories: Directories::new(settings.cache_memory, store.clone()),
             tokens: Recent::new(settings.read_cache_ttl),
+            scim_tokens: Recent::new(settings.read_cache_ttl),
             teams: Recent::new(settings.read_cache_ttl),
             profiles: Recent::new(settings.read_cache_ttl),
             sync_slots: SyncSlots::new(settings.max_syncs, settings.max_syncs_per_team),

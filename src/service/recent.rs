@@ -4,11 +4,13 @@
 //! Asking the database costs more than everything else a read does (on SQLite, a hand-off to the
 //! driver's thread and back). Changes made through this process update or drop the entries they
 //! affect at once; changes made by another process (a second server, the command line) are seen
-//! once an entry is older than the configured time-to-live, except where the caller checks an
-//! entry against the store's change stamp (tokens, see `auth`). Writes never rely on an entry: they
-//! are committed against the database's own version (see `directories`).
+//! once an entry is older than the configured time-to-live, except for the entries kept with
+//! the store's change stamp ([`Recent::stamped`]: the records behind access and SCIM tokens),
+//! which serve only while nothing was committed since they were read. Writes never rely on an
+//! entry: they are committed against the database's own version (see `directories`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::hash::Hash;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -79,6 +81,33 @@ impl<K: Eq + Hash, V: Clone> Recent<K, V> {
     }
 }
 
+impl<K: Eq + Hash, V: Clone> Recent<K, (u64, V)> {
+    /// The record for `key`: the one remembered if it was read at `stamp` (the store's change
+    /// stamp, taken before this call: nothing was committed since, by any process), otherwise
+    /// what `read` finds in the database, remembered with `stamp`. Without a stamp (the store
+    /// cannot tell) it is always read. What is not found is not remembered.
+    pub(super) async fn stamped<E>(
+        &self,
+        key: K,
+        stamp: Option<u64>,
+        read: impl Future<Output = Result<Option<V>, E>>,
+    ) -> Result<Option<V>, E> {
+        let remembered = stamp.and_then(|stamp| {
+            self.get(&key)
+                .filter(|(read_at, _)| *read_at == stamp)
+                .map(|(_, value)| value)
+        });
+        if remembered.is_some() {
+            return Ok(remembered);
+        }
+        let found = read.await?;
+        if let (Some(stamp), Some(value)) = (stamp, &found) {
+            self.put(key, (stamp, value.clone()));
+        }
+        Ok(found)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +135,43 @@ mod tests {
         let recent = Recent::new(Duration::from_secs(3600));
         recent.put(1, "a");
         assert_eq!(recent.get(&1), Some("a"));
+    }
+
+    #[tokio::test]
+    async fn a_stamped_entry_serves_only_its_stamp() {
+        let recent = Recent::new(Duration::from_secs(3600));
+        let reads = std::cell::Cell::new(0);
+        // Counts the reads that are awaited, not the ones only made.
+        let read = |value: Option<&'static str>| {
+            let reads = &reads;
+            async move {
+                reads.set(reads.get() + 1);
+                Ok::<_, ()>(value)
+            }
+        };
+        assert_eq!(
+            recent.stamped(1, Some(7), read(Some("a"))).await,
+            Ok(Some("a"))
+        );
+        // The same stamp: remembered, whatever the database would say now.
+        assert_eq!(
+            recent.stamped(1, Some(7), read(Some("b"))).await,
+            Ok(Some("a"))
+        );
+        // A commit since: read again, and remembered with the new stamp.
+        assert_eq!(
+            recent.stamped(1, Some(8), read(Some("b"))).await,
+            Ok(Some("b"))
+        );
+        assert_eq!(recent.stamped(1, Some(8), read(None)).await, Ok(Some("b")));
+        // No stamp: always read; nothing found: nothing remembered.
+        assert_eq!(recent.stamped(1, None, read(None)).await, Ok(None));
+        assert_eq!(recent.stamped(2, Some(8), read(None)).await, Ok(None));
+        assert_eq!(
+            recent.stamped(2, Some(8), read(Some("c"))).await,
+            Ok(Some("c"))
+        );
+        assert_eq!(reads.get(), 5);
     }
 
     #[test]

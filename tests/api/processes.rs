@@ -630,3 +630,46 @@ async fn admin_set_quota_changes_an_orgs_quota_for_the_servers() {
     assert_eq!(body["code"], "ResourceExhausted", "{body}");
     assert_eq!(body["error"]["type"], "group_quota_exceeded");
 }
+
+#[tokio::test]
+async fn a_scim_token_revoked_with_the_command_line_is_refused_at_once() {
+    let database = TestDatabase::fresh().await;
+    let (ok, org, stderr) = run(
+        &database.url,
+        &[
+            "admin",
+            "create-org",
+            "--name",
+            "Acme",
+            "--plan",
+            "business",
+        ],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let team = org["team_id"].as_i64().expect("team_id").to_string();
+    let (ok, token, stderr) = run(
+        &database.url,
+        &["admin", "scim-token", "create", "--team-id", &team],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let server = start(&database.url).await;
+    let client = crate::helpers::http_client();
+    let users = format!("{}/scim/v2/Users", server.base);
+    let bearer = format!("Bearer {}", token["token"].as_str().expect("token"));
+    // Twice: the second answer may come from what the server remembers of the token.
+    for _ in 0..2 {
+        let (status, body) = call(client.get(&users).header("Authorization", &bearer)).await;
+        assert_eq!((status, &body["totalResults"]), (200, &json!(0)), "{body}");
+    }
+    let id = token["id"].as_i64().expect("id").to_string();
+    let (ok, _, stderr) = run(
+        &database.url,
+        &["admin", "scim-token", "revoke", "--id", &id],
+    )
+    .await;
+    assert!(ok, "{stderr}");
+    let (status, body) = call(client.get(&users).header("Authorization", &bearer)).await;
+    assert_eq!((status, &body["status"]), (401, &json!("401")), "{body}");
+}

@@ -140,9 +140,13 @@ impl Service {
     /// The directory a SCIM bearer token serves (fresh: writes of other processes are seen),
     /// if its calls are within the rate limit.
     pub async fn scim_authenticate(&self, token: &str) -> ScimResult<TeamRecord> {
+        let digest = super::auth::digest(token);
+        // Read again once anything was committed, so that a revocation (or a plan change) made
+        // through any process counts at once.
+        let stamp = self.store.change_stamp();
         let team = self
-            .store
-            .scim_token_team(&super::auth::digest(token))
+            .scim_tokens
+            .stamped(digest.clone(), stamp, self.store.scim_token_team(&digest))
             .await?
             .ok_or_else(|| ScimError::status(401, "missing, unknown or revoked SCIM token"))?;
         // A directory's SCIM calls share one budget of the per-appid call limit.
