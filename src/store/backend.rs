@@ -104,6 +104,10 @@ pub(crate) trait BackendUsers: Backend {
 pub(crate) trait BackendDirectory: Backend {
     /// The writes of one `apply`, holding its transaction.
     type Writer: ChangeWriter;
+    /// What a batch of writes knows of the database because it wrote it itself (on SQLite, the
+    /// versions and event numbers of the teams it wrote and the next group id; nothing on
+    /// PostgreSQL), so that a write's version check need not ask.
+    type Known: Default + Send;
 
     /// Feed a directory's groups and members to `builder`, inside the snapshot that read its
     /// team row (SQLite in JSON chunks, PostgreSQL streaming members with their groups).
@@ -117,7 +121,9 @@ pub(crate) trait BackendDirectory: Backend {
     /// the team's next `events` event numbers (gapless and ordered by commit: the statement
     /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
     /// `savepoint` (statements without parameters, possibly empty) runs first, in the same
-    /// round trip where the backend allows it (SQLite: one multi-statement query).
+    /// round trip where the backend allows it (SQLite: one multi-statement query, or none at
+    /// all when `known` holds the team: then the check is decided here and the statements are
+    /// sent with the write's first changes).
     async fn start_apply(
         tx: Tx<Self>,
         savepoint: &'static str,
@@ -125,6 +131,7 @@ pub(crate) trait BackendDirectory: Backend {
         expected: i64,
         events: usize,
         now: i64,
+        known: &Self::Known,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
     /// [`start_apply`](Self::start_apply) for a change that comes with SCIM write `scim`, made
     /// first under the same savepoint (`savepoint`, not empty, runs first): the writer and the
@@ -141,6 +148,8 @@ pub(crate) trait BackendDirectory: Backend {
         now: i64,
     ) -> StoreResult<ScimStart<Self>>;
     /// End a directory write, written or not: the transaction it ran in, to go on with, and
-    /// the team's version after it.
-    fn finish_apply(writer: Self::Writer) -> (Tx<Self>, i64);
+    /// the team's version after it. A write that `stands` (its savepoint is not undone) is
+    /// added to `known`.
+    fn finish_apply(writer: Self::Writer, stands: bool, known: &mut Self::Known)
+    -> (Tx<Self>, i64);
 }

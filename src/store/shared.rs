@@ -433,6 +433,7 @@ macro_rules! impl_store {
                     Ok(Box::new(Batch {
                         tx: Some(self.begin_write().await?),
                         open: false,
+                        known: Default::default(),
                     }))
                 }
 
@@ -440,6 +441,7 @@ macro_rules! impl_store {
                     Ok(Box::new(Batch {
                         tx: Some(self.begin_large_write().await?),
                         open: false,
+                        known: Default::default(),
                     }))
                 }
             }
@@ -455,6 +457,7 @@ macro_rules! impl_store {
             struct Batch {
                 tx: Option<Tx<$store>>,
                 open: bool,
+                known: <$store as BackendDirectory>::Known,
             }
 
             #[async_trait]
@@ -500,6 +503,7 @@ macro_rules! impl_store {
                         None => {
                             let start = <$store>::start_apply(
                                 tx, savepoint, team_id, expected_version, drafts.len(), now,
+                                &self.known,
                             );
                             start.await?.map(|writer| (writer, None)).map_err(|tx| (tx, StoreError::Conflict))
                         }
@@ -532,7 +536,8 @@ macro_rules! impl_store {
                         Ok(created)
                     }
                     .await;
-                    let (mut tx, version) = <$store>::finish_apply(writer);
+                    let (mut tx, version) =
+                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known);
                     match written {
                         Ok(_) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
@@ -553,7 +558,12 @@ macro_rules! impl_store {
                     let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
                     self.open = false;
                     // No event number is taken yet: how many events there are is known at the end.
-                    let start = <$store>::start_apply(tx, savepoint, team_id, expected_version, 0, now);
+                    // The check is asked (a sync may have no chunk to send it with), and what the
+                    // batch knew is forgotten: the sync creates groups and numbers events after.
+                    self.known = Default::default();
+                    let start = <$store>::start_apply(
+                        tx, savepoint, team_id, expected_version, 0, now, &self.known,
+                    );
                     let mut writer =
                         match start.await? {
                             Ok(writer) => writer,
@@ -580,7 +590,7 @@ macro_rules! impl_store {
                         Ok(next_seq - first_seq)
                     }
                     .await;
-                    let (mut tx, version) = <$store>::finish_apply(writer);
+                    let (mut tx, version) = <$store>::finish_apply(writer, false, &mut self.known);
                     let written = match written {
                         Ok(events) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
                             .bind(team_id)

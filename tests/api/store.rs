@@ -691,6 +691,60 @@ async fn a_write_against_an_old_version_writes_nothing() {
 }
 
 #[tokio::test]
+async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
+    let (_database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut write = async |team_id, expected, name: &str| {
+        batch
+            .apply(team_id, expected, &[create(name)], no_events(), None, NOW)
+            .await
+    };
+    let first = write(acme, 0, "A1").await.expect("the first write");
+    assert_eq!(first.version, 1);
+    // Another team's groups between two of Acme's: the ids go on from both.
+    let other = write(beta, 0, "B1").await.expect("another team");
+    // The versions the batch itself wrote decide: behind, ahead, then the one it wrote.
+    let behind = write(acme, 0, "A2").await;
+    assert!(matches!(behind, Err(StoreError::Conflict)), "{behind:?}");
+    let ahead = write(acme, 5, "A3").await;
+    assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
+    let second = write(acme, 1, "A4").await.expect("the next version");
+    // Refused by the database after its check (a remote id taken; PostgreSQL calls it a
+    // conflict): nothing of it stays, and the next write goes on.
+    let taken = write(acme, 2, "A4").await;
+    assert!(taken.is_err(), "{taken:?}");
+    let third = write(acme, 2, "A5").await.expect("after a refusal");
+    batch.commit().await.expect("commit");
+    assert_eq!((second.version, third.version), (2, 3));
+    let ids = [&first, &other, &second, &third].map(|applied| applied.created[0]);
+    assert!(ids.is_sorted() && ids[0] < ids[3], "{ids:?}");
+    let names = |groups: Vec<(GroupId, GroupId, String, String, bool)>| {
+        groups
+            .into_iter()
+            .map(|(id, _, name, _, _)| (id, name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(stored_groups(&*store, acme).await),
+        vec![
+            (ids[0], "A1".to_owned()),
+            (ids[2], "A4".to_owned()),
+            (ids[3], "A5".to_owned())
+        ]
+    );
+    assert_eq!(
+        names(stored_groups(&*store, beta).await),
+        vec![(ids[1], "B1".to_owned())]
+    );
+    assert_eq!(
+        store.team(acme).await.expect("team").map(|t| t.version),
+        Some(3)
+    );
+}
+
+#[tokio::test]
 async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
     let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
     let a = GroupRef::New(0);

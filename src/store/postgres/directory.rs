@@ -19,6 +19,9 @@ use crate::store::{StoreError, StoreResult, shared};
 #[async_trait]
 impl BackendDirectory for PostgresStore {
     type Writer = PgWriter;
+    /// Every write asks: the check is one statement on the async driver, without a thread
+    /// hand-off, and the team row it locks is what orders the team's writes.
+    type Known = ();
 
     async fn read_directory(
         tx: &mut Tx<Self>,
@@ -68,6 +71,7 @@ impl BackendDirectory for PostgresStore {
         expected: i64,
         events: usize,
         now: i64,
+        _known: &(),
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
         if !savepoint.is_empty() {
             // Without parameters, so in one round trip (the simple query protocol).
@@ -119,14 +123,14 @@ impl BackendDirectory for PostgresStore {
             Err(refusal) => return Ok(Err((tx, refusal))),
         };
         Ok(
-            match Self::start_apply(tx, "", team_id, expected, events, now).await? {
+            match Self::start_apply(tx, "", team_id, expected, events, now, &()).await? {
                 Ok(writer) => Ok((writer, registered)),
                 Err(tx) => Err((tx, StoreError::Conflict)),
             },
         )
     }
 
-    fn finish_apply(writer: PgWriter) -> (Tx<Self>, i64) {
+    fn finish_apply(writer: PgWriter, _stands: bool, _known: &mut ()) -> (Tx<Self>, i64) {
         (writer.tx, writer.version)
     }
 }

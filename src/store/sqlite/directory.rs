@@ -2,7 +2,9 @@
 //! and a write checks and bumps the team's version in its first statement (the writing
 //! connection is the only one, so nothing can change the team before the commit), sent with
 //! the write's savepoint, and writes runs of changes as multi-row statements, numbering new
-//! groups itself, held back and sent together as one multi-statement query.
+//! groups itself, held back and sent together as one multi-statement query. A team's later
+//! writes in the same batch are checked against what the batch wrote ([`Known`]), and their
+//! savepoint and bump go with their changes: one query each.
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
@@ -23,6 +25,7 @@ type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
 #[async_trait]
 impl BackendDirectory for SqliteStore {
     type Writer = SqliteWriter;
+    type Known = Known;
 
     async fn read_directory(
         tx: &mut Tx<Self>,
@@ -98,7 +101,32 @@ impl BackendDirectory for SqliteStore {
         expected: i64,
         events: usize,
         now: i64,
+        known: &Known,
     ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
+        if let Some(next_group_id) = known.next_group_id
+            && let Some(&(version, last_seq)) = known.teams.get(&team_id)
+        {
+            if version != expected {
+                // Begun only for the caller to undo, as after a check that was asked.
+                sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
+                return Ok(Err(tx));
+            }
+            let bumped = (version + 1, last_seq + events as i64, next_group_id);
+            let mut writer = SqliteWriter::new(tx, team_id, now, bumped);
+            writer
+                .hold(0, |query| {
+                    query
+                        .push(savepoint)
+                        .push(";\nUPDATE teams SET version = version + 1, event_seq = event_seq + ")
+                        .push_bind(events as i64)
+                        .push(" WHERE id = ")
+                        .push_bind(team_id)
+                        .push(" AND version = ")
+                        .push_bind(expected);
+                })
+                .await?;
+            return Ok(Ok(writer));
+        }
         // Sent with the savepoint (each query is a round trip to the driver's thread, and
         // writes are serialized).
         let bumped: Option<Bumped> =
@@ -144,9 +172,29 @@ impl BackendDirectory for SqliteStore {
         })
     }
 
-    fn finish_apply(writer: SqliteWriter) -> (Tx<Self>, i64) {
+    fn finish_apply(writer: SqliteWriter, stands: bool, known: &mut Known) -> (Tx<Self>, i64) {
+        if stands {
+            known
+                .teams
+                .insert(writer.team_id, (writer.version, writer.last_seq));
+            known.next_group_id = Some(writer.next_group_id);
+        }
         (writer.tx, writer.version)
     }
+}
+
+/// What a batch knows of the database because it wrote it: the batch's transaction holds
+/// SQLite's one write lock from its start (`BEGIN IMMEDIATE`), so no other connection, of this
+/// process or another, changes a team row or adds a group before its commit. A team's next
+/// write in the same batch is then checked here, and its version bump is sent with its first
+/// changes: one round trip to the driver's thread instead of two.
+#[derive(Debug, Default)]
+pub(crate) struct Known {
+    /// The next group id, as the last write that stood left it.
+    next_group_id: Option<GroupId>,
+    /// The version and the last event number of each team written, after its last write that
+    /// stood.
+    teams: std::collections::HashMap<TeamId, (i64, i64)>,
 }
 
 /// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
