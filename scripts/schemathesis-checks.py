@@ -88,9 +88,13 @@ def before_call(context, case, kwargs):
     - `after` of a valid replay: it must not pass the team's last event, a state no schema
       can see; a valid case replays from 0.
     """
+    positive = case.meta is not None and case.meta.generation.mode.is_positive
     if isinstance(case.body, (dict, list)):
         case.body = _whole_numbers_as_integers(case.body)
-    positive = case.meta is not None and case.meta.generation.mode.is_positive
+    if not positive and isinstance(case.query, dict):
+        for name in FLAGS:
+            if name in case.query and case.query[name] is None:
+                case.query[name] = "null"
     if positive and isinstance(case.body, dict) and case.method == "POST" \
             and case.path.endswith("/groups/{group_id}"):
         case.body.pop("from_id", None)
@@ -113,6 +117,11 @@ def _valid_wait(value):
         return False
     text = str(value).strip()
     return re.fullmatch(r"[+-]?[0-9]+", text) is not None and 0 <= int(text) <= 60
+
+
+# Query flags (`Query::flag`): an empty value is `false`, so a negative case's null, which would be
+# sent empty, is sent as the word `null`, which the flag refuses.
+FLAGS = ("allow_mass_delete", "dry_run", "include_invalid", "recursive")
 
 
 SNAPSHOT_FIELDS = {
