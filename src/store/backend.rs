@@ -17,6 +17,19 @@ use crate::domain::values::{TeamId, UserId};
 pub(crate) type ScimStart<B> =
     Result<(<B as BackendDirectory>::Writer, Option<UserId>), (Tx<B>, StoreError)>;
 
+/// Where a directory write starts ([`BackendDirectory::start_apply`]).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriteStart {
+    /// Statements without parameters that run first (the write's savepoint), possibly empty.
+    pub(crate) savepoint: &'static str,
+    pub(crate) team_id: TeamId,
+    /// The team's version the write was decided on.
+    pub(crate) expected: i64,
+    /// How many event numbers the write takes.
+    pub(crate) events: usize,
+    pub(crate) now: i64,
+}
+
 /// A transaction of backend `B`.
 pub(crate) type Tx<B> = Transaction<'static, <B as Backend>::Db>;
 
@@ -116,36 +129,31 @@ pub(crate) trait BackendDirectory: Backend {
         team_id: TeamId,
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()>;
-    /// Start a directory write inside `tx` if the team's version is `expected`; `Err(tx)`: it
-    /// is not, and nothing was written. One statement checks and bumps the version and takes
-    /// the team's next `events` event numbers (gapless and ordered by commit: the statement
+    /// Start a directory write inside `tx` if the team's version is `start.expected`;
+    /// `Err(tx)`: it is not, and nothing was written. One statement checks and bumps the version
+    /// and takes the team's next `start.events` event numbers (gapless and ordered by commit: the statement
     /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
-    /// `savepoint` (statements without parameters, possibly empty) runs first, in the same
+    /// `start.savepoint` runs first, in the same
     /// round trip where the backend allows it (SQLite: one multi-statement query, or none at
     /// all when `known` holds the team: then the check is decided here and the statements are
     /// sent with the write's first changes).
     async fn start_apply(
         tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
-        now: i64,
+        start: WriteStart,
         known: &Self::Known,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
     /// [`start_apply`](Self::start_apply) for a change that comes with SCIM write `scim`, made
-    /// first under the same savepoint (`savepoint`, not empty, runs first): the writer and the
-    /// user a [`ScimWrite::Create`] registered, or the transaction, in which the savepoint is
-    /// still to be undone, with the refusal ([`StoreError::Conflict`] for another version,
-    /// [`StoreError::NameTaken`] for a `userName` taken).
+    /// under the same savepoint (`start.savepoint`, not empty, runs first): the writer and the user a
+    /// [`ScimWrite::Create`] registered, or the transaction, in which the savepoint is still to
+    /// be undone, with the refusal ([`StoreError::Conflict`] for another version,
+    /// [`StoreError::NameTaken`] for a `userName` taken). PostgreSQL makes the SCIM write
+    /// first, statement by statement; SQLite holds its statements in the writer, sent with the
+    /// change's rows, so its refusal may come from the writer instead.
     async fn start_scim_apply(
         tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
+        start: WriteStart,
         scim: &ScimWrite,
-        now: i64,
+        known: &Self::Known,
     ) -> StoreResult<ScimStart<Self>>;
     /// End a directory write, written or not: the transaction it ran in, to go on with, and
     /// the team's version after it. A write that `stands` (its savepoint is not undone) is

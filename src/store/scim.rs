@@ -116,24 +116,16 @@ macro_rules! select_scim_users {
 
 pub(crate) use select_scim_users;
 
-/// The statement that inserts or overwrites a row of `scim_users` from `$values`: team id, user
-/// id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`, `created_at`,
-/// `updated_at`.
-macro_rules! put_scim_user {
-    ($values:literal) => {
-        concat!(
-            "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, external_id, \
-             active, resource, created_at, updated_at) VALUES ",
-            $values,
-            " ON CONFLICT (team_id, user_id) DO UPDATE SET \
-             user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
-             active = excluded.active, resource = excluded.resource, \
-             updated_at = excluded.updated_at"
-        )
-    };
-}
+/// The statement that inserts or overwrites a row of `scim_users`: this, the row's values
+/// (team id, user id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`,
+/// `created_at`, `updated_at`), then [`ON_SCIM_USER_CONFLICT`].
+pub(crate) const PUT_SCIM_USER: &str = "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
+     external_id, active, resource, created_at, updated_at) VALUES (";
 
-pub(crate) use put_scim_user;
+/// The end of [`PUT_SCIM_USER`], after its values.
+pub(crate) const ON_SCIM_USER_CONFLICT: &str = ") ON CONFLICT (team_id, user_id) DO UPDATE SET \
+     user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
+     active = excluded.active, resource = excluded.resource, updated_at = excluded.updated_at";
 
 /// The error of a failed SCIM write: [`StoreError::NameTaken`] for a unique violation (a
 /// `userName` another user of the directory has).
@@ -293,6 +285,29 @@ macro_rules! impl_scim_store {
             }
 
             impl $store {
+                /// Push the statement that inserts or overwrites `user`'s row as the one of
+                /// `user_id` (a created user's record does not know its id yet).
+                pub(crate) fn push_scim_row(
+                    query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
+                    team_id: TeamId,
+                    user_id: UserId,
+                    user: &ScimUserRecord,
+                ) {
+                    query.push($crate::store::scim::PUT_SCIM_USER);
+                    query
+                        .separated(", ")
+                        .push_bind(team_id)
+                        .push_bind(user_id)
+                        .push_bind(user.scim_id.clone())
+                        .push_bind(user.user_name_key.clone())
+                        .push_bind(user.external_id.clone())
+                        .push_bind(user.active)
+                        .push_bind(user.resource.clone())
+                        .push_bind(user.created_at)
+                        .push_bind(user.updated_at);
+                    query.push($crate::store::scim::ON_SCIM_USER_CONFLICT);
+                }
+
                 /// Make `write` inside `tx` (a batch, under a savepoint); answers the user a
                 /// [`ScimWrite::Create`] registered.
                 pub(crate) async fn write_scim(
@@ -324,15 +339,11 @@ macro_rules! impl_scim_store {
                                     "team {team_id} has a SCIM token but no SCIM app"
                                 )));
                             }
-                            let record = ScimUserRecord {
-                                user_id,
-                                ..record.clone()
-                            };
-                            put_row(tx, team_id, &record).await?;
+                            put_row(tx, team_id, user_id, record).await?;
                             Ok(Some(user_id))
                         }
                         ScimWrite::Put(record) => {
-                            put_row(tx, team_id, record).await?;
+                            put_row(tx, team_id, record.user_id, record).await?;
                             Ok(None)
                         }
                         ScimWrite::Delete(user_id) => {
@@ -349,28 +360,22 @@ macro_rules! impl_scim_store {
                 }
             }
 
-            /// Insert or overwrite `user`'s row; [`StoreError::NameTaken`] when another user of
-            /// the directory has its `user_name_key`.
+            /// Insert or overwrite `user`'s row as the one of `user_id`;
+            /// [`StoreError::NameTaken`] when another user of the directory has its
+            /// `user_name_key`.
             async fn put_row(
                 tx: &mut Tx<$store>,
                 team_id: TeamId,
+                user_id: UserId,
                 user: &ScimUserRecord,
             ) -> StoreResult<()> {
-                sqlx::query($crate::store::scim::put_scim_user!(
-                    "($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .bind(team_id)
-                .bind(user.user_id)
-                .bind(&user.scim_id)
-                .bind(&user.user_name_key)
-                .bind(&user.external_id)
-                .bind(user.active)
-                .bind(&user.resource)
-                .bind(user.created_at)
-                .bind(user.updated_at)
-                .execute(&mut **tx)
-                .await
-                .map_err($crate::store::scim::write_error)?;
+                let mut query = sqlx::QueryBuilder::new("");
+                <$store>::push_scim_row(&mut query, team_id, user_id, user);
+                query
+                    .build()
+                    .execute(&mut **tx)
+                    .await
+                    .map_err($crate::store::scim::write_error)?;
                 Ok(())
             }
         };

@@ -92,7 +92,7 @@ macro_rules! impl_store {
             use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
             use $crate::store::backend::{
-                Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx,
+                Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx, WriteStart,
             };
             use $crate::store::{
                 AppRecord, AppStore, Applied, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore, MemberDetails,
@@ -478,11 +478,20 @@ macro_rules! impl_store {
                     let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
                     // From here on the last change's savepoint is released, or the batch failed.
                     self.open = false;
+                    let start = WriteStart {
+                        savepoint,
+                        team_id,
+                        expected: expected_version,
+                        events: drafts.len(),
+                        now,
+                    };
                     let start = match scim {
                         // A SCIM write alone leaves the directory and its version as they are.
                         Some(write) if changes.is_empty() => {
                             sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
                             let written = <$store>::write_scim(&mut tx, team_id, write, now).await;
+                            // It may have registered a user the batch does not know of.
+                            self.known = Default::default();
                             match written {
                                 Ok(_) => self.open = true,
                                 Err(_) => undo(&mut tx).await?,
@@ -495,16 +504,10 @@ macro_rules! impl_store {
                             });
                         }
                         Some(write) => {
-                            <$store>::start_scim_apply(
-                                tx, savepoint, team_id, expected_version, drafts.len(), write, now,
-                            )
-                            .await?
+                            <$store>::start_scim_apply(tx, start, write, &self.known).await?
                         }
                         None => {
-                            let start = <$store>::start_apply(
-                                tx, savepoint, team_id, expected_version, drafts.len(), now,
-                                &self.known,
-                            );
+                            let start = <$store>::start_apply(tx, start, &self.known);
                             start.await?.map(|writer| (writer, None)).map_err(|tx| (tx, StoreError::Conflict))
                         }
                     };
@@ -561,9 +564,14 @@ macro_rules! impl_store {
                     // The check is asked (a sync may have no chunk to send it with), and what the
                     // batch knew is forgotten: the sync creates groups and numbers events after.
                     self.known = Default::default();
-                    let start = <$store>::start_apply(
-                        tx, savepoint, team_id, expected_version, 0, now, &self.known,
-                    );
+                    let start = WriteStart {
+                        savepoint,
+                        team_id,
+                        expected: expected_version,
+                        events: 0,
+                        now,
+                    };
+                    let start = <$store>::start_apply(tx, start, &self.known);
                     let mut writer =
                         match start.await? {
                             Ok(writer) => writer,

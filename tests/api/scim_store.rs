@@ -108,3 +108,78 @@ async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
         assert!(fresh.user_id > cy_id, "{openid}: {fresh:?}");
     }
 }
+
+#[tokio::test]
+async fn a_user_created_without_a_membership_in_a_batch_is_counted_by_the_next_create() {
+    let (_database, store) = fresh_store().await;
+    let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    app(&*store, "scim-app", Some(org_id)).await;
+    store.put_scim_app(team_id, "scim-app").await.expect("app");
+    let version = store
+        .team(team_id)
+        .await
+        .expect("team")
+        .expect("a team")
+        .version;
+    let mut batch = store.begin_batch().await.expect("a batch");
+    let ada = batch
+        .apply(
+            team_id,
+            version,
+            &member("Ada"),
+            no_events(),
+            Some(&create("Ada")),
+            NOW,
+        )
+        .await
+        .expect("ada");
+    // An inactive user: a SCIM write with no directory change, between two that have one.
+    let ina = batch
+        .apply(
+            team_id,
+            ada.version,
+            &[],
+            no_events(),
+            Some(&create("Ina")),
+            NOW,
+        )
+        .await
+        .expect("ina");
+    let cy = batch
+        .apply(
+            team_id,
+            ada.version,
+            &member("Cy"),
+            no_events(),
+            Some(&create("Cy")),
+            NOW,
+        )
+        .await
+        .expect("cy");
+    batch.commit().await.expect("commit");
+
+    let ids = [ada.registered, ina.registered, cy.registered].map(|id| id.expect("an id"));
+    assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
+    let rows: Vec<(UserId, String)> = store
+        .scim_users(team_id)
+        .await
+        .expect("scim users")
+        .into_iter()
+        .map(|row| (row.user_id, row.user_name_key))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (ids[0], "ada".to_owned()),
+            (ids[1], "ina".to_owned()),
+            (ids[2], "cy".to_owned())
+        ]
+    );
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("a directory");
+    assert_eq!(directory.member_count(), 2);
+    assert!(directory.placement(ids[1]).is_none() && directory.placement(ids[2]).is_some());
+}

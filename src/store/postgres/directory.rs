@@ -11,7 +11,7 @@ use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Pl
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
-use crate::store::backend::{BackendDirectory, ScimStart, Tx};
+use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
 use crate::store::rows::{GroupRow, role_of};
 use crate::store::scim::ScimWrite;
 use crate::store::{StoreError, StoreResult, shared};
@@ -66,13 +66,16 @@ impl BackendDirectory for PostgresStore {
 
     async fn start_apply(
         mut tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
-        now: i64,
+        start: WriteStart,
         _known: &(),
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
+        let WriteStart {
+            savepoint,
+            team_id,
+            expected,
+            events,
+            now,
+        } = start;
         if !savepoint.is_empty() {
             // Without parameters, so in one round trip (the simple query protocol).
             sqlx::raw_sql(savepoint)
@@ -106,24 +109,30 @@ impl BackendDirectory for PostgresStore {
 
     async fn start_scim_apply(
         mut tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
+        start: WriteStart,
         scim: &ScimWrite,
-        now: i64,
+        _known: &(),
     ) -> StoreResult<ScimStart<Self>> {
         // The SCIM statements one by one: each is checked before the next.
-        sqlx::raw_sql(savepoint)
+        sqlx::raw_sql(start.savepoint)
             .execute(&mut *tx)
             .await
             .map_err(apply_error)?;
-        let registered = match Self::write_scim(&mut tx, team_id, scim, now).await {
+        let registered = match Self::write_scim(&mut tx, start.team_id, scim, start.now).await {
             Ok(registered) => registered,
             Err(refusal) => return Ok(Err((tx, refusal))),
         };
         Ok(
-            match Self::start_apply(tx, "", team_id, expected, events, now, &()).await? {
+            match Self::start_apply(
+                tx,
+                WriteStart {
+                    savepoint: "",
+                    ..start
+                },
+                &(),
+            )
+            .await?
+            {
                 Ok(writer) => Ok((writer, registered)),
                 Err(tx) => Err((tx, StoreError::Conflict)),
             },

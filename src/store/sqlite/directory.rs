@@ -4,17 +4,19 @@
 //! the write's savepoint, and writes runs of changes as multi-row statements, numbering new
 //! groups itself, held back and sent together as one multi-statement query. A team's later
 //! writes in the same batch are checked against what the batch wrote ([`Known`]), and their
-//! savepoint and bump go with their changes: one query each.
+//! savepoint and bump go with their changes: one query each. A SCIM write's statements go with
+//! its change's rows ([`scim`]).
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::users::FIRST_USER_ID;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
-use crate::store::backend::{BackendDirectory, ScimStart, Tx};
+use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
 use crate::store::rows::role_of;
 use crate::store::scim::{self as store_scim, ScimWrite};
 use crate::store::{StoreError, StoreResult, shared};
@@ -96,14 +98,17 @@ impl BackendDirectory for SqliteStore {
 
     async fn start_apply(
         mut tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
-        now: i64,
+        start: WriteStart,
         known: &Known,
     ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
-        if let Some(next_group_id) = known.next_group_id
+        let WriteStart {
+            savepoint,
+            team_id,
+            expected,
+            events,
+            now,
+        } = start;
+        if let Some((next_group_id, next_user_id)) = known.next_ids
             && let Some(&(version, last_seq)) = known.teams.get(&team_id)
         {
             if version != expected {
@@ -111,7 +116,12 @@ impl BackendDirectory for SqliteStore {
                 sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
                 return Ok(Err(tx));
             }
-            let bumped = (version + 1, last_seq + events as i64, next_group_id);
+            let bumped = (
+                version + 1,
+                last_seq + events as i64,
+                next_group_id,
+                next_user_id,
+            );
             let mut writer = SqliteWriter::new(tx, team_id, now, bumped);
             writer
                 .hold(0, |query| {
@@ -134,6 +144,7 @@ impl BackendDirectory for SqliteStore {
                 .bind(team_id)
                 .bind(expected)
                 .bind(events as i64)
+                .bind(FIRST_USER_ID)
                 .fetch_optional(&mut *tx)
                 .await?;
         Ok(match bumped {
@@ -143,33 +154,17 @@ impl BackendDirectory for SqliteStore {
     }
 
     async fn start_scim_apply(
-        mut tx: Tx<Self>,
-        savepoint: &'static str,
-        team_id: TeamId,
-        expected: i64,
-        events: usize,
+        tx: Tx<Self>,
+        start: WriteStart,
         scim: &ScimWrite,
-        now: i64,
+        known: &Known,
     ) -> StoreResult<ScimStart<Self>> {
-        // The SCIM statements between the savepoint and the version check, in one query; the
-        // first that fails ends it.
-        let (statements, registered) = scim::statements(scim);
-        let query = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "{savepoint};\n{statements}{BUMP}, {registered}"
-        )))
-        .bind(team_id)
-        .bind(expected)
-        .bind(events as i64);
-        let bumped: Result<Option<(i64, i64, GroupId, Option<UserId>)>, _> =
-            scim::bind(query, scim, now).fetch_optional(&mut *tx).await;
-        Ok(match bumped {
-            Ok(Some((version, last_seq, next_group_id, registered))) => Ok((
-                SqliteWriter::new(tx, team_id, now, (version, last_seq, next_group_id)),
-                registered,
-            )),
-            Ok(None) => Err((tx, StoreError::Conflict)),
-            Err(error) => Err((tx, store_scim::write_error(error))),
-        })
+        let mut writer = match Self::start_apply(tx, start, known).await? {
+            Ok(writer) => writer,
+            Err(tx) => return Ok(Err((tx, StoreError::Conflict))),
+        };
+        let registered = writer.hold_scim(scim).await?;
+        Ok(Ok((writer, registered)))
     }
 
     fn finish_apply(writer: SqliteWriter, stands: bool, known: &mut Known) -> (Tx<Self>, i64) {
@@ -177,7 +172,7 @@ impl BackendDirectory for SqliteStore {
             known
                 .teams
                 .insert(writer.team_id, (writer.version, writer.last_seq));
-            known.next_group_id = Some(writer.next_group_id);
+            known.next_ids = Some((writer.next_group_id, writer.next_user_id));
         }
         (writer.tx, writer.version)
     }
@@ -190,8 +185,8 @@ impl BackendDirectory for SqliteStore {
 /// changes: one round trip to the driver's thread instead of two.
 #[derive(Debug, Default)]
 pub(crate) struct Known {
-    /// The next group id, as the last write that stood left it.
-    next_group_id: Option<GroupId>,
+    /// The next group id and the next user id, as the last write that stood left them.
+    next_ids: Option<(GroupId, UserId)>,
     /// The version and the last event number of each team written, after its last write that
     /// stood.
     teams: std::collections::HashMap<TeamId, (i64, i64)>,
@@ -216,15 +211,17 @@ fn add_members(
 }
 
 /// Checks and bumps the version (`$1`: the team, `$2`: the version expected), takes `$3` event
-/// numbers and learns the next group id, in one statement: the transaction is this process's
-/// only writer.
+/// numbers and learns the next group id and the next user id (`$4` if there is no user yet),
+/// in one statement: the transaction is this process's only writer.
 const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
      WHERE id = $1 AND version = $2 \
      RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-     WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1";
+     WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1, \
+     COALESCE((SELECT MAX(id) FROM users) + 1, $4)";
 
-/// What [`BUMP`] returns: the new version, the last event number taken, the next group id.
-type Bumped = (i64, i64, GroupId);
+/// What [`BUMP`] returns: the new version, the last event number taken, the next group id and
+/// the next user id.
+type Bumped = (i64, i64, GroupId, UserId);
 
 /// Push the statement that inserts or overwrites `members` (its `;` not included).
 fn upsert_members<'m>(
@@ -265,12 +262,16 @@ pub(crate) struct SqliteWriter {
     version: i64,
     last_seq: i64,
     next_group_id: GroupId,
+    next_user_id: UserId,
     /// Statements not yet sent, each with positional (`?`) parameters only, so that each binds
     /// the next of the arguments in order.
     held: QueryBuilder<Sqlite>,
     held_statements: usize,
     /// Rows the held statements write.
     held_rows: usize,
+    /// Whether the held statements include a SCIM write's, whose refusal is named
+    /// ([`store_scim::write_error`]).
+    held_scim: bool,
 }
 
 impl SqliteWriter {
@@ -278,7 +279,7 @@ impl SqliteWriter {
         tx: Tx<SqliteStore>,
         team_id: TeamId,
         now: i64,
-        (version, last_seq, next_group_id): Bumped,
+        (version, last_seq, next_group_id, next_user_id): Bumped,
     ) -> SqliteWriter {
         SqliteWriter {
             tx,
@@ -287,10 +288,27 @@ impl SqliteWriter {
             version,
             last_seq,
             next_group_id,
+            next_user_id,
             held: QueryBuilder::new(""),
             held_statements: 0,
             held_rows: 0,
+            held_scim: false,
         }
+    }
+
+    /// Hold back the statements of SCIM write `write`; the user a [`ScimWrite::Create`]
+    /// registers gets the next user id, answered.
+    pub(super) async fn hold_scim(&mut self, write: &ScimWrite) -> StoreResult<Option<UserId>> {
+        let new_user = self.next_user_id;
+        let registered = matches!(write, ScimWrite::Create { .. }).then(|| {
+            self.next_user_id = UserId::new(new_user.get() + 1);
+            new_user
+        });
+        let (team_id, now) = (self.team_id, self.now);
+        self.held_scim = true;
+        self.hold(1, |query| scim::push(query, team_id, write, now, new_user))
+            .await?;
+        Ok(registered)
     }
 
     /// Hold back one statement, written by `build`, that writes `rows` rows; the held
@@ -316,11 +334,15 @@ impl SqliteWriter {
             return Ok(());
         }
         let sent = self.held.build().execute(&mut *self.tx).await;
+        let scim = std::mem::take(&mut self.held_scim);
         self.held.reset();
         self.held_statements = 0;
         self.held_rows = 0;
-        sent?;
-        Ok(())
+        match sent {
+            Ok(_) => Ok(()),
+            Err(error) if scim => Err(store_scim::write_error(error)),
+            Err(error) => Err(error.into()),
+        }
     }
 }
 

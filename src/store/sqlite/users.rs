@@ -41,8 +41,6 @@ macro_rules! insert_user {
     };
 }
 
-pub(super) use insert_user;
-
 #[async_trait]
 impl BackendUsers for SqliteStore {
     async fn register_one(
