@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use sqlx::{Pool, Transaction};
 
 use super::apply::ChangeWriter;
-use super::scim::ScimWrite;
+use super::scim::{ScimUserRef, ScimWrite};
 use super::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
 use crate::domain::directory::DirectoryBuilder;
 use crate::domain::sync::MemberState;
@@ -109,7 +109,7 @@ pub(crate) trait BackendUsers: Backend {
         team_id: TeamId,
         user_ids: &[UserId],
         scim_ids: &[&str],
-    ) -> StoreResult<Vec<(UserId, String)>>;
+    ) -> StoreResult<Vec<ScimUserRef>>;
 }
 
 /// Directory reads and writes.

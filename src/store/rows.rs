@@ -5,6 +5,17 @@
 //! (a plan name, a role or source code, a nested [`OrgAccess`]). Codes this build does not know
 //! mean the database was changed by hand: they are [`StoreError::Inconsistent`].
 
+/// The name and avatar a [`MemberProfile`](super::MemberProfile) shows, from a member row `m` and
+/// its user's row `u`: the directory-level ones, or the user's own where those are empty.
+macro_rules! profile_columns {
+    () => {
+        "CASE WHEN m.nickname <> '' THEN m.nickname ELSE u.nickname END AS name, \
+         CASE WHEN m.avatar <> '' THEN m.avatar ELSE u.avatar END AS avatar"
+    };
+}
+
+pub(crate) use profile_columns;
+
 use super::{
     DanglingKind, DanglingReferences, MemberDetails, OrgRecord, StoreError, StoreResult, TeamRecord,
 };

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 
 use super::{StoreError, StoreResult, TeamRecord};
-use crate::domain::values::{TeamId, UserId};
+use crate::domain::values::{Avatar, Nickname, TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -62,6 +62,18 @@ pub enum ScimWrite {
     Delete(UserId),
 }
 
+/// A SCIM user [`ScimStore::scim_user_ids`] found.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct ScimUserRef {
+    pub user_id: UserId,
+    pub scim_id: String,
+    /// For a user found by SCIM id that is a member of the directory, its name and avatar as
+    /// [`MemberProfile`](super::MemberProfile) shows them (as a write that changes only its
+    /// groups rewrites them); `None` otherwise.
+    pub name: Option<Nickname>,
+    pub avatar: Option<Avatar>,
+}
+
 #[async_trait]
 pub trait ScimStore: Send + Sync {
     /// Store a token's digest for `team_id`; returns the token's id.
@@ -84,13 +96,14 @@ pub trait ScimStore: Send + Sync {
     /// Every SCIM user of `team_id`, ascending by user id.
     async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>>;
     /// The SCIM users of `team_id` that are among `user_ids` or whose SCIM id is among
-    /// `scim_ids`, as `(user id, SCIM id)`: a lookup of the ids one request names.
+    /// `scim_ids`: a lookup of the ids one request names, with the profiles of those it names
+    /// by SCIM id (a user may be listed twice, once without).
     async fn scim_user_ids(
         &self,
         team_id: TeamId,
         user_ids: &[UserId],
         scim_ids: &[&str],
-    ) -> StoreResult<Vec<(UserId, String)>>;
+    ) -> StoreResult<Vec<ScimUserRef>>;
     async fn scim_user(
         &self,
         team_id: TeamId,
@@ -148,7 +161,9 @@ macro_rules! impl_scim_store {
             use async_trait::async_trait;
             use $crate::domain::values::{TeamId, UserId};
             use $crate::store::backend::{Backend, BackendUsers, Tx};
-            use $crate::store::scim::{ScimStore, ScimTokenRecord, ScimUserRecord, ScimWrite};
+            use $crate::store::scim::{
+                ScimStore, ScimTokenRecord, ScimUserRecord, ScimUserRef, ScimWrite,
+            };
             use $crate::store::{NewUser, StoreError, StoreResult, TeamRecord, rows};
 
             #[async_trait]
@@ -248,7 +263,7 @@ macro_rules! impl_scim_store {
                     team_id: TeamId,
                     user_ids: &[UserId],
                     scim_ids: &[&str],
-                ) -> StoreResult<Vec<(UserId, String)>> {
+                ) -> StoreResult<Vec<ScimUserRef>> {
                     if user_ids.is_empty() && scim_ids.is_empty() {
                         return Ok(Vec::new());
                     }

@@ -22,6 +22,7 @@ mod processes;
 mod quotas;
 mod scim;
 mod scim_large;
+mod scim_members;
 mod scim_store;
 mod store;
 mod sync;

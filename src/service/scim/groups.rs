@@ -30,6 +30,9 @@ struct ScimIds {
     by_user: HashMap<UserId, String>,
     /// Users looked up, SCIM users or not.
     checked: HashSet<UserId>,
+    /// Names and avatars of the members looked up by SCIM id (the users a request names), as
+    /// their rows are rewritten unchanged but for groups.
+    profiles: HashMap<UserId, (Nickname, Avatar)>,
 }
 
 impl ScimIds {
@@ -323,29 +326,42 @@ impl Service {
             .scim_user_ids(team.access.team_id, &users, &scim_ids)
             .await?;
         ids.checked.extend(users);
-        for (user, scim_id) in pairs {
+        for found in pairs {
+            let user = found.user_id;
             ids.checked.insert(user);
-            ids.by_scim_id.insert(scim_id.clone(), user);
-            ids.by_user.insert(user, scim_id);
+            if let (Some(name), Some(avatar)) = (found.name, found.avatar) {
+                ids.profiles.insert(user, (name, avatar));
+            }
+            ids.by_scim_id.insert(found.scim_id.clone(), user);
+            ids.by_user.insert(user, found.scim_id);
         }
         Ok(())
     }
 
     /// Names and avatars of SCIM users, as their member rows are rewritten unchanged but
-    /// for groups (one query).
+    /// for groups: those `ids` looked up already, the others in one query.
     async fn profiles_of(
         &self,
         team: &TeamRecord,
         users: &[UserId],
+        ids: &ScimIds,
     ) -> ScimResult<HashMap<UserId, (Nickname, Avatar)>> {
-        let profiles = self
+        let mut profiles = HashMap::with_capacity(users.len());
+        let mut missing = Vec::new();
+        for user in users {
+            match ids.profiles.get(user) {
+                Some(profile) => {
+                    profiles.insert(*user, profile.clone());
+                }
+                None => missing.push(*user),
+            }
+        }
+        let read = self
             .store
-            .member_profiles(team.access.team_id, users)
+            .member_profiles(team.access.team_id, &missing)
             .await?;
-        Ok(profiles
-            .into_iter()
-            .map(|p| (p.user_id, (p.name, p.avatar)))
-            .collect())
+        profiles.extend(read.into_iter().map(|p| (p.user_id, (p.name, p.avatar))));
+        Ok(profiles)
     }
 
     /// Stored names and avatars of any members, as they are.
@@ -507,7 +523,7 @@ impl Service {
             .filter(|u| ids.by_user.contains_key(u))
             .collect();
         let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
-        let profiles = self.profiles_of(team, &touched).await?;
+        let profiles = self.profiles_of(team, &touched, &ids).await?;
         let max_depth = self.settings.max_group_depth;
         let ((), created) = self
             .directories

@@ -11,6 +11,8 @@ use super::{PostgresStore, decode_rows};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Source, TeamId, UserId};
 use crate::store::backend::{BackendUsers, Tx};
+use crate::store::rows::profile_columns;
+use crate::store::scim::ScimUserRef;
 use crate::store::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
 
 /// How often a registration tries again after losing a race for the same openid. The winner's
@@ -210,13 +212,12 @@ impl BackendUsers for PostgresStore {
     }
 
     async fn profiles(&self, team: TeamId, users: &[UserId]) -> StoreResult<Vec<MemberProfile>> {
-        Ok(sqlx::query_as(
-            "SELECT u.id, u.respondent_id, \
-             CASE WHEN m.nickname <> '' THEN m.nickname ELSE u.nickname END AS name, \
-             CASE WHEN m.avatar <> '' THEN m.avatar ELSE u.avatar END AS avatar \
-             FROM members m JOIN users u ON u.id = m.user_id \
+        Ok(sqlx::query_as(concat!(
+            "SELECT u.id, u.respondent_id, ",
+            profile_columns!(),
+            " FROM members m JOIN users u ON u.id = m.user_id \
              WHERE m.team_id = $1 AND m.user_id = ANY($2)",
-        )
+        ))
         .bind(team)
         .bind(users)
         .fetch_all(&self.pool)
@@ -255,11 +256,16 @@ impl BackendUsers for PostgresStore {
         team_id: TeamId,
         user_ids: &[UserId],
         scim_ids: &[&str],
-    ) -> StoreResult<Vec<(UserId, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 \
-             AND (user_id = ANY($2) OR scim_id = ANY($3))",
-        )
+    ) -> StoreResult<Vec<ScimUserRef>> {
+        Ok(sqlx::query_as(concat!(
+            "SELECT user_id, scim_id, NULL AS name, NULL AS avatar FROM scim_users \
+             WHERE team_id = $1 AND user_id = ANY($2) \
+             UNION ALL SELECT s.user_id, s.scim_id, ",
+            profile_columns!(),
+            " FROM scim_users s LEFT JOIN members m ON m.team_id = s.team_id \
+             AND m.user_id = s.user_id LEFT JOIN users u ON u.id = m.user_id \
+             WHERE s.team_id = $1 AND s.scim_id = ANY($3)",
+        ))
         .bind(team_id)
         .bind(user_ids)
         .bind(scim_ids)
