@@ -430,19 +430,11 @@ macro_rules! impl_store {
                 }
 
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
-                    Ok(Box::new(Batch {
-                        tx: Some(self.begin_write().await?),
-                        open: false,
-                        known: Default::default(),
-                    }))
+                    Ok(Batch::boxed(self.begin_write().await?))
                 }
 
                 async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
-                    Ok(Box::new(Batch {
-                        tx: Some(self.begin_large_write().await?),
-                        open: false,
-                        known: Default::default(),
-                    }))
+                    Ok(Batch::boxed(self.begin_large_write().await?))
                 }
             }
 
@@ -458,6 +450,13 @@ macro_rules! impl_store {
                 tx: Option<Tx<$store>>,
                 open: bool,
                 known: <$store as BackendDirectory>::Known,
+            }
+
+            impl Batch {
+                /// A batch in `tx`, which holds nothing yet.
+                fn boxed(tx: Tx<$store>) -> Box<dyn ApplyBatch> {
+                    Box::new(Batch { tx: Some(tx), open: false, known: Default::default() })
+                }
             }
 
             #[async_trait]

@@ -1,12 +1,15 @@
 //! SCIM writes through the store directly, on the backend under test: a user created with its
-//! member row in one write of a batch, and a refused one leaving nothing behind while the batch
-//! goes on.
+//! member row in one write of a batch, a refused one leaving nothing behind while the batch
+//! goes on, and the ids of users created in one batch.
 
-use contactsd::domain::directory::{Change, MemberRow, REGISTERED_USER};
-use contactsd::domain::values::{Avatar, Nickname, Role, Source, UserId};
-use contactsd::store::StoreError;
+use std::sync::Arc;
+
+use contactsd::domain::directory::{Change, Directory, MemberRow, REGISTERED_USER};
+use contactsd::domain::values::{Avatar, Nickname, Role, Source, TeamId, UserId};
 use contactsd::store::scim::{ScimUserRecord, ScimWrite};
+use contactsd::store::{Store, StoreError};
 
+use crate::helpers::TestDatabase;
 use crate::store::{NOW, app, create_org, fresh_store, new_org, no_events};
 
 /// The SCIM create of `name` (its SCIM id derived from it).
@@ -40,9 +43,9 @@ fn member(name: &str) -> Vec<Change> {
     }]
 }
 
-#[tokio::test]
-async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
-    let (_database, store) = fresh_store().await;
+/// A fresh store with one team that has a SCIM app, and the team's version.
+async fn scim_team() -> (TestDatabase, Arc<dyn Store>, TeamId, i64) {
+    let (database, store) = fresh_store().await;
     let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
     app(&*store, "scim-app", Some(org_id)).await;
     store.put_scim_app(team_id, "scim-app").await.expect("app");
@@ -52,6 +55,32 @@ async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
         .expect("team")
         .expect("a team")
         .version;
+    (database, store, team_id, version)
+}
+
+/// The SCIM rows of `team_id`, as `(user id, userName key)`.
+async fn scim_rows(store: &dyn Store, team_id: TeamId) -> Vec<(UserId, String)> {
+    store
+        .scim_users(team_id)
+        .await
+        .expect("scim users")
+        .into_iter()
+        .map(|row| (row.user_id, row.user_name_key))
+        .collect()
+}
+
+/// The directory of `team_id` as stored.
+async fn directory_of(store: &dyn Store, team_id: TeamId) -> Directory {
+    store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("a directory")
+}
+
+#[tokio::test]
+async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
+    let (_database, store, team_id, version) = scim_team().await;
     let mut batch = store.begin_batch().await.expect("a batch");
     let mut write = async |name: &str, version: i64| {
         batch
@@ -78,19 +107,9 @@ async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
         ada.registered.expect("ada's id"),
         cy.registered.expect("cy's id"),
     );
-    let rows: Vec<(UserId, String)> = store
-        .scim_users(team_id)
-        .await
-        .expect("scim users")
-        .into_iter()
-        .map(|row| (row.user_id, row.user_name_key))
-        .collect();
+    let rows = scim_rows(&*store, team_id).await;
     assert_eq!(rows, [(ada_id, "ada".to_owned()), (cy_id, "cy".to_owned())]);
-    let directory = store
-        .load_directory(team_id)
-        .await
-        .expect("load")
-        .expect("a directory");
+    let directory = directory_of(&*store, team_id).await;
     assert_eq!(directory.member_count(), 2);
     assert!(directory.placement(ada_id).is_some() && directory.placement(cy_id).is_some());
     // Registered under the SCIM app: those created, and no other.
@@ -111,62 +130,25 @@ async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
 
 #[tokio::test]
 async fn a_user_created_without_a_membership_in_a_batch_is_counted_by_the_next_create() {
-    let (_database, store) = fresh_store().await;
-    let (org_id, team_id) = create_org(&*store, new_org("Acme", None)).await;
-    app(&*store, "scim-app", Some(org_id)).await;
-    store.put_scim_app(team_id, "scim-app").await.expect("app");
-    let version = store
-        .team(team_id)
-        .await
-        .expect("team")
-        .expect("a team")
-        .version;
+    let (_database, store, team_id, version) = scim_team().await;
     let mut batch = store.begin_batch().await.expect("a batch");
-    let ada = batch
-        .apply(
-            team_id,
-            version,
-            &member("Ada"),
-            no_events(),
-            Some(&create("Ada")),
-            NOW,
-        )
-        .await
-        .expect("ada");
+    let mut write = async |name: &str, member_too: bool, version: i64| {
+        let changes = if member_too { member(name) } else { Vec::new() };
+        let write = create(name);
+        batch
+            .apply(team_id, version, &changes, no_events(), Some(&write), NOW)
+            .await
+            .expect(name)
+    };
+    let ada = write("Ada", true, version).await;
     // An inactive user: a SCIM write with no directory change, between two that have one.
-    let ina = batch
-        .apply(
-            team_id,
-            ada.version,
-            &[],
-            no_events(),
-            Some(&create("Ina")),
-            NOW,
-        )
-        .await
-        .expect("ina");
-    let cy = batch
-        .apply(
-            team_id,
-            ada.version,
-            &member("Cy"),
-            no_events(),
-            Some(&create("Cy")),
-            NOW,
-        )
-        .await
-        .expect("cy");
+    let ina = write("Ina", false, ada.version).await;
+    let cy = write("Cy", true, ada.version).await;
     batch.commit().await.expect("commit");
 
     let ids = [ada.registered, ina.registered, cy.registered].map(|id| id.expect("an id"));
     assert!(ids[0] < ids[1] && ids[1] < ids[2], "{ids:?}");
-    let rows: Vec<(UserId, String)> = store
-        .scim_users(team_id)
-        .await
-        .expect("scim users")
-        .into_iter()
-        .map(|row| (row.user_id, row.user_name_key))
-        .collect();
+    let rows = scim_rows(&*store, team_id).await;
     assert_eq!(
         rows,
         [
@@ -175,11 +157,7 @@ async fn a_user_created_without_a_membership_in_a_batch_is_counted_by_the_next_c
             (ids[2], "cy".to_owned())
         ]
     );
-    let directory = store
-        .load_directory(team_id)
-        .await
-        .expect("load")
-        .expect("a directory");
+    let directory = directory_of(&*store, team_id).await;
     assert_eq!(directory.member_count(), 2);
     assert!(directory.placement(ids[1]).is_none() && directory.placement(ids[2]).is_some());
 }

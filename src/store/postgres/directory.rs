@@ -69,16 +69,9 @@ impl BackendDirectory for PostgresStore {
         start: WriteStart,
         _known: &(),
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
-        let WriteStart {
-            savepoint,
-            team_id,
-            expected,
-            events,
-            now,
-        } = start;
-        if !savepoint.is_empty() {
+        if !start.savepoint.is_empty() {
             // Without parameters, so in one round trip (the simple query protocol).
-            sqlx::raw_sql(savepoint)
+            sqlx::raw_sql(start.savepoint)
                 .execute(&mut *tx)
                 .await
                 .map_err(apply_error)?;
@@ -89,17 +82,17 @@ impl BackendDirectory for PostgresStore {
             "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
              WHERE id = $1 AND version = $2 RETURNING version, event_seq",
         )
-        .bind(team_id)
-        .bind(expected)
-        .bind(events as i64)
+        .bind(start.team_id)
+        .bind(start.expected)
+        .bind(start.events as i64)
         .fetch_optional(&mut *tx)
         .await
         .map_err(apply_error)?;
         Ok(match bumped {
             Some((version, last_seq)) => Ok(PgWriter {
                 tx,
-                team_id,
-                now,
+                team_id: start.team_id,
+                now: start.now,
                 version,
                 last_seq,
             }),
