@@ -36,6 +36,16 @@ pub struct MemberUpdate {
     pub role: Option<Role>,
 }
 
+/// The details a user who is not a member yet starts with; also those of a member row whose
+/// stored name and avatar are kept ([`Change::StepMember`]).
+fn newcomer() -> MemberDetails {
+    MemberDetails {
+        role: Role::Member,
+        nickname: Nickname::default(),
+        avatar: Avatar::default(),
+    }
+}
+
 /// Member `user_id`'s row as an app writes it.
 fn row(user_id: UserId, role: Role, details: &MemberDetails) -> StoredMember {
     StoredMember {
@@ -77,11 +87,7 @@ impl Service {
             .store
             .member_details(team_id, user_id)
             .await?
-            .unwrap_or(MemberDetails {
-                role: Role::Member,
-                nickname: Nickname::default(),
-                avatar: Avatar::default(),
-            }))
+            .unwrap_or_else(newcomer))
     }
 
     /// Add a user to `group_id` (0 = the root), joining the directory if needed. The user must
@@ -96,15 +102,38 @@ impl Service {
         role: Role,
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
+        // A member joining one more group keeps its stored name and avatar (a step does not
+        // rewrite them, and its event lists only what changed): nothing to read first.
+        let held = self
+            .directories
+            .read(&*self.store, &team, |d| Ok(d.placement(user_id).is_some()))
+            .await?;
+        if held {
+            let origin = Origin {
+                actor: caller.actor(ActorKind::App),
+                profiles: &(),
+            };
+            let (stepped, _) = self
+                .directories
+                .write(&*self.store, &team, origin, |d| {
+                    let admission = d.check_admission(user_id, group_id, role)?;
+                    if admission.joins_directory {
+                        // Removed meanwhile: admitted below, as a user new to the directory.
+                        return Ok((Vec::new(), false));
+                    }
+                    let member = row(user_id, admission.role, &newcomer());
+                    Ok((vec![admission.change(member)], true))
+                })
+                .await?;
+            if stepped {
+                return Ok(());
+            }
+        }
         let member = self.store.member_details(team_id, user_id).await?;
         if member.is_none() && !self.is_tenant_user(caller, user_id).await? {
             return Err(crate::domain::RuleError::ContactsUserNotFound.into());
         }
-        let details = member.unwrap_or(MemberDetails {
-            role: Role::Member,
-            nickname: Nickname::default(),
-            avatar: Avatar::default(),
-        });
+        let details = member.unwrap_or_else(newcomer);
         let quota = self.team_quota(&team).await?;
         let prior = Prior(user_id, &details);
         self.directories

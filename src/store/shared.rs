@@ -74,6 +74,16 @@ pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHE
 pub(crate) const SAVEPOINT: &str = "SAVEPOINT apply";
 /// The end of the last change, which stands, and the savepoint of the next, in one round trip.
 pub(crate) const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT apply; SAVEPOINT apply";
+/// How a member row put by a change overwrites the stored one
+/// ([`Change::PutMember`](crate::domain::directory::Change::PutMember)): wholly.
+pub(crate) const REWRITE_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
+     role = excluded.role, nickname = excluded.nickname, avatar = excluded.avatar, \
+     source = excluded.source, upd_at = excluded.upd_at";
+/// How a member row stepped into or out of a group overwrites the stored one
+/// ([`Change::StepMember`](crate::domain::directory::Change::StepMember)): its name and avatar
+/// stay as stored.
+pub(crate) const STEP_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
+     role = excluded.role, source = excluded.source, upd_at = excluded.upd_at";
 /// Undo the change begun at the savepoint and end the savepoint, in one round trip.
 pub(crate) const UNDO: &str = "ROLLBACK TO SAVEPOINT apply; RELEASE SAVEPOINT apply";
 /// Take `$2` more event numbers of team `$1`, inside a write that holds the team (a write in

@@ -399,6 +399,17 @@ async fn update_sets_the_directory_nickname_and_avatar_over_the_users_own() {
         api.members(team, 0, "").await.list[0]["name"],
         "Henry (Sales)"
     );
+    // Joining one more group keeps the directory's name and avatar.
+    let sales = api.create_group(team, "Sales", 0).await;
+    api.add_member_ok(team, sales, user.user_id, None).await;
+    let row = api.members(team, sales, "").await.list[0].clone();
+    assert_eq!(
+        (row["name"].clone(), row["avatar"].clone()),
+        (
+            json!("Henry (Sales)"),
+            json!("https://example.com/team.png")
+        )
+    );
 
     for body in [
         json!({"nickname": "n".repeat(65)}),

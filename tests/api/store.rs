@@ -819,7 +819,7 @@ async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
             create("b"),
             create("c"),
             put(ann, "", &[a, b]),
-            put(bob, "", &[a]),
+            put(bob, "Bob", &[a]),
         ],
         no_events(),
         NOW,
@@ -858,14 +858,17 @@ async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
         (cid, placed(Role::Member, &[b])),
     ];
     assert_eq!(stored_members(&*store, team_id).await, expected);
-    assert_eq!(
-        store
-            .member_details(team_id, bob)
+    // A stored member keeps its name; a new one gets the row's.
+    for (user_id, name) in [(bob, "Bob"), (cid, "stepped")] {
+        let details = store
+            .member_details(team_id, user_id)
             .await
-            .expect("details")
-            .map(|d| d.nickname.to_string()),
-        Some("stepped".to_owned())
-    );
+            .expect("details");
+        assert_eq!(
+            details.map(|d| d.nickname.to_string()),
+            Some(name.to_owned())
+        );
+    }
     // The copy updated by the same changes equals what is stored.
     copy.apply(&changes, &applied.created, applied.version);
     let mut placements: Vec<_> = copy

@@ -103,9 +103,10 @@ pub enum Change {
         member: MemberRow,
         groups: Vec<GroupRef>,
     },
-    /// Insert or overwrite a member and add it to, or take it out of, one group; its other
-    /// groups stay, so the write does not grow with them (a member in hundreds of groups
-    /// joining one more writes one membership).
+    /// Insert a member, or overwrite a stored member's role and source (its name and avatar
+    /// stay as stored), and add it to, or take it out of, one group; its other groups stay, so
+    /// the write does not grow with them (a member in hundreds of groups joining one more
+    /// writes one membership).
     StepMember {
         member: MemberRow,
         group: GroupId,

@@ -137,21 +137,19 @@ impl BackendDirectory for PostgresStore {
     }
 }
 
-/// Inserts or overwrites members given as arrays: the team is `$1`, the columns `$2` to `$6`
-/// ([`MemberColumns`]), the time `$7`.
-const UPSERT_MEMBERS: &str = "INSERT INTO members (team_id, user_id, role, nickname, avatar, \
+/// Inserts members given as arrays: the team is `$1`, the columns `$2` to `$6`
+/// ([`MemberColumns`]), the time `$7`; followed by how a stored row is overwritten
+/// ([`shared::REWRITE_MEMBER`] or [`shared::STEP_MEMBER`]).
+const INSERT_MEMBERS: &str = "INSERT INTO members (team_id, user_id, role, nickname, avatar, \
      source, created_at, upd_at) \
      SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
      FROM UNNEST($2::BIGINT[], $3::BIGINT[], $4::TEXT[], $5::TEXT[], $6::BIGINT[]) \
-     AS m (user_id, role, nickname, avatar, source) \
-     ON CONFLICT (team_id, user_id) DO UPDATE SET role = EXCLUDED.role, \
-     nickname = EXCLUDED.nickname, avatar = EXCLUDED.avatar, source = EXCLUDED.source, \
-     upd_at = EXCLUDED.upd_at";
+     AS m (user_id, role, nickname, avatar, source)";
 
 /// A query answering one column.
 type Scalar<'a, O> = sqlx::query::QueryScalar<'a, sqlx::Postgres, O, sqlx::postgres::PgArguments>;
 
-/// The columns of members, as the arrays [`UPSERT_MEMBERS`] takes.
+/// The columns of members, as the arrays [`INSERT_MEMBERS`] takes.
 struct MemberColumns<'a> {
     users: Vec<UserId>,
     roles: Vec<i64>,
@@ -294,7 +292,8 @@ impl ChangeWriter for PgWriter {
         let replaced: Vec<Option<UserId>> = columns
             .bind(
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "{UPSERT_MEMBERS} RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END"
+                    "{INSERT_MEMBERS}{} RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END",
+                    shared::REWRITE_MEMBER
                 ))),
                 self.team_id,
                 self.now,
@@ -352,14 +351,15 @@ impl ChangeWriter for PgWriter {
         let _: i64 = columns
             .bind(
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "WITH upserted AS ({UPSERT_MEMBERS}), \
+                    "WITH upserted AS ({INSERT_MEMBERS}{}), \
                      joined AS (INSERT INTO memberships (team_id, user_id, group_id) \
                      SELECT $1, user_id, group_id FROM UNNEST($8::BIGINT[], $9::BIGINT[]) \
                      AS p (user_id, group_id) ON CONFLICT DO NOTHING), \
                      left_ AS (DELETE FROM memberships m \
                      USING UNNEST($10::BIGINT[], $11::BIGINT[]) AS p (user_id, group_id) \
                      WHERE m.team_id = $1 AND m.user_id = p.user_id AND m.group_id = p.group_id) \
-                     SELECT 0::BIGINT"
+                     SELECT 0::BIGINT",
+                    shared::STEP_MEMBER
                 ))),
                 self.team_id,
                 self.now,

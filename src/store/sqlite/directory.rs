@@ -223,12 +223,14 @@ const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_se
 /// the next user id.
 type Bumped = (i64, i64, GroupId, UserId);
 
-/// Push the statement that inserts or overwrites `members` (its `;` not included).
+/// Push the statement that inserts `members` or overwrites them as `overwrite` says
+/// ([`shared::REWRITE_MEMBER`] or [`shared::STEP_MEMBER`]; its `;` not included).
 fn upsert_members<'m>(
     query: &mut QueryBuilder<Sqlite>,
     team_id: TeamId,
     now: i64,
     members: impl IntoIterator<Item = &'m MemberRow>,
+    overwrite: &'static str,
 ) {
     query
         .push(
@@ -245,11 +247,7 @@ fn upsert_members<'m>(
                 .push_bind(now)
                 .push_bind(now);
         })
-        .push(
-            " ON CONFLICT (team_id, user_id) DO UPDATE SET role = excluded.role, \
-             nickname = excluded.nickname, avatar = excluded.avatar, \
-             source = excluded.source, upd_at = excluded.upd_at",
-        );
+        .push(overwrite);
 }
 
 /// The writes of one directory change; the version is already bumped. Its statements are held
@@ -412,6 +410,7 @@ impl ChangeWriter for SqliteWriter {
                 team_id,
                 now,
                 members.iter().map(|placed| placed.member),
+                shared::REWRITE_MEMBER,
             );
             query
                 .push(";\nDELETE FROM memberships WHERE team_id = ")
@@ -449,6 +448,7 @@ impl ChangeWriter for SqliteWriter {
                 team_id,
                 now,
                 members.iter().map(|stepped| stepped.member),
+                shared::STEP_MEMBER,
             );
             // One primary-key lookup per membership, whatever the member's other groups.
             if !joins.is_empty() {
