@@ -109,13 +109,9 @@ impl Service {
             .read(&*self.store, &team, |d| Ok(d.placement(user_id).is_some()))
             .await?;
         if held {
-            let origin = Origin {
-                actor: caller.actor(ActorKind::App),
-                profiles: &(),
-            };
             let (stepped, _) = self
                 .directories
-                .write(&*self.store, &team, origin, |d| {
+                .write(&*self.store, &team, Origin::app(caller), |d| {
                     let admission = d.check_admission(user_id, group_id, role)?;
                     if admission.joins_directory {
                         // Removed meanwhile: admitted below, as a user new to the directory.

@@ -118,8 +118,8 @@ pub(crate) trait BackendDirectory: Backend {
     /// The writes of one `apply`, holding its transaction.
     type Writer: ChangeWriter;
     /// What a batch of writes knows of the database because it wrote it itself (on SQLite, the
-    /// versions and event numbers of the teams it wrote and the next group id; nothing on
-    /// PostgreSQL), so that a write's version check need not ask.
+    /// versions and event numbers of the teams it wrote and the next group and user ids;
+    /// nothing on PostgreSQL), so that a write's version check need not ask.
     type Known: Default + Send;
 
     /// Feed a directory's groups and members to `builder`, inside the snapshot that read its
@@ -130,22 +130,22 @@ pub(crate) trait BackendDirectory: Backend {
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()>;
     /// Start a directory write inside `tx` if the team's version is `start.expected`;
-    /// `Err(tx)`: it is not, and nothing was written. One statement checks and bumps the version
-    /// and takes the team's next `start.events` event numbers (gapless and ordered by commit: the statement
-    /// holds the team, SQLite's one writer or PostgreSQL's row lock, until the commit).
-    /// `start.savepoint` runs first, in the same
-    /// round trip where the backend allows it (SQLite: one multi-statement query, or none at
-    /// all when `known` holds the team: then the check is decided here and the statements are
-    /// sent with the write's first changes).
+    /// `Err(tx)`: it is not, and nothing was written. One statement checks and bumps the
+    /// version and takes the team's next `start.events` event numbers (gapless and ordered by
+    /// commit: the statement holds the team, SQLite's one writer or PostgreSQL's row lock,
+    /// until the commit). `start.savepoint` runs first, in the same round trip where the
+    /// backend allows it (SQLite: one multi-statement query, or none at all when `known` holds
+    /// the team: then the check is decided here and the statements are sent with the write's
+    /// first changes).
     async fn start_apply(
         tx: Tx<Self>,
         start: WriteStart,
         known: &Self::Known,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
     /// [`start_apply`](Self::start_apply) for a change that comes with SCIM write `scim`, made
-    /// under the same savepoint (`start.savepoint`, not empty, runs first): the writer and the user a
-    /// [`ScimWrite::Create`] registered, or the transaction, in which the savepoint is still to
-    /// be undone, with the refusal ([`StoreError::Conflict`] for another version,
+    /// under the same savepoint (`start.savepoint`, not empty, runs first): the writer and the
+    /// user a [`ScimWrite::Create`] registered, or the transaction, in which the savepoint is
+    /// still to be undone, with the refusal ([`StoreError::Conflict`] for another version,
     /// [`StoreError::NameTaken`] for a `userName` taken). PostgreSQL makes the SCIM write
     /// first, statement by statement; SQLite holds its statements in the writer, sent with the
     /// change's rows, so its refusal may come from the writer instead.

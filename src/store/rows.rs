@@ -5,6 +5,15 @@
 //! (a plan name, a role or source code, a nested [`OrgAccess`]). Codes this build does not know
 //! mean the database was changed by hand: they are [`StoreError::Inconsistent`].
 
+use super::{
+    DanglingKind, DanglingReferences, MemberDetails, OrgRecord, StoreError, StoreResult, TeamRecord,
+};
+use crate::domain::access::{OrgAccess, Plan};
+use crate::domain::directory::{DirectoryBuilder, Group};
+use crate::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, OrgId, RemoteId, Role, Source, TeamId, UserId,
+};
+
 /// The name and avatar a [`MemberProfile`](super::MemberProfile) shows, from a member row `m` and
 /// its user's row `u`: the directory-level ones, or the user's own where those are empty.
 macro_rules! profile_columns {
@@ -15,15 +24,6 @@ macro_rules! profile_columns {
 }
 
 pub(crate) use profile_columns;
-
-use super::{
-    DanglingKind, DanglingReferences, MemberDetails, OrgRecord, StoreError, StoreResult, TeamRecord,
-};
-use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{DirectoryBuilder, Group};
-use crate::domain::values::{
-    Avatar, GroupId, GroupName, Nickname, OrgId, RemoteId, Role, Source, TeamId, UserId,
-};
 
 /// A stored role code.
 pub(crate) fn role_of(raw: i64) -> StoreResult<Role> {

@@ -132,8 +132,8 @@ pub(crate) use select_scim_users;
 /// The statement that inserts or overwrites a row of `scim_users`: this, the row's values
 /// (team id, user id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`,
 /// `created_at`, `updated_at`), then [`ON_SCIM_USER_CONFLICT`].
-pub(crate) const PUT_SCIM_USER: &str = "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
-     external_id, active, resource, created_at, updated_at) VALUES (";
+pub(crate) const PUT_SCIM_USER: &str = "INSERT INTO scim_users (team_id, user_id, scim_id, \
+     user_name_key, external_id, active, resource, created_at, updated_at) VALUES (";
 
 /// The end of [`PUT_SCIM_USER`], after its values.
 pub(crate) const ON_SCIM_USER_CONFLICT: &str = ") ON CONFLICT (team_id, user_id) DO UPDATE SET \

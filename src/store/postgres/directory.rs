@@ -115,21 +115,15 @@ impl BackendDirectory for PostgresStore {
             Ok(registered) => registered,
             Err(refusal) => return Ok(Err((tx, refusal))),
         };
-        Ok(
-            match Self::start_apply(
-                tx,
-                WriteStart {
-                    savepoint: "",
-                    ..start
-                },
-                &(),
-            )
-            .await?
-            {
-                Ok(writer) => Ok((writer, registered)),
-                Err(tx) => Err((tx, StoreError::Conflict)),
-            },
-        )
+        // The savepoint is begun already.
+        let start = WriteStart {
+            savepoint: "",
+            ..start
+        };
+        Ok(match Self::start_apply(tx, start, &()).await? {
+            Ok(writer) => Ok((writer, registered)),
+            Err(tx) => Err((tx, StoreError::Conflict)),
+        })
     }
 
     fn finish_apply(writer: PgWriter, _stands: bool, _known: &mut ()) -> (Tx<Self>, i64) {

@@ -123,30 +123,22 @@ impl BackendDirectory for SqliteStore {
                 next_user_id,
             );
             let mut writer = SqliteWriter::new(tx, team_id, now, bumped);
-            writer
-                .hold(0, |query| {
-                    query
-                        .push(savepoint)
-                        .push(";\nUPDATE teams SET version = version + 1, event_seq = event_seq + ")
-                        .push_bind(events as i64)
-                        .push(" WHERE id = ")
-                        .push_bind(team_id)
-                        .push(" AND version = ")
-                        .push_bind(expected);
-                })
-                .await?;
+            writer.hold(0, |query| push_bump(query, &start)).await?;
             return Ok(Ok(writer));
         }
         // Sent with the savepoint (each query is a round trip to the driver's thread, and
-        // writes are serialized).
-        let bumped: Option<Bumped> =
-            sqlx::query_as(sqlx::AssertSqlSafe(format!("{savepoint}; {BUMP}")))
-                .bind(team_id)
-                .bind(expected)
-                .bind(events as i64)
-                .bind(FIRST_USER_ID)
-                .fetch_optional(&mut *tx)
-                .await?;
+        // writes are serialized); it learns the next ids too.
+        let mut query = QueryBuilder::new("");
+        push_bump(&mut query, &start);
+        query
+            .push(
+                " RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+                 WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1, \
+                 COALESCE((SELECT MAX(id) FROM users) + 1, ",
+            )
+            .push_bind(FIRST_USER_ID)
+            .push(")");
+        let bumped: Option<Bumped> = query.build_query_as().fetch_optional(&mut *tx).await?;
         Ok(match bumped {
             Some(bumped) => Ok(SqliteWriter::new(tx, team_id, now, bumped)),
             None => Err(tx),
@@ -180,7 +172,7 @@ impl BackendDirectory for SqliteStore {
 
 /// What a batch knows of the database because it wrote it: the batch's transaction holds
 /// SQLite's one write lock from its start (`BEGIN IMMEDIATE`), so no other connection, of this
-/// process or another, changes a team row or adds a group before its commit. A team's next
+/// process or another, changes a team row or adds a group or a user before its commit. A team's next
 /// write in the same batch is then checked here, and its version bump is sent with its first
 /// changes: one round trip to the driver's thread instead of two.
 #[derive(Debug, Default)]
@@ -210,17 +202,22 @@ fn add_members(
     }
 }
 
-/// Checks and bumps the version (`$1`: the team, `$2`: the version expected), takes `$3` event
-/// numbers and learns the next group id and the next user id (`$4` if there is no user yet),
-/// in one statement: the transaction is this process's only writer.
-const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
-     WHERE id = $1 AND version = $2 \
-     RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-     WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1, \
-     COALESCE((SELECT MAX(id) FROM users) + 1, $4)";
+/// Push the write's savepoint and the statement that checks and bumps its team's version and
+/// takes its event numbers (its `;` not included): the transaction is this process's only
+/// writer, so the team cannot change before the commit.
+fn push_bump(query: &mut QueryBuilder<Sqlite>, start: &WriteStart) {
+    query
+        .push(start.savepoint)
+        .push(";\nUPDATE teams SET version = version + 1, event_seq = event_seq + ")
+        .push_bind(start.events as i64)
+        .push(" WHERE id = ")
+        .push_bind(start.team_id)
+        .push(" AND version = ")
+        .push_bind(start.expected);
+}
 
-/// What [`BUMP`] returns: the new version, the last event number taken, the next group id and
-/// the next user id.
+/// What the version check learns ([`push_bump`] with its `RETURNING`) or [`Known`] holds: the
+/// new version, the last event number taken, the next group id and the next user id.
 type Bumped = (i64, i64, GroupId, UserId);
 
 /// Push the statement that inserts `members` or overwrites them as `overwrite` says
