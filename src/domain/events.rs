@@ -1,5 +1,5 @@
 //! The change feed's vocabulary (§11): who made a change ([`Actor`]), the events a batch of
-//! [`Change`]s amounts to ([`derive`]), and an event as stored and shown ([`Event`]).
+//! [`Change`]s amounts to ([`derive()`]), and an event as stored and shown ([`Event`]).
 //!
 //! Events are derived from the decided changes and the copy of the directory they were decided
 //! on, before the store writes them: a created group is named by its place in the batch

@@ -1,6 +1,6 @@
 //! Group commit of directory writes: one task per process takes the changes decided on the
 //! cached copies, of any team, writes them one after the other into one transaction
-//! ([`ApplyBatch`]) and commits them together, so that one durable commit (one fsync) serves
+//! ([`ApplyBatch`](crate::store::ApplyBatch)) and commits them together, so that one durable commit (one fsync) serves
 //! many writes. A write may carry a SCIM row ([`ScimWrite`]), written under the same savepoint
 //! as its changes (or alone). See "Write path" in docs/DESIGN.md.
 //!

@@ -10,7 +10,7 @@
 //! differs, one file per capability, through [`backend::Backend`].
 //!
 //! Backends do no rule checking of their own: the service decides on an in-memory
-//! [`Directory`](crate::domain::directory::Directory) and the store writes the resulting changes
+//! [`Directory`] and the store writes the resulting changes
 //! only if the team's version is unchanged ([`ApplyBatch::apply`]).
 
 mod apply;

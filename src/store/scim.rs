@@ -45,7 +45,7 @@ pub struct ScimUserRecord {
 /// A write of SCIM's own rows, made inside a batch
 /// ([`ApplyBatch::apply`](super::ApplyBatch::apply)) in the savepoint of a directory write of
 /// the same team: both stand or neither does. A `userName` another user of the directory has is
-/// refused with [`StoreError::NameTaken`](super::StoreError::NameTaken).
+/// refused with [`StoreError::NameTaken`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScimWrite {
     /// Register a new user under the directory's SCIM app, its openid being the record's SCIM

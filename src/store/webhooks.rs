@@ -117,7 +117,7 @@ pub trait WebhookStore: Send + Sync {
     async fn webhook_backlog(&self) -> StoreResult<crate::metrics::WebhookBacklog>;
 }
 
-/// A subscription row, in [`COLUMNS`] order.
+/// A subscription row, in the order of `columns!`.
 pub(crate) type WebhookRow = (
     WebhookId,
     TeamId,
