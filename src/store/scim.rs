@@ -140,13 +140,17 @@ pub(crate) const ON_SCIM_USER_CONFLICT: &str = ") ON CONFLICT (team_id, user_id)
      user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
      active = excluded.active, resource = excluded.resource, updated_at = excluded.updated_at";
 
-/// The error of a failed SCIM write: [`StoreError::NameTaken`] for a unique violation (a
-/// `userName` another user of the directory has).
+/// The error of a failed SCIM write: [`StoreError::NameTaken`] for a violation of the index
+/// `scim_users_by_name` (a `userName` another user of the directory has); any other failure,
+/// another unique index included, is the database's.
 pub(crate) fn write_error(error: sqlx::Error) -> StoreError {
-    if error
-        .as_database_error()
-        .is_some_and(|e| e.is_unique_violation())
-    {
+    let name_taken = error.as_database_error().is_some_and(|e| {
+        // PostgreSQL names the index; SQLite names its columns in the message.
+        e.is_unique_violation()
+            && (e.constraint() == Some("scim_users_by_name")
+                || e.message().contains("scim_users.user_name_key"))
+    });
+    if name_taken {
         StoreError::NameTaken
     } else {
         StoreError::from(error)
