@@ -1,0 +1,526 @@
+//! The storage traits called directly, directory writes: changes read back, version checks,
+//! batches, steps and removals, member names, dangling references (fixtures in `store.rs`).
+
+use contactsd::domain::directory::{Change, GroupRef, GroupStep};
+use contactsd::domain::sync::MemberState;
+use contactsd::domain::values::{
+    Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
+};
+use contactsd::store::{
+    DanglingKind, DanglingReferences, MemberDetails, MemberProfile, StoreError,
+};
+
+use crate::store::{
+    NOW, app, apply, avatar_of, create, create_org, execute_unchecked, fresh_store, group, member,
+    new_org, nickname_of, no_events, org_of_three, placed, put, stored_groups, stored_members,
+    users,
+};
+
+#[tokio::test]
+async fn directory_writes_are_read_back_and_bump_the_version() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    assert!(
+        store
+            .load_directory(TeamId::new(999_999))
+            .await
+            .expect("load")
+            .is_none()
+    );
+    let [ann, bob] = users(&*store, "app", &["ann", "bob"]).await[..] else {
+        panic!("two users")
+    };
+
+    // Groups created under each other in one batch, members placed in them.
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            Change::CreateGroup {
+                parent: GroupRef::Existing(ROOT_GROUP),
+                group: group("Sales", "sales", 5),
+            },
+            Change::CreateGroup {
+                parent: GroupRef::New(0),
+                group: group("EU", "eu", 0),
+            },
+            put(ann, "Ann in Acme", &[GroupRef::New(1)]),
+            put(bob, "", &[GroupRef::New(0), GroupRef::New(1)]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    assert_eq!(applied.version, 1);
+    let [sales, eu] = applied.created[..] else {
+        panic!("two groups: {:?}", applied.created)
+    };
+    assert!(sales < eu);
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (
+                sales,
+                ROOT_GROUP,
+                "Sales".to_owned(),
+                "sales".to_owned(),
+                true
+            ),
+            (eu, sales, "EU".to_owned(), "eu".to_owned(), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::Member, &[eu])),
+            (bob, placed(Role::Member, &[sales, eu])),
+        ]
+    );
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("team");
+    assert_eq!(directory.version(), 1);
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(1)
+    );
+
+    // Update: rename and move EU to the root, delete Sales (a tombstone), remove Bob.
+    let mut renamed = directory
+        .all_groups()
+        .find(|g| g.id == eu)
+        .expect("eu")
+        .clone();
+    renamed.name = GroupName::parse("Europe").expect("a name");
+    let mut deleted = directory
+        .all_groups()
+        .find(|g| g.id == sales)
+        .expect("sales")
+        .clone();
+    deleted.is_valid = false;
+    let applied = apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::UpdateGroup {
+                group: renamed,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::UpdateGroup {
+                group: deleted,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+            Change::RemoveMember(bob),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    assert_eq!((applied.version, applied.created.len()), (2, 0));
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (
+                sales,
+                ROOT_GROUP,
+                "Sales".to_owned(),
+                "sales".to_owned(),
+                false
+            ),
+            (eu, ROOT_GROUP, "Europe".to_owned(), "eu".to_owned(), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[eu]))]
+    );
+}
+
+#[tokio::test]
+async fn a_write_against_an_old_version_writes_nothing() {
+    let (_database, store) = fresh_store().await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let create = |name: &str| Change::CreateGroup {
+        parent: GroupRef::Existing(ROOT_GROUP),
+        group: group(name, "", 0),
+    };
+    apply(&*store, team_id, 0, &[create("First")], no_events(), NOW)
+        .await
+        .expect("apply");
+    let stale = apply(&*store, team_id, 0, &[create("Second")], no_events(), NOW).await;
+    assert!(matches!(stale, Err(StoreError::Conflict)), "{stale:?}");
+    let ahead = apply(&*store, team_id, 7, &[create("Third")], no_events(), NOW).await;
+    assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
+    let missing = apply(
+        &*store,
+        TeamId::new(999_999),
+        0,
+        &[create("Fourth")],
+        no_events(),
+        NOW,
+    )
+    .await;
+    assert!(matches!(missing, Err(StoreError::Conflict)), "{missing:?}");
+    let names: Vec<String> = stored_groups(&*store, team_id)
+        .await
+        .into_iter()
+        .map(|(_, _, name, _, _)| name)
+        .collect();
+    assert_eq!(names, vec!["First".to_owned()]);
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(1)
+    );
+}
+
+#[tokio::test]
+async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
+    let (_database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut write = async |team_id, expected, name: &str| {
+        batch
+            .apply(team_id, expected, &[create(name)], no_events(), None, NOW)
+            .await
+    };
+    let first = write(acme, 0, "A1").await.expect("the first write");
+    assert_eq!(first.version, 1);
+    // Another team's groups between two of Acme's: the ids go on from both.
+    let other = write(beta, 0, "B1").await.expect("another team");
+    // The versions the batch itself wrote decide: behind, ahead, then the one it wrote.
+    let behind = write(acme, 0, "A2").await;
+    assert!(matches!(behind, Err(StoreError::Conflict)), "{behind:?}");
+    let ahead = write(acme, 5, "A3").await;
+    assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
+    let second = write(acme, 1, "A4").await.expect("the next version");
+    // Refused by the database after its check (a remote id taken; PostgreSQL calls it a
+    // conflict): nothing of it stays, and the next write goes on.
+    let taken = write(acme, 2, "A4").await;
+    assert!(taken.is_err(), "{taken:?}");
+    let third = write(acme, 2, "A5").await.expect("after a refusal");
+    batch.commit().await.expect("commit");
+    assert_eq!((second.version, third.version), (2, 3));
+    let ids = [&first, &other, &second, &third].map(|applied| applied.created[0]);
+    assert!(ids.is_sorted() && ids[0] < ids[3], "{ids:?}");
+    let names = |groups: Vec<(GroupId, GroupId, String, String, bool)>| {
+        groups
+            .into_iter()
+            .map(|(id, _, name, _, _)| (id, name))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(stored_groups(&*store, acme).await),
+        vec![
+            (ids[0], "A1".to_owned()),
+            (ids[2], "A4".to_owned()),
+            (ids[3], "A5".to_owned())
+        ]
+    );
+    assert_eq!(
+        names(stored_groups(&*store, beta).await),
+        vec![(ids[1], "B1".to_owned())]
+    );
+    assert_eq!(
+        store.team(acme).await.expect("team").map(|t| t.version),
+        Some(3)
+    );
+}
+
+#[tokio::test]
+async fn a_member_named_twice_in_one_write_ends_as_the_last_change_says() {
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let a = GroupRef::New(0);
+    let b = GroupRef::New(1);
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("a"),
+            create("b"),
+            put(ann, "first", &[a]),
+            put(bob, "", &[a, b]),
+            put(ann, "second", &[b]),
+            put(cid, "", &[a]),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(cid),
+            Change::RemoveMember(bob),
+            Change::RemoveMember(cid),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    let [_, b_id] = applied.created[..] else {
+        panic!("two groups")
+    };
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[b_id]))]
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, ann)
+            .await
+            .expect("details")
+            .map(|d| d.nickname.to_string()),
+        Some("second".to_owned())
+    );
+    // Removed again and put back in one write.
+    apply(
+        &*store,
+        team_id,
+        1,
+        &[
+            Change::RemoveMember(ann),
+            Change::RemoveMember(ann),
+            put(ann, "back", &[]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![(ann, placed(Role::Member, &[]))]
+    );
+}
+
+#[tokio::test]
+async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let (a, b) = (GroupRef::New(0), GroupRef::New(1));
+    let applied = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("a"),
+            create("b"),
+            create("c"),
+            put(ann, "", &[a, b]),
+            put(bob, "Bob", &[a]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+    let [a, b, c] = applied.created[..] else {
+        panic!("three groups")
+    };
+    let mut copy = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    let step = |user_id: UserId, role: Role, group: GroupId, step: GroupStep| Change::StepMember {
+        member: member(user_id, role, "stepped"),
+        group,
+        step,
+    };
+    let changes = [
+        step(ann, Role::Member, c, GroupStep::Join),
+        step(bob, Role::TeamAdmin, a, GroupStep::Leave),
+        // The same member again (a run of its own), a group it is in, one it is not in.
+        step(ann, Role::Member, a, GroupStep::Leave),
+        step(ann, Role::Member, b, GroupStep::Join),
+        step(bob, Role::TeamAdmin, c, GroupStep::Leave),
+        // Not a member yet: joins the directory in that group.
+        step(cid, Role::Member, b, GroupStep::Join),
+    ];
+    let applied = apply(&*store, team_id, 1, &changes, no_events(), NOW)
+        .await
+        .expect("apply");
+    let expected = vec![
+        (ann, placed(Role::Member, &[b, c])),
+        (bob, placed(Role::TeamAdmin, &[])),
+        (cid, placed(Role::Member, &[b])),
+    ];
+    assert_eq!(stored_members(&*store, team_id).await, expected);
+    // A stored member keeps its name; a new one gets the row's.
+    for (user_id, name) in [(bob, "Bob"), (cid, "stepped")] {
+        let details = store
+            .member_details(team_id, user_id)
+            .await
+            .expect("details");
+        assert_eq!(
+            details.map(|d| d.nickname.to_string()),
+            Some(name.to_owned())
+        );
+    }
+    // The copy updated by the same changes equals what is stored.
+    copy.apply(&changes, &applied.created, applied.version);
+    let mut placements: Vec<_> = copy
+        .placements()
+        .map(|(user_id, placement)| (user_id, placement.clone()))
+        .collect();
+    placements.sort_by_key(|(user_id, _)| *user_id);
+    assert_eq!(placements, expected);
+    assert_eq!(copy.admins_used(), 1);
+}
+
+#[tokio::test]
+async fn member_names_fall_back_to_the_users_own() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let ann = store
+        .register_user("app", "ann", "Ann", "ann.png", NOW)
+        .await
+        .expect("register");
+    let bob = store
+        .register_user("app", "bob", "Bob", "bob.png", NOW)
+        .await
+        .expect("register");
+    let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");
+    admin.avatar = avatar_of("robert.png");
+    admin.source = Source::Api;
+    apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            put(ann.user_id, "", &[]),
+            Change::PutMember {
+                member: admin,
+                groups: vec![],
+            },
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("apply");
+
+    let mut profiles = store
+        .member_profiles(team_id, &[bob.user_id, ann.user_id, UserId::new(424_242)])
+        .await
+        .expect("profiles");
+    profiles.sort_by_key(|p| p.user_id);
+    assert_eq!(
+        profiles,
+        vec![
+            MemberProfile {
+                user_id: ann.user_id,
+                respondent_id: ann.respondent_id,
+                name: nickname_of("Ann"),
+                avatar: avatar_of("ann.png"),
+            },
+            MemberProfile {
+                user_id: bob.user_id,
+                respondent_id: bob.respondent_id,
+                name: nickname_of("Robert"),
+                avatar: avatar_of("robert.png"),
+            },
+        ]
+    );
+    assert_eq!(
+        store.member_profiles(team_id, &[]).await.expect("none"),
+        vec![]
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, bob.user_id)
+            .await
+            .expect("details"),
+        Some(MemberDetails {
+            role: Role::TeamAdmin,
+            nickname: nickname_of("Robert"),
+            avatar: avatar_of("robert.png"),
+        })
+    );
+    assert_eq!(
+        store
+            .member_details(team_id, UserId::new(424_242))
+            .await
+            .expect("none"),
+        None
+    );
+
+    let mut states = store.member_states(team_id).await.expect("states");
+    states.sort_by_key(|(user_id, _)| *user_id);
+    assert_eq!(
+        states,
+        vec![
+            (
+                ann.user_id,
+                MemberState {
+                    nickname: Nickname::default(),
+                    avatar: Avatar::default(),
+                    source: Source::Sync,
+                }
+            ),
+            (
+                bob.user_id,
+                MemberState {
+                    nickname: nickname_of("Robert"),
+                    avatar: avatar_of("robert.png"),
+                    source: Source::Api,
+                }
+            ),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn dangling_references_are_counted_per_kind_and_team() {
+    let (database, store) = fresh_store().await;
+    store.ping().await.expect("ping");
+    app(&*store, "app", None).await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let [ann] = users(&*store, "app", &["ann"]).await[..] else {
+        panic!("one user")
+    };
+    apply(&*store, team_id, 0, &[put(ann, "", &[])], no_events(), NOW)
+        .await
+        .expect("apply");
+    assert_eq!(store.dangling_references().await.expect("check"), vec![]);
+
+    execute_unchecked(
+        &database.url,
+        &format!(
+            "INSERT INTO memberships (team_id, user_id, group_id) VALUES ({team_id}, 424242, 1); \
+             INSERT INTO memberships (team_id, user_id, group_id) VALUES ({team_id}, {ann}, 7); \
+             INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) VALUES ({team_id}, 31337, 4, '', '', 1, 0, 0); \
+             INSERT INTO members (team_id, user_id, role, nickname, avatar, source, created_at, \
+             upd_at) VALUES (777777, {ann}, 4, '', '', 1, 0, 0); \
+             INSERT INTO app_users (appid, openid, user_id) VALUES ('app', 'ghost', 888888); \
+             INSERT INTO app_users (appid, openid, user_id) VALUES ('gone', 'ann', {ann});"
+        ),
+    )
+    .await;
+    let mut found = store.dangling_references().await.expect("check");
+    found.sort_by_key(|f| (f.team_id, f.kind as u8));
+    let row = |kind, team_id, count| DanglingReferences {
+        kind,
+        team_id,
+        count,
+    };
+    assert_eq!(
+        found,
+        vec![
+            row(DanglingKind::OpenidOfMissingUser, None, 1),
+            row(DanglingKind::OpenidOfMissingApp, None, 1),
+            row(DanglingKind::MembershipOfNonMember, Some(team_id), 1),
+            row(DanglingKind::MembershipOutsideTeam, Some(team_id), 2),
+            row(DanglingKind::MemberNotUser, Some(team_id), 1),
+            row(
+                DanglingKind::MemberOfMissingTeam,
+                Some(TeamId::new(777777)),
+                1
+            ),
+        ]
+    );
+}
