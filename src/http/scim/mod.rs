@@ -17,7 +17,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::domain::RuleError;
 use crate::domain::scim::ScimError;
-use crate::service::scim::{Location, ScimFailure};
+use crate::service::scim::{Location, ScimFailure, Target};
 use crate::service::{Service, ServiceError};
 use crate::store::{StoreError, TeamRecord};
 
@@ -106,6 +106,18 @@ impl Scope {
     /// The service, the team and the location base, as the service's SCIM calls take them.
     fn parts(&self) -> (&Service, &TeamRecord, &Location) {
         (&self.service, &self.team, &self.location)
+    }
+
+    /// The service, and the resource `id` of this scope's directory as a write names it, with
+    /// the request's `If-Match` header.
+    fn target<'a>(&'a self, id: &'a str, if_match: Option<&'a str>) -> (&'a Service, Target<'a>) {
+        let target = Target {
+            team: &self.team,
+            id,
+            if_match,
+            location: &self.location,
+        };
+        (&self.service, target)
     }
 }
 

@@ -395,40 +395,24 @@ impl Resource {
         edit: Edit<'_>,
         if_match: Option<&str>,
     ) -> ScimResult<Versioned> {
-        let (service, team, location) = scope.parts();
+        let (service, target) = scope.target(id, if_match);
         match (self, edit) {
-            (Self::Users, Edit::Replace(body)) => {
-                service
-                    .scim_replace_user(team, id, body, if_match, location)
-                    .await
-            }
-            (Self::Groups, Edit::Replace(body)) => {
-                service
-                    .scim_replace_group(team, id, body, if_match, location)
-                    .await
-            }
+            (Self::Users, Edit::Replace(body)) => service.scim_replace_user(target, body).await,
+            (Self::Groups, Edit::Replace(body)) => service.scim_replace_group(target, body).await,
             (Self::Users, Edit::Patch(operations)) => {
-                service
-                    .scim_patch_user(team, id, operations, if_match, location)
-                    .await
+                service.scim_patch_user(target, operations).await
             }
             (Self::Groups, Edit::Patch(operations)) => {
-                service
-                    .scim_patch_group(team, id, operations, if_match, location)
-                    .await
+                service.scim_patch_group(target, operations).await
             }
         }
     }
 
     async fn delete(self, scope: &Scope, id: &str, if_match: Option<&str>) -> ScimResult<()> {
-        let (service, team, location) = scope.parts();
+        let (service, target) = scope.target(id, if_match);
         match self {
-            Self::Users => service.scim_delete_user(team, id, if_match, location).await,
-            Self::Groups => {
-                service
-                    .scim_delete_group(team, id, if_match, location)
-                    .await
-            }
+            Self::Users => service.scim_delete_user(target).await,
+            Self::Groups => service.scim_delete_group(target).await,
         }
     }
 }

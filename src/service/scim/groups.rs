@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimResult, Versioned, check_version, patched};
+use super::{ScimResult, Target, Versioned, check_version, patched};
 use crate::domain::RuleError;
 use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
 use crate::domain::scim::filter::{Filter, equality, matches};
@@ -545,66 +545,49 @@ impl Service {
             .await
     }
 
-    /// Group `id` as answered, refused unless `if_match` names its version, with the SCIM ids
-    /// of its members and of the users `named`.
+    /// The group `target` names, as answered, refused unless its `If-Match` names the group's
+    /// version, with the SCIM ids of its members and of the users `named`.
     async fn current_group(
         &self,
-        team: &TeamRecord,
-        id: &str,
-        if_match: Option<&str>,
+        target: Target<'_>,
         named: &[&str],
-        location: &Location,
     ) -> ScimResult<(GroupId, Versioned, ScimIds)> {
-        let id = group_id(id)?;
+        let id = group_id(target.id)?;
         let mut ids = ScimIds::default();
-        let current = self.group_of(team, id, &mut ids, named, location).await?;
-        check_version(&current, if_match)?;
+        let current = self
+            .group_of(target.team, id, &mut ids, named, target.location)
+            .await?;
+        check_version(&current, target.if_match)?;
         Ok((id, current, ids))
     }
 
     pub async fn scim_replace_group(
         &self,
-        team: &TeamRecord,
-        id: &str,
+        target: Target<'_>,
         body: &Value,
-        if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
-        let (id, _, ids) = self
-            .current_group(team, id, if_match, &[], location)
-            .await?;
-        self.write_group(team, Some(id), body, ids, location).await
+        let (id, _, ids) = self.current_group(target, &[]).await?;
+        self.write_group(target.team, Some(id), body, ids, target.location)
+            .await
     }
 
     pub async fn scim_patch_group(
         &self,
-        team: &TeamRecord,
-        id: &str,
+        target: Target<'_>,
         operations: &[Operation],
-        if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
         let named = named_in(operations);
-        let (id, current, ids) = self
-            .current_group(team, id, if_match, &named, location)
-            .await?;
+        let (id, current, ids) = self.current_group(target, &named).await?;
         let patched = patched(current, operations, GROUP_EXTENSION_SCHEMA)?;
-        self.write_group(team, Some(id), &patched, ids, location)
+        self.write_group(target.team, Some(id), &patched, ids, target.location)
             .await
     }
 
     /// Delete a group: its members leave it, the groups under it move up to its parent, and
     /// it becomes a tombstone, in one commit.
-    pub async fn scim_delete_group(
-        &self,
-        team: &TeamRecord,
-        id: &str,
-        if_match: Option<&str>,
-        location: &Location,
-    ) -> ScimResult<()> {
-        let (id, _, _) = self
-            .current_group(team, id, if_match, &[], location)
-            .await?;
+    pub async fn scim_delete_group(&self, target: Target<'_>) -> ScimResult<()> {
+        let (id, _, _) = self.current_group(target, &[]).await?;
+        let team = target.team;
         let members: Vec<UserId> = self
             .directories
             .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))

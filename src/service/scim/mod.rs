@@ -25,6 +25,17 @@ use crate::store::{StoreError, TeamRecord};
 
 pub use render::Location;
 
+/// A request on one existing resource: the directory of its credential, the resource's id as
+/// the request wrote it, the `If-Match` header it carried (the write is refused unless it names
+/// the resource's version), and where the directory's resources are served (`meta.location`).
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub team: &'a TeamRecord,
+    pub id: &'a str,
+    pub if_match: Option<&'a str>,
+    pub location: &'a Location,
+}
+
 /// Why a SCIM request failed: a refusal of the SCIM layer itself, or of the service below.
 #[derive(Debug)]
 pub enum ScimFailure {

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimFailure, ScimResult, Versioned, check_version, patched};
+use super::{ScimFailure, ScimResult, Target, Versioned, check_version, patched};
 use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, REGISTERED_USER};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
@@ -125,14 +125,15 @@ impl Service {
             .await?)
     }
 
-    /// User `id` as stored and as answered, refused unless `if_match` names its version.
-    async fn current_user(
-        &self,
-        team: &TeamRecord,
-        id: &str,
-        if_match: Option<&str>,
-        location: &Location,
-    ) -> ScimResult<(ScimUserRecord, Versioned)> {
+    /// The user `target` names, as stored and as answered, refused unless its `If-Match` names
+    /// the user's version.
+    async fn current_user(&self, target: Target<'_>) -> ScimResult<(ScimUserRecord, Versioned)> {
+        let Target {
+            team,
+            id,
+            if_match,
+            location,
+        } = target;
         let record = self
             .store
             .scim_user(team.access.team_id, id)
@@ -151,7 +152,13 @@ impl Service {
         id: &str,
         location: &Location,
     ) -> ScimResult<Versioned> {
-        let (_, rendered) = self.current_user(team, id, None, location).await?;
+        let target = Target {
+            team,
+            id,
+            if_match: None,
+            location,
+        };
+        let (_, rendered) = self.current_user(target).await?;
         Ok(rendered)
     }
 
@@ -248,44 +255,32 @@ impl Service {
 
     pub async fn scim_replace_user(
         &self,
-        team: &TeamRecord,
-        id: &str,
+        target: Target<'_>,
         body: &Value,
-        if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
-        let (current, _) = self.current_user(team, id, if_match, location).await?;
+        let (current, _) = self.current_user(target).await?;
         let (stored, active) = validated(body)?;
-        self.replace_user(team, current, stored, active, location)
+        self.replace_user(target.team, current, stored, active, target.location)
             .await
     }
 
     pub async fn scim_patch_user(
         &self,
-        team: &TeamRecord,
-        id: &str,
+        target: Target<'_>,
         operations: &[Operation],
-        if_match: Option<&str>,
-        location: &Location,
     ) -> ScimResult<Versioned> {
-        let (current, rendered) = self.current_user(team, id, if_match, location).await?;
+        let (current, rendered) = self.current_user(target).await?;
         let patched = patched(rendered, operations, ENTERPRISE_SCHEMA)?;
         let (stored, active) = validated(&patched)?;
-        self.replace_user(team, current, stored, active, location)
+        self.replace_user(target.team, current, stored, active, target.location)
             .await
     }
 
     /// Take the user out of the directory and forget its SCIM attributes, in one write (the
     /// user itself stays registered, as users do).
-    pub async fn scim_delete_user(
-        &self,
-        team: &TeamRecord,
-        id: &str,
-        if_match: Option<&str>,
-        location: &Location,
-    ) -> ScimResult<()> {
-        let (current, _) = self.current_user(team, id, if_match, location).await?;
-        let user_id = current.user_id;
+    pub async fn scim_delete_user(&self, target: Target<'_>) -> ScimResult<()> {
+        let (current, _) = self.current_user(target).await?;
+        let (team, user_id) = (target.team, current.user_id);
         self.directories
             .write_scim(&*self.store, team, ScimWrite::Delete(user_id), |d| {
                 Ok((membership(d, user_id, false, &Nickname::default()), ()))
