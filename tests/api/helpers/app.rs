@@ -458,6 +458,16 @@ impl TestApp {
         Api::new(self, appid, &token)
     }
 
+    /// Rotate `appid`'s secret on this server, as `contactsd admin rotate-secret` does; the
+    /// new secret.
+    pub async fn rotate_secret(&self, appid: &str) -> String {
+        self.service
+            .rotate_secret(appid)
+            .await
+            .unwrap_or_else(|error| panic!("rotate-secret failed: {error}"))
+            .secret
+    }
+
     /// A caller for the team app of the test's org.
     pub async fn team_api(&self) -> Api<'_> {
         self.login(&self.appid, &self.secret).await
