@@ -1,8 +1,8 @@
 //! Fuzzing of everything a request carries: random query strings through the query parser, and
 //! random requests (any route of the API description, method, ids, query and body: JSON of
-//! every body type, forms, or raw bytes) through the whole router over a real SQLite database, with a valid token most of the
-//! time so that requests get past authentication. No input may panic, answer 5xx, or break the
-//! envelope.
+//! every body type, forms, or raw bytes) through the whole router over a real SQLite database,
+//! with a valid token most of the time so that requests get past authentication. No input may
+//! panic, answer 5xx, or break the envelope.
 //!
 //! `cargo test --lib fuzzing` runs a short form; `scripts/fuzz` the long one (release build,
 //! `PROPTEST_CASES` raised to a million per target).
