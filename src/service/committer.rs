@@ -1,8 +1,8 @@
 //! Group commit of directory writes: one task per process takes the changes decided on the
 //! cached copies, of any team, writes them one after the other into one transaction
-//! ([`ApplyBatch`](crate::store::ApplyBatch)) and commits them together, so that one durable commit (one fsync) serves
-//! many writes. A write may carry a SCIM row ([`ScimWrite`]), written under the same savepoint
-//! as its changes (or alone). See "Write path" in docs/DESIGN.md.
+//! ([`ApplyBatch`](crate::store::ApplyBatch)) and commits them together, so that one durable
+//! commit (one fsync) serves many writes. A write may carry a SCIM row ([`ScimWrite`]), written
+//! under the same savepoint as its changes (or alone). See "Write path" in docs/DESIGN.md.
 //!
 //! A [`Job`] arrives holding its team's gate. Once its changes are written (each under its own
 //! savepoint, with its own version check) they are applied to the team's copy and the gate is
