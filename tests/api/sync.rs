@@ -148,6 +148,45 @@ async fn a_dry_run_reports_and_changes_nothing() {
 }
 
 #[tokio::test]
+async fn query_options_apply_where_the_body_is_silent_and_a_malformed_one_is_refused() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let one_group = json!({"groups": [group("a", "A", "")]});
+    let path = |query: &str| format!("{}?{query}", sync_path(&app));
+
+    let planned = api.post_json(&path("dry_run=true"), &one_group).await;
+    assert_eq!(assert_ok(&planned)["dry_run"], true);
+    assert!(full_names(&app, &api).await.is_empty());
+
+    // The body's options win over the query's.
+    let applied = api
+        .post_json(
+            &path("dry_run=1"),
+            &json!({"dry_run": false, "groups": [group("a", "A", "")]}),
+        )
+        .await;
+    assert_eq!(assert_ok(&applied)["dry_run"], false);
+    assert_eq!(full_names(&app, &api).await, vec!["Acme/A"]);
+
+    // A malformed query option is refused even where the body gives that option, and nothing
+    // is applied.
+    let add_b = json!({
+        "mode": "upsert", "dry_run": false, "allow_mass_delete": false,
+        "groups": [group("a", "A", ""), group("b", "B", "")],
+    });
+    for query in [
+        "mode=merge",
+        "dry_run=maybe",
+        "allow_mass_delete=2",
+        "mode=upsert&mode=replace",
+    ] {
+        let refused = api.post_json(&path(query), &add_b).await;
+        assert_error(&refused, 400, "InvalidArgument", "invalid_argument");
+    }
+    assert_eq!(full_names(&app, &api).await, vec!["Acme/A"]);
+}
+
+#[tokio::test]
 async fn one_bad_row_applies_nothing_and_every_problem_is_listed() {
     let app = TestApp::spawn().await;
     let api = app.team_api().await;

@@ -57,33 +57,36 @@ fn until(
     ))
 }
 
-fn sync_options(
-    query: &QueryParams,
-    body: SnapshotOptions,
-) -> Result<(SyncOptions, bool), ApiError> {
-    let mode = match body.mode {
-        Some(mode) => mode,
-        None => match query.single("mode")? {
-            None => SyncMode::Upsert,
-            Some(raw) => SyncMode::parse(raw)
+/// The options the query gives, checked before any of the body is read: a malformed parameter
+/// is refused even where the body's own options would win.
+fn query_options(query: &QueryParams) -> Result<SnapshotOptions, ApiError> {
+    let mode = match query.single("mode")? {
+        None => None,
+        Some(raw) => Some(
+            SyncMode::parse(raw)
                 .ok_or_else(|| ApiError::invalid("mode must be upsert or replace"))?,
-        },
+        ),
     };
-    let dry_run = match body.dry_run {
-        Some(value) => value,
-        None => query.flag("dry_run")?,
+    let flag = |name| -> Result<Option<bool>, ApiError> {
+        query.single(name)?.map(|_| query.flag(name)).transpose()
     };
-    let allow_mass_delete = match body.allow_mass_delete {
-        Some(value) => value,
-        None => query.flag("allow_mass_delete")?,
+    Ok(SnapshotOptions {
+        mode,
+        dry_run: flag("dry_run")?,
+        allow_mass_delete: flag("allow_mass_delete")?,
+    })
+}
+
+/// The sync's options and whether it is a dry run: the body's options win over the query's.
+fn sync_options(query: SnapshotOptions, body: SnapshotOptions) -> (SyncOptions, bool) {
+    let options = SyncOptions {
+        mode: body.mode.or(query.mode).unwrap_or(SyncMode::Upsert),
+        allow_mass_delete: body
+            .allow_mass_delete
+            .or(query.allow_mass_delete)
+            .unwrap_or(false),
     };
-    Ok((
-        SyncOptions {
-            mode,
-            allow_mass_delete,
-        },
-        dry_run,
-    ))
+    (options, body.dry_run.or(query.dry_run).unwrap_or(false))
 }
 
 /// What a sync did (or, in a dry run, would do).
@@ -271,6 +274,7 @@ pub async fn sync_directory(
     // Tenancy, plan and a free sync slot first: a caller that may not sync the team now gets
     // no body read.
     let slot = state.service.sync_slot(&caller, team_id).await?;
+    let query_options = query_options(&query)?;
     let headers = request.headers();
     let format = Format::from_content_type(
         headers
@@ -299,7 +303,7 @@ pub async fn sync_directory(
     let parsed = tokio::task::spawn_blocking(move || snapshot::read(bridge, format, gzip, &limits))
         .await
         .map_err(|error| ApiError::internal(format!("snapshot parser stopped: {error}")))??;
-    let (options, dry_run) = sync_options(&query, parsed.options)?;
+    let (options, dry_run) = sync_options(query_options, parsed.options);
     let outcome = state
         .service
         .sync_directory(&caller, &slot, &parsed.snapshot, options, dry_run)
