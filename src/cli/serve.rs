@@ -25,7 +25,12 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "CONTACTSD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Token lifetime in seconds.
-    #[arg(long, env = "CONTACTSD_TOKEN_TTL", default_value_t = 7200, value_parser = clap::value_parser!(u64).range(1..=31_536_000))]
+    #[arg(
+        long,
+        env = "CONTACTSD_TOKEN_TTL",
+        default_value_t = 7200,
+        value_parser = clap::value_parser!(u64).range(1..=31_536_000),
+    )]
     token_ttl: u64,
     /// Calls per second per appid (0 = no limit).
     #[arg(long, env = "CONTACTSD_RATE_LIMIT", default_value_t = 20)]
@@ -38,29 +43,67 @@ pub(super) struct ServeArgs {
     #[arg(long, env = "CONTACTSD_TOKEN_FAILURE_LIMIT", default_value_t = 60)]
     token_failure_limit: u32,
     /// Maximum depth of the group tree (a top-level group has depth 1).
-    #[arg(long, env = "CONTACTSD_MAX_GROUP_DEPTH", default_value_t = 15, value_parser = clap::value_parser!(u32).range(1..=64))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_GROUP_DEPTH",
+        default_value_t = 15,
+        value_parser = clap::value_parser!(u32).range(1..=64),
+    )]
     max_group_depth: u32,
     /// UTC offset of the times the API returns, e.g. `+08:00`.
-    #[arg(long, env = "CONTACTSD_TIME_OFFSET", default_value = "+08:00", value_parser = parse_offset)]
+    #[arg(
+        long,
+        env = "CONTACTSD_TIME_OFFSET",
+        default_value = "+08:00",
+        value_parser = parse_offset,
+    )]
     time_offset: FixedOffset,
     /// Largest snapshot the sync route accepts, in bytes after decompression (448 MiB: the
     /// contract's largest directory in compact JSON; see docs/SYNC.md).
-    #[arg(long, env = "CONTACTSD_SYNC_BODY_LIMIT", default_value_t = SnapshotLimits::DEFAULT_MAX_BYTES, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(
+        long,
+        env = "CONTACTSD_SYNC_BODY_LIMIT",
+        default_value_t = SnapshotLimits::DEFAULT_MAX_BYTES,
+        value_parser = clap::value_parser!(u64).range(1..),
+    )]
     sync_body_limit: u64,
     /// Most groups one snapshot may hold.
-    #[arg(long, env = "CONTACTSD_SYNC_MAX_GROUPS", default_value_t = SnapshotLimits::DEFAULT_MAX_GROUPS)]
+    #[arg(
+        long,
+        env = "CONTACTSD_SYNC_MAX_GROUPS",
+        default_value_t = SnapshotLimits::DEFAULT_MAX_GROUPS,
+    )]
     sync_max_groups: usize,
     /// Most members one snapshot may hold.
-    #[arg(long, env = "CONTACTSD_SYNC_MAX_MEMBERS", default_value_t = SnapshotLimits::DEFAULT_MAX_MEMBERS)]
+    #[arg(
+        long,
+        env = "CONTACTSD_SYNC_MAX_MEMBERS",
+        default_value_t = SnapshotLimits::DEFAULT_MAX_MEMBERS,
+    )]
     sync_max_members: usize,
     /// Seconds a sync body may take to arrive, from its first byte to its last.
-    #[arg(long, env = "CONTACTSD_SYNC_BODY_TIMEOUT", default_value_t = 300, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    #[arg(
+        long,
+        env = "CONTACTSD_SYNC_BODY_TIMEOUT",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+    )]
     sync_body_timeout: u64,
     /// Syncs in flight in the process; one more is refused with `sync_in_progress`.
-    #[arg(long, env = "CONTACTSD_MAX_SYNCS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_SYNCS",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(u64).range(1..=1024),
+    )]
     max_syncs: u64,
     /// Syncs in flight per team; one more is refused with `sync_in_progress`.
-    #[arg(long, env = "CONTACTSD_MAX_SYNCS_PER_TEAM", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_SYNCS_PER_TEAM",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u64).range(1..=1024),
+    )]
     max_syncs_per_team: u64,
     /// HTTP status of answers: `200` (every answer that carries the envelope is HTTP 200 and
     /// its `code` tells success from failure, as the reference service's clients expect) or
@@ -71,38 +114,89 @@ pub(super) struct ServeArgs {
     /// the database is asked again (0 = ask on every call). Changes made through this process
     /// are seen at once; changes made by another process (a second server, the command line)
     /// within this time.
-    #[arg(long, env = "CONTACTSD_READ_CACHE_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    #[arg(
+        long,
+        env = "CONTACTSD_READ_CACHE_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(0..=60_000),
+    )]
     read_cache_ms: u64,
     /// Memory, in MiB, that the in-memory copies of directories may hold together (estimated);
     /// past it the least recently used are dropped and loaded again when next used.
-    #[arg(long, env = "CONTACTSD_CACHE_MEMORY_MB", default_value_t = DEFAULT_CACHE_MEMORY_MB as u64, value_parser = clap::value_parser!(u64).range(1..=1 << 24))]
+    #[arg(
+        long,
+        env = "CONTACTSD_CACHE_MEMORY_MB",
+        default_value_t = DEFAULT_CACHE_MEMORY_MB as u64,
+        value_parser = clap::value_parser!(u64).range(1..=1 << 24),
+    )]
     cache_memory_mb: u64,
     /// Valid groups a directory may hold, unless `admin set-quota` says otherwise for its org.
-    #[arg(long, env = "CONTACTSD_MAX_GROUPS_PER_TEAM", default_value_t = QuotaSettings::default().max_groups, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_GROUPS_PER_TEAM",
+        default_value_t = QuotaSettings::default().max_groups,
+        value_parser = clap::value_parser!(i64).range(0..),
+    )]
     max_groups_per_team: i64,
     /// Members a directory may hold, unless `admin set-quota` says otherwise for its org.
-    #[arg(long, env = "CONTACTSD_MAX_MEMBERS_PER_TEAM", default_value_t = QuotaSettings::default().max_members, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_MEMBERS_PER_TEAM",
+        default_value_t = QuotaSettings::default().max_members,
+        value_parser = clap::value_parser!(i64).range(0..),
+    )]
     max_members_per_team: i64,
     /// Orgs a platform app may create, unless `admin set-quota` says otherwise for the app.
-    #[arg(long, env = "CONTACTSD_MAX_ORGS_PER_APP", default_value_t = QuotaSettings::default().max_orgs_per_app, value_parser = clap::value_parser!(i64).range(0..))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_ORGS_PER_APP",
+        default_value_t = QuotaSettings::default().max_orgs_per_app,
+        value_parser = clap::value_parser!(i64).range(0..),
+    )]
     max_orgs_per_app: i64,
-    /// Connections served at once; a connection beyond this is answered with `request_rate_limited`.
-    #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Connections served at once; a connection beyond this is answered with
+    /// `request_rate_limited`.
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_CONNECTIONS",
+        default_value_t = 1024,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
     max_connections: u32,
     /// Connections served at once for one client address (IPv6: one /64); more are answered
     /// with HTTP 429. Behind a proxy every client has the proxy's address: raise it to
     /// `--max-connections` there.
-    #[arg(long, env = "CONTACTSD_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 128, value_parser = clap::value_parser!(u32).range(1..))]
+    #[arg(
+        long,
+        env = "CONTACTSD_MAX_CONNECTIONS_PER_ADDRESS",
+        default_value_t = 128,
+        value_parser = clap::value_parser!(u32).range(1..),
+    )]
     max_connections_per_address: u32,
     /// Seconds a client has to send a request's headers (also the idle keep-alive limit).
-    #[arg(long, env = "CONTACTSD_HEADER_READ_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(
+        long,
+        env = "CONTACTSD_HEADER_READ_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+    )]
     header_read_timeout: u64,
     /// Longest pause, in seconds, between two chunks of a request body.
-    #[arg(long, env = "CONTACTSD_BODY_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    #[arg(
+        long,
+        env = "CONTACTSD_BODY_READ_TIMEOUT",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+    )]
     body_read_timeout: u64,
     /// Days the change feed keeps events; older ones are removed and a cursor before them
     /// answers `events_expired`.
-    #[arg(long, env = "CONTACTSD_EVENT_RETENTION_DAYS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=36_500))]
+    #[arg(
+        long,
+        env = "CONTACTSD_EVENT_RETENTION_DAYS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=36_500),
+    )]
     event_retention_days: u64,
     /// Record metrics and serve them at `GET /metrics` (`on`), or record nothing (`off`).
     #[arg(long, env = "CONTACTSD_METRICS", value_enum, default_value = "on")]
@@ -112,19 +206,46 @@ pub(super) struct ServeArgs {
     metrics_listen: Option<SocketAddr>,
     /// Allow webhook URLs on loopback, private, link-local and metadata addresses (refused by
     /// default, at subscription and at every delivery).
-    #[arg(long, env = "CONTACTSD_WEBHOOK_ALLOW_PRIVATE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false, num_args = 0..=1, default_missing_value = "true")]
+    #[arg(
+        long,
+        env = "CONTACTSD_WEBHOOK_ALLOW_PRIVATE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        default_value_t = false,
+        num_args = 0..=1,
+        default_missing_value = "true",
+    )]
     webhook_allow_private: bool,
     /// Webhook subscriptions one team may hold.
-    #[arg(long, env = "CONTACTSD_WEBHOOK_MAX_PER_TEAM", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=1000))]
+    #[arg(
+        long,
+        env = "CONTACTSD_WEBHOOK_MAX_PER_TEAM",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(0..=1000),
+    )]
     webhook_max_per_team: u64,
     /// Seconds a webhook receiver has to answer a delivery.
-    #[arg(long, env = "CONTACTSD_WEBHOOK_TIMEOUT", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=60))]
+    #[arg(
+        long,
+        env = "CONTACTSD_WEBHOOK_TIMEOUT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=60),
+    )]
     webhook_timeout: u64,
     /// Seconds a failing webhook is retried (with back-off) before it is paused.
-    #[arg(long, env = "CONTACTSD_WEBHOOK_RETRY_SECONDS", default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=30 * 86_400))]
+    #[arg(
+        long,
+        env = "CONTACTSD_WEBHOOK_RETRY_SECONDS",
+        default_value_t = 86_400,
+        value_parser = clap::value_parser!(u64).range(1..=30 * 86_400),
+    )]
     webhook_retry_seconds: u64,
     /// Webhook deliveries in flight in the process.
-    #[arg(long, env = "CONTACTSD_WEBHOOK_WORKERS", default_value_t = 16, value_parser = clap::value_parser!(u64).range(1..=1024))]
+    #[arg(
+        long,
+        env = "CONTACTSD_WEBHOOK_WORKERS",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u64).range(1..=1024),
+    )]
     webhook_workers: u64,
 }
 
