@@ -92,7 +92,7 @@ def before_call(context, case, kwargs):
     if isinstance(case.body, (dict, list)):
         case.body = _whole_numbers_as_integers(case.body)
     if not positive and isinstance(case.query, dict):
-        for name in FLAGS:
+        for name in _flags(case.operation):
             if name in case.query and case.query[name] is None:
                 case.query[name] = "null"
     if positive and isinstance(case.body, dict) and case.method == "POST" \
@@ -119,9 +119,15 @@ def _valid_wait(value):
     return re.fullmatch(r"[+-]?[0-9]+", text) is not None and 0 <= int(text) <= 60
 
 
-# Query flags (`Query::flag`): an empty value is `false`, so a negative case's null, which would be
-# sent empty, is sent as the word `null`, which the flag refuses.
-FLAGS = ("allow_mass_delete", "dry_run", "include_invalid", "recursive")
+def _flags(operation):
+    """The operation's query flags, its boolean query parameters (`Query::flag`): an empty value
+    is `false`, so a negative case's null, which would be sent empty, is sent as the word `null`,
+    which the flag refuses."""
+    return {
+        parameter.name
+        for parameter in operation.query
+        if parameter.definition.get("schema", {}).get("type") == "boolean"
+    }
 
 
 SNAPSHOT_FIELDS = {
