@@ -211,12 +211,12 @@ pub struct SyncHeaders {
     content_encoding: String,
 }
 
-/// The query of the sync call (the body's options win).
+/// The query of the sync call (the body's options win; the query's are checked all the same).
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(
     dead_code,
-    reason = "describes the query string; sync_options reads it"
+    reason = "describes the query string; query_options reads it"
 )]
 pub struct SyncQuery {
     /// `upsert` (the default) or `replace`.
