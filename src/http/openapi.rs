@@ -29,7 +29,7 @@ use utoipa::openapi::response::Response as ResponseDoc;
 use utoipa::openapi::schema::{AnyOfBuilder, Schema, SchemaType, Type};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{RefOr, Required};
+use utoipa::openapi::{Ref, RefOr, Required};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -38,6 +38,7 @@ use super::AppState;
 use super::describe::{Empty, Failure};
 use super::envelope::ApiError;
 use super::routes::{self, RoleCode};
+use super::server::MAX_HEAD_BYTES;
 
 /// The operations of the contract and this document, described.
 fn described() -> OpenApiRouter<AppState> {
@@ -47,6 +48,7 @@ fn described() -> OpenApiRouter<AppState> {
     add_security(described.get_openapi_mut());
     optional_bodies_are_not_null(described.get_openapi_mut());
     fold_failures_into_200(described.get_openapi_mut());
+    bare_head_refusals(described.get_openapi_mut());
     described
 }
 
@@ -245,6 +247,47 @@ fn fold_failures_into_200(openapi: &mut utoipa::openapi::OpenApi) {
             success.description,
             lines.join("\n\n")
         );
+    }
+}
+
+/// A request head over [`MAX_HEAD_BYTES`] is refused by the HTTP layer before contactsd reads it,
+/// in both status modes, with a bare status and no envelope (docs/API-DESIGN.md): any operation
+/// may answer so, and each one's document says it.
+fn bare_head_refusals(openapi: &mut utoipa::openapi::OpenApi) {
+    let kib = MAX_HEAD_BYTES / 1024;
+    let refusals = [
+        (
+            "414",
+            "RequestLineTooLong",
+            format!(
+                "The request line is longer than the request head's limit ({kib} KiB): a bare \
+                 HTTP 414 without the envelope, in both status modes. Long lists belong in a \
+                 body or in several calls."
+            ),
+        ),
+        (
+            "431",
+            "RequestHeadTooLarge",
+            format!(
+                "The request head (request line and headers) is over {kib} KiB: a bare HTTP 431 \
+                 without the envelope, in both status modes."
+            ),
+        ),
+    ];
+    let components = openapi.components.get_or_insert_with(Default::default);
+    for (_, name, description) in &refusals {
+        components.responses.insert(
+            (*name).to_owned(),
+            RefOr::T(ResponseDoc::new(description.as_str())),
+        );
+    }
+    for operation in operations(openapi) {
+        for (status, name, _) in &refusals {
+            operation.responses.responses.insert(
+                (*status).to_owned(),
+                RefOr::Ref(Ref::from_response_name(*name)),
+            );
+        }
     }
 }
 

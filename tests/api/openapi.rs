@@ -226,8 +226,22 @@ async fn the_document_is_openapi_3_1_and_every_reference_resolves() {
         .keys()
         .map(String::as_str)
         .collect();
-    // The default mode: every answer, failures included, is HTTP 200.
-    assert_eq!(statuses, ["200"]);
+    // The default mode: every enveloped answer, failures included, is HTTP 200; the only other
+    // statuses are the HTTP layer's bare refusals of a request head over its limit.
+    assert_eq!(statuses, ["200", "414", "431"]);
+    for status in ["414", "431"] {
+        let refusal = &list_groups["responses"][status]["$ref"];
+        let pointer = refusal.as_str().and_then(|target| target.strip_prefix('#'));
+        let described = pointer
+            .and_then(|pointer| doc.pointer(pointer))
+            .expect(status);
+        assert!(
+            described["description"]
+                .as_str()
+                .is_some_and(|text| text.contains("64 KiB")),
+            "{status}: {described}"
+        );
+    }
     let described = list_groups["responses"]["200"]["description"]
         .as_str()
         .expect("description");
