@@ -263,7 +263,7 @@ def main() -> None:
     w("- A read answers from the process's copy of the directory; the team's row comes from "
       "the read cache (`--read-cache-ms`, 1 s by default), so a group listing touches the "
       "database about once a second per team. The token's row is cached too, but on SQLite it "
-      "serves only while the WAL-index header is unchanged (one `stat` and one `pread` per "
+      "serves only while the WAL-index header is unchanged (one `fstat` and one `pread` per "
       "call, exact across processes), and on PostgreSQL it is read on every call "
       "(docs/DESIGN.md, \"Tokens: exact across processes\"). Member pages read names and "
       "avatars from the database and reuse them for the same directory version within the "

@@ -9,8 +9,10 @@
 //! since they were last read, at the cost of two system calls instead of a hand-off to the
 //! driver's thread and back.
 //!
-//! The file is looked up by path on each read: when the last connection to a database closes,
-//! SQLite deletes the `-shm` file, and the next connection makes a new one.
+//! When the last connection to a database closes, SQLite deletes the `-shm` file, and the next
+//! connection makes a new one. The file is therefore opened again by path whenever the one held
+//! has no links left (`fstat` on the held descriptor, which costs a fraction of a look-up by
+//! path: the path walk was most of this check's cost on every authenticated call).
 
 use std::collections::hash_map::DefaultHasher;
 use std::fs::File;
@@ -27,8 +29,8 @@ const IS_INIT: usize = 12;
 /// The WAL index of one database file.
 pub(super) struct Commits {
     path: PathBuf,
-    /// The index file last opened, with its inode number.
-    open: Mutex<Option<(u64, File)>>,
+    /// The index file last opened.
+    open: Mutex<Option<File>>,
 }
 
 impl Commits {
@@ -46,13 +48,12 @@ impl Commits {
     /// the index header); `None` when the index cannot be read (an in-memory database, a file
     /// being recovered), in which case the caller must ask the database.
     pub(super) fn stamp(&self) -> Option<u64> {
-        let inode = std::fs::metadata(&self.path).ok()?.ino();
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        if open.as_ref().is_none_or(|(opened, _)| *opened != inode) {
-            let file = File::open(&self.path).ok()?;
-            *open = Some((file.metadata().ok()?.ino(), file));
+        let deleted = |file: &File| file.metadata().map_or(true, |meta| meta.nlink() == 0);
+        if open.as_ref().is_none_or(deleted) {
+            *open = Some(File::open(&self.path).ok()?);
         }
-        let (_, file) = open.as_ref()?;
+        let file = open.as_ref()?;
         let mut header = [0u8; HEADER];
         file.read_exact_at(&mut header, 0).ok()?;
         if header[IS_INIT] == 0 {
@@ -61,5 +62,50 @@ impl Commits {
         let mut hasher = DefaultHasher::new();
         header.hash(&mut hasher);
         Some(hasher.finish())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes an index file whose header is valid and holds `change`.
+    fn write_index(path: &Path, change: u8) {
+        let mut header = [0u8; HEADER];
+        header[IS_INIT] = 1;
+        header[8] = change;
+        std::fs::write(path, header).expect("write the index file");
+    }
+
+    #[test]
+    fn the_stamp_follows_the_header_and_a_recreated_index_file() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let database = dir.path().join("directory.db");
+        let index = dir.path().join("directory.db-shm");
+        let commits = Commits::new(&database);
+        assert_eq!(commits.stamp(), None, "no index file yet");
+
+        write_index(&index, 1);
+        let first = commits.stamp().expect("a valid header");
+        assert_eq!(commits.stamp(), Some(first), "nothing committed since");
+
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&index)
+            .expect("open");
+        file.write_all_at(&[2], 8)
+            .expect("a commit rewrites the header in place");
+        let second = commits.stamp().expect("a valid header");
+        assert_ne!(second, first);
+
+        // The last connection closes (the file is deleted) and a new one starts another file.
+        std::fs::remove_file(&index).expect("delete the index file");
+        assert_eq!(commits.stamp(), None, "a deleted index is not read");
+        write_index(&index, 3);
+        let third = commits.stamp().expect("the new file's header");
+        assert_ne!(
+            third, second,
+            "the held descriptor of the deleted file was dropped"
+        );
     }
 }
