@@ -69,11 +69,14 @@ impl Commits {
 mod tests {
     use super::*;
 
+    /// Offset of `iChange`, the transaction counter every commit advances.
+    const I_CHANGE: usize = 8;
+
     /// Writes an index file whose header is valid and holds `change`.
     fn write_index(path: &Path, change: u8) {
         let mut header = [0u8; HEADER];
         header[IS_INIT] = 1;
-        header[8] = change;
+        header[I_CHANGE] = change;
         std::fs::write(path, header).expect("write the index file");
     }
 
@@ -93,7 +96,7 @@ mod tests {
             .write(true)
             .open(&index)
             .expect("open");
-        file.write_all_at(&[2], 8)
+        file.write_all_at(&[2], I_CHANGE as u64)
             .expect("a commit rewrites the header in place");
         let second = commits.stamp().expect("a valid header");
         assert_ne!(second, first);
