@@ -20,6 +20,13 @@ pub(super) const FIRST_USER_ID: i64 = 100_000_001;
 /// First respondent id handed out.
 pub(super) const FIRST_RESPONDENT_ID: i64 = 500_000_001;
 
+/// The next user id and respondent id, from the parameters holding the first of each handed
+/// out. One subquery per column: two aggregates in one query scan the whole table (every user
+/// of every tenant, once per chunk of a sync's registrations), one alone reads the last entry
+/// of its index.
+const NEXT_USER_IDS: &str = "SELECT COALESCE((SELECT MAX(id) FROM users) + 1, $1) AS id, \
+     COALESCE((SELECT MAX(respondent_id) FROM users) + 1, $2) AS respondent";
+
 /// The statement that inserts a user numbered after the last one (so, being the only writer,
 /// the new user is the one of the highest id), from the parameters holding the first user id
 /// and the first respondent id handed out, its nickname, avatar and creation time.
@@ -110,14 +117,11 @@ impl BackendUsers for SqliteStore {
         now: i64,
     ) -> StoreResult<Vec<UserId>> {
         let mut tx = self.begin_large_write().await?;
-        let row = sqlx::query(
-            "SELECT COALESCE(MAX(id) + 1, $1) AS id, \
-             COALESCE(MAX(respondent_id) + 1, $2) AS respondent FROM users",
-        )
-        .bind(FIRST_USER_ID)
-        .bind(FIRST_RESPONDENT_ID)
-        .fetch_one(&mut *tx)
-        .await?;
+        let row = sqlx::query(NEXT_USER_IDS)
+            .bind(FIRST_USER_ID)
+            .bind(FIRST_RESPONDENT_ID)
+            .fetch_one(&mut *tx)
+            .await?;
         let (mut next_id, mut next_respondent): (i64, i64) =
             (row.try_get("id")?, row.try_get("respondent")?);
         let mut registered = Vec::with_capacity(users.len());
@@ -265,5 +269,35 @@ impl BackendUsers for SqliteStore {
         .bind(json_ids(scim_ids)?)
         .fetch_all(&self.reader)
         .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::StoreSettings;
+
+    /// `EXPLAIN QUERY PLAN` names a full pass over a table `SCAN`, and a look-up `SEARCH`.
+    #[tokio::test]
+    async fn numbering_new_users_reads_no_whole_table() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("users.db").display());
+        let store = SqliteStore::open(&url, &StoreSettings::default())
+            .await
+            .expect("open");
+        let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "EXPLAIN QUERY PLAN {NEXT_USER_IDS}"
+        )))
+        .bind(FIRST_USER_ID)
+        .bind(FIRST_RESPONDENT_ID)
+        .fetch_all(store.reads())
+        .await
+        .expect("plan");
+        let steps: Vec<&str> = plan.iter().map(|step| step.3.as_str()).collect();
+        assert!(
+            steps.iter().filter(|s| s.contains("users")).count() == 2
+                && steps.iter().all(|s| !s.starts_with("SCAN users")),
+            "{steps:?}"
+        );
     }
 }
