@@ -64,11 +64,16 @@ pub(crate) trait ChangeWriter: Send {
     ) -> StoreResult<()>;
     /// The most events written by one statement.
     const BATCH_EVENTS: usize;
-    /// Run what the writer has held back (a backend may gather the statements of a write and
-    /// send them together); called once the write's changes and events are given.
+    /// Run what the writer has held back and wait until everything sent is written (a backend
+    /// may gather the statements of a write and send them together); called once the write's
+    /// changes and events are given.
     async fn flush(&mut self) -> StoreResult<()> {
         Ok(())
     }
+    /// From now on, send each gathered query without waiting for it to be written, so that the
+    /// next is made meanwhile ([`ChangeWriter::flush`] waits for all of them): a large write's
+    /// chunks. A backend that sends statement by statement ignores it.
+    fn pipeline(&mut self) {}
 }
 
 /// Number the events of a batch of `changes` whose created groups got the ids `created`, and

@@ -158,6 +158,12 @@ pub(crate) trait BackendDirectory: Backend {
     /// End a directory write, written or not: the transaction it ran in, to go on with, and
     /// the team's version after it. A write that `stands` (its savepoint is not undone) is
     /// added to `known`.
-    fn finish_apply(writer: Self::Writer, stands: bool, known: &mut Self::Known)
-    -> (Tx<Self>, i64);
+    ///
+    /// A query still being written ([`ChangeWriter::pipeline`]) is waited for first; if it
+    /// fails, the transaction is given up with it and its error answered.
+    async fn finish_apply(
+        writer: Self::Writer,
+        stands: bool,
+        known: &mut Self::Known,
+    ) -> StoreResult<(Tx<Self>, i64)>;
 }

@@ -351,8 +351,9 @@ pub trait ChangeChunks: Send {
     /// the chunk), or `None` after the last. Every created group comes in the first chunk; a
     /// change names a created group by its place among all of them.
     fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)>;
-    /// The chunk last handed over is written; `created` holds the ids of the groups created so
-    /// far, in order.
+    /// The chunk last handed over is given to the database, which may still be writing it: it
+    /// goes on the copy, which the caller discards if the write fails after all. `created`
+    /// holds the ids of the groups created so far, in order.
     fn written(&mut self, changes: Vec<Change>, created: &[GroupId]);
 }
 

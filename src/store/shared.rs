@@ -549,7 +549,7 @@ macro_rules! impl_store {
                     }
                     .await;
                     let (mut tx, version) =
-                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known);
+                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await?;
                     match written {
                         Ok(_) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
@@ -594,20 +594,23 @@ macro_rules! impl_store {
                     let mut created = Vec::new();
                     let written: StoreResult<i64> = async {
                         let mut next_seq = first_seq;
+                        // The next chunk is made while the database writes the last.
+                        writer.pipeline();
                         while let Some((changes, drafts)) = chunks.next_chunk() {
                             apply::write_more_changes(&mut writer, &changes, &mut created).await?;
                             apply::write_events_from(
                                 &mut writer, next_seq, actor, &drafts, &changes, &created,
                             )
                             .await?;
-                            writer.flush().await?;
                             next_seq += drafts.len() as i64;
                             chunks.written(changes, &created);
                         }
+                        writer.flush().await?;
                         Ok(next_seq - first_seq)
                     }
                     .await;
-                    let (mut tx, version) = <$store>::finish_apply(writer, false, &mut self.known);
+                    let (mut tx, version) =
+                        <$store>::finish_apply(writer, false, &mut self.known).await?;
                     let written = match written {
                         Ok(events) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
                             .bind(team_id)

@@ -2,12 +2,13 @@
 //! batches, steps and removals, member names, dangling references (fixtures in `store.rs`).
 
 use contactsd::domain::directory::{Change, GroupRef, GroupStep};
+use contactsd::domain::events::Draft;
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{
     Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
 };
 use contactsd::store::{
-    DanglingKind, DanglingReferences, MemberDetails, MemberProfile, StoreError,
+    ChangeChunks, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, StoreError,
 };
 
 use crate::store::{
@@ -523,4 +524,63 @@ async fn dangling_references_are_counted_per_kind_and_team() {
             ),
         ]
     );
+}
+
+/// A large write's chunks as given, without events.
+struct GivenChunks(std::vec::IntoIter<Vec<Change>>);
+
+impl ChangeChunks for GivenChunks {
+    fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)> {
+        self.0.next().map(|changes| (changes, Vec::new()))
+    }
+
+    fn written(&mut self, _: Vec<Change>, _: &[GroupId]) {}
+}
+
+/// SQLite sends a chunked write's queries without waiting for each (500 rows a query): the
+/// refused one is in flight when the next is made, and the rows of the queries before it are
+/// undone all the same.
+#[tokio::test]
+async fn a_chunked_write_refused_in_its_middle_writes_nothing() {
+    let (_database, store) = fresh_store().await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let names = |chunk: usize| (0..600).map(move |n| format!("c{chunk}-{n}"));
+    let mut chunks: Vec<Vec<Change>> = (0..3)
+        .map(|chunk| names(chunk).map(|name| create(&name)).collect())
+        .collect();
+    // The second chunk takes a remote id the first holds, in a query sent with the first's
+    // last rows, while the third chunk is made.
+    chunks[1][0] = Change::CreateGroup {
+        parent: GroupRef::Existing(ROOT_GROUP),
+        group: group("Again", "c0-7", 0),
+    };
+    let mut batch = store.begin_large_batch().await.expect("batch");
+    let refused = batch
+        .apply_chunks(
+            team_id,
+            0,
+            &mut GivenChunks(chunks.into_iter()),
+            no_events().0,
+            NOW,
+        )
+        .await;
+    assert!(
+        refused.is_err(),
+        "{:?}",
+        refused.map(|applied| applied.version)
+    );
+    batch
+        .commit()
+        .await
+        .expect("the batch commits what stands: nothing");
+    assert_eq!(stored_groups(&*store, team_id).await, Vec::new());
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(0)
+    );
+    // The team is written to as before.
+    let applied = apply(&*store, team_id, 0, &[create("After")], no_events(), NOW)
+        .await
+        .expect("apply");
+    assert_eq!(applied.version, 1);
 }

@@ -126,8 +126,12 @@ impl BackendDirectory for PostgresStore {
         })
     }
 
-    fn finish_apply(writer: PgWriter, _stands: bool, _known: &mut ()) -> (Tx<Self>, i64) {
-        (writer.tx, writer.version)
+    async fn finish_apply(
+        writer: PgWriter,
+        _stands: bool,
+        _known: &mut (),
+    ) -> StoreResult<(Tx<Self>, i64)> {
+        Ok((writer.tx, writer.version))
     }
 }
 

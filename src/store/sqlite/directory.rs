@@ -10,6 +10,7 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
+use super::in_flight::WriteConn;
 use super::users::FIRST_USER_ID;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
@@ -159,14 +160,19 @@ impl BackendDirectory for SqliteStore {
         Ok(Ok((writer, registered)))
     }
 
-    fn finish_apply(writer: SqliteWriter, stands: bool, known: &mut Known) -> (Tx<Self>, i64) {
+    async fn finish_apply(
+        writer: SqliteWriter,
+        stands: bool,
+        known: &mut Known,
+    ) -> StoreResult<(Tx<Self>, i64)> {
+        let tx = writer.conn.finish().await?;
         if stands {
             known
                 .teams
                 .insert(writer.team_id, (writer.version, writer.last_seq));
             known.next_ids = Some((writer.next_group_id, writer.next_user_id));
         }
-        (writer.tx, writer.version)
+        Ok((tx, writer.version))
     }
 }
 
@@ -251,7 +257,9 @@ fn upsert_members<'m>(
 /// back and sent together ([`SqliteWriter::hold`]): a small write's rows and events go in one
 /// round trip to the driver's thread.
 pub(crate) struct SqliteWriter {
-    tx: Tx<SqliteStore>,
+    conn: WriteConn,
+    /// Whether gathered queries are sent without waiting ([`ChangeWriter::pipeline`]).
+    in_flight: bool,
     team_id: TeamId,
     now: i64,
     version: i64,
@@ -277,7 +285,8 @@ impl SqliteWriter {
         (version, last_seq, next_group_id, next_user_id): Bumped,
     ) -> SqliteWriter {
         SqliteWriter {
-            tx,
+            conn: WriteConn::new(tx),
+            in_flight: false,
             team_id,
             now,
             version,
@@ -328,7 +337,7 @@ impl SqliteWriter {
         if self.held_statements == 0 {
             return Ok(());
         }
-        let sent = self.held.build().execute(&mut *self.tx).await;
+        let sent = self.conn.send(&mut self.held, self.in_flight).await;
         let scim = std::mem::take(&mut self.held_scim);
         self.held.reset();
         self.held_statements = 0;
@@ -380,7 +389,7 @@ impl ChangeWriter for SqliteWriter {
         // Its statement numbers its parameters: sent on its own, after what is held.
         self.send().await?;
         shared::update_group(self.team_id, group, parent_id)
-            .execute(&mut *self.tx)
+            .execute(&mut **self.conn.tx().await?)
             .await?;
         Ok(())
     }
@@ -536,6 +545,12 @@ impl ChangeWriter for SqliteWriter {
     }
 
     async fn flush(&mut self) -> StoreResult<()> {
-        self.send().await
+        self.send().await?;
+        self.conn.tx().await?;
+        Ok(())
+    }
+
+    fn pipeline(&mut self) {
+        self.in_flight = true;
     }
 }

@@ -9,11 +9,13 @@
 //! name each other.
 //!
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
-//! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes), [`scim`]
-//! (SCIM writes sent with the directory write they come with).
+//! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes),
+//! [`in_flight`] (a large write's queries sent without waiting for each), [`scim`] (SCIM writes
+//! sent with the directory write they come with).
 
 mod commits;
 mod directory;
+mod in_flight;
 mod orgs;
 mod scim;
 mod users;
