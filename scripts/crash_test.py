@@ -20,10 +20,11 @@ flight at the kill must have left one of the two. Anything else is a failure.
 Bursts of single writes. Each round starts the server, has several client threads write at
 once (group creates with a remote id of their own, member adds to the groups just created,
 moves of their own groups between two parents), records every acknowledged write and every
-write in flight, kills the server at a random moment, and checks that every acknowledged write
-is there after the restart (the group with its name and latest parent, the membership) and that
-every write in flight is all there or not there at all, events included (the team's event
-numbers are gapless and every group there has its creation event).
+write in flight, kills the server at a random moment just after a write was sent whole (a
+kill left to chance alone often fell between writes when they are fast), and checks that every
+acknowledged write is there after the restart (the group with its name and latest parent, the
+membership) and that every write in flight is all there or not there at all, events included
+(the team's event numbers are gapless and every group there has its creation event).
 
 Events and webhooks. Before the bursts a webhook subscribes to the burst team, pointed at a
 receiver inside this script that records every delivery (and checks its signature). After the
@@ -354,10 +355,15 @@ class Burst:
                 mine.append(int(data["user_id"]))
             self.users.append(mine)
 
-    def round(self, base, round_number, stop, in_flight, inside, acked, kill_time):
+    def round(self, base, round_number, stop, in_flight, inside, acked, kill_time, waiting):
         """Run every thread until the server goes away. Writes begun before the kill and not
-        answered go to `in_flight`; `inside` counts those the server had whole."""
+        answered go to `in_flight`; `inside` counts those the server had whole; `waiting[0]`
+        is set, at any moment, while some write has been sent whole and not answered."""
         unexpected = []
+
+        def sent_now(sent_at):
+            sent_at.append(time.monotonic())
+            waiting.set()
 
         def worker(t):
             mine = [r for r, g in self.groups.items() if r.startswith(f"b{t}-")]
@@ -390,7 +396,7 @@ class Burst:
                 began, sent_at = time.monotonic(), []
                 try:
                     code, data, answer = call(base, *request, timeout=60,
-                                              sent=lambda: sent_at.append(time.monotonic()))
+                                              sent=lambda: sent_now(sent_at))
                 except NoAnswer:
                     with self.lock:
                         if kill_time[0] is None or began < kill_time[0]:
@@ -661,10 +667,14 @@ def main():
                 burst.prepare(server.base)
             burst.client.warm(server.base)
             stop, in_flight, counter, kill_time = threading.Event(), [], [0], [None]
-            inside_now = [0]
+            inside_now, waiting = [0], threading.Event()
             workers, unexpected = burst.round(server.base, round_number, stop, in_flight,
-                                              inside_now, counter, kill_time)
+                                              inside_now, counter, kill_time, waiting)
             time.sleep(rng.uniform(0.3, 1.5))
+            # The kill follows the next write sent whole, so that it lands inside a write
+            # however the client's threads and the server share the cores.
+            waiting.clear()
+            waiting.wait(timeout=5)
             kill_time[0] = time.monotonic()
             stop.set()
             server.kill()
