@@ -243,7 +243,7 @@ def main() -> None:
       "moves do not conflict).")
     w(f"- Add member: `POST .../groups/{{gid}}/users/{{uid}}` `{{\"role\":4}}`. 64 users are "
       f"registered first (`POST /api/sso/users`); request n of a wrk thread adds that thread's "
-      f"user n mod 32 to the next group among the first 1,000 groups of the default listing. "
+      f"user n mod 32 to the next group among the first 2,000 groups of the default listing. "
       f"The first request for a user also adds it to the directory; the others add an existing "
       f"member to one more group. No (user, group) pair repeats within {int(env['ADD_PAIRS']):,} "
       f"requests; past that the repeats answer 409 `contacts_user_existed` and count as errors.")

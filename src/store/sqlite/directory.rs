@@ -337,6 +337,8 @@ impl SqliteWriter {
         if self.held_statements == 0 {
             return Ok(());
         }
+        // A failure may be that of the query sent before, in flight: only a sync's chunks are
+        // sent so, and they hold no SCIM write.
         let sent = self.conn.send(&mut self.held, self.in_flight).await;
         let scim = std::mem::take(&mut self.held_scim);
         self.held.reset();
