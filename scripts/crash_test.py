@@ -357,8 +357,8 @@ class Burst:
 
     def round(self, base, round_number, stop, in_flight, inside, acked, kill_time, waiting):
         """Run every thread until the server goes away. Writes begun before the kill and not
-        answered go to `in_flight`; `inside` counts those the server had whole; `waiting[0]`
-        is set, at any moment, while some write has been sent whole and not answered."""
+        answered go to `in_flight`; `inside` counts those the server had whole; `waiting` is
+        set each time a write has been sent whole."""
         unexpected = []
 
         def sent_now(sent_at):

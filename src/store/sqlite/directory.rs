@@ -548,8 +548,7 @@ impl ChangeWriter for SqliteWriter {
 
     async fn flush(&mut self) -> StoreResult<()> {
         self.send().await?;
-        self.conn.tx().await?;
-        Ok(())
+        Ok(self.conn.settle().await?)
     }
 
     fn pipeline(&mut self) {

@@ -86,8 +86,8 @@ impl WriteConn {
         self.idle.ok_or(StoreError::BatchFailed)
     }
 
-    /// Wait for the query in flight, if any.
-    async fn settle(&mut self) -> Result<(), sqlx::Error> {
+    /// Wait for the query in flight, if any; its failure is answered, the transaction kept.
+    pub(super) async fn settle(&mut self) -> Result<(), sqlx::Error> {
         if let Some(writing) = self.writing.take() {
             let (tx, written) = writing.await;
             self.idle = Some(tx);
