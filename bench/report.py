@@ -136,7 +136,11 @@ def main() -> None:
     w(f"- Date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
     w(f"- Machine: {sh('nproc')} cores ({cpu_model()}), {sh('uname -sr')}; "
       "the load generator runs on the same cores as the server (loopback)")
-    w(f"- Database: {env['DB_KIND']}")
+    where = ""
+    if env["DB_KIND"] != "PostgreSQL":
+        # fsync costs nothing on tmpfs: durable writes measured there are not a disk's.
+        where = f", its file on {env['DB_FS']} (`TMPDIR`)"
+    w(f"- Database: {env['DB_KIND']}{where}")
     w(f"- Load: wrk ({sh('wrk -v 2>&1 | head -1').split(' [')[0] or 'wrk'}), "
       f"{env['CONNS']} connections, {env['THREADS']} threads, {env['DURATION']} s per scenario, "
       "a valid token (`appid` + `access_token` in the query) on every call, rate limits off")
