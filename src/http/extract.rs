@@ -115,12 +115,18 @@ impl QueryParams {
 
     /// `true`/`false` (also `1`/`0`); absent is `false`.
     pub fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.single(name)? {
-            None => Ok(false),
-            Some("true" | "1") => Ok(true),
-            Some("false" | "0" | "") => Ok(false),
-            Some(_) => Err(ApiError::invalid(format!("{name} must be true or false"))),
-        }
+        Ok(self.optional_flag(name)?.unwrap_or(false))
+    }
+
+    /// [`QueryParams::flag`], `None` when absent (for a default decided elsewhere).
+    pub fn optional_flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.single(name)?
+            .map(|raw| match raw {
+                "true" | "1" => Ok(true),
+                "false" | "0" | "" => Ok(false),
+                _ => Err(ApiError::invalid(format!("{name} must be true or false"))),
+            })
+            .transpose()
     }
 
     /// An array parameter (§1): repeated keys `a=x&a=y`, bracket keys `a[]=x&a[]=y`, one

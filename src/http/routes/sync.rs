@@ -67,13 +67,10 @@ fn query_options(query: &QueryParams) -> Result<SnapshotOptions, ApiError> {
                 .ok_or_else(|| ApiError::invalid("mode must be upsert or replace"))?,
         ),
     };
-    let flag = |name| -> Result<Option<bool>, ApiError> {
-        query.single(name)?.map(|_| query.flag(name)).transpose()
-    };
     Ok(SnapshotOptions {
         mode,
-        dry_run: flag("dry_run")?,
-        allow_mass_delete: flag("allow_mass_delete")?,
+        dry_run: query.optional_flag("dry_run")?,
+        allow_mass_delete: query.optional_flag("allow_mass_delete")?,
     })
 }
 
