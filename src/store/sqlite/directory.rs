@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::in_flight::WriteConn;
-use super::users::FIRST_USER_ID;
+use super::users::next_user_id;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
@@ -131,14 +131,11 @@ impl BackendDirectory for SqliteStore {
         // writes are serialized); it learns the next ids too.
         let mut query = QueryBuilder::new("");
         push_bump(&mut query, &start);
-        query
-            .push(
-                " RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
-                 WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1, \
-                 COALESCE((SELECT MAX(id) FROM users) + 1, ",
-            )
-            .push_bind(FIRST_USER_ID)
-            .push(")");
+        query.push(concat!(
+            " RETURNING version, event_seq, MAX(COALESCE((SELECT seq FROM sqlite_sequence \
+                 WHERE name = 'groups'), 0), COALESCE((SELECT MAX(id) FROM groups), 0)) + 1, ",
+            next_user_id!()
+        ));
         let bumped: Option<Bumped> = query.build_query_as().fetch_optional(&mut *tx).await?;
         Ok(match bumped {
             Some(bumped) => Ok(SqliteWriter::new(tx, team_id, now, bumped)),

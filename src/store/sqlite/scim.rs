@@ -12,7 +12,7 @@
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::SqliteStore;
-use super::users::FIRST_RESPONDENT_ID;
+use super::users::next_respondent_id;
 use crate::domain::values::{TeamId, UserId};
 use crate::store::scim::ScimWrite;
 
@@ -32,9 +32,7 @@ pub(super) fn push(
                     "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES (",
                 )
                 .push_bind(new_user)
-                .push(", (SELECT COALESCE(MAX(respondent_id) + 1, ")
-                .push_bind(FIRST_RESPONDENT_ID)
-                .push(") FROM users), ")
+                .push(concat!(", ", next_respondent_id!(), ", "))
                 .push_bind(nickname.as_str().to_owned())
                 .push(", '', ")
                 .push_bind(now)

@@ -15,40 +15,34 @@ use crate::store::rows::profile_columns;
 use crate::store::scim::ScimUserRef;
 use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
 
-/// First user id handed out.
-pub(super) const FIRST_USER_ID: i64 = 100_000_001;
-/// First respondent id handed out.
-pub(super) const FIRST_RESPONDENT_ID: i64 = 500_000_001;
-
-/// The next user id and respondent id, from the parameters holding the first of each handed
-/// out. One subquery per column: two aggregates in one query scan the whole table (every user
-/// of every tenant, once per chunk of a sync's registrations), one alone reads the last entry
-/// of its index.
-const NEXT_USER_IDS: &str = "SELECT COALESCE((SELECT MAX(id) FROM users) + 1, $1) AS id, \
-     COALESCE((SELECT MAX(respondent_id) FROM users) + 1, $2) AS respondent";
-
-/// The statement that inserts a user numbered after the last one (so, being the only writer,
-/// the new user is the one of the highest id), from the parameters holding the first user id
-/// and the first respondent id handed out, its nickname, avatar and creation time.
-macro_rules! insert_user {
-    ($first_id:literal, $first_respondent:literal, $nickname:literal, $avatar:literal,
-     $now:literal) => {
-        concat!(
-            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES \
-             ((SELECT COALESCE(MAX(id) + 1, ",
-            $first_id,
-            ") FROM users), (SELECT COALESCE(MAX(respondent_id) + 1, ",
-            $first_respondent,
-            ") FROM users), ",
-            $nickname,
-            ", ",
-            $avatar,
-            ", ",
-            $now,
-            ")"
-        )
+/// The next user id: one past the highest, or the first handed out. The store is the only
+/// writer, so a user inserted with it is the one of the highest id. Alone in its subquery, the
+/// aggregate reads the last entry of the table; two aggregates in one query would scan the
+/// whole table (every user of every tenant).
+macro_rules! next_user_id {
+    () => {
+        "(SELECT COALESCE(MAX(id) + 1, 100000001) FROM users)"
     };
 }
+
+/// The next respondent id, as [`next_user_id`] numbers users (from the index on
+/// `respondent_id`).
+macro_rules! next_respondent_id {
+    () => {
+        "(SELECT COALESCE(MAX(respondent_id) + 1, 500000001) FROM users)"
+    };
+}
+pub(super) use {next_respondent_id, next_user_id};
+
+/// The next user id and respondent id, read once by a batch of registrations that then numbers
+/// its users itself.
+const NEXT_USER_IDS: &str = concat!(
+    "SELECT ",
+    next_user_id!(),
+    " AS id, ",
+    next_respondent_id!(),
+    " AS respondent"
+);
 
 #[async_trait]
 impl BackendUsers for SqliteStore {
@@ -98,11 +92,12 @@ impl BackendUsers for SqliteStore {
         now: i64,
     ) -> StoreResult<UserRecord> {
         Ok(sqlx::query_as(concat!(
-            insert_user!("$1", "$2", "$3", "$4", "$5"),
-            " RETURNING id, respondent_id, nickname, avatar"
+            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES (",
+            next_user_id!(),
+            ", ",
+            next_respondent_id!(),
+            ", $1, $2, $3) RETURNING id, respondent_id, nickname, avatar"
         ))
-        .bind(FIRST_USER_ID)
-        .bind(FIRST_RESPONDENT_ID)
         .bind(user.nickname)
         .bind(user.avatar)
         .bind(now)
@@ -117,11 +112,7 @@ impl BackendUsers for SqliteStore {
         now: i64,
     ) -> StoreResult<Vec<UserId>> {
         let mut tx = self.begin_large_write().await?;
-        let row = sqlx::query(NEXT_USER_IDS)
-            .bind(FIRST_USER_ID)
-            .bind(FIRST_RESPONDENT_ID)
-            .fetch_one(&mut *tx)
-            .await?;
+        let row = sqlx::query(NEXT_USER_IDS).fetch_one(&mut *tx).await?;
         let (mut next_id, mut next_respondent): (i64, i64) =
             (row.try_get("id")?, row.try_get("respondent")?);
         let mut registered = Vec::with_capacity(users.len());
@@ -288,8 +279,6 @@ mod tests {
         let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
             "EXPLAIN QUERY PLAN {NEXT_USER_IDS}"
         )))
-        .bind(FIRST_USER_ID)
-        .bind(FIRST_RESPONDENT_ID)
         .fetch_all(store.reads())
         .await
         .expect("plan");
