@@ -124,6 +124,15 @@ def verdict(value, target):
     return "met" if value <= target else "**not met**"
 
 
+def file_system(url):
+    """The type of the file system an SQLite URL's file is on, as `df` names it (ext4, tmpfs):
+    an fsync on tmpfs returns at once, so a figure means little without it."""
+    directory = os.path.dirname(url.removeprefix("sqlite://"))
+    out = subprocess.run(["df", "--output=fstype", directory], capture_output=True, text=True,
+                         check=True).stdout
+    return out.split()[-1]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--binary", required=True)
@@ -148,8 +157,11 @@ def main():
         print(f"bench/sync: snapshots generated in {time.monotonic() - started:.1f} s "
               f"({os.path.getsize(snapshot) / 2**20:.0f} MiB)", file=sys.stderr)
         backends = []
+        where = ""
         for spec in args.db:
             backend, _, url = spec.partition("=")
+            if backend == "sqlite":
+                where = f" (SQLite's file on {file_system(url)}, in `TMPDIR`)"
             backends.append((backend, bench(args.binary, url, snapshot, changed, expected)))
 
     lines = [
@@ -159,7 +171,7 @@ def main():
         f"{time.strftime('%Y-%m-%d')}): a snapshot of {args.groups:,} groups and "
         f"{args.members:,} members made by `bench/gen_snapshot.py` (a 10,000-child parent, a "
         "15-deep chain, a balanced tree, one group with a twentieth of the members), applied "
-        "with `contactsd sync` on a fresh database. *Wall* is the whole process (reading and "
+        f"with `contactsd sync` on a fresh database{where}. *Wall* is the whole process (reading and "
         "parsing the NDJSON file included); *service* is the report's `elapsed_ms` (loading, "
         "validation, planning and the write transaction); *peak* is the process's peak RSS.",
         "",
