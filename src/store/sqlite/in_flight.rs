@@ -1,8 +1,8 @@
-//! The writing connection of a directory write, which may leave one query in flight: a large
-//! write (a sync's chunks) hands each query to SQLite's driver thread and makes the next one
-//! meanwhile, rather than waiting for every query to be written before making the next. The
-//! next query sent, or any use of the transaction, waits for the one in flight first, so the
-//! queries run in the order sent, one at a time, and the first to fail stops the rest.
+//! The writing connection of a large write (a sync's chunks, the registration of its users),
+//! which may leave one query in flight: it hands each query to SQLite's driver thread and makes
+//! the next one meanwhile, rather than waiting for every query to be written before making the
+//! next. The next query sent, or any use of the transaction, waits for the one in flight first,
+//! so the queries run in the order sent, one at a time, and the first to fail stops the rest.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;

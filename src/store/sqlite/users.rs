@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
+use super::in_flight::WriteConn;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
@@ -115,63 +116,61 @@ impl BackendUsers for SqliteStore {
         let row = sqlx::query(NEXT_USER_IDS).fetch_one(&mut *tx).await?;
         let (mut next_id, mut next_respondent): (i64, i64) =
             (row.try_get("id")?, row.try_get("respondent")?);
+        // The transaction holds the write lock from its start (`BEGIN IMMEDIATE`): nobody
+        // registers meanwhile, so one look-up tells every user of the batch that exists.
+        let openids: Vec<&str> = users.iter().map(|user| user.openid).collect();
+        let known: HashMap<String, UserId> = sqlx::query_as(
+            "SELECT openid, user_id FROM app_users WHERE appid = $1 \
+             AND openid IN (SELECT value FROM json_each($2))",
+        )
+        .bind(appid)
+        .bind(json_ids(&openids)?)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .collect();
+        // The first mention of each new openid decides its profile.
         let mut registered = Vec::with_capacity(users.len());
-        for chunk in users.chunks(BATCH_ROWS) {
-            let openids: Vec<&str> = chunk.iter().map(|user| user.openid).collect();
-            let known: HashMap<String, UserId> = sqlx::query_as(
-                "SELECT openid, user_id FROM app_users WHERE appid = $1 \
-                 AND openid IN (SELECT value FROM json_each($2))",
-            )
-            .bind(appid)
-            .bind(json_ids(&openids)?)
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
-            // The first mention of each new openid decides its profile.
-            let mut fresh = Vec::new();
-            let mut fresh_ids: HashMap<&str, UserId> = HashMap::new();
-            for user in chunk {
-                if let Some(user_id) = known.get(user.openid) {
-                    registered.push(*user_id);
-                } else if let Some(user_id) = fresh_ids.get(user.openid) {
-                    registered.push(*user_id);
-                } else {
-                    let user_id = UserId::new(next_id);
-                    fresh.push((user, user_id, next_respondent));
-                    fresh_ids.insert(user.openid, user_id);
-                    registered.push(user_id);
-                    next_id += 1;
-                    next_respondent += 1;
-                }
+        let mut fresh = Vec::new();
+        let mut fresh_ids: HashMap<&str, UserId> = HashMap::new();
+        for user in users {
+            if let Some(user_id) = known.get(user.openid) {
+                registered.push(*user_id);
+            } else if let Some(user_id) = fresh_ids.get(user.openid) {
+                registered.push(*user_id);
+            } else {
+                let user_id = UserId::new(next_id);
+                fresh.push((user, user_id, next_respondent));
+                fresh_ids.insert(user.openid, user_id);
+                registered.push(user_id);
+                next_id += 1;
+                next_respondent += 1;
             }
-            if fresh.is_empty() {
-                continue;
-            }
-            QueryBuilder::<Sqlite>::new(
+        }
+        // Each query is handed to the driver's thread and the next made meanwhile.
+        let mut conn = WriteConn::new(tx);
+        for chunk in fresh.chunks(BATCH_ROWS) {
+            let mut users = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) ",
-            )
-            .push_values(&fresh, |mut row, (user, user_id, respondent_id)| {
+            );
+            users.push_values(chunk, |mut row, (user, user_id, respondent_id)| {
                 row.push_bind(*user_id)
                     .push_bind(*respondent_id)
                     .push_bind(user.nickname)
                     .push_bind(user.avatar)
                     .push_bind(now);
-            })
-            .build()
-            .execute(&mut *tx)
-            .await?;
-            QueryBuilder::<Sqlite>::new("INSERT INTO app_users (appid, openid, user_id) ")
-                .push_values(&fresh, |mut row, (user, user_id, _)| {
-                    row.push_bind(appid)
-                        .push_bind(user.openid)
-                        .push_bind(*user_id);
-                })
-                .build()
-                .execute(&mut *tx)
-                .await?;
+            });
+            conn.send(&mut users, true).await?;
+            let mut app_users =
+                QueryBuilder::<Sqlite>::new("INSERT INTO app_users (appid, openid, user_id) ");
+            app_users.push_values(chunk, |mut row, (user, user_id, _)| {
+                row.push_bind(appid)
+                    .push_bind(user.openid)
+                    .push_bind(*user_id);
+            });
+            conn.send(&mut app_users, true).await?;
         }
-        tx.commit().await?;
+        conn.finish().await?.commit().await?;
         Ok(registered)
     }
 
