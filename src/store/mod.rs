@@ -382,8 +382,8 @@ pub trait Store:
     /// Connections of each pool, open and idle, now (for the metrics).
     fn pool_use(&self) -> Vec<crate::metrics::PoolUse>;
     /// Rows that name something that does not exist, counted per kind and team (for `admin
-    /// check`). The bulk tables have no foreign keys on PostgreSQL (see its migrations), so
-    /// this is where a broken reference would show.
+    /// check`). The bulk tables have no foreign keys on either backend (see the migrations),
+    /// so this is where a broken reference would show.
     async fn dangling_references(&self) -> StoreResult<Vec<DanglingReferences>>;
 }
 

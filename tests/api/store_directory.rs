@@ -142,6 +142,8 @@ async fn directory_writes_are_read_back_and_bump_the_version() {
         stored_members(&*store, team_id).await,
         vec![(ann, placed(Role::Member, &[eu]))]
     );
+    // Bob's memberships went with him: no table cascades a removal, the store deletes them.
+    assert_eq!(store.dangling_references().await.expect("check"), vec![]);
 }
 
 #[tokio::test]

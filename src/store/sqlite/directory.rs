@@ -479,16 +479,20 @@ impl ChangeWriter for SqliteWriter {
         .await
     }
 
+    /// Memberships first: the table has no foreign key to cascade from (see the migrations).
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
-        // Their memberships go with them (`ON DELETE CASCADE`).
         let (team_id, users_json) = (self.team_id, json_ids(users)?);
         self.hold(users.len(), |query| {
-            query
-                .push("DELETE FROM members WHERE team_id = ")
-                .push_bind(team_id)
-                .push(" AND user_id IN (SELECT value FROM json_each(")
-                .push_bind(users_json)
-                .push("))");
+            for (table, end) in [("memberships", "));\n"), ("members", "))")] {
+                query
+                    .push("DELETE FROM ")
+                    .push(table)
+                    .push(" WHERE team_id = ")
+                    .push_bind(team_id)
+                    .push(" AND user_id IN (SELECT value FROM json_each(")
+                    .push_bind(users_json.clone())
+                    .push(end);
+            }
         })
         .await
     }
