@@ -482,19 +482,21 @@ impl ChangeWriter for SqliteWriter {
     /// Memberships first: the table has no foreign key to cascade from (see the migrations).
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
         let (team_id, users_json) = (self.team_id, json_ids(users)?);
-        self.hold(users.len(), |query| {
-            for (table, end) in [("memberships", "));\n"), ("members", "))")] {
+        for table in ["memberships", "members"] {
+            let users_json = users_json.clone();
+            self.hold(users.len(), |query| {
                 query
                     .push("DELETE FROM ")
                     .push(table)
                     .push(" WHERE team_id = ")
                     .push_bind(team_id)
                     .push(" AND user_id IN (SELECT value FROM json_each(")
-                    .push_bind(users_json.clone())
-                    .push(end);
-            }
-        })
-        .await
+                    .push_bind(users_json)
+                    .push("))");
+            })
+            .await?;
+        }
+        Ok(())
     }
 
     /// Seven values a row, within SQLite's 32,766 bound parameters.

@@ -150,25 +150,25 @@ impl BackendUsers for SqliteStore {
         // Each query is handed to the driver's thread and the next made meanwhile.
         let mut conn = WriteConn::new(tx);
         for chunk in fresh.chunks(BATCH_ROWS) {
-            let mut users = QueryBuilder::<Sqlite>::new(
+            let mut insert_users = QueryBuilder::<Sqlite>::new(
                 "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) ",
             );
-            users.push_values(chunk, |mut row, (user, user_id, respondent_id)| {
+            insert_users.push_values(chunk, |mut row, (user, user_id, respondent_id)| {
                 row.push_bind(*user_id)
                     .push_bind(*respondent_id)
                     .push_bind(user.nickname)
                     .push_bind(user.avatar)
                     .push_bind(now);
             });
-            conn.send(&mut users, true).await?;
-            let mut app_users =
+            conn.send(&mut insert_users, true).await?;
+            let mut insert_app_users =
                 QueryBuilder::<Sqlite>::new("INSERT INTO app_users (appid, openid, user_id) ");
-            app_users.push_values(chunk, |mut row, (user, user_id, _)| {
+            insert_app_users.push_values(chunk, |mut row, (user, user_id, _)| {
                 row.push_bind(appid)
                     .push_bind(user.openid)
                     .push_bind(*user_id);
             });
-            conn.send(&mut app_users, true).await?;
+            conn.send(&mut insert_app_users, true).await?;
         }
         conn.finish().await?.commit().await?;
         Ok(registered)
