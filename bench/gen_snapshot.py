@@ -6,12 +6,15 @@ that break naive designs:
 - a 15-deep chain ("chain-1" ... "chain-15"),
 - a balanced tree (fan-out 10) filling up the rest of the groups,
 - members spread over the balanced tree's groups, except that one group ("wide-0") holds
-  50,000 direct members (scaled down with --members).
+  50,000 direct members (scaled down with --members),
+- members' openids in no order, 28 characters each, as an identity provider's are (the same
+  for the same --seed and member number).
 
 Usage: gen_snapshot.py --groups 100000 --members 1000000 [--seed 1] > snapshot.ndjson
 """
 
 import argparse
+import hashlib
 import json
 import random
 import sys
@@ -72,7 +75,8 @@ def main() -> None:
     for n in range(args.members):
         home = "wide-0" if n < big else targets[rng.randrange(len(targets))]
         role = 2 if n == big else 4
-        write(json.dumps({"kind": "member", "openid": f"user-{n}", "nickname": f"User {n}",
+        openid = "o" + hashlib.sha256(f"{args.seed}-{n}".encode()).hexdigest()[:27]
+        write(json.dumps({"kind": "member", "openid": openid, "nickname": f"User {n}",
                           "role": role, "group_remote_ids": [home]}) + "\n")
 
 

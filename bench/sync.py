@@ -170,7 +170,8 @@ def main():
         f"`{args.command}` on {os.cpu_count()} cores ({platform.machine()}, "
         f"{time.strftime('%Y-%m-%d')}): a snapshot of {args.groups:,} groups and "
         f"{args.members:,} members made by `bench/gen_snapshot.py` (a 10,000-child parent, a "
-        "15-deep chain, a balanced tree, one group with a twentieth of the members), applied "
+        "15-deep chain, a balanced tree, one group with a twentieth of the members, openids in no "
+        "order), applied "
         f"with `contactsd sync` on a fresh database{where}. *Wall* is the whole process (reading and "
         "parsing the NDJSON file included); *service* is the report's `elapsed_ms` (loading, "
         "validation, planning and the write transaction); *peak* is the process's peak RSS.",

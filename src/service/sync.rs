@@ -214,8 +214,13 @@ impl Service {
                 elapsed_ms: started.elapsed().as_millis() as u64,
             });
         }
-        // In chunks: the users a chunk registers are borrowed from the snapshot, and only a
-        // chunk of them at a time.
+        // In openid order, so that the users' ids ascend with the openids: each table and
+        // index the registration fills (by id, by openid) then grows at one place instead of
+        // at a random page per row, as snapshot order would with openids that follow no order
+        // (docs/SYNC.md, "Speed"). In chunks: the users a chunk registers are borrowed from the
+        // snapshot, and only a chunk of them at a time.
+        let mut missing = missing;
+        snapshot.sort_by_openid(&mut missing);
         for chunk in missing.chunks(REGISTER_CHUNK) {
             let new: Vec<NewUser> = chunk
                 .iter()

@@ -95,6 +95,43 @@ async fn a_sync_uses_the_apps_registered_users_and_registers_the_others() {
 }
 
 #[tokio::test]
+async fn new_users_are_numbered_in_openid_order_and_members_written_by_user_id() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let bob = api.register_user("bob").await;
+    let body = json!({
+        "groups": [],
+        "members": [member("dan", &[]), member("bob", &[]), member("ann", &[]), member("cat", &[])],
+    });
+    assert_ok(&sync(&app, &api, body).await);
+    let mut ids = Vec::new();
+    for openid in ["ann", "cat", "dan"] {
+        let user = assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
+        ids.push(user["user_id"].as_i64().unwrap_or_default());
+    }
+    assert!(
+        bob < ids[0] && ids[0] < ids[1] && ids[1] < ids[2],
+        "the new users' ids ascend with their openids, after bob's: {bob} {ids:?}"
+    );
+    // The members were written, and their events numbered, by ascending user id.
+    let events = assert_ok(
+        &api.get(&format!(
+            "/api/contacts/teams/{}/events?after=0&limit=1000",
+            app.team_id
+        ))
+        .await,
+    );
+    let added: Vec<i64> = events["list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["type"] == "member.added")
+        .filter_map(|e| e["object"]["id"].as_i64())
+        .collect();
+    assert_eq!(added, [bob, ids[0], ids[1], ids[2]]);
+}
+
+#[tokio::test]
 async fn moves_renames_and_replace_deletions_across_the_tree() {
     let app = TestApp::spawn().await;
     let api = app.team_api().await;

@@ -20,8 +20,8 @@ pub(super) struct MemberChange {
 }
 
 /// The changes that make a directory equal to a snapshot, in the order they are written: new
-/// groups (parents first), changed and deleted groups, the snapshot's members, the members it
-/// removes, and the members it does not manage taken out of the groups it deletes.
+/// groups (parents first), changed and deleted groups, the snapshot's members (by user id), the
+/// members it removes, and the members it does not manage taken out of the groups it deletes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncPlan {
     report: SyncReport,
@@ -65,8 +65,8 @@ impl SyncPlan {
 
     /// The plan's changes, in order, in chunks: every group change in the first one (so a
     /// created group is named by its place among the groups the plan creates, in any chunk),
-    /// then at most `size` member changes a chunk. `snapshot` is the one planned, `users[i]`
-    /// the user of its `i`-th member.
+    /// then at most `size` member changes a chunk, by ascending user id. `snapshot` is the one
+    /// planned, `users[i]` the user of its `i`-th member.
     pub fn chunks<'a>(
         &'a self,
         snapshot: &'a Snapshot,
@@ -75,10 +75,15 @@ impl SyncPlan {
     ) -> impl Iterator<Item = Vec<Change>> + Send + 'a {
         let size = size.max(1);
         let groups = (!self.groups.is_empty()).then(|| self.groups.clone());
-        let members = self
-            .members
-            .chunks(size)
-            .map(move |run| run.iter().map(|m| self.put(snapshot, users, m)).collect());
+        // By ascending user id, whatever the snapshot's order: the member and membership rows
+        // are keyed by it, and rows written in key order fill the tables at their end rather
+        // than at a random page each.
+        let mut order: Vec<&MemberChange> = self.members.iter().collect();
+        order.sort_by_key(|m| user_of(users, m));
+        let members = (0..order.len()).step_by(size).map(move |start| {
+            let run = &order[start..order.len().min(start + size)];
+            run.iter().map(|m| self.put(snapshot, users, m)).collect()
+        });
         let removed = self
             .removed
             .chunks(size)
@@ -95,10 +100,7 @@ impl SyncPlan {
         let member = snapshot.member(change.member as usize);
         Change::PutMember {
             member: MemberRow {
-                user_id: users
-                    .get(change.member as usize)
-                    .copied()
-                    .unwrap_or_default(),
+                user_id: user_of(users, change),
                 role: change.role,
                 // Checked by the planner.
                 nickname: Nickname::from_stored(member.nickname.to_owned()),
@@ -112,4 +114,12 @@ impl SyncPlan {
                 .to_vec(),
         }
     }
+}
+
+/// The user of `change`'s member, from `users` (by place in the snapshot).
+fn user_of(users: &[UserId], change: &MemberChange) -> UserId {
+    users
+        .get(change.member as usize)
+        .copied()
+        .unwrap_or_default()
 }

@@ -182,6 +182,13 @@ impl Snapshot {
         }
     }
 
+    /// Sort the members numbered `places` by openid, and members of the same openid by
+    /// place.
+    pub fn sort_by_openid(&self, places: &mut [u32]) {
+        let openid = |n: &u32| self.member(*n as usize).openid;
+        places.sort_unstable_by(|a, b| openid(a).cmp(openid(b)).then(a.cmp(b)));
+    }
+
     /// The `i`-th member (`i` < [`Snapshot::member_count`]).
     pub fn member(&self, i: usize) -> MemberEntry<'_> {
         let member = &self.members[i];
