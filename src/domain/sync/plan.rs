@@ -78,11 +78,14 @@ impl SyncPlan {
         // By ascending user id, whatever the snapshot's order: the member and membership rows
         // are keyed by it, and rows written in key order fill the tables at their end rather
         // than at a random page each.
-        let mut order: Vec<&MemberChange> = self.members.iter().collect();
-        order.sort_by_key(|m| user_of(users, m));
+        let mut order: Vec<u32> =
+            (0..u32::try_from(self.members.len()).unwrap_or(u32::MAX)).collect();
+        order.sort_by_key(|n| user_of(users, &self.members[*n as usize]));
         let members = (0..order.len()).step_by(size).map(move |start| {
             let run = &order[start..order.len().min(start + size)];
-            run.iter().map(|m| self.put(snapshot, users, m)).collect()
+            run.iter()
+                .map(|n| self.put(snapshot, users, &self.members[*n as usize]))
+                .collect()
         });
         let removed = self
             .removed
