@@ -71,11 +71,38 @@ enum Place {
 }
 
 impl Place {
-    fn field(self, kind: Option<Kind>, field: &str) -> String {
-        match (self, kind) {
-            (Place::Item(list, index), _) => format!("{list}[{index}].{field}"),
-            (Place::Line, Some(kind)) => format!("{}.{field}", kind.name()),
-            (Place::Line, None) => field.to_owned(),
+    fn field(self, kind: Option<Kind>, field: &'static str) -> Field {
+        Field {
+            place: self,
+            kind,
+            field,
+            element: None,
+        }
+    }
+}
+
+/// A field's name in error messages (`groups[3].name`, `member.openid`, with the element of a
+/// list: `members[0].group_remote_ids[2]`), written only when a message is: a snapshot has
+/// millions of fields, and nearly all are valid.
+#[derive(Clone, Copy)]
+struct Field {
+    place: Place,
+    kind: Option<Kind>,
+    field: &'static str,
+    element: Option<usize>,
+}
+
+impl fmt::Display for Field {
+    fn fmt(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        let field = self.field;
+        match (self.place, self.kind) {
+            (Place::Item(list, index), _) => write!(formatter, "{list}[{index}].{field}")?,
+            (Place::Line, Some(kind)) => write!(formatter, "{}.{field}", kind.name())?,
+            (Place::Line, None) => formatter.write_str(field)?,
+        }
+        match self.element {
+            Some(element) => write!(formatter, "[{element}]"),
+            None => Ok(()),
         }
     }
 }
@@ -99,7 +126,7 @@ impl Kind {
 
 /// A string of at most `max` characters (a group name: after trimming).
 struct Text {
-    field: String,
+    field: Field,
     max: usize,
     trimmed: bool,
 }
@@ -120,14 +147,14 @@ impl Visitor<'_> for Text {
     }
 
     fn visit_str<E: de::Error>(self, value: &str) -> Result<String, E> {
-        bounded(&self.field, value, self.max, self.trimmed).map_err(E::custom)?;
+        bounded(self.field, value, self.max, self.trimmed).map_err(E::custom)?;
         Ok(value.to_owned())
     }
 }
 
 /// A member's `group_remote_ids`: at most [`MAX_MEMBER_GROUPS`] remote ids.
 struct GroupIds {
-    field: String,
+    field: Field,
 }
 
 impl<'de> DeserializeSeed<'de> for GroupIds {
@@ -149,7 +176,10 @@ impl<'de> Visitor<'de> for GroupIds {
         let mut ids = Vec::new();
         loop {
             let text = Text {
-                field: format!("{}[{}]", self.field, ids.len()),
+                field: Field {
+                    element: Some(ids.len()),
+                    ..self.field
+                },
                 max: MAX_NAME_CHARS,
                 trimmed: false,
             };
@@ -280,7 +310,11 @@ enum Record {
 }
 
 /// Store `value` in `slot`, refusing a field given twice.
-fn once<T, E: de::Error>(slot: &mut Option<T>, value: T, field: &str) -> Result<(), E> {
+fn once<T, E: de::Error>(
+    slot: &mut Option<T>,
+    value: T,
+    field: impl fmt::Display,
+) -> Result<(), E> {
     if slot.replace(value).is_some() {
         return Err(E::custom(format_args!("{field} is given twice")));
     }
@@ -313,8 +347,8 @@ impl Fields {
         tagged: bool,
     ) -> Result<(), A::Error> {
         let kind = self.kind;
-        let name = |field: &str| place.field(kind, field);
-        let text = |field: &str, max: usize, trimmed: bool| Text {
+        let name = |field: &'static str| place.field(kind, field);
+        let text = |field: &'static str, max: usize, trimmed: bool| Text {
             field: name(field),
             max,
             trimmed,
@@ -335,43 +369,41 @@ impl Fields {
             }
             Key::RemoteId => {
                 let value = map.next_value_seed(text("remote_id", MAX_NAME_CHARS, false))?;
-                once(&mut self.remote_id, value, &name("remote_id"))
+                once(&mut self.remote_id, value, name("remote_id"))
             }
             Key::Name => {
                 let value = map.next_value_seed(text("name", MAX_NAME_CHARS, true))?;
-                once(&mut self.name, value, &name("name"))
+                once(&mut self.name, value, name("name"))
             }
             Key::ParentRemoteId => {
                 let field = "parent_remote_id";
                 let value = map.next_value_seed(text(field, MAX_NAME_CHARS, false))?;
-                once(&mut self.parent_remote_id, value, &name(field))
+                once(&mut self.parent_remote_id, value, name(field))
             }
             Key::Order => {
                 let value = map.next_value()?;
-                once(&mut self.order, value, &name("order"))
+                once(&mut self.order, value, name("order"))
             }
             Key::Openid => {
                 let value = map.next_value_seed(text("openid", MAX_OPENID_CHARS, false))?;
-                once(&mut self.openid, value, &name("openid"))
+                once(&mut self.openid, value, name("openid"))
             }
             Key::Nickname => {
                 let value = map.next_value_seed(text("nickname", MAX_NAME_CHARS, false))?;
-                once(&mut self.nickname, value, &name("nickname"))
+                once(&mut self.nickname, value, name("nickname"))
             }
             Key::Avatar => {
                 let value = map.next_value_seed(text("avatar", MAX_AVATAR_CHARS, false))?;
-                once(&mut self.avatar, value, &name("avatar"))
+                once(&mut self.avatar, value, name("avatar"))
             }
             Key::Role => {
                 let value = map.next_value()?;
-                once(&mut self.role, value, &name("role"))
+                once(&mut self.role, value, name("role"))
             }
             Key::GroupRemoteIds => {
                 let field = name("group_remote_ids");
-                let value = map.next_value_seed(GroupIds {
-                    field: field.clone(),
-                })?;
-                once(&mut self.group_remote_ids, value, &field)
+                let value = map.next_value_seed(GroupIds { field })?;
+                once(&mut self.group_remote_ids, value, field)
             }
             Key::Mode => {
                 let raw = map.next_value_seed(text("mode", 16, false))?;
@@ -396,8 +428,9 @@ impl Fields {
     }
 
     fn into_record<E: de::Error>(self, place: Place) -> Result<Record, E> {
-        let missing =
-            |field: &str| E::custom(format_args!("{} is missing", place.field(self.kind, field)));
+        let missing = |field: &'static str| {
+            E::custom(format_args!("{} is missing", place.field(self.kind, field)))
+        };
         match self.kind {
             None => Err(E::custom("kind is missing (options, group or member)")),
             Some(Kind::Options) => Ok(Record::Options(self.options)),

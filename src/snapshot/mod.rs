@@ -181,13 +181,18 @@ fn read_plain(
 }
 
 /// A field over its limit, named the way the error messages name it.
-fn too_long(field: &str, max: usize) -> String {
+fn too_long(field: impl std::fmt::Display, max: usize) -> String {
     format!("{field} is longer than {max} characters")
 }
 
 /// `value` if it has at most `max` characters (after trimming when `trimmed`; a group name
 /// is trimmed before it is checked and stored).
-fn bounded(field: &str, value: &str, max: usize, trimmed: bool) -> Result<(), String> {
+fn bounded(
+    field: impl std::fmt::Display,
+    value: &str,
+    max: usize,
+    trimmed: bool,
+) -> Result<(), String> {
     let counted = if trimmed { value.trim() } else { value };
     // A character is at least one byte: most values are decided without counting.
     if counted.len() > max && counted.chars().count() > max {

@@ -38,7 +38,7 @@ fn repeated_openids(snapshot: &Snapshot) -> Vec<bool> {
     let count = snapshot.member_count();
     let mut order: Vec<u32> = (0..u32::try_from(count).unwrap_or(u32::MAX)).collect();
     snapshot.sort_by_openid(&mut order);
-    let openid = |n: u32| snapshot.member(n as usize).openid;
+    let openid = |n: u32| snapshot.openid(n as usize);
     let mut repeated = vec![false; count];
     for pair in order.windows(2) {
         if openid(pair[0]) == openid(pair[1]) {
