@@ -21,7 +21,7 @@ fn events_path(team_id: i64, query: &str) -> String {
 }
 
 /// The events after `after` (one page of up to 1000).
-async fn feed(app: &TestApp, api: &Api<'_>, after: i64) -> Vec<Value> {
+pub(crate) async fn feed(app: &TestApp, api: &Api<'_>, after: i64) -> Vec<Value> {
     let data = assert_ok(
         &api.get(&events_path(
             app.team_id,

@@ -23,6 +23,12 @@ async fn sync(app: &TestApp, api: &Api<'_>, body: Value) -> ApiResponse {
     api.post_json(&sync_path(app), &body).await
 }
 
+/// The user id of the app's user `openid`.
+async fn user_id(api: &Api<'_>, openid: &str) -> Option<i64> {
+    let user = assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
+    user["user_id"].as_i64()
+}
+
 async fn full_names(app: &TestApp, api: &Api<'_>) -> Vec<String> {
     api.list_groups(app.team_id, "per_page=1000")
         .await
@@ -74,8 +80,7 @@ async fn a_sync_uses_the_apps_registered_users_and_registers_the_others() {
     assert_ok(&sync(&app, &api, body).await);
     let mut synced = Vec::new();
     for openid in ["ann", "bob", "cat"] {
-        let user = assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
-        synced.push((user["user_id"].as_i64(), openid.to_owned()));
+        synced.push((user_id(&api, openid).await, openid.to_owned()));
     }
     assert_eq!(synced[1].0, Some(bob), "bob keeps the user he had");
     let everyone = api.members(app.team_id, 0, "").await;
@@ -106,25 +111,16 @@ async fn new_users_are_numbered_in_openid_order_and_members_written_by_user_id()
     assert_ok(&sync(&app, &api, body).await);
     let mut ids = Vec::new();
     for openid in ["ann", "cat", "dan"] {
-        let user = assert_ok(&api.get(&format!("/api/sso/users/{openid}")).await);
-        ids.push(user["user_id"].as_i64().unwrap_or_default());
+        ids.push(user_id(&api, openid).await.unwrap_or_default());
     }
     assert!(
         bob < ids[0] && ids[0] < ids[1] && ids[1] < ids[2],
         "the new users' ids ascend with their openids, after bob's: {bob} {ids:?}"
     );
     // The members were written, and their events numbered, by ascending user id.
-    let events = assert_ok(
-        &api.get(&format!(
-            "/api/contacts/teams/{}/events?after=0&limit=1000",
-            app.team_id
-        ))
-        .await,
-    );
-    let added: Vec<i64> = events["list"]
-        .as_array()
-        .into_iter()
-        .flatten()
+    let added: Vec<i64> = crate::events::feed(&app, &api, 0)
+        .await
+        .iter()
         .filter(|e| e["type"] == "member.added")
         .filter_map(|e| e["object"]["id"].as_i64())
         .collect();
