@@ -136,6 +136,7 @@ def measure(args, server, orgs, groups, members, round_no):
         "other_writes": len(writes),
         "other_write_p50_ms": round(writes[len(writes) // 2] * 1000, 1) if writes else None,
         "other_write_max_ms": round(writes[-1] * 1000, 1) if writes else None,
+        "other_write_slowest_ms": [round(w * 1000, 1) for w in writes[-4:]],
         "other_write_failures": failures,
         "cold_first_call_ms": round(first * 1000, 1),
         "warm_call_ms": round(second * 1000, 1),

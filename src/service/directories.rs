@@ -29,7 +29,7 @@ use crate::domain::events::{self, Actor, ActorKind, PriorProfiles};
 use crate::domain::values::{GroupId, TeamId};
 use crate::metrics::Metrics;
 use crate::store::scim::ScimWrite;
-use crate::store::{Applied, ChangeChunks, Store, StoreError, StoreResult, TeamRecord};
+use crate::store::{Applied, ChangeChunks, LargeWrite, Store, StoreError, StoreResult, TeamRecord};
 
 /// How often a write is decided again after losing a race with another process.
 const WRITE_ATTEMPTS: u32 = 24;
@@ -535,12 +535,20 @@ impl Directories {
                 }
             };
             let mut copy = slot.take_for_write().ok_or(ServiceError::Busy)?;
+            let additions = write.additions(&plan);
             let written = match write.chunks(&plan, &mut copy) {
                 None => None,
-                Some(mut chunks) => Some(
-                    self.write_chunks(store, team_id, expected, &mut *chunks, actor)
-                        .await,
-                ),
+                Some(mut chunks) => {
+                    let large = LargeWrite {
+                        team_id,
+                        expected_version: expected,
+                        now: unix_now(),
+                    };
+                    Some(
+                        self.write_chunks(store, large, additions, &mut *chunks, actor)
+                            .await,
+                    )
+                }
             };
             match written {
                 None => {
@@ -563,20 +571,52 @@ impl Directories {
     }
 
     /// Write `chunks` in a transaction of their own and commit; answers the team's version.
+    /// A write that only adds rows (`additions`: how many groups it creates) is staged first
+    /// where the store can, so that it holds the database's write lock only for its copy.
     async fn write_chunks(
         &self,
         store: &dyn Store,
-        team_id: TeamId,
-        expected: i64,
+        write: LargeWrite,
+        additions: Option<usize>,
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<i64> {
-        let mut batch = store.begin_large_batch().await?;
-        let applied = batch
-            .apply_chunks(team_id, expected, chunks, actor, unix_now())
-            .await?;
-        let committing = Instant::now();
-        batch.commit().await?;
+        let staged = match additions {
+            Some(new_groups) => {
+                store
+                    .stage_additions(write, new_groups, chunks, actor)
+                    .await?
+            }
+            None => None,
+        };
+        let committing;
+        let applied = match staged {
+            Some(staged) => {
+                committing = Instant::now();
+                let applied = staged.commit().await?;
+                tracing::info!(
+                    team_id = write.team_id.get(),
+                    copy_ms = committing.elapsed().as_millis() as u64,
+                    "a large write was staged and copied in"
+                );
+                applied
+            }
+            None => {
+                let mut batch = store.begin_large_batch().await?;
+                let applied = batch
+                    .apply_chunks(
+                        write.team_id,
+                        write.expected_version,
+                        chunks,
+                        actor,
+                        write.now,
+                    )
+                    .await?;
+                committing = Instant::now();
+                batch.commit().await?;
+                applied
+            }
+        };
         if let Some(metrics) = &self.metrics {
             metrics.commit(committing.elapsed(), 1);
         }
@@ -604,6 +644,10 @@ pub(super) trait ChunkedWrite: Sync {
     type Plan: Send;
     /// Decide on the current copy; may run more than once (after a lost race).
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan>;
+    /// How many groups `plan` creates, when all it writes is rows nothing holds yet (groups it
+    /// creates, members new to the team), which the store may stage before taking the
+    /// database's write lock ([`Store::stage_additions`](crate::store::DirectoryStore::stage_additions)).
+    fn additions(&self, plan: &Self::Plan) -> Option<usize>;
     /// The changes of `plan` in chunks, with their events, made from `copy` (the directory they
     /// were decided on) and applied to it as they are written; `None`: nothing to write.
     fn chunks<'a>(

@@ -362,6 +362,10 @@ impl ChunkedWrite for SyncWrite<'_> {
         Ok(planned)
     }
 
+    fn additions(&self, plan: &Self::Plan) -> Option<usize> {
+        plan.as_ref().ok()?.additions()
+    }
+
     fn chunks<'a>(
         &'a self,
         plan: &'a Self::Plan,

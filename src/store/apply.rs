@@ -9,7 +9,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{ChangeChunks, StoreResult};
 use crate::domain::directory::{Change, Group, GroupRef, GroupStep, MemberRow};
 use crate::domain::events::{Actor, Draft, NewEvent};
 use crate::domain::values::{GroupId, UserId};
@@ -109,6 +109,29 @@ pub(crate) async fn write_events_from<W: ChangeWriter>(
         next += chunk.len() as i64;
     }
     Ok(())
+}
+
+/// Write every chunk of `chunks` in order through `writer`, their events numbered from
+/// `first_seq` on, each chunk given back to `chunks` once handed to the database (the next one
+/// is made while the database writes it); answers the ids of the created groups, in order, and
+/// how many events were written.
+pub(crate) async fn write_chunks<W: ChangeWriter>(
+    writer: &mut W,
+    first_seq: i64,
+    chunks: &mut dyn ChangeChunks,
+    actor: &Actor,
+) -> StoreResult<(Vec<GroupId>, i64)> {
+    let mut created = Vec::new();
+    let mut next_seq = first_seq;
+    writer.pipeline();
+    while let Some((changes, drafts)) = chunks.next_chunk() {
+        write_more_changes(writer, &changes, &mut created).await?;
+        write_events_from(writer, next_seq, actor, &drafts, &changes, &created).await?;
+        next_seq += drafts.len() as i64;
+        chunks.written(changes, &created);
+    }
+    writer.flush().await?;
+    Ok((created, next_seq - first_seq))
 }
 
 /// Write `changes` in order through `writer`; answers the ids of the created groups, in order.

@@ -8,8 +8,12 @@ use sqlx::{Pool, Transaction};
 
 use super::apply::ChangeWriter;
 use super::scim::{ScimUserRef, ScimWrite};
-use super::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
+use super::{
+    ChangeChunks, LargeWrite, MemberProfile, NewUser, StagedWrite, StoreError, StoreResult,
+    UserRecord,
+};
 use crate::domain::directory::DirectoryBuilder;
+use crate::domain::events::Actor;
 use crate::domain::sync::MemberState;
 use crate::domain::values::{TeamId, UserId};
 
@@ -166,4 +170,15 @@ pub(crate) trait BackendDirectory: Backend {
         stands: bool,
         known: &mut Self::Known,
     ) -> StoreResult<(Tx<Self>, i64)>;
+    /// See [`DirectoryStore::stage_additions`](super::DirectoryStore::stage_additions); by
+    /// default the backend does not stage.
+    async fn stage_additions(
+        &self,
+        _write: LargeWrite,
+        _new_groups: usize,
+        _chunks: &mut dyn ChangeChunks,
+        _actor: &Actor,
+    ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
+        Ok(None)
+    }
 }

@@ -306,6 +306,38 @@ pub trait DirectoryStore: Send + Sync {
     /// [`begin_batch`](Self::begin_batch) for one write of hundreds of MiB
     /// ([`ApplyBatch::apply_chunks`], a sync).
     async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
+    /// Prepare a large write that only adds rows nothing holds yet (`new_groups` groups it
+    /// creates, members new to the team: a first sync), handed over by `chunks` as for
+    /// [`ApplyBatch::apply_chunks`], without holding the database's write lock, where the
+    /// backend can: SQLite writes the rows into a staging file of their own, so that
+    /// [`StagedWrite::commit`] holds the one writer only to copy them in. `None`: the backend
+    /// does not stage (PostgreSQL, whose writers do not wait for each other, or SQLite in
+    /// memory), and `chunks` is untouched.
+    async fn stage_additions(
+        &self,
+        write: LargeWrite,
+        new_groups: usize,
+        chunks: &mut dyn ChangeChunks,
+        actor: &Actor,
+    ) -> StoreResult<Option<Box<dyn StagedWrite>>>;
+}
+
+/// Which team a large write changes, from which version, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LargeWrite {
+    pub team_id: TeamId,
+    pub expected_version: i64,
+    pub now: i64,
+}
+
+/// A write prepared by [`DirectoryStore::stage_additions`]; dropped uncommitted, it leaves
+/// nothing behind.
+#[async_trait]
+pub trait StagedWrite: Send {
+    /// Copy the prepared rows in, in one transaction, if the team is still at the version they
+    /// were prepared on (otherwise nothing is written: [`StoreError::Conflict`]), and commit
+    /// durably.
+    async fn commit(self: Box<Self>) -> StoreResult<Applied>;
 }
 
 /// Directory writes gathered in one transaction ([`DirectoryStore::begin_batch`]). Each

@@ -105,9 +105,10 @@ macro_rules! impl_store {
                 Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx, WriteStart,
             };
             use $crate::store::{
-                AppRecord, AppStore, Applied, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore, MemberDetails,
+                AppRecord, AppStore, Applied, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore, LargeWrite,
+                MemberDetails,
                 MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
-                StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
+                StagedWrite, StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
                 rows, shared,
             };
             use $crate::store::apply::ChangeWriter;
@@ -446,6 +447,16 @@ macro_rules! impl_store {
                 async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
                     Ok(Batch::boxed(self.begin_large_write().await?))
                 }
+
+                async fn stage_additions(
+                    &self,
+                    write: LargeWrite,
+                    new_groups: usize,
+                    chunks: &mut dyn ChangeChunks,
+                    actor: &Actor,
+                ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
+                    BackendDirectory::stage_additions(self, write, new_groups, chunks, actor).await
+                }
             }
 
             async fn undo(tx: &mut Tx<$store>) -> StoreResult<()> {
@@ -591,42 +602,25 @@ macro_rules! impl_store {
                             }
                         };
                     let first_seq = apply::ChangeWriter::last_seq(&writer) + 1;
-                    let mut created = Vec::new();
-                    let written: StoreResult<i64> = async {
-                        let mut next_seq = first_seq;
-                        // The next chunk is made while the database writes the last.
-                        writer.pipeline();
-                        while let Some((changes, drafts)) = chunks.next_chunk() {
-                            apply::write_more_changes(&mut writer, &changes, &mut created).await?;
-                            apply::write_events_from(
-                                &mut writer, next_seq, actor, &drafts, &changes, &created,
-                            )
-                            .await?;
-                            next_seq += drafts.len() as i64;
-                            chunks.written(changes, &created);
-                        }
-                        writer.flush().await?;
-                        Ok(next_seq - first_seq)
-                    }
-                    .await;
+                    let written = apply::write_chunks(&mut writer, first_seq, chunks, actor).await;
                     let (mut tx, version) =
                         <$store>::finish_apply(writer, false, &mut self.known).await?;
                     let written = match written {
-                        Ok(events) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
+                        Ok((created, events)) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
                             .bind(team_id)
                             .bind(events)
                             .execute(&mut *tx)
                             .await
-                            .map(drop)
+                            .map(|_| created)
                             .map_err(StoreError::from),
                         Err(error) => Err(error),
                     };
                     match written {
-                        Ok(()) => self.open = true,
+                        Ok(_) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);
-                    written.map(|()| Applied { created, version, registered: None })
+                    written.map(|created| Applied { created, version, registered: None })
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {

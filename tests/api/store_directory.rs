@@ -529,7 +529,7 @@ async fn dangling_references_are_counted_per_kind_and_team() {
 }
 
 /// A large write's chunks as given, without events.
-struct GivenChunks(std::vec::IntoIter<Vec<Change>>);
+pub(crate) struct GivenChunks(pub std::vec::IntoIter<Vec<Change>>);
 
 impl ChangeChunks for GivenChunks {
     fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)> {

@@ -63,6 +63,21 @@ impl SyncPlan {
             && self.adjusted.is_empty()
     }
 
+    /// How many groups the plan creates, when all it does is add rows nothing holds yet:
+    /// groups it creates and members new to the directory, nothing changed, moved or removed
+    /// (a first sync). Such a write can be prepared before the database is locked for it, as
+    /// its rows conflict with nothing already stored.
+    pub fn additions(&self) -> Option<usize> {
+        let only_adds = self.report.members_changed == 0
+            && self.removed.is_empty()
+            && self.adjusted.is_empty()
+            && self
+                .groups
+                .iter()
+                .all(|change| matches!(change, Change::CreateGroup { .. }));
+        only_adds.then_some(self.groups.len())
+    }
+
     /// The plan's changes, in order, in chunks: every group change in the first one (so a
     /// created group is named by its place among the groups the plan creates, in any chunk),
     /// then at most `size` member changes a chunk, by ascending user id. `snapshot` is the one

@@ -20,7 +20,7 @@ use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
 use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
 use crate::store::rows::role_of;
 use crate::store::scim::{self as store_scim, ScimWrite};
-use crate::store::{StoreError, StoreResult, shared};
+use crate::store::{ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, shared};
 
 /// A group row as the bulk read encodes it (`is_valid` is an integer in SQLite's JSON).
 type GroupRow = (GroupId, GroupId, i64, String, String, i64, i64, i64, i64);
@@ -171,6 +171,16 @@ impl BackendDirectory for SqliteStore {
         }
         Ok((tx, writer.version))
     }
+
+    async fn stage_additions(
+        &self,
+        write: LargeWrite,
+        new_groups: usize,
+        chunks: &mut dyn ChangeChunks,
+        actor: &Actor,
+    ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
+        super::staging::stage(self, write, new_groups, chunks, actor).await
+    }
 }
 
 /// What a batch knows of the database because it wrote it: the batch's transaction holds
@@ -295,6 +305,30 @@ impl SqliteWriter {
             held_rows: 0,
             held_scim: false,
         }
+    }
+
+    /// A writer into a staging file ([`super::staging`]), whose transaction has no team row
+    /// to bump: the team is at `version`, its last event number is `last_seq`, and the write's
+    /// new groups are numbered from `first_group` (ids reserved in the database).
+    pub(super) fn staging(
+        tx: Tx<SqliteStore>,
+        team_id: TeamId,
+        now: i64,
+        (version, last_seq, first_group): (i64, i64, GroupId),
+    ) -> SqliteWriter {
+        SqliteWriter::new(
+            tx,
+            team_id,
+            now,
+            (version, last_seq, first_group, UserId::new(0)),
+        )
+    }
+
+    /// Wait for what was sent and give the transaction back, with the next group id it would
+    /// have drawn.
+    pub(super) async fn finish(self) -> StoreResult<(Tx<SqliteStore>, GroupId)> {
+        let next_group_id = self.next_group_id;
+        Ok((self.conn.finish().await?, next_group_id))
     }
 
     /// Hold back the statements of SCIM write `write`; the user a [`ScimWrite::Create`]

@@ -18,6 +18,7 @@ mod directory;
 mod in_flight;
 mod orgs;
 mod scim;
+mod staging;
 mod users;
 mod webhooks;
 
@@ -54,6 +55,8 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
     commits: Commits,
+    /// Where large writes that only add rows are staged (`None` in memory).
+    staging: Option<staging::StagingFiles>,
 }
 
 impl SqliteStore {
@@ -74,6 +77,7 @@ impl SqliteStore {
             .await?;
         MIGRATOR.run(&writer).await?;
         let commits = Commits::new(options.get_filename());
+        let staging = staging::StagingFiles::of(options.get_filename());
         let reader = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options.read_only(true))
@@ -82,6 +86,7 @@ impl SqliteStore {
             reader,
             writer,
             commits,
+            staging,
         })
     }
 }

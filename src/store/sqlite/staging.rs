@@ -1,0 +1,310 @@
+//! Staging of a large write that only adds rows (a first sync), so that it holds SQLite's one
+//! writer for a short copy rather than for the whole write (docs/DESIGN.md, "Write path of a
+//! sync").
+//!
+//! SQLite lets one transaction write at a time, and a sync must commit whole. Writing a million
+//! members with their memberships and events took 4-5 s, and every other team's write waited
+//! behind it. Most of that time is making and binding the rows, not SQLite's B-trees: copied
+//! from one database into another with `INSERT … SELECT`, the same rows take under a second.
+//! So the rows are first written into a staging file of their own, next to the database, by
+//! the same writer code as any write ([`SqliteWriter`]), without the database's lock; then one
+//! transaction on the writing connection checks the team's version, copies them in and
+//! commits. Readers and crash recovery see the directory before or after, never a mix.
+//!
+//! This needs what the rows name to be fixed before the lock is taken: the group ids are
+//! reserved first (a short transaction that advances the table's counter), and the event
+//! numbers follow the team's last one, which cannot change unless its version does (the copy
+//! then refuses, and the sync is decided again). Only rows that nothing holds yet can be
+//! staged (new groups, members new to the team), which is why only such writes are.
+//!
+//! A staging file is locked (`flock`) by the process writing it and removed when the write
+//! ends; one left by a process that was killed is removed the next time the database is
+//! opened, by whichever process finds it unlocked.
+
+use std::fs::{File, TryLockError};
+use std::path::{Path, PathBuf};
+
+use async_trait::async_trait;
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::directory::SqliteWriter;
+use super::{BEGIN_LARGE_WRITE, SqliteStore};
+use crate::domain::events::Actor;
+use crate::domain::values::GroupId;
+use crate::store::backend::Backend;
+use crate::store::{
+    Applied, ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, apply,
+};
+
+/// The tables a staged write fills, made in the staging file from the database's own
+/// definitions (so they cannot drift from the migrations).
+const STAGED_TABLES: &str = "SELECT sql FROM sqlite_schema WHERE type = 'table' \
+     AND name IN ('groups', 'members', 'memberships', 'events') ORDER BY name";
+
+/// Reserve `$1` group ids: the counter the writers number new groups from
+/// ([`super::directory`]: one past the larger of it and the highest id) is moved past them.
+/// Answers the first reserved id.
+const RESERVE_GROUP_IDS: &str = "UPDATE sqlite_sequence \
+     SET seq = MAX(seq, COALESCE((SELECT MAX(id) FROM groups), 0)) + $1 \
+     WHERE name = 'groups' RETURNING seq - $1 + 1";
+/// [`RESERVE_GROUP_IDS`] when no group was ever numbered (the counter has no row yet).
+const RESERVE_FIRST_GROUP_IDS: &str = "INSERT INTO sqlite_sequence (name, seq) \
+     SELECT 'groups', COALESCE((SELECT MAX(id) FROM groups), 0) + $1 RETURNING seq - $1 + 1";
+
+/// The staged write's version check, which also takes its event numbers: it stands only if
+/// the team is still where the rows were staged from.
+const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $1 \
+     WHERE id = $2 AND version = $3 AND event_seq = $4 RETURNING version";
+
+/// The copy, in one multi-statement query (the tables are alike, column for column).
+const COPY: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
+     INSERT INTO main.members SELECT * FROM staging.members; \
+     INSERT INTO main.memberships SELECT * FROM staging.memberships; \
+     INSERT INTO main.events SELECT * FROM staging.events";
+
+/// Where a database's staging files go: beside it, named after it.
+#[derive(Debug, Clone)]
+pub(super) struct StagingFiles {
+    /// The database's path followed by `-staging-`; a file's name ends with a random part.
+    prefix: PathBuf,
+}
+
+impl StagingFiles {
+    /// The staging files of the database at `database`, if it is a file (an in-memory
+    /// database stages nothing); left-over ones of processes no longer running are removed.
+    pub(super) fn of(database: &Path) -> Option<StagingFiles> {
+        if !database.is_file() {
+            return None;
+        }
+        let mut prefix = database.as_os_str().to_owned();
+        prefix.push("-staging-");
+        let files = StagingFiles {
+            prefix: prefix.into(),
+        };
+        files.remove_abandoned();
+        Some(files)
+    }
+
+    /// Remove the staging files no process holds (their writer was killed).
+    fn remove_abandoned(&self) {
+        let (Some(dir), Some(name)) = (self.prefix.parent(), self.prefix.file_name()) else {
+            return;
+        };
+        let Ok(entries) = std::fs::read_dir(if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        }) else {
+            return;
+        };
+        let name = name.to_string_lossy();
+        for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(&*name) {
+                continue;
+            }
+            let path = entry.path();
+            let unheld = File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
+            if unheld && std::fs::remove_file(&path).is_ok() {
+                tracing::info!(path = %path.display(), "removed an abandoned staging file");
+            }
+        }
+    }
+
+    /// A new staging file, locked by this process until dropped (then removed).
+    fn create(&self) -> StoreResult<StagingFile> {
+        let mut path = self.prefix.clone().into_os_string();
+        path.push(uuid::Uuid::new_v4().simple().to_string());
+        let path = PathBuf::from(path);
+        let file = File::create_new(&path).map_err(|error| staging_error(&path, &error))?;
+        file.try_lock().map_err(|error| match error {
+            TryLockError::Error(error) => staging_error(&path, &error),
+            TryLockError::WouldBlock => StoreError::Inconsistent(format!(
+                "the new staging file {} is locked by another process",
+                path.display()
+            )),
+        })?;
+        Ok(StagingFile { path, _lock: file })
+    }
+}
+
+fn staging_error(path: &Path, error: &std::io::Error) -> StoreError {
+    StoreError::Inconsistent(format!(
+        "cannot create the staging file {}: {error}",
+        path.display()
+    ))
+}
+
+/// A staging file, held (locked) while it exists.
+struct StagingFile {
+    path: PathBuf,
+    /// The open file holding the lock, closed after the removal.
+    _lock: File,
+}
+
+impl Drop for StagingFile {
+    fn drop(&mut self) {
+        if let Err(error) = std::fs::remove_file(&self.path) {
+            tracing::warn!(path = %self.path.display(), %error, "cannot remove a staging file");
+        }
+    }
+}
+
+/// [`BackendDirectory::stage_additions`](crate::store::backend::BackendDirectory::stage_additions)
+/// on SQLite.
+pub(super) async fn stage(
+    store: &SqliteStore,
+    write: LargeWrite,
+    new_groups: usize,
+    chunks: &mut dyn ChangeChunks,
+    actor: &Actor,
+) -> StoreResult<Option<Box<dyn StagedWrite>>> {
+    let Some(files) = &store.staging else {
+        return Ok(None);
+    };
+    let team: Option<(i64, i64)> =
+        sqlx::query_as("SELECT version, event_seq FROM teams WHERE id = $1")
+            .bind(write.team_id)
+            .fetch_optional(store.reads())
+            .await?;
+    let last_seq = match team {
+        Some((version, last_seq)) if version == write.expected_version => last_seq,
+        _ => return Err(StoreError::Conflict),
+    };
+    let first_group = reserve_group_ids(store, new_groups).await?;
+    let file = files.create()?;
+    let pool = staging_pool(store, &file.path).await?;
+    let tx = pool.begin_with(BEGIN_LARGE_WRITE).await?;
+    let version = write.expected_version + 1;
+    let mut writer = SqliteWriter::staging(
+        tx,
+        write.team_id,
+        write.now,
+        (version, last_seq, first_group),
+    );
+    let (created, events) = apply::write_chunks(&mut writer, last_seq + 1, chunks, actor).await?;
+    let (tx, next_group) = writer.finish().await?;
+    if next_group.get() - first_group.get() != new_groups as i64 {
+        return Err(StoreError::Inconsistent(format!(
+            "a staged write created {} groups where {new_groups} were reserved",
+            next_group.get() - first_group.get()
+        )));
+    }
+    tx.commit().await?;
+    pool.close().await;
+    Ok(Some(Box::new(Staged {
+        writer: store.writes().clone(),
+        file,
+        write,
+        last_seq,
+        events,
+        created,
+    })))
+}
+
+/// Reserve ids for `n` new groups in a transaction of their own; answers the first.
+async fn reserve_group_ids(store: &SqliteStore, n: usize) -> StoreResult<GroupId> {
+    if n == 0 {
+        // Nothing to number (a sync that only adds members): no transaction for it.
+        return Ok(GroupId::new(0));
+    }
+    let n = n as i64;
+    let mut tx = store.begin_write().await?;
+    let first: Option<GroupId> = sqlx::query_scalar(RESERVE_GROUP_IDS)
+        .bind(n)
+        .fetch_optional(&mut *tx)
+        .await?;
+    let first = match first {
+        Some(first) => first,
+        None => {
+            sqlx::query_scalar(RESERVE_FIRST_GROUP_IDS)
+                .bind(n)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    tx.commit().await?;
+    Ok(first)
+}
+
+/// A one-connection pool on a new staging file, its tables made. Nothing in it needs to
+/// survive a crash (the file is then abandoned), so it keeps no journal and never syncs.
+async fn staging_pool(store: &SqliteStore, path: &Path) -> StoreResult<SqlitePool> {
+    let options = SqliteConnectOptions::new()
+        .filename(path)
+        .journal_mode(SqliteJournalMode::Off)
+        .synchronous(SqliteSynchronous::Off)
+        .foreign_keys(false);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await?;
+    let tables: Vec<String> = sqlx::query_scalar(STAGED_TABLES)
+        .fetch_all(store.reads())
+        .await?;
+    for table in tables {
+        // The database's own definitions, read from its schema.
+        sqlx::raw_sql(sqlx::AssertSqlSafe(table))
+            .execute(&pool)
+            .await?;
+    }
+    Ok(pool)
+}
+
+/// Rows staged for one team, to be copied in ([`StagedWrite::commit`]).
+struct Staged {
+    /// The database's one writing connection.
+    writer: SqlitePool,
+    file: StagingFile,
+    write: LargeWrite,
+    /// The team's last event number when staged.
+    last_seq: i64,
+    /// How many events were staged.
+    events: i64,
+    created: Vec<GroupId>,
+}
+
+#[async_trait]
+impl StagedWrite for Staged {
+    async fn commit(self: Box<Self>) -> StoreResult<Applied> {
+        let mut conn = self.writer.acquire().await?;
+        let path = self.file.path.to_string_lossy().into_owned();
+        sqlx::query("ATTACH DATABASE $1 AS staging")
+            .bind(path)
+            .execute(&mut *conn)
+            .await?;
+        let copied: StoreResult<i64> = async {
+            sqlx::raw_sql(BEGIN_LARGE_WRITE).execute(&mut *conn).await?;
+            let version: Option<i64> = sqlx::query_scalar(BUMP)
+                .bind(self.events)
+                .bind(self.write.team_id)
+                .bind(self.write.expected_version)
+                .bind(self.last_seq)
+                .fetch_optional(&mut *conn)
+                .await?;
+            let version = version.ok_or(StoreError::Conflict)?;
+            sqlx::raw_sql(COPY).execute(&mut *conn).await?;
+            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
+            Ok(version)
+        }
+        .await;
+        let detached = match &copied {
+            Ok(_) => sqlx::raw_sql("DETACH DATABASE staging")
+                .execute(&mut *conn)
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if !detached {
+            // Closed rather than handed to the next write with a transaction or the staging
+            // file still open: closing rolls back what is not committed.
+            conn.close_on_drop();
+        }
+        drop(conn);
+        Ok(Applied {
+            created: self.created,
+            version: copied?,
+            registered: None,
+        })
+    }
+}

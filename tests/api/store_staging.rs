@@ -1,0 +1,176 @@
+//! The storage traits called directly: a large write that only adds rows, staged before the
+//! database's write lock is taken (SQLite; PostgreSQL does not stage, and the tests end there)
+//! (fixtures in `store.rs`).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use contactsd::domain::directory::{Change, GroupRef};
+use contactsd::domain::values::{ROOT_GROUP, Role, TeamId, UserId};
+use contactsd::store::{LargeWrite, StagedWrite, Store, StoreError, StoreSettings};
+
+use crate::store::{
+    NOW, apply, create, create_org, group, new_org, no_events, org_of_three, placed, put,
+    stored_groups, stored_members,
+};
+use crate::store_directory::GivenChunks;
+
+/// The SQLite database file of `url` (`None` on PostgreSQL).
+fn database_file(url: &str) -> Option<PathBuf> {
+    url.strip_prefix("sqlite://").map(PathBuf::from)
+}
+
+/// The staging files beside the SQLite database `file`.
+fn staging_files(file: &Path) -> Vec<PathBuf> {
+    let prefix = format!("{}-staging-", file.display());
+    let folder = file.parent().expect("the database's folder");
+    let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+        .expect("the database's folder")
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.display().to_string().starts_with(&prefix))
+        .collect();
+    found.sort();
+    found
+}
+
+/// Stage, at version 0 of `team_id`, two groups, one inside the other, and two members new to
+/// the team: ann in the inner group, bob at the root (`None`: the backend does not stage).
+async fn stage_first_sync(
+    store: &dyn Store,
+    team_id: TeamId,
+    [ann, bob]: [UserId; 2],
+) -> Option<Box<dyn StagedWrite>> {
+    let chunks = vec![
+        vec![
+            create("Sales"),
+            Change::CreateGroup {
+                parent: GroupRef::New(0),
+                group: group("EU", "eu", 0),
+            },
+        ],
+        vec![put(ann, "Ann", &[GroupRef::New(1)]), put(bob, "Bob", &[])],
+    ];
+    let write = LargeWrite {
+        team_id,
+        expected_version: 0,
+        now: NOW,
+    };
+    store
+        .stage_additions(
+            write,
+            2,
+            &mut GivenChunks(chunks.into_iter()),
+            no_events().0,
+        )
+        .await
+        .expect("staged")
+}
+
+#[tokio::test]
+async fn a_staged_write_lets_other_teams_write_until_it_is_copied_in() {
+    let (database, store, team_id, [ann, bob, _]) = org_of_three().await;
+    let (_, other) = create_org(&*store, new_org("Other", None)).await;
+    // Groups were numbered before: the staged ones get the next ids, reserved.
+    let before = apply(&*store, other, 0, &[create("Support")], no_events(), NOW)
+        .await
+        .expect("another team's group");
+    let staged = stage_first_sync(&*store, team_id, [ann, bob]).await;
+    let Some(file) = database_file(&database.url) else {
+        assert!(staged.is_none(), "PostgreSQL stages nothing");
+        return;
+    };
+    let staged = staged.expect("SQLite stages a write that only adds");
+    assert_eq!(staging_files(&file).len(), 1);
+    // Nothing is visible yet, and the database's write lock is free: another team's write
+    // goes through at once (held, it would wait and fail after the write wait).
+    assert_eq!(stored_groups(&*store, team_id).await, Vec::new());
+    let meanwhile = apply(&*store, other, 1, &[create("Ops")], no_events(), NOW)
+        .await
+        .expect("another team writes while the sync is staged");
+
+    let applied = staged.commit().await.expect("copied in");
+    assert_eq!(applied.version, 1);
+    let [sales, eu] = applied.created[..] else {
+        panic!("two groups: {:?}", applied.created)
+    };
+    assert!(
+        before.created[0] < sales && sales < eu && eu < meanwhile.created[0],
+        "the staged ids were reserved"
+    );
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (
+                sales,
+                ROOT_GROUP,
+                "Sales".to_owned(),
+                "Sales".to_owned(),
+                true
+            ),
+            (eu, sales, "EU".to_owned(), "eu".to_owned(), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::Member, &[eu])),
+            (bob, placed(Role::Member, &[])),
+        ]
+    );
+    assert_eq!(
+        store.team(team_id).await.expect("team").map(|t| t.version),
+        Some(1)
+    );
+    assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
+}
+
+#[tokio::test]
+async fn a_staged_write_the_team_moved_past_is_refused_and_copies_nothing() {
+    let (database, store, team_id, [ann, bob, _]) = org_of_three().await;
+    let staged = stage_first_sync(&*store, team_id, [ann, bob]).await;
+    let (Some(file), Some(staged)) = (database_file(&database.url), staged) else {
+        return;
+    };
+    // Another process writes the team between the staging and the copy.
+    let written = apply(&*store, team_id, 0, &[create("Ops")], no_events(), NOW)
+        .await
+        .expect("a write of the same team");
+    assert!(matches!(staged.commit().await, Err(StoreError::Conflict)));
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![(
+            written.created[0],
+            ROOT_GROUP,
+            "Ops".to_owned(),
+            "Ops".to_owned(),
+            true
+        )]
+    );
+    assert_eq!(stored_members(&*store, team_id).await, Vec::new());
+    assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
+    // The writing connection is usable after the refusal.
+    let after = apply(&*store, team_id, 1, &[create("After")], no_events(), NOW)
+        .await
+        .expect("the next write");
+    assert_eq!(after.version, 2);
+}
+
+#[tokio::test]
+async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened() {
+    let (database, store, ..) = org_of_three().await;
+    let Some(file) = database_file(&database.url) else {
+        return;
+    };
+    drop(store);
+    let staging = |name: &str| PathBuf::from(format!("{}-staging-{name}", file.display()));
+    let abandoned = staging("abandoned");
+    std::fs::write(&abandoned, b"left by a killed process").expect("write");
+    let held = File::create(staging("held")).expect("create");
+    held.lock().expect("lock");
+
+    let _store = contactsd::store::open(&database.url, &StoreSettings::default())
+        .await
+        .expect("open");
+    assert_eq!(staging_files(&file), vec![staging("held")]);
+}
