@@ -646,7 +646,7 @@ pub(super) trait ChunkedWrite: Sync {
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan>;
     /// How many groups `plan` creates, when all it writes is rows nothing holds yet (groups it
     /// creates, members new to the team), which the store may stage before taking the
-    /// database's write lock ([`Store::stage_additions`](crate::store::DirectoryStore::stage_additions)).
+    /// database's write lock ([`DirectoryStore::stage_additions`](crate::store::DirectoryStore::stage_additions)).
     fn additions(&self, plan: &Self::Plan) -> Option<usize>;
     /// The changes of `plan` in chunks, with their events, made from `copy` (the directory they
     /// were decided on) and applied to it as they are written; `None`: nothing to write.
