@@ -3,6 +3,7 @@
 //! (fixtures in `store.rs`).
 
 use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use contactsd::domain::directory::{Change, GroupRef};
@@ -158,7 +159,7 @@ async fn a_staged_write_the_team_moved_past_is_refused_and_copies_nothing() {
 
 #[tokio::test]
 async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened() {
-    let (database, store, ..) = org_of_three().await;
+    let (database, store, team_id, [ann, bob, _]) = org_of_three().await;
     let Some(file) = database_file(&database.url) else {
         return;
     };
@@ -168,9 +169,30 @@ async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened(
     std::fs::write(&abandoned, b"left by a killed process").expect("write");
     let held = File::create(staging("held")).expect("create");
     held.lock().expect("lock");
+    let owner_only = std::fs::Permissions::from_mode(0o600);
+    std::fs::set_permissions(&file, owner_only).expect("chmod");
 
-    let _store = contactsd::store::open(&database.url, &StoreSettings::default())
+    let store = contactsd::store::open(&database.url, &StoreSettings::default())
         .await
         .expect("open");
     assert_eq!(staging_files(&file), vec![staging("held")]);
+
+    // A staging file holds the directory's rows: it gets the database file's permissions, and
+    // a staged write given up leaves neither it nor any row behind.
+    let staged = stage_first_sync(&*store, team_id, [ann, bob]).await;
+    let created: Vec<PathBuf> = staging_files(&file)
+        .into_iter()
+        .filter(|path| *path != staging("held"))
+        .collect();
+    let [created] = &created[..] else {
+        panic!("one new staging file: {created:?}")
+    };
+    let mode = std::fs::metadata(created)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(staged);
+    assert_eq!(staging_files(&file), vec![staging("held")]);
+    assert_eq!(stored_groups(&*store, team_id).await, Vec::new());
 }

@@ -21,7 +21,8 @@
 //! ends; one left by a process that was killed is removed the next time the database is
 //! opened, by whichever process finds it unlocked.
 
-use std::fs::{File, TryLockError};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use async_trait::async_trait;
@@ -68,19 +69,20 @@ const COPY: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
 pub(super) struct StagingFiles {
     /// The database's path followed by `-staging-`; a file's name ends with a random part.
     prefix: PathBuf,
+    /// The database file's permissions, given to its staging files (which hold its rows).
+    mode: u32,
 }
 
 impl StagingFiles {
     /// The staging files of the database at `database`, if it is a file (an in-memory
     /// database stages nothing); left-over ones of processes no longer running are removed.
     pub(super) fn of(database: &Path) -> Option<StagingFiles> {
-        if !database.is_file() {
-            return None;
-        }
+        let metadata = std::fs::metadata(database).ok().filter(|m| m.is_file())?;
         let mut prefix = database.as_os_str().to_owned();
         prefix.push("-staging-");
         let files = StagingFiles {
             prefix: prefix.into(),
+            mode: metadata.permissions().mode() & 0o777,
         };
         files.remove_abandoned();
         Some(files)
@@ -116,7 +118,12 @@ impl StagingFiles {
         let mut path = self.prefix.clone().into_os_string();
         path.push(uuid::Uuid::new_v4().simple().to_string());
         let path = PathBuf::from(path);
-        let file = File::create_new(&path).map_err(|error| staging_error(&path, &error))?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(self.mode)
+            .open(&path)
+            .map_err(|error| staging_error(&path, &error))?;
         file.try_lock().map_err(|error| match error {
             TryLockError::Error(error) => staging_error(&path, &error),
             TryLockError::WouldBlock => StoreError::Inconsistent(format!(
