@@ -300,6 +300,29 @@ async fn a_sync_writes_an_event_per_object_and_its_summary() {
     // The same snapshot again changes nothing: no event at all.
     assert_ok(&api.post_json(&path, &snapshot).await);
     assert_eq!(feed(&app, &api, 5).await, Vec::<Value>::new());
+
+    // A sync that only adds, to a directory that has rows and events (staged on SQLite): its
+    // events follow the last one without a gap, and what was there stays.
+    let more = json!({
+        "groups": [{"remote_id": "apac", "name": "APAC", "parent_remote_id": "sales"}],
+        "members": [{"openid": "cid", "nickname": "cid", "group_remote_ids": ["apac", "eu"]}],
+    });
+    assert_ok(&api.post_json(&format!("{path}?mode=upsert"), &more).await);
+    let added = feed(&app, &api, 5).await;
+    let seqs: Vec<i64> = added.iter().filter_map(|e| e["seq"].as_i64()).collect();
+    let kinds: Vec<&str> = added.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(seqs, [6, 7, 8]);
+    assert_eq!(kinds, ["group.created", "member.added", "sync.applied"]);
+    let apac = api
+        .list_groups(app.team_id, "remote_ids=apac")
+        .await
+        .ints("id")[0];
+    assert_eq!(added[0]["object"]["id"], apac);
+    assert_eq!(added[0]["after"]["parent_id"], sales);
+    assert_eq!(
+        api.members(app.team_id, 0, "").await.ints("user_id").len(),
+        3
+    );
 }
 
 #[tokio::test]
