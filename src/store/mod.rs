@@ -65,6 +65,14 @@ pub enum StoreError {
     /// A chunk of rows the database encoded as JSON (SQLite's bulk reads) did not decode.
     #[error("cannot decode rows read in bulk: {0}")]
     Chunk(#[from] serde_json::Error),
+    /// The staging file of a large write ([`DirectoryStore::stage_additions`]) could not be
+    /// made; nothing was written.
+    #[error("cannot make the staging file {path}: {source}")]
+    Staging {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     /// Stored data this build cannot read (an unknown code, a row changed by hand), or a race
     /// that did not settle.
     #[error("inconsistent data: {0}")]

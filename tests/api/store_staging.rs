@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use contactsd::domain::directory::{Change, GroupRef};
 use contactsd::domain::values::{ROOT_GROUP, Role, TeamId, UserId};
@@ -165,9 +166,13 @@ async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened(
     };
     drop(store);
     let staging = |name: &str| PathBuf::from(format!("{}-staging-{name}", file.display()));
-    let abandoned = staging("abandoned");
-    std::fs::write(&abandoned, b"left by a killed process").expect("write");
+    let abandoned = File::create(staging("abandoned")).expect("create");
+    let two_minutes_ago = SystemTime::now() - Duration::from_secs(120);
+    abandoned.set_modified(two_minutes_ago).expect("touch");
+    // One being made this instant, not yet locked by its maker, is not taken for abandoned.
+    File::create(staging("new")).expect("create");
     let held = File::create(staging("held")).expect("create");
+    held.set_modified(two_minutes_ago).expect("touch");
     held.lock().expect("lock");
     let owner_only = std::fs::Permissions::from_mode(0o600);
     std::fs::set_permissions(&file, owner_only).expect("chmod");
@@ -175,14 +180,14 @@ async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened(
     let store = contactsd::store::open(&database.url, &StoreSettings::default())
         .await
         .expect("open");
-    assert_eq!(staging_files(&file), vec![staging("held")]);
+    assert_eq!(staging_files(&file), vec![staging("held"), staging("new")]);
 
     // A staging file holds the directory's rows: it gets the database file's permissions, and
     // a staged write given up leaves neither it nor any row behind.
     let staged = stage_first_sync(&*store, team_id, [ann, bob]).await;
     let created: Vec<PathBuf> = staging_files(&file)
         .into_iter()
-        .filter(|path| *path != staging("held"))
+        .filter(|path| *path != staging("held") && *path != staging("new"))
         .collect();
     let [created] = &created[..] else {
         panic!("one new staging file: {created:?}")
@@ -193,6 +198,6 @@ async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened(
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     drop(staged);
-    assert_eq!(staging_files(&file), vec![staging("held")]);
+    assert_eq!(staging_files(&file), vec![staging("held"), staging("new")]);
     assert_eq!(stored_groups(&*store, team_id).await, Vec::new());
 }

@@ -19,11 +19,13 @@
 //!
 //! A staging file is locked (`flock`) by the process writing it and removed when the write
 //! ends; one left by a process that was killed is removed the next time the database is
-//! opened, by whichever process finds it unlocked.
+//! opened, by whichever process finds it unlocked and untouched for a minute.
 
 use std::fs::{File, OpenOptions, TryLockError};
+use std::io::ErrorKind;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
@@ -63,6 +65,9 @@ const COPY: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
      INSERT INTO main.members SELECT * FROM staging.members; \
      INSERT INTO main.memberships SELECT * FROM staging.memberships; \
      INSERT INTO main.events SELECT * FROM staging.events";
+
+/// How long a staging file no process holds must have been left untouched to be removed.
+const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
 /// Where a database's staging files go: beside it, named after it.
 #[derive(Debug, Clone)]
@@ -106,7 +111,12 @@ impl StagingFiles {
                 continue;
             }
             let path = entry.path();
-            let unheld = File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
+            // Not one being made this instant, before its maker could lock it.
+            let old = entry
+                .metadata()
+                .and_then(|metadata| metadata.modified())
+                .is_ok_and(|modified| modified.elapsed().is_ok_and(|age| age > ABANDONED_AFTER));
+            let unheld = old && File::open(&path).is_ok_and(|file| file.try_lock().is_ok());
             if unheld && std::fs::remove_file(&path).is_ok() {
                 tracing::info!(path = %path.display(), "removed an abandoned staging file");
             }
@@ -118,28 +128,26 @@ impl StagingFiles {
         let mut path = self.prefix.clone().into_os_string();
         path.push(uuid::Uuid::new_v4().simple().to_string());
         let path = PathBuf::from(path);
-        let file = OpenOptions::new()
+        let made = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(self.mode)
-            .open(&path)
-            .map_err(|error| staging_error(&path, &error))?;
-        file.try_lock().map_err(|error| match error {
-            TryLockError::Error(error) => staging_error(&path, &error),
-            TryLockError::WouldBlock => StoreError::Inconsistent(format!(
-                "the new staging file {} is locked by another process",
-                path.display()
-            )),
-        })?;
-        Ok(StagingFile { path, _lock: file })
+            .open(&path);
+        let file = match made {
+            Ok(file) => StagingFile {
+                path: path.clone(),
+                _lock: file,
+            },
+            Err(source) => return Err(StoreError::Staging { path, source }),
+        };
+        // Dropped on failure, which removes it.
+        let source = match file._lock.try_lock() {
+            Ok(()) => return Ok(file),
+            Err(TryLockError::Error(error)) => error,
+            Err(TryLockError::WouldBlock) => ErrorKind::WouldBlock.into(),
+        };
+        Err(StoreError::Staging { path, source })
     }
-}
-
-fn staging_error(path: &Path, error: &std::io::Error) -> StoreError {
-    StoreError::Inconsistent(format!(
-        "cannot create the staging file {}: {error}",
-        path.display()
-    ))
 }
 
 /// A staging file, held (locked) while it exists.
