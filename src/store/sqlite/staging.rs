@@ -18,8 +18,8 @@
 //! staged (new groups, members new to the team), which is why only such writes are.
 //!
 //! A staging file is locked (`flock`) by the process writing it and removed when the write
-//! ends; one left by a process that was killed is removed the next time the database is
-//! opened, by whichever process finds it unlocked and untouched for a minute.
+//! ends; one left by a process that was killed is removed when the database is next opened or
+//! a write is next staged, by whichever process finds it unlocked and untouched for a minute.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
@@ -123,8 +123,10 @@ impl StagingFiles {
         }
     }
 
-    /// A new staging file, locked by this process until dropped (then removed).
+    /// A new staging file, locked by this process until dropped (then removed); abandoned ones
+    /// are removed first.
     fn create(&self) -> StoreResult<StagingFile> {
+        self.remove_abandoned();
         let mut path = self.prefix.clone().into_os_string();
         path.push(uuid::Uuid::new_v4().simple().to_string());
         let path = PathBuf::from(path);
