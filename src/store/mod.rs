@@ -374,11 +374,9 @@ pub trait ApplyBatch: Send {
     /// the events, made by `actor`, are numbered as they come.
     async fn apply_chunks(
         &mut self,
-        team_id: TeamId,
-        expected_version: i64,
+        write: LargeWrite,
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
-        now: i64,
     ) -> StoreResult<Applied>;
     /// Commit every change applied so far, durably.
     async fn commit(self: Box<Self>) -> StoreResult<()>;

@@ -571,12 +571,11 @@ macro_rules! impl_store {
 
                 async fn apply_chunks(
                     &mut self,
-                    team_id: TeamId,
-                    expected_version: i64,
+                    write: LargeWrite,
                     chunks: &mut dyn ChangeChunks,
                     actor: &Actor,
-                    now: i64,
                 ) -> StoreResult<Applied> {
+                    let LargeWrite { team_id, expected_version, now } = write;
                     let tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
                     let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
                     self.open = false;

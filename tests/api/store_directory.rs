@@ -8,7 +8,8 @@ use contactsd::domain::values::{
     Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
 };
 use contactsd::store::{
-    ChangeChunks, DanglingKind, DanglingReferences, MemberDetails, MemberProfile, StoreError,
+    ChangeChunks, DanglingKind, DanglingReferences, LargeWrite, MemberDetails, MemberProfile,
+    StoreError,
 };
 
 use crate::store::{
@@ -559,11 +560,13 @@ async fn a_chunked_write_refused_in_its_middle_writes_nothing() {
     let mut batch = store.begin_large_batch().await.expect("batch");
     let refused = batch
         .apply_chunks(
-            team_id,
-            0,
+            LargeWrite {
+                team_id,
+                expected_version: 0,
+                now: NOW,
+            },
             &mut GivenChunks(chunks.into_iter()),
             no_events().0,
-            NOW,
         )
         .await;
     assert!(
