@@ -6,7 +6,9 @@ SQLite file, or the empty PostgreSQL database given) it makes two orgs, A and B,
 size given (`GROUPS:MEMBERS`):
 
 1. the stall: A syncs a generated snapshot of that size through `POST .../sync` while B creates
-   one group every 0.2 s; the latencies of B's writes during A's sync are reported;
+   one group every 0.2 s; the latencies of B's writes during A's sync are reported; then the
+   same for a second sync of A that reorganises the directory (`changing_sync`: rows renamed,
+   moved and removed rather than added);
 2. the cold load: the server is restarted and A's first call (`GET .../groups` page 1) is timed,
    then the next calls; the first call loads A's whole directory into the cache, as after an
    eviction.
@@ -81,14 +83,37 @@ def token_query(base, org):
     return f"appid={org['appid']}&access_token={data['access_token']}"
 
 
-def measure(args, server, orgs, groups, members, round_no):
-    snapshot = os.path.join(args.tmp, f"snapshot-{groups}-{members}.ndjson")
-    with open(snapshot, "wb") as out:
-        subprocess.run([sys.executable, "bench/gen_snapshot.py", "--groups", str(groups),
-                        "--members", str(members), "--seed", str(round_no)],
-                       stdout=out, check=True)
+def changed_snapshot(source, target):
+    """Write `source` changed as a reorganisation would: in replace mode, every tenth group
+    renamed, every member renamed, every fifth moved to the next member's groups, every tenth
+    left out (removed)."""
+    with open(source) as lines, open(target, "w") as out:
+        previous_groups = None
+        n_group = n_member = 0
+        for line in lines:
+            item = json.loads(line)
+            if item["kind"] == "options":
+                item["mode"] = "replace"
+            elif item["kind"] == "group":
+                if n_group % 10 == 0:
+                    item["name"] += " (renamed)"
+                n_group += 1
+            elif item["kind"] == "member":
+                n_member += 1
+                groups = item["group_remote_ids"]
+                if n_member % 10 == 0:
+                    previous_groups = groups
+                    continue
+                item["nickname"] += " *"
+                if n_member % 5 == 1 and previous_groups is not None:
+                    item["group_remote_ids"] = previous_groups
+                previous_groups = groups
+            out.write(json.dumps(item) + "\n")
+
+
+def stall(server, orgs, snapshot, label):
+    """Sync `snapshot` into A while B creates one group every 0.2 s; B's latencies."""
     a, b = orgs
-    server.start()
     qa, qb = token_query(server.base, a), token_query(server.base, b)
     done = threading.Event()
     result = {}
@@ -111,35 +136,55 @@ def measure(args, server, orgs, groups, members, round_no):
         n += 1
         answer, elapsed = call(server.base, "POST",
                                f"/api/contacts/teams/{b['team_id']}/groups?{qb}",
-                               {"name": f"r{round_no}-{n}", "parent_id": 0}, strict=False)
+                               {"name": f"{label}-{n}", "parent_id": 0}, strict=False)
         writes.append(elapsed)
         if answer is not None and answer.get("code") not in (None, "OK"):
             failures.append(f"{(answer.get('error') or {}).get('type')} after {elapsed:.1f} s")
         time.sleep(0.2)
     thread.join()
+    writes.sort()
+    return {
+        "sync_s": result.get("sync_s"),
+        "other_writes": len(writes),
+        "other_write_p50_ms": round(writes[len(writes) // 2] * 1000, 1) if writes else None,
+        "other_write_max_ms": round(writes[-1] * 1000, 1) if writes else None,
+        "other_write_slowest_ms": [round(w * 1000, 1) for w in writes[-4:]],
+        "other_write_failures": failures,
+    }
+
+
+def measure(args, server, orgs, groups, members, round_no):
+    snapshot = os.path.join(args.tmp, f"snapshot-{groups}-{members}.ndjson")
+    with open(snapshot, "wb") as out:
+        subprocess.run([sys.executable, "bench/gen_snapshot.py", "--groups", str(groups),
+                        "--members", str(members), "--seed", str(round_no)],
+                       stdout=out, check=True)
+    changed = os.path.join(args.tmp, f"changed-{groups}-{members}.ndjson")
+    changed_snapshot(snapshot, changed)
+    server.start()
+    first = stall(server, orgs, snapshot, f"r{round_no}")
+    # The same directory reorganised: rows changed, moved and removed rather than added.
+    second = stall(server, orgs, changed, f"c{round_no}")
     server.stop()
+    os.remove(changed)
     # Cold load: a new process has no copy of A's directory.
+    a = orgs[0]
     server.start()
     qa = token_query(server.base, a)
     listing = f"/api/contacts/teams/{a['team_id']}/groups?{qa}&page=1&per_page=10"
-    _, first = call(server.base, "GET", listing)
-    _, second = call(server.base, "GET", listing)
+    _, cold = call(server.base, "GET", listing)
+    _, warm = call(server.base, "GET", listing)
     rss = 0
     with open(f"/proc/{server.process.pid}/status") as status:
         for line in status:
             if line.startswith("VmRSS:"):
                 rss = int(line.split()[1]) // 1024
     server.stop()
-    writes.sort()
     return {
-        "groups": groups, "members": members, "sync_s": result.get("sync_s"),
-        "other_writes": len(writes),
-        "other_write_p50_ms": round(writes[len(writes) // 2] * 1000, 1) if writes else None,
-        "other_write_max_ms": round(writes[-1] * 1000, 1) if writes else None,
-        "other_write_slowest_ms": [round(w * 1000, 1) for w in writes[-4:]],
-        "other_write_failures": failures,
-        "cold_first_call_ms": round(first * 1000, 1),
-        "warm_call_ms": round(second * 1000, 1),
+        "groups": groups, "members": members, **first,
+        "changing_sync": second,
+        "cold_first_call_ms": round(cold * 1000, 1),
+        "warm_call_ms": round(warm * 1000, 1),
         "rss_after_load_mib": rss,
     }
 

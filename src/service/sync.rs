@@ -18,7 +18,7 @@ use super::directories::ChunkedWrite;
 use super::quotas::{self, Growth, TeamQuota};
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::Caller;
-use crate::domain::directory::{Change, Directory};
+use crate::domain::directory::{Change, Directory, Staging};
 use crate::domain::events::{self, ActorKind, Draft};
 use crate::domain::sync::{
     self, MemberState, Snapshot, SyncOptions, SyncPlan, SyncRefusal, SyncReport,
@@ -362,8 +362,8 @@ impl ChunkedWrite for SyncWrite<'_> {
         Ok(planned)
     }
 
-    fn additions(&self, plan: &Self::Plan) -> Option<usize> {
-        plan.as_ref().ok()?.additions()
+    fn staging(&self, plan: &Self::Plan) -> Option<Staging> {
+        Some(plan.as_ref().ok()?.staging())
     }
 
     fn chunks<'a>(

@@ -12,7 +12,7 @@ use super::{
     ChangeChunks, LargeWrite, MemberProfile, NewUser, StagedWrite, StoreError, StoreResult,
     UserRecord,
 };
-use crate::domain::directory::DirectoryBuilder;
+use crate::domain::directory::{DirectoryBuilder, Staging};
 use crate::domain::events::Actor;
 use crate::domain::sync::MemberState;
 use crate::domain::values::{TeamId, UserId};
@@ -170,12 +170,12 @@ pub(crate) trait BackendDirectory: Backend {
         stands: bool,
         known: &mut Self::Known,
     ) -> StoreResult<(Tx<Self>, i64)>;
-    /// See [`DirectoryStore::stage_additions`](super::DirectoryStore::stage_additions); by
-    /// default the backend does not stage.
-    async fn stage_additions(
+    /// See [`DirectoryStore::stage`](super::DirectoryStore::stage); by default the backend
+    /// does not stage.
+    async fn stage(
         &self,
         _write: LargeWrite,
-        _new_groups: usize,
+        _staging: Staging,
         _chunks: &mut dyn ChangeChunks,
         _actor: &Actor,
     ) -> StoreResult<Option<Box<dyn StagedWrite>>> {

@@ -29,7 +29,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::domain::access::{OrgAccess, Plan};
-use crate::domain::directory::{Change, Directory};
+use crate::domain::directory::{Change, Directory, Staging};
 use crate::domain::events::{Actor, Draft};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, GroupId, Nickname, OrgId, OrgName, Role, TeamId, UserId};
@@ -65,7 +65,7 @@ pub enum StoreError {
     /// A chunk of rows the database encoded as JSON (SQLite's bulk reads) did not decode.
     #[error("cannot decode rows read in bulk: {0}")]
     Chunk(#[from] serde_json::Error),
-    /// The staging file of a large write ([`DirectoryStore::stage_additions`]) could not be
+    /// The staging file of a large write ([`DirectoryStore::stage`]) could not be
     /// made; nothing was written.
     #[error("cannot make the staging file {path}: {source}")]
     Staging {
@@ -314,17 +314,16 @@ pub trait DirectoryStore: Send + Sync {
     /// [`begin_batch`](Self::begin_batch) for one write of hundreds of MiB
     /// ([`ApplyBatch::apply_chunks`], a sync).
     async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>>;
-    /// Prepare a large write that only adds rows nothing holds yet (`new_groups` groups it
-    /// creates, members new to the team: a first sync), handed over by `chunks` as for
-    /// [`ApplyBatch::apply_chunks`], without holding the database's write lock, where the
-    /// backend can: SQLite writes the rows into a staging file of their own, so that
+    /// Prepare a large write (`staging` says what it writes; a sync), handed over by `chunks`
+    /// as for [`ApplyBatch::apply_chunks`], without holding the database's write lock, where
+    /// the backend can: SQLite writes the rows into a staging file of their own, so that
     /// [`StagedWrite::commit`] holds the one writer only to copy them in. `None`: the backend
     /// does not stage (PostgreSQL, whose writers do not wait for each other, or SQLite in
     /// memory), and `chunks` is untouched.
-    async fn stage_additions(
+    async fn stage(
         &self,
         write: LargeWrite,
-        new_groups: usize,
+        staging: Staging,
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<Option<Box<dyn StagedWrite>>>;
@@ -338,7 +337,7 @@ pub struct LargeWrite {
     pub now: i64,
 }
 
-/// A write prepared by [`DirectoryStore::stage_additions`]; dropped uncommitted, it leaves
+/// A write prepared by [`DirectoryStore::stage`]; dropped uncommitted, it leaves
 /// nothing behind.
 #[async_trait]
 pub trait StagedWrite: Send {

@@ -97,7 +97,7 @@ macro_rules! impl_store {
     ($store:ty) => {
         const _: () = {
             use $crate::domain::access::OrgAccess;
-            use $crate::domain::directory::{Change, Directory};
+            use $crate::domain::directory::{Change, Directory, Staging};
             use $crate::domain::events::{Actor, Draft};
             use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
@@ -448,14 +448,14 @@ macro_rules! impl_store {
                     Ok(Batch::boxed(self.begin_large_write().await?))
                 }
 
-                async fn stage_additions(
+                async fn stage(
                     &self,
                     write: LargeWrite,
-                    new_groups: usize,
+                    staging: Staging,
                     chunks: &mut dyn ChangeChunks,
                     actor: &Actor,
                 ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
-                    BackendDirectory::stage_additions(self, write, new_groups, chunks, actor).await
+                    BackendDirectory::stage(self, write, staging, chunks, actor).await
                 }
             }
 

@@ -1,13 +1,13 @@
-//! The storage traits called directly: a large write that only adds rows, staged before the
-//! database's write lock is taken (SQLite; PostgreSQL does not stage, and the tests end there)
-//! (fixtures in `store.rs`).
+//! The storage traits called directly: a large write staged before the database's write lock
+//! is taken, one that only adds rows and one that changes stored rows (SQLite; PostgreSQL does
+//! not stage, and the tests end there) (fixtures in `store.rs`).
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use contactsd::domain::directory::{Change, GroupRef};
+use contactsd::domain::directory::{Change, GroupRef, Staging};
 use contactsd::domain::values::{ROOT_GROUP, Role, TeamId, UserId};
 use contactsd::store::{LargeWrite, StagedWrite, Store, StoreError, StoreSettings};
 
@@ -53,18 +53,29 @@ async fn stage_first_sync(
         ],
         vec![put(ann, "Ann", &[GroupRef::New(1)]), put(bob, "Bob", &[])],
     ];
+    let staging = Staging {
+        new_groups: 2,
+        only_adds: true,
+    };
+    stage(store, team_id, 0, staging, chunks).await
+}
+
+/// Stage `chunks` as a write of `team_id` at `expected_version`.
+async fn stage(
+    store: &dyn Store,
+    team_id: TeamId,
+    expected_version: i64,
+    staging: Staging,
+    chunks: Vec<Vec<Change>>,
+) -> Option<Box<dyn StagedWrite>> {
     let write = LargeWrite {
         team_id,
-        expected_version: 0,
+        expected_version,
         now: NOW,
     };
+    let mut chunks = GivenChunks(chunks.into_iter());
     store
-        .stage_additions(
-            write,
-            2,
-            &mut GivenChunks(chunks.into_iter()),
-            no_events().0,
-        )
+        .stage(write, staging, &mut chunks, no_events().0)
         .await
         .expect("staged")
 }
@@ -124,6 +135,117 @@ async fn a_staged_write_lets_other_teams_write_until_it_is_copied_in() {
         store.team(team_id).await.expect("team").map(|t| t.version),
         Some(1)
     );
+    assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
+}
+
+/// A sync that renames, moves and deletes groups, changes a member's groups and name and
+/// removes another, staged: what is stored afterwards is what the same changes written in
+/// place leave, and other teams write meanwhile.
+#[tokio::test]
+async fn a_staged_write_that_changes_stored_rows_leaves_what_writing_them_in_place_would() {
+    let (database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let (_, other) = create_org(&*store, new_org("Other", None)).await;
+    let first = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("Sales"),
+            create("Ops"),
+            create("Gone"),
+            put(ann, "Ann", &[GroupRef::New(0), GroupRef::New(1)]),
+            put(bob, "Bob", &[GroupRef::New(0), GroupRef::New(2)]),
+            put(cid, "Cid", &[GroupRef::New(1), GroupRef::New(2)]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("the directory before");
+    let [sales, ops, gone] = first.created[..] else {
+        panic!("three groups")
+    };
+    let loaded = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    let stored = |id| loaded.group(id).expect("a stored group").group;
+    let mut renamed = stored(ops);
+    renamed.name = group("Operations", "Ops", 0).name;
+    let mut deleted = stored(gone);
+    deleted.is_valid = false;
+    let chunks = vec![
+        vec![
+            Change::CreateGroup {
+                parent: GroupRef::Existing(sales),
+                group: group("EU", "eu", 0),
+            },
+            // Renamed and moved under Sales.
+            Change::UpdateGroup {
+                group: renamed,
+                parent: GroupRef::Existing(sales),
+            },
+            Change::UpdateGroup {
+                group: deleted,
+                parent: GroupRef::Existing(ROOT_GROUP),
+            },
+        ],
+        // Ann leaves Sales, stays in Ops and joins EU, renamed; bob is removed; cid leaves the
+        // deleted group.
+        vec![
+            put(ann, "Ann Lee", &[GroupRef::Existing(ops), GroupRef::New(0)]),
+            Change::RemoveMember(bob),
+            put(cid, "Cid", &[GroupRef::Existing(ops)]),
+        ],
+    ];
+    let staging = Staging {
+        new_groups: 1,
+        only_adds: false,
+    };
+    let staged = stage(&*store, team_id, 1, staging, chunks).await;
+    let Some(file) = database_file(&database.url) else {
+        assert!(staged.is_none(), "PostgreSQL stages nothing");
+        return;
+    };
+    let staged = staged.expect("SQLite stages a write that changes stored rows");
+    let untouched = stored_members(&*store, team_id).await;
+    apply(&*store, other, 0, &[create("Ops")], no_events(), NOW)
+        .await
+        .expect("another team writes while the sync is staged");
+    assert_eq!(stored_members(&*store, team_id).await, untouched);
+
+    let applied = staged.commit().await.expect("copied in");
+    assert_eq!(applied.version, 2);
+    let [eu] = applied.created[..] else {
+        panic!("one group: {:?}", applied.created)
+    };
+    let text = |name: &str| name.to_owned();
+    assert_eq!(
+        stored_groups(&*store, team_id).await,
+        vec![
+            (sales, ROOT_GROUP, text("Sales"), text("Sales"), true),
+            (ops, sales, text("Operations"), text("Ops"), true),
+            (gone, ROOT_GROUP, text("Gone"), text("Gone"), false),
+            (eu, sales, text("EU"), text("eu"), true),
+        ]
+    );
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::Member, &[ops, eu])),
+            (cid, placed(Role::Member, &[ops])),
+        ]
+    );
+    let mut names: Vec<(UserId, String)> = store
+        .member_states(team_id)
+        .await
+        .expect("members")
+        .into_iter()
+        .map(|(user_id, state)| (user_id, state.nickname.to_string()))
+        .collect();
+    names.sort();
+    assert_eq!(names, vec![(ann, text("Ann Lee")), (cid, text("Cid"))]);
     assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
 }
 

@@ -116,6 +116,18 @@ pub enum Change {
     RemoveMember(UserId),
 }
 
+/// What a large list of changes writes, for a store that prepares it before taking the
+/// database's write lock: every object in it is changed once, by [`Change::CreateGroup`],
+/// [`Change::UpdateGroup`], [`Change::PutMember`] or [`Change::RemoveMember`] (a sync).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staging {
+    /// How many groups the changes create.
+    pub new_groups: usize,
+    /// Whether all they do is add rows nothing holds yet (groups they create, members new to
+    /// the directory): then nothing stored is overwritten or deleted.
+    pub only_adds: bool,
+}
+
 /// Whether a [`Change::StepMember`] adds its member to its group or takes it out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupStep {

@@ -5,7 +5,7 @@
 //! million changes with their copied strings.
 
 use super::{Snapshot, SyncReport};
-use crate::domain::directory::{Change, GroupRef, MemberRow};
+use crate::domain::directory::{Change, GroupRef, MemberRow, Staging};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 
 /// A member of the snapshot to write: the snapshot's `member`-th, in the groups
@@ -63,11 +63,11 @@ impl SyncPlan {
             && self.adjusted.is_empty()
     }
 
-    /// How many groups the plan creates, when all it does is add rows nothing holds yet:
-    /// groups it creates and members new to the directory, nothing changed, moved or removed
-    /// (a first sync). Such a write can be prepared before the database is locked for it, as
-    /// its rows conflict with nothing already stored.
-    pub fn additions(&self) -> Option<usize> {
+    /// What the plan writes, for a store that prepares a large write before locking the
+    /// database for it: how many groups it creates, and whether all it does is add rows nothing
+    /// holds yet (groups it creates and members new to the directory, nothing changed, moved or
+    /// removed: a first sync). Every object the plan writes, it writes once.
+    pub fn staging(&self) -> Staging {
         let only_adds = self.report.members_changed == 0
             && self.removed.is_empty()
             && self.adjusted.is_empty()
@@ -75,7 +75,15 @@ impl SyncPlan {
                 .groups
                 .iter()
                 .all(|change| matches!(change, Change::CreateGroup { .. }));
-        only_adds.then_some(self.groups.len())
+        let new_groups = self
+            .groups
+            .iter()
+            .filter(|change| matches!(change, Change::CreateGroup { .. }))
+            .count();
+        Staging {
+            new_groups,
+            only_adds,
+        }
     }
 
     /// The plan's changes, in order, in chunks: every group change in the first one (so a

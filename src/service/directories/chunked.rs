@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::{Directories, WRITE_ATTEMPTS};
-use crate::domain::directory::Directory;
+use crate::domain::directory::{Directory, Staging};
 use crate::domain::events::Actor;
 use crate::service::{ServiceError, ServiceResult, unix_now};
 use crate::store::{ChangeChunks, LargeWrite, Store, StoreError, StoreResult, TeamRecord};
@@ -48,7 +48,7 @@ impl Directories {
                 }
             };
             let mut copy = slot.take_for_write().ok_or(ServiceError::Busy)?;
-            let additions = write.additions(&plan);
+            let staging = write.staging(&plan);
             let written = match write.chunks(&plan, &mut copy) {
                 None => None,
                 Some(mut chunks) => {
@@ -58,7 +58,7 @@ impl Directories {
                         now: unix_now(),
                     };
                     Some(
-                        self.write_chunks(store, large, additions, &mut *chunks, actor)
+                        self.write_chunks(store, large, staging, &mut *chunks, actor)
                             .await,
                     )
                 }
@@ -84,22 +84,18 @@ impl Directories {
     }
 
     /// Write `chunks` in a transaction of their own and commit; answers the team's version.
-    /// A write that only adds rows (`additions`: how many groups it creates) is staged first
-    /// where the store can, so that it holds the database's write lock only for its copy.
+    /// A write that can be staged (`staging`: what it writes) is staged first where the store
+    /// can, so that it holds the database's write lock only for its copy.
     async fn write_chunks(
         &self,
         store: &dyn Store,
         write: LargeWrite,
-        additions: Option<usize>,
+        staging: Option<Staging>,
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<i64> {
-        let staged = match additions {
-            Some(new_groups) => {
-                store
-                    .stage_additions(write, new_groups, chunks, actor)
-                    .await?
-            }
+        let staged = match staging {
+            Some(staging) => store.stage(write, staging, chunks, actor).await?,
             None => None,
         };
         let committing;
@@ -136,10 +132,9 @@ pub(in crate::service) trait ChunkedWrite: Sync {
     type Plan: Send;
     /// Decide on the current copy; may run more than once (after a lost race).
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan>;
-    /// How many groups `plan` creates, when all it writes is rows nothing holds yet (groups it
-    /// creates, members new to the team), which the store may stage before taking the
-    /// database's write lock ([`DirectoryStore::stage_additions`](crate::store::DirectoryStore::stage_additions)).
-    fn additions(&self, plan: &Self::Plan) -> Option<usize>;
+    /// What `plan` writes, when its changes are of the kinds a store may stage before taking
+    /// the database's write lock ([`DirectoryStore::stage`](crate::store::DirectoryStore::stage)).
+    fn staging(&self, plan: &Self::Plan) -> Option<Staging>;
     /// The changes of `plan` in chunks, with their events, made from `copy` (the directory they
     /// were decided on) and applied to it as they are written; `None`: nothing to write.
     fn chunks<'a>(

@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::in_flight::WriteConn;
+use super::statements::{push_bump, push_groups, push_joins, push_listed, upsert_members};
 use super::users::next_user_id;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
-use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
+use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Placement, Staging};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
@@ -172,14 +173,14 @@ impl BackendDirectory for SqliteStore {
         Ok((tx, writer.version))
     }
 
-    async fn stage_additions(
+    async fn stage(
         &self,
         write: LargeWrite,
-        new_groups: usize,
+        staging: Staging,
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
-        super::staging::stage(self, write, new_groups, chunks, actor).await
+        super::staging::stage(self, write, staging, chunks, actor).await
     }
 }
 
@@ -215,49 +216,20 @@ fn add_members(
     }
 }
 
-/// Push the write's savepoint and the statement that checks and bumps its team's version and
-/// takes its event numbers (its `;` not included): the transaction is this process's only
-/// writer, so the team cannot change before the commit.
-fn push_bump(query: &mut QueryBuilder<Sqlite>, start: &WriteStart) {
-    query
-        .push(start.savepoint)
-        .push(";\nUPDATE teams SET version = version + 1, event_seq = event_seq + ")
-        .push_bind(start.events as i64)
-        .push(" WHERE id = ")
-        .push_bind(start.team_id)
-        .push(" AND version = ")
-        .push_bind(start.expected);
-}
-
 /// What the version check learns ([`push_bump`] with its `RETURNING`) or [`Known`] holds: the
 /// new version, the last event number taken, the next group id and the next user id.
 type Bumped = (i64, i64, GroupId, UserId);
 
-/// Push the statement that inserts `members` or overwrites them as `overwrite` says
-/// ([`shared::REWRITE_MEMBER`] or [`shared::STEP_MEMBER`]; its `;` not included).
-fn upsert_members<'m>(
-    query: &mut QueryBuilder<Sqlite>,
-    team_id: TeamId,
-    now: i64,
-    members: impl IntoIterator<Item = &'m MemberRow>,
-    overwrite: &'static str,
-) {
-    query
-        .push(
-            "INSERT INTO members (team_id, user_id, role, nickname, avatar, source, \
-             created_at, upd_at) ",
-        )
-        .push_values(members, |mut row, member| {
-            row.push_bind(team_id)
-                .push_bind(member.user_id)
-                .push_bind(member.role.code())
-                .push_bind(member.nickname.as_str().to_owned())
-                .push_bind(member.avatar.as_str().to_owned())
-                .push_bind(member.source.code())
-                .push_bind(now)
-                .push_bind(now);
-        })
-        .push(overwrite);
+/// Where a writer's rows go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// The database, changed in place.
+    Database,
+    /// A staging file, copied in later ([`super::staging`]): a changed group is written whole,
+    /// and the members whose memberships are replaced, or who are removed, are listed for the
+    /// copy (`rewrites`: whether the write changes stored rows at all; one that only adds
+    /// lists nothing).
+    Staging { rewrites: bool },
 }
 
 /// The writes of one directory change; the version is already bumped. Its statements are held
@@ -265,6 +237,7 @@ fn upsert_members<'m>(
 /// round trip to the driver's thread.
 pub(crate) struct SqliteWriter {
     conn: WriteConn,
+    target: Target,
     /// Whether gathered queries are sent without waiting ([`ChangeWriter::pipeline`]).
     in_flight: bool,
     team_id: TeamId,
@@ -293,6 +266,7 @@ impl SqliteWriter {
     ) -> SqliteWriter {
         SqliteWriter {
             conn: WriteConn::new(tx),
+            target: Target::Database,
             in_flight: false,
             team_id,
             now,
@@ -314,14 +288,19 @@ impl SqliteWriter {
         tx: Tx<SqliteStore>,
         team_id: TeamId,
         now: i64,
+        staging: Staging,
         (version, last_seq, first_group): (i64, i64, GroupId),
     ) -> SqliteWriter {
-        SqliteWriter::new(
+        let mut writer = SqliteWriter::new(
             tx,
             team_id,
             now,
             (version, last_seq, first_group, UserId::new(0)),
-        )
+        );
+        writer.target = Target::Staging {
+            rewrites: !staging.only_adds,
+        };
+        writer
     }
 
     /// Wait for what was sent and give the transaction back, with the next group id it would
@@ -396,29 +375,26 @@ impl ChangeWriter for SqliteWriter {
 
     async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {
         let team_id = self.team_id;
+        let rows = groups
+            .iter()
+            .map(|new| (new.id, new.parent_id, new.group, true));
         self.hold(groups.len(), |query| {
-            query
-                .push(
-                    "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, \
-                     sort_order, is_valid, created_at, upd_at) ",
-                )
-                .push_values(groups, |mut row, new| {
-                    row.push_bind(new.id)
-                        .push_bind(team_id)
-                        .push_bind(new.parent_id)
-                        .push_bind(new.group.source.code())
-                        .push_bind(new.group.remote_id.as_str().to_owned())
-                        .push_bind(new.group.name.as_str().to_owned())
-                        .push_bind(new.group.order)
-                        .push_bind(true)
-                        .push_bind(new.group.created_at)
-                        .push_bind(new.group.upd_at);
-                });
+            push_groups(query, "INSERT", team_id, rows);
         })
         .await
     }
 
     async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()> {
+        if self.target != Target::Database {
+            // Whole, replacing what the write staged for it before; the copy replaces the
+            // stored row.
+            let (team_id, row) = (self.team_id, (group.id, parent_id, group, group.is_valid));
+            return self
+                .hold(1, |query| {
+                    push_groups(query, "INSERT OR REPLACE", team_id, [row]);
+                })
+                .await;
+        }
         // Its statement numbers its parameters: sent on its own, after what is held.
         self.send().await?;
         shared::update_group(self.team_id, group, parent_id)
@@ -438,6 +414,7 @@ impl ChangeWriter for SqliteWriter {
             })
             .collect();
         let (users, wanted_json) = (json_ids(&users)?, json_ids(&wanted)?);
+        let target = self.target;
         // The memberships are replaced by difference, without reading them: only those no
         // longer wanted are deleted and only the new ones inserted, so a member joining one
         // more group costs one inserted row rather than rewriting all its memberships. The
@@ -451,26 +428,40 @@ impl ChangeWriter for SqliteWriter {
                 members.iter().map(|placed| placed.member),
                 shared::REWRITE_MEMBER,
             );
-            query
-                .push(";\nDELETE FROM memberships WHERE team_id = ")
-                .push_bind(team_id)
-                .push(" AND user_id IN (SELECT value FROM json_each(")
-                .push_bind(users)
-                .push(
-                    ")) AND (user_id, group_id) NOT IN \
-                     (SELECT value ->> 0, value ->> 1 FROM json_each(",
-                )
-                .push_bind(wanted_json.clone())
-                .push("));\nINSERT INTO memberships (team_id, user_id, group_id) SELECT ")
-                .push_bind(team_id)
-                .push(", value ->> 0, value ->> 1 FROM json_each(")
-                .push_bind(wanted_json)
-                .push(") WHERE true ON CONFLICT DO NOTHING");
+            query.push(";\n");
+            match target {
+                Target::Database => {
+                    query
+                        .push("DELETE FROM memberships WHERE team_id = ")
+                        .push_bind(team_id)
+                        .push(" AND user_id IN (SELECT value FROM json_each(")
+                        .push_bind(users)
+                        .push(
+                            ")) AND (user_id, group_id) NOT IN \
+                             (SELECT value ->> 0, value ->> 1 FROM json_each(",
+                        )
+                        .push_bind(wanted_json.clone())
+                        .push("));\n");
+                }
+                // The copy deletes the memberships of the listed members that are not staged.
+                Target::Staging { rewrites: true } => {
+                    push_listed(query, "rewritten_members", team_id, users);
+                    query.push(";\n");
+                }
+                Target::Staging { rewrites: false } => {}
+            }
+            push_joins(query, team_id, wanted_json);
         })
         .await
     }
 
     async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()> {
+        if self.target != Target::Database {
+            // Only writes of the kinds `Staging` names are staged.
+            return Err(StoreError::Inconsistent(
+                "a staged write cannot step members into or out of groups".to_owned(),
+            ));
+        }
         let (team_id, now) = (self.team_id, self.now);
         let memberships = |step: GroupStep| -> Vec<(UserId, GroupId)> {
             members
@@ -489,14 +480,9 @@ impl ChangeWriter for SqliteWriter {
                 members.iter().map(|stepped| stepped.member),
                 shared::STEP_MEMBER,
             );
-            // One primary-key lookup per membership, whatever the member's other groups.
             if !joins.is_empty() {
-                query
-                    .push(";\nINSERT INTO memberships (team_id, user_id, group_id) SELECT ")
-                    .push_bind(team_id)
-                    .push(", value ->> 0, value ->> 1 FROM json_each(")
-                    .push_bind(joins_json)
-                    .push(") WHERE true ON CONFLICT DO NOTHING");
+                query.push(";\n");
+                push_joins(query, team_id, joins_json);
             }
             if !leaves.is_empty() {
                 query
@@ -516,6 +502,14 @@ impl ChangeWriter for SqliteWriter {
     /// Memberships first: the table has no foreign key to cascade from (see the migrations).
     async fn remove_members(&mut self, users: &[UserId]) -> StoreResult<()> {
         let (team_id, users_json) = (self.team_id, json_ids(users)?);
+        if self.target != Target::Database {
+            // The copy deletes them and their memberships.
+            return self
+                .hold(users.len(), |query| {
+                    push_listed(query, "removed_members", team_id, users_json);
+                })
+                .await;
+        }
         for table in ["memberships", "members"] {
             let users_json = users_json.clone();
             self.hold(users.len(), |query| {

@@ -20,6 +20,7 @@ mod in_flight;
 mod orgs;
 mod scim;
 mod staging;
+mod statements;
 mod users;
 mod webhooks;
 

@@ -1,6 +1,5 @@
-//! Staging of a large write that only adds rows (a first sync), so that it holds SQLite's one
-//! writer for a short copy rather than for the whole write (docs/DESIGN.md, "Write path of a
-//! sync").
+//! Staging of a large write (a sync), so that it holds SQLite's one writer for a short copy
+//! rather than for the whole write (docs/DESIGN.md, "Write path of a sync").
 //!
 //! SQLite lets one transaction write at a time, and a sync must commit whole. Writing a million
 //! members with their memberships and events took 4-5 s, and every other team's write waited
@@ -14,8 +13,14 @@
 //! This needs what the rows name to be fixed before the lock is taken: the group ids are
 //! reserved first (a short transaction that advances the table's counter), and the event
 //! numbers follow the team's last one, which cannot change unless its version does (the copy
-//! then refuses, and the sync is decided again). Only rows that nothing holds yet can be
-//! staged (new groups, members new to the team), which is why only such writes are.
+//! then refuses, and the sync is decided again).
+//!
+//! A write that only adds rows (a first sync) is copied with plain inserts. One that changes
+//! stored rows stages what they become instead, as a sync writes each object once: a changed
+//! group whole, a member's row with the memberships it keeps or gains, and two lists, of the
+//! members whose memberships are replaced and of those removed. The copy then deletes what the
+//! lists and the changed groups name and is not staged, and overwrites the rest
+//! ([`COPY_CHANGES`]): what the write would have done in place, as a few set statements.
 //!
 //! A staging file is locked (`flock`) by the process writing it and removed when the write
 //! ends; one left by a process that was killed is removed when the database is next opened or
@@ -25,6 +30,7 @@ use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,11 +39,12 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 
 use super::directory::SqliteWriter;
 use super::{BEGIN_LARGE_WRITE, BEGIN_WRITE, SqliteStore};
+use crate::domain::directory::Staging;
 use crate::domain::events::Actor;
 use crate::domain::values::GroupId;
 use crate::store::backend::Backend;
 use crate::store::{
-    Applied, ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, apply,
+    Applied, ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, apply, shared,
 };
 
 /// The tables a staged write fills, made in the staging file from the database's own
@@ -60,11 +67,44 @@ const RESERVE_FIRST_GROUP_IDS: &str = "INSERT INTO sqlite_sequence (name, seq) \
 const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $1 \
      WHERE id = $2 AND version = $3 AND event_seq = $4 RETURNING version";
 
-/// The copy, in one multi-statement query (the tables are alike, column for column).
-const COPY: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
+/// The lists a write that changes stored rows makes beside its rows ([`super::directory`]):
+/// the members whose memberships it replaces, and the members it removes.
+const LISTS: &str = "CREATE TABLE rewritten_members (team_id INTEGER NOT NULL, \
+     user_id INTEGER NOT NULL, PRIMARY KEY (team_id, user_id)) WITHOUT ROWID; \
+     CREATE TABLE removed_members (team_id INTEGER NOT NULL, user_id INTEGER NOT NULL, \
+     PRIMARY KEY (team_id, user_id)) WITHOUT ROWID";
+
+/// The copy of a write that only adds rows, in one multi-statement query (the tables are
+/// alike, column for column).
+const COPY_ADDITIONS: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
      INSERT INTO main.members SELECT * FROM staging.members; \
      INSERT INTO main.memberships SELECT * FROM staging.memberships; \
      INSERT INTO main.events SELECT * FROM staging.events";
+
+/// The copy of a write that changes stored rows: a staged group replaces the stored one (all
+/// of them deleted first, so that no two valid groups share a remote id even for a statement);
+/// a listed member loses the memberships not staged for it, a removed one all of them and its
+/// row; a staged member overwrites the stored one as [`shared::REWRITE_MEMBER`] says, and its
+/// staged memberships are added where missing.
+static COPY_CHANGES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "DELETE FROM main.groups WHERE id IN (SELECT id FROM staging.groups); \
+         INSERT INTO main.groups SELECT * FROM staging.groups; \
+         DELETE FROM main.memberships AS m \
+         WHERE (m.team_id, m.user_id) IN (SELECT team_id, user_id FROM staging.rewritten_members) \
+         AND NOT EXISTS (SELECT 1 FROM staging.memberships AS s WHERE s.team_id = m.team_id \
+         AND s.user_id = m.user_id AND s.group_id = m.group_id); \
+         DELETE FROM main.memberships \
+         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.removed_members); \
+         DELETE FROM main.members \
+         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.removed_members); \
+         INSERT INTO main.members SELECT * FROM staging.members WHERE true{}; \
+         INSERT INTO main.memberships SELECT * FROM staging.memberships WHERE true \
+         ON CONFLICT DO NOTHING; \
+         INSERT INTO main.events SELECT * FROM staging.events",
+        shared::REWRITE_MEMBER
+    )
+});
 
 /// How long a staging file no process holds must have been left untouched to be removed.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
@@ -167,12 +207,12 @@ impl Drop for StagingFile {
     }
 }
 
-/// [`BackendDirectory::stage_additions`](crate::store::backend::BackendDirectory::stage_additions)
+/// [`BackendDirectory::stage`](crate::store::backend::BackendDirectory::stage)
 /// on SQLite.
 pub(super) async fn stage(
     store: &SqliteStore,
     write: LargeWrite,
-    new_groups: usize,
+    staging: Staging,
     chunks: &mut dyn ChangeChunks,
     actor: &Actor,
 ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
@@ -188,6 +228,7 @@ pub(super) async fn stage(
         Some((version, last_seq)) if version == write.expected_version => last_seq,
         _ => return Err(StoreError::Conflict),
     };
+    let new_groups = staging.new_groups;
     let first_group = reserve_group_ids(store, new_groups).await?;
     let file = files.create()?;
     let pool = staging_pool(store, &file.path).await?;
@@ -200,6 +241,7 @@ pub(super) async fn stage(
         tx,
         write.team_id,
         write.now,
+        staging,
         (version, last_seq, first_group),
     );
     let (created, events) = apply::write_chunks(&mut writer, last_seq + 1, chunks, actor).await?;
@@ -216,6 +258,11 @@ pub(super) async fn stage(
         writer: store.writes().clone(),
         file,
         write,
+        copy: if staging.only_adds {
+            COPY_ADDITIONS
+        } else {
+            COPY_CHANGES.as_str()
+        },
         last_seq,
         events,
         created,
@@ -268,6 +315,7 @@ async fn staging_pool(store: &SqliteStore, path: &Path) -> StoreResult<SqlitePoo
             .execute(&pool)
             .await?;
     }
+    sqlx::raw_sql(LISTS).execute(&pool).await?;
     Ok(pool)
 }
 
@@ -277,6 +325,8 @@ struct Staged {
     writer: SqlitePool,
     file: StagingFile,
     write: LargeWrite,
+    /// [`COPY_ADDITIONS`] or [`COPY_CHANGES`].
+    copy: &'static str,
     /// The team's last event number when staged.
     last_seq: i64,
     /// How many events were staged.
@@ -303,7 +353,7 @@ impl StagedWrite for Staged {
                 .fetch_optional(&mut *conn)
                 .await?;
             let version = version.ok_or(StoreError::Conflict)?;
-            sqlx::raw_sql(COPY).execute(&mut *conn).await?;
+            sqlx::raw_sql(self.copy).execute(&mut *conn).await?;
             sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
             Ok(version)
         }
