@@ -103,7 +103,14 @@ impl Directory {
                 }
             }
         }
-        if self.all_members.len() != self.members.len() {
+        let listed_once = self.all_members.windows(2).all(|pair| pair[0] < pair[1]);
+        if self.all_members.len() != self.members.len()
+            || !listed_once
+            || !self
+                .all_members
+                .iter()
+                .all(|u| self.members.contains_key(u))
+        {
             problems.push("the member listing and the member set differ".to_owned());
         }
         if let Some(listing) = self.listing.get() {
