@@ -101,26 +101,19 @@ impl BackendUsers for PostgresStore {
         // A fixed number of statements whatever the batch size (a directory sync may register
         // a million users at once). Rows name openids by their place in the bound array, so no
         // openid is copied or decoded.
+        //
+        // Openids registered already are not looked up first: the caller (a sync) passes only
+        // openids it found unregistered, and one registered by then keeps its user (the
+        // insert into `app_users` below skips it; its user is read and ours deleted). The
+        // lookup of 50,000 openids had cost 0.25-0.45 s of the 0.85 s each 50,000 took
+        // (2026-12-05).
         let mut tx = self.pool.begin().await?;
-        let openids: Vec<&str> = users.iter().map(|user| user.openid).collect();
         let mut known: HashMap<&str, UserId> = HashMap::with_capacity(users.len());
-        for row in sqlx::query(
-            "SELECT o.n, a.user_id FROM app_users a \
-             JOIN UNNEST($2::TEXT[]) WITH ORDINALITY AS o (openid, n) ON a.openid = o.openid \
-             WHERE a.appid = $1",
-        )
-        .bind(appid)
-        .bind(&openids[..])
-        .fetch_all(&mut *tx)
-        .await?
-        {
-            known.insert(named(&openids, row.try_get("n")?)?, row.try_get("user_id")?);
-        }
-        // The first mention of each new openid decides its profile, as on SQLite.
+        // The first mention of each openid decides its profile, as on SQLite.
         let mut seen = HashSet::new();
         let fresh: Vec<&NewUser> = users
             .iter()
-            .filter(|user| !known.contains_key(user.openid) && seen.insert(user.openid))
+            .filter(|user| seen.insert(user.openid))
             .collect();
         drop(seen);
         if !fresh.is_empty() {
