@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::in_flight::WriteConn;
+use super::staging::{REMOVED_MEMBERS, REWRITTEN_MEMBERS};
 use super::statements::{push_bump, push_groups, push_joins, push_listed, upsert_members};
 use super::users::next_user_id;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
@@ -445,7 +446,7 @@ impl ChangeWriter for SqliteWriter {
                 }
                 // The copy deletes the memberships of the listed members that are not staged.
                 Target::Staging { rewrites: true } => {
-                    push_listed(query, "rewritten_members", team_id, users);
+                    push_listed(query, REWRITTEN_MEMBERS, team_id, users);
                     query.push(";\n");
                 }
                 Target::Staging { rewrites: false } => {}
@@ -506,7 +507,7 @@ impl ChangeWriter for SqliteWriter {
             // The copy deletes them and their memberships.
             return self
                 .hold(users.len(), |query| {
-                    push_listed(query, "removed_members", team_id, users_json);
+                    push_listed(query, REMOVED_MEMBERS, team_id, users_json);
                 })
                 .await;
         }

@@ -10,9 +10,9 @@
 //!
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
 //! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes),
-//! [`in_flight`] (a large write's queries sent without waiting for each), [`staging`] (a large
-//! write that only adds rows, prepared without the write lock), [`scim`] (SCIM writes sent with
-//! the directory write they come with).
+//! [`in_flight`] (a large write's queries sent without waiting for each), [`staging`] (a sync's
+//! write, prepared without the write lock), [`statements`] (what a directory write is made of),
+//! [`scim`] (SCIM writes sent with the directory write they come with).
 
 mod commits;
 mod directory;
@@ -57,7 +57,7 @@ pub struct SqliteStore {
     reader: SqlitePool,
     writer: SqlitePool,
     commits: Commits,
-    /// Where large writes that only add rows are staged (`None` in memory).
+    /// Where a sync's writes are staged (`None` in memory).
     staging: Option<staging::StagingFiles>,
 }
 

@@ -67,12 +67,12 @@ const RESERVE_FIRST_GROUP_IDS: &str = "INSERT INTO sqlite_sequence (name, seq) \
 const BUMP: &str = "UPDATE teams SET version = version + 1, event_seq = event_seq + $1 \
      WHERE id = $2 AND version = $3 AND event_seq = $4 RETURNING version";
 
-/// The lists a write that changes stored rows makes beside its rows ([`super::directory`]):
-/// the members whose memberships it replaces, and the members it removes.
-const LISTS: &str = "CREATE TABLE rewritten_members (team_id INTEGER NOT NULL, \
-     user_id INTEGER NOT NULL, PRIMARY KEY (team_id, user_id)) WITHOUT ROWID; \
-     CREATE TABLE removed_members (team_id INTEGER NOT NULL, user_id INTEGER NOT NULL, \
-     PRIMARY KEY (team_id, user_id)) WITHOUT ROWID";
+/// The list, beside the staged rows of a write that changes stored rows, of the members whose
+/// memberships it replaces ([`super::directory`]).
+pub(super) const REWRITTEN_MEMBERS: &str = "rewritten_members";
+/// The list, beside the staged rows of a write that changes stored rows, of the members it
+/// removes.
+pub(super) const REMOVED_MEMBERS: &str = "removed_members";
 
 /// The copy of a write that only adds rows, in one multi-statement query (the tables are
 /// alike, column for column).
@@ -90,19 +90,19 @@ static COPY_CHANGES: LazyLock<String> = LazyLock::new(|| {
     format!(
         "DELETE FROM main.groups WHERE id IN (SELECT id FROM staging.groups); \
          INSERT INTO main.groups SELECT * FROM staging.groups; \
-         DELETE FROM main.memberships AS m \
-         WHERE (m.team_id, m.user_id) IN (SELECT team_id, user_id FROM staging.rewritten_members) \
+         DELETE FROM main.memberships AS m WHERE (m.team_id, m.user_id) \
+         IN (SELECT team_id, user_id FROM staging.{REWRITTEN_MEMBERS}) \
          AND NOT EXISTS (SELECT 1 FROM staging.memberships AS s WHERE s.team_id = m.team_id \
          AND s.user_id = m.user_id AND s.group_id = m.group_id); \
          DELETE FROM main.memberships \
-         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.removed_members); \
+         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.{REMOVED_MEMBERS}); \
          DELETE FROM main.members \
-         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.removed_members); \
-         INSERT INTO main.members SELECT * FROM staging.members WHERE true{}; \
+         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.{REMOVED_MEMBERS}); \
+         INSERT INTO main.members SELECT * FROM staging.members WHERE true{REWRITE_MEMBER}; \
          INSERT INTO main.memberships SELECT * FROM staging.memberships WHERE true \
          ON CONFLICT DO NOTHING; \
          INSERT INTO main.events SELECT * FROM staging.events",
-        shared::REWRITE_MEMBER
+        REWRITE_MEMBER = shared::REWRITE_MEMBER
     )
 });
 
@@ -272,7 +272,7 @@ pub(super) async fn stage(
 /// Reserve ids for `n` new groups in a transaction of their own; answers the first.
 async fn reserve_group_ids(store: &SqliteStore, n: usize) -> StoreResult<GroupId> {
     if n == 0 {
-        // Nothing to number (a sync that only adds members): no transaction for it.
+        // Nothing to number (a sync that creates no group): no transaction for it.
         return Ok(GroupId::new(0));
     }
     let n = n as i64;
@@ -315,7 +315,14 @@ async fn staging_pool(store: &SqliteStore, path: &Path) -> StoreResult<SqlitePoo
             .execute(&pool)
             .await?;
     }
-    sqlx::raw_sql(LISTS).execute(&pool).await?;
+    for list in [REWRITTEN_MEMBERS, REMOVED_MEMBERS] {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "CREATE TABLE {list} (team_id INTEGER NOT NULL, user_id INTEGER NOT NULL, \
+             PRIMARY KEY (team_id, user_id)) WITHOUT ROWID"
+        )))
+        .execute(&pool)
+        .await?;
+    }
     Ok(pool)
 }
 
