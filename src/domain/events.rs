@@ -8,7 +8,6 @@
 //! large directory stays cheap.
 
 use std::collections::HashMap;
-use std::fmt::Write;
 
 use serde_json::Value;
 
@@ -480,14 +479,16 @@ impl Fields {
             put("avatar", text(avatar));
         }
         if let Some(groups) = &self.groups {
+            // A member in many groups lists them all in each of its events: `itoa` writes an
+            // id in a fraction of what `fmt` costs.
+            let mut number = itoa::Buffer::new();
             let mut ids = String::with_capacity(groups.len() * 8 + 2);
             ids.push('[');
             for (n, group) in groups.iter().enumerate() {
                 if n > 0 {
                     ids.push(',');
                 }
-                // Writing to a String cannot fail.
-                let _ = write!(ids, "{}", id(*group));
+                ids.push_str(number.format(id(*group).get()));
             }
             ids.push(']');
             put("group_ids", ids);
