@@ -201,8 +201,10 @@ pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfil
                     None => Some(draft(EventType::MemberAdded, subject, None, None)),
                     Some(old) => {
                         let profile = profiles.prior(member.user_id);
-                        let regrouped =
-                            (!same_groups(&old.groups, groups)).then(|| groups.to_vec());
+                        let regrouped = groups
+                            .as_ref()
+                            .filter(|groups| !same_groups(&old.groups, groups))
+                            .cloned();
                         let (was, now) = member_change(old, member, regrouped, profile);
                         (now != Fields::default()).then(|| {
                             let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
@@ -422,7 +424,8 @@ impl Draft {
             (EventType::MemberAdded, Some(Change::PutMember { member, groups })) => Some(
                 Fields {
                     role: Some(member.role),
-                    groups: Some(groups.clone()),
+                    // A user new to the directory whose groups are kept joins at the root.
+                    groups: Some(groups.clone().unwrap_or_default()),
                     ..Fields::default()
                 }
                 .to_json(&id),

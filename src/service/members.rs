@@ -60,7 +60,7 @@ fn row(user_id: UserId, role: Role, details: &MemberDetails) -> StoredMember {
 fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: &[GroupId]) -> Change {
     Change::PutMember {
         member: row(user_id, role, details),
-        groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
+        groups: Some(groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
     }
 }
 

@@ -21,10 +21,11 @@ pub(crate) struct NewGroup<'a> {
     pub group: &'a Group,
 }
 
-/// A member to insert or overwrite, with the ids of every group it is to be in.
+/// A member to insert or overwrite, with the ids of every group it is to be in, or `None` when
+/// its memberships stay as they are.
 pub(crate) struct PlacedMember<'a> {
     pub member: &'a MemberRow,
-    pub groups: Vec<GroupId>,
+    pub groups: Option<Vec<GroupId>>,
 }
 
 /// A member to insert or overwrite that joins or leaves one group, keeping its others.
@@ -187,7 +188,9 @@ pub(crate) async fn write_more_changes<W: ChangeWriter>(
                     .filter_map(|change| match change {
                         Change::PutMember { member, groups } => Some(PlacedMember {
                             member,
-                            groups: groups.iter().map(|g| resolve(created, g)).collect(),
+                            groups: groups
+                                .as_ref()
+                                .map(|groups| groups.iter().map(|g| resolve(created, g)).collect()),
                         }),
                         _ => None,
                     })

@@ -323,6 +323,28 @@ async fn a_sync_writes_an_event_per_object_and_its_summary() {
         api.members(app.team_id, 0, "").await.ints("user_id").len(),
         3
     );
+
+    // A member renamed in the groups it is in: only its name is told, and it stays in them.
+    let renamed = json!({
+        "members": [{"openid": "ann", "nickname": "Ann Lee", "group_remote_ids": ["eu"]}],
+    });
+    assert_ok(
+        &api.post_json(&format!("{path}?mode=upsert"), &renamed)
+            .await,
+    );
+    let told = feed(&app, &api, 8).await;
+    let kinds: Vec<&str> = told.iter().filter_map(|e| e["type"].as_str()).collect();
+    assert_eq!(kinds, ["member.updated", "sync.applied"]);
+    assert_eq!(told[0]["before"], json!({"nickname": "ann"}));
+    assert_eq!(told[0]["after"], json!({"nickname": "Ann Lee"}));
+    let in_eu = api.members(app.team_id, eu["object"]["id"].as_i64().unwrap_or(0), "");
+    let in_eu = in_eu.await;
+    assert_eq!(in_eu.list.len(), 2, "{:?}", in_eu.list);
+    assert!(
+        in_eu.list.iter().any(|m| m["name"] == "Ann Lee"),
+        "{:?}",
+        in_eu.list
+    );
 }
 
 #[tokio::test]

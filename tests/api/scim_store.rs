@@ -39,7 +39,7 @@ fn member(name: &str) -> Vec<Change> {
             avatar: Avatar::default(),
             source: Source::Sync,
         },
-        groups: Vec::new(),
+        groups: Some(Vec::new()),
     }]
 }
 

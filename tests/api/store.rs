@@ -151,7 +151,7 @@ pub(crate) fn member(user_id: UserId, role: Role, nickname: &str) -> MemberRow {
 pub(crate) fn put(user_id: UserId, nickname: &str, groups: &[GroupRef]) -> Change {
     Change::PutMember {
         member: member(user_id, Role::Member, nickname),
-        groups: groups.to_vec(),
+        groups: Some(groups.to_vec()),
     }
 }
 

@@ -398,7 +398,7 @@ async fn member_names_fall_back_to_the_users_own() {
             put(ann.user_id, "", &[]),
             Change::PutMember {
                 member: admin,
-                groups: vec![],
+                groups: Some(vec![]),
             },
         ],
         no_events(),

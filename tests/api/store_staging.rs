@@ -12,7 +12,7 @@ use contactsd::domain::values::{ROOT_GROUP, Role, TeamId, UserId};
 use contactsd::store::{LargeWrite, StagedWrite, Store, StoreError, StoreSettings};
 
 use crate::store::{
-    NOW, apply, create, create_org, group, new_org, no_events, org_of_three, placed, put,
+    NOW, apply, create, create_org, group, member, new_org, no_events, org_of_three, placed, put,
     stored_groups, stored_members,
 };
 use crate::store_directory::GivenChunks;
@@ -237,6 +237,15 @@ async fn a_staged_write_that_changes_stored_rows_leaves_what_writing_them_in_pla
             (cid, placed(Role::Member, &[ops])),
         ]
     );
+    assert_eq!(
+        nicknames(&*store, team_id).await,
+        vec![(ann, text("Ann Lee")), (cid, text("Cid"))]
+    );
+    assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
+}
+
+/// The stored members of `team_id` with their nicknames.
+async fn nicknames(store: &dyn Store, team_id: TeamId) -> Vec<(UserId, String)> {
     let mut names: Vec<(UserId, String)> = store
         .member_states(team_id)
         .await
@@ -245,8 +254,91 @@ async fn a_staged_write_that_changes_stored_rows_leaves_what_writing_them_in_pla
         .map(|(user_id, state)| (user_id, state.nickname.to_string()))
         .collect();
     names.sort();
-    assert_eq!(names, vec![(ann, text("Ann Lee")), (cid, text("Cid"))]);
-    assert_eq!(staging_files(&file), Vec::<PathBuf>::new());
+    names
+}
+
+/// A member written with its groups kept (how a sync writes a member it renames without
+/// moving) keeps its stored memberships, whether the write is made in place or staged.
+#[tokio::test]
+async fn a_member_written_with_its_groups_kept_keeps_its_memberships_in_place_and_staged() {
+    let (database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let first = apply(
+        &*store,
+        team_id,
+        0,
+        &[
+            create("Sales"),
+            create("Ops"),
+            put(ann, "Ann", &[GroupRef::New(0), GroupRef::New(1)]),
+            put(bob, "Bob", &[GroupRef::New(0)]),
+            put(cid, "Cid", &[GroupRef::New(1)]),
+        ],
+        no_events(),
+        NOW,
+    )
+    .await
+    .expect("the directory before");
+    let [sales, ops] = first.created[..] else {
+        panic!("two groups")
+    };
+    let renamed = |user_id, nickname: &str| Change::PutMember {
+        member: member(user_id, Role::SurveyAdmin, nickname),
+        groups: None,
+    };
+    let in_place = [
+        renamed(ann, "Ann Lee"),
+        put(cid, "Cid", &[GroupRef::Existing(sales)]),
+    ];
+    apply(&*store, team_id, 1, &in_place, no_events(), NOW)
+        .await
+        .expect("written in place");
+    let text = |name: &str| name.to_owned();
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::SurveyAdmin, &[sales, ops])),
+            (bob, placed(Role::Member, &[sales])),
+            (cid, placed(Role::Member, &[sales])),
+        ]
+    );
+    assert_eq!(
+        nicknames(&*store, team_id).await,
+        vec![
+            (ann, text("Ann Lee")),
+            (bob, text("Bob")),
+            (cid, text("Cid"))
+        ]
+    );
+
+    let staging = Staging {
+        new_groups: 0,
+        only_adds: false,
+    };
+    let chunks = vec![vec![
+        renamed(bob, "Bob Ray"),
+        put(cid, "Cid", &[GroupRef::Existing(ops)]),
+    ]];
+    let Some(staged) = stage(&*store, team_id, 2, staging, chunks).await else {
+        assert!(database_file(&database.url).is_none(), "SQLite stages it");
+        return;
+    };
+    staged.commit().await.expect("copied in");
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::SurveyAdmin, &[sales, ops])),
+            (bob, placed(Role::SurveyAdmin, &[sales])),
+            (cid, placed(Role::Member, &[ops])),
+        ]
+    );
+    assert_eq!(
+        nicknames(&*store, team_id).await,
+        vec![
+            (ann, text("Ann Lee")),
+            (bob, text("Bob Ray")),
+            (cid, text("Cid"))
+        ]
+    );
 }
 
 #[tokio::test]

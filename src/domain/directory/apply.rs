@@ -38,16 +38,21 @@ impl Directory {
                     self.put_group(group);
                 }
                 Change::PutMember { member, groups } => {
-                    let mut ids: Vec<GroupId> = groups.iter().map(resolve).collect();
-                    ids.sort_unstable();
-                    ids.dedup();
-                    self.put_member(
-                        member.user_id,
-                        Placement {
-                            role: member.role,
-                            groups: ids.into(),
-                        },
-                    );
+                    let groups = match groups {
+                        Some(groups) => {
+                            let mut ids: Vec<GroupId> = groups.iter().map(resolve).collect();
+                            ids.sort_unstable();
+                            ids.dedup();
+                            ids.into()
+                        }
+                        None => self
+                            .members
+                            .get(&member.user_id)
+                            .map(|placement| placement.groups.clone())
+                            .unwrap_or_default(),
+                    };
+                    let role = member.role;
+                    self.put_member(member.user_id, Placement { role, groups });
                 }
                 Change::StepMember {
                     member,
@@ -280,19 +285,23 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::directory::{DirectoryBuilder, MemberRow};
-    use crate::domain::values::{Avatar, Nickname, Source};
+    use crate::domain::directory::{DirectoryBuilder, MemberRow, new_group};
+    use crate::domain::values::{Avatar, GroupName, Nickname, RemoteId, Source};
 
     fn put(user: i64) -> Change {
+        put_as(user, Role::Member, Some(Vec::new()))
+    }
+
+    fn put_as(user: i64, role: Role, groups: Option<Vec<GroupRef>>) -> Change {
         Change::PutMember {
             member: MemberRow {
                 user_id: UserId::new(user),
-                role: Role::Member,
+                role,
                 nickname: Nickname::default(),
                 avatar: Avatar::default(),
                 source: Source::Api,
             },
-            groups: Vec::new(),
+            groups,
         }
     }
 
@@ -324,6 +333,45 @@ mod tests {
         members.sort_unstable();
         assert_eq!(members, vec![1, 3, 5]);
         assert_eq!(directory.member_count(), 3);
+        assert_eq!(directory.violations(10), Vec::<String>::new());
+    }
+
+    /// A member put with its groups kept stays in them; a user new to the directory joins at
+    /// the root.
+    #[test]
+    fn a_member_put_with_its_groups_kept_stays_in_them() {
+        let sales = GroupId::new(10);
+        let mut builder = DirectoryBuilder::new("Team".into(), 10, 0, 1, 1);
+        let name = GroupName::parse("Sales").expect("a name");
+        let mut group = new_group(name, RemoteId::default(), 0, Source::Api, 0);
+        group.id = sales;
+        builder.add_group(group);
+        let groups = Box::new([sales]);
+        builder.add_member(
+            UserId::new(1),
+            Placement {
+                role: Role::Member,
+                groups,
+            },
+        );
+        let mut directory = builder.finish();
+        let batch = [
+            put_as(1, Role::SurveyAdmin, None),
+            put_as(2, Role::Member, None),
+        ];
+        directory.apply(&batch, &[], 1);
+        let placed = |user| directory.placement(UserId::new(user)).cloned();
+        let kept = Placement {
+            role: Role::SurveyAdmin,
+            groups: Box::new([sales]),
+        };
+        assert_eq!(placed(1), Some(kept));
+        let root = Placement {
+            role: Role::Member,
+            groups: Box::new([]),
+        };
+        assert_eq!(placed(2), Some(root));
+        assert_eq!(directory.group_members[&sales], [UserId::new(1)]);
         assert_eq!(directory.violations(10), Vec::<String>::new());
     }
 }

@@ -98,10 +98,12 @@ pub enum Change {
     /// Overwrite an existing group's row and place it under `parent`; `group.parent_id` is
     /// ignored (the parent may be a group created earlier in the same batch).
     UpdateGroup { group: Group, parent: GroupRef },
-    /// Insert or overwrite a member and replace its whole set of groups.
+    /// Insert or overwrite a member and replace its whole set of groups, or, with `None`, keep
+    /// the groups it is in (a member not in the directory yet joins at the root): a sync that
+    /// renames a member without moving it writes its row and none of its memberships.
     PutMember {
         member: MemberRow,
-        groups: Vec<GroupRef>,
+        groups: Option<Vec<GroupRef>>,
     },
     /// Insert a member, or overwrite a stored member's role and source (its name and avatar
     /// stay as stored), and add it to, or take it out of, one group; its other groups stay, so
@@ -244,7 +246,10 @@ impl Admission {
                 .then_some(GroupRef::Existing(self.group))
                 .into_iter()
                 .collect();
-            Change::PutMember { member, groups }
+            Change::PutMember {
+                member,
+                groups: Some(groups),
+            }
         } else {
             Change::StepMember {
                 member,

@@ -477,7 +477,7 @@ fn row_of(user_id: UserId, role: Role) -> MemberRow {
 fn put(user_id: UserId, role: Role, groups: &[GroupId]) -> Change {
     Change::PutMember {
         member: row_of(user_id, role),
-        groups: groups.iter().map(|g| GroupRef::Existing(*g)).collect(),
+        groups: Some(groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
     }
 }
 

@@ -17,6 +17,8 @@ pub(super) struct MemberChange {
     pub count: u32,
     pub refs_at: usize,
     pub role: Role,
+    /// Whether the member stays in the groups it is in (then `count` is 0).
+    pub keeps_groups: bool,
 }
 
 /// The changes that make a directory equal to a snapshot, in the order they are written: new
@@ -133,11 +135,12 @@ impl SyncPlan {
                 avatar: Avatar::from_stored(member.avatar.to_owned()),
                 source: Source::Sync,
             },
-            groups: self
-                .refs
-                .get(change.refs_at..change.refs_at + change.count as usize)
-                .unwrap_or_default()
-                .to_vec(),
+            groups: (!change.keeps_groups).then(|| {
+                self.refs
+                    .get(change.refs_at..change.refs_at + change.count as usize)
+                    .unwrap_or_default()
+                    .to_vec()
+            }),
         }
     }
 }
@@ -148,4 +151,92 @@ fn user_of(users: &[UserId], change: &MemberChange) -> UserId {
         .get(change.member as usize)
         .copied()
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{MemberState, SnapshotGroup, SnapshotMember, SyncOptions, plan};
+    use super::*;
+    use crate::domain::directory::{DirectoryBuilder, Placement, new_group};
+    use crate::domain::values::{GroupId, GroupName, RemoteId};
+
+    /// A member the snapshot renames in the groups it is in keeps its memberships as they are
+    /// stored; one it moves has them replaced.
+    #[test]
+    fn a_renamed_member_keeps_its_memberships_and_a_moved_one_is_placed_again() {
+        let (sales, ops) = (GroupId::new(10), GroupId::new(11));
+        let (ann, bob) = (UserId::new(1), UserId::new(2));
+        let mut builder = DirectoryBuilder::new("Team".into(), 10, 1, 2, 2);
+        let mut snapshot = Snapshot::default();
+        for (id, remote_id) in [(sales, "sales"), (ops, "ops")] {
+            let name = GroupName::parse(remote_id).expect("a name");
+            let remote = RemoteId::parse(remote_id).expect("a remote id");
+            let mut group = new_group(name, remote, 0, Source::Sync, 0);
+            group.id = id;
+            builder.add_group(group);
+            snapshot.push_group(SnapshotGroup {
+                remote_id: remote_id.into(),
+                name: remote_id.into(),
+                parent_remote_id: String::new(),
+                order: 0,
+            });
+        }
+        let mut members = HashMap::new();
+        for user_id in [ann, bob] {
+            let groups = Box::new([sales]);
+            builder.add_member(
+                user_id,
+                Placement {
+                    role: Role::Member,
+                    groups,
+                },
+            );
+            let nickname = Nickname::from_stored(format!("user {}", user_id.get()));
+            let (avatar, source) = (Avatar::default(), Source::Sync);
+            members.insert(
+                user_id,
+                MemberState {
+                    nickname,
+                    avatar,
+                    source,
+                },
+            );
+        }
+        let directory = builder.finish();
+        for (openid, nickname, group) in [("ann", "Ann Lee", "sales"), ("bob", "user 2", "ops")] {
+            snapshot.push_member(SnapshotMember {
+                openid: openid.into(),
+                nickname: nickname.into(),
+                avatar: String::new(),
+                role: Role::Member.code(),
+                group_remote_ids: vec![group.into()],
+            });
+        }
+        let users = [ann, bob];
+        let options = SyncOptions::default();
+        let plan = plan(&directory, &snapshot, options, &users, &members, 10, 0).expect("a plan");
+        let placed: Vec<(UserId, String, Option<Vec<GroupRef>>)> = plan
+            .chunks(&snapshot, &users, 10)
+            .flatten()
+            .filter_map(|change| match change {
+                Change::PutMember { member, groups } => {
+                    Some((member.user_id, member.nickname.to_string(), groups))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            placed,
+            vec![
+                (ann, "Ann Lee".to_owned(), None),
+                (
+                    bob,
+                    "user 2".to_owned(),
+                    Some(vec![GroupRef::Existing(ops)])
+                ),
+            ]
+        );
+    }
 }

@@ -471,17 +471,21 @@ pub fn plan(
         refs.truncate(refs_at + kept);
         let mine = &refs[refs_at..];
         let stored = members.get(&wanted.user_id);
-        let same = current.is_some_and(|p| {
-            p.role == role
-                && mine.len() == p.groups.len()
+        let keeps_groups = current.is_some_and(|p| {
+            mine.len() == p.groups.len()
                 && mine
                     .iter()
                     .zip(&p.groups)
                     .all(|(r, g)| *r == GroupRef::Existing(*g))
-        }) && stored
-            .is_some_and(|m| m.nickname == member.nickname && m.avatar == member.avatar);
-        if same {
+        });
+        let same = keeps_groups
+            && current.is_some_and(|p| p.role == role)
+            && stored.is_some_and(|m| m.nickname == member.nickname && m.avatar == member.avatar);
+        if keeps_groups {
+            // Its memberships are not written again: nothing to refer to.
             refs.truncate(refs_at);
+        }
+        if same {
             report.members_unchanged += 1;
             continue;
         }
@@ -494,7 +498,8 @@ pub fn plan(
             member: wanted.member,
             role,
             refs_at,
-            count: u32::try_from(mine.len()).unwrap_or(u32::MAX),
+            count: u32::try_from(refs.len() - refs_at).unwrap_or(u32::MAX),
+            keeps_groups,
         });
     }
     drop(keys);
@@ -516,12 +521,14 @@ pub fn plan(
                         avatar: state.map(|s| s.avatar.clone()).unwrap_or_default(),
                         source: state.map_or(Source::Api, |s| s.source),
                     },
-                    groups: placement
-                        .groups
-                        .iter()
-                        .filter(|g| !deleted.contains(g))
-                        .map(|g| GroupRef::Existing(*g))
-                        .collect(),
+                    groups: Some(
+                        placement
+                            .groups
+                            .iter()
+                            .filter(|g| !deleted.contains(g))
+                            .map(|g| GroupRef::Existing(*g))
+                            .collect(),
+                    ),
                 });
                 report.members_changed += 1;
             }

@@ -166,7 +166,7 @@ fn put(
             avatar,
             source: Source::Sync,
         },
-        groups,
+        groups: Some(groups),
     }
 }
 

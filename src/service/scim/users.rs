@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::render::{self, Location};
 use super::{ScimFailure, ScimResult, Target, Versioned, check_version, patched};
-use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, REGISTERED_USER};
+use crate::domain::directory::{Change, Directory, MemberRow, REGISTERED_USER};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
@@ -77,9 +77,7 @@ fn membership(d: &Directory, user_id: UserId, active: bool, nickname: &Nickname)
                 avatar: Avatar::default(),
                 source: Source::Sync,
             },
-            groups: placement
-                .map(|p| p.groups.iter().map(|g| GroupRef::Existing(*g)).collect())
-                .unwrap_or_default(),
+            groups: None,
         }],
         (false, Some(_)) => vec![Change::RemoveMember(user_id)],
         (false, None) => Vec::new(),

@@ -3,6 +3,8 @@
 //! team's row while comparing and bumping the version in one statement, then writes runs of
 //! changes as statements over arrays (`UNNEST`) (see the module documentation of [`super`]).
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
 
@@ -277,10 +279,19 @@ impl ChangeWriter for PgWriter {
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
         let mut placed_users: Vec<UserId> = Vec::new();
         let mut placed_groups: Vec<GroupId> = Vec::new();
+        // The members whose memberships stay as they are.
+        let mut kept: HashSet<UserId> = HashSet::new();
         for placed in members {
             let user_id = placed.member.user_id;
-            placed_users.extend(placed.groups.iter().map(|_| user_id));
-            placed_groups.extend_from_slice(&placed.groups);
+            match &placed.groups {
+                Some(groups) => {
+                    placed_users.extend(groups.iter().map(|_| user_id));
+                    placed_groups.extend_from_slice(groups);
+                }
+                None => {
+                    kept.insert(user_id);
+                }
+            }
         }
         // Which of the users were members already: only their old memberships need deleting.
         // In a first sync none were, and the delete would be a join against a table this very
@@ -299,7 +310,11 @@ impl ChangeWriter for PgWriter {
             .fetch_all(&mut *self.tx)
             .await
             .map_err(apply_error)?;
-        let replaced: Vec<UserId> = replaced.into_iter().flatten().collect();
+        let replaced: Vec<UserId> = replaced
+            .into_iter()
+            .flatten()
+            .filter(|user_id| !kept.contains(user_id))
+            .collect();
         if !replaced.is_empty() {
             // Only the memberships no longer wanted go; the others (all but one when a member
             // joins one more group) stay, and the insert below skips them.

@@ -406,12 +406,21 @@ impl ChangeWriter for SqliteWriter {
 
     async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
         let (team_id, now) = (self.team_id, self.now);
-        let users: Vec<UserId> = members.iter().map(|placed| placed.member.user_id).collect();
+        // Only the members whose groups are given have their memberships replaced.
+        let users: Vec<UserId> = members
+            .iter()
+            .filter(|placed| placed.groups.is_some())
+            .map(|placed| placed.member.user_id)
+            .collect();
         let wanted: Vec<(UserId, GroupId)> = members
             .iter()
             .flat_map(|placed| {
                 let user_id = placed.member.user_id;
-                placed.groups.iter().map(move |group| (user_id, *group))
+                placed
+                    .groups
+                    .iter()
+                    .flatten()
+                    .map(move |group| (user_id, *group))
             })
             .collect();
         let (users, wanted_json) = (json_ids(&users)?, json_ids(&wanted)?);
