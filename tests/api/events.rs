@@ -15,6 +15,7 @@ use contactsd::service::EventSettings;
 
 use crate::helpers::{Api, ApiResponse, TestApp, assert_error, assert_ok, groups_path};
 use crate::scim::Scim;
+use crate::sync::assert_stored_as_served;
 
 fn events_path(team_id: i64, query: &str) -> String {
     format!("/api/contacts/teams/{team_id}/events?{query}")
@@ -345,6 +346,7 @@ async fn a_sync_writes_an_event_per_object_and_its_summary() {
         "{:?}",
         in_eu.list
     );
+    assert_stored_as_served(&app, &api).await;
 }
 
 #[tokio::test]

@@ -35,6 +35,32 @@ async fn full_names(app: &TestApp, api: &Api<'_>) -> Vec<String> {
         .strings("full_name")
 }
 
+/// What the app serves from its copy of the directory equals what a second process loads from
+/// the database: the groups, tombstones included, and the members of the directory and of each
+/// group. A sync's writes reach the copy as changes, not by reading the rows back, so without
+/// this a wrong database write would not be seen through the API.
+pub(crate) async fn assert_stored_as_served(app: &TestApp, api: &Api<'_>) {
+    let replica = app.replica().await;
+    let fresh = Api::new(&replica, &api.appid, &api.token);
+    let every = "include_invalid=true&per_page=1000";
+    let served = api.list_groups(app.team_id, every).await.list;
+    assert_eq!(fresh.list_groups(app.team_id, every).await.list, served);
+    let mut groups = vec![0];
+    groups.extend(
+        api.list_groups(app.team_id, "per_page=1000")
+            .await
+            .ints("id"),
+    );
+    for group in groups {
+        let served = api.members(app.team_id, group, "per_page=1000").await.list;
+        let stored = fresh
+            .members(app.team_id, group, "per_page=1000")
+            .await
+            .list;
+        assert_eq!(stored, served, "the members of group {group}");
+    }
+}
+
 fn three_groups_three_members() -> Value {
     json!({
         "groups": [group("eu", "EU", "sales"), group("sales", "Sales", ""), group("ops", "Ops", "")],
@@ -66,6 +92,7 @@ async fn a_snapshot_creates_the_tree_children_before_parents_included() {
     assert_eq!(report["groups_unchanged"], 3);
     assert_eq!(report["members_unchanged"], 3);
     assert_eq!(report["groups_created"], 0);
+    assert_stored_as_served(&app, &api).await;
 }
 
 #[tokio::test]
@@ -159,6 +186,7 @@ async fn moves_renames_and_replace_deletions_across_the_tree() {
     let everyone = api.members(app.team_id, 0, "").await;
     assert_eq!(everyone.total, 1);
     assert_eq!(everyone.list[0]["group_full_name"], "Acme/C2/B/A");
+    assert_stored_as_served(&app, &api).await;
 }
 
 #[tokio::test]
