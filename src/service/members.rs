@@ -57,10 +57,11 @@ fn row(user_id: UserId, role: Role, details: &MemberDetails) -> StoredMember {
     }
 }
 
-fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: &[GroupId]) -> Change {
+/// `groups`: the groups the member is to be in, or `None` to keep those it is in.
+fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: Option<&[GroupId]>) -> Change {
     Change::PutMember {
         member: row(user_id, role, details),
-        groups: Some(groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
+        groups: groups.map(|groups| groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
     }
 }
 
@@ -168,12 +169,11 @@ impl Service {
         let prior = Prior(user_id, &before);
         self.directories
             .write(&*self.store, &team, origin(caller, &prior), |d| {
-                let placement =
-                    d.check_member_update(user_id, update.group_ids.as_deref(), update.role)?;
-                Ok((
-                    vec![put(user_id, placement.role, &details, &placement.groups)],
-                    (),
-                ))
+                let group_ids = update.group_ids.as_deref();
+                let placement = d.check_member_update(user_id, group_ids, update.role)?;
+                // A rename or a new role leaves the memberships as they are.
+                let groups = group_ids.is_some().then_some(&placement.groups[..]);
+                Ok((vec![put(user_id, placement.role, &details, groups)], ()))
             })
             .await?;
         Ok(())

@@ -13,9 +13,10 @@ use tokio::sync::Barrier;
 use contactsd::domain::access::Plan;
 use contactsd::service::EventSettings;
 
-use crate::helpers::{Api, ApiResponse, TestApp, assert_error, assert_ok, groups_path};
+use crate::helpers::{
+    Api, ApiResponse, TestApp, assert_error, assert_ok, assert_stored_as_served, groups_path,
+};
 use crate::scim::Scim;
-use crate::sync::assert_stored_as_served;
 
 fn events_path(team_id: i64, query: &str) -> String {
     format!("/api/contacts/teams/{team_id}/events?{query}")

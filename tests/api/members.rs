@@ -404,6 +404,13 @@ async fn update_sets_the_directory_nickname_and_avatar_over_the_users_own() {
             json!("https://example.com/team.png")
         )
     );
+    // Renamed and given another role without `group_ids`: it stays in its group, in the
+    // database too.
+    let renamed = json!({"nickname": "Henry", "role": 3});
+    assert_ok(&api.update_member(team, user.user_id, &renamed).await);
+    let in_sales = api.members(team, sales, "").await.ints("user_id");
+    assert_eq!(in_sales, [user.user_id]);
+    assert_stored_as_served(&app, &api).await;
 
     for body in [
         json!({"nickname": "n".repeat(65)}),

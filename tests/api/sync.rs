@@ -5,7 +5,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Api, ApiResponse, TestApp, assert_error, assert_ok};
+use crate::helpers::{Api, ApiResponse, TestApp, assert_error, assert_ok, assert_stored_as_served};
 
 fn group(remote: &str, name: &str, parent: &str) -> Value {
     json!({"remote_id": remote, "name": name, "parent_remote_id": parent})
@@ -33,32 +33,6 @@ async fn full_names(app: &TestApp, api: &Api<'_>) -> Vec<String> {
     api.list_groups(app.team_id, "per_page=1000")
         .await
         .strings("full_name")
-}
-
-/// What the app serves from its copy of the directory equals what a second process loads from
-/// the database: the groups, tombstones included, and the members of the directory and of each
-/// group. A sync's writes reach the copy as changes, not by reading the rows back, so without
-/// this a wrong database write would not be seen through the API.
-pub(crate) async fn assert_stored_as_served(app: &TestApp, api: &Api<'_>) {
-    let replica = app.replica().await;
-    let fresh = Api::new(&replica, &api.appid, &api.token);
-    let every = "include_invalid=true&per_page=1000";
-    let served = api.list_groups(app.team_id, every).await.list;
-    assert_eq!(fresh.list_groups(app.team_id, every).await.list, served);
-    let mut groups = vec![0];
-    groups.extend(
-        api.list_groups(app.team_id, "per_page=1000")
-            .await
-            .ints("id"),
-    );
-    for group in groups {
-        let served = api.members(app.team_id, group, "per_page=1000").await.list;
-        let stored = fresh
-            .members(app.team_id, group, "per_page=1000")
-            .await
-            .list;
-        assert_eq!(stored, served, "the members of group {group}");
-    }
 }
 
 fn three_groups_three_members() -> Value {

@@ -1,4 +1,5 @@
-//! Paths of the API, listings as tests read them, and [`Api`]: a logged-in app calling the API.
+//! Paths of the API, listings as tests read them, [`Api`]: a logged-in app calling the API,
+//! and [`assert_stored_as_served`]: what a server serves against what the database holds.
 
 use std::collections::BTreeSet;
 
@@ -299,5 +300,31 @@ impl<'a> Api<'a> {
             format!("{}?{query}", members_path(team_id, group_id))
         };
         listing(&self.get(&path).await)
+    }
+}
+
+/// What the app serves from its copy of the directory equals what a second process loads from
+/// the database: the groups, tombstones included, and the members of the directory and of each
+/// group. A sync's writes reach the copy as changes, not by reading the rows back, so without
+/// this a wrong database write would not be seen through the API.
+pub async fn assert_stored_as_served(app: &TestApp, api: &Api<'_>) {
+    let replica = app.replica().await;
+    let fresh = Api::new(&replica, &api.appid, &api.token);
+    let every = "include_invalid=true&per_page=1000";
+    let served = api.list_groups(app.team_id, every).await.list;
+    assert_eq!(fresh.list_groups(app.team_id, every).await.list, served);
+    let mut groups = vec![0];
+    groups.extend(
+        api.list_groups(app.team_id, "per_page=1000")
+            .await
+            .ints("id"),
+    );
+    for group in groups {
+        let served = api.members(app.team_id, group, "per_page=1000").await.list;
+        let stored = fresh
+            .members(app.team_id, group, "per_page=1000")
+            .await
+            .list;
+        assert_eq!(stored, served, "the members of group {group}");
     }
 }
