@@ -10,6 +10,7 @@
 //! (`sync_in_progress`), never queued, so a tenant cannot hold threads or memory by piling up
 //! syncs, and, the team limit being below the process limit, cannot fill every slot alone.
 
+use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
@@ -214,36 +215,60 @@ impl Service {
                 elapsed_ms: started.elapsed().as_millis() as u64,
             });
         }
-        // In openid order, so that the users' ids ascend with the openids: each table and
-        // index the registration fills (by id, by openid) then grows at one place instead of
-        // at a random page per row, as snapshot order would with openids that follow no order
-        // (docs/SYNC.md, "Speed"). In chunks: the users a chunk registers are borrowed from the
-        // snapshot, and only a chunk of them at a time.
-        let mut missing = missing;
-        snapshot.sort_by_openid(&mut missing);
-        for chunk in missing.chunks(REGISTER_CHUNK) {
-            let new: Vec<NewUser> = chunk
-                .iter()
-                .map(|n| {
-                    let member = snapshot.member(*n as usize);
-                    NewUser {
-                        openid: member.openid,
-                        nickname: member.nickname,
-                        avatar: member.avatar,
-                    }
-                })
-                .collect();
-            let registered = self.store.register_users(&caller.appid, &new, now).await?;
-            for (n, user_id) in chunk.iter().zip(registered) {
-                users[*n as usize] = user_id;
-            }
-        }
-        drop(missing);
+        self.register(caller, snapshot, missing, &mut users, now)
+            .await?;
         let prior = Some(planned);
         self.commit_sync(
             caller, &team, snapshot, options, &users, &members, prior, started,
         )
         .await
+    }
+
+    /// Register the users of the snapshot's members at the places `missing` (openids the app
+    /// has not registered yet) and put their ids at those places of `users`.
+    async fn register(
+        &self,
+        caller: &Caller,
+        snapshot: &Snapshot,
+        mut missing: Vec<u32>,
+        users: &mut [UserId],
+        now: i64,
+    ) -> ServiceResult<()> {
+        // In openid order, so that the users' ids ascend with the openids: each table and
+        // index the registration fills (by id, by openid) then grows at one place instead of
+        // at a random page per row, as snapshot order would with openids that follow no order
+        // (docs/SYNC.md, "Speed"). In chunks, as many at once as the store can use
+        // (`registrations_at_once`; the chunks hold no openid in common, so they never wait for
+        // each other): the users a chunk registers are borrowed from the snapshot, and only
+        // those of the chunks under way at a time.
+        snapshot.sort_by_openid(&mut missing);
+        let missing = &missing;
+        let registrations = (0..missing.len())
+            .step_by(REGISTER_CHUNK)
+            .map(|start| async move {
+                let chunk = &missing[start..missing.len().min(start + REGISTER_CHUNK)];
+                let new: Vec<NewUser> = chunk
+                    .iter()
+                    .map(|n| {
+                        let member = snapshot.member(*n as usize);
+                        NewUser {
+                            openid: member.openid,
+                            nickname: member.nickname,
+                            avatar: member.avatar,
+                        }
+                    })
+                    .collect();
+                let registered = self.store.register_users(&caller.appid, &new, now).await?;
+                ServiceResult::Ok((chunk, registered))
+            });
+        let mut registrations =
+            futures_util::stream::iter(registrations).buffered(self.store.registrations_at_once());
+        while let Some((chunk, registered)) = registrations.try_next().await? {
+            for (n, user_id) in chunk.iter().zip(registered) {
+                users[*n as usize] = user_id;
+            }
+        }
+        Ok(())
     }
 
     /// Decide the snapshot on a current copy under the team's write gate and commit it, with

@@ -92,6 +92,8 @@ pub(crate) trait BackendUsers: Backend {
     /// sequences do).
     async fn insert_user(tx: &mut Tx<Self>, user: NewUser<'_>, now: i64)
     -> StoreResult<UserRecord>;
+    /// [`UserStore::registrations_at_once`](super::UserStore::registrations_at_once).
+    const REGISTRATIONS_AT_ONCE: usize;
     /// [`UserStore::register_users`](super::UserStore::register_users): SQLite in chunks of
     /// multi-row statements, PostgreSQL in a fixed number of statements over arrays.
     async fn register_many(

@@ -282,6 +282,10 @@ pub trait UserStore: Send + Sync {
     ) -> StoreResult<Vec<UserId>>;
     /// The stored details of every member of `team_id`.
     async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+    /// How many [`register_users`](Self::register_users) calls of one sync are worth running
+    /// at once: PostgreSQL runs each on a connection of its own, on a core of its own; SQLite
+    /// has one writer, so a second call would only wait for the first.
+    fn registrations_at_once(&self) -> usize;
 }
 
 /// A user to register in bulk, borrowed from the snapshot that names it: a sync registers up

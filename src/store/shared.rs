@@ -415,6 +415,10 @@ macro_rules! impl_store {
                 ) -> StoreResult<Vec<(UserId, MemberState)>> {
                     Self::member_rows(self, team_id).await
                 }
+
+                fn registrations_at_once(&self) -> usize {
+                    <Self as BackendUsers>::REGISTRATIONS_AT_ONCE
+                }
             }
 
             #[async_trait]

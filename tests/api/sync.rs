@@ -128,6 +128,40 @@ async fn new_users_are_numbered_in_openid_order_and_members_written_by_user_id()
     assert_eq!(added, [bob, ids[0], ids[1], ids[2]]);
 }
 
+/// More new users than one registration takes (50,000; PostgreSQL runs two at once): each
+/// member is still the user registered for its own openid.
+#[tokio::test]
+async fn a_sync_registering_users_in_several_chunks_gives_each_member_its_own_user() {
+    const MEMBERS: usize = 120_000;
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    // Openids in no order, so that the registration's order (by openid) is not the snapshot's.
+    let openid = |n: usize| format!("u{:06}", (n * 7_919) % MEMBERS);
+    let members: Vec<Value> = (0..MEMBERS)
+        .map(|n| json!({"openid": openid(n), "nickname": format!("name of {}", openid(n))}))
+        .collect();
+    let report = assert_ok(&sync(&app, &api, json!({"groups": [], "members": members})).await);
+    assert_eq!(report["members_added"], MEMBERS);
+    let mut names = std::collections::HashMap::new();
+    for page in 1..=MEMBERS / 1000 {
+        let listing = api
+            .members(app.team_id, 0, &format!("per_page=1000&page={page}"))
+            .await;
+        for member in &listing.list {
+            names.insert(member["user_id"].as_i64(), member["name"].clone());
+        }
+    }
+    assert_eq!(names.len(), MEMBERS);
+    // The first and last openids of every chunk of 50,000, and some between.
+    for n in [
+        0, 1, 49_999, 50_000, 50_001, 99_999, 100_000, 119_999, 77_777,
+    ] {
+        let openid = format!("u{n:06}");
+        let user = user_id(&api, &openid).await;
+        assert_eq!(names[&user], format!("name of {openid}"), "{openid}");
+    }
+}
+
 #[tokio::test]
 async fn moves_renames_and_replace_deletions_across_the_tree() {
     let app = TestApp::spawn().await;

@@ -47,6 +47,9 @@ const NEXT_USER_IDS: &str = concat!(
 
 #[async_trait]
 impl BackendUsers for SqliteStore {
+    /// One writing connection: a second registration would wait for the first.
+    const REGISTRATIONS_AT_ONCE: usize = 1;
+
     async fn register_one(
         &self,
         appid: &str,
