@@ -589,3 +589,50 @@ async fn a_chunked_write_refused_in_its_middle_writes_nothing() {
         .expect("apply");
     assert_eq!(applied.version, 1);
 }
+
+/// A large write into a team without members inserts them without `ON CONFLICT` on
+/// PostgreSQL; a member the write touched already (put, stepped or removed) is written as any
+/// other, so a member named in several chunks ends as the last change says, as it does in a
+/// small write.
+#[tokio::test]
+async fn a_large_write_into_an_empty_team_naming_members_again_ends_as_the_last_change_says() {
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let (a, b) = (GroupRef::New(0), GroupRef::New(1));
+    let chunks = vec![
+        vec![create("a"), create("b")],
+        vec![put(ann, "first", &[a]), put(bob, "", &[a, b])],
+        vec![
+            Change::StepMember {
+                member: member(cid, Role::Member, ""),
+                group: ROOT_GROUP,
+                step: GroupStep::Join,
+            },
+            put(ann, "second", &[b]),
+        ],
+        vec![Change::RemoveMember(bob)],
+        vec![put(cid, "", &[b])],
+        vec![put(bob, "back", &[a])],
+    ];
+    let mut batch = store.begin_large_batch().await.expect("batch");
+    let write = LargeWrite {
+        team_id,
+        expected_version: 0,
+        now: NOW,
+    };
+    let applied = batch
+        .apply_chunks(write, &mut GivenChunks(chunks.into_iter()), no_events().0)
+        .await
+        .expect("written");
+    batch.commit().await.expect("committed");
+    let [a_id, b_id] = applied.created[..] else {
+        panic!("two groups")
+    };
+    assert_eq!(
+        stored_members(&*store, team_id).await,
+        vec![
+            (ann, placed(Role::Member, &[b_id])),
+            (bob, placed(Role::Member, &[a_id])),
+            (cid, placed(Role::Member, &[b_id])),
+        ]
+    );
+}

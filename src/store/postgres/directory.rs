@@ -97,6 +97,7 @@ impl BackendDirectory for PostgresStore {
                 now: start.now,
                 version,
                 last_seq,
+                fresh: Fresh::No,
             }),
             None => Err(tx),
         })
@@ -198,9 +199,110 @@ pub(crate) struct PgWriter {
     now: i64,
     version: i64,
     last_seq: i64,
+    fresh: Fresh,
+}
+
+/// Whether a large write (a sync) may insert members without `ON CONFLICT`, which checks
+/// every row before inserting it: in a team that had no members and no memberships when the
+/// write began, a member the write has not touched yet cannot collide. The check doubled the
+/// time a first sync of a million members spent writing them and their memberships
+/// (docs/SYNC.md, "Speed").
+enum Fresh {
+    /// A large write that has not asked yet.
+    Unknown,
+    /// The team had members or memberships, or the write is small (asking would cost it a
+    /// round trip).
+    No,
+    /// The team had none; these users are the ones the write has put or stepped so far (one
+    /// it removed without that had no rows to collide with).
+    Yes(HashSet<UserId>),
 }
 
 impl PgWriter {
+    /// Whether `users`, none of them twice, may be inserted as members without `ON CONFLICT`
+    /// (see [`Fresh`]); they count as touched from now on either way.
+    async fn all_fresh(&mut self, users: impl Iterator<Item = UserId>) -> StoreResult<bool> {
+        if let Fresh::Unknown = self.fresh {
+            let empty: bool = sqlx::query_scalar(
+                "SELECT NOT EXISTS (SELECT 1 FROM members WHERE team_id = $1) \
+                 AND NOT EXISTS (SELECT 1 FROM memberships WHERE team_id = $1)",
+            )
+            .bind(self.team_id)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
+            self.fresh = if empty {
+                Fresh::Yes(HashSet::new())
+            } else {
+                Fresh::No
+            };
+        }
+        let Fresh::Yes(touched) = &mut self.fresh else {
+            return Ok(false);
+        };
+        let mut fresh = true;
+        for user in users {
+            fresh &= touched.insert(user);
+        }
+        Ok(fresh)
+    }
+
+    /// Count `users` as touched by the write (see [`Fresh`]).
+    fn touch(&mut self, users: impl Iterator<Item = UserId>) {
+        if let Fresh::Yes(touched) = &mut self.fresh {
+            touched.extend(users);
+        }
+    }
+
+    /// Insert `members`, new to the team, and their memberships, without `ON CONFLICT`.
+    async fn insert_fresh(
+        &mut self,
+        members: &[PlacedMember<'_>],
+        placed_users: Vec<UserId>,
+        placed_groups: Vec<GroupId>,
+    ) -> StoreResult<()> {
+        let columns = MemberColumns::of(members.iter().map(|placed| placed.member));
+        // One row answered whatever the number inserted, as the query `MemberColumns` binds.
+        let _: Option<i64> = columns
+            .bind(
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "WITH inserted AS ({INSERT_MEMBERS}) SELECT NULL::BIGINT"
+                ))),
+                self.team_id,
+                self.now,
+            )
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(apply_error)?;
+        self.insert_memberships(placed_users, placed_groups, "")
+            .await
+    }
+
+    /// Insert the team's memberships of `users[i]` in `groups[i]`, the statement ending with
+    /// `conflict` (empty, or `ON CONFLICT DO NOTHING` where some may exist already).
+    async fn insert_memberships(
+        &mut self,
+        users: Vec<UserId>,
+        groups: Vec<GroupId>,
+        conflict: &'static str,
+    ) -> StoreResult<()> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO memberships (team_id, user_id, group_id) \
+             SELECT $1, user_id, group_id FROM UNNEST($2::BIGINT[], $3::BIGINT[]) \
+             AS p (user_id, group_id){conflict}"
+        )))
+        .bind(self.team_id)
+        .bind(users)
+        .bind(groups)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
+
     /// Delete the rows of `users` in the team from `table` (`members` or `memberships`).
     async fn delete_users(&mut self, table: &'static str, users: &[UserId]) -> StoreResult<()> {
         // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
@@ -293,6 +395,14 @@ impl ChangeWriter for PgWriter {
                 }
             }
         }
+        if self
+            .all_fresh(members.iter().map(|placed| placed.member.user_id))
+            .await?
+        {
+            return self
+                .insert_fresh(members, placed_users, placed_groups)
+                .await;
+        }
         // Which of the users were members already: only their old memberships need deleting.
         // In a first sync none were, and the delete would be a join against a table this very
         // transaction is filling, which has no statistics yet and gets planned as a scan. A
@@ -332,25 +442,14 @@ impl ChangeWriter for PgWriter {
             .await
             .map_err(apply_error)?;
         }
-        if !placed_users.is_empty() {
-            sqlx::query(
-                "INSERT INTO memberships (team_id, user_id, group_id) \
-                 SELECT $1, user_id, group_id FROM UNNEST($2::BIGINT[], $3::BIGINT[]) \
-                 AS p (user_id, group_id) ON CONFLICT DO NOTHING",
-            )
-            .bind(self.team_id)
-            .bind(placed_users)
-            .bind(placed_groups)
-            .execute(&mut *self.tx)
+        self.insert_memberships(placed_users, placed_groups, " ON CONFLICT DO NOTHING")
             .await
-            .map_err(apply_error)?;
-        }
-        Ok(())
     }
 
     /// One statement: the members' upsert, and the memberships gained and lost, each one
     /// primary-key lookup whatever the member's other groups.
     async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()> {
+        self.touch(members.iter().map(|stepped| stepped.member.user_id));
         let memberships = |step: GroupStep| -> (Vec<UserId>, Vec<GroupId>) {
             members
                 .iter()
@@ -398,6 +497,13 @@ impl ChangeWriter for PgWriter {
 
     fn last_seq(&self) -> i64 {
         self.last_seq
+    }
+
+    /// Statements are sent one by one here; what this backend takes from the hint is that the
+    /// write is large, so that members new to a team without any are inserted without
+    /// `ON CONFLICT` ([`Fresh`]).
+    fn pipeline(&mut self) {
+        self.fresh = Fresh::Unknown;
     }
 
     async fn insert_events(
