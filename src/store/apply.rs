@@ -71,10 +71,12 @@ pub(crate) trait ChangeWriter: Send {
     async fn flush(&mut self) -> StoreResult<()> {
         Ok(())
     }
-    /// From now on, send each gathered query without waiting for it to be written, so that the
-    /// next is made meanwhile ([`ChangeWriter::flush`] waits for all of them): a large write's
-    /// chunks. A backend that sends statement by statement ignores it.
-    fn pipeline(&mut self) {}
+    /// The write is large: its chunks follow ([`write_chunks`]). SQLite then sends each
+    /// gathered query without waiting for it to be written, so that the next is made meanwhile
+    /// ([`ChangeWriter::flush`] waits for all of them); PostgreSQL, which sends statement by
+    /// statement, asks whether the team has members at all, and inserts new ones without
+    /// `ON CONFLICT` where it has none.
+    fn large_write(&mut self) {}
 }
 
 /// Number the events of a batch of `changes` whose created groups got the ids `created`, and
@@ -124,7 +126,7 @@ pub(crate) async fn write_chunks<W: ChangeWriter>(
 ) -> StoreResult<(Vec<GroupId>, i64)> {
     let mut created = Vec::new();
     let mut next_seq = first_seq;
-    writer.pipeline();
+    writer.large_write();
     while let Some((changes, drafts)) = chunks.next_chunk() {
         write_more_changes(writer, &changes, &mut created).await?;
         write_events_from(writer, next_seq, actor, &drafts, &changes, &created).await?;

@@ -202,11 +202,11 @@ pub(crate) struct PgWriter {
     fresh: Fresh,
 }
 
-/// Whether a large write (a sync) may insert members without `ON CONFLICT`, which checks
-/// every row before inserting it: in a team that had no members and no memberships when the
-/// write began, a member the write has not touched yet cannot collide. The check doubled the
-/// time a first sync of a million members spent writing them and their memberships
-/// (docs/SYNC.md, "Speed").
+/// Whether a large write (a sync, [`ChangeWriter::large_write`]) may insert members without
+/// `ON CONFLICT`, which checks every row before inserting it: in a team that had no members
+/// and no memberships when the write began, a member the write has not touched yet cannot
+/// collide. The check doubled the time a first sync of a million members spent writing them
+/// and their memberships (docs/SYNC.md, "Speed").
 enum Fresh {
     /// A large write that has not asked yet.
     Unknown,
@@ -499,10 +499,8 @@ impl ChangeWriter for PgWriter {
         self.last_seq
     }
 
-    /// Statements are sent one by one here; what this backend takes from the hint is that the
-    /// write is large, so that members new to a team without any are inserted without
-    /// `ON CONFLICT` ([`Fresh`]).
-    fn pipeline(&mut self) {
+    /// Members new to a team without any are inserted without `ON CONFLICT` ([`Fresh`]).
+    fn large_write(&mut self) {
         self.fresh = Fresh::Unknown;
     }
 

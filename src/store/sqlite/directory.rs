@@ -239,7 +239,7 @@ enum Target {
 pub(crate) struct SqliteWriter {
     conn: WriteConn,
     target: Target,
-    /// Whether gathered queries are sent without waiting ([`ChangeWriter::pipeline`]).
+    /// Whether gathered queries are sent without waiting ([`ChangeWriter::large_write`]).
     in_flight: bool,
     team_id: TeamId,
     now: i64,
@@ -592,7 +592,7 @@ impl ChangeWriter for SqliteWriter {
         Ok(self.conn.settle().await?)
     }
 
-    fn pipeline(&mut self) {
+    fn large_write(&mut self) {
         self.in_flight = true;
     }
 }
