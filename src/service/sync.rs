@@ -10,10 +10,11 @@
 //! (`sync_in_progress`), never queued, so a tenant cannot hold threads or memory by piling up
 //! syncs, and, the team limit being below the process limit, cannot fill every slot alone.
 
-use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
+
+use futures_util::{StreamExt, TryStreamExt};
 
 use super::directories::ChunkedWrite;
 use super::quotas::{self, Growth, TeamQuota};

@@ -30,8 +30,8 @@ fn named<'a>(openids: &[&'a str], n: i64) -> StoreResult<&'a str> {
 #[async_trait]
 impl BackendUsers for PostgresStore {
     /// A registration keeps one server process busy while this one waits: two use the
-    /// machine's two cores (a first sync's million users in 10.1 s instead of 13.4 s,
-    /// docs/SYNC.md). Each takes a pooled connection for its duration.
+    /// machine's two cores (a first sync's million users in 10.1 s instead of 13.4 s, one run
+    /// each; docs/SYNC.md). Each takes a pooled connection for its duration.
     const REGISTRATIONS_AT_ONCE: usize = 2;
 
     async fn register_one(
