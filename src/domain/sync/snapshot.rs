@@ -184,9 +184,26 @@ impl Snapshot {
 
     /// Sort the members numbered `places` by openid, and members of the same openid by
     /// place.
+    ///
+    /// Each place is sorted with its openid's first eight bytes as a number, and openids are
+    /// compared in full only where those are equal: comparing the openids themselves, each
+    /// read from the snapshot's text, took 8.6% of a first sync's CPU for its two sorts of a
+    /// million members (`perf`, 2026-12-05).
     pub fn sort_by_openid(&self, places: &mut [u32]) {
-        let openid = |n: &u32| self.openid(*n as usize);
-        places.sort_unstable_by(|a, b| openid(a).cmp(openid(b)).then(a.cmp(b)));
+        let openid = |n: u32| self.openid(n as usize);
+        let mut keyed: Vec<(u64, u32)> = places
+            .iter()
+            .map(|&n| (openid_prefix(openid(n)), n))
+            .collect();
+        keyed.sort_unstable_by(|(a_prefix, a), (b_prefix, b)| {
+            a_prefix
+                .cmp(b_prefix)
+                .then_with(|| openid(*a).cmp(openid(*b)))
+                .then(a.cmp(b))
+        });
+        for (place, (_, n)) in places.iter_mut().zip(keyed) {
+            *place = n;
+        }
     }
 
     /// The `i`-th member's openid: [`Snapshot::member`]'s, without its other fields (a sort
@@ -233,9 +250,46 @@ fn length_of<T>(list: &[T]) -> u32 {
     u32::try_from(list.len()).unwrap_or(u32::MAX)
 }
 
+/// The first eight bytes of `openid` as a big-endian number, zero-padded: numbers in the order
+/// of the openids, equal only where one openid's first eight bytes (or all of it) are a prefix
+/// of the other's.
+fn openid_prefix(openid: &str) -> u64 {
+    let mut bytes = [0u8; 8];
+    let head = &openid.as_bytes()[..openid.len().min(8)];
+    bytes[..head.len()].copy_from_slice(head);
+    u64::from_be_bytes(bytes)
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        /// The same order as sorting by the openids themselves, then by place, whatever the
+        /// openids share: prefixes, NUL bytes, lengths around eight bytes, non-ASCII text.
+        #[test]
+        fn sorting_by_openid_matches_comparing_the_openids(
+            openids in proptest::collection::vec("(ab|a\\x00|ü|x){0,6}", 0..40),
+        ) {
+            let mut snapshot = Snapshot::default();
+            for openid in &openids {
+                snapshot.push_member(SnapshotMember {
+                    openid: openid.clone(),
+                    nickname: String::new(),
+                    avatar: String::new(),
+                    role: 2,
+                    group_remote_ids: Vec::new(),
+                });
+            }
+            let mut places: Vec<u32> = (0..openids.len() as u32).rev().collect();
+            snapshot.sort_by_openid(&mut places);
+            let mut expected: Vec<u32> = (0..openids.len() as u32).collect();
+            expected.sort_by(|a, b| openids[*a as usize].cmp(&openids[*b as usize]).then(a.cmp(b)));
+            prop_assert_eq!(places, expected);
+        }
+    }
 
     #[test]
     fn entries_read_back_what_was_pushed() {
