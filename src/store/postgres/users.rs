@@ -258,6 +258,12 @@ impl BackendUsers for PostgresStore {
     }
 }
 
+/// Inserts the rows of `app_users` of app `$1` naming the openids `$2`, each for the user at its
+/// place in `$3`, in openid order.
+const INSERT_APP_USERS: &str = "INSERT INTO app_users (appid, openid, user_id) \
+     SELECT $1, openid, user_id FROM UNNEST($2::TEXT[], $3::BIGINT[]) \
+     AS a (openid, user_id) ORDER BY openid";
+
 impl PostgresStore {
     /// Insert the rows of `app_users` naming `openids` (in openid order), each for the user
     /// at its place in `users`, in `tx`; answers how many were inserted: an openid that a
@@ -275,16 +281,12 @@ impl PostgresStore {
         users: &[UserId],
     ) -> StoreResult<i64> {
         sqlx::raw_sql("SAVEPOINT claim").execute(&mut **tx).await?;
-        let plain = sqlx::query(
-            "INSERT INTO app_users (appid, openid, user_id) \
-             SELECT $1, openid, user_id FROM UNNEST($2::TEXT[], $3::BIGINT[]) \
-             AS a (openid, user_id) ORDER BY openid",
-        )
-        .bind(appid)
-        .bind(openids)
-        .bind(users)
-        .execute(&mut **tx)
-        .await;
+        let plain = sqlx::query(INSERT_APP_USERS)
+            .bind(appid)
+            .bind(openids)
+            .bind(users)
+            .execute(&mut **tx)
+            .await;
         match plain {
             Ok(_) => {
                 sqlx::raw_sql("RELEASE SAVEPOINT claim")
@@ -299,13 +301,11 @@ impl PostgresStore {
             }
             Err(error) => return Err(error.into()),
         }
-        Ok(sqlx::query_scalar(
-            "WITH claimed AS (INSERT INTO app_users (appid, openid, user_id) \
-             SELECT $1, openid, user_id FROM UNNEST($2::TEXT[], $3::BIGINT[]) \
-             AS a (openid, user_id) ORDER BY openid \
+        Ok(sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "WITH claimed AS ({INSERT_APP_USERS} \
              ON CONFLICT (appid, openid) DO NOTHING RETURNING 1) \
-             SELECT COUNT(*) FROM claimed",
-        )
+             SELECT COUNT(*) FROM claimed"
+        )))
         .bind(appid)
         .bind(openids)
         .bind(users)
