@@ -71,10 +71,10 @@ pub(crate) trait ChangeWriter: Send {
     async fn flush(&mut self) -> StoreResult<()> {
         Ok(())
     }
-    /// The write is large: its chunks follow ([`write_chunks`]). SQLite then sends each
-    /// gathered query without waiting for it to be written, so that the next is made meanwhile
-    /// ([`ChangeWriter::flush`] waits for all of them); PostgreSQL, which sends statement by
-    /// statement, asks whether the team has members at all, and inserts new ones without
+    /// The write is large: its chunks follow ([`write_chunks`]). Each backend then sends a
+    /// statement whose answer it does not need without waiting for it to be written, so that
+    /// the next is made meanwhile ([`ChangeWriter::flush`] waits for all of them). PostgreSQL
+    /// also asks whether the team has members at all, and inserts new ones without
     /// `ON CONFLICT` where it has none.
     fn large_write(&mut self) {}
 }

@@ -165,7 +165,7 @@ pub(crate) trait BackendDirectory: Backend {
     /// the team's version after it. A write that `stands` (its savepoint is not undone) is
     /// added to `known`.
     ///
-    /// A query still being written (SQLite pipelines a large write's queries,
+    /// A query still being written (both backends pipeline a large write's queries,
     /// [`ChangeWriter::large_write`]) is waited for first; if it fails, the transaction is
     /// given up with it and its error answered.
     async fn finish_apply(

@@ -17,6 +17,7 @@ mod apply;
 mod backend;
 pub mod events;
 mod ids;
+mod in_flight;
 pub mod postgres;
 pub mod quotas;
 mod rows;

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 
 use async_trait::async_trait;
 use futures_util::TryStreamExt;
+use sqlx::{Execute, Postgres};
 
 use super::{PostgresStore, apply_error};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
@@ -14,6 +15,7 @@ use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
 use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
+use crate::store::in_flight::WriteConn;
 use crate::store::rows::{GroupRow, role_of};
 use crate::store::scim::ScimWrite;
 use crate::store::{StoreError, StoreResult, shared};
@@ -92,7 +94,8 @@ impl BackendDirectory for PostgresStore {
         .map_err(apply_error)?;
         Ok(match bumped {
             Some((version, last_seq)) => Ok(PgWriter {
-                tx,
+                conn: WriteConn::new(tx),
+                in_flight: false,
                 team_id: start.team_id,
                 now: start.now,
                 version,
@@ -134,7 +137,8 @@ impl BackendDirectory for PostgresStore {
         _stands: bool,
         _known: &mut (),
     ) -> StoreResult<(Tx<Self>, i64)> {
-        Ok((writer.tx, writer.version))
+        let tx = writer.conn.finish().await.map_err(apply_error)?;
+        Ok((tx, writer.version))
     }
 }
 
@@ -194,7 +198,10 @@ impl<'a> MemberColumns<'a> {
 
 /// The writes of one directory change, under the team's lock.
 pub(crate) struct PgWriter {
-    tx: Tx<PostgresStore>,
+    conn: WriteConn<PostgresStore>,
+    /// A large write ([`ChangeWriter::large_write`]): a statement whose answer is not needed
+    /// is left in flight while the next is made.
+    in_flight: bool,
     team_id: TeamId,
     now: i64,
     version: i64,
@@ -207,18 +214,37 @@ pub(crate) struct PgWriter {
 /// and no memberships when the write began, a member the write has not touched yet cannot
 /// collide. The check doubled the time a first sync of a million members spent writing them
 /// and their memberships (docs/SYNC.md, "Speed").
+///
+/// What the write touched is kept as the highest user id, not as a set of users (16 MB and
+/// more for a million): a user above it is new to the write, and one at or below it may not be,
+/// so its run is written with `ON CONFLICT`. A sync writes its members in ascending user order,
+/// so each of them is above.
 enum Fresh {
     /// A large write that has not asked yet.
     Unknown,
     /// The team had members or memberships, or the write is small (asking would cost it a
     /// round trip).
     No,
-    /// The team had none; these users are the ones the write has put or stepped so far (one
-    /// it removed without that had no rows to collide with).
-    Yes(HashSet<UserId>),
+    /// The team had none; no user the write has put or stepped so far has a higher id than
+    /// this (`None`: no user yet; one it removed without that had no rows to collide with).
+    Yes { highest: Option<UserId> },
 }
 
 impl PgWriter {
+    /// The transaction's connection, once the statement in flight (if any) is written.
+    async fn conn(&mut self) -> StoreResult<&mut sqlx::PgConnection> {
+        Ok(&mut **self.conn.tx().await.map_err(apply_error)?)
+    }
+
+    /// Send `query`, whose answer is not needed; in a large write it is written while the
+    /// next one is made.
+    async fn send<'q, E: Execute<'q, Postgres>>(&mut self, query: E) -> StoreResult<()> {
+        self.conn
+            .send(query, self.in_flight)
+            .await
+            .map_err(apply_error)
+    }
+
     /// Whether `users`, none of them twice, may be inserted as members without `ON CONFLICT`
     /// (see [`Fresh`]); they count as touched from now on either way.
     async fn all_fresh(&mut self, users: impl Iterator<Item = UserId>) -> StoreResult<bool> {
@@ -228,29 +254,31 @@ impl PgWriter {
                  AND NOT EXISTS (SELECT 1 FROM memberships WHERE team_id = $1)",
             )
             .bind(self.team_id)
-            .fetch_one(&mut *self.tx)
+            .fetch_one(self.conn().await?)
             .await
             .map_err(apply_error)?;
             self.fresh = if empty {
-                Fresh::Yes(HashSet::new())
+                Fresh::Yes { highest: None }
             } else {
                 Fresh::No
             };
         }
-        let Fresh::Yes(touched) = &mut self.fresh else {
+        let Fresh::Yes { highest } = &mut self.fresh else {
             return Ok(false);
         };
+        let above = *highest;
         let mut fresh = true;
         for user in users {
-            fresh &= touched.insert(user);
+            fresh &= Some(user) > above;
+            *highest = (*highest).max(Some(user));
         }
         Ok(fresh)
     }
 
     /// Count `users` as touched by the write (see [`Fresh`]).
     fn touch(&mut self, users: impl Iterator<Item = UserId>) {
-        if let Fresh::Yes(touched) = &mut self.fresh {
-            touched.extend(users);
+        if let Fresh::Yes { highest } = &mut self.fresh {
+            *highest = (*highest).max(users.max());
         }
     }
 
@@ -262,18 +290,9 @@ impl PgWriter {
         placed_groups: Vec<GroupId>,
     ) -> StoreResult<()> {
         let columns = MemberColumns::of(members.iter().map(|placed| placed.member));
-        // One row answered whatever the number inserted, as the query `MemberColumns` binds.
-        let _: Option<i64> = columns
-            .bind(
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "WITH inserted AS ({INSERT_MEMBERS}) SELECT NULL::BIGINT"
-                ))),
-                self.team_id,
-                self.now,
-            )
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(apply_error)?;
+        let (team_id, now) = (self.team_id, self.now);
+        self.send(columns.bind::<i64>(sqlx::query_scalar(INSERT_MEMBERS), team_id, now))
+            .await?;
         self.insert_memberships(placed_users, placed_groups, "")
             .await
     }
@@ -289,18 +308,15 @@ impl PgWriter {
         if users.is_empty() {
             return Ok(());
         }
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO memberships (team_id, user_id, group_id) \
              SELECT $1, user_id, group_id FROM UNNEST($2::BIGINT[], $3::BIGINT[]) \
              AS p (user_id, group_id){conflict}"
         )))
         .bind(self.team_id)
         .bind(users)
-        .bind(groups)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(())
+        .bind(groups);
+        self.send(query).await
     }
 
     /// Delete the rows of `users` in the team from `table` (`members` or `memberships`).
@@ -308,16 +324,13 @@ impl PgWriter {
         // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
         // the planner would scan the team's whole index range and filter it; the join looks each
         // user up in the primary key.
-        sqlx::query(sqlx::AssertSqlSafe(format!(
+        let query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "DELETE FROM {table} m USING UNNEST($2::BIGINT[]) AS u (user_id) \
              WHERE m.team_id = $1 AND m.user_id = u.user_id"
         )))
         .bind(self.team_id)
-        .bind(users)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(())
+        .bind(users);
+        self.send(query).await
     }
 }
 
@@ -335,7 +348,7 @@ impl ChangeWriter for PgWriter {
             "SELECT ARRAY(SELECT nextval('groups_id_seq') FROM generate_series(1, $1))",
         )
         .bind(n as i64)
-        .fetch_one(&mut *self.tx)
+        .fetch_one(self.conn().await?)
         .await
         .map_err(apply_error)?;
         ids.sort_unstable();
@@ -346,7 +359,7 @@ impl ChangeWriter for PgWriter {
         let column = |get: fn(&NewGroup) -> i64| groups.iter().map(get).collect::<Vec<_>>();
         let text =
             |get: for<'g> fn(&'g NewGroup) -> &'g str| groups.iter().map(get).collect::<Vec<_>>();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
              is_valid, created_at, upd_at) \
              SELECT id, $1, parent_id, source, remote_id, name, sort_order, TRUE, created_at, \
@@ -362,19 +375,13 @@ impl ChangeWriter for PgWriter {
         .bind(text(|new| &new.group.name))
         .bind(column(|new| new.group.order))
         .bind(column(|new| new.group.created_at))
-        .bind(column(|new| new.group.upd_at))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(())
+        .bind(column(|new| new.group.upd_at));
+        self.send(query).await
     }
 
     async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()> {
-        shared::update_group(self.team_id, group, parent_id)
-            .execute(&mut *self.tx)
+        self.send(shared::update_group(self.team_id, group, parent_id))
             .await
-            .map_err(apply_error)?;
-        Ok(())
     }
 
     /// At most three statements per run.
@@ -417,7 +424,7 @@ impl ChangeWriter for PgWriter {
                 self.team_id,
                 self.now,
             )
-            .fetch_all(&mut *self.tx)
+            .fetch_all(self.conn().await?)
             .await
             .map_err(apply_error)?;
         let replaced: Vec<UserId> = replaced
@@ -428,7 +435,7 @@ impl ChangeWriter for PgWriter {
         if !replaced.is_empty() {
             // Only the memberships no longer wanted go; the others (all but one when a member
             // joins one more group) stay, and the insert below skips them.
-            sqlx::query(
+            let query = sqlx::query(
                 "DELETE FROM memberships m USING UNNEST($2::BIGINT[]) AS u (user_id) \
                  WHERE m.team_id = $1 AND m.user_id = u.user_id AND NOT EXISTS \
                  (SELECT 1 FROM UNNEST($3::BIGINT[], $4::BIGINT[]) AS p (user_id, group_id) \
@@ -437,10 +444,8 @@ impl ChangeWriter for PgWriter {
             .bind(self.team_id)
             .bind(replaced)
             .bind(&placed_users)
-            .bind(&placed_groups)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(apply_error)?;
+            .bind(&placed_groups);
+            self.send(query).await?;
         }
         self.insert_memberships(placed_users, placed_groups, " ON CONFLICT DO NOTHING")
             .await
@@ -460,8 +465,8 @@ impl ChangeWriter for PgWriter {
         let (join_users, join_groups) = memberships(GroupStep::Join);
         let (leave_users, leave_groups) = memberships(GroupStep::Leave);
         let columns = MemberColumns::of(members.iter().map(|stepped| stepped.member));
-        let _: i64 = columns
-            .bind(
+        let query = columns
+            .bind::<i64>(
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "WITH upserted AS ({INSERT_MEMBERS}{}), \
                      joined AS (INSERT INTO memberships (team_id, user_id, group_id) \
@@ -479,11 +484,8 @@ impl ChangeWriter for PgWriter {
             .bind(join_users)
             .bind(join_groups)
             .bind(leave_users)
-            .bind(leave_groups)
-            .fetch_one(&mut *self.tx)
-            .await
-            .map_err(apply_error)?;
-        Ok(())
+            .bind(leave_groups);
+        self.send(query).await
     }
 
     /// Memberships first: the table has no foreign key to cascade from (see the migrations).
@@ -502,6 +504,11 @@ impl ChangeWriter for PgWriter {
     /// Members new to a team without any are inserted without `ON CONFLICT` ([`Fresh`]).
     fn large_write(&mut self) {
         self.fresh = Fresh::Unknown;
+        self.in_flight = true;
+    }
+
+    async fn flush(&mut self) -> StoreResult<()> {
+        self.conn().await.map(drop)
     }
 
     async fn insert_events(
@@ -511,7 +518,7 @@ impl ChangeWriter for PgWriter {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let text = |get: fn(&NewEvent) -> Option<&str>| events.iter().map(get).collect::<Vec<_>>();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
              object_kind, object_id, remote_id, before, after) \
              SELECT $1, $2 + e.n - 1, $3, e.type, $4, $5, $6, e.object_kind, e.object_id, \
@@ -531,10 +538,7 @@ impl ChangeWriter for PgWriter {
         .bind(events.iter().map(|e| e.object_id).collect::<Vec<_>>())
         .bind(text(|e| e.remote_id.as_deref()))
         .bind(text(|e| e.before.as_deref()))
-        .bind(text(|e| e.after.as_deref()))
-        .execute(&mut *self.tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(())
+        .bind(text(|e| e.after.as_deref()));
+        self.send(query).await
     }
 }

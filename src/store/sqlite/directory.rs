@@ -10,7 +10,6 @@
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
-use super::in_flight::WriteConn;
 use super::staging::{REMOVED_MEMBERS, REWRITTEN_MEMBERS};
 use super::statements::{push_bump, push_groups, push_joins, push_listed, upsert_members};
 use super::users::next_user_id;
@@ -20,6 +19,7 @@ use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
 use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
+use crate::store::in_flight::WriteConn;
 use crate::store::rows::role_of;
 use crate::store::scim::{self as store_scim, ScimWrite};
 use crate::store::{ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, shared};
@@ -237,7 +237,7 @@ enum Target {
 /// back and sent together ([`SqliteWriter::hold`]): a small write's rows and events go in one
 /// round trip to the driver's thread.
 pub(crate) struct SqliteWriter {
-    conn: WriteConn,
+    conn: WriteConn<SqliteStore>,
     target: Target,
     /// Whether gathered queries are sent without waiting ([`ChangeWriter::large_write`]).
     in_flight: bool,

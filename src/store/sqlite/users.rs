@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
-use super::in_flight::WriteConn;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
 use crate::store::backend::{Backend, BackendUsers, Tx};
+use crate::store::in_flight::WriteConn;
 use crate::store::rows::profile_columns;
 use crate::store::scim::ScimUserRef;
 use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
