@@ -68,15 +68,13 @@ pub(crate) trait ChangeWriter: Send {
     /// Run what the writer has held back and wait until everything sent is written (a backend
     /// may gather the statements of a write and send them together); called once the write's
     /// changes and events are given.
-    async fn flush(&mut self) -> StoreResult<()> {
-        Ok(())
-    }
+    async fn flush(&mut self) -> StoreResult<()>;
     /// The write is large: its chunks follow ([`write_chunks`]). Each backend then sends a
     /// statement whose answer it does not need without waiting for it to be written, so that
     /// the next is made meanwhile ([`ChangeWriter::flush`] waits for all of them). PostgreSQL
     /// also asks whether the team has members at all, and inserts new ones without
     /// `ON CONFLICT` where it has none.
-    fn large_write(&mut self) {}
+    fn large_write(&mut self);
 }
 
 /// Number the events of a batch of `changes` whose created groups got the ids `created`, and

@@ -540,9 +540,9 @@ impl ChangeChunks for GivenChunks {
     fn written(&mut self, _: Vec<Change>, _: &[GroupId]) {}
 }
 
-/// SQLite sends a chunked write's queries without waiting for each (500 rows a query): the
-/// refused one is in flight when the next is made, and the rows of the queries before it are
-/// undone all the same.
+/// Both backends send a chunked write's queries without waiting for each (SQLite 500 rows a
+/// query, PostgreSQL 1,000): the refused one is in flight when the next is made, and the rows
+/// of the queries before it are undone all the same.
 #[tokio::test]
 async fn a_chunked_write_refused_in_its_middle_writes_nothing() {
     let (_database, store) = fresh_store().await;
