@@ -123,9 +123,11 @@ pub(crate) trait BackendUsers: Backend {
 pub(crate) trait BackendDirectory: Backend {
     /// The writes of one `apply`, holding its transaction.
     type Writer: ChangeWriter;
-    /// What a batch of writes knows of the database because it wrote it itself (on SQLite, the
-    /// versions and event numbers of the teams it wrote and the next group and user ids;
-    /// nothing on PostgreSQL), so that a write's version check need not ask.
+    /// What a batch of writes carries from one write to the next, so that a write need not ask
+    /// the database what the batch already knows: on SQLite the versions and event numbers of
+    /// the teams it wrote and the next group and user ids (a version check is decided without
+    /// a query); on PostgreSQL the group ids it drew from the sequence and has not used yet,
+    /// and the events it holds for its commit ([`BackendDirectory::before_commit`]).
     type Known: Default + Send;
 
     /// Feed a directory's groups and members to `builder`, inside the snapshot that read its
@@ -146,7 +148,7 @@ pub(crate) trait BackendDirectory: Backend {
     async fn start_apply(
         tx: Tx<Self>,
         start: WriteStart,
-        known: &Self::Known,
+        known: &mut Self::Known,
     ) -> StoreResult<Result<Self::Writer, Tx<Self>>>;
     /// [`start_apply`](Self::start_apply) for a change that comes with SCIM write `scim`, made
     /// under the same savepoint (`start.savepoint`, not empty, runs first): the writer and the
@@ -159,8 +161,16 @@ pub(crate) trait BackendDirectory: Backend {
         tx: Tx<Self>,
         start: WriteStart,
         scim: &ScimWrite,
-        known: &Self::Known,
+        known: &mut Self::Known,
     ) -> StoreResult<ScimStart<Self>>;
+    /// Forget what `known` says of teams' versions and of the next ids: a write went around
+    /// them (a SCIM row written alone may have registered a user; a sync creates groups and
+    /// numbers events after). What the batch must still write is kept (PostgreSQL's held
+    /// events).
+    fn forget(known: &mut Self::Known);
+    /// Write what the batch held back for its commit (PostgreSQL: its small writes' events,
+    /// [`ChangeWriter::insert_events`]), just before the commit, in its transaction.
+    async fn before_commit(tx: &mut Tx<Self>, known: &mut Self::Known) -> StoreResult<()>;
     /// End a directory write, written or not: the transaction it ran in, to go on with, and
     /// the team's version after it. A write that `stands` (its savepoint is not undone) is
     /// added to `known`.

@@ -515,7 +515,7 @@ macro_rules! impl_store {
                             sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
                             let written = <$store>::write_scim(&mut tx, team_id, write, now).await;
                             // It may have registered a user the batch does not know of.
-                            self.known = Default::default();
+                            <$store>::forget(&mut self.known);
                             match written {
                                 Ok(_) => self.open = true,
                                 Err(_) => undo(&mut tx).await?,
@@ -528,10 +528,10 @@ macro_rules! impl_store {
                             });
                         }
                         Some(write) => {
-                            <$store>::start_scim_apply(tx, start, write, &self.known).await?
+                            <$store>::start_scim_apply(tx, start, write, &mut self.known).await?
                         }
                         None => {
-                            let start = <$store>::start_apply(tx, start, &self.known);
+                            let start = <$store>::start_apply(tx, start, &mut self.known);
                             start.await?.map(|writer| (writer, None)).map_err(|tx| (tx, StoreError::Conflict))
                         }
                     };
@@ -586,7 +586,7 @@ macro_rules! impl_store {
                     // No event number is taken yet: how many events there are is known at the end.
                     // The check is asked (a sync may have no chunk to send it with), and what the
                     // batch knew is forgotten: the sync creates groups and numbers events after.
-                    self.known = Default::default();
+                    <$store>::forget(&mut self.known);
                     let start = WriteStart {
                         savepoint,
                         team_id,
@@ -594,7 +594,7 @@ macro_rules! impl_store {
                         events: 0,
                         now,
                     };
-                    let start = <$store>::start_apply(tx, start, &self.known);
+                    let start = <$store>::start_apply(tx, start, &mut self.known);
                     let mut writer =
                         match start.await? {
                             Ok(writer) => writer,
@@ -627,7 +627,10 @@ macro_rules! impl_store {
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {
-                    self.tx.ok_or(StoreError::BatchFailed)?.commit().await?;
+                    let Batch { tx, mut known, .. } = *self;
+                    let mut tx = tx.ok_or(StoreError::BatchFailed)?;
+                    <$store>::before_commit(&mut tx, &mut known).await?;
+                    tx.commit().await?;
                     Ok(())
                 }
             }

@@ -2,10 +2,10 @@
 //! batches, steps and removals, member names, dangling references (fixtures in `store.rs`).
 
 use contactsd::domain::directory::{Change, GroupRef, GroupStep};
-use contactsd::domain::events::Draft;
+use contactsd::domain::events::{Actor, ActorKind, Draft, EventType, Subject};
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{
-    Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
+    Avatar, EventSeq, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
 };
 use contactsd::store::{
     ChangeChunks, DanglingKind, DanglingReferences, LargeWrite, MemberDetails, MemberProfile,
@@ -236,6 +236,147 @@ async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
         store.team(acme).await.expect("team").map(|t| t.version),
         Some(3)
     );
+}
+
+/// PostgreSQL draws a batch's group ids ahead, more at each draw (`SpareIds`); whatever it
+/// holds, every created group gets an id of its own, ascending in the order of the writes, a
+/// refused write in the middle included, and a write creating a parent and its child names the
+/// right parent.
+#[tokio::test]
+async fn many_creates_in_one_batch_get_ids_of_their_own_in_order() {
+    let (_database, store) = fresh_store().await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut ids = Vec::new();
+    let mut version = 0;
+    for n in 0..40 {
+        let changes = if n % 10 == 9 {
+            // A parent and its child in one write: two ids at once.
+            vec![
+                create(&format!("G{n}")),
+                Change::CreateGroup {
+                    parent: GroupRef::New(0),
+                    group: group(&format!("G{n} child"), &format!("G{n}c"), 0),
+                },
+            ]
+        } else {
+            vec![create(&format!("G{n}"))]
+        };
+        let applied = batch
+            .apply(team_id, version, &changes, no_events(), None, NOW)
+            .await
+            .expect("a create");
+        version = applied.version;
+        ids.extend(applied.created);
+        if n == 20 {
+            // A remote id taken: refused after its ids were drawn.
+            let taken = batch
+                .apply(team_id, version, &[create("G3")], no_events(), None, NOW)
+                .await;
+            assert!(taken.is_err(), "{taken:?}");
+        }
+    }
+    batch.commit().await.expect("commit");
+    assert_eq!(ids.len(), 44);
+    assert!(ids.is_sorted_by(|a, b| a < b), "{ids:?}");
+    let stored = stored_groups(&*store, team_id).await;
+    let mut stored_ids: Vec<GroupId> = stored.iter().map(|(id, ..)| *id).collect();
+    stored_ids.sort_unstable();
+    assert_eq!(stored_ids, ids);
+    for (id, parent, name, ..) in &stored {
+        if let Some(parent_name) = name.strip_suffix(" child") {
+            let (parent_id, ..) = stored
+                .iter()
+                .find(|(_, _, name, ..)| name == parent_name)
+                .expect("the parent");
+            assert_eq!(parent, parent_id, "{id:?}");
+        } else {
+            assert_eq!(*parent, ROOT_GROUP, "{name}");
+        }
+    }
+}
+
+/// The events of a batch's writes are stored with them (PostgreSQL holds a small write's events
+/// until the commit, `HeldEvents`): each write's events with its own actor and request, numbered
+/// per team without gaps, and none of a write the database refused.
+#[tokio::test]
+async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
+    let (_database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    let created = Draft {
+        event_type: EventType::GroupCreated,
+        subject: Subject::Group(GroupRef::New(0)),
+        change: Some(0),
+        before: None,
+        after: None,
+    };
+    let actor = |request: &str| Actor {
+        kind: ActorKind::App,
+        appid: Some("app-1".to_owned()),
+        request_id: Some(request.to_owned()),
+    };
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut write = async |team_id, expected, name: &str, request: &str| {
+        let drafts = [created.clone()];
+        batch
+            .apply(
+                team_id,
+                expected,
+                &[create(name)],
+                (&actor(request), &drafts),
+                None,
+                NOW,
+            )
+            .await
+    };
+    let first = write(acme, 0, "A", "r1").await.expect("a create");
+    // The remote id is taken: refused after its event numbers were taken.
+    let taken = write(acme, 1, "A", "r2").await;
+    assert!(taken.is_err(), "{taken:?}");
+    let other = write(beta, 0, "B", "r3").await.expect("another team");
+    let second = write(acme, 1, "C", "r4").await.expect("after a refusal");
+    batch.commit().await.expect("commit");
+    let feed = |team_id| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .events(team_id, EventSeq::new(0), 10)
+                .await
+                .expect("events")
+                .expect("the team");
+            page.events
+                .into_iter()
+                .map(|e| {
+                    (
+                        e.seq.get(),
+                        e.event_type,
+                        e.object_id,
+                        e.remote_id,
+                        e.request_id,
+                        e.appid,
+                        e.time,
+                    )
+                })
+                .collect::<Vec<_>>()
+        }
+    };
+    let event = |seq: i64, applied: &contactsd::store::Applied, remote: &str, request: &str| {
+        (
+            seq,
+            "group.created".to_owned(),
+            Some(applied.created[0].get()),
+            Some(remote.to_owned()),
+            Some(request.to_owned()),
+            Some("app-1".to_owned()),
+            NOW,
+        )
+    };
+    assert_eq!(
+        feed(acme).await,
+        vec![event(1, &first, "A", "r1"), event(2, &second, "C", "r4")]
+    );
+    assert_eq!(feed(beta).await, vec![event(1, &other, "B", "r3")]);
 }
 
 #[tokio::test]

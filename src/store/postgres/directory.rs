@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use futures_util::TryStreamExt;
 use sqlx::{Execute, Postgres};
 
+use super::batched::{Batched, SpareIds};
 use super::{PostgresStore, apply_error};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
@@ -23,9 +24,11 @@ use crate::store::{StoreError, StoreResult, shared};
 #[async_trait]
 impl BackendDirectory for PostgresStore {
     type Writer = PgWriter;
-    /// Every write asks: the check is one statement on the async driver, without a thread
-    /// hand-off, and the team row it locks is what orders the team's writes.
-    type Known = ();
+    /// Every write asks for its version check: the check is one statement on the async driver,
+    /// without a thread hand-off, and the team row it locks is what orders the team's writes.
+    /// What a batch keeps is group ids drawn ahead and the events of its writes
+    /// ([`Batched`]).
+    type Known = Batched;
 
     async fn read_directory(
         tx: &mut Tx<Self>,
@@ -71,7 +74,7 @@ impl BackendDirectory for PostgresStore {
     async fn start_apply(
         mut tx: Tx<Self>,
         start: WriteStart,
-        _known: &(),
+        known: &mut Batched,
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
         if !start.savepoint.is_empty() {
             // Without parameters, so in one round trip (the simple query protocol).
@@ -101,6 +104,8 @@ impl BackendDirectory for PostgresStore {
                 version,
                 last_seq,
                 fresh: Fresh::No,
+                held_from: known.events.len(),
+                batched: std::mem::take(known),
             }),
             None => Err(tx),
         })
@@ -110,7 +115,7 @@ impl BackendDirectory for PostgresStore {
         mut tx: Tx<Self>,
         start: WriteStart,
         scim: &ScimWrite,
-        _known: &(),
+        known: &mut Batched,
     ) -> StoreResult<ScimStart<Self>> {
         // The SCIM statements one by one: each is checked before the next.
         sqlx::raw_sql(start.savepoint)
@@ -126,17 +131,33 @@ impl BackendDirectory for PostgresStore {
             savepoint: "",
             ..start
         };
-        Ok(match Self::start_apply(tx, start, &()).await? {
+        Ok(match Self::start_apply(tx, start, known).await? {
             Ok(writer) => Ok((writer, registered)),
             Err(tx) => Err((tx, StoreError::Conflict)),
         })
     }
 
+    /// Spare ids are dropped too, so that ids stay ascending in the order of the writes; the
+    /// held events are the batch's to insert.
+    fn forget(known: &mut Batched) {
+        known.spare = SpareIds::default();
+    }
+
+    async fn before_commit(tx: &mut Tx<Self>, known: &mut Batched) -> StoreResult<()> {
+        known.events.insert(tx).await
+    }
+
     async fn finish_apply(
         writer: PgWriter,
-        _stands: bool,
-        _known: &mut (),
+        stands: bool,
+        known: &mut Batched,
     ) -> StoreResult<(Tx<Self>, i64)> {
+        // Ids drawn from the sequence stay drawn whether the write stands or not; its events
+        // go with it.
+        *known = writer.batched;
+        if !stands {
+            known.events.truncate(writer.held_from);
+        }
         let tx = writer.conn.finish().await.map_err(apply_error)?;
         Ok((tx, writer.version))
     }
@@ -207,6 +228,10 @@ pub(crate) struct PgWriter {
     version: i64,
     last_seq: i64,
     fresh: Fresh,
+    /// What the batch keeps, while this write holds it.
+    batched: Batched,
+    /// How many events the batch held before this write.
+    held_from: usize,
 }
 
 /// Whether a large write (a sync, [`ChangeWriter::large_write`]) may insert members without
@@ -340,19 +365,23 @@ impl ChangeWriter for PgWriter {
     /// per row.
     const BATCH_ROWS: usize = 1000;
 
-    /// Drawn from the groups' sequence (`groups_id_seq` and `users_id_seq` are the sequences
-    /// PostgreSQL made for the identity columns; naming them, rather than asking
-    /// `pg_get_serial_sequence` in the query, keeps the lookup out of the per-row work).
+    /// Taken from the batch's spare ids ([`SpareIds`]), drawn from the groups' sequence when
+    /// too few are left (`groups_id_seq` and `users_id_seq` are the sequences PostgreSQL made
+    /// for the identity columns; naming them, rather than asking `pg_get_serial_sequence` in
+    /// the query, keeps the lookup out of the per-row work).
     async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>> {
-        let mut ids: Vec<GroupId> = sqlx::query_scalar(
-            "SELECT ARRAY(SELECT nextval('groups_id_seq') FROM generate_series(1, $1))",
-        )
-        .bind(n as i64)
-        .fetch_one(self.conn().await?)
-        .await
-        .map_err(apply_error)?;
-        ids.sort_unstable();
-        Ok(ids)
+        let draw = self.batched.spare.to_draw(n);
+        if draw > 0 {
+            let ids: Vec<GroupId> = sqlx::query_scalar(
+                "SELECT ARRAY(SELECT nextval('groups_id_seq') FROM generate_series(1, $1))",
+            )
+            .bind(draw as i64)
+            .fetch_one(self.conn().await?)
+            .await
+            .map_err(apply_error)?;
+            self.batched.spare.add(ids);
+        }
+        Ok(self.batched.spare.take(n))
     }
 
     async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()> {
@@ -511,12 +540,22 @@ impl ChangeWriter for PgWriter {
         self.conn().await.map(drop)
     }
 
+    /// A small write's events are held by the batch and inserted with the rest of its events
+    /// before the commit ([`HeldEvents`](super::batched::HeldEvents)); a large write's are
+    /// sent now.
     async fn insert_events(
         &mut self,
         first_seq: i64,
         actor: &Actor,
         events: &[NewEvent],
     ) -> StoreResult<()> {
+        if !self.in_flight {
+            let (team_id, now) = (self.team_id, self.now);
+            self.batched
+                .events
+                .hold(team_id, first_seq, now, actor, events);
+            return Ok(());
+        }
         let text = |get: fn(&NewEvent) -> Option<&str>| events.iter().map(get).collect::<Vec<_>>();
         let query = sqlx::query(
             "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \

@@ -102,7 +102,7 @@ impl BackendDirectory for SqliteStore {
     async fn start_apply(
         mut tx: Tx<Self>,
         start: WriteStart,
-        known: &Known,
+        known: &mut Known,
     ) -> StoreResult<Result<SqliteWriter, Tx<Self>>> {
         let WriteStart {
             savepoint,
@@ -149,7 +149,7 @@ impl BackendDirectory for SqliteStore {
         tx: Tx<Self>,
         start: WriteStart,
         scim: &ScimWrite,
-        known: &Known,
+        known: &mut Known,
     ) -> StoreResult<ScimStart<Self>> {
         let mut writer = match Self::start_apply(tx, start, known).await? {
             Ok(writer) => writer,
@@ -172,6 +172,15 @@ impl BackendDirectory for SqliteStore {
             known.next_ids = Some((writer.next_group_id, writer.next_user_id));
         }
         Ok((tx, writer.version))
+    }
+
+    fn forget(known: &mut Known) {
+        *known = Known::default();
+    }
+
+    /// Nothing is held: a write's events go with its rows.
+    async fn before_commit(_tx: &mut Tx<Self>, _known: &mut Known) -> StoreResult<()> {
+        Ok(())
     }
 
     async fn stage(

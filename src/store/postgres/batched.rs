@@ -1,0 +1,147 @@
+//! What a PostgreSQL batch of directory writes keeps from one write to the next
+//! ([`BackendDirectory::Known`](crate::store::backend::BackendDirectory::Known)): group ids
+//! drawn ahead ([`SpareIds`]) and its writes' events, inserted by one statement just before the
+//! commit ([`HeldEvents`]). Each spares a small write a round trip to the database, which is
+//! what a team's writes wait for one after the other: a single group create went from five
+//! round trips to three (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write").
+
+use std::collections::VecDeque;
+
+use super::{PostgresStore, apply_error};
+use crate::domain::events::{Actor, NewEvent};
+use crate::domain::values::{GroupId, TeamId};
+use crate::store::StoreResult;
+use crate::store::backend::Tx;
+
+/// What a batch keeps between its writes.
+#[derive(Debug, Default)]
+pub(crate) struct Batched {
+    pub(super) spare: SpareIds,
+    pub(super) events: HeldEvents,
+}
+
+/// Group ids a batch drew from the sequence and has not used yet, ascending. A batch that
+/// draws again draws as many more as it drew before, up to [`SpareIds::MOST_AHEAD`] beyond what
+/// it needs: 32 single creates in one batch draw 6 times, and a batch that creates one group
+/// draws one id. Ids left when the batch ends are never used (a sequence has gaps anyway: a
+/// rolled-back write does not give its ids back).
+#[derive(Debug, Default)]
+pub(crate) struct SpareIds {
+    ids: VecDeque<GroupId>,
+    /// How many the batch has drawn.
+    drawn: usize,
+}
+
+impl SpareIds {
+    /// The most ids drawn beyond what a write needs.
+    const MOST_AHEAD: usize = 64;
+
+    /// How many ids to draw for `n` more (none if enough are spare).
+    pub(super) fn to_draw(&self, n: usize) -> usize {
+        match n.checked_sub(self.ids.len()) {
+            None | Some(0) => 0,
+            Some(missing) => missing.max(self.drawn.min(Self::MOST_AHEAD)),
+        }
+    }
+
+    /// Keep `drawn`, which came from the sequence after every id drawn before.
+    pub(super) fn add(&mut self, mut drawn: Vec<GroupId>) {
+        drawn.sort_unstable();
+        self.drawn += drawn.len();
+        self.ids.extend(drawn);
+    }
+
+    /// The next `n` ids, ascending; [`SpareIds::to_draw`] of them were drawn first.
+    pub(super) fn take(&mut self, n: usize) -> Vec<GroupId> {
+        self.ids.drain(..n.min(self.ids.len())).collect()
+    }
+}
+
+/// The events of a batch's small writes, numbered, held until the commit. A write whose
+/// savepoint is undone takes its events back ([`HeldEvents::truncate`]); the commit inserts the
+/// rest with one statement ([`HeldEvents::insert`]), in the same transaction, so the feed sees
+/// them exactly when it sees their changes. A large write (a sync) inserts its own as it goes.
+#[derive(Debug, Default)]
+pub(crate) struct HeldEvents {
+    rows: Vec<HeldEvent>,
+}
+
+#[derive(Debug)]
+struct HeldEvent {
+    team_id: TeamId,
+    seq: i64,
+    time: i64,
+    actor: Actor,
+    event: NewEvent,
+}
+
+impl HeldEvents {
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Hold `events` of team `team_id`, numbered from `first_seq` on.
+    pub(super) fn hold(
+        &mut self,
+        team_id: TeamId,
+        first_seq: i64,
+        time: i64,
+        actor: &Actor,
+        events: &[NewEvent],
+    ) {
+        self.rows.extend(
+            events
+                .iter()
+                .zip(first_seq..)
+                .map(|(event, seq)| HeldEvent {
+                    team_id,
+                    seq,
+                    time,
+                    actor: actor.clone(),
+                    event: event.clone(),
+                }),
+        );
+    }
+
+    /// Forget the events held after the first `len` (a write that does not stand).
+    pub(super) fn truncate(&mut self, len: usize) {
+        self.rows.truncate(len);
+    }
+
+    /// Insert every event held, and hold none.
+    pub(super) async fn insert(&mut self, tx: &mut Tx<PostgresStore>) -> StoreResult<()> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        let column = |get: fn(&HeldEvent) -> i64| rows.iter().map(get).collect::<Vec<_>>();
+        let text = |get: fn(&HeldEvent) -> Option<&str>| rows.iter().map(get).collect::<Vec<_>>();
+        sqlx::query(
+            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
+             object_kind, object_id, remote_id, before, after) \
+             SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], \
+             $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[], \
+             $11::TEXT[], $12::TEXT[])",
+        )
+        .bind(column(|row| row.team_id.get()))
+        .bind(column(|row| row.seq))
+        .bind(column(|row| row.time))
+        .bind(text(|row| Some(row.event.event_type)))
+        .bind(text(|row| Some(row.actor.kind.as_str())))
+        .bind(text(|row| row.actor.appid.as_deref()))
+        .bind(text(|row| row.actor.request_id.as_deref()))
+        .bind(text(|row| Some(row.event.object_kind)))
+        .bind(
+            rows.iter()
+                .map(|row| row.event.object_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(|row| row.event.remote_id.as_deref()))
+        .bind(text(|row| row.event.before.as_deref()))
+        .bind(text(|row| row.event.after.as_deref()))
+        .execute(&mut **tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
+}
