@@ -60,7 +60,12 @@ impl SpareIds {
 /// The events of a batch's small writes, numbered, held until the commit. A write whose
 /// savepoint is undone takes its events back ([`HeldEvents::truncate`]); the commit inserts the
 /// rest with one statement ([`HeldEvents::insert`]), in the same transaction, so the feed sees
-/// them exactly when it sees their changes. A large write (a sync) inserts its own as it goes.
+/// them exactly when it sees their changes. A large write (a sync) inserts its own as it goes,
+/// with a statement of its own ([`ChangeWriter::insert_events`] in `directory.rs`): a write's
+/// events share their team, time and actor, which that statement binds once for up to
+/// 50,000 events, where this one, for events of many writes, binds them per row.
+///
+/// [`ChangeWriter::insert_events`]: crate::store::apply::ChangeWriter::insert_events
 #[derive(Debug, Default)]
 pub(crate) struct HeldEvents {
     rows: Vec<HeldEvent>,

@@ -98,7 +98,7 @@ impl BackendDirectory for PostgresStore {
         Ok(match bumped {
             Some((version, last_seq)) => Ok(PgWriter {
                 conn: WriteConn::new(tx),
-                in_flight: false,
+                large: false,
                 team_id: start.team_id,
                 now: start.now,
                 version,
@@ -221,8 +221,9 @@ impl<'a> MemberColumns<'a> {
 pub(crate) struct PgWriter {
     conn: WriteConn<PostgresStore>,
     /// A large write ([`ChangeWriter::large_write`]): a statement whose answer is not needed
-    /// is left in flight while the next is made.
-    in_flight: bool,
+    /// is left in flight while the next is made, and events are inserted as they come rather
+    /// than held for the batch's commit.
+    large: bool,
     team_id: TeamId,
     now: i64,
     version: i64,
@@ -264,10 +265,7 @@ impl PgWriter {
     /// Send `query`, whose answer is not needed; in a large write it is written while the
     /// next one is made.
     async fn send<'q, E: Execute<'q, Postgres>>(&mut self, query: E) -> StoreResult<()> {
-        self.conn
-            .send(query, self.in_flight)
-            .await
-            .map_err(apply_error)
+        self.conn.send(query, self.large).await.map_err(apply_error)
     }
 
     /// Whether `users`, none of them twice, may be inserted as members without `ON CONFLICT`
@@ -533,7 +531,7 @@ impl ChangeWriter for PgWriter {
     /// Members new to a team without any are inserted without `ON CONFLICT` ([`Fresh`]).
     fn large_write(&mut self) {
         self.fresh = Fresh::Unknown;
-        self.in_flight = true;
+        self.large = true;
     }
 
     async fn flush(&mut self) -> StoreResult<()> {
@@ -549,7 +547,7 @@ impl ChangeWriter for PgWriter {
         actor: &Actor,
         events: &[NewEvent],
     ) -> StoreResult<()> {
-        if !self.in_flight {
+        if !self.large {
             let (team_id, now) = (self.team_id, self.now);
             self.batched
                 .events
