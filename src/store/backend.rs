@@ -3,6 +3,8 @@
 //! [`BackendUsers`], [`BackendDirectory`]), each with the reason on its method. Everything else
 //! is written once, over these traits ([`super::shared`], [`super::apply`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::{Pool, Transaction};
 
@@ -34,6 +36,44 @@ pub(crate) struct WriteStart {
     pub(crate) now: i64,
 }
 
+/// The version and the last event number of each team a batch wrote, after its last write
+/// that stood. The batch's transaction holds what it wrote of a team until its commit
+/// (SQLite's one write lock, PostgreSQL's lock on the team's row), so that no other write
+/// changes the team meanwhile: the team's next write in the same batch is checked here, without
+/// asking the database.
+#[derive(Debug, Default)]
+pub(crate) struct TeamVersions(HashMap<TeamId, TeamVersion>);
+
+/// A team's version and the last event number it took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TeamVersion {
+    pub(crate) version: i64,
+    pub(crate) last_seq: i64,
+}
+
+impl TeamVersions {
+    /// The version check of `start`, decided here: `None` if the batch has not written the
+    /// team (the database decides), `Some(None)` if the team is at another version, else the
+    /// team as the write leaves it.
+    pub(crate) fn check(&self, start: &WriteStart) -> Option<Option<TeamVersion>> {
+        let known = self.0.get(&start.team_id)?;
+        Some((known.version == start.expected).then(|| TeamVersion {
+            version: known.version + 1,
+            last_seq: known.last_seq + start.events as i64,
+        }))
+    }
+
+    /// Team `team_id` is at `team` after a write of the batch that stands.
+    pub(crate) fn record(&mut self, team_id: TeamId, team: TeamVersion) {
+        self.0.insert(team_id, team);
+    }
+
+    /// The team's version and last event number, if the batch wrote it.
+    pub(crate) fn get(&self, team_id: TeamId) -> Option<TeamVersion> {
+        self.0.get(&team_id).copied()
+    }
+}
+
 /// A transaction of backend `B`.
 pub(crate) type Tx<B> = Transaction<'static, <B as Backend>::Db>;
 
@@ -53,6 +93,11 @@ pub(crate) trait Backend: Send + Sync + Sized {
     /// sync's directory write, its bulk registration of users): SQLite gives it a larger page
     /// cache for its duration.
     async fn begin_large_write(&self) -> StoreResult<Tx<Self>> {
+        self.begin_write().await
+    }
+    /// [`begin_write`](Self::begin_write) for a batch of small directory writes (the group
+    /// committer's, [`DirectoryStore::begin_batch`](super::DirectoryStore::begin_batch)).
+    async fn begin_batch(&self) -> StoreResult<Tx<Self>> {
         self.begin_write().await
     }
     /// A read-only transaction in which every query sees one state (PostgreSQL:
@@ -163,11 +208,12 @@ pub(crate) trait BackendDirectory: Backend {
         scim: &ScimWrite,
         known: &mut Self::Known,
     ) -> StoreResult<ScimStart<Self>>;
-    /// Forget what `known` says of teams' versions and of the next ids: a write went around
-    /// them (a SCIM row written alone may have registered a user; a sync creates groups and
-    /// numbers events after). What the batch must still write is kept (PostgreSQL's held
-    /// events).
-    fn forget(known: &mut Self::Known);
+    /// Forget what `known` says of teams' versions and of the next ids, before a write that
+    /// goes around them (a SCIM row written alone may register a user; a sync checks its team's
+    /// version in the database, creates groups and numbers events after). What the database
+    /// must see first is written into `tx` (PostgreSQL's version bumps held for the commit);
+    /// what the batch must still write is kept (PostgreSQL's held events).
+    async fn forget(tx: &mut Tx<Self>, known: &mut Self::Known) -> StoreResult<()>;
     /// Write what the batch held back for its commit (PostgreSQL: its small writes' events,
     /// [`ChangeWriter::insert_events`]), just before the commit, in its transaction.
     async fn before_commit(tx: &mut Tx<Self>, known: &mut Self::Known) -> StoreResult<()>;

@@ -445,7 +445,7 @@ macro_rules! impl_store {
                 }
 
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
-                    Ok(Batch::boxed(self.begin_write().await?))
+                    Ok(Batch::boxed(Backend::begin_batch(self).await?))
                 }
 
                 async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
@@ -512,10 +512,10 @@ macro_rules! impl_store {
                     let start = match scim {
                         // A SCIM write alone leaves the directory and its version as they are.
                         Some(write) if changes.is_empty() => {
+                            // It may register a user the batch does not know of.
+                            <$store>::forget(&mut tx, &mut self.known).await?;
                             sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
                             let written = <$store>::write_scim(&mut tx, team_id, write, now).await;
-                            // It may have registered a user the batch does not know of.
-                            <$store>::forget(&mut self.known);
                             match written {
                                 Ok(_) => self.open = true,
                                 Err(_) => undo(&mut tx).await?,
@@ -580,13 +580,13 @@ macro_rules! impl_store {
                     actor: &Actor,
                 ) -> StoreResult<Applied> {
                     let LargeWrite { team_id, expected_version, now } = write;
-                    let tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
+                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
                     let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
-                    self.open = false;
                     // No event number is taken yet: how many events there are is known at the end.
                     // The check is asked (a sync may have no chunk to send it with), and what the
                     // batch knew is forgotten: the sync creates groups and numbers events after.
-                    <$store>::forget(&mut self.known);
+                    <$store>::forget(&mut tx, &mut self.known).await?;
+                    self.open = false;
                     let start = WriteStart {
                         savepoint,
                         team_id,

@@ -304,13 +304,7 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
     let (_database, store) = fresh_store().await;
     let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
     let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
-    let created = Draft {
-        event_type: EventType::GroupCreated,
-        subject: Subject::Group(GroupRef::New(0)),
-        change: Some(0),
-        before: None,
-        after: None,
-    };
+    let created = group_created();
     let actor = |request: &str| Actor {
         kind: ActorKind::App,
         appid: Some("app-1".to_owned()),
@@ -377,6 +371,97 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
         vec![event(1, &first, "A", "r1"), event(2, &second, "C", "r4")]
     );
     assert_eq!(feed(beta).await, vec![event(1, &other, "B", "r3")]);
+}
+
+/// The event of a write that creates one group.
+fn group_created() -> Draft {
+    Draft {
+        event_type: EventType::GroupCreated,
+        subject: Subject::Group(GroupRef::New(0)),
+        change: Some(0),
+        before: None,
+        after: None,
+    }
+}
+
+/// A team's writes after its first in a batch are checked against what the batch wrote, and on
+/// PostgreSQL their version bumps are held for the commit (`HeldVersions`): a sync in the same
+/// batch checks the team's row itself, so it must find the writes before it there, and a
+/// write after the sync goes on from the sync's version and event numbers.
+#[tokio::test]
+async fn a_sync_in_a_batch_goes_on_from_the_writes_before_it() {
+    let (_database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let drafts = [group_created()];
+    let actor = Actor {
+        kind: ActorKind::App,
+        appid: Some("app-1".to_owned()),
+        request_id: None,
+    };
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut versions = Vec::new();
+    for (expected, name) in [(0, "A"), (1, "B")] {
+        let applied = batch
+            .apply(
+                acme,
+                expected,
+                &[create(name)],
+                (&actor, &drafts),
+                None,
+                NOW,
+            )
+            .await
+            .expect("a small write");
+        versions.push(applied.version);
+    }
+    let synced = batch
+        .apply_chunks(
+            LargeWrite {
+                team_id: acme,
+                expected_version: 2,
+                now: NOW,
+            },
+            &mut GivenChunks(vec![vec![create("C")]].into_iter()),
+            &actor,
+        )
+        .await
+        .expect("the sync finds the version the batch wrote");
+    versions.push(synced.version);
+    let after = batch
+        .apply(acme, 3, &[create("D")], (&actor, &drafts), None, NOW)
+        .await
+        .expect("a write after the sync");
+    versions.push(after.version);
+    batch.commit().await.expect("commit");
+    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(
+        store.team(acme).await.expect("team").map(|t| t.version),
+        Some(4)
+    );
+    let page = store
+        .events(acme, EventSeq::new(0), 10)
+        .await
+        .expect("events")
+        .expect("the team");
+    let feed: Vec<(i64, Option<String>)> = page
+        .events
+        .into_iter()
+        .map(|event| (event.seq.get(), event.remote_id))
+        .collect();
+    assert_eq!(
+        feed,
+        vec![
+            (1, Some("A".to_owned())),
+            (2, Some("B".to_owned())),
+            (3, Some("D".to_owned()))
+        ]
+    );
+    let names: Vec<String> = stored_groups(&*store, acme)
+        .await
+        .into_iter()
+        .map(|(_, _, name, _, _)| name)
+        .collect();
+    assert_eq!(names, vec!["A", "B", "C", "D"]);
 }
 
 #[tokio::test]

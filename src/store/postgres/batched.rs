@@ -1,23 +1,77 @@
 //! What a PostgreSQL batch of directory writes keeps from one write to the next
-//! ([`BackendDirectory::Known`](crate::store::backend::BackendDirectory::Known)): group ids
+//! ([`BackendDirectory::Known`](crate::store::backend::BackendDirectory::Known)): the versions
+//! of the teams it wrote, whose bumps it holds for the commit ([`HeldVersions`]), group ids
 //! drawn ahead ([`SpareIds`]) and its writes' events, inserted by one statement just before the
 //! commit ([`HeldEvents`]). Each spares a small write a round trip to the database, which is
 //! what a team's writes wait for one after the other: a single group create went from five
-//! round trips to three (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write").
+//! round trips to two (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write").
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use super::{PostgresStore, apply_error};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId};
 use crate::store::StoreResult;
-use crate::store::backend::Tx;
+use crate::store::backend::{TeamVersion, TeamVersions, Tx};
 
 /// What a batch keeps between its writes.
 #[derive(Debug, Default)]
 pub(crate) struct Batched {
+    pub(super) versions: HeldVersions,
     pub(super) spare: SpareIds,
     pub(super) events: HeldEvents,
+}
+
+/// The versions and event numbers of the teams a batch wrote ([`TeamVersions`]): a team's
+/// first write in the batch is checked and bumped by the database, which locks the team's row
+/// until the commit; its next writes are checked here, and their bumps held until
+/// [`HeldVersions::store`] writes the last of each team, just before the commit or before a
+/// write that reads the team's row itself (a sync).
+#[derive(Debug, Default)]
+pub(crate) struct HeldVersions {
+    pub(super) teams: TeamVersions,
+    /// The teams whose row is behind `teams`.
+    behind: HashSet<TeamId>,
+}
+
+impl HeldVersions {
+    /// Team `team_id` is at `team` after a write that stands; `held`: its bump is not in the
+    /// database yet.
+    pub(super) fn record(&mut self, team_id: TeamId, team: TeamVersion, held: bool) {
+        self.teams.record(team_id, team);
+        if held {
+            self.behind.insert(team_id);
+        }
+    }
+
+    /// Write the held bumps, and forget every team: a write after this one asks the database.
+    pub(super) async fn store(&mut self, tx: &mut Tx<PostgresStore>) -> StoreResult<()> {
+        let teams = std::mem::take(&mut self.teams);
+        let behind = std::mem::take(&mut self.behind);
+        if behind.is_empty() {
+            return Ok(());
+        }
+        let (mut ids, mut versions, mut seqs) = (Vec::new(), Vec::new(), Vec::new());
+        for team_id in behind {
+            if let Some(team) = teams.get(team_id) {
+                ids.push(team_id.get());
+                versions.push(team.version);
+                seqs.push(team.last_seq);
+            }
+        }
+        sqlx::query(
+            "UPDATE teams SET version = v.version, event_seq = v.seq \
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[]) AS v (id, version, seq) \
+             WHERE teams.id = v.id",
+        )
+        .bind(ids)
+        .bind(versions)
+        .bind(seqs)
+        .execute(&mut **tx)
+        .await
+        .map_err(apply_error)?;
+        Ok(())
+    }
 }
 
 /// Group ids a batch drew from the sequence and has not used yet, ascending. A batch that

@@ -15,7 +15,7 @@ use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Pl
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
-use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
+use crate::store::backend::{BackendDirectory, ScimStart, TeamVersion, Tx, WriteStart};
 use crate::store::in_flight::WriteConn;
 use crate::store::rows::{GroupRow, role_of};
 use crate::store::scim::ScimWrite;
@@ -24,10 +24,10 @@ use crate::store::{StoreError, StoreResult, shared};
 #[async_trait]
 impl BackendDirectory for PostgresStore {
     type Writer = PgWriter;
-    /// Every write asks for its version check: the check is one statement on the async driver,
-    /// without a thread hand-off, and the team row it locks is what orders the team's writes.
-    /// What a batch keeps is group ids drawn ahead and the events of its writes
-    /// ([`Batched`]).
+    /// A team's first write in a batch asks for its version check: one statement, which locks
+    /// the team's row until the commit and so orders the team's writes. What a batch keeps is
+    /// the versions it wrote (its team's next writes are checked in memory, their bumps held
+    /// for the commit), group ids drawn ahead and the events of its writes ([`Batched`]).
     type Known = Batched;
 
     async fn read_directory(
@@ -83,26 +83,35 @@ impl BackendDirectory for PostgresStore {
                 .await
                 .map_err(apply_error)?;
         }
-        // The team lock, the version check and bump and the event numbers in one statement:
-        // see the module documentation.
-        let bumped: Option<(i64, i64)> = sqlx::query_as(
-            "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
-             WHERE id = $1 AND version = $2 RETURNING version, event_seq",
-        )
-        .bind(start.team_id)
-        .bind(start.expected)
-        .bind(start.events as i64)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(apply_error)?;
-        Ok(match bumped {
-            Some((version, last_seq)) => Ok(PgWriter {
+        let (team, held) = match known.versions.teams.check(&start) {
+            // The batch holds the team's row: its bump is held for the commit.
+            Some(checked) => (checked, true),
+            None => {
+                // The team lock, the version check and bump and the event numbers in one
+                // statement: see the module documentation.
+                let bumped: Option<(i64, i64)> = sqlx::query_as(
+                    "UPDATE teams SET version = version + 1, event_seq = event_seq + $3 \
+                     WHERE id = $1 AND version = $2 RETURNING version, event_seq",
+                )
+                .bind(start.team_id)
+                .bind(start.expected)
+                .bind(start.events as i64)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(apply_error)?;
+                let team = bumped.map(|(version, last_seq)| TeamVersion { version, last_seq });
+                (team, false)
+            }
+        };
+        Ok(match team {
+            Some(team) => Ok(PgWriter {
                 conn: WriteConn::new(tx),
                 large: false,
                 team_id: start.team_id,
                 now: start.now,
-                version,
-                last_seq,
+                version: team.version,
+                last_seq: team.last_seq,
+                bump_held: held,
                 fresh: Fresh::No,
                 held_from: known.events.len(),
                 batched: std::mem::take(known),
@@ -139,11 +148,14 @@ impl BackendDirectory for PostgresStore {
 
     /// Spare ids are dropped too, so that ids stay ascending in the order of the writes; the
     /// held events are the batch's to insert.
-    fn forget(known: &mut Batched) {
+    async fn forget(tx: &mut Tx<Self>, known: &mut Batched) -> StoreResult<()> {
+        known.versions.store(tx).await?;
         known.spare = SpareIds::default();
+        Ok(())
     }
 
     async fn before_commit(tx: &mut Tx<Self>, known: &mut Batched) -> StoreResult<()> {
+        known.versions.store(tx).await?;
         known.events.insert(tx).await
     }
 
@@ -155,7 +167,15 @@ impl BackendDirectory for PostgresStore {
         // Ids drawn from the sequence stay drawn whether the write stands or not; its events
         // go with it.
         *known = writer.batched;
-        if !stands {
+        if stands {
+            let team = TeamVersion {
+                version: writer.version,
+                last_seq: writer.last_seq,
+            };
+            known
+                .versions
+                .record(writer.team_id, team, writer.bump_held);
+        } else {
             known.events.truncate(writer.held_from);
         }
         let tx = writer.conn.finish().await.map_err(apply_error)?;
@@ -228,6 +248,8 @@ pub(crate) struct PgWriter {
     now: i64,
     version: i64,
     last_seq: i64,
+    /// Whether the write was checked in memory: its version bump is held for the commit.
+    bump_held: bool,
     fresh: Fresh,
     /// What the batch keeps, while this write holds it.
     batched: Batched,

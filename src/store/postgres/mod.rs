@@ -21,6 +21,8 @@
 //!   row with `UPDATE teams SET version = version + 1, event_seq = ... WHERE id = $1 AND
 //!   version = $2` (which also takes the write's event numbers). So all writers of one team, in every process, are
 //!   serialized by that row lock, and each one commits its rows and the bumped version together.
+//!   The lock is held until the commit, so the team's next writes in the same batch are
+//!   checked against what the batch wrote, and their bumps held for the commit ([`batched`]).
 //!   Hence a team's version names exactly one state of its rows. The service decides a change on
 //!   a copy of the directory taken at some version (cycles, depth, remote-id uniqueness, seats:
 //!   invariants over many rows that no single-row constraint can express); `apply` writes it only
@@ -123,6 +125,19 @@ impl Backend for PostgresStore {
 
     async fn begin_write(&self) -> StoreResult<Tx<Self>> {
         Ok(self.pool.begin().await?)
+    }
+
+    /// Its statements run with generic plans, made once per connection and statement: the
+    /// statement over arrays that adds a member to a group was otherwise planned again on every
+    /// call, because its plan for arrays of a known length (one member) always looked cheaper
+    /// than the generic one, and planning took about two thirds of its time (docs/BENCHMARKS.md,
+    /// "PostgreSQL: a team's writes checked in memory"). Each of these statements reaches rows by
+    /// their keys, so a generic plan is what a custom one would be.
+    async fn begin_batch(&self) -> StoreResult<Tx<Self>> {
+        Ok(self
+            .pool
+            .begin_with("BEGIN; SET LOCAL plan_cache_mode = force_generic_plan")
+            .await?)
     }
 
     async fn begin_snapshot(&self) -> StoreResult<Tx<Self>> {

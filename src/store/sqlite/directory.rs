@@ -18,7 +18,9 @@ use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Placement, St
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
-use crate::store::backend::{BackendDirectory, ScimStart, Tx, WriteStart};
+use crate::store::backend::{
+    BackendDirectory, ScimStart, TeamVersion, TeamVersions, Tx, WriteStart,
+};
 use crate::store::in_flight::WriteConn;
 use crate::store::rows::role_of;
 use crate::store::scim::{self as store_scim, ScimWrite};
@@ -107,24 +109,18 @@ impl BackendDirectory for SqliteStore {
         let WriteStart {
             savepoint,
             team_id,
-            expected,
-            events,
             now,
+            ..
         } = start;
         if let Some((next_group_id, next_user_id)) = known.next_ids
-            && let Some(&(version, last_seq)) = known.teams.get(&team_id)
+            && let Some(checked) = known.teams.check(&start)
         {
-            if version != expected {
+            let Some(team) = checked else {
                 // Begun only for the caller to undo, as after a check that was asked.
                 sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
                 return Ok(Err(tx));
-            }
-            let bumped = (
-                version + 1,
-                last_seq + events as i64,
-                next_group_id,
-                next_user_id,
-            );
+            };
+            let bumped = (team.version, team.last_seq, next_group_id, next_user_id);
             let mut writer = SqliteWriter::new(tx, team_id, now, bumped);
             writer.hold(0, |query| push_bump(query, &start)).await?;
             return Ok(Ok(writer));
@@ -166,16 +162,19 @@ impl BackendDirectory for SqliteStore {
     ) -> StoreResult<(Tx<Self>, i64)> {
         let tx = writer.conn.finish().await?;
         if stands {
-            known
-                .teams
-                .insert(writer.team_id, (writer.version, writer.last_seq));
+            let team = TeamVersion {
+                version: writer.version,
+                last_seq: writer.last_seq,
+            };
+            known.teams.record(writer.team_id, team);
             known.next_ids = Some((writer.next_group_id, writer.next_user_id));
         }
         Ok((tx, writer.version))
     }
 
-    fn forget(known: &mut Known) {
+    async fn forget(_tx: &mut Tx<Self>, known: &mut Known) -> StoreResult<()> {
         *known = Known::default();
+        Ok(())
     }
 
     /// Nothing is held: a write's events go with its rows.
@@ -203,9 +202,7 @@ impl BackendDirectory for SqliteStore {
 pub(crate) struct Known {
     /// The next group id and the next user id, as the last write that stood left them.
     next_ids: Option<(GroupId, UserId)>,
-    /// The version and the last event number of each team written, after its last write that
-    /// stood.
-    teams: std::collections::HashMap<TeamId, (i64, i64)>,
+    teams: TeamVersions,
 }
 
 /// Add each member of a chunk to `builder`, from its role and its memberships, both ascending
