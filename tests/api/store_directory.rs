@@ -421,7 +421,7 @@ async fn a_sync_in_a_batch_goes_on_from_the_writes_before_it() {
                 expected_version: 2,
                 now: NOW,
             },
-            &mut GivenChunks(vec![vec![create("C")]].into_iter()),
+            &mut GivenChunks::of(vec![vec![create("C")]]),
             &actor,
         )
         .await
@@ -755,15 +755,77 @@ async fn dangling_references_are_counted_per_kind_and_team() {
     );
 }
 
-/// A large write's chunks as given, without events.
-pub(crate) struct GivenChunks(pub std::vec::IntoIter<Vec<Change>>);
+/// A large write's chunks as given, each with its events.
+pub(crate) struct GivenChunks(std::vec::IntoIter<(Vec<Change>, Vec<Draft>)>);
+
+impl GivenChunks {
+    /// Chunks without events.
+    pub(crate) fn of(chunks: Vec<Vec<Change>>) -> GivenChunks {
+        GivenChunks::with_events(
+            chunks
+                .into_iter()
+                .map(|chunk| (chunk, Vec::new()))
+                .collect(),
+        )
+    }
+
+    pub(crate) fn with_events(chunks: Vec<(Vec<Change>, Vec<Draft>)>) -> GivenChunks {
+        GivenChunks(chunks.into_iter())
+    }
+}
 
 impl ChangeChunks for GivenChunks {
     fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)> {
-        self.0.next().map(|changes| (changes, Vec::new()))
+        self.0.next()
     }
 
     fn written(&mut self, _: Vec<Change>, _: &[GroupId]) {}
+}
+
+/// A large write's events are stored as they were made, whatever characters they hold (they
+/// go as arrays on PostgreSQL and as one multi-row statement per chunk on SQLite): a name and
+/// a remote id with backslashes and quotes, and a request id, which a client chooses, with a
+/// tab.
+#[tokio::test]
+async fn a_large_writes_events_keep_every_character() {
+    let (_database, store) = fresh_store().await;
+    let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let (name, remote_id) = (r#"Back\slash "quoted" \n"#, r"r\1\N");
+    let actor = Actor {
+        kind: ActorKind::App,
+        appid: Some("app-1".to_owned()),
+        request_id: Some("req\tid\\x".to_owned()),
+    };
+    let chunk = vec![Change::CreateGroup {
+        parent: GroupRef::Existing(ROOT_GROUP),
+        group: group(name, remote_id, 0),
+    }];
+    let mut batch = store.begin_large_batch().await.expect("batch");
+    let write = LargeWrite {
+        team_id,
+        expected_version: 0,
+        now: NOW,
+    };
+    let mut chunks = GivenChunks::with_events(vec![(chunk, vec![group_created()])]);
+    batch
+        .apply_chunks(write, &mut chunks, &actor)
+        .await
+        .expect("the write");
+    batch.commit().await.expect("commit");
+    let page = store
+        .events(team_id, EventSeq::new(0), 10)
+        .await
+        .expect("events")
+        .expect("the team");
+    let [event] = page.events.as_slice() else {
+        panic!("one event: {:?}", page.events);
+    };
+    assert_eq!(event.remote_id.as_deref(), Some(remote_id));
+    assert_eq!(event.request_id, actor.request_id);
+    assert_eq!(event.before, None);
+    let after: serde_json::Value =
+        serde_json::from_str(event.after.as_deref().expect("the created group")).expect("JSON");
+    assert_eq!(after["name"], serde_json::json!(name), "{after}");
 }
 
 /// Both backends send a chunked write's queries without waiting for each (SQLite 500 rows a
@@ -791,7 +853,7 @@ async fn a_chunked_write_refused_in_its_middle_writes_nothing() {
                 expected_version: 0,
                 now: NOW,
             },
-            &mut GivenChunks(chunks.into_iter()),
+            &mut GivenChunks::of(chunks),
             no_events().0,
         )
         .await;
@@ -846,7 +908,7 @@ async fn a_large_write_into_an_empty_team_naming_members_again_ends_as_the_last_
         now: NOW,
     };
     let applied = batch
-        .apply_chunks(write, &mut GivenChunks(chunks.into_iter()), no_events().0)
+        .apply_chunks(write, &mut GivenChunks::of(chunks), no_events().0)
         .await
         .expect("written");
     batch.commit().await.expect("committed");

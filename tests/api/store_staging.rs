@@ -73,7 +73,7 @@ async fn stage(
         expected_version,
         now: NOW,
     };
-    let mut chunks = GivenChunks(chunks.into_iter());
+    let mut chunks = GivenChunks::of(chunks);
     store
         .stage(write, staging, &mut chunks, no_events().0)
         .await
