@@ -169,10 +169,11 @@ pub(crate) trait BackendDirectory: Backend {
     /// The writes of one `apply`, holding its transaction.
     type Writer: ChangeWriter;
     /// What a batch of writes carries from one write to the next, so that a write need not ask
-    /// the database what the batch already knows: on SQLite the versions and event numbers of
-    /// the teams it wrote and the next group and user ids (a version check is decided without
-    /// a query); on PostgreSQL the group ids it drew from the sequence and has not used yet,
-    /// and the events it holds for its commit ([`BackendDirectory::before_commit`]).
+    /// the database what the batch already knows: on both, the versions and event numbers of
+    /// the teams it wrote ([`TeamVersions`]: a version check is decided without a query); on
+    /// SQLite the next group and user ids; on PostgreSQL the version bumps, the events it holds
+    /// for its commit ([`BackendDirectory::before_commit`]) and the group ids it drew from the
+    /// sequence and has not used yet.
     type Known: Default + Send;
 
     /// Feed a directory's groups and members to `builder`, inside the snapshot that read its

@@ -371,6 +371,20 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
         vec![event(1, &first, "A", "r1"), event(2, &second, "C", "r4")]
     );
     assert_eq!(feed(beta).await, vec![event(1, &other, "B", "r3")]);
+    // The team's last number was stored with the commit (PostgreSQL held the second write's
+    // bump): the next batch numbers on from it.
+    let drafts = [created];
+    let next = apply(
+        &*store,
+        acme,
+        2,
+        &[create("D")],
+        (&actor("r5"), &drafts),
+        NOW,
+    )
+    .await
+    .expect("the next batch");
+    assert_eq!(feed(acme).await.last(), Some(&event(3, &next, "D", "r5")));
 }
 
 /// The event of a write that creates one group.

@@ -4,7 +4,8 @@
 //! drawn ahead ([`SpareIds`]) and its writes' events, inserted by one statement just before the
 //! commit ([`HeldEvents`]). Each spares a small write a round trip to the database, which is
 //! what a team's writes wait for one after the other: a single group create went from five
-//! round trips to two (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write").
+//! round trips to two (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write" and
+//! "PostgreSQL: a team's writes checked in memory").
 
 use std::collections::{HashSet, VecDeque};
 

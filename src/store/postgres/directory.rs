@@ -109,8 +109,7 @@ impl BackendDirectory for PostgresStore {
                 large: false,
                 team_id: start.team_id,
                 now: start.now,
-                version: team.version,
-                last_seq: team.last_seq,
+                team,
                 bump_held: held,
                 fresh: Fresh::No,
                 held_from: known.events.len(),
@@ -146,8 +145,9 @@ impl BackendDirectory for PostgresStore {
         })
     }
 
-    /// Spare ids are dropped too, so that ids stay ascending in the order of the writes; the
-    /// held events are the batch's to insert.
+    /// The held version bumps are written first. Spare ids are dropped too, so that ids stay
+    /// ascending in the order of the writes (a sync draws after them); the held events are the
+    /// batch's to insert.
     async fn forget(tx: &mut Tx<Self>, known: &mut Batched) -> StoreResult<()> {
         known.versions.store(tx).await?;
         known.spare = SpareIds::default();
@@ -168,18 +168,14 @@ impl BackendDirectory for PostgresStore {
         // go with it.
         *known = writer.batched;
         if stands {
-            let team = TeamVersion {
-                version: writer.version,
-                last_seq: writer.last_seq,
-            };
             known
                 .versions
-                .record(writer.team_id, team, writer.bump_held);
+                .record(writer.team_id, writer.team, writer.bump_held);
         } else {
             known.events.truncate(writer.held_from);
         }
         let tx = writer.conn.finish().await.map_err(apply_error)?;
-        Ok((tx, writer.version))
+        Ok((tx, writer.team.version))
     }
 }
 
@@ -246,8 +242,8 @@ pub(crate) struct PgWriter {
     large: bool,
     team_id: TeamId,
     now: i64,
-    version: i64,
-    last_seq: i64,
+    /// The team as the write leaves it.
+    team: TeamVersion,
     /// Whether the write was checked in memory: its version bump is held for the commit.
     bump_held: bool,
     fresh: Fresh,
@@ -547,7 +543,7 @@ impl ChangeWriter for PgWriter {
     const BATCH_EVENTS: usize = 50_000;
 
     fn last_seq(&self) -> i64 {
-        self.last_seq
+        self.team.last_seq
     }
 
     /// Members new to a team without any are inserted without `ON CONFLICT` ([`Fresh`]).

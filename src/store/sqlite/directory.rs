@@ -162,14 +162,10 @@ impl BackendDirectory for SqliteStore {
     ) -> StoreResult<(Tx<Self>, i64)> {
         let tx = writer.conn.finish().await?;
         if stands {
-            let team = TeamVersion {
-                version: writer.version,
-                last_seq: writer.last_seq,
-            };
-            known.teams.record(writer.team_id, team);
+            known.teams.record(writer.team_id, writer.team);
             known.next_ids = Some((writer.next_group_id, writer.next_user_id));
         }
-        Ok((tx, writer.version))
+        Ok((tx, writer.team.version))
     }
 
     async fn forget(_tx: &mut Tx<Self>, known: &mut Known) -> StoreResult<()> {
@@ -249,8 +245,8 @@ pub(crate) struct SqliteWriter {
     in_flight: bool,
     team_id: TeamId,
     now: i64,
-    version: i64,
-    last_seq: i64,
+    /// The team as the write leaves it.
+    team: TeamVersion,
     next_group_id: GroupId,
     next_user_id: UserId,
     /// Statements not yet sent, each with positional (`?`) parameters only, so that each binds
@@ -277,8 +273,7 @@ impl SqliteWriter {
             in_flight: false,
             team_id,
             now,
-            version,
-            last_seq,
+            team: TeamVersion { version, last_seq },
             next_group_id,
             next_user_id,
             held: QueryBuilder::new(""),
@@ -547,7 +542,7 @@ impl ChangeWriter for SqliteWriter {
     const BATCH_EVENTS: usize = 2000;
 
     fn last_seq(&self) -> i64 {
-        self.last_seq
+        self.team.last_seq
     }
 
     async fn insert_events(
