@@ -384,7 +384,7 @@ impl Metrics {
         );
         r.register(
             "write_commit_conflicts",
-            "Directory commits that lost a race with another process and were decided again",
+            "Directory writes decided again after losing a race with another process or their batch",
             self.commit_conflicts.clone(),
         );
         r.register(

@@ -13,6 +13,12 @@
 //! its teams are dropped: the next write reloads, and a write decided on the dropped copy fails
 //! its version check and is decided again.
 //!
+//! A batch whose transaction is lost before its commit (on PostgreSQL, a team's later write
+//! that the database refuses after its check in memory passed; see
+//! [`ApplyBatch::lost`](crate::store::ApplyBatch::lost)) takes no further job, and its writes
+//! are answered [`StoreError::Conflict`]: nothing of them was committed, so each is decided
+//! again on a reloaded copy, as a write refused by its version check is.
+//!
 //! The batch is committed when no further job is on its way: none is queued and no writer is
 //! deciding (or one has not handed its job over within [`WAIT`]), or it has reached
 //! [`MOST_JOBS`] or [`MOST_TIME`], which bound how long the transaction holds the database's
@@ -248,9 +254,16 @@ async fn run(
                     let _ = job.reply.send(Err(error));
                 }
             }
+            if batch.lost() {
+                break;
+            }
             if written.len() < MOST_JOBS && started.elapsed() < MOST_TIME {
                 next = next_job(&mut jobs, &deciding).await;
             }
+        }
+        if batch.lost() {
+            give_back(written, &signals);
+            continue;
         }
         if written.is_empty() {
             // Nothing stands: the transaction is rolled back as the batch is dropped.
@@ -287,6 +300,24 @@ async fn run(
             };
             let _ = reply.send(answer);
         }
+    }
+}
+
+/// The writes of a batch that was lost before its commit: nothing of them was committed, so
+/// each is decided again, on its team's copy reloaded (their changes are on the copies).
+fn give_back(written: Vec<Written>, signals: &Signals) {
+    if !written.is_empty() {
+        tracing::warn!(
+            writes = written.len(),
+            "a batch of directory writes was lost before its commit; deciding them again"
+        );
+    }
+    for Written { slot, reply, .. } in written {
+        slot.forget();
+        if let Some(metrics) = &signals.metrics {
+            metrics.commit_conflict();
+        }
+        let _ = reply.send(Err(StoreError::Conflict));
     }
 }
 

@@ -190,7 +190,8 @@ pub(crate) trait BackendDirectory: Backend {
     /// until the commit). `start.savepoint` runs first, in the same round trip where the
     /// backend allows it (SQLite: one multi-statement query, or none at all when `known` holds
     /// the team: then the check is decided here and the statements are sent with the write's
-    /// first changes).
+    /// first changes). PostgreSQL skips it for a write that `known` checks and passes: such a
+    /// write, should the database refuse it, loses the batch ([`Self::finish_apply`]).
     async fn start_apply(
         tx: Tx<Self>,
         start: WriteStart,
@@ -224,7 +225,9 @@ pub(crate) trait BackendDirectory: Backend {
     ///
     /// A query still being written (both backends pipeline a large write's queries,
     /// [`ChangeWriter::large_write`]) is waited for first; if it fails, the transaction is
-    /// given up with it and its error answered.
+    /// given up with it and its error answered. So is a write that did not stand and cannot be
+    /// undone alone (PostgreSQL's writes without a savepoint of their own), answering
+    /// [`StoreError::BatchFailed`].
     async fn finish_apply(
         writer: Self::Writer,
         stands: bool,

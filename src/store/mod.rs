@@ -354,8 +354,11 @@ pub trait StagedWrite: Send {
 
 /// Directory writes gathered in one transaction ([`DirectoryStore::begin_batch`]). Each
 /// [`ApplyBatch::apply`] is all or nothing on its own (it runs under a savepoint): a refused or
-/// failed one leaves nothing behind and the others stand. Nothing is durable, or visible to
-/// other connections, before [`ApplyBatch::commit`]; dropping the batch rolls everything back.
+/// failed one leaves nothing behind and the others stand. Except: on PostgreSQL a team's later
+/// write in the batch, once its version check passed in memory, runs without a savepoint of its
+/// own, and should the database still refuse it the whole batch is lost
+/// ([`ApplyBatch::lost`]). Nothing is durable, or visible to other connections, before
+/// [`ApplyBatch::commit`]; dropping the batch rolls everything back.
 #[async_trait]
 pub trait ApplyBatch: Send {
     /// Write `scim` (if any), then `changes` and their events (`drafts`, made by `actor`), under
@@ -382,6 +385,9 @@ pub trait ApplyBatch: Send {
         chunks: &mut dyn ChangeChunks,
         actor: &Actor,
     ) -> StoreResult<Applied>;
+    /// Whether the batch's transaction is gone (a write that could not be undone alone failed,
+    /// or the connection did): nothing of it will be committed, and every later call fails.
+    fn lost(&self) -> bool;
     /// Commit every change applied so far, durably.
     async fn commit(self: Box<Self>) -> StoreResult<()>;
 }

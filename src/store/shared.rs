@@ -563,8 +563,13 @@ macro_rules! impl_store {
                         Ok(created)
                     }
                     .await;
-                    let (mut tx, version) =
-                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await?;
+                    let finished = <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await;
+                    let (mut tx, version) = match finished {
+                        Ok(finished) => finished,
+                        // The batch is lost ([`ApplyBatch::lost`]); the write's own failure is
+                        // its answer.
+                        Err(error) => return Err(written.err().unwrap_or(error)),
+                    };
                     match written {
                         Ok(_) => self.open = true,
                         Err(_) => undo(&mut tx).await?,
@@ -624,6 +629,10 @@ macro_rules! impl_store {
                     }
                     self.tx = Some(tx);
                     written.map(|created| Applied { created, version, registered: None })
+                }
+
+                fn lost(&self) -> bool {
+                    self.tx.is_none()
                 }
 
                 async fn commit(self: Box<Self>) -> StoreResult<()> {

@@ -189,6 +189,49 @@ async fn racing_adds_of_one_member_place_it_once() {
     assert_eq!(api.members(app.team_id, 0, "").await.total, 1);
 }
 
+/// One create of a burst names the remote id of a group written behind the server's back, so
+/// the team's copy lets it through and the database refuses it. It is likely a team's later
+/// write in its batch, which on PostgreSQL has no savepoint of its own and loses the batch: the
+/// batch's other creates are decided again and stand. Whatever the batches, every other create
+/// stands and the one does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_create_the_database_refuses_leaves_the_others_of_its_batch_standing() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    api.create_group(app.team_id, "Loaded", 0).await;
+    crate::store::execute_unchecked(
+        app.database_url(),
+        &format!(
+            "INSERT INTO groups (id, team_id, parent_id, source, remote_id, name, sort_order, \
+             is_valid, created_at, upd_at) VALUES (1000000, {}, 0, 1, 'hidden', 'Hidden', 0, \
+             TRUE, 0, 0)",
+            app.team_id
+        ),
+    )
+    .await;
+    let answers = race(&[&app], &api, 32, |i| {
+        let remote_id = if i == 20 {
+            "hidden".to_owned()
+        } else {
+            format!("r{i}")
+        };
+        (
+            groups_path(app.team_id),
+            json!({"name": format!("n{i}"), "remote_id": remote_id}),
+        )
+    })
+    .await;
+    for (i, answer) in answers.iter().enumerate() {
+        assert_eq!(answer.0 == "OK", i != 20, "{i}: {answers:?}");
+    }
+    let created: Vec<String> = (0..32)
+        .filter(|i| *i != 20)
+        .map(|i| format!("r{i}"))
+        .collect();
+    let query = format!("per_page=100&remote_ids={}", created.join(","));
+    assert_eq!(api.list_groups(app.team_id, &query).await.total, 31);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_token_calls_leave_exactly_one_valid_token() {
     let app = TestApp::spawn().await;

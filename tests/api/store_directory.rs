@@ -205,11 +205,7 @@ async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
     let ahead = write(acme, 5, "A3").await;
     assert!(matches!(ahead, Err(StoreError::Conflict)), "{ahead:?}");
     let second = write(acme, 1, "A4").await.expect("the next version");
-    // Refused by the database after its check (a remote id taken; PostgreSQL calls it a
-    // conflict): nothing of it stays, and the next write goes on.
-    let taken = write(acme, 2, "A4").await;
-    assert!(taken.is_err(), "{taken:?}");
-    let third = write(acme, 2, "A5").await.expect("after a refusal");
+    let third = write(acme, 2, "A5").await.expect("after the refusals");
     batch.commit().await.expect("commit");
     assert_eq!((second.version, third.version), (2, 3));
     let ids = [&first, &other, &second, &third].map(|applied| applied.created[0]);
@@ -238,6 +234,46 @@ async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
     );
 }
 
+/// A team's later write in a batch that the database refuses after its check in memory passed
+/// (here a remote id taken, which the service's copy would have refused first). SQLite undoes it
+/// alone and the batch goes on. PostgreSQL runs such a write without a savepoint of its own, so
+/// it loses the batch: nothing of it is committed, and the batch says so (the committing task
+/// then has its writes decided again).
+#[tokio::test]
+async fn a_teams_later_write_the_database_refuses_is_undone_or_loses_the_batch() {
+    let (database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let mut batch = store.begin_batch().await.expect("batch");
+    let mut write = async |expected, name: &str| {
+        batch
+            .apply(acme, expected, &[create(name)], no_events(), None, NOW)
+            .await
+    };
+    write(0, "A1").await.expect("the first write");
+    let taken = write(1, "A1").await;
+    assert!(taken.is_err(), "{taken:?}");
+    let after = write(1, "A2").await;
+    let lost = batch.lost();
+    let committed = batch.commit().await;
+    let stored: Vec<String> = stored_groups(&*store, acme)
+        .await
+        .into_iter()
+        .map(|(_, _, name, _, _)| name)
+        .collect();
+    let version = store.team(acme).await.expect("team").map(|t| t.version);
+    if database.url.starts_with("sqlite:") {
+        assert_eq!(after.expect("after the refusal").version, 2);
+        assert!(!lost);
+        committed.expect("commit");
+        assert_eq!((stored, version), (vec!["A1".into(), "A2".into()], Some(2)));
+    } else {
+        assert!(matches!(after, Err(StoreError::BatchFailed)), "{after:?}");
+        assert!(lost);
+        assert!(committed.is_err(), "a lost batch commits nothing");
+        assert_eq!((stored, version), (Vec::<String>::new(), Some(0)));
+    }
+}
+
 /// PostgreSQL draws a batch's group ids ahead, more at each draw (`SpareIds`); whatever it
 /// holds, every created group gets an id of its own, ascending in the order of the writes, a
 /// refused write in the middle included, and a write creating a parent and its child names the
@@ -246,6 +282,11 @@ async fn writes_of_one_batch_are_checked_against_what_the_batch_wrote() {
 async fn many_creates_in_one_batch_get_ids_of_their_own_in_order() {
     let (_database, store) = fresh_store().await;
     let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
+    let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    let beta_group = apply(&*store, beta, 0, &[create("G3")], no_events(), NOW)
+        .await
+        .expect("Beta's group")
+        .created;
     let mut batch = store.begin_batch().await.expect("batch");
     let mut ids = Vec::new();
     let mut version = 0;
@@ -269,9 +310,10 @@ async fn many_creates_in_one_batch_get_ids_of_their_own_in_order() {
         version = applied.version;
         ids.extend(applied.created);
         if n == 20 {
-            // A remote id taken: refused after its ids were drawn.
+            // Beta's first write in the batch, its remote id taken: refused by the database
+            // after its ids were drawn.
             let taken = batch
-                .apply(team_id, version, &[create("G3")], no_events(), None, NOW)
+                .apply(beta, 1, &[create("G3")], no_events(), None, NOW)
                 .await;
             assert!(taken.is_err(), "{taken:?}");
         }
@@ -283,6 +325,12 @@ async fn many_creates_in_one_batch_get_ids_of_their_own_in_order() {
     let mut stored_ids: Vec<GroupId> = stored.iter().map(|(id, ..)| *id).collect();
     stored_ids.sort_unstable();
     assert_eq!(stored_ids, ids);
+    let beta_stored: Vec<GroupId> = stored_groups(&*store, beta)
+        .await
+        .iter()
+        .map(|(id, ..)| *id)
+        .collect();
+    assert_eq!(beta_stored, beta_group);
     for (id, parent, name, ..) in &stored {
         if let Some(parent_name) = name.strip_suffix(" child") {
             let (parent_id, ..) = stored
@@ -304,6 +352,9 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
     let (_database, store) = fresh_store().await;
     let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
     let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    apply(&*store, beta, 0, &[create("A")], no_events(), NOW)
+        .await
+        .expect("Beta's group, without events");
     let created = group_created();
     let actor = |request: &str| Actor {
         kind: ActorKind::App,
@@ -325,11 +376,12 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
             .await
     };
     let first = write(acme, 0, "A", "r1").await.expect("a create");
-    // The remote id is taken: refused after its event numbers were taken.
-    let taken = write(acme, 1, "A", "r2").await;
+    // Beta's first write in the batch, its remote id taken: refused by the database after its
+    // event numbers were taken.
+    let taken = write(beta, 1, "A", "r2").await;
     assert!(taken.is_err(), "{taken:?}");
-    let other = write(beta, 0, "B", "r3").await.expect("another team");
-    let second = write(acme, 1, "C", "r4").await.expect("after a refusal");
+    let other = write(beta, 1, "B", "r3").await.expect("after a refusal");
+    let second = write(acme, 1, "C", "r4").await.expect("Acme's second");
     batch.commit().await.expect("commit");
     let feed = |team_id| {
         let store = store.clone();

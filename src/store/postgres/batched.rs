@@ -4,8 +4,10 @@
 //! drawn ahead ([`SpareIds`]) and its writes' events, inserted by one statement just before the
 //! commit ([`HeldEvents`]). Each spares a small write a round trip to the database, which is
 //! what a team's writes wait for one after the other: a single group create went from five
-//! round trips to two (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write" and
-//! "PostgreSQL: a team's writes checked in memory").
+//! round trips to two, and a team's later create in the batch, checked here and run without a
+//! savepoint of its own, to one (docs/BENCHMARKS.md, "PostgreSQL: fewer round trips per write",
+//! "PostgreSQL: a team's writes checked in memory" and "PostgreSQL: a team's later writes
+//! without a savepoint").
 
 use std::collections::{HashSet, VecDeque};
 

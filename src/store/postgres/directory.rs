@@ -76,14 +76,20 @@ impl BackendDirectory for PostgresStore {
         start: WriteStart,
         known: &mut Batched,
     ) -> StoreResult<Result<PgWriter, Tx<Self>>> {
-        if !start.savepoint.is_empty() {
+        let checked = known.versions.teams.check(&start);
+        // A write that passes its check in memory opens no savepoint of its own: the database
+        // refusing it would be the copy disagreeing with rows the batch holds locked, and
+        // loses the batch instead (`finish_apply`). That spares each of a team's later writes
+        // in a batch a round trip (docs/DESIGN.md, "Write path: group commit").
+        let unguarded = matches!(checked, Some(Some(_))) && !start.savepoint.is_empty();
+        if !start.savepoint.is_empty() && !unguarded {
             // Without parameters, so in one round trip (the simple query protocol).
             sqlx::raw_sql(start.savepoint)
                 .execute(&mut *tx)
                 .await
                 .map_err(apply_error)?;
         }
-        let (team, held) = match known.versions.teams.check(&start) {
+        let (team, held) = match checked {
             // The batch holds the team's row: its bump is held for the commit.
             Some(checked) => (checked, true),
             None => {
@@ -111,6 +117,7 @@ impl BackendDirectory for PostgresStore {
                 now: start.now,
                 team,
                 bump_held: held,
+                unguarded,
                 fresh: Fresh::No,
                 held_from: known.events.len(),
                 batched: std::mem::take(known),
@@ -164,6 +171,11 @@ impl BackendDirectory for PostgresStore {
         stands: bool,
         known: &mut Batched,
     ) -> StoreResult<(Tx<Self>, i64)> {
+        if !stands && writer.unguarded {
+            // Nothing to roll back to but the last write's savepoint: the transaction is
+            // given up (rolled back as it is dropped), and with it the batch.
+            return Err(StoreError::BatchFailed);
+        }
         // Ids drawn from the sequence stay drawn whether the write stands or not; its events
         // go with it.
         *known = writer.batched;
@@ -246,6 +258,9 @@ pub(crate) struct PgWriter {
     team: TeamVersion,
     /// Whether the write was checked in memory: its version bump is held for the commit.
     bump_held: bool,
+    /// Whether the write runs without a savepoint of its own, so that it cannot be undone
+    /// alone ([`BackendDirectory::start_apply`]).
+    unguarded: bool,
     fresh: Fresh,
     /// What the batch keeps, while this write holds it.
     batched: Batched,
