@@ -17,7 +17,7 @@ use crate::service::{
     DEFAULT_CACHE_MEMORY_MB, EventSettings, QuotaSettings, Service, ServiceSettings,
     WebhookSettings,
 };
-use crate::snapshot::SnapshotLimits;
+use crate::snapshot::{MOST_BYTES, SnapshotLimits};
 
 #[derive(Debug, Args)]
 pub(super) struct ServeArgs {
@@ -59,12 +59,12 @@ pub(super) struct ServeArgs {
     )]
     time_offset: FixedOffset,
     /// Largest snapshot the sync route accepts, in bytes after decompression (448 MiB: the
-    /// contract's largest directory in compact JSON; see docs/SYNC.md).
+    /// contract's largest directory in compact JSON; see docs/SYNC.md), at most 4 GiB.
     #[arg(
         long,
         env = "CONTACTSD_SYNC_BODY_LIMIT",
         default_value_t = SnapshotLimits::DEFAULT_MAX_BYTES,
-        value_parser = clap::value_parser!(u64).range(1..),
+        value_parser = clap::value_parser!(u64).range(1..=MOST_BYTES),
     )]
     sync_body_limit: u64,
     /// Most groups one snapshot may hold.

@@ -59,7 +59,7 @@ fn read_snapshot(path: &std::path::Path) -> Result<Snapshot> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
     let limits = SnapshotLimits {
-        max_bytes: u64::MAX,
+        max_bytes: snapshot::MOST_BYTES,
         ..SnapshotLimits::default()
     };
     // Options inside a file are ignored: on the command line, the flags decide.

@@ -34,7 +34,7 @@ use crate::domain::sync::{Snapshot, SyncMode};
 /// Limits of one snapshot besides the contract's field limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SnapshotLimits {
-    /// Bytes after decompression.
+    /// Bytes after decompression (at most [`MOST_BYTES`] are read whatever it says).
     pub max_bytes: u64,
     pub max_groups: usize,
     pub max_members: usize,
@@ -48,6 +48,11 @@ impl SnapshotLimits {
     /// typical length (75 bytes a group, 76 a member: 434 MiB; see docs/SYNC.md).
     pub const DEFAULT_MAX_BYTES: u64 = 448 * 1024 * 1024;
 }
+
+/// The most bytes (after decompression) any snapshot may have, whatever its limits say: a parsed
+/// [`Snapshot`] addresses its strings and group lists with 32-bit offsets, and a snapshot's
+/// strings and group references never take more bytes than its text.
+pub const MOST_BYTES: u64 = u32::MAX as u64;
 
 impl Default for SnapshotLimits {
     fn default() -> Self {
@@ -171,7 +176,7 @@ fn read_plain(
     format: Format,
     limits: &SnapshotLimits,
 ) -> Result<Parsed, SnapshotError> {
-    let guarded = guard::Guard::new(reader, format, limits.max_bytes);
+    let guarded = guard::Guard::new(reader, format, limits.max_bytes.min(MOST_BYTES));
     let reader = io::BufReader::with_capacity(64 * 1024, guarded);
     match format {
         Format::Json => json::read_document(reader, limits),

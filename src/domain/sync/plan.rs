@@ -15,7 +15,9 @@ use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 pub(super) struct MemberChange {
     pub member: u32,
     pub count: u32,
-    pub refs_at: usize,
+    /// Where its group references start in the plan's `refs` (32-bit: they are at most the
+    /// snapshot's group references, which the readers bound).
+    pub refs_at: u32,
     pub role: Role,
     /// Whether the member stays in the groups it is in (then `count` is 0).
     pub keeps_groups: bool,
@@ -137,7 +139,7 @@ impl SyncPlan {
             },
             groups: (!change.keeps_groups).then(|| {
                 self.refs
-                    .get(change.refs_at..change.refs_at + change.count as usize)
+                    .get(change.refs_at as usize..change.refs_at as usize + change.count as usize)
                     .unwrap_or_default()
                     .to_vec()
             }),

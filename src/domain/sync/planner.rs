@@ -497,7 +497,7 @@ pub fn plan(
         member_changes.push(MemberChange {
             member: wanted.member,
             role,
-            refs_at,
+            refs_at: u32::try_from(refs_at).unwrap_or(u32::MAX),
             count: u32::try_from(refs.len() - refs_at).unwrap_or(u32::MAX),
             keeps_groups,
         });

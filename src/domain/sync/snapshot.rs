@@ -44,16 +44,19 @@ struct StoredGroup {
 }
 
 /// A member: its three strings back to back from `start`, its groups in
-/// [`Snapshot::member_groups`] from `groups`.
+/// [`Snapshot::member_groups`] from `groups`. Offsets are 32-bit, as the readers bound a
+/// snapshot to 4 GiB (`snapshot::MOST_BYTES`), and the role is kept as a 32-bit
+/// number (one outside that range is as invalid as any other unknown role): 28 bytes where
+/// 40 were, 12 MB less for a million members.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct StoredMember {
-    start: usize,
-    groups: usize,
+    start: u32,
+    groups: u32,
     openid: u32,
     nickname: u32,
     avatar: u32,
     group_count: u32,
-    role: i64,
+    role: i32,
 }
 
 /// The whole snapshot.
@@ -105,6 +108,11 @@ fn length(value: &str) -> u32 {
     u32::try_from(value.len()).unwrap_or(u32::MAX)
 }
 
+/// An offset into a snapshot the readers bounded already (to 4 GiB, `snapshot::MOST_BYTES`).
+fn offset(at: usize) -> u32 {
+    u32::try_from(at).unwrap_or(u32::MAX)
+}
+
 impl Snapshot {
     fn str(&self, span: Span) -> &str {
         self.text
@@ -143,12 +151,12 @@ impl Snapshot {
     }
 
     pub fn push_member(&mut self, member: SnapshotMember) {
-        let groups = self.member_groups.len();
+        let groups = offset(self.member_groups.len());
         for remote_id in &member.group_remote_ids {
             let n = self.intern(remote_id);
             self.member_groups.push(n);
         }
-        let start = self.text.len();
+        let start = offset(self.text.len());
         for value in [&member.openid, &member.nickname, &member.avatar] {
             self.text.push_str(value);
         }
@@ -159,7 +167,7 @@ impl Snapshot {
             nickname: length(&member.nickname),
             avatar: length(&member.avatar),
             group_count: length_of(&member.group_remote_ids),
-            role: member.role,
+            role: i32::try_from(member.role).unwrap_or(i32::MIN),
         });
     }
 
@@ -211,7 +219,7 @@ impl Snapshot {
     pub fn openid(&self, i: usize) -> &str {
         let member = &self.members[i];
         self.str(Span {
-            start: member.start,
+            start: member.start as usize,
             len: member.openid,
         })
     }
@@ -220,18 +228,19 @@ impl Snapshot {
     pub fn member(&self, i: usize) -> MemberEntry<'_> {
         let member = &self.members[i];
         let span = |start: usize, len: u32| Span { start, len };
-        let openid = span(member.start, member.openid);
+        let openid = span(member.start as usize, member.openid);
         let nickname = span(openid.start + openid.len as usize, member.nickname);
         let avatar = span(nickname.start + nickname.len as usize, member.avatar);
+        let from = member.groups as usize;
         let groups = self
             .member_groups
-            .get(member.groups..member.groups + member.group_count as usize)
+            .get(from..from + member.group_count as usize)
             .unwrap_or_default();
         MemberEntry {
             openid: self.str(openid),
             nickname: self.str(nickname),
             avatar: self.str(avatar),
-            role: member.role,
+            role: i64::from(member.role),
             groups,
             snapshot: self,
         }
@@ -265,6 +274,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::domain::values::Role;
 
     proptest! {
         /// The same order as sorting by the openids themselves, then by place, whatever the
@@ -326,5 +336,30 @@ mod tests {
         );
         assert_eq!(snapshot.member(2).avatar, "");
         assert_eq!(snapshot.remote_ids.len(), 2);
+    }
+
+    /// A role is kept in 32 bits: a valid one reads back as given, and one beyond that range
+    /// stays a role no member may have.
+    #[test]
+    fn roles_read_back_or_stay_invalid() {
+        let mut snapshot = Snapshot::default();
+        for role in [3, -1, (1_i64 << 32) + 3, i64::MIN] {
+            snapshot.push_member(SnapshotMember {
+                openid: format!("u{role}"),
+                nickname: String::new(),
+                avatar: String::new(),
+                role,
+                group_remote_ids: Vec::new(),
+            });
+        }
+        let roles: Vec<i64> = snapshot.members().map(|m| m.role).collect();
+        assert_eq!(roles[..2], [3, -1]);
+        assert_eq!(
+            Role::assignable(roles[0]).map_err(|e| e.to_string()),
+            Ok(Role::SurveyAdmin)
+        );
+        for role in &roles[1..] {
+            assert!(Role::assignable(*role).is_err(), "{role}");
+        }
     }
 }
