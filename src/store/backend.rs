@@ -133,10 +133,9 @@ pub(crate) trait BackendUsers: Backend {
         user: NewUser<'_>,
         now: i64,
     ) -> StoreResult<UserRecord>;
-    /// Insert a new user (no openid yet) inside `tx` (SQLite numbers it, PostgreSQL's
-    /// sequences do).
-    async fn insert_user(tx: &mut Tx<Self>, user: NewUser<'_>, now: i64)
-    -> StoreResult<UserRecord>;
+    /// Insert a new user (no openid yet): `$1` nickname, `$2` avatar, `$3` time, answering
+    /// `id, respondent_id, nickname, avatar` (SQLite numbers it, PostgreSQL's sequences do).
+    const INSERT_USER: &'static str;
     /// [`UserStore::registrations_at_once`](super::UserStore::registrations_at_once).
     const REGISTRATIONS_AT_ONCE: usize;
     /// [`UserStore::register_users`](super::UserStore::register_users): SQLite in chunks of

@@ -342,7 +342,11 @@ macro_rules! impl_scim_store {
                                 nickname,
                                 avatar: "",
                             };
-                            let user_id = Self::insert_user(tx, user, now).await?.user_id;
+                            let user_id =
+                                $crate::store::shared::insert_user(Self::INSERT_USER, user, now)
+                                    .fetch_one(&mut **tx)
+                                    .await?
+                                    .user_id;
                             // A directory's SCIM app is made with its first token.
                             let claimed = sqlx::query(
                                 "INSERT INTO app_users (appid, openid, user_id) \

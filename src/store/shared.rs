@@ -8,6 +8,7 @@
 
 use sqlx::{Database, Encode, Type};
 
+use super::{NewUser, UserRecord};
 use crate::domain::directory::Group;
 use crate::domain::values::{GroupId, TeamId};
 
@@ -37,6 +38,25 @@ where
     .bind(group.upd_at)
     .bind(group.id)
     .bind(team_id)
+}
+
+/// Insert a new user's row (no openid yet) with `sql`, the backend's
+/// [`BackendUsers::INSERT_USER`](super::backend::BackendUsers::INSERT_USER), answering the row.
+pub(crate) fn insert_user<'q, DB>(
+    sql: &'static str,
+    user: NewUser<'q>,
+    now: i64,
+) -> sqlx::query::QueryAs<'q, DB, UserRecord, DB::Arguments>
+where
+    DB: Database,
+    for<'t> i64: Encode<'t, DB> + Type<DB>,
+    for<'t> &'t str: Encode<'t, DB> + Type<DB>,
+    UserRecord: for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    sqlx::query_as(sql)
+        .bind(user.nickname)
+        .bind(user.avatar)
+        .bind(now)
 }
 
 /// Rows that name something missing, as (problem, team id or NULL, count); the problem names
@@ -563,7 +583,8 @@ macro_rules! impl_store {
                         Ok(created)
                     }
                     .await;
-                    let finished = <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await;
+                    let finished =
+                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await;
                     let (mut tx, version) = match finished {
                         Ok(finished) => finished,
                         // The batch is lost ([`ApplyBatch::lost`]); the write's own failure is

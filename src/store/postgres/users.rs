@@ -13,7 +13,7 @@ use crate::domain::values::{Source, TeamId, UserId};
 use crate::store::backend::{BackendUsers, Tx};
 use crate::store::rows::profile_columns;
 use crate::store::scim::ScimUserRef;
-use crate::store::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord};
+use crate::store::{MemberProfile, NewUser, StoreError, StoreResult, UserRecord, shared};
 
 /// How often a registration tries again after losing a race for the same openid. The winner's
 /// row is committed by the time the loser learns it lost, so one retry suffices.
@@ -57,7 +57,9 @@ impl BackendUsers for PostgresStore {
                 tx.commit().await?;
                 return Ok(existing);
             }
-            let registered = Self::insert_user(&mut tx, user, now).await?;
+            let registered = shared::insert_user(Self::INSERT_USER, user, now)
+                .fetch_one(&mut *tx)
+                .await?;
             // Waits for a concurrent insert of the same openid to commit or roll back.
             let claimed: Option<UserId> = sqlx::query_scalar(
                 "INSERT INTO app_users (appid, openid, user_id) VALUES ($1, $2, $3) \
@@ -81,21 +83,8 @@ impl BackendUsers for PostgresStore {
         )))
     }
 
-    async fn insert_user(
-        tx: &mut Tx<Self>,
-        user: NewUser<'_>,
-        now: i64,
-    ) -> StoreResult<UserRecord> {
-        Ok(sqlx::query_as(
-            "INSERT INTO users (nickname, avatar, created_at) VALUES ($1, $2, $3) \
-             RETURNING id, respondent_id, nickname, avatar",
-        )
-        .bind(user.nickname)
-        .bind(user.avatar)
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?)
-    }
+    const INSERT_USER: &'static str = "INSERT INTO users (nickname, avatar, created_at) \
+         VALUES ($1, $2, $3) RETURNING id, respondent_id, nickname, avatar";
 
     async fn register_many(
         &self,

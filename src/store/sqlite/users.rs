@@ -10,11 +10,11 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
-use crate::store::backend::{Backend, BackendUsers, Tx};
+use crate::store::backend::{Backend, BackendUsers};
 use crate::store::in_flight::WriteConn;
 use crate::store::rows::profile_columns;
 use crate::store::scim::ScimUserRef;
-use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord};
+use crate::store::{MemberProfile, NewUser, StoreResult, UserRecord, shared};
 
 /// The next user id: one past the highest, or the first handed out. The store is the only
 /// writer, so a user inserted with it is the one of the highest id. Alone in its subquery, the
@@ -76,7 +76,9 @@ impl BackendUsers for SqliteStore {
                 .await?
             }
             None => {
-                let registered = Self::insert_user(&mut tx, user, now).await?;
+                let registered = shared::insert_user(Self::INSERT_USER, user, now)
+                    .fetch_one(&mut *tx)
+                    .await?;
                 sqlx::query("INSERT INTO app_users (appid, openid, user_id) VALUES ($1, $2, $3)")
                     .bind(appid)
                     .bind(user.openid)
@@ -90,24 +92,13 @@ impl BackendUsers for SqliteStore {
         Ok(registered)
     }
 
-    async fn insert_user(
-        tx: &mut Tx<Self>,
-        user: NewUser<'_>,
-        now: i64,
-    ) -> StoreResult<UserRecord> {
-        Ok(sqlx::query_as(concat!(
-            "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES (",
-            next_user_id!(),
-            ", ",
-            next_respondent_id!(),
-            ", $1, $2, $3) RETURNING id, respondent_id, nickname, avatar"
-        ))
-        .bind(user.nickname)
-        .bind(user.avatar)
-        .bind(now)
-        .fetch_one(&mut **tx)
-        .await?)
-    }
+    const INSERT_USER: &'static str = concat!(
+        "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) VALUES (",
+        next_user_id!(),
+        ", ",
+        next_respondent_id!(),
+        ", $1, $2, $3) RETURNING id, respondent_id, nickname, avatar"
+    );
 
     async fn register_many(
         &self,
