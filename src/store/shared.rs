@@ -8,7 +8,7 @@
 
 use sqlx::{Database, Encode, Type};
 
-use super::{NewUser, UserRecord};
+use super::{NewUser, StoreError, UserRecord};
 use crate::domain::directory::Group;
 use crate::domain::values::{GroupId, TeamId};
 
@@ -57,6 +57,24 @@ where
         .bind(user.nickname)
         .bind(user.avatar)
         .bind(now)
+}
+
+/// The failure of a change set, with a unique index's refusal answered as
+/// [`StoreError::Conflict`]: the copy the change set was decided on missed a row (one written
+/// behind the service's back), so it is reloaded and the change set decided again, and the
+/// rules then refuse it as they should (PostgreSQL's `apply_error` does so for its writes
+/// already; this gives SQLite's the same answer).
+pub(crate) fn behind_a_row(error: StoreError) -> StoreError {
+    match &error {
+        StoreError::Database(database)
+            if matches!(&**database, sqlx::Error::Database(refusal)
+                if refusal.kind() == sqlx::error::ErrorKind::UniqueViolation) =>
+        {
+            tracing::warn!(%error, "directory write refused by a unique index; reloading");
+            StoreError::Conflict
+        }
+        _ => error,
+    }
 }
 
 /// Rows that name something missing, as (problem, team id or NULL, count); the problem names
@@ -596,7 +614,9 @@ macro_rules! impl_store {
                         Err(_) => undo(&mut tx).await?,
                     }
                     self.tx = Some(tx);
-                    written.map(|created| Applied { created, version, registered })
+                    written
+                        .map(|created| Applied { created, version, registered })
+                        .map_err(shared::behind_a_row)
                 }
 
                 async fn apply_chunks(

@@ -193,7 +193,8 @@ async fn racing_adds_of_one_member_place_it_once() {
 /// the team's copy lets it through and the database refuses it. It is likely a team's later
 /// write in its batch, which on PostgreSQL has no savepoint of its own and loses the batch: the
 /// batch's other creates are decided again and stand. Whatever the batches, every other create
-/// stands and the one does not.
+/// stands, and the one is refused as the rules refuse a remote id taken once the team's copy is
+/// reloaded.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_create_the_database_refuses_leaves_the_others_of_its_batch_standing() {
     let app = TestApp::spawn().await;
@@ -224,6 +225,8 @@ async fn a_create_the_database_refuses_leaves_the_others_of_its_batch_standing()
     for (i, answer) in answers.iter().enumerate() {
         assert_eq!(answer.0 == "OK", i != 20, "{i}: {answers:?}");
     }
+    // Refused by the rules once the copy is reloaded, on both backends.
+    assert_eq!(answers[20].1, "duplicated_remote_id", "{answers:?}");
     let created: Vec<String> = (0..32)
         .filter(|i| *i != 20)
         .map(|i| format!("r{i}"))
