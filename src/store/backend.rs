@@ -1,7 +1,7 @@
 //! What a backend supplies: its connections and transactions ([`Backend`]), and by capability
 //! every operation whose SQL differs between SQLite and PostgreSQL ([`BackendOrgs`],
 //! [`BackendUsers`], [`BackendDirectory`]), each with the reason on its method. Everything else
-//! is written once, over these traits ([`super::shared`], [`super::apply`]).
+//! is written once, over these traits ([`super::shared`], [`super::batch`], [`super::apply`]).
 
 use std::collections::HashMap;
 

@@ -15,6 +15,7 @@
 
 mod apply;
 mod backend;
+mod batch;
 pub mod events;
 mod ids;
 mod in_flight;

@@ -8,7 +8,7 @@
 
 use sqlx::{Database, Encode, Type};
 
-use super::{NewUser, StoreError, UserRecord};
+use super::{NewUser, UserRecord};
 use crate::domain::directory::Group;
 use crate::domain::values::{GroupId, TeamId};
 
@@ -59,24 +59,6 @@ where
         .bind(now)
 }
 
-/// The failure of a change set, with a unique index's refusal answered as
-/// [`StoreError::Conflict`]: the copy the change set was decided on missed a row (one written
-/// behind the service's back), so it is reloaded and the change set decided again, and the
-/// rules then refuse it as they should (PostgreSQL's `apply_error` does so for its writes
-/// already; this gives SQLite's the same answer).
-pub(crate) fn behind_a_row(error: StoreError) -> StoreError {
-    match &error {
-        StoreError::Database(database)
-            if matches!(&**database, sqlx::Error::Database(refusal)
-                if refusal.kind() == sqlx::error::ErrorKind::UniqueViolation) =>
-        {
-            tracing::warn!(%error, "directory write refused by a unique index; reloading");
-            StoreError::Conflict
-        }
-        _ => error,
-    }
-}
-
 /// Rows that name something missing, as (problem, team id or NULL, count); the problem names
 /// are read by [`DanglingRow`](super::rows::DanglingRow).
 pub(crate) const DANGLING_REFERENCES: &str = "\
@@ -105,13 +87,6 @@ pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS 
 pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
      (SELECT COUNT(*) FROM members WHERE team_id = $1)";
 
-/// Each change of an [`ApplyBatch`](super::ApplyBatch) runs under this savepoint, so that a
-/// refused or failed one leaves the others standing. A change that stands is not released at
-/// once: its savepoint ends with the next change's ([`NEXT_SAVEPOINT`]) or with the commit,
-/// which saves a round trip per change.
-pub(crate) const SAVEPOINT: &str = "SAVEPOINT apply";
-/// The end of the last change, which stands, and the savepoint of the next, in one round trip.
-pub(crate) const NEXT_SAVEPOINT: &str = "RELEASE SAVEPOINT apply; SAVEPOINT apply";
 /// How a member row put by a change overwrites the stored one
 /// ([`Change::PutMember`](crate::domain::directory::Change::PutMember)): wholly.
 pub(crate) const REWRITE_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
@@ -122,35 +97,26 @@ pub(crate) const REWRITE_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDA
 /// stay as stored.
 pub(crate) const STEP_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
      role = excluded.role, source = excluded.source, upd_at = excluded.upd_at";
-/// Undo the change begun at the savepoint and end the savepoint, in one round trip.
-pub(crate) const UNDO: &str = "ROLLBACK TO SAVEPOINT apply; RELEASE SAVEPOINT apply";
-/// Take `$2` more event numbers of team `$1`, inside a write that holds the team (a write in
-/// chunks takes them once it knows how many it wrote).
-pub(crate) const TAKE_EVENT_NUMBERS: &str =
-    "UPDATE teams SET event_seq = event_seq + $2 WHERE id = $1";
 
 /// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore` and `Store` for `$store`, which
-/// implements the traits of [`backend`](super::backend).
+/// implements the traits of [`backend`](super::backend) and [`Batches`](super::batch::Batches)
+/// (the directory's write batches, [`batch`](super::batch)).
 macro_rules! impl_store {
     ($store:ty) => {
         const _: () = {
             use $crate::domain::access::OrgAccess;
-            use $crate::domain::directory::{Change, Directory, Staging};
-            use $crate::domain::events::{Actor, Draft};
+            use $crate::domain::directory::{Directory, Staging};
+            use $crate::domain::events::Actor;
             use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
-            use $crate::store::backend::{
-                Backend, BackendDirectory, BackendOrgs, BackendUsers, Tx, WriteStart,
-            };
+            use $crate::store::backend::{Backend, BackendDirectory, BackendOrgs, BackendUsers};
+            use $crate::store::batch::Batches;
             use $crate::store::{
-                AppRecord, AppStore, Applied, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore, LargeWrite,
-                MemberDetails,
-                MemberProfile, NewApp, NewOrg, NewUser, OrgCreation, OrgRecord, OrgStore, Store,
-                StagedWrite, StoreError, StoreResult, TeamRecord, TokenRecord, UserRecord, UserStore, apply,
-                rows, shared,
+                AppRecord, AppStore, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore,
+                LargeWrite, MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation,
+                OrgRecord, OrgStore, Store, StagedWrite, StoreResult, TeamRecord, TokenRecord,
+                UserRecord, UserStore, rows, shared,
             };
-            use $crate::store::apply::ChangeWriter;
-            use $crate::store::scim::ScimWrite;
             use async_trait::async_trait;
             #[async_trait]
             impl AppStore for $store {
@@ -483,11 +449,11 @@ macro_rules! impl_store {
                 }
 
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
-                    Ok(Batch::boxed(Backend::begin_batch(self).await?))
+                    Ok(<$store as Batches>::batch(Backend::begin_batch(self).await?))
                 }
 
                 async fn begin_large_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
-                    Ok(Batch::boxed(self.begin_large_write().await?))
+                    Ok(<$store as Batches>::batch(self.begin_large_write().await?))
                 }
 
                 async fn stage(
@@ -498,190 +464,6 @@ macro_rules! impl_store {
                     actor: &Actor,
                 ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
                     BackendDirectory::stage(self, write, staging, chunks, actor).await
-                }
-            }
-
-            async fn undo(tx: &mut Tx<$store>) -> StoreResult<()> {
-                sqlx::raw_sql(shared::UNDO).execute(&mut **tx).await?;
-                Ok(())
-            }
-
-            /// [`ApplyBatch`] on this backend. `tx` is `None` once a failure left the
-            /// transaction in an unknown state: every later call fails, and so does the commit.
-            /// `open`: the last change stands and its savepoint is not yet released.
-            struct Batch {
-                tx: Option<Tx<$store>>,
-                open: bool,
-                known: <$store as BackendDirectory>::Known,
-            }
-
-            impl Batch {
-                /// A batch in `tx`, which holds nothing yet.
-                fn boxed(tx: Tx<$store>) -> Box<dyn ApplyBatch> {
-                    Box::new(Batch { tx: Some(tx), open: false, known: Default::default() })
-                }
-            }
-
-            #[async_trait]
-            impl ApplyBatch for Batch {
-                async fn apply(
-                    &mut self,
-                    team_id: TeamId,
-                    expected_version: i64,
-                    changes: &[Change],
-                    (actor, drafts): (&Actor, &[Draft]),
-                    scim: Option<&ScimWrite>,
-                    now: i64,
-                ) -> StoreResult<Applied> {
-                    if changes.is_empty() && scim.is_none() {
-                        return Ok(Applied { created: Vec::new(), version: expected_version, registered: None });
-                    }
-                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
-                    let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
-                    // From here on the last change's savepoint is released, or the batch failed.
-                    self.open = false;
-                    let start = WriteStart {
-                        savepoint,
-                        team_id,
-                        expected: expected_version,
-                        events: drafts.len(),
-                        now,
-                    };
-                    let start = match scim {
-                        // A SCIM write alone leaves the directory and its version as they are.
-                        Some(write) if changes.is_empty() => {
-                            // It may register a user the batch does not know of.
-                            <$store>::forget(&mut tx, &mut self.known).await?;
-                            sqlx::raw_sql(savepoint).execute(&mut *tx).await?;
-                            let written = <$store>::write_scim(&mut tx, team_id, write, now).await;
-                            match written {
-                                Ok(_) => self.open = true,
-                                Err(_) => undo(&mut tx).await?,
-                            }
-                            self.tx = Some(tx);
-                            return written.map(|registered| Applied {
-                                created: Vec::new(),
-                                version: expected_version,
-                                registered,
-                            });
-                        }
-                        Some(write) => {
-                            <$store>::start_scim_apply(tx, start, write, &mut self.known).await?
-                        }
-                        None => {
-                            let start = <$store>::start_apply(tx, start, &mut self.known);
-                            start.await?.map(|writer| (writer, None)).map_err(|tx| (tx, StoreError::Conflict))
-                        }
-                    };
-                    let (mut writer, registered) = match start {
-                        Ok(started) => started,
-                        Err((mut tx, refusal)) => {
-                            undo(&mut tx).await?;
-                            self.tx = Some(tx);
-                            return Err(refusal);
-                        }
-                    };
-                    // The changes name the user the SCIM write just registered as
-                    // `REGISTERED_USER`.
-                    let named;
-                    let (changes, drafts) = match registered {
-                        Some(user_id) => {
-                            named = (
-                                $crate::domain::directory::with_registered(changes, user_id),
-                                $crate::domain::events::with_registered(drafts, user_id),
-                            );
-                            (named.0.as_slice(), named.1.as_slice())
-                        }
-                        None => (changes, drafts),
-                    };
-                    let written = async {
-                        let created = apply::write_changes(&mut writer, changes).await?;
-                        apply::write_events(&mut writer, actor, drafts, changes, &created).await?;
-                        writer.flush().await?;
-                        Ok(created)
-                    }
-                    .await;
-                    let finished =
-                        <$store>::finish_apply(writer, written.is_ok(), &mut self.known).await;
-                    let (mut tx, version) = match finished {
-                        Ok(finished) => finished,
-                        // The batch is lost ([`ApplyBatch::lost`]); the write's own failure is
-                        // its answer.
-                        Err(error) => return Err(written.err().unwrap_or(error)),
-                    };
-                    match written {
-                        Ok(_) => self.open = true,
-                        Err(_) => undo(&mut tx).await?,
-                    }
-                    self.tx = Some(tx);
-                    written
-                        .map(|created| Applied { created, version, registered })
-                        .map_err(shared::behind_a_row)
-                }
-
-                async fn apply_chunks(
-                    &mut self,
-                    write: LargeWrite,
-                    chunks: &mut dyn ChangeChunks,
-                    actor: &Actor,
-                ) -> StoreResult<Applied> {
-                    let LargeWrite { team_id, expected_version, now } = write;
-                    let mut tx = self.tx.take().ok_or(StoreError::BatchFailed)?;
-                    let savepoint = if self.open { shared::NEXT_SAVEPOINT } else { shared::SAVEPOINT };
-                    // No event number is taken yet: how many events there are is known at the end.
-                    // The check is asked (a sync may have no chunk to send it with), and what the
-                    // batch knew is forgotten: the sync creates groups and numbers events after.
-                    <$store>::forget(&mut tx, &mut self.known).await?;
-                    self.open = false;
-                    let start = WriteStart {
-                        savepoint,
-                        team_id,
-                        expected: expected_version,
-                        events: 0,
-                        now,
-                    };
-                    let start = <$store>::start_apply(tx, start, &mut self.known);
-                    let mut writer =
-                        match start.await? {
-                            Ok(writer) => writer,
-                            Err(mut tx) => {
-                                undo(&mut tx).await?;
-                                self.tx = Some(tx);
-                                return Err(StoreError::Conflict);
-                            }
-                        };
-                    let first_seq = apply::ChangeWriter::last_seq(&writer) + 1;
-                    let written = apply::write_chunks(&mut writer, first_seq, chunks, actor).await;
-                    let (mut tx, version) =
-                        <$store>::finish_apply(writer, false, &mut self.known).await?;
-                    let written = match written {
-                        Ok((created, events)) => sqlx::query(shared::TAKE_EVENT_NUMBERS)
-                            .bind(team_id)
-                            .bind(events)
-                            .execute(&mut *tx)
-                            .await
-                            .map(|_| created)
-                            .map_err(StoreError::from),
-                        Err(error) => Err(error),
-                    };
-                    match written {
-                        Ok(_) => self.open = true,
-                        Err(_) => undo(&mut tx).await?,
-                    }
-                    self.tx = Some(tx);
-                    written.map(|created| Applied { created, version, registered: None })
-                }
-
-                fn lost(&self) -> bool {
-                    self.tx.is_none()
-                }
-
-                async fn commit(self: Box<Self>) -> StoreResult<()> {
-                    let Batch { tx, mut known, .. } = *self;
-                    let mut tx = tx.ok_or(StoreError::BatchFailed)?;
-                    <$store>::before_commit(&mut tx, &mut known).await?;
-                    tx.commit().await?;
-                    Ok(())
                 }
             }
 

@@ -149,6 +149,7 @@ impl Backend for PostgresStore {
 }
 
 shared::impl_store!(PostgresStore);
+crate::store::batch::impl_batch!(PostgresStore);
 crate::store::events::impl_event_store!(PostgresStore);
 crate::store::quotas::impl_quota_store!(PostgresStore);
 crate::store::scim::impl_scim_store!(PostgresStore);

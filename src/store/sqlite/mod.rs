@@ -123,6 +123,7 @@ impl Backend for SqliteStore {
 }
 
 shared::impl_store!(SqliteStore);
+crate::store::batch::impl_batch!(SqliteStore);
 crate::store::events::impl_event_store!(SqliteStore);
 crate::store::quotas::impl_quota_store!(SqliteStore);
 crate::store::scim::impl_scim_store!(SqliteStore);
