@@ -33,6 +33,13 @@ both teams are numbered 1..N without a gap, each group the bursts created has ex
 `group.created` event, and the receiver got every event of the burst team at least once, in
 order, without a gap (a batch may come again after a kill, never skip ahead).
 
+Kills during a copy (SQLite). SQLite stages a sync in a file of its own, decides it in one
+short transaction and then copies it in by many (src/store/sqlite/copy.rs). Each of these
+rounds starts a sync, waits for the server's log line that says the write was decided, kills
+the server a few milliseconds later, mostly in the middle of the copy, before any answer, and
+checks that the write stands whole after the restart (the state after, by `admin check`, which
+opens the database and so finishes the copy, and by the digest).
+
 A kill "lands inside a write" when a write had been sent and not answered when the signal was
 sent; at least half of the kills of each kind must, or the run fails. Any answer other than
 "OK" before the kill, and any panic in the server's log (its stderr), fails the run too.
@@ -60,6 +67,10 @@ import tempfile
 import threading
 import time
 import urllib.request
+
+
+# The server's log line once a staged sync is decided (src/store/sqlite/staging.rs).
+DECIDED = "a staged write was decided; copying it in"
 
 
 def log(message):
@@ -144,6 +155,11 @@ class Server:
         if self.process and self.process.poll() is None:
             self.process.terminate()
             self.process.wait()
+
+    def lines(self, text):
+        """How many lines of the server's log hold `text`."""
+        with open(self.err_path, errors="replace") as err:
+            return sum(text in line for line in err)
 
     def panics(self):
         with open(self.err_path, errors="replace") as err:
@@ -491,6 +507,8 @@ def main():
     parser.add_argument("--kills", type=int, default=20, help="kills during large writes")
     parser.add_argument("--burst-kills", type=int, default=10,
                         help="kills during bursts of single writes")
+    parser.add_argument("--copy-kills", type=int, default=4,
+                        help="kills during the copy of a decided sync (SQLite)")
     parser.add_argument("--burst-threads", type=int, default=8)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
@@ -647,6 +665,37 @@ def main():
         if args.kills and inside * 2 < args.kills:
             fail(f"only {inside} of {args.kills} kills landed inside a large write")
 
+        # Kills during the copy of a decided sync (SQLite stages its syncs).
+        copy_kills = args.copy_kills if backend == "SQLite" else 0
+        syncs = {"A": "B", "B": "A", "A-": "A"}
+        for round_number in range(1, copy_kills + 1):
+            server.start()
+            client.login(server.base)
+            client.warm(server.base)
+            decided = server.lines(DECIDED)
+            target, thread, result = run(syncs[current])
+            while server.lines(DECIDED) == decided:
+                if not thread.is_alive():
+                    fail(f"copy kill {round_number}: the sync to {target} ended without being "
+                         f"decided: {result.get('answer') or result.get('error')}")
+                time.sleep(0.001)
+            delay = rng.uniform(0, 0.02)
+            time.sleep(delay)
+            server.kill()
+            thread.join()
+            answered = result.get("answer") is not None
+            check_log(f"copy kill {round_number}")
+            ok, report = admin_check(args.binary, url)
+            if not ok:
+                fail(f"admin check after copy kill {round_number}:\n{report}")
+            if digest(db, team) != states[target]:
+                fail(f"copy kill {round_number}: the decided sync {current} -> {target} is not "
+                     f"whole after the restart")
+            current = target
+            log(f"copy kill {round_number}/{copy_kills}: sync to {target} killed {delay:.3f} s "
+                f"after it was decided ({'answered' if answered else 'unanswered'}): state "
+                f"after the write; admin check clean")
+
         # Bursts of single writes, on a team of their own.
         burst_app = create_org(args.binary, url, "Burst")
         burst = Burst(Client(burst_app), args.burst_threads)
@@ -722,6 +771,7 @@ def main():
               f"{inside} inside the write, {acknowledged} after its answer): "
               f"{outcomes['before']} left the state before the write, {outcomes['after']} the "
               f"state after, 0 acknowledged writes lost, 0 mixed states; "
+              f"{copy_kills} kills during the copy of a decided sync, each left it whole; "
               f"{args.burst_kills} kills during bursts of single writes from "
               f"{args.burst_threads} threads ({burst_inside} inside a write): "
               f"{acknowledged_writes} acknowledged writes all there, "

@@ -243,4 +243,11 @@ pub(crate) trait BackendDirectory: Backend {
     ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
         Ok(None)
     }
+    /// Before the team's directory is read whole: make its stored rows a directory again,
+    /// should a write have left them part-way. SQLite finishes (or waits for) a staged write's
+    /// copy left pending (`store::sqlite::copy`, refusing the read with
+    /// [`StoreError::Unavailable`] past the write wait); PostgreSQL never leaves them so.
+    async fn settle(&self, _team_id: TeamId) -> StoreResult<()> {
+        Ok(())
+    }
 }

@@ -428,6 +428,7 @@ macro_rules! impl_store {
             #[async_trait]
             impl DirectoryStore for $store {
                 async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>> {
+                    <Self as BackendDirectory>::settle(self, team_id).await?;
                     // One snapshot for every read: the rows are the ones of the version read
                     // with them.
                     let mut tx = self.begin_snapshot().await?;

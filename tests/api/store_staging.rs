@@ -422,3 +422,183 @@ async fn staging_files_no_process_holds_are_removed_when_the_database_is_opened(
     assert_eq!(staging_files(&file), vec![staging("held")]);
     assert_eq!(stored_groups(&*store, team_id).await, Vec::new());
 }
+
+/// Whether the SQLite database of `pool` records a copy of `team_id` as pending, and how many
+/// member rows of the team it holds.
+async fn copy_pending(pool: &sqlx::SqlitePool, team_id: TeamId) -> (bool, i64) {
+    sqlx::query_as(
+        "SELECT EXISTS (SELECT 1 FROM pending_copies WHERE team_id = $1), \
+         (SELECT COUNT(*) FROM members WHERE team_id = $1)",
+    )
+    .bind(team_id)
+    .fetch_one(pool)
+    .await
+    .expect("the pending copies")
+}
+
+/// A staged write of 200,000 members is copied in by short transactions once decided, and
+/// another team's write goes between them (with one transaction it waited for the whole copy,
+/// docs/HARDENING.md, finding 4).
+#[tokio::test]
+async fn another_team_writes_between_the_chunks_of_a_decided_copy() {
+    let (database, store, team_id, _) = org_of_three().await;
+    let (_, other) = create_org(&*store, new_org("Other", None)).await;
+    let members: Vec<Change> = (0..200_000)
+        .map(|n| put(UserId::new(1_000_000_000 + n), "Member", &[]))
+        .collect();
+    let staging = Staging {
+        new_groups: 0,
+        only_adds: true,
+    };
+    let chunks = members.chunks(10_000).map(<[Change]>::to_vec).collect();
+    let Some(staged) = stage(&*store, team_id, 0, staging, chunks).await else {
+        return;
+    };
+    let pool = sqlx::SqlitePool::connect(&database.url)
+        .await
+        .expect("connect");
+    let committing = tokio::spawn(staged.commit());
+    // Once the copy of the members has begun:
+    loop {
+        match copy_pending(&pool, team_id).await {
+            (true, copied) if copied > 0 => break,
+            (_, copied) => assert!(copied == 0, "all {copied} members copied unseen"),
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    apply(&*store, other, 0, &[create("Ops")], no_events(), NOW)
+        .await
+        .expect("another team writes during the copy");
+    // It waited for one chunk at most, not for the members' whole copy.
+    let (pending, copied) = copy_pending(&pool, team_id).await;
+    assert!(
+        pending && copied < 200_000,
+        "the other team's write came after {copied} members were copied"
+    );
+    let applied = committing.await.expect("joined").expect("copied in");
+    assert_eq!(applied.version, 1);
+    assert_eq!(stored_members(&*store, team_id).await.len(), 200_000);
+    assert_eq!(copy_pending(&pool, team_id).await, (false, 200_000));
+}
+
+/// A first sync of ann and bob staged, and decided by hand as a process would decide it (the
+/// team's version check and the copy recorded as pending, in one transaction) before being
+/// killed after copying the groups alone. Answers the kept staging file (`None`: PostgreSQL).
+async fn decided_and_left_half_copied(
+    url: &str,
+    store: &dyn Store,
+    team_id: TeamId,
+    users: [UserId; 2],
+) -> Option<PathBuf> {
+    let file = database_file(url)?;
+    let staged = stage_first_sync(store, team_id, users)
+        .await
+        .expect("SQLite stages");
+    let [made] = &staging_files(&file)[..] else {
+        panic!("one staging file")
+    };
+    let kept = PathBuf::from(format!("{}-staging-kept", file.display()));
+    std::fs::copy(made, &kept).expect("copy the staging file");
+    drop(staged);
+    let pool = sqlx::SqlitePool::connect(url).await.expect("connect");
+    let mut conn = pool.acquire().await.expect("a connection");
+    sqlx::query("ATTACH DATABASE $1 AS kept")
+        .bind(kept.display().to_string())
+        .execute(&mut *conn)
+        .await
+        .expect("attach");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "BEGIN IMMEDIATE; \
+         UPDATE teams SET version = version + 1, \
+         event_seq = COALESCE((SELECT MAX(seq) FROM kept.events), event_seq) WHERE id = {team}; \
+         INSERT INTO pending_copies (team_id, path) VALUES ({team}, '{path}'); \
+         INSERT INTO main.groups SELECT * FROM kept.groups; \
+         COMMIT; DETACH DATABASE kept",
+        team = team_id.get(),
+        path = kept.display()
+    )))
+    .execute(&mut *conn)
+    .await
+    .expect("decide by hand");
+    drop(conn);
+    pool.close().await;
+    Some(kept)
+}
+
+/// The staged first sync is there whole: the version, the groups, the members in their groups,
+/// in the database and in the directory loaded from it.
+async fn assert_first_sync_whole(store: &dyn Store, team_id: TeamId, [ann, bob]: [UserId; 2]) {
+    let version = store.team(team_id).await.expect("team").expect("a team");
+    let groups: Vec<String> = stored_groups(store, team_id)
+        .await
+        .into_iter()
+        .map(|g| g.2)
+        .collect();
+    let members: Vec<(UserId, usize)> = stored_members(store, team_id)
+        .await
+        .into_iter()
+        .map(|(user, placement)| (user, placement.groups.len()))
+        .collect();
+    assert_eq!(
+        (version.version, groups, members),
+        (
+            1,
+            vec!["Sales".to_owned(), "EU".to_owned()],
+            vec![(ann, 1), (bob, 0)]
+        )
+    );
+    let directory = store
+        .load_directory(team_id)
+        .await
+        .expect("load")
+        .expect("the team");
+    assert_eq!((directory.version(), directory.member_count()), (1, 2));
+}
+
+#[tokio::test]
+async fn a_decided_copy_a_kill_left_half_done_is_finished_when_the_database_is_opened() {
+    let (database, store, team_id, [ann, bob, _]) = org_of_three().await;
+    let Some(kept) =
+        decided_and_left_half_copied(&database.url, &*store, team_id, [ann, bob]).await
+    else {
+        return;
+    };
+    drop(store);
+    let store = contactsd::store::open(&database.url, &StoreSettings::default())
+        .await
+        .expect("open");
+    assert!(
+        !kept.exists(),
+        "the copy is finished and its file removed on opening"
+    );
+    assert_first_sync_whole(&*store, team_id, [ann, bob]).await;
+}
+
+#[tokio::test]
+async fn a_directory_load_finishes_a_pending_copy_first_or_waits_for_its_copier() {
+    let (database, store, team_id, [ann, bob, _]) = org_of_three().await;
+    let Some(kept) =
+        decided_and_left_half_copied(&database.url, &*store, team_id, [ann, bob]).await
+    else {
+        return;
+    };
+    // Another process copying it holds the file: a load waits for it, and past the write wait
+    // is refused, to be retried, rather than reading half a directory.
+    let copier = File::open(&kept).expect("open");
+    copier.lock().expect("lock");
+    let impatient = StoreSettings {
+        write_wait: Duration::from_millis(200),
+        ..StoreSettings::default()
+    };
+    let other = contactsd::store::open(&database.url, &impatient)
+        .await
+        .expect("open beside it");
+    assert!(matches!(
+        other.load_directory(team_id).await,
+        Err(StoreError::Unavailable)
+    ));
+    // The copier went away unfinished: the next load finishes the copy, then reads.
+    drop(copier);
+    assert_first_sync_whole(&*store, team_id, [ann, bob]).await;
+    assert!(!kept.exists());
+}

@@ -39,6 +39,10 @@ impl BackendDirectory for SqliteStore {
         team_id: TeamId,
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()> {
+        if super::copy::is_pending(tx, team_id).await? {
+            // Decided by another process since `settle`, and being copied in.
+            return Err(StoreError::Unavailable);
+        }
         bulk_read(
             tx,
             "SELECT json_group_array(json_array(id, parent_id, source, remote_id, name, \
@@ -186,6 +190,10 @@ impl BackendDirectory for SqliteStore {
         actor: &Actor,
     ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
         super::staging::stage(self, write, staging, chunks, actor).await
+    }
+
+    async fn settle(&self, team_id: TeamId) -> StoreResult<()> {
+        super::copy::settle(self, team_id).await
     }
 }
 

@@ -11,10 +11,12 @@
 //! What is SQLite's own, by capability: [`orgs`] (numbering orgs), [`users`] (registering in
 //! chunks, bulk reads), [`directory`] (bulk reads of a directory, its multi-row writes),
 //! [`in_flight`] (a large write's queries sent without waiting for each), [`staging`] (a sync's
-//! write, prepared without the write lock), [`statements`] (what a directory write is made of),
+//! write, prepared without the write lock), [`copy`] (a staged write copied in by short
+//! transactions), [`statements`] (what a directory write is made of),
 //! [`scim`] (SCIM writes sent with the directory write they come with).
 
 mod commits;
+mod copy;
 mod directory;
 mod in_flight;
 mod orgs;
@@ -59,6 +61,8 @@ pub struct SqliteStore {
     commits: Commits,
     /// Where a sync's writes are staged (`None` in memory).
     staging: Option<staging::StagingFiles>,
+    /// How long a directory load waits for another process's copy ([`copy::settle`]).
+    write_wait: std::time::Duration,
 }
 
 impl SqliteStore {
@@ -84,12 +88,20 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.read_only(true))
             .await?;
-        Ok(SqliteStore {
+        let store = SqliteStore {
             reader,
             writer,
             commits,
             staging,
-        })
+            write_wait: settings.write_wait,
+        };
+        // The copies of staged writes that were decided and left unfinished (a kill) first,
+        // then the staging files no write will use.
+        copy::finish_abandoned(&store).await?;
+        if let Some(files) = &store.staging {
+            files.remove_abandoned(&copy::pending(&store, None).await?);
+        }
+        Ok(store)
     }
 }
 

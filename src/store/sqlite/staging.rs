@@ -1,4 +1,4 @@
-//! Staging of a large write (a sync), so that it holds SQLite's one writer for a short copy
+//! Staging of a large write (a sync), so that it holds SQLite's one writer for short copies
 //! rather than for the whole write (docs/DESIGN.md, "Write path of a sync").
 //!
 //! SQLite lets one transaction write at a time, and a sync must commit whole. Writing a million
@@ -6,45 +6,49 @@
 //! behind it. Most of that time is making and binding the rows, not SQLite's B-trees: copied
 //! from one database into another with `INSERT … SELECT`, the same rows take under a second.
 //! So the rows are first written into a staging file of their own, next to the database, by
-//! the same writer code as any write ([`SqliteWriter`]), without the database's lock; then one
-//! transaction on the writing connection checks the team's version, copies them in and
-//! commits. Readers and crash recovery see the directory before or after, never a mix.
+//! the same writer code as any write ([`SqliteWriter`]), without the database's lock; the file
+//! is made durable, one short transaction on the writing connection checks the team's version
+//! and records the write as decided, and the rows are then copied in by short transactions
+//! ([`super::copy`]). Readers and crash recovery see the directory before or after, never a
+//! mix.
 //!
 //! This needs what the rows name to be fixed before the lock is taken: the group ids are
 //! reserved first (a short transaction that advances the table's counter), and the event
-//! numbers follow the team's last one, which cannot change unless its version does (the copy
-//! then refuses, and the sync is decided again).
+//! numbers follow the team's last one, which cannot change unless its version does (the
+//! decision then refuses, and the sync is decided again).
 //!
-//! A write that only adds rows (a first sync) is copied with plain inserts. One that changes
-//! stored rows stages what they become instead, as a sync writes each object once: a changed
-//! group whole, a member's row with the memberships it keeps or gains, and two lists, of the
-//! members whose memberships are replaced and of those removed. The copy then deletes what the
-//! lists and the changed groups name and is not staged, and overwrites the rest
-//! ([`COPY_CHANGES`]): what the write would have done in place, as a few set statements.
+//! A write that only adds rows (a first sync) stages them as they are. One that changes stored
+//! rows stages what they become instead, as a sync writes each object once: a changed group
+//! whole, a member's row with the memberships it keeps or gains, and two lists, of the members
+//! whose memberships are replaced and of those removed. The copy deletes what the lists and the
+//! changed groups name and is not staged, and overwrites the rest: what the write would have
+//! done in place, as set statements.
 //!
-//! A staging file is locked (`flock`) by the process writing it and removed when the write
-//! ends; one left by a process that was killed is removed when the database is next opened or
-//! a write is next staged, by whichever process finds it unlocked and untouched for a minute.
+//! A staging file is locked (`flock`) by the process writing or copying it and removed when
+//! the write ends. One left by a process that was killed before its write was decided is
+//! removed when the database is next opened or a write is next staged, by whichever process
+//! finds it unlocked and untouched for a minute; one whose write was decided is kept until its
+//! copy is finished.
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::SqlitePool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
+use super::copy::{self, PendingCopy};
 use super::directory::SqliteWriter;
-use super::{BEGIN_LARGE_WRITE, BEGIN_WRITE, SqliteStore};
+use super::{BEGIN_WRITE, SqliteStore};
 use crate::domain::directory::Staging;
 use crate::domain::events::Actor;
 use crate::domain::values::GroupId;
 use crate::store::backend::Backend;
 use crate::store::{
-    Applied, ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, apply, shared,
+    Applied, ChangeChunks, LargeWrite, StagedWrite, StoreError, StoreResult, apply,
 };
 
 /// The tables a staged write fills, made in the staging file from the database's own
@@ -74,38 +78,6 @@ pub(super) const REWRITTEN_MEMBERS: &str = "rewritten_members";
 /// removes.
 pub(super) const REMOVED_MEMBERS: &str = "removed_members";
 
-/// The copy of a write that only adds rows, in one multi-statement query (the tables are
-/// alike, column for column).
-const COPY_ADDITIONS: &str = "INSERT INTO main.groups SELECT * FROM staging.groups; \
-     INSERT INTO main.members SELECT * FROM staging.members; \
-     INSERT INTO main.memberships SELECT * FROM staging.memberships; \
-     INSERT INTO main.events SELECT * FROM staging.events";
-
-/// The copy of a write that changes stored rows: a staged group replaces the stored one (all
-/// of them deleted first, so that no two valid groups share a remote id even for a statement);
-/// a listed member loses the memberships not staged for it, a removed one all of them and its
-/// row; a staged member overwrites the stored one as [`shared::REWRITE_MEMBER`] says, and its
-/// staged memberships are added where missing.
-static COPY_CHANGES: LazyLock<String> = LazyLock::new(|| {
-    format!(
-        "DELETE FROM main.groups WHERE id IN (SELECT id FROM staging.groups); \
-         INSERT INTO main.groups SELECT * FROM staging.groups; \
-         DELETE FROM main.memberships AS m WHERE (m.team_id, m.user_id) \
-         IN (SELECT team_id, user_id FROM staging.{REWRITTEN_MEMBERS}) \
-         AND NOT EXISTS (SELECT 1 FROM staging.memberships AS s WHERE s.team_id = m.team_id \
-         AND s.user_id = m.user_id AND s.group_id = m.group_id); \
-         DELETE FROM main.memberships \
-         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.{REMOVED_MEMBERS}); \
-         DELETE FROM main.members \
-         WHERE (team_id, user_id) IN (SELECT team_id, user_id FROM staging.{REMOVED_MEMBERS}); \
-         INSERT INTO main.members SELECT * FROM staging.members WHERE true{REWRITE_MEMBER}; \
-         INSERT INTO main.memberships SELECT * FROM staging.memberships WHERE true \
-         ON CONFLICT DO NOTHING; \
-         INSERT INTO main.events SELECT * FROM staging.events",
-        REWRITE_MEMBER = shared::REWRITE_MEMBER
-    )
-});
-
 /// How long a staging file no process holds must have been left untouched to be removed.
 const ABANDONED_AFTER: Duration = Duration::from_secs(60);
 
@@ -120,21 +92,20 @@ pub(super) struct StagingFiles {
 
 impl StagingFiles {
     /// The staging files of the database at `database`, if it is a file (an in-memory
-    /// database stages nothing); left-over ones of processes no longer running are removed.
+    /// database stages nothing).
     pub(super) fn of(database: &Path) -> Option<StagingFiles> {
         let metadata = std::fs::metadata(database).ok().filter(|m| m.is_file())?;
         let mut prefix = database.as_os_str().to_owned();
         prefix.push("-staging-");
-        let files = StagingFiles {
+        Some(StagingFiles {
             prefix: prefix.into(),
             mode: metadata.permissions().mode() & 0o777,
-        };
-        files.remove_abandoned();
-        Some(files)
+        })
     }
 
-    /// Remove the staging files no process holds (their writer was killed).
-    fn remove_abandoned(&self) {
+    /// Remove the staging files no process holds (their writer was killed), but for those of
+    /// the copies still pending (`pending`: their paths).
+    pub(super) fn remove_abandoned(&self, pending: &[PendingCopy]) {
         let (Some(dir), Some(name)) = (self.prefix.parent(), self.prefix.file_name()) else {
             return;
         };
@@ -151,6 +122,9 @@ impl StagingFiles {
                 continue;
             }
             let path = entry.path();
+            if pending.iter().any(|p| Path::new(&p.path) == path) {
+                continue;
+            }
             // Not one being made this instant, before its maker could lock it.
             let old = entry
                 .metadata()
@@ -164,9 +138,9 @@ impl StagingFiles {
     }
 
     /// A new staging file, locked by this process until dropped (then removed); abandoned ones
-    /// are removed first.
-    fn create(&self) -> StoreResult<StagingFile> {
-        self.remove_abandoned();
+    /// are removed first (but for those of the copies in `pending`).
+    fn create(&self, pending: &[PendingCopy]) -> StoreResult<StagingFile> {
+        self.remove_abandoned(pending);
         let mut path = self.prefix.clone().into_os_string();
         path.push(uuid::Uuid::new_v4().simple().to_string());
         let path = PathBuf::from(path);
@@ -178,12 +152,13 @@ impl StagingFiles {
         let file = match made {
             Ok(file) => StagingFile {
                 path: path.clone(),
-                _lock: file,
+                lock: file,
+                remove: true,
             },
             Err(source) => return Err(StoreError::Staging { path, source }),
         };
         // Dropped on failure, which removes it.
-        let source = match file._lock.try_lock() {
+        let source = match file.lock.try_lock() {
             Ok(()) => return Ok(file),
             Err(TryLockError::Error(error)) => error,
             Err(TryLockError::WouldBlock) => ErrorKind::WouldBlock.into(),
@@ -196,11 +171,39 @@ impl StagingFiles {
 struct StagingFile {
     path: PathBuf,
     /// The open file holding the lock, closed after the removal.
-    _lock: File,
+    lock: File,
+    /// Whether dropping it removes it (not once [`StagingFile::keep`] said so).
+    remove: bool,
+}
+
+impl StagingFile {
+    /// Make the file's rows and its name durable, before its write is decided.
+    fn sync(&self) -> StoreResult<()> {
+        let synced = self
+            .lock
+            .sync_all()
+            .and_then(|()| match self.path.parent() {
+                Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+                _ => Ok(()),
+            });
+        synced.map_err(|source| StoreError::Staging {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Let the lock go and keep the file: its write was decided and its copy did not end, so
+    /// whoever loads the team next finishes it ([`super::copy`]).
+    fn keep(mut self) {
+        self.remove = false;
+    }
 }
 
 impl Drop for StagingFile {
     fn drop(&mut self) {
+        if !self.remove {
+            return;
+        }
         if let Err(error) = std::fs::remove_file(&self.path) {
             tracing::warn!(path = %self.path.display(), %error, "cannot remove a staging file");
         }
@@ -230,7 +233,7 @@ pub(super) async fn stage(
     };
     let new_groups = staging.new_groups;
     let first_group = reserve_group_ids(store, new_groups).await?;
-    let file = files.create()?;
+    let file = files.create(&copy::pending(store, None).await?)?;
     let pool = staging_pool(store, &file.path).await?;
     // The ordinary cache: without a journal, spilled pages go straight to the file. The large
     // write's 16 MiB was no faster here (write 5.2-5.7 s either way) and raised a first sync's
@@ -258,11 +261,6 @@ pub(super) async fn stage(
         writer: store.writes().clone(),
         file,
         write,
-        copy: if staging.only_adds {
-            COPY_ADDITIONS
-        } else {
-            COPY_CHANGES.as_str()
-        },
         last_seq,
         events,
         created,
@@ -332,8 +330,6 @@ struct Staged {
     writer: SqlitePool,
     file: StagingFile,
     write: LargeWrite,
-    /// [`COPY_ADDITIONS`] or [`COPY_CHANGES`].
-    copy: &'static str,
     /// The team's last event number when staged.
     last_seq: i64,
     /// How many events were staged.
@@ -341,46 +337,60 @@ struct Staged {
     created: Vec<GroupId>,
 }
 
+impl Staged {
+    /// Decide the write: check the team's version (taking the event numbers) and record the
+    /// copy as pending, in one transaction. [`StoreError::Conflict`]: the team moved on.
+    async fn decide(&self, pending: &PendingCopy) -> StoreResult<i64> {
+        let mut tx = self.writer.begin_with(BEGIN_WRITE).await?;
+        let version: Option<i64> = sqlx::query_scalar(BUMP)
+            .bind(self.events)
+            .bind(self.write.team_id)
+            .bind(self.write.expected_version)
+            .bind(self.last_seq)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let version = version.ok_or(StoreError::Conflict)?;
+        sqlx::query("INSERT INTO pending_copies (team_id, path) VALUES ($1, $2)")
+            .bind(pending.team_id)
+            .bind(&pending.path)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(version)
+    }
+}
+
 #[async_trait]
 impl StagedWrite for Staged {
     async fn commit(self: Box<Self>) -> StoreResult<Applied> {
-        let mut conn = self.writer.acquire().await?;
-        let path = self.file.path.to_string_lossy().into_owned();
-        sqlx::query("ATTACH DATABASE $1 AS staging")
-            .bind(path)
-            .execute(&mut *conn)
-            .await?;
-        let copied: StoreResult<i64> = async {
-            sqlx::raw_sql(BEGIN_LARGE_WRITE).execute(&mut *conn).await?;
-            let version: Option<i64> = sqlx::query_scalar(BUMP)
-                .bind(self.events)
-                .bind(self.write.team_id)
-                .bind(self.write.expected_version)
-                .bind(self.last_seq)
-                .fetch_optional(&mut *conn)
-                .await?;
-            let version = version.ok_or(StoreError::Conflict)?;
-            sqlx::raw_sql(self.copy).execute(&mut *conn).await?;
-            sqlx::raw_sql("COMMIT").execute(&mut *conn).await?;
-            Ok(version)
-        }
-        .await;
-        let detached = match &copied {
-            Ok(_) => sqlx::raw_sql("DETACH DATABASE staging")
-                .execute(&mut *conn)
-                .await
-                .is_ok(),
-            Err(_) => false,
+        self.file.sync()?;
+        let pending = PendingCopy {
+            team_id: self.write.team_id,
+            path: self.file.path.to_string_lossy().into_owned(),
         };
-        if !detached {
-            // Closed rather than handed to the next write with a transaction or the staging
-            // file still open: closing rolls back what is not committed.
-            conn.close_on_drop();
+        let version = match self.decide(&pending).await {
+            Ok(version) => version,
+            Err(StoreError::Conflict) => return Err(StoreError::Conflict),
+            Err(error) => {
+                // Perhaps decided after all (an answer lost): the file stays for its copy, or
+                // is removed as abandoned once no pending copy names it.
+                self.file.keep();
+                return Err(error);
+            }
+        };
+        // scripts/crash-test kills the process on this line, to check that the write stands.
+        tracing::info!(
+            team_id = pending.team_id.get(),
+            "a staged write was decided; copying it in"
+        );
+        if let Err(error) = copy::copy(&self.writer, &pending).await {
+            // The write stands; its copy is finished when the team is next loaded.
+            self.file.keep();
+            return Err(error);
         }
-        drop(conn);
         Ok(Applied {
             created: self.created,
-            version: copied?,
+            version,
             registered: None,
         })
     }
