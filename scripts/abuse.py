@@ -2,7 +2,10 @@
 """Replay a hostile tenant's attacks on a real contactsd and check another tenant stays healthy.
 
 Run through scripts/abuse. Everything is local (127.0.0.x), bounded in time and size, and stops
-by itself. Prints a table of attack, measurement and verdict; exits 1 when an attack succeeded.
+by itself. During every attack a bystander tenant lists its groups, creates one and asks
+`/healthz`, every 20 ms: each of its calls must succeed, its page-1 listing's p99 and its
+slowest write must stay under `--bystander-ms`. Prints a table of attack, measurement and
+verdict; exits 1 when an attack succeeded or hurt the bystander.
 """
 
 import argparse
@@ -112,12 +115,94 @@ def percentile(values, p):
     return values[min(len(values) - 1, int(len(values) * p))] * 1000
 
 
-def snapshot(groups, members):
+class Bystander:
+    """Another tenant, untouched by every attack, measured during each: a loop of its page-1
+    group listing, a group create and `/healthz` from 127.0.0.1, one round every 20 ms."""
+
+    def __init__(self, server, org):
+        self.server, self.org = server, org
+        self.q = token(server.base, org)
+        self.samples = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def run(self):
+        team = self.org["team_id"]
+        listing = f"/api/contacts/teams/{team}/groups?{self.q}&page=1&per_page=10"
+        n = 0
+        while not self.stop.is_set():
+            samples = self.samples
+            if samples is None:
+                time.sleep(0.005)
+                continue
+            n += 1
+            for kind, call in (
+                    ("list", lambda: envelope(self.server.base, "GET", listing)),
+                    ("write", lambda: envelope(self.server.base, "POST",
+                                               f"/api/contacts/teams/{team}/groups?{self.q}",
+                                               {"name": f"B {n}", "parent_id": 0})),
+                    ("health", lambda: self.health())):
+                try:
+                    answer, elapsed = call()
+                    good = answer.get("code") == "OK"
+                except OSError as error:
+                    good, elapsed = False, 0
+                    answer = {"code": str(error)}
+                samples[kind].append(elapsed)
+                if not good:
+                    samples["errors"].append(f"{kind}: {error_type(answer)}")
+            time.sleep(0.02)
+
+    def health(self):
+        started = time.monotonic()
+        with urllib.request.urlopen(self.server.base + "/healthz", timeout=5) as answer:
+            code = "OK" if answer.status == 200 else f"HTTP {answer.status}"
+        return {"code": code}, time.monotonic() - started
+
+    def measure(self, attack, *args):
+        """Run `attack(*args)` (which records its own verdict) while measuring; then record
+        the bystander's verdict for it."""
+        self.samples = {"list": [], "write": [], "health": [], "errors": []}
+        before = len(RESULTS)
+        try:
+            attack(*args)
+            deadline = time.monotonic() + 2
+            while not self.samples["health"] and time.monotonic() < deadline:
+                time.sleep(0.01)
+        finally:
+            samples, self.samples = self.samples, None
+        name = RESULTS[before][0] if len(RESULTS) > before else attack.__name__
+        if not samples["list"]:
+            record(f"  bystander during: {name}", "no round finished", False)
+            return
+        p99 = percentile(samples["list"], .99)
+        slowest_write = max(samples["write"]) * 1000
+        measured = (f"{len(samples['list'])} rounds: page 1 p50/p99 "
+                    f"{percentile(samples['list'], .5):.1f}/{p99:.1f} ms, writes p50/max "
+                    f"{percentile(samples['write'], .5):.1f}/{slowest_write:.0f} ms, /healthz "
+                    f"{len(samples['health']) - sum(e.startswith('health') for e in samples['errors'])}"
+                    f"/{len(samples['health'])} 200")
+        if samples["errors"]:
+            measured += f"; errors: {', '.join(sorted(set(samples['errors'])))}"
+        record(f"  bystander during: {name}", measured,
+               not samples["errors"] and p99 < self.limits[0] and slowest_write < self.limits[1])
+
+    def close(self):
+        self.stop.set()
+        self.thread.join()
+
+
+def snapshot(groups, members, moved=False):
+    """A directory of `groups` groups and `members` members; `moved`: the same directory
+    reorganised (every member renamed and placed in the next group)."""
+    shift, suffix = (1, " moved") if moved else (0, "")
     lines = [json.dumps({"kind": "options", "mode": "upsert"})]
     lines += [json.dumps({"kind": "group", "remote_id": f"g{i}", "name": f"G {i}"})
               for i in range(groups)]
-    lines += [json.dumps({"kind": "member", "openid": f"u{i}", "nickname": f"U {i}",
-                          "group_remote_ids": [f"g{i % groups}"]}) for i in range(members)]
+    lines += [json.dumps({"kind": "member", "openid": f"u{i}", "nickname": f"U {i}{suffix}",
+                          "group_remote_ids": [f"g{(i + shift) % groups}"]})
+              for i in range(members)]
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -143,6 +228,17 @@ def attack_bomb(server, victim_q, victim):
     record("gzip bomb sync (%d KB inflating to 128 MiB)" % (len(bomb) // 1024),
            f"{error_type(answer)} in {elapsed * 1000:.0f} ms; peak RSS {before} -> {after} MiB",
            refused and after - before < 64)
+
+
+def attack_large_sync(args, server, attacker, attacker_q):
+    body = snapshot(args.scan_groups, args.sync_members, moved=True)
+    answer, elapsed = envelope(server.base, "POST",
+                               f"/api/contacts/teams/{attacker['team_id']}/sync?{attacker_q}",
+                               body, "application/x-ndjson", timeout=600)
+    report = answer.get("data") or {}
+    record(f"a sync moving and renaming {args.sync_members:,} members",
+           f"{answer.get('code')} in {elapsed:.1f} s ({report.get('members_changed')} changed)",
+           answer.get("code") == "OK" and report.get("members_changed") == args.sync_members)
 
 
 def attack_quota(args, server, attacker, attacker_q):
@@ -337,36 +433,56 @@ def main():
     parser.add_argument("--db", required=True)
     parser.add_argument("--log", required=True)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--bystander-ms", type=float, nargs=2, default=(50, 500),
+                        metavar=("P99", "WRITE"),
+                        help="the bystander's page-1 p99 and slowest write must stay under "
+                             "these (ms)")
     args = parser.parse_args()
     args.scan_groups, args.calls = (5_000, 100) if args.quick else (50_000, 400)
+    args.sync_members = 50_000 if args.quick else 500_000
     args.trickles, args.flood = (20, 150) if args.quick else (50, 300)
-    args.serve = ["--rate-limit", "0"]
+    args.cache_mb = 256
+    args.serve = ["--rate-limit", "0", "--cache-memory-mb", str(args.cache_mb)]
 
     attacker = admin(args.binary, args.db, "create-org", "--name", "Hostile", "--plan", "business")
     victim = admin(args.binary, args.db, "create-org", "--name", "Victim", "--plan", "business")
     quota_org = admin(args.binary, args.db, "create-org", "--name", "Quota", "--plan", "business")
+    bystander_org = admin(args.binary, args.db, "create-org", "--name", "Bystander",
+                          "--plan", "business")
     admin(args.binary, args.db, "set-quota", "--org-id", str(quota_org["org_id"]),
           "--max-groups", "100")
     server = Server(args.binary, args.db, args.log, args.serve)
+    bystander = None
     try:
         attacker_q, victim_q = token(server.base, attacker), token(server.base, victim)
         ok(server.base, "POST", f"/api/contacts/teams/{victim['team_id']}/sync?{victim_q}",
            snapshot(50, 200), content_type="application/x-ndjson")
+        bystander = Bystander(server, bystander_org)
+        bystander.limits = args.bystander_ms
+        measure = bystander.measure
         # The bomb first, while the server's peak is still that of a small directory.
-        attack_bomb(server, victim_q, victim)
+        measure(attack_bomb, server, victim_q, victim)
         ok(server.base, "POST", f"/api/contacts/teams/{attacker['team_id']}/sync?{attacker_q}",
-           snapshot(args.scan_groups, args.scan_groups * 2), content_type="application/x-ndjson",
+           snapshot(args.scan_groups, args.sync_members), content_type="application/x-ndjson",
            timeout=600)
-        attack_quota(args, server, quota_org, token(server.base, quota_org))
-        attack_orgs(args, server)
-        attack_scans(args, server, attacker, attacker_q, victim, victim_q)
-        attack_trickle(args, server, attacker, attacker_q, victim, victim_q)
-        attack_lockout(server, victim)
-        attack_flood(args, server)
-        attack_freshness(args, server, victim)
+        measure(attack_large_sync, args, server, attacker, attacker_q)
+        measure(attack_quota, args, server, quota_org, token(server.base, quota_org))
+        measure(attack_orgs, args, server)
+        measure(attack_scans, args, server, attacker, attacker_q, victim, victim_q)
+        measure(attack_trickle, args, server, attacker, attacker_q, victim, victim_q)
+        measure(attack_lockout, server, victim)
+        measure(attack_flood, args, server)
+        measure(attack_freshness, args, server, victim)
         if server.process.poll() is not None:
             record("the server", "exited during the attacks", False)
+        else:
+            peak = server.status("VmHWM")
+            record("the server's peak RSS (VmHWM) over all attacks",
+                   f"{peak} MiB (cache budget {args.cache_mb} MiB + 256 MiB allowed)",
+                   peak < args.cache_mb + 256)
     finally:
+        if bystander:
+            bystander.close()
         server.stop()
     with open(args.log, errors="replace") as log:
         if "panicked" in log.read():
