@@ -45,10 +45,15 @@ impl Service {
     ) -> ServiceResult<R> {
         let team = self.team_for(caller, team_id).await?;
         self.directories
-            .read(&*self.store, &team, |d| {
-                let (rows, total) = d.list_groups(filter, page)?;
-                Ok(render(d, &rows, total))
-            })
+            .read_weighed(
+                &*self.store,
+                &team,
+                |d| d.listing_work(filter),
+                |d| {
+                    let (rows, total) = d.list_groups(filter, page)?;
+                    Ok(render(d, &rows, total))
+                },
+            )
             .await
     }
 

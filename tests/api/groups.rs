@@ -488,6 +488,51 @@ async fn keyword_matches_names_containing_it_case_insensitively() {
     }
 }
 
+/// Listings that no index narrows (a keyword of one letter, everything changed since long ago)
+/// on a directory large enough to be read off the request workers, one at a time per team
+/// (`Directories::read_weighed`): several at once all answer, and answer right.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listings_no_index_narrows_answer_whole_when_read_off_the_workers() {
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let groups: Vec<_> = (0..25_000)
+        .map(|n| json!({"remote_id": format!("g{n}"), "name": format!("Group {n}")}))
+        .collect();
+    assert_ok(
+        &api.post_json(
+            &format!("/api/contacts/teams/{}/sync", app.team_id),
+            &json!({"groups": groups, "members": []}),
+        )
+        .await,
+    );
+    let queries = [
+        "keyword=g&per_page=5",
+        "keyword=9&per_page=5&page=2",
+        "updated_since=2000-01-01T00:00:00Z&per_page=5",
+    ];
+    let listings = futures_util::future::join_all(
+        queries
+            .iter()
+            .cycle()
+            .take(9)
+            .map(|query| api.list_groups(app.team_id, query)),
+    )
+    .await;
+    for (query, listed) in queries.iter().cycle().zip(&listings) {
+        let expected = if query.starts_with("keyword=9") {
+            (0..25_000)
+                .filter(|n: &u32| n.to_string().contains('9'))
+                .count() as i64
+        } else {
+            25_000
+        };
+        assert_eq!((listed.total, listed.list.len()), (expected, 5), "{query}");
+    }
+    // Listing order: by depth, then order descending, then id; all at the root with order 0.
+    let first = &listings[0].ints("id");
+    assert!(first.windows(2).all(|w| w[0] < w[1]), "{first:?}");
+}
+
 // ----- §5.2 get one -------------------------------------------------------------------------
 
 #[tokio::test]

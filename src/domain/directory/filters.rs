@@ -259,4 +259,75 @@ mod tests {
         }
         assert_eq!(d.violations(2), Vec::<String>::new());
     }
+
+    /// What a listing examines grows with what its index offers, not with the directory,
+    /// except where no index applies.
+    #[test]
+    fn a_listings_work_is_what_its_smallest_index_offers() {
+        let d = large();
+        let all = (TOP * PER_TOP) as usize;
+        let work = |filter: GroupFilter| d.listing_work(&filter);
+        // Ordered vectors answer these whole.
+        assert_eq!(work(GroupFilter::default()), 0);
+        assert_eq!(
+            work(GroupFilter {
+                include_invalid: true,
+                ..GroupFilter::default()
+            }),
+            0
+        );
+        assert_eq!(
+            work(GroupFilter {
+                parent: Some(GroupId::new(1)),
+                ..GroupFilter::default()
+            }),
+            0
+        );
+        // An index: the few "Needle" groups, the 31 changed last, 3 remote ids asked.
+        assert_eq!(
+            work(GroupFilter {
+                keyword: Some("needle".into()),
+                ..GroupFilter::default()
+            }),
+            4
+        );
+        assert_eq!(
+            work(GroupFilter {
+                updated_since: Some(TOP * PER_TOP - 30),
+                keyword: Some("g".into()),
+                ..GroupFilter::default()
+            }),
+            31
+        );
+        assert_eq!(
+            work(GroupFilter {
+                remote_ids: Some(vec![
+                    "remote-5".into(),
+                    "remote-6".into(),
+                    "remote-7".into()
+                ]),
+                ..GroupFilter::default()
+            }),
+            3
+        );
+        // No index: a keyword of one or two letters, everything changed since long ago, a
+        // subtree.
+        for filter in [
+            GroupFilter {
+                keyword: Some("g".into()),
+                ..GroupFilter::default()
+            },
+            GroupFilter {
+                updated_since: Some(0),
+                ..GroupFilter::default()
+            },
+            GroupFilter {
+                parent: Some(GroupId::new(1)),
+                recursive: true,
+                ..GroupFilter::default()
+            },
+        ] {
+            assert_eq!(work(filter.clone()), all, "{filter:?}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! Reading the directory: single groups and their paths, and every listing the contract
 //! offers (groups §5.1, members §6), answered from the ordered vectors of the model.
 
+use std::borrow::Cow;
 use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -159,40 +160,23 @@ impl Directory {
         {
             return Err(RuleError::ParentGroupNotFound);
         }
-        let direct_children = filter.parent.is_some() && !filter.recursive;
-        let plain = filter.remote_ids.is_none()
-            && !filter.include_invalid
-            && filter.updated_since.is_none()
-            && filter.keyword.is_none();
-
-        // Fast paths: the ordered vectors are the answer.
-        if plain {
-            match filter.parent {
-                Some(parent) if direct_children => {
-                    return Ok(self.page_of(self.children_of(parent), page));
-                }
-                None | Some(ROOT_GROUP) => {
-                    let listing = self.listing();
-                    let rows = listing
-                        .range(page.range(listing.len()))
-                        .map(|id| &self.groups[&id].group)
-                        .collect();
-                    return Ok((rows, listing.len() as u64));
-                }
-                Some(_) => {}
+        let direct_children = match GroupListing::of(filter) {
+            // Fast paths: the ordered vectors are the answer.
+            GroupListing::Children(parent) => {
+                return Ok(self.page_of(self.children_of(parent), page));
             }
-        }
-
-        // Every group, tombstones included, in listing order: a page is a slice.
-        let everything = filter.include_invalid
-            && filter.remote_ids.is_none()
-            && filter.updated_since.is_none()
-            && filter.keyword.is_none()
-            && matches!(filter.parent, None | Some(ROOT_GROUP))
-            && !direct_children;
-        if everything {
-            return Ok(self.page_of(self.full_listing(), page));
-        }
+            GroupListing::Valid => {
+                let listing = self.listing();
+                let rows = listing
+                    .range(page.range(listing.len()))
+                    .map(|id| &self.groups[&id].group)
+                    .collect();
+                return Ok((rows, listing.len() as u64));
+            }
+            // Every group, tombstones included, in listing order: a page is a slice.
+            GroupListing::Everything => return Ok(self.page_of(self.full_listing(), page)),
+            GroupListing::Filtered { direct_children } => direct_children,
+        };
 
         // General path: start from the fewest candidates an index offers, filter, order, slice.
         let (mut candidates, in_listing_order) = self.candidates(filter, direct_children);
@@ -227,6 +211,23 @@ impl Directory {
         Ok(self.page_of(&candidates, page))
     }
 
+    /// How many groups the listing of `filter` examines: none when an ordered vector answers
+    /// it, else its candidates (those of the smallest index that applies, or every group for a
+    /// subtree or a scan). The service reads a listing that examines many off its request
+    /// workers, one at a time per team.
+    pub fn listing_work(&self, filter: &GroupFilter) -> usize {
+        match GroupListing::of(filter) {
+            GroupListing::Filtered { direct_children } => {
+                match self.smallest_source(filter, direct_children) {
+                    Source::Ids(ids) => ids.len(),
+                    Source::Changed(rows) => rows.len(),
+                    Source::Subtree(_) | Source::All => self.groups.len(),
+                }
+            }
+            _ => 0,
+        }
+    }
+
     /// One page of rows of an ordered list of matches, and their number.
     fn page_of(&self, ordered: &[GroupId], page: Page) -> (Vec<&Group>, u64) {
         let rows = page
@@ -237,62 +238,65 @@ impl Directory {
         (rows, ordered.len() as u64)
     }
 
-    /// A superset of a filtered listing's matches: the smallest that an index offers (asked
-    /// remote ids, a parent's children, groups changed since, groups whose name holds one of
-    /// the keyword's trigrams), else a subtree, else every group. `true` when they come in
-    /// listing order already.
+    /// A superset of a filtered listing's matches ([`Directory::smallest_source`]), as ids;
+    /// `true` when they come in listing order already.
     fn candidates(&self, filter: &GroupFilter, direct_children: bool) -> (Vec<GroupId>, bool) {
-        let mut sources: Vec<&[GroupId]> = Vec::new();
-        let remote: Vec<GroupId>;
+        let mut ids = match self.smallest_source(filter, direct_children) {
+            Source::Ids(ids) => ids.into_owned(),
+            Source::Changed(rows) => rows.iter().map(|(_, id)| *id).collect(),
+            Source::Subtree(parent) => {
+                return (
+                    self.descendants_of_any(parent, filter.include_invalid),
+                    false,
+                );
+            }
+            Source::All if filter.include_invalid => return (self.full_listing().to_vec(), true),
+            Source::All => return (self.listing().iter().collect(), true),
+        };
+        ids.sort_unstable();
+        ids.dedup();
+        (ids, false)
+    }
+
+    /// Where a filtered listing's candidates come from: the smallest that an index offers
+    /// (asked remote ids, a parent's children, groups changed since, groups whose name holds
+    /// one of the keyword's trigrams), else a subtree, else every group.
+    fn smallest_source(&self, filter: &GroupFilter, direct_children: bool) -> Source<'_> {
+        let mut smallest: Option<Source> = None;
         if let Some(remote_ids) = &filter.remote_ids
             && !filter.include_invalid
         {
-            remote = remote_ids
-                .iter()
-                .filter_map(|remote| self.by_remote.get(remote.as_str()).copied())
-                .collect();
-            sources.push(&remote);
+            Source::Ids(Cow::Owned(
+                remote_ids
+                    .iter()
+                    .filter_map(|remote| self.by_remote.get(remote.as_str()).copied())
+                    .collect(),
+            ))
+            .offer(&mut smallest);
         }
-        let children: Vec<GroupId>;
         if let Some(parent) = filter.parent
             && direct_children
         {
             let valid = self.children.get(&parent).map_or(&[][..], Vec::as_slice);
-            if filter.include_invalid {
-                children = [valid, self.filters.tombstones_under(parent)].concat();
-                sources.push(&children);
+            Source::Ids(if filter.include_invalid {
+                Cow::Owned([valid, self.filters.tombstones_under(parent)].concat())
             } else {
-                sources.push(valid);
-            }
+                Cow::Borrowed(valid)
+            })
+            .offer(&mut smallest);
         }
-        let changed: Vec<GroupId>;
         if let Some(since) = filter.updated_since {
-            let rows = self.filters.updated_since(since);
-            // Only materialized when it is the smallest source.
-            if sources.iter().all(|s| s.len() > rows.len()) {
-                changed = rows.iter().map(|(_, id)| *id).collect();
-                sources.push(&changed);
-            }
+            Source::Changed(self.filters.updated_since(since)).offer(&mut smallest);
         }
         if let Some(word) = &filter.keyword
             && let Some(named) = self.filters.keyword_candidates(word)
         {
-            sources.push(named);
+            Source::Ids(Cow::Borrowed(named)).offer(&mut smallest);
         }
-        if let Some(smallest) = sources.iter().min_by_key(|s| s.len()) {
-            let mut ids = smallest.to_vec();
-            ids.sort_unstable();
-            ids.dedup();
-            return (ids, false);
-        }
-        match filter.parent {
-            Some(parent) if parent != ROOT_GROUP => (
-                self.descendants_of_any(parent, filter.include_invalid),
-                false,
-            ),
-            _ if filter.include_invalid => (self.full_listing().to_vec(), true),
-            _ => (self.listing().iter().collect(), true),
-        }
+        smallest.unwrap_or(match filter.parent {
+            Some(parent) if parent != ROOT_GROUP => Source::Subtree(parent),
+            _ => Source::All,
+        })
     }
 
     /// Groups strictly below `id`, tombstones too if asked, in no particular order.
@@ -422,5 +426,67 @@ impl Directory {
             steps += 1;
         }
         false
+    }
+}
+
+/// How a group listing is answered ([`Directory::list_groups`]).
+enum GroupListing {
+    /// A parent's valid children, in order.
+    Children(GroupId),
+    /// Every valid group, in listing order.
+    Valid,
+    /// Every group, tombstones included, in listing order.
+    Everything,
+    /// Candidates filtered, ordered and sliced ([`Directory::smallest_source`]).
+    Filtered { direct_children: bool },
+}
+
+impl GroupListing {
+    fn of(filter: &GroupFilter) -> GroupListing {
+        let direct_children = filter.parent.is_some() && !filter.recursive;
+        let unfiltered = filter.remote_ids.is_none()
+            && filter.updated_since.is_none()
+            && filter.keyword.is_none();
+        match filter.parent {
+            Some(parent) if unfiltered && !filter.include_invalid && direct_children => {
+                GroupListing::Children(parent)
+            }
+            None | Some(ROOT_GROUP) if unfiltered && !direct_children => {
+                if filter.include_invalid {
+                    GroupListing::Everything
+                } else {
+                    GroupListing::Valid
+                }
+            }
+            _ => GroupListing::Filtered { direct_children },
+        }
+    }
+}
+
+/// Where a filtered group listing's candidates come from ([`Directory::smallest_source`]).
+enum Source<'a> {
+    Ids(Cow<'a, [GroupId]>),
+    /// Groups changed since a time, with the time.
+    Changed(&'a [(i64, GroupId)]),
+    /// The groups below a parent.
+    Subtree(GroupId),
+    All,
+}
+
+impl<'a> Source<'a> {
+    /// Become `smallest` if it is smaller (the first of equals stays).
+    fn offer(self, smallest: &mut Option<Source<'a>>) {
+        if smallest.as_ref().is_none_or(|s| self.len() < s.len()) {
+            *smallest = Some(self);
+        }
+    }
+
+    /// The number of candidates, when an index gives them (`usize::MAX` otherwise).
+    fn len(&self) -> usize {
+        match self {
+            Source::Ids(ids) => ids.len(),
+            Source::Changed(rows) => rows.len(),
+            Source::Subtree(_) | Source::All => usize::MAX,
+        }
     }
 }

@@ -43,6 +43,9 @@ const WRITE_ATTEMPTS: u32 = 24;
 /// The largest copy a sync leaves readable while it writes (see [`Slot::take_for_write`]):
 /// about 100,000 members with their groups.
 const KEPT_FOR_READERS: usize = 16 << 20;
+/// Groups a listing may examine on a request worker ([`Directories::read_weighed`]): a few
+/// milliseconds of work.
+const HEAVY_READ: usize = 20_000;
 
 /// A random pause before deciding again, growing with the attempts, so that the process that
 /// keeps losing (it must reload every time) gets its turn.
@@ -63,6 +66,8 @@ pub(super) struct Slot {
     /// Serializes loads, writes and the eviction of this team's copy within the process; a
     /// write holds it until its changes are on the copy.
     gate: Arc<AsyncMutex<()>>,
+    /// Taken by a heavy read of the team ([`Directories::read_weighed`]): one at a time.
+    heavy_reads: AsyncMutex<()>,
     directory: RwLock<Option<Directory>>,
     /// The estimated size of the copy (0 without one), part of `total`.
     bytes: AtomicUsize,
@@ -213,6 +218,7 @@ impl Directories {
             .or_insert_with(|| {
                 Arc::new(Slot {
                     gate: Arc::new(AsyncMutex::new(())),
+                    heavy_reads: AsyncMutex::new(()),
                     directory: RwLock::new(None),
                     bytes: AtomicUsize::new(0),
                     total: self.total.clone(),
@@ -367,6 +373,36 @@ impl Directories {
         let guard = slot.read();
         let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
         Ok(read(directory)?)
+    }
+
+    /// [`Directories::read`] for a read whose cost `work` tells (the groups it examines).
+    /// Past [`HEAVY_READ`] it waits for the team's turn, one such read per team at a time,
+    /// and runs off the request workers (`block_in_place`: the worker hands its other tasks
+    /// to a new one), so that a team scanning its large directory in a loop holds one thread
+    /// and never the workers that serve the other teams (docs/DESIGN.md, "Costs").
+    pub(super) async fn read_weighed<R>(
+        &self,
+        store: &dyn Store,
+        team: &TeamRecord,
+        work: impl FnOnce(&Directory) -> usize,
+        read: impl FnOnce(&Directory) -> Result<R, RuleError>,
+    ) -> ServiceResult<R> {
+        let light = self.read(store, team, |d| {
+            if work(d) > HEAVY_READ {
+                // Handed back, to be read in the team's turn.
+                Ok(Err(read))
+            } else {
+                read(d).map(Ok)
+            }
+        });
+        let read = match light.await? {
+            Ok(answer) => return Ok(answer),
+            Err(read) => read,
+        };
+        let slot = self.slot(team.access.team_id);
+        let _turn = slot.heavy_reads.lock().await;
+        self.read(store, team, |d| off_the_workers(|| read(d)))
+            .await
     }
 
     /// Decide a change with `decide` on a current copy and commit it with its events, made by
@@ -568,5 +604,17 @@ impl Drop for Parked {
     fn drop(&mut self) {
         self.slot.waiting.fetch_sub(1, Ordering::AcqRel);
         self.waiting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Run `work` on this thread, handing the runtime's other tasks to another worker first when
+/// the runtime has several (the server's); inline on a single-threaded one.
+fn off_the_workers<R>(work: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(work)
+        }
+        _ => work(),
     }
 }
