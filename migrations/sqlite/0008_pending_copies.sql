@@ -9,5 +9,6 @@
 -- directory. The last transaction of the copy deletes the row.
 CREATE TABLE pending_copies (
     team_id INTEGER PRIMARY KEY,
-    path    TEXT    NOT NULL
+    -- The staging file's name, in the database's folder.
+    file    TEXT    NOT NULL
 );

@@ -511,11 +511,11 @@ async fn decided_and_left_half_copied(
         "BEGIN IMMEDIATE; \
          UPDATE teams SET version = version + 1, \
          event_seq = COALESCE((SELECT MAX(seq) FROM kept.events), event_seq) WHERE id = {team}; \
-         INSERT INTO pending_copies (team_id, path) VALUES ({team}, '{path}'); \
+         INSERT INTO pending_copies (team_id, file) VALUES ({team}, '{name}'); \
          INSERT INTO main.groups SELECT * FROM kept.groups; \
          COMMIT; DETACH DATABASE kept",
         team = team_id.get(),
-        path = kept.display()
+        name = kept.file_name().expect("a name").display()
     )))
     .execute(&mut *conn)
     .await

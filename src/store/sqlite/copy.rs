@@ -47,15 +47,18 @@ const SETTLE_POLL: Duration = Duration::from_millis(20);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct PendingCopy {
     pub(super) team_id: TeamId,
-    pub(super) path: String,
+    /// The file's name, as `pending_copies` records it (the folder is the database's, so that
+    /// a process that names the database by another path finds it too).
+    pub(super) file: String,
+    pub(super) path: PathBuf,
 }
 
 /// Whether the write `pending` names still waits for its copy, in this transaction's view.
 const STILL_PENDING: &str = "SELECT EXISTS (SELECT 1 FROM pending_copies \
-     WHERE team_id = $1 AND path = $2)";
+     WHERE team_id = $1 AND file = $2)";
 
 /// The pending copies of one team (`$1`), or of all (`$1` NULL).
-const PENDING: &str = "SELECT team_id, path FROM pending_copies \
+const PENDING: &str = "SELECT team_id, file FROM pending_copies \
      WHERE $1 IS NULL OR team_id = $1 ORDER BY team_id";
 
 /// One step of the copy: which staged keys its chunks follow, and what it does with a chunk.
@@ -181,9 +184,9 @@ pub(super) async fn copy(writer: &SqlitePool, pending: &PendingCopy) -> StoreRes
         }
     }
     let mut conn = writer.acquire().await?;
-    sqlx::query("DELETE FROM pending_copies WHERE team_id = $1 AND path = $2")
+    sqlx::query("DELETE FROM pending_copies WHERE team_id = $1 AND file = $2")
         .bind(pending.team_id)
-        .bind(&pending.path)
+        .bind(&pending.file)
         .execute(&mut *conn)
         .await?;
     Ok(())
@@ -213,14 +216,14 @@ async fn chunk(
 ) -> StoreResult<Chunk> {
     let mut conn = writer.acquire().await?;
     sqlx::query("ATTACH DATABASE $1 AS staging")
-        .bind(&pending.path)
+        .bind(pending.path.to_string_lossy().into_owned())
         .execute(&mut *conn)
         .await?;
     let copied: StoreResult<Chunk> = async {
         sqlx::raw_sql(BEGIN_LARGE_WRITE).execute(&mut *conn).await?;
         let still: bool = sqlx::query_scalar(STILL_PENDING)
             .bind(pending.team_id)
-            .bind(&pending.path)
+            .bind(&pending.file)
             .fetch_one(&mut *conn)
             .await?;
         let last: Option<i64> = if still {
@@ -272,7 +275,7 @@ enum Finished {
 
 /// Copy `pending` in if no process holds its staging file, then remove the file.
 async fn finish(store: &SqliteStore, pending: &PendingCopy) -> StoreResult<Finished> {
-    let path = PathBuf::from(&pending.path);
+    let path = pending.path.clone();
     let file = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(file) => file,
         Err(source) => {
@@ -306,7 +309,7 @@ async fn finish(store: &SqliteStore, pending: &PendingCopy) -> StoreResult<Finis
 async fn still_pending(store: &SqliteStore, pending: &PendingCopy) -> StoreResult<bool> {
     Ok(sqlx::query_scalar(STILL_PENDING)
         .bind(pending.team_id)
-        .bind(&pending.path)
+        .bind(&pending.file)
         .fetch_one(store.reads())
         .await?)
 }
@@ -319,18 +322,26 @@ fn remove(path: &std::path::Path, lock: File) {
     drop(lock);
 }
 
-/// The pending copies of `team_id` (`None`: of every team).
+/// The pending copies of `team_id` (`None`: of every team); none in memory, where nothing is
+/// staged.
 pub(super) async fn pending(
     store: &SqliteStore,
     team_id: Option<TeamId>,
 ) -> StoreResult<Vec<PendingCopy>> {
+    let Some(files) = &store.staging else {
+        return Ok(Vec::new());
+    };
     let rows: Vec<(TeamId, String)> = sqlx::query_as(PENDING)
         .bind(team_id)
         .fetch_all(store.reads())
         .await?;
     Ok(rows
         .into_iter()
-        .map(|(team_id, path)| PendingCopy { team_id, path })
+        .map(|(team_id, file)| PendingCopy {
+            team_id,
+            path: files.path_of(&file),
+            file,
+        })
         .collect())
 }
 

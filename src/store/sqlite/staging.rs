@@ -122,7 +122,10 @@ impl StagingFiles {
                 continue;
             }
             let path = entry.path();
-            if pending.iter().any(|p| Path::new(&p.path) == path) {
+            if pending
+                .iter()
+                .any(|p| p.path.file_name() == path.file_name())
+            {
                 continue;
             }
             // Not one being made this instant, before its maker could lock it.
@@ -135,6 +138,11 @@ impl StagingFiles {
                 tracing::info!(path = %path.display(), "removed an abandoned staging file");
             }
         }
+    }
+
+    /// The staging file named `name` (as `pending_copies` records it).
+    pub(super) fn path_of(&self, name: &str) -> PathBuf {
+        self.prefix.with_file_name(name)
     }
 
     /// A new staging file, locked by this process until dropped (then removed); abandoned ones
@@ -350,9 +358,9 @@ impl Staged {
             .fetch_optional(&mut *tx)
             .await?;
         let version = version.ok_or(StoreError::Conflict)?;
-        sqlx::query("INSERT INTO pending_copies (team_id, path) VALUES ($1, $2)")
+        sqlx::query("INSERT INTO pending_copies (team_id, file) VALUES ($1, $2)")
             .bind(pending.team_id)
-            .bind(&pending.path)
+            .bind(&pending.file)
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
@@ -366,7 +374,13 @@ impl StagedWrite for Staged {
         self.file.sync()?;
         let pending = PendingCopy {
             team_id: self.write.team_id,
-            path: self.file.path.to_string_lossy().into_owned(),
+            file: self
+                .file
+                .path
+                .file_name()
+                .map(|name| name.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            path: self.file.path.clone(),
         };
         let version = match self.decide(&pending).await {
             Ok(version) => version,
