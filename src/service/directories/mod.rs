@@ -20,7 +20,7 @@ mod chunked;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard, TryLockError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex as AsyncMutex, Notify, oneshot};
@@ -82,20 +82,42 @@ pub(super) struct Slot {
 }
 
 impl Slot {
+    /// The copy, to read. The lock is waited for off the request workers: a heavy read of the
+    /// team ([`Directories::read_weighed`]) can hold it for a while, and a write waiting behind
+    /// it holds off the team's next readers too; a worker blocked on either would stall other
+    /// teams' requests.
     fn read(&self) -> RwLockReadGuard<'_, Option<Directory>> {
-        // A panic while applying a change would leave a half-applied copy: drop it and reload.
-        match self.directory.read() {
+        let read = || match self.directory.read() {
             Ok(guard) => guard,
             Err(_) => {
+                // A panic while applying a change would leave a half-applied copy: drop it
+                // and reload.
                 self.replace(None);
                 self.directory.clear_poison();
                 self.directory.read().unwrap_or_else(|p| p.into_inner())
             }
+        };
+        match self.directory.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => off_the_workers(read),
+            Err(TryLockError::Poisoned(_)) => read(),
+        }
+    }
+
+    /// The copy, to change; the lock waited for off the request workers, as in
+    /// [`Slot::read`].
+    fn write(&self) -> RwLockWriteGuard<'_, Option<Directory>> {
+        match self.directory.try_write() {
+            Ok(guard) => guard,
+            Err(TryLockError::WouldBlock) => {
+                off_the_workers(|| self.directory.write().unwrap_or_else(|p| p.into_inner()))
+            }
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
         }
     }
 
     fn replace(&self, directory: Option<Directory>) {
-        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.write();
         self.account(directory.as_ref());
         let old = std::mem::replace(&mut *guard, directory);
         drop(guard);
@@ -129,7 +151,7 @@ impl Slot {
         {
             return Some(directory.clone());
         }
-        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.write();
         self.account(None);
         guard.take()
     }
@@ -142,7 +164,7 @@ impl Slot {
             .registered
             .map(|user_id| directory::with_registered(changes, user_id));
         let changes = named.as_deref().unwrap_or(changes);
-        let mut guard = self.directory.write().unwrap_or_else(|p| p.into_inner());
+        let mut guard = self.write();
         let old = match guard.as_mut() {
             Some(directory) if directory.version() == expected => {
                 directory.apply(changes, &applied.created, applied.version);
