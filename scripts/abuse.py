@@ -119,8 +119,9 @@ class Bystander:
     """Another tenant, untouched by every attack, measured during each: a loop of its page-1
     group listing, a group create and `/healthz` from 127.0.0.1, one round every 20 ms."""
 
-    def __init__(self, server, org):
-        self.server, self.org = server, org
+    def __init__(self, server, org, limits):
+        """`limits`: the page-1 p99 and the slowest write allowed, in ms."""
+        self.server, self.org, self.limits = server, org, limits
         self.q = token(server.base, org)
         self.samples = None
         self.stop = threading.Event()
@@ -467,8 +468,7 @@ def main():
         attacker_q, victim_q = token(server.base, attacker), token(server.base, victim)
         ok(server.base, "POST", f"/api/contacts/teams/{victim['team_id']}/sync?{victim_q}",
            snapshot(50, 200), content_type="application/x-ndjson")
-        bystander = Bystander(server, bystander_org)
-        bystander.limits = args.bystander_ms
+        bystander = Bystander(server, bystander_org, args.bystander_ms)
         measure = bystander.measure
         # The bomb first, while the server's peak is still that of a small directory.
         measure(attack_bomb, server, victim_q, victim)

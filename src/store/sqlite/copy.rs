@@ -19,7 +19,7 @@
 //! from the start. Every step can run again over what it did: it deletes only what is not
 //! staged, and inserts by skipping or overwriting what is there.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::path::PathBuf;
 use std::sync::LazyLock;
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::SqlitePool;
 
-use super::staging::{REMOVED_MEMBERS, REWRITTEN_MEMBERS};
+use super::staging::{self, REMOVED_MEMBERS, REWRITTEN_MEMBERS};
 use super::{BEGIN_LARGE_WRITE, SqliteStore};
 use crate::domain::values::TeamId;
 use crate::store::backend::Backend;
@@ -302,7 +302,9 @@ async fn finish(store: &SqliteStore, pending: &PendingCopy) -> StoreResult<Finis
             "finished the copy of a staged write left pending"
         );
     }
-    remove(&path, file);
+    // Removed before its lock goes.
+    staging::remove(&path);
+    drop(file);
     Ok(Finished::Done)
 }
 
@@ -312,14 +314,6 @@ async fn still_pending(store: &SqliteStore, pending: &PendingCopy) -> StoreResul
         .bind(&pending.file)
         .fetch_one(store.reads())
         .await?)
-}
-
-/// Remove a staging file whose copy ended, then let its lock go.
-fn remove(path: &std::path::Path, lock: File) {
-    if let Err(error) = std::fs::remove_file(path) {
-        tracing::warn!(path = %path.display(), %error, "cannot remove a staging file");
-    }
-    drop(lock);
 }
 
 /// The pending copies of `team_id` (`None`: of every team); none in memory, where nothing is

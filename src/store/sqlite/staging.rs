@@ -212,9 +212,15 @@ impl Drop for StagingFile {
         if !self.remove {
             return;
         }
-        if let Err(error) = std::fs::remove_file(&self.path) {
-            tracing::warn!(path = %self.path.display(), %error, "cannot remove a staging file");
-        }
+        remove(&self.path);
+    }
+}
+
+/// Remove the staging file at `path`, its write ended (a failure is logged: the file is then
+/// removed as abandoned later).
+pub(super) fn remove(path: &Path) {
+    if let Err(error) = std::fs::remove_file(path) {
+        tracing::warn!(path = %path.display(), %error, "cannot remove a staging file");
     }
 }
 
