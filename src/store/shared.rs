@@ -59,6 +59,10 @@ where
         .bind(now)
 }
 
+/// How often a directory load is tried while the team's rows are being copied in by another
+/// process (SQLite's pending copy, found after `settle`) or the database is busy.
+pub(crate) const LOAD_ATTEMPTS: u32 = 4;
+
 /// Rows that name something missing, as (problem, team id or NULL, count); the problem names
 /// are read by [`DanglingRow`](super::rows::DanglingRow).
 pub(crate) const DANGLING_REFERENCES: &str = "\
@@ -428,25 +432,39 @@ macro_rules! impl_store {
             #[async_trait]
             impl DirectoryStore for $store {
                 async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>> {
-                    <Self as BackendDirectory>::settle(self, team_id).await?;
-                    // One snapshot for every read: the rows are the ones of the version read
-                    // with them.
-                    let mut tx = self.begin_snapshot().await?;
-                    let team: Option<rows::TeamRow> = sqlx::query_as(shared::TEAM_BY_ID)
-                        .bind(team_id)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let Some(team) = team.map(TryInto::try_into).transpose()? else {
-                        return Ok(None);
-                    };
-                    let size = sqlx::query_as(shared::DIRECTORY_SIZE)
-                        .bind(team_id)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                    let mut builder = rows::directory_builder(team, size);
-                    Self::read_directory(&mut tx, team_id, &mut builder).await?;
-                    tx.commit().await?;
-                    Ok(Some(builder.finish()))
+                    let mut attempts = shared::LOAD_ATTEMPTS;
+                    loop {
+                        <Self as BackendDirectory>::settle(self, team_id).await?;
+                        // One snapshot for every read: the rows are the ones of the version
+                        // read with them.
+                        let loaded = async {
+                            let mut tx = self.begin_snapshot().await?;
+                            let team: Option<rows::TeamRow> = sqlx::query_as(shared::TEAM_BY_ID)
+                                .bind(team_id)
+                                .fetch_optional(&mut *tx)
+                                .await?;
+                            let Some(team) = team.map(TryInto::try_into).transpose()? else {
+                                return Ok(None);
+                            };
+                            let size = sqlx::query_as(shared::DIRECTORY_SIZE)
+                                .bind(team_id)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                            let mut builder = rows::directory_builder(team, size);
+                            Self::read_directory(&mut tx, team_id, &mut builder).await?;
+                            tx.commit().await?;
+                            Ok(Some(builder.finish()))
+                        }
+                        .await;
+                        match loaded {
+                            // SQLite: a copy decided by another process after `settle` (or
+                            // the database busy): settle again.
+                            Err($crate::store::StoreError::Unavailable) if attempts > 1 => {
+                                attempts -= 1
+                            }
+                            loaded => return loaded,
+                        }
+                    }
                 }
 
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {
