@@ -27,7 +27,7 @@ use crate::domain::sync::{
 };
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::metrics::SyncEnd;
-use crate::store::{ChangeChunks, NewUser, TeamRecord};
+use crate::store::{ChangeChunks, NewUser, Store, TeamRecord};
 
 /// The report of a sync, with the time it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,14 +166,13 @@ impl Service {
         // directory read is a no-op when this process has the current copy already).
         let (known, members, ()) = tokio::try_join!(
             async { Ok(self.store.app_user_ids(&caller.appid).await?) },
-            async { Ok(self.store.member_states(team_id).await?) },
+            Members::read(&*self.store, team_id),
             self.directories.read(&*self.store, &team, |_| Ok(())),
         )?;
-        let members: HashMap<_, _> = members.into_iter().collect();
         let (mut users, missing) = snapshot_users(snapshot, known);
         tracing::info!(
             team_id = team_id.get(),
-            members = members.len(),
+            members = members.by_user.len(),
             new_users = missing.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "sync: read the stored users, members and directory"
@@ -183,7 +182,7 @@ impl Service {
             // Every user exists: decide once, under the write gate.
             return self
                 .commit_sync(
-                    caller, &team, snapshot, options, &users, &members, None, started,
+                    caller, &team, snapshot, options, &users, members, None, started,
                 )
                 .await;
         }
@@ -191,14 +190,19 @@ impl Service {
         let checked = self
             .directories
             .read(&*self.store, &team, |d| {
-                Ok(
-                    sync::plan(d, snapshot, options, &users, &members, max_depth, now).map(
-                        |plan| {
-                            let within_quota = quota.check(d, Growth::from(plan.report()));
-                            ((d.version(), plan), within_quota)
-                        },
-                    ),
+                Ok(sync::plan(
+                    d,
+                    snapshot,
+                    options,
+                    &users,
+                    &members.by_user,
+                    max_depth,
+                    now,
                 )
+                .map(|plan| {
+                    let within_quota = quota.check(d, Growth::from(plan.report()));
+                    ((d.version(), plan), within_quota)
+                }))
             })
             .await?;
         let (planned, within_quota) = checked.map_err(ServiceError::SyncRefused)?;
@@ -218,9 +222,11 @@ impl Service {
         }
         self.register(caller, snapshot, missing, &mut users, now)
             .await?;
-        let prior = Some(planned);
+        // The plan stands if nothing changed meanwhile, and if it was made with the members of
+        // its directory (both are read side by side, each at the version it finds).
+        let prior = (planned.0 == members.version).then_some(planned);
         self.commit_sync(
-            caller, &team, snapshot, options, &users, &members, prior, started,
+            caller, &team, snapshot, options, &users, members, prior, started,
         )
         .await
     }
@@ -284,7 +290,7 @@ impl Service {
         snapshot: &Snapshot,
         options: SyncOptions,
         users: &[UserId],
-        members: &HashMap<UserId, MemberState>,
+        members: Members,
         prior: Option<(i64, SyncPlan)>,
         started: Instant,
     ) -> ServiceResult<SyncOutcome> {
@@ -294,7 +300,7 @@ impl Service {
             snapshot,
             options,
             users,
-            members,
+            members: Mutex::new(Arc::new(members)),
             max_depth: self.settings.max_group_depth,
             now: unix_now(),
             quota: self.team_quota(team).await?,
@@ -332,6 +338,26 @@ fn snapshot_users(snapshot: &Snapshot, known: Vec<(String, UserId)>) -> (Vec<Use
     (users, missing)
 }
 
+/// The stored details of a team's members, as of the team's `version`: what a sync compares
+/// its members with, so they must be of the directory the sync is decided on.
+struct Members {
+    version: i64,
+    by_user: HashMap<UserId, MemberState>,
+}
+
+impl Members {
+    async fn read(store: &dyn Store, team_id: TeamId) -> ServiceResult<Members> {
+        let stored = store
+            .member_states(team_id)
+            .await?
+            .ok_or(ServiceError::TeamNotFound)?;
+        Ok(Members {
+            version: stored.version,
+            by_user: stored.states.into_iter().collect(),
+        })
+    }
+}
+
 /// Users registered per transaction: a sync registers up to millions.
 const REGISTER_CHUNK: usize = 50_000;
 
@@ -345,7 +371,9 @@ struct SyncWrite<'a> {
     snapshot: &'a Snapshot,
     options: SyncOptions,
     users: &'a [UserId],
-    members: &'a HashMap<UserId, MemberState>,
+    /// Read before the gate, and again under it if the directory moved on
+    /// ([`ChunkedWrite::catch_up`]).
+    members: Mutex<Arc<Members>>,
     max_depth: u32,
     now: i64,
     quota: TeamQuota,
@@ -354,8 +382,31 @@ struct SyncWrite<'a> {
     prior: Mutex<Option<(i64, SyncPlan)>>,
 }
 
+impl SyncWrite<'_> {
+    fn members(&self) -> Arc<Members> {
+        Arc::clone(&self.members.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
 impl ChunkedWrite for SyncWrite<'_> {
     type Plan = Result<SyncPlan, SyncRefusal>;
+
+    /// A member written meanwhile (by the API, SCIM or another sync) must be compared as it is
+    /// now: taken for unchanged, the sync would not write it; placed from its old details, a
+    /// member the snapshot does not name would lose the write.
+    async fn catch_up(&self, store: &dyn Store, version: i64) -> ServiceResult<bool> {
+        if self.members().version == version {
+            return Ok(true);
+        }
+        tracing::info!(
+            team_id = self.team_id.get(),
+            "sync: the directory changed since its members were read; reading them again"
+        );
+        let members = Members::read(store, self.team_id).await?;
+        let current = members.version == version;
+        *self.members.lock().unwrap_or_else(PoisonError::into_inner) = Arc::new(members);
+        Ok(current)
+    }
 
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan> {
         let prior = self
@@ -378,7 +429,7 @@ impl ChunkedWrite for SyncWrite<'_> {
             self.snapshot,
             self.options,
             self.users,
-            self.members,
+            &self.members().by_user,
             self.max_depth,
             self.now,
         );
@@ -414,7 +465,7 @@ impl ChunkedWrite for SyncWrite<'_> {
         Some(Box::new(SyncChunks {
             changes: Box::new(plan.chunks(self.snapshot, self.users, WRITE_CHUNK)),
             copy,
-            profiles: self.members,
+            profiles: self.members(),
             summary,
         }))
     }
@@ -426,7 +477,7 @@ impl ChunkedWrite for SyncWrite<'_> {
 struct SyncChunks<'a> {
     changes: Box<dyn Iterator<Item = Vec<Change>> + Send + 'a>,
     copy: &'a mut Directory,
-    profiles: &'a HashMap<UserId, MemberState>,
+    profiles: Arc<Members>,
     /// The sync's own event, after every other.
     summary: Option<Draft>,
 }
@@ -435,7 +486,7 @@ impl ChangeChunks for SyncChunks<'_> {
     fn next_chunk(&mut self) -> Option<(Vec<Change>, Vec<Draft>)> {
         match self.changes.next() {
             Some(changes) => {
-                let drafts = events::derive(self.copy, &changes, self.profiles);
+                let drafts = events::derive(self.copy, &changes, &self.profiles.by_user);
                 Some((changes, drafts))
             }
             None => Some((Vec::new(), vec![self.summary.take()?])),

@@ -150,8 +150,12 @@ pub(crate) trait BackendUsers: Backend {
     async fn profiles(&self, team: TeamId, users: &[UserId]) -> StoreResult<Vec<MemberProfile>>;
     /// Every openid of an app (SQLite reads in JSON chunks, PostgreSQL streams).
     async fn openids(&self, appid: &str) -> StoreResult<Vec<(String, UserId)>>;
-    /// Every member's stored details (SQLite reads in JSON chunks, PostgreSQL streams).
-    async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+    /// Every member's stored details, in `tx` (SQLite reads in JSON chunks, PostgreSQL
+    /// streams).
+    async fn member_rows(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+    ) -> StoreResult<Vec<(UserId, MemberState)>>;
     /// [`ScimStore::scim_user_ids`](super::scim::ScimStore::scim_user_ids) for a non-empty
     /// request (SQLite binds each list as one JSON array, PostgreSQL as an array).
     async fn scim_users_among(
@@ -243,11 +247,30 @@ pub(crate) trait BackendDirectory: Backend {
     ) -> StoreResult<Option<Box<dyn StagedWrite>>> {
         Ok(None)
     }
-    /// Before the team's directory is read whole: make its stored rows a directory again,
-    /// should a write have left them part-way. SQLite finishes (or waits for) a staged write's
-    /// copy left pending (`store::sqlite::copy`, refusing the read with
-    /// [`StoreError::Unavailable`] past the write wait); PostgreSQL never leaves them so.
+    /// Before the team's rows are read as a whole: make them a directory again, should a write
+    /// have left them part-way. SQLite finishes (or waits for) a staged write's copy left
+    /// pending (`store::sqlite::copy`, refusing the read with [`StoreError::Unavailable`] past
+    /// the write wait); PostgreSQL never leaves them so.
     async fn settle(&self, _team_id: TeamId) -> StoreResult<()> {
         Ok(())
+    }
+    /// Whether, in `tx`'s snapshot, a write of the team is decided and its rows are still being
+    /// copied in (SQLite's pending copy); PostgreSQL's writes are whole at their commit.
+    async fn copy_pending(_tx: &mut Tx<Self>, _team_id: TeamId) -> StoreResult<bool> {
+        Ok(false)
+    }
+    /// A read-only snapshot in which the team's stored rows are whole, and so of the version
+    /// stored with them: [`settle`](Self::settle), then a snapshot without a pending copy. A
+    /// copy decided by another process between the two is settled again, up to
+    /// [`LOAD_ATTEMPTS`](super::shared::LOAD_ATTEMPTS) times.
+    async fn begin_settled(&self, team_id: TeamId) -> StoreResult<Tx<Self>> {
+        for _ in 0..super::shared::LOAD_ATTEMPTS {
+            self.settle(team_id).await?;
+            let mut tx = self.begin_snapshot().await?;
+            if !Self::copy_pending(&mut tx, team_id).await? {
+                return Ok(tx);
+            }
+        }
+        Err(StoreError::Unavailable)
     }
 }

@@ -282,12 +282,22 @@ pub trait UserStore: Send + Sync {
         users: &[NewUser<'_>],
         now: i64,
     ) -> StoreResult<Vec<UserId>>;
-    /// The stored details of every member of `team_id`.
-    async fn member_states(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>>;
+    /// The stored details of every member of `team_id`, with the team's version they are of;
+    /// `None`: no such team.
+    async fn member_states(&self, team_id: TeamId) -> StoreResult<Option<StoredMembers>>;
     /// How many [`register_users`](Self::register_users) calls of one sync are worth running
     /// at once: PostgreSQL runs each on a connection of its own, on a core of its own; SQLite
     /// has one writer, so a second call would only wait for the first.
     fn registrations_at_once(&self) -> usize;
+}
+
+/// What [`UserStore::member_states`] answers: the stored details of a team's members, read in
+/// one snapshot with the team's version, so that a write decided on that version's directory
+/// may rely on them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMembers {
+    pub version: i64,
+    pub states: Vec<(UserId, MemberState)>,
 }
 
 /// A user to register in bulk, borrowed from the snapshot that names it: a sync registers up

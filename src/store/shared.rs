@@ -59,8 +59,8 @@ where
         .bind(now)
 }
 
-/// How often a directory load is tried while the team's rows are being copied in by another
-/// process (SQLite's pending copy, found after `settle`) or the database is busy.
+/// How often a read of a team's rows as a whole settles them again, finding them being copied
+/// in by another process (SQLite's pending copy, decided after `settle`).
 pub(crate) const LOAD_ATTEMPTS: u32 = 4;
 
 /// Rows that name something missing, as (problem, team id or NULL, count); the problem names
@@ -111,15 +111,14 @@ macro_rules! impl_store {
             use $crate::domain::access::OrgAccess;
             use $crate::domain::directory::{Directory, Staging};
             use $crate::domain::events::Actor;
-            use $crate::domain::sync::MemberState;
             use $crate::domain::values::{OrgId, Role, Source, TeamId, UserId};
             use $crate::store::backend::{Backend, BackendDirectory, BackendOrgs, BackendUsers};
             use $crate::store::batch::Batches;
             use $crate::store::{
                 AppRecord, AppStore, ApplyBatch, ChangeChunks, DanglingReferences, DirectoryStore,
                 LargeWrite, MemberDetails, MemberProfile, NewApp, NewOrg, NewUser, OrgCreation,
-                OrgRecord, OrgStore, Store, StagedWrite, StoreResult, TeamRecord, TokenRecord,
-                UserRecord, UserStore, rows, shared,
+                OrgRecord, OrgStore, Store, StagedWrite, StoreResult, StoredMembers, TeamRecord,
+                TokenRecord, UserRecord, UserStore, rows, shared,
             };
             use async_trait::async_trait;
             #[async_trait]
@@ -417,11 +416,19 @@ macro_rules! impl_store {
                     Self::register_many(self, appid, users, now).await
                 }
 
-                async fn member_states(
-                    &self,
-                    team_id: TeamId,
-                ) -> StoreResult<Vec<(UserId, MemberState)>> {
-                    Self::member_rows(self, team_id).await
+                async fn member_states(&self, team_id: TeamId) -> StoreResult<Option<StoredMembers>> {
+                    let mut tx = <Self as BackendDirectory>::begin_settled(self, team_id).await?;
+                    let version: Option<i64> =
+                        sqlx::query_scalar("SELECT version FROM teams WHERE id = $1")
+                            .bind(team_id)
+                            .fetch_optional(&mut *tx)
+                            .await?;
+                    let Some(version) = version else {
+                        return Ok(None);
+                    };
+                    let states = Self::member_rows(&mut tx, team_id).await?;
+                    tx.commit().await?;
+                    Ok(Some(StoredMembers { version, states }))
                 }
 
                 fn registrations_at_once(&self) -> usize {
@@ -432,39 +439,24 @@ macro_rules! impl_store {
             #[async_trait]
             impl DirectoryStore for $store {
                 async fn load_directory(&self, team_id: TeamId) -> StoreResult<Option<Directory>> {
-                    let mut attempts = shared::LOAD_ATTEMPTS;
-                    loop {
-                        <Self as BackendDirectory>::settle(self, team_id).await?;
-                        // One snapshot for every read: the rows are the ones of the version
-                        // read with them.
-                        let loaded = async {
-                            let mut tx = self.begin_snapshot().await?;
-                            let team: Option<rows::TeamRow> = sqlx::query_as(shared::TEAM_BY_ID)
-                                .bind(team_id)
-                                .fetch_optional(&mut *tx)
-                                .await?;
-                            let Some(team) = team.map(TryInto::try_into).transpose()? else {
-                                return Ok(None);
-                            };
-                            let size = sqlx::query_as(shared::DIRECTORY_SIZE)
-                                .bind(team_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                            let mut builder = rows::directory_builder(team, size);
-                            Self::read_directory(&mut tx, team_id, &mut builder).await?;
-                            tx.commit().await?;
-                            Ok(Some(builder.finish()))
-                        }
-                        .await;
-                        match loaded {
-                            // SQLite: a copy decided by another process after `settle` (or
-                            // the database busy): settle again.
-                            Err($crate::store::StoreError::Unavailable) if attempts > 1 => {
-                                attempts -= 1
-                            }
-                            loaded => return loaded,
-                        }
-                    }
+                    // One snapshot for every read: the rows are the ones of the version read
+                    // with them.
+                    let mut tx = <Self as BackendDirectory>::begin_settled(self, team_id).await?;
+                    let team: Option<rows::TeamRow> = sqlx::query_as(shared::TEAM_BY_ID)
+                        .bind(team_id)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    let Some(team) = team.map(TryInto::try_into).transpose()? else {
+                        return Ok(None);
+                    };
+                    let size = sqlx::query_as(shared::DIRECTORY_SIZE)
+                        .bind(team_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let mut builder = rows::directory_builder(team, size);
+                    Self::read_directory(&mut tx, team_id, &mut builder).await?;
+                    tx.commit().await?;
+                    Ok(Some(builder.finish()))
                 }
 
                 async fn begin_batch(&self) -> StoreResult<Box<dyn ApplyBatch>> {

@@ -325,3 +325,87 @@ async fn racing_syncs_of_new_openids_give_each_openid_one_user() {
         "every openid is one member"
     );
 }
+
+/// A sync decides on its members' stored names as they are when it takes the team's gate, not
+/// as it read them before registering its new users: a member write acknowledged in between is
+/// neither undone (a member the snapshot does not name, moved out of a group the sync deletes)
+/// nor mistaken for the sync's own state (a member the snapshot names).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn member_writes_while_a_sync_registers_are_neither_undone_nor_missed() {
+    // Six registrations of 50,000 (PostgreSQL runs two at once): the last is still to come
+    // once the first new user is found and the member writes are made.
+    const NEW: usize = 300_000;
+    let app = TestApp::spawn().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let sync_path = format!("/api/contacts/teams/{team}/sync");
+    let named = json!({"openid": "named", "nickname": "from sync", "group_remote_ids": ["keep"]});
+    let keep = json!({"remote_id": "keep", "name": "Keep"});
+    let gone = json!({"remote_id": "gone", "name": "Gone"});
+    let first = json!({"groups": [keep, gone], "members": [named]});
+    crate::helpers::assert_ok(&api.post_json(&sync_path, &first).await);
+    let groups = api.list_groups(team, "per_page=10").await;
+    let id_of = |name: &str| {
+        let names = groups.strings("name");
+        groups.ints("id")[names.iter().position(|n| n == name).expect("synced group")]
+    };
+    let (keep_id, gone_id) = (id_of("Keep"), id_of("Gone"));
+    // A member of the API's, in the sync's group `gone` and in a group of the API's.
+    let own_id = api.create_group(team, "Own", 0).await;
+    let unnamed = api.register_user("unnamed").await;
+    let placed = json!({"nickname": "before", "group_ids": [gone_id, own_id]});
+    api.add_member_ok(team, 0, unnamed, None).await;
+    crate::helpers::assert_ok(&api.update_member(team, unnamed, &placed).await);
+
+    let mut members = vec![named];
+    members.extend((0..NEW).map(|n| json!({"openid": format!("new-{n:06}"), "nickname": "n"})));
+    let body = json!({"mode": "replace", "groups": [keep], "members": members});
+    let syncing = {
+        let client = app.client.clone();
+        let url = app.url(&api.authed(&sync_path));
+        tokio::spawn(async move {
+            let answer = client.post(url).json(&body).send().await?;
+            answer.json::<Value>().await
+        })
+    };
+    // Registration goes in openid order: once the first new user exists, the sync has read
+    // the stored members and has not taken the gate.
+    let registered = |openid: &'static str| {
+        let api = &api;
+        async move {
+            let answer = api.get(&format!("/api/sso/users/{openid}")).await;
+            answer.body["code"] == "OK"
+        }
+    };
+    let waiting = std::time::Instant::now();
+    while !registered("new-000000").await {
+        assert!(!syncing.is_finished(), "the sync ended before registering");
+        assert!(waiting.elapsed().as_secs() < 300, "no new user registered");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let named_id = crate::helpers::assert_ok(&api.get("/api/sso/users/named").await)["user_id"]
+        .as_i64()
+        .expect("a user id");
+    let renamed = json!({"nickname": "during"});
+    let (first, second) = tokio::join!(
+        api.update_member(team, named_id, &renamed),
+        api.update_member(team, unnamed, &renamed)
+    );
+    crate::helpers::assert_ok(&first);
+    crate::helpers::assert_ok(&second);
+    assert!(
+        !registered("new-299999").await,
+        "the sync registered every user before the member writes: this test missed its window"
+    );
+    let answer = syncing.await.expect("sync task").expect("sync answer");
+    assert_eq!(answer["code"], "OK", "{answer}");
+
+    // `named`: the sync came later and names it "from sync".
+    let in_keep = api.members(team, keep_id, "").await;
+    assert_eq!(in_keep.ints("user_id"), [named_id]);
+    assert_eq!(in_keep.strings("name"), ["from sync"]);
+    // `unnamed`: out of `gone`, which the sync deleted, with the name written meanwhile.
+    let in_own = api.members(team, own_id, "").await;
+    assert_eq!(in_own.ints("user_id"), [unnamed]);
+    assert_eq!(in_own.strings("name"), ["during"]);
+}

@@ -744,7 +744,11 @@ async fn member_names_fall_back_to_the_users_own() {
         None
     );
 
-    let mut states = store.member_states(team_id).await.expect("states");
+    let stored = store.member_states(team_id).await.expect("states");
+    let stored = stored.expect("the team's members");
+    // Of the version the one write made.
+    assert_eq!(stored.version, 1);
+    let mut states = stored.states;
     states.sort_by_key(|(user_id, _)| *user_id);
     assert_eq!(
         states,
@@ -767,6 +771,8 @@ async fn member_names_fall_back_to_the_users_own() {
             ),
         ]
     );
+    let unknown = store.member_states(TeamId::new(424_242)).await;
+    assert_eq!(unknown.expect("no error"), None, "no such team");
 }
 
 #[tokio::test]

@@ -250,6 +250,8 @@ async fn nicknames(store: &dyn Store, team_id: TeamId) -> Vec<(UserId, String)> 
         .member_states(team_id)
         .await
         .expect("members")
+        .expect("the team's members")
+        .states
         .into_iter()
         .map(|(user_id, state)| (user_id, state.nickname.to_string()))
         .collect();

@@ -33,6 +33,11 @@ impl Directories {
         for attempt in 0..WRITE_ATTEMPTS {
             let _gate = slot.gate.lock().await;
             asked |= self.refresh(store, &slot, team, behind, attempt).await?;
+            let version = slot.read().as_ref().ok_or(ServiceError::Busy)?.version();
+            if !write.catch_up(store, version).await? {
+                behind = true;
+                continue;
+            }
             let (decided, expected) = {
                 let guard = slot.read();
                 let directory = guard.as_ref().ok_or(ServiceError::Busy)?;
@@ -130,7 +135,16 @@ impl Directories {
 pub(in crate::service) trait ChunkedWrite: Sync {
     /// What the decision answers (a plan, or why nothing is written).
     type Plan: Send;
-    /// Decide on the current copy; may run more than once (after a lost race).
+    /// Bring what the write read of the store before taking the gate up to `version`, the
+    /// copy's it is about to be decided on; `false`: the store is past that version (another
+    /// process wrote), so the copy is reloaded and this asked again.
+    fn catch_up(
+        &self,
+        store: &dyn Store,
+        version: i64,
+    ) -> impl Future<Output = ServiceResult<bool>> + Send;
+    /// Decide on the current copy, after [`catch_up`](Self::catch_up); may run more than once
+    /// (after a lost race).
     fn decide(&self, directory: &Directory) -> ServiceResult<Self::Plan>;
     /// What `plan` writes, when its changes are of the kinds a store may stage before taking
     /// the database's write lock ([`DirectoryStore::stage`](crate::store::DirectoryStore::stage)).

@@ -204,12 +204,15 @@ impl BackendUsers for PostgresStore {
         decode_rows(rows, Ok).await
     }
 
-    async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>> {
+    async fn member_rows(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+    ) -> StoreResult<Vec<(UserId, MemberState)>> {
         let rows = sqlx::query_as(
             "SELECT user_id, nickname, avatar, source FROM members WHERE team_id = $1",
         )
         .bind(team_id)
-        .fetch(&self.pool);
+        .fetch(&mut **tx);
         decode_rows(rows, |(user_id, nickname, avatar, source)| {
             let source = Source::from_code(source);
             Ok((

@@ -39,10 +39,6 @@ impl BackendDirectory for SqliteStore {
         team_id: TeamId,
         builder: &mut DirectoryBuilder,
     ) -> StoreResult<()> {
-        if super::copy::is_pending(tx, team_id).await? {
-            // Decided by another process since `settle`, and being copied in.
-            return Err(StoreError::Unavailable);
-        }
         bulk_read(
             tx,
             "SELECT json_group_array(json_array(id, parent_id, source, remote_id, name, \
@@ -194,6 +190,10 @@ impl BackendDirectory for SqliteStore {
 
     async fn settle(&self, team_id: TeamId) -> StoreResult<()> {
         super::copy::settle(self, team_id).await
+    }
+
+    async fn copy_pending(tx: &mut Tx<Self>, team_id: TeamId) -> StoreResult<bool> {
+        super::copy::is_pending(tx, team_id).await
     }
 }
 

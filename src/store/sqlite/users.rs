@@ -10,7 +10,7 @@ use sqlx::{QueryBuilder, Row, Sqlite};
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Avatar, Nickname, Source, TeamId, UserId};
-use crate::store::backend::{Backend, BackendUsers};
+use crate::store::backend::{Backend, BackendUsers, Tx};
 use crate::store::in_flight::WriteConn;
 use crate::store::rows::profile_columns;
 use crate::store::scim::ScimUserRef;
@@ -200,11 +200,13 @@ impl BackendUsers for SqliteStore {
         Ok(rows)
     }
 
-    async fn member_rows(&self, team_id: TeamId) -> StoreResult<Vec<(UserId, MemberState)>> {
-        let mut tx = self.reader.begin().await?;
+    async fn member_rows(
+        tx: &mut Tx<Self>,
+        team_id: TeamId,
+    ) -> StoreResult<Vec<(UserId, MemberState)>> {
         let mut rows = Vec::new();
         bulk_read(
-            &mut tx,
+            tx,
             "SELECT json_group_array(json_array(user_id, nickname, avatar, source)), \
              max(user_id) FROM (SELECT user_id, nickname, avatar, source FROM members \
              WHERE team_id = ?1 AND user_id > ?2 ORDER BY user_id LIMIT ?3)",
