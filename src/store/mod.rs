@@ -58,6 +58,10 @@ pub enum StoreError {
     /// was written.
     #[error("the SCIM userName is taken in this directory")]
     NameTaken,
+    /// A SCIM user's row was written over or deleted since the record a
+    /// [`scim::ScimWrite::Put`] was made from was read: nothing was written; read it again.
+    #[error("the SCIM user changed since it was read")]
+    ScimUserChanged,
     /// Anything the database or its driver reported.
     #[error("database error: {0}")]
     Database(#[source] Box<sqlx::Error>),

@@ -40,12 +40,16 @@ pub struct ScimUserRecord {
     pub created_at: i64,
     /// Unix seconds.
     pub updated_at: i64,
+    /// How many times the row was written over since its creation: a [`ScimWrite::Put`] of a
+    /// record read at this count is refused if the row is at another, or gone.
+    pub row_version: i64,
 }
 
 /// A write of SCIM's own rows, made inside a batch
 /// ([`ApplyBatch::apply`](super::ApplyBatch::apply)) in the savepoint of a directory write of
 /// the same team: both stand or neither does. A `userName` another user of the directory has is
-/// refused with [`StoreError::NameTaken`].
+/// refused with [`StoreError::NameTaken`]; a [`Put`](Self::Put) over a row that changed since
+/// the record was read, or that is gone, with [`StoreError::ScimUserChanged`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScimWrite {
     /// Register a new user under the directory's SCIM app, its openid being the record's SCIM
@@ -56,7 +60,7 @@ pub enum ScimWrite {
         nickname: crate::domain::values::Nickname,
         record: ScimUserRecord,
     },
-    /// Insert or overwrite the row of `user_id`.
+    /// Overwrite the row of `user_id`, if it is still at the record's `row_version`.
     Put(ScimUserRecord),
     /// Forget the SCIM row of this user (the user stays registered, as users do).
     Delete(UserId),
@@ -121,7 +125,7 @@ macro_rules! select_scim_users {
     ($rest:literal) => {
         concat!(
             "SELECT user_id, scim_id, user_name_key, external_id, active, resource, \
-             created_at, updated_at FROM scim_users ",
+             created_at, updated_at, row_version FROM scim_users ",
             $rest
         )
     };
@@ -131,27 +135,38 @@ pub(crate) use select_scim_users;
 
 /// The statement that inserts or overwrites a row of `scim_users`: this, the row's values
 /// (team id, user id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`,
-/// `created_at`, `updated_at`), then [`ON_SCIM_USER_CONFLICT`].
+/// `created_at`, `updated_at`, `row_version` 0), then [`ON_SCIM_USER_CONFLICT`], the
+/// `row_version` the row must be at to be overwritten and [`SCIM_USER_VERSION_END`]: a row at
+/// another version is set to -1, which the column's check (`scim_users_row_current`) refuses.
 pub(crate) const PUT_SCIM_USER: &str = "INSERT INTO scim_users (team_id, user_id, scim_id, \
-     user_name_key, external_id, active, resource, created_at, updated_at) VALUES (";
+     user_name_key, external_id, active, resource, created_at, updated_at, row_version) VALUES (";
 
-/// The end of [`PUT_SCIM_USER`], after its values.
+/// The end of [`PUT_SCIM_USER`], after its values, up to the version the row must be at.
 pub(crate) const ON_SCIM_USER_CONFLICT: &str = ") ON CONFLICT (team_id, user_id) DO UPDATE SET \
      user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
-     active = excluded.active, resource = excluded.resource, updated_at = excluded.updated_at";
+     active = excluded.active, resource = excluded.resource, updated_at = excluded.updated_at, \
+     row_version = CASE WHEN scim_users.row_version = ";
+
+/// After the version [`ON_SCIM_USER_CONFLICT`] ends with.
+pub(crate) const SCIM_USER_VERSION_END: &str = " THEN scim_users.row_version + 1 ELSE -1 END";
 
 /// The error of a failed SCIM write: [`StoreError::NameTaken`] for a violation of the index
-/// `scim_users_by_name` (a `userName` another user of the directory has); any other failure,
-/// another unique index included, is the database's.
+/// `scim_users_by_name` (a `userName` another user of the directory has),
+/// [`StoreError::ScimUserChanged`] for one of the check `scim_users_row_current` (a row
+/// written over or deleted since it was read); any other failure, another unique index
+/// included, is the database's.
 pub(crate) fn write_error(error: sqlx::Error) -> StoreError {
-    let name_taken = error.as_database_error().is_some_and(|e| {
-        // PostgreSQL names the index; SQLite names its columns in the message.
-        e.is_unique_violation()
-            && (e.constraint() == Some("scim_users_by_name")
-                || e.message().contains("scim_users.user_name_key"))
-    });
-    if name_taken {
+    let Some(e) = error.as_database_error() else {
+        return StoreError::from(error);
+    };
+    // PostgreSQL names the constraint; SQLite names it, or the index's columns, in the message.
+    let names = |constraint: &str, message: &str| {
+        e.constraint() == Some(constraint) || e.message().contains(message)
+    };
+    if e.is_unique_violation() && names("scim_users_by_name", "scim_users.user_name_key") {
         StoreError::NameTaken
+    } else if e.is_check_violation() && names("scim_users_row_current", "scim_users_row_current") {
+        StoreError::ScimUserChanged
     } else {
         StoreError::from(error)
     }
@@ -304,8 +319,38 @@ macro_rules! impl_scim_store {
             }
 
             impl $store {
+                /// Push the statement that refuses a write over `user_id`'s row if the row is
+                /// gone: it inserts a placeholder row at `row_version` -1, which the check
+                /// `scim_users_row_current` refuses, only where there is none.
+                pub(crate) fn push_scim_row_exists(
+                    query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
+                    team_id: TeamId,
+                    user_id: UserId,
+                ) {
+                    query
+                        .push(
+                            "INSERT INTO scim_users (team_id, user_id, scim_id, user_name_key, \
+                             active, resource, created_at, updated_at, row_version) SELECT ",
+                        )
+                        .push_bind(team_id)
+                        .push(", ")
+                        .push_bind(user_id)
+                        .push(", '', '', ")
+                        .push_bind(false)
+                        .push(
+                            ", '', 0, 0, -1 WHERE NOT EXISTS \
+                             (SELECT 1 FROM scim_users WHERE team_id = ",
+                        )
+                        .push_bind(team_id)
+                        .push(" AND user_id = ")
+                        .push_bind(user_id)
+                        .push(")");
+                }
+
                 /// Push the statement that inserts or overwrites `user`'s row as the one of
-                /// `user_id` (a created user's record does not know its id yet).
+                /// `user_id` (a created user's record does not know its id yet); an overwrite
+                /// is refused unless the row is at `user.row_version` (and, after
+                /// [`push_scim_row_exists`](Self::push_scim_row_exists), there at all).
                 pub(crate) fn push_scim_row(
                     query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
                     team_id: TeamId,
@@ -323,8 +368,11 @@ macro_rules! impl_scim_store {
                         .push_bind(user.active)
                         .push_bind(user.resource.clone())
                         .push_bind(user.created_at)
-                        .push_bind(user.updated_at);
+                        .push_bind(user.updated_at)
+                        .push_bind(0_i64);
                     query.push($crate::store::scim::ON_SCIM_USER_CONFLICT);
+                    query.push_bind(user.row_version);
+                    query.push($crate::store::scim::SCIM_USER_VERSION_END);
                 }
 
                 /// Make `write` inside `tx` (a batch, under a savepoint); answers the user a
@@ -362,11 +410,11 @@ macro_rules! impl_scim_store {
                                     "team {team_id} has a SCIM token but no SCIM app"
                                 )));
                             }
-                            put_row(tx, team_id, user_id, record).await?;
+                            put_row(tx, team_id, user_id, record, true).await?;
                             Ok(Some(user_id))
                         }
                         ScimWrite::Put(record) => {
-                            put_row(tx, team_id, record.user_id, record).await?;
+                            put_row(tx, team_id, record.user_id, record, false).await?;
                             Ok(None)
                         }
                         ScimWrite::Delete(user_id) => {
@@ -383,15 +431,26 @@ macro_rules! impl_scim_store {
                 }
             }
 
-            /// Insert or overwrite `user`'s row as the one of `user_id`;
+            /// Insert (`new`) or overwrite `user`'s row as the one of `user_id`;
             /// [`StoreError::NameTaken`] when another user of the directory has its
-            /// `user_name_key`.
+            /// `user_name_key`, [`StoreError::ScimUserChanged`] when the row to overwrite is
+            /// not at `user.row_version`.
             async fn put_row(
                 tx: &mut Tx<$store>,
                 team_id: TeamId,
                 user_id: UserId,
                 user: &ScimUserRecord,
+                new: bool,
             ) -> StoreResult<()> {
+                if !new {
+                    let mut query = sqlx::QueryBuilder::new("");
+                    <$store>::push_scim_row_exists(&mut query, team_id, user_id);
+                    query
+                        .build()
+                        .execute(&mut **tx)
+                        .await
+                        .map_err($crate::store::scim::write_error)?;
+                }
                 let mut query = sqlx::QueryBuilder::new("");
                 <$store>::push_scim_row(&mut query, team_id, user_id, user);
                 query

@@ -9,11 +9,13 @@
 
 use std::sync::Arc;
 
+use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 use crate::helpers::{Api, TestApp, group_path, groups_path, member_path};
 use crate::metrics::{scrape, value};
+use crate::scim::Scim;
 
 /// `code` and `error.type` of `count` concurrent POSTs built by `request(i)`, sent at once
 /// (behind a barrier) from tasks of their own, request `i` to `servers[i % servers.len()]`.
@@ -408,4 +410,48 @@ async fn member_writes_while_a_sync_registers_are_neither_undone_nor_missed() {
     let in_own = api.members(team, own_id, "").await;
     assert_eq!(in_own.ints("user_id"), [unnamed]);
     assert_eq!(in_own.strings("name"), ["during"]);
+}
+
+/// Two PATCHes of one SCIM user, each changing an attribute of its own, sent at once to two
+/// servers: both stand, whichever read the user first. A PATCH racing the user's DELETE never
+/// brings the user back: it is made before the DELETE, or finds no user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_scim_writes_of_one_user_neither_undo_nor_revive_each_other() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let other = Scim {
+        app: &replica,
+        token: scim.token.clone(),
+    };
+    let title = json!([{"op": "replace", "path": "title", "value": "Boss"}]);
+    let email = json!([{"op": "add", "path": "emails", "value": [{"value": "a@example.com"}]}]);
+    for round in 0..10 {
+        let id = scim.user(&format!("racer{round}")).await;
+        let path = format!("/Users/{id}");
+        let (a, b) = tokio::join!(
+            scim.patch(&path, title.clone()),
+            other.patch(&path, email.clone())
+        );
+        assert_eq!((a.status, b.status), (200, 200), "{} {}", a.body, b.body);
+        let user = scim.get(&path).await.body;
+        assert_eq!(user["title"], "Boss", "round {round}: {user}");
+        assert_eq!(
+            user["emails"][0]["value"], "a@example.com",
+            "round {round}: {user}"
+        );
+
+        let (deleted, patched) = tokio::join!(
+            scim.call(Method::DELETE, &path, None, &[]),
+            other.patch(&path, title.clone())
+        );
+        assert_eq!(deleted.status, 204, "{}", deleted.body);
+        assert!([200, 404].contains(&patched.status), "{}", patched.body);
+        let after = scim.get(&path).await;
+        assert_eq!(
+            after.status, 404,
+            "round {round}: the deleted user is back: {}",
+            after.body
+        );
+    }
 }

@@ -1,6 +1,6 @@
 //! SCIM writes through the store directly, on the backend under test: a user created with its
 //! member row in one write of a batch, a refused one leaving nothing behind while the batch
-//! goes on, and the ids of users created in one batch.
+//! goes on, the ids of users created in one batch, and a user's row written over only as read.
 
 use std::sync::Arc;
 
@@ -25,6 +25,7 @@ fn create(name: &str) -> ScimWrite {
             resource: "{}".to_owned(),
             created_at: NOW,
             updated_at: NOW,
+            row_version: 0,
         },
     }
 }
@@ -160,4 +161,71 @@ async fn a_user_created_without_a_membership_in_a_batch_is_counted_by_the_next_c
     let directory = directory_of(&*store, team_id).await;
     assert_eq!(directory.member_count(), 2);
     assert!(directory.placement(ids[1]).is_none() && directory.placement(ids[2]).is_some());
+}
+
+#[tokio::test]
+async fn a_users_row_is_written_over_only_as_it_was_read() {
+    let (_database, store, team_id, version) = scim_team().await;
+    let mut batch = store.begin_batch().await.expect("a batch");
+    let created = batch
+        .apply(
+            team_id,
+            version,
+            &member("Ada"),
+            no_events(),
+            Some(&create("Ada")),
+            NOW,
+        )
+        .await
+        .expect("ada");
+    batch.commit().await.expect("commit");
+    let user_id = created.registered.expect("ada's id");
+    let read = store
+        .scim_user(team_id, "scim-Ada")
+        .await
+        .expect("read")
+        .expect("ada's row");
+    assert_eq!(read.row_version, 0);
+    let put = |resource: &str, row_version: i64| {
+        ScimWrite::Put(ScimUserRecord {
+            resource: resource.to_owned(),
+            row_version,
+            ..read.clone()
+        })
+    };
+    let mut version = created.version;
+    let mut write = async |write: ScimWrite| {
+        let mut batch = store.begin_batch().await.expect("a batch");
+        let applied = batch
+            .apply(team_id, version, &[], no_events(), Some(&write), NOW)
+            .await;
+        batch.commit().await.expect("commit");
+        if let Ok(applied) = &applied {
+            version = applied.version;
+        }
+        applied.map(|_| ())
+    };
+    write(put(r#"{"title":"one"}"#, 0))
+        .await
+        .expect("over the row read");
+    // Another write from the same read comes second: refused, the first one kept.
+    let second = write(put(r#"{"title":"two"}"#, 0)).await;
+    assert!(
+        matches!(second, Err(StoreError::ScimUserChanged)),
+        "{second:?}"
+    );
+    let stored = store.scim_user(team_id, "scim-Ada").await.expect("read");
+    let stored = stored.expect("ada's row");
+    assert_eq!(
+        (stored.resource.as_str(), stored.row_version),
+        (r#"{"title":"one"}"#, 1)
+    );
+    // Deleted meanwhile: a write over the row read does not bring it back.
+    write(ScimWrite::Delete(user_id)).await.expect("delete");
+    let resurrected = write(put(r#"{"title":"three"}"#, 1)).await;
+    assert!(
+        matches!(resurrected, Err(StoreError::ScimUserChanged)),
+        "{resurrected:?}"
+    );
+    assert_eq!(scim_rows(&*store, team_id).await, []);
 }

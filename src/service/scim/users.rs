@@ -10,7 +10,7 @@ use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, ENTERPRISE_SCHEMA};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
-use crate::service::{Service, unix_now};
+use crate::service::{Service, ServiceError, unix_now};
 use crate::store::scim::{ScimUserRecord, ScimWrite};
 use crate::store::{StoreError, TeamRecord};
 
@@ -34,6 +34,10 @@ fn nickname_of(stored: &Map<String, Value>) -> Nickname {
     Nickname::shortened(name)
 }
 
+/// How often a PUT or PATCH of a user is made again after another write of the user came
+/// between its read and its write.
+const REWRITE_ATTEMPTS: usize = 5;
+
 /// What a client sent, validated, and whether the user is active.
 fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
     let stored = schema::normalize(body, &schema::USER)?;
@@ -42,7 +46,8 @@ fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
     Ok((stored, active))
 }
 
-/// The row of a user whose attributes are `stored`.
+/// The row of a user whose attributes are `stored`, written over the row at `row_version` (0 for
+/// a new one).
 fn record_of(
     user_id: UserId,
     scim_id: String,
@@ -50,6 +55,7 @@ fn record_of(
     active: bool,
     created_at: i64,
     updated_at: i64,
+    row_version: i64,
 ) -> ScimUserRecord {
     let text = |key: &str| stored.get(key).and_then(Value::as_str);
     ScimUserRecord {
@@ -61,6 +67,7 @@ fn record_of(
         resource: Value::Object(stored.clone()).to_string(),
         created_at,
         updated_at,
+        row_version,
     }
 }
 
@@ -205,7 +212,7 @@ impl Service {
         let (stored, active) = validated(body)?;
         let now = unix_now();
         let scim_id = uuid::Uuid::new_v4().to_string();
-        let record = record_of(REGISTERED_USER, scim_id, &stored, active, now, now);
+        let record = record_of(REGISTERED_USER, scim_id, &stored, active, now, now, 0);
         let nickname = nickname_of(&stored);
         let create = ScimWrite::Create {
             nickname: nickname.clone(),
@@ -240,6 +247,7 @@ impl Service {
             active,
             current.created_at,
             unix_now(),
+            current.row_version,
         );
         let user_id = record.user_id;
         let nickname = nickname_of(&stored);
@@ -256,9 +264,8 @@ impl Service {
         target: Target<'_>,
         body: &Value,
     ) -> ScimResult<Versioned> {
-        let (current, _) = self.current_user(target).await?;
         let (stored, active) = validated(body)?;
-        self.replace_user(target.team, current, stored, active, target.location)
+        self.rewrite_user(target, |_| Ok((stored.clone(), active)))
             .await
     }
 
@@ -267,11 +274,33 @@ impl Service {
         target: Target<'_>,
         operations: &[Operation],
     ) -> ScimResult<Versioned> {
-        let (current, rendered) = self.current_user(target).await?;
-        let patched = patched(rendered, operations, ENTERPRISE_SCHEMA)?;
-        let (stored, active) = validated(&patched)?;
-        self.replace_user(target.team, current, stored, active, target.location)
-            .await
+        self.rewrite_user(target, |rendered| {
+            validated(&patched(rendered, operations, ENTERPRISE_SCHEMA)?)
+        })
+        .await
+    }
+
+    /// Write the user `target` names whole, as `new` makes it from the user as answered, over
+    /// the row it was read from: should another write of the user (or its deletion) come
+    /// between the read and the write, the write is refused by the store and made again from
+    /// the user as it then is (its `If-Match` checked again), so that no write undoes another.
+    async fn rewrite_user(
+        &self,
+        target: Target<'_>,
+        new: impl Fn(Versioned) -> ScimResult<(Map<String, Value>, bool)>,
+    ) -> ScimResult<Versioned> {
+        for _ in 0..REWRITE_ATTEMPTS {
+            let (current, rendered) = self.current_user(target).await?;
+            let (stored, active) = new(rendered)?;
+            match self
+                .replace_user(target.team, current, stored, active, target.location)
+                .await
+            {
+                Err(ScimFailure::Service(ServiceError::Store(StoreError::ScimUserChanged))) => {}
+                written => return written,
+            }
+        }
+        Err(ServiceError::Busy.into())
     }
 
     /// Take the user out of the directory and forget its SCIM attributes, in one write (the

@@ -51,6 +51,8 @@ pub(super) fn push(
             SqliteStore::push_scim_row(query, team_id, new_user, record);
         }
         ScimWrite::Put(record) => {
+            SqliteStore::push_scim_row_exists(query, team_id, record.user_id);
+            query.push(";\n");
             SqliteStore::push_scim_row(query, team_id, record.user_id, record)
         }
         ScimWrite::Delete(user_id) => {
