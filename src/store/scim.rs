@@ -48,8 +48,8 @@ pub struct ScimUserRecord {
 /// A write of SCIM's own rows, made inside a batch
 /// ([`ApplyBatch::apply`](super::ApplyBatch::apply)) in the savepoint of a directory write of
 /// the same team: both stand or neither does. A `userName` another user of the directory has is
-/// refused with [`StoreError::NameTaken`]; a [`Put`](Self::Put) over a row that changed since
-/// the record was read, or that is gone, with [`StoreError::ScimUserChanged`].
+/// refused with [`StoreError::NameTaken`]; a [`Put`](Self::Put) or [`Delete`](Self::Delete) of
+/// a row that changed since it was read, or that is gone, with [`StoreError::ScimUserChanged`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScimWrite {
     /// Register a new user under the directory's SCIM app, its openid being the record's SCIM
@@ -62,8 +62,9 @@ pub enum ScimWrite {
     },
     /// Overwrite the row of `user_id`, if it is still at the record's `row_version`.
     Put(ScimUserRecord),
-    /// Forget the SCIM row of this user (the user stays registered, as users do).
-    Delete(UserId),
+    /// Forget the SCIM row of `user_id`, if it is still at `row_version` (the user stays
+    /// registered, as users do).
+    Delete { user_id: UserId, row_version: i64 },
 }
 
 /// A SCIM user [`ScimStore::scim_user_ids`] found.
@@ -135,20 +136,17 @@ pub(crate) use select_scim_users;
 
 /// The statement that inserts or overwrites a row of `scim_users`: this, the row's values
 /// (team id, user id, SCIM id, `user_name_key`, `external_id`, `active`, `resource`,
-/// `created_at`, `updated_at`, `row_version` 0), then [`ON_SCIM_USER_CONFLICT`], the
-/// `row_version` the row must be at to be overwritten and [`SCIM_USER_VERSION_END`]: a row at
-/// another version is set to -1, which the column's check (`scim_users_row_current`) refuses.
+/// `created_at`, `updated_at`, `row_version` 0), then [`ON_SCIM_USER_CONFLICT`]. An overwrite
+/// counts one more write of the row; it comes after the check that the row is still as read
+/// (`push_scim_row_current`).
 pub(crate) const PUT_SCIM_USER: &str = "INSERT INTO scim_users (team_id, user_id, scim_id, \
      user_name_key, external_id, active, resource, created_at, updated_at, row_version) VALUES (";
 
-/// The end of [`PUT_SCIM_USER`], after its values, up to the version the row must be at.
+/// The end of [`PUT_SCIM_USER`], after its values.
 pub(crate) const ON_SCIM_USER_CONFLICT: &str = ") ON CONFLICT (team_id, user_id) DO UPDATE SET \
      user_name_key = excluded.user_name_key, external_id = excluded.external_id, \
      active = excluded.active, resource = excluded.resource, updated_at = excluded.updated_at, \
-     row_version = CASE WHEN scim_users.row_version = ";
-
-/// After the version [`ON_SCIM_USER_CONFLICT`] ends with.
-pub(crate) const SCIM_USER_VERSION_END: &str = " THEN scim_users.row_version + 1 ELSE -1 END";
+     row_version = scim_users.row_version + 1";
 
 /// The error of a failed SCIM write: [`StoreError::NameTaken`] for a violation of the index
 /// `scim_users_by_name` (a `userName` another user of the directory has),
@@ -319,13 +317,15 @@ macro_rules! impl_scim_store {
             }
 
             impl $store {
-                /// Push the statement that refuses a write over `user_id`'s row if the row is
-                /// gone: it inserts a placeholder row at `row_version` -1, which the check
-                /// `scim_users_row_current` refuses, only where there is none.
-                pub(crate) fn push_scim_row_exists(
+                /// Push the statement that refuses a write of `user_id`'s row unless the row is
+                /// there at `row_version`: otherwise (gone, or written since) it inserts a
+                /// placeholder row at -1, which the check `scim_users_row_current` refuses
+                /// before anything else is looked at.
+                pub(crate) fn push_scim_row_current(
                     query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
                     team_id: TeamId,
                     user_id: UserId,
+                    row_version: i64,
                 ) {
                     query
                         .push(
@@ -344,13 +344,13 @@ macro_rules! impl_scim_store {
                         .push_bind(team_id)
                         .push(" AND user_id = ")
                         .push_bind(user_id)
+                        .push(" AND row_version = ")
+                        .push_bind(row_version)
                         .push(")");
                 }
 
                 /// Push the statement that inserts or overwrites `user`'s row as the one of
-                /// `user_id` (a created user's record does not know its id yet); an overwrite
-                /// is refused unless the row is at `user.row_version` (and, after
-                /// [`push_scim_row_exists`](Self::push_scim_row_exists), there at all).
+                /// `user_id` (a created user's record does not know its id yet).
                 pub(crate) fn push_scim_row(
                     query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
                     team_id: TeamId,
@@ -371,8 +371,6 @@ macro_rules! impl_scim_store {
                         .push_bind(user.updated_at)
                         .push_bind(0_i64);
                     query.push($crate::store::scim::ON_SCIM_USER_CONFLICT);
-                    query.push_bind(user.row_version);
-                    query.push($crate::store::scim::SCIM_USER_VERSION_END);
                 }
 
                 /// Make `write` inside `tx` (a batch, under a savepoint); answers the user a
@@ -417,7 +415,11 @@ macro_rules! impl_scim_store {
                             put_row(tx, team_id, record.user_id, record, false).await?;
                             Ok(None)
                         }
-                        ScimWrite::Delete(user_id) => {
+                        ScimWrite::Delete {
+                            user_id,
+                            row_version,
+                        } => {
+                            row_current(tx, team_id, *user_id, *row_version).await?;
                             sqlx::query(
                                 "DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2",
                             )
@@ -429,6 +431,19 @@ macro_rules! impl_scim_store {
                         }
                     }
                 }
+            }
+
+            /// Refuse the write of `user_id`'s row ([`StoreError::ScimUserChanged`]) unless the
+            /// row is there at `row_version`.
+            async fn row_current(
+                tx: &mut Tx<$store>,
+                team_id: TeamId,
+                user_id: UserId,
+                row_version: i64,
+            ) -> StoreResult<()> {
+                let mut query = sqlx::QueryBuilder::new("");
+                <$store>::push_scim_row_current(&mut query, team_id, user_id, row_version);
+                run(tx, query).await
             }
 
             /// Insert (`new`) or overwrite `user`'s row as the one of `user_id`;
@@ -443,16 +458,19 @@ macro_rules! impl_scim_store {
                 new: bool,
             ) -> StoreResult<()> {
                 if !new {
-                    let mut query = sqlx::QueryBuilder::new("");
-                    <$store>::push_scim_row_exists(&mut query, team_id, user_id);
-                    query
-                        .build()
-                        .execute(&mut **tx)
-                        .await
-                        .map_err($crate::store::scim::write_error)?;
+                    row_current(tx, team_id, user_id, user.row_version).await?;
                 }
                 let mut query = sqlx::QueryBuilder::new("");
                 <$store>::push_scim_row(&mut query, team_id, user_id, user);
+                run(tx, query).await
+            }
+
+            /// Run a statement of a SCIM write, its failure told as
+            /// [`write_error`]($crate::store::scim::write_error) tells it.
+            async fn run(
+                tx: &mut Tx<$store>,
+                mut query: sqlx::QueryBuilder<<$store as Backend>::Db>,
+            ) -> StoreResult<()> {
                 query
                     .build()
                     .execute(&mut **tx)

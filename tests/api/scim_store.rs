@@ -220,8 +220,18 @@ async fn a_users_row_is_written_over_only_as_it_was_read() {
         (stored.resource.as_str(), stored.row_version),
         (r#"{"title":"one"}"#, 1)
     );
+    // A delete of the row as first read is refused too; of the row as it is, done.
+    let delete = |row_version: i64| ScimWrite::Delete {
+        user_id,
+        row_version,
+    };
+    let stale = write(delete(0)).await;
+    assert!(
+        matches!(stale, Err(StoreError::ScimUserChanged)),
+        "{stale:?}"
+    );
+    write(delete(1)).await.expect("delete");
     // Deleted meanwhile: a write over the row read does not bring it back.
-    write(ScimWrite::Delete(user_id)).await.expect("delete");
     let resurrected = write(put(r#"{"title":"three"}"#, 1)).await;
     assert!(
         matches!(resurrected, Err(StoreError::ScimUserChanged)),

@@ -34,9 +34,20 @@ fn nickname_of(stored: &Map<String, Value>) -> Nickname {
     Nickname::shortened(name)
 }
 
-/// How often a PUT or PATCH of a user is made again after another write of the user came
-/// between its read and its write.
+/// How often a PUT, PATCH or DELETE of a user is made again after another write of the user
+/// came between its read and its write.
 const REWRITE_ATTEMPTS: usize = 5;
+
+/// Whether `written` was refused because the user changed since it was read (the request is
+/// then made again on the user as it is).
+fn changed<T>(written: &ScimResult<T>) -> bool {
+    matches!(
+        written,
+        Err(ScimFailure::Service(ServiceError::Store(
+            StoreError::ScimUserChanged
+        )))
+    )
+}
 
 /// What a client sent, validated, and whether the user is active.
 fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
@@ -292,27 +303,38 @@ impl Service {
         for _ in 0..REWRITE_ATTEMPTS {
             let (current, rendered) = self.current_user(target).await?;
             let (stored, active) = new(rendered)?;
-            match self
+            let written = self
                 .replace_user(target.team, current, stored, active, target.location)
-                .await
-            {
-                Err(ScimFailure::Service(ServiceError::Store(StoreError::ScimUserChanged))) => {}
-                written => return written,
+                .await;
+            if !changed(&written) {
+                return written;
             }
         }
         Err(ServiceError::Busy.into())
     }
 
     /// Take the user out of the directory and forget its SCIM attributes, in one write (the
-    /// user itself stays registered, as users do).
+    /// user itself stays registered, as users do); made again, as a PUT is, should another
+    /// write of the user come between its read and its write.
     pub async fn scim_delete_user(&self, target: Target<'_>) -> ScimResult<()> {
-        let (current, _) = self.current_user(target).await?;
-        let (team, user_id) = (target.team, current.user_id);
-        self.directories
-            .write_scim(&*self.store, team, ScimWrite::Delete(user_id), |d| {
-                Ok((membership(d, user_id, false, &Nickname::default()), ()))
-            })
-            .await?;
-        Ok(())
+        for _ in 0..REWRITE_ATTEMPTS {
+            let (current, _) = self.current_user(target).await?;
+            let user_id = current.user_id;
+            let delete = ScimWrite::Delete {
+                user_id,
+                row_version: current.row_version,
+            };
+            let deleted = self
+                .directories
+                .write_scim(&*self.store, target.team, delete, |d| {
+                    Ok((membership(d, user_id, false, &Nickname::default()), ()))
+                })
+                .await
+                .map_err(ScimFailure::from);
+            if !changed(&deleted) {
+                return deleted.map(|_| ());
+            }
+        }
+        Err(ServiceError::Busy.into())
     }
 }

@@ -51,13 +51,17 @@ pub(super) fn push(
             SqliteStore::push_scim_row(query, team_id, new_user, record);
         }
         ScimWrite::Put(record) => {
-            SqliteStore::push_scim_row_exists(query, team_id, record.user_id);
+            SqliteStore::push_scim_row_current(query, team_id, record.user_id, record.row_version);
             query.push(";\n");
             SqliteStore::push_scim_row(query, team_id, record.user_id, record)
         }
-        ScimWrite::Delete(user_id) => {
+        ScimWrite::Delete {
+            user_id,
+            row_version,
+        } => {
+            SqliteStore::push_scim_row_current(query, team_id, *user_id, *row_version);
             query
-                .push("DELETE FROM scim_users WHERE team_id = ")
+                .push(";\nDELETE FROM scim_users WHERE team_id = ")
                 .push_bind(team_id)
                 .push(" AND user_id = ")
                 .push_bind(*user_id);
