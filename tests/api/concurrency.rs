@@ -412,6 +412,16 @@ async fn member_writes_while_a_sync_registers_are_neither_undone_nor_missed() {
     assert_eq!(in_own.strings("name"), ["during"]);
 }
 
+/// SCIM clients of `app`'s team on `app` and on `replica`, with one token.
+async fn scim_on_both<'a>(app: &'a TestApp, replica: &'a TestApp) -> (Scim<'a>, Scim<'a>) {
+    let scim = Scim::new(app, app.team_id).await;
+    let other = Scim {
+        app: replica,
+        token: scim.token.clone(),
+    };
+    (scim, other)
+}
+
 /// Two PATCHes of one SCIM user, each changing an attribute of its own, sent at once to two
 /// servers: both stand, whichever read the user first. A PATCH racing the user's DELETE never
 /// brings the user back: it is made before the DELETE, or finds no user.
@@ -419,11 +429,7 @@ async fn member_writes_while_a_sync_registers_are_neither_undone_nor_missed() {
 async fn racing_scim_writes_of_one_user_neither_undo_nor_revive_each_other() {
     let app = TestApp::spawn().await;
     let replica = app.replica().await;
-    let scim = Scim::new(&app, app.team_id).await;
-    let other = Scim {
-        app: &replica,
-        token: scim.token.clone(),
-    };
+    let (scim, other) = scim_on_both(&app, &replica).await;
     let title = json!([{"op": "replace", "path": "title", "value": "Boss"}]);
     let email = json!([{"op": "add", "path": "emails", "value": [{"value": "a@example.com"}]}]);
     for round in 0..10 {
@@ -452,6 +458,45 @@ async fn racing_scim_writes_of_one_user_neither_undo_nor_revive_each_other() {
             after.status, 404,
             "round {round}: the deleted user is back: {}",
             after.body
+        );
+    }
+}
+
+/// A PATCH renaming a SCIM group and one adding a member to it, sent at once to two servers:
+/// the group ends renamed and with the member, whichever read the group first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_scim_patches_of_one_group_keep_each_others_changes() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let (scim, other) = scim_on_both(&app, &replica).await;
+    for round in 0..10 {
+        let user = scim.user(&format!("member{round}")).await;
+        let group = scim
+            .post("/Groups", json!({"displayName": format!("Team {round}")}))
+            .await;
+        assert_eq!(group.status, 201, "{}", group.body);
+        let path = format!("/Groups/{}", group.body["id"].as_str().expect("id"));
+        let renamed = format!("Renamed {round}");
+        let rename = json!([{"op": "replace", "path": "displayName", "value": renamed}]);
+        let add = json!([{"op": "add", "path": "members", "value": [{"value": user}]}]);
+        let (first, second) = tokio::join!(scim.patch(&path, rename), other.patch(&path, add));
+        assert_eq!(
+            (first.status, second.status),
+            (200, 200),
+            "{} {}",
+            first.body,
+            second.body
+        );
+        let after = scim.get(&path).await.body;
+        assert_eq!(
+            after["displayName"],
+            renamed.as_str(),
+            "round {round}: {after}"
+        );
+        assert_eq!(
+            after["members"][0]["value"],
+            user.as_str(),
+            "round {round}: {after}"
         );
     }
 }

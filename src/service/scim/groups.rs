@@ -8,9 +8,9 @@ use std::collections::{HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimResult, Target, Versioned, check_version, patched};
+use super::{REWRITE_ATTEMPTS, ScimResult, Target, Versioned, check_version, patched};
 use crate::domain::RuleError;
-use crate::domain::directory::{Change, Directory, GroupRef, MemberRow, new_group};
+use crate::domain::directory::{Change, Directory, Group, GroupRef, MemberRow, new_group};
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
@@ -19,7 +19,7 @@ use crate::domain::values::{
     self, Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, RemoteId, Role, Source, UserId,
 };
 use crate::service::directories::Origin;
-use crate::service::{Service, unix_now};
+use crate::service::{Service, ServiceError, unix_now};
 use crate::store::TeamRecord;
 
 /// The SCIM ids of the users one request involves, both ways: looked up as they are needed,
@@ -171,6 +171,24 @@ fn put(
 }
 
 /// The changes that make group `target` (or a new group) what `want` says.
+/// A group as a write read it: its row and its direct members, which must be as they were for
+/// the write to stand.
+#[derive(Debug, PartialEq)]
+struct ReadGroup {
+    group: Group,
+    members: Vec<UserId>,
+}
+
+impl ReadGroup {
+    /// `id` as `d` holds it; `None`: no such group.
+    fn of(d: &Directory, id: GroupId) -> Option<ReadGroup> {
+        Some(ReadGroup {
+            group: d.group(id).ok()?.group,
+            members: d.direct_members(id).to_vec(),
+        })
+    }
+}
+
 fn decide(
     d: &Directory,
     target: Option<GroupId>,
@@ -499,20 +517,14 @@ impl Service {
     async fn write_group(
         &self,
         team: &TeamRecord,
-        target: Option<GroupId>,
+        target: Option<(GroupId, &ReadGroup)>,
         body: &Value,
         mut ids: ScimIds,
         location: &Location,
-    ) -> ScimResult<Versioned> {
+    ) -> ScimResult<Option<Versioned>> {
         let stored = schema::normalize(body, &schema::GROUP)?;
-        let current_members: Vec<UserId> = match target {
-            Some(id) => {
-                self.directories
-                    .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
-                    .await?
-            }
-            None => Vec::new(),
-        };
+        let current_members = target.map_or_else(Vec::new, |(_, read)| read.members.clone());
+        let (target, read) = (target.map(|(id, _)| id), target.map(|(_, read)| read));
         self.resolve(team, &mut ids, &current_members, &member_values(&stored))
             .await?;
         let want = desired(&stored, &ids)?;
@@ -525,14 +537,24 @@ impl Service {
         let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
         let profiles = self.profiles_of(team, &touched, &ids).await?;
         let max_depth = self.settings.max_group_depth;
-        let ((), created) = self
+        let (written, created) = self
             .directories
             .write(&*self.store, team, Origin::scim(), |d| {
-                Ok((decide(d, target, &want, &ids, &profiles, max_depth)?, ()))
+                if let (Some(id), Some(read)) = (target, read)
+                    && ReadGroup::of(d, id).as_ref() != Some(read)
+                {
+                    return Ok((Vec::new(), false));
+                }
+                Ok((decide(d, target, &want, &ids, &profiles, max_depth)?, true))
             })
             .await?;
+        if !written {
+            return Ok(None);
+        }
         let id = target.or(created.first().copied()).unwrap_or_default();
-        self.group_of(team, id, &mut ids, &[], location).await
+        Ok(Some(
+            self.group_of(team, id, &mut ids, &[], location).await?,
+        ))
     }
 
     pub async fn scim_create_group(
@@ -542,7 +564,8 @@ impl Service {
         location: &Location,
     ) -> ScimResult<Versioned> {
         self.write_group(team, None, body, ScimIds::default(), location)
-            .await
+            .await?
+            .ok_or_else(|| ServiceError::Busy.into())
     }
 
     /// The group `target` names, as answered, refused unless its `If-Match` names the group's
@@ -566,9 +589,7 @@ impl Service {
         target: Target<'_>,
         body: &Value,
     ) -> ScimResult<Versioned> {
-        let (id, _, ids) = self.current_group(target, &[]).await?;
-        self.write_group(target.team, Some(id), body, ids, target.location)
-            .await
+        self.rewrite_group(target, &[], |_| Ok(body.clone())).await
     }
 
     pub async fn scim_patch_group(
@@ -577,10 +598,46 @@ impl Service {
         operations: &[Operation],
     ) -> ScimResult<Versioned> {
         let named = named_in(operations);
-        let (id, current, ids) = self.current_group(target, &named).await?;
-        let patched = patched(current, operations, GROUP_EXTENSION_SCHEMA)?;
-        self.write_group(target.team, Some(id), &patched, ids, target.location)
-            .await
+        self.rewrite_group(target, &named, |current| {
+            patched(current, operations, GROUP_EXTENSION_SCHEMA)
+        })
+        .await
+    }
+
+    /// Write the group `target` names whole, as `new` makes it from the group as answered
+    /// (with the SCIM ids of the users `named`), over the group as it was read: should another
+    /// write change the group's row or members between the read and the decision, nothing is
+    /// written and the request is made again on the group as it then is (its `If-Match`
+    /// checked again), so that no write undoes another.
+    async fn rewrite_group(
+        &self,
+        target: Target<'_>,
+        named: &[&str],
+        new: impl Fn(Versioned) -> ScimResult<Value>,
+    ) -> ScimResult<Versioned> {
+        for _ in 0..REWRITE_ATTEMPTS {
+            // Read before the group is answered, so that any write after it is seen.
+            let read = match group_id(target.id) {
+                Ok(id) => {
+                    self.directories
+                        .read(&*self.store, target.team, |d| Ok(ReadGroup::of(d, id)))
+                        .await?
+                }
+                Err(_) => None,
+            };
+            let (id, current, ids) = self.current_group(target, named).await?;
+            let body = new(current)?;
+            let Some(read) = read else {
+                continue;
+            };
+            let written = self
+                .write_group(target.team, Some((id, &read)), &body, ids, target.location)
+                .await?;
+            if let Some(written) = written {
+                return Ok(written);
+            }
+        }
+        Err(ServiceError::Busy.into())
     }
 
     /// Delete a group: its members leave it, the groups under it move up to its parent, and

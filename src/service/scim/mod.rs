@@ -93,6 +93,10 @@ pub struct ScimToken {
     pub token: String,
 }
 
+/// How often a PUT, PATCH or DELETE of a user, or a PUT or PATCH of a group, is made again after
+/// another write of the resource came between its read and its write.
+const REWRITE_ATTEMPTS: usize = 5;
+
 /// A resource as answered, with its version (`meta.version`, the ETag).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Versioned {

@@ -3,7 +3,7 @@
 use serde_json::{Map, Value};
 
 use super::render::{self, Location};
-use super::{ScimFailure, ScimResult, Target, Versioned, check_version, patched};
+use super::{REWRITE_ATTEMPTS, ScimFailure, ScimResult, Target, Versioned, check_version, patched};
 use crate::domain::directory::{Change, Directory, MemberRow, REGISTERED_USER};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
@@ -33,10 +33,6 @@ fn nickname_of(stored: &Map<String, Value>) -> Nickname {
         .unwrap_or_default();
     Nickname::shortened(name)
 }
-
-/// How often a PUT, PATCH or DELETE of a user is made again after another write of the user
-/// came between its read and its write.
-const REWRITE_ATTEMPTS: usize = 5;
 
 /// Whether `written` was refused because the user changed since it was read (the request is
 /// then made again on the user as it is).
