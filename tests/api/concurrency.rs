@@ -499,4 +499,21 @@ async fn racing_scim_patches_of_one_group_keep_each_others_changes() {
             "round {round}: {after}"
         );
     }
+    // Members added to one group at once all stand, none refused for the others.
+    let group = scim.post("/Groups", json!({"displayName": "All"})).await;
+    let path = format!("/Groups/{}", group.body["id"].as_str().expect("id"));
+    let mut users = Vec::new();
+    for n in 0..16 {
+        users.push(scim.user(&format!("everyone{n}")).await);
+    }
+    let adds = users.iter().enumerate().map(|(n, user)| {
+        let add = json!([{"op": "add", "path": "members", "value": [{"value": user}]}]);
+        let client = if n % 2 == 0 { &scim } else { &other };
+        client.patch(&path, add)
+    });
+    for added in futures_util::future::join_all(adds).await {
+        assert_eq!(added.status, 200, "{}", added.body);
+    }
+    let members = scim.get(&path).await.body["members"].clone();
+    assert_eq!(members.as_array().map(Vec::len), Some(16), "{members}");
 }

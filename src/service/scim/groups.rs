@@ -170,10 +170,7 @@ fn put(
     }
 }
 
-/// The changes that make group `target` (or a new group) what `want` says.
-/// A group as a write read it: its row and its direct members, which must be as they were for
-/// the write to stand.
-#[derive(Debug, PartialEq)]
+/// A group as a write read it: its row and its direct members.
 struct ReadGroup {
     group: Group,
     members: Vec<UserId>,
@@ -187,8 +184,27 @@ impl ReadGroup {
             members: d.direct_members(id).to_vec(),
         })
     }
+
+    /// Whether a write made from this read of `id` still stands on `d`: the group's row is as
+    /// read, and so are its members among the SCIM users the write knows (`ids`), which are
+    /// those it keeps or removes. A member it does not know, added meanwhile, it leaves alone,
+    /// so that members added to one group at once do not make each other start again.
+    fn stands(&self, d: &Directory, id: GroupId, ids: &ScimIds) -> bool {
+        let known = |members: &[UserId]| {
+            let mut known: Vec<UserId> = members
+                .iter()
+                .copied()
+                .filter(|user| ids.by_user.contains_key(user))
+                .collect();
+            known.sort_unstable();
+            known
+        };
+        d.group(id).is_ok_and(|view| view.group == self.group)
+            && known(d.direct_members(id)) == known(&self.members)
+    }
 }
 
+/// The changes that make group `target` (or a new group) what `want` says.
 fn decide(
     d: &Directory,
     target: Option<GroupId>,
@@ -541,7 +557,7 @@ impl Service {
             .directories
             .write(&*self.store, team, Origin::scim(), |d| {
                 if let (Some(id), Some(read)) = (target, read)
-                    && ReadGroup::of(d, id).as_ref() != Some(read)
+                    && !read.stands(d, id, &ids)
                 {
                     return Ok((Vec::new(), false));
                 }
