@@ -349,6 +349,19 @@ macro_rules! impl_scim_store {
                         .push(")");
                 }
 
+                /// Push the statement that deletes `user_id`'s row.
+                pub(crate) fn push_scim_delete(
+                    query: &mut sqlx::QueryBuilder<<$store as Backend>::Db>,
+                    team_id: TeamId,
+                    user_id: UserId,
+                ) {
+                    query
+                        .push("DELETE FROM scim_users WHERE team_id = ")
+                        .push_bind(team_id)
+                        .push(" AND user_id = ")
+                        .push_bind(user_id);
+                }
+
                 /// Push the statement that inserts or overwrites `user`'s row as the one of
                 /// `user_id` (a created user's record does not know its id yet).
                 pub(crate) fn push_scim_row(
@@ -408,11 +421,12 @@ macro_rules! impl_scim_store {
                                     "team {team_id} has a SCIM token but no SCIM app"
                                 )));
                             }
-                            put_row(tx, team_id, user_id, record, true).await?;
+                            put_row(tx, team_id, user_id, record).await?;
                             Ok(Some(user_id))
                         }
                         ScimWrite::Put(record) => {
-                            put_row(tx, team_id, record.user_id, record, false).await?;
+                            row_current(tx, team_id, record.user_id, record.row_version).await?;
+                            put_row(tx, team_id, record.user_id, record).await?;
                             Ok(None)
                         }
                         ScimWrite::Delete {
@@ -420,13 +434,9 @@ macro_rules! impl_scim_store {
                             row_version,
                         } => {
                             row_current(tx, team_id, *user_id, *row_version).await?;
-                            sqlx::query(
-                                "DELETE FROM scim_users WHERE team_id = $1 AND user_id = $2",
-                            )
-                            .bind(team_id)
-                            .bind(user_id)
-                            .execute(&mut **tx)
-                            .await?;
+                            let mut query = sqlx::QueryBuilder::new("");
+                            <$store>::push_scim_delete(&mut query, team_id, *user_id);
+                            run(tx, query).await?;
                             Ok(None)
                         }
                     }
@@ -446,20 +456,15 @@ macro_rules! impl_scim_store {
                 run(tx, query).await
             }
 
-            /// Insert (`new`) or overwrite `user`'s row as the one of `user_id`;
+            /// Insert or overwrite `user`'s row as the one of `user_id`;
             /// [`StoreError::NameTaken`] when another user of the directory has its
-            /// `user_name_key`, [`StoreError::ScimUserChanged`] when the row to overwrite is
-            /// not at `user.row_version`.
+            /// `user_name_key`.
             async fn put_row(
                 tx: &mut Tx<$store>,
                 team_id: TeamId,
                 user_id: UserId,
                 user: &ScimUserRecord,
-                new: bool,
             ) -> StoreResult<()> {
-                if !new {
-                    row_current(tx, team_id, user_id, user.row_version).await?;
-                }
                 let mut query = sqlx::QueryBuilder::new("");
                 <$store>::push_scim_row(&mut query, team_id, user_id, user);
                 run(tx, query).await

@@ -60,11 +60,8 @@ pub(super) fn push(
             row_version,
         } => {
             SqliteStore::push_scim_row_current(query, team_id, *user_id, *row_version);
-            query
-                .push(";\nDELETE FROM scim_users WHERE team_id = ")
-                .push_bind(team_id)
-                .push(" AND user_id = ")
-                .push_bind(*user_id);
+            query.push(";\n");
+            SqliteStore::push_scim_delete(query, team_id, *user_id);
         }
     }
 }
