@@ -11,7 +11,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::directory::{Change, Directory, Group, GroupRef, MemberRow, Placement};
+use super::directory::{Change, Directory, Group, GroupRef, Kept, MemberRow, Placement};
 use super::sync::MemberState;
 use super::values::{EventSeq, GroupId, Role, UserId};
 
@@ -195,7 +195,11 @@ pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfil
                     )
                 })
             }
-            Change::PutMember { member, groups } => {
+            Change::PutMember {
+                member,
+                groups,
+                kept,
+            } => {
                 let subject = Subject::Member(member.user_id);
                 match before.placement(member.user_id) {
                     None => Some(draft(EventType::MemberAdded, subject, None, None)),
@@ -205,7 +209,7 @@ pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfil
                             .as_ref()
                             .filter(|groups| !same_groups(&old.groups, groups))
                             .cloned();
-                        let (was, now) = member_change(old, member, regrouped, profile);
+                        let (was, now) = member_change(old, member, regrouped, profile, *kept);
                         (now != Fields::default()).then(|| {
                             let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
                             draft(EventType::MemberUpdated, subject, was, now)
@@ -233,11 +237,10 @@ pub fn derive(before: &Directory, changes: &[Change], profiles: &dyn PriorProfil
                         Some(draft(EventType::MemberAdded, subject, None, now))
                     }
                     Some(old) => {
-                        let profile = profiles.prior(member.user_id);
                         let regrouped = step
                             .applied_to(&old.groups, *group)
                             .map(|groups| existing(&groups));
-                        let (was, now) = member_change(old, member, regrouped, profile);
+                        let (was, now) = member_change(old, member, regrouped, None, Kept::BOTH);
                         (now != Fields::default()).then(|| {
                             let (was, now) = (Some(Box::new(was)), Some(Box::new(now)));
                             draft(EventType::MemberUpdated, subject, was, now)
@@ -331,12 +334,14 @@ fn group_change(before: &Directory, group: &Group, parent: GroupRef) -> Option<G
 }
 
 /// The fields of a member that a rewrite changes, before and after; `regrouped` is the
-/// member's groups afterwards when they differ from before.
+/// member's groups afterwards when they differ from before; `profile`, its name and avatar
+/// before, if known, of which those `kept` stay.
 fn member_change(
     old: &Placement,
     member: &MemberRow,
     regrouped: Option<Vec<GroupRef>>,
     profile: Option<(&str, &str)>,
+    kept: Kept,
 ) -> (Fields, Fields) {
     let mut was = Fields::default();
     let mut now = Fields::default();
@@ -349,11 +354,11 @@ fn member_change(
         now.groups = Some(groups);
     }
     if let Some((nickname, avatar)) = profile {
-        if member.nickname != nickname {
+        if !kept.nickname && member.nickname != nickname {
             was.nickname = Some(nickname.to_owned());
             now.nickname = Some(member.nickname.to_string());
         }
-        if member.avatar != avatar {
+        if !kept.avatar && member.avatar != avatar {
             was.avatar = Some(avatar.to_owned());
             now.avatar = Some(member.avatar.to_string());
         }
@@ -421,7 +426,7 @@ impl Draft {
             | (EventType::GroupCreated, Some(Change::UpdateGroup { group, parent })) => {
                 Some(group_fields(group, *parent).to_json(&id))
             }
-            (EventType::MemberAdded, Some(Change::PutMember { member, groups })) => Some(
+            (EventType::MemberAdded, Some(Change::PutMember { member, groups, .. })) => Some(
                 Fields {
                     role: Some(member.role),
                     // A user new to the directory whose groups are kept joins at the root.

@@ -7,7 +7,7 @@ use super::quotas::Growth;
 use super::{Service, ServiceResult};
 use crate::domain::access::Caller;
 use crate::domain::directory::{
-    Change, GroupRef, GroupStep, MemberFilter, MemberRow as StoredMember,
+    Change, GroupRef, GroupStep, Kept, MemberFilter, MemberRow as StoredMember, Placement,
 };
 use crate::domain::events::{ActorKind, PriorProfiles};
 use crate::domain::values::{
@@ -57,11 +57,22 @@ fn row(user_id: UserId, role: Role, details: &MemberDetails) -> StoredMember {
     }
 }
 
-/// `groups`: the groups the member is to be in, or `None` to keep those it is in.
-fn put(user_id: UserId, role: Role, details: &MemberDetails, groups: Option<&[GroupId]>) -> Change {
+/// Member `user_id` updated to `placement` and `details`: a rename or a new role leaves the
+/// memberships as they are, and the stored name or avatar the update does not give stays.
+fn put(
+    user_id: UserId,
+    placement: &Placement,
+    details: &MemberDetails,
+    update: &MemberUpdate,
+) -> Change {
+    let groups = update.group_ids.is_some().then_some(&placement.groups[..]);
     Change::PutMember {
-        member: row(user_id, role, details),
+        member: row(user_id, placement.role, details),
         groups: groups.map(|groups| groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
+        kept: Kept {
+            nickname: update.nickname.is_none(),
+            avatar: update.avatar.is_none(),
+        },
     }
 }
 
@@ -158,7 +169,13 @@ impl Service {
         update: &MemberUpdate,
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
-        let before = self.details_of(team_id, user_id).await?;
+        // The stored name and avatar are written only as the update gives them: they are read
+        // for the event's `before` alone, and not at all by a move or a new role.
+        let before = if update.nickname.is_none() && update.avatar.is_none() {
+            newcomer()
+        } else {
+            self.details_of(team_id, user_id).await?
+        };
         let mut details = before.clone();
         if let Some(nickname) = &update.nickname {
             details.nickname = nickname.clone();
@@ -171,9 +188,7 @@ impl Service {
             .write(&*self.store, &team, origin(caller, &prior), |d| {
                 let group_ids = update.group_ids.as_deref();
                 let placement = d.check_member_update(user_id, group_ids, update.role)?;
-                // A rename or a new role leaves the memberships as they are.
-                let groups = group_ids.is_some().then_some(&placement.groups[..]);
-                Ok((vec![put(user_id, placement.role, &details, groups)], ()))
+                Ok((vec![put(user_id, &placement, &details, update)], ()))
             })
             .await?;
         Ok(())
@@ -188,14 +203,13 @@ impl Service {
         user_id: UserId,
     ) -> ServiceResult<()> {
         let team = self.team_for(caller, team_id).await?;
-        let details = self.details_of(team_id, user_id).await?;
-        let prior = Prior(user_id, &details);
+        // A member leaving one group keeps its stored name and avatar: nothing to read first.
         self.directories
-            .write(&*self.store, &team, origin(caller, &prior), |d| {
+            .write(&*self.store, &team, Origin::app(caller), |d| {
                 let change = match d.check_removal(user_id, group_id)? {
                     None => Change::RemoveMember(user_id),
                     Some(role) => Change::StepMember {
-                        member: row(user_id, role, &details),
+                        member: row(user_id, role, &newcomer()),
                         group: group_id,
                         step: GroupStep::Leave,
                     },

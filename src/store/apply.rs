@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use async_trait::async_trait;
 
 use super::{ChangeChunks, StoreResult};
-use crate::domain::directory::{Change, Group, GroupRef, GroupStep, MemberRow};
+use crate::domain::directory::{Change, Group, GroupRef, GroupStep, Kept, MemberRow};
 use crate::domain::events::{Actor, Draft, NewEvent};
 use crate::domain::values::{GroupId, UserId};
 
@@ -45,8 +45,9 @@ pub(crate) trait ChangeWriter: Send {
     async fn group_ids(&mut self, n: usize) -> StoreResult<Vec<GroupId>>;
     async fn insert_groups(&mut self, groups: &[NewGroup<'_>]) -> StoreResult<()>;
     async fn update_group(&mut self, group: &Group, parent_id: GroupId) -> StoreResult<()>;
-    /// Insert or overwrite members (no user twice) and replace their memberships.
-    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()>;
+    /// Insert or overwrite members (no user twice) and replace their memberships; a stored
+    /// member's name or avatar that `kept` names stays.
+    async fn put_members(&mut self, members: &[PlacedMember<'_>], kept: Kept) -> StoreResult<()>;
     /// Insert or overwrite members (no user twice) and write the one membership each gains
     /// or loses; their other memberships are not touched.
     async fn step_members(&mut self, members: &[SteppedMember<'_>]) -> StoreResult<()>;
@@ -184,11 +185,11 @@ pub(crate) async fn write_more_changes<W: ChangeWriter>(
                     }
                 }
             }
-            Change::PutMember { .. } => {
+            Change::PutMember { kept, .. } => {
                 let members: Vec<PlacedMember> = run
                     .iter()
                     .filter_map(|change| match change {
-                        Change::PutMember { member, groups } => Some(PlacedMember {
+                        Change::PutMember { member, groups, .. } => Some(PlacedMember {
                             member,
                             groups: groups
                                 .as_ref()
@@ -197,7 +198,7 @@ pub(crate) async fn write_more_changes<W: ChangeWriter>(
                         _ => None,
                     })
                     .collect();
-                writer.put_members(&members).await?;
+                writer.put_members(&members, *kept).await?;
             }
             Change::StepMember { .. } => {
                 let members: Vec<SteppedMember> = run
@@ -239,17 +240,25 @@ fn resolve(created: &[GroupId], group: &GroupRef) -> GroupId {
     }
 }
 
-/// How many changes from the start of `changes` are written together: a run of one kind, at
-/// most `most`, and for members cut before a user comes again (a multi-row upsert may not touch
-/// a row twice, and a later change must replace an earlier one's groups, as it would one
-/// statement at a time), so that writing a run at once equals writing its changes in order.
+/// How many changes from the start of `changes` are written together: a run of one kind (for
+/// members put, keeping the same fields), at most `most`, and for members cut before a user
+/// comes again (a multi-row upsert may not touch a row twice, and a later change must replace
+/// an earlier one's groups, as it would one statement at a time), so that writing a run at
+/// once equals writing its changes in order.
 fn run_length(changes: &[Change], most: usize) -> usize {
-    let kind = std::mem::discriminant(&changes[0]);
+    let kind = |change: &Change| {
+        let kept = match change {
+            Change::PutMember { kept, .. } => *kept,
+            _ => Kept::NONE,
+        };
+        (std::mem::discriminant(change), kept)
+    };
+    let first = kind(&changes[0]);
     let mut users = HashSet::new();
     changes
         .iter()
         .take(most)
-        .take_while(|change| std::mem::discriminant(*change) == kind)
+        .take_while(|change| kind(change) == first)
         .take_while(|change| match change {
             Change::PutMember { member, .. } | Change::StepMember { member, .. } => {
                 users.insert(member.user_id)

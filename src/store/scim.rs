@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 
 use super::{StoreError, StoreResult, TeamRecord};
-use crate::domain::values::{Avatar, Nickname, TeamId, UserId};
+use crate::domain::values::{TeamId, UserId};
 
 /// A SCIM token as listed (its value is never stored).
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -72,11 +72,6 @@ pub enum ScimWrite {
 pub struct ScimUserRef {
     pub user_id: UserId,
     pub scim_id: String,
-    /// For a user found by SCIM id that is a member of the directory, its name and avatar as
-    /// [`MemberProfile`](super::MemberProfile) shows them (as a write that changes only its
-    /// groups rewrites them); `None` otherwise.
-    pub name: Option<Nickname>,
-    pub avatar: Option<Avatar>,
 }
 
 #[async_trait]
@@ -101,8 +96,7 @@ pub trait ScimStore: Send + Sync {
     /// Every SCIM user of `team_id`, ascending by user id.
     async fn scim_users(&self, team_id: TeamId) -> StoreResult<Vec<ScimUserRecord>>;
     /// The SCIM users of `team_id` that are among `user_ids` or whose SCIM id is among
-    /// `scim_ids`: a lookup of the ids one request names, with the profiles of those it names
-    /// by SCIM id (a user may be listed twice, once without).
+    /// `scim_ids`: a lookup of the ids one request names (a user may be listed twice).
     async fn scim_user_ids(
         &self,
         team_id: TeamId,

@@ -9,7 +9,7 @@
 use sqlx::{Database, Encode, Type};
 
 use super::{NewUser, UserRecord};
-use crate::domain::directory::Group;
+use crate::domain::directory::{Group, Kept};
 use crate::domain::values::{GroupId, TeamId};
 
 /// Rewrite one group's row, placed under `parent_id`: the same statement for both backends'
@@ -91,16 +91,38 @@ pub(crate) const TEAM_BY_ID: &str = "SELECT t.id AS team_id, t.version, o.id AS 
 pub(crate) const DIRECTORY_SIZE: &str = "SELECT (SELECT COUNT(*) FROM groups WHERE team_id = $1), \
      (SELECT COUNT(*) FROM members WHERE team_id = $1)";
 
+/// The end of an insert of member rows that overwrites a stored row's role and source, and
+/// the columns named.
+macro_rules! overwrite_member {
+    ($($column:literal),*) => {
+        concat!(
+            " ON CONFLICT (team_id, user_id) DO UPDATE SET ",
+            $($column, " = excluded.", $column, ", ",)*
+            "role = excluded.role, source = excluded.source, upd_at = excluded.upd_at"
+        )
+    };
+}
+
 /// How a member row put by a change overwrites the stored one
-/// ([`Change::PutMember`](crate::domain::directory::Change::PutMember)): wholly.
-pub(crate) const REWRITE_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
-     role = excluded.role, nickname = excluded.nickname, avatar = excluded.avatar, \
-     source = excluded.source, upd_at = excluded.upd_at";
+/// ([`Change::PutMember`](crate::domain::directory::Change::PutMember)) that keeps nothing:
+/// wholly.
+pub(crate) const REWRITE_MEMBER: &str = overwrite_member!("nickname", "avatar");
 /// How a member row stepped into or out of a group overwrites the stored one
 /// ([`Change::StepMember`](crate::domain::directory::Change::StepMember)): its name and avatar
 /// stay as stored.
-pub(crate) const STEP_MEMBER: &str = " ON CONFLICT (team_id, user_id) DO UPDATE SET \
-     role = excluded.role, source = excluded.source, upd_at = excluded.upd_at";
+pub(crate) const STEP_MEMBER: &str = overwrite_member!();
+
+/// How a member row put by a change overwrites the stored one
+/// ([`Change::PutMember`](crate::domain::directory::Change::PutMember)): wholly but for what
+/// the change keeps.
+pub(crate) fn rewrite_member(kept: Kept) -> &'static str {
+    match (kept.nickname, kept.avatar) {
+        (false, false) => REWRITE_MEMBER,
+        (false, true) => overwrite_member!("nickname"),
+        (true, false) => overwrite_member!("avatar"),
+        (true, true) => STEP_MEMBER,
+    }
+}
 
 /// `AppStore`, `OrgStore`, `UserStore`, `DirectoryStore` and `Store` for `$store`, which
 /// implements the traits of [`backend`](super::backend) and [`Batches`](super::batch::Batches)

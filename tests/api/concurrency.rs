@@ -13,7 +13,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
-use crate::helpers::{Api, TestApp, group_path, groups_path, member_path};
+use crate::helpers::{Api, TestApp, group_path, groups_path, member_path, member_update_path};
 use crate::metrics::{scrape, value};
 use crate::scim::Scim;
 
@@ -516,4 +516,99 @@ async fn racing_scim_patches_of_one_group_keep_each_others_changes() {
     }
     let members = scim.get(&path).await.body["members"].clone();
     assert_eq!(members.as_array().map(Vec::len), Some(16), "{members}");
+}
+
+/// Updates of one member sent at once to two servers, each setting one field (its name, its
+/// avatar, its groups), and a SCIM PATCH adding it to a group racing a rename: every field
+/// ends as the request that set it said, whichever read the member first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_updates_of_one_member_keep_each_others_fields() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let sales = api.create_group(team, "Sales", 0).await;
+    let user = api.register_user("ann").await;
+    api.add_member_ok(team, 0, user, None).await;
+    for round in 0..10 {
+        let (name, avatar) = (
+            format!("Ann {round}"),
+            format!("https://a.example/{round}.png"),
+        );
+        let groups = if round % 2 == 0 { vec![sales] } else { vec![] };
+        let answers = race(&[&app, &replica], &api, 3, |i| {
+            let body = match i {
+                0 => json!({"nickname": name}),
+                1 => json!({"avatar": avatar}),
+                _ => json!({"group_ids": groups}),
+            };
+            (member_update_path(team, user), body)
+        })
+        .await;
+        assert_eq!(successes(&answers), 3, "{answers:?}");
+        let row = api.members(team, 0, "").await.list[0].clone();
+        assert_eq!(
+            (&row["name"], &row["avatar"]),
+            (&json!(name), &json!(avatar))
+        );
+        let in_sales = api.members(team, sales, "").await.ints("user_id");
+        assert_eq!(in_sales.len(), groups.len(), "round {round}: {in_sales:?}");
+    }
+
+    let (scim, other) = scim_on_both(&app, &replica).await;
+    let scim_user = scim.user("bob").await;
+    let members = api.members(team, 0, "").await.list;
+    let bob = members
+        .iter()
+        .find(|row| row["user_id"] != user)
+        .and_then(|row| row["user_id"].as_i64())
+        .expect("the SCIM user's member row");
+    for round in 0..10 {
+        let group = scim
+            .post("/Groups", json!({"displayName": format!("Team {round}")}))
+            .await;
+        let path = format!("/Groups/{}", group.body["id"].as_str().expect("id"));
+        let add = json!([{"op": "add", "path": "members", "value": [{"value": scim_user}]}]);
+        let renamed = format!("Bob {round}");
+        let rename = json!({"nickname": renamed});
+        let (added, named) = tokio::join!(
+            other.patch(&path, add),
+            api.update_member(team, bob, &rename)
+        );
+        assert_eq!(added.status, 200, "{}", added.body);
+        crate::helpers::assert_ok(&named);
+        let row = api.members(team, 0, "").await.row("user_id", bob).clone();
+        assert_eq!(row["name"], renamed.as_str(), "round {round}: {row}");
+    }
+}
+
+/// A group's DELETE carrying the `If-Match` of the group as read, racing a PATCH renaming it,
+/// on two servers: the group is deleted only as it was read. Either the DELETE goes first (the
+/// PATCH then finds no group) or the rename does (the DELETE is then refused as stale); never
+/// both succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_scim_group_delete_racing_a_rename_deletes_only_the_group_it_read() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let (scim, other) = scim_on_both(&app, &replica).await;
+    for round in 0..50 {
+        let group = scim
+            .post("/Groups", json!({"displayName": format!("Doomed {round}")}))
+            .await;
+        let path = format!("/Groups/{}", group.body["id"].as_str().expect("id"));
+        let etag = group.etag.expect("etag");
+        let rename = json!([{"op": "replace", "path": "displayName", "value": "Kept"}]);
+        let condition = [("if-match", etag.as_str())];
+        let (deleted, renamed) = tokio::join!(
+            scim.call(Method::DELETE, &path, None, &condition),
+            other.patch(&path, rename)
+        );
+        let outcome = (deleted.status, renamed.status);
+        assert!(
+            [(204, 404), (412, 200)].contains(&outcome),
+            "round {round}: {outcome:?} {} {}",
+            deleted.body,
+            renamed.body
+        );
+    }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use contactsd::domain::directory::{Change, Directory, MemberRow, REGISTERED_USER};
+use contactsd::domain::directory::{Change, Directory, Kept, MemberRow, REGISTERED_USER};
 use contactsd::domain::values::{Avatar, Nickname, Role, Source, TeamId, UserId};
 use contactsd::store::scim::{ScimUserRecord, ScimWrite};
 use contactsd::store::{Store, StoreError};
@@ -41,6 +41,7 @@ fn member(name: &str) -> Vec<Change> {
             source: Source::Sync,
         },
         groups: Some(Vec::new()),
+        kept: Kept::NONE,
     }]
 }
 

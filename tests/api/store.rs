@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use contactsd::domain::access::Plan;
-use contactsd::domain::directory::{Change, Group, GroupRef, MemberRow, Placement};
+use contactsd::domain::directory::{Change, Group, GroupRef, Kept, MemberRow, Placement};
 use contactsd::domain::events::{Actor, ActorKind, Draft};
 use contactsd::domain::values::{
     Avatar, GroupId, GroupName, Nickname, OrgId, OrgName, ROOT_GROUP, RemoteId, Role, Source,
@@ -152,6 +152,7 @@ pub(crate) fn put(user_id: UserId, nickname: &str, groups: &[GroupRef]) -> Chang
     Change::PutMember {
         member: member(user_id, Role::Member, nickname),
         groups: Some(groups.to_vec()),
+        kept: Kept::NONE,
     }
 }
 

@@ -1,7 +1,7 @@
 //! The storage traits called directly, directory writes: changes read back, version checks,
 //! batches, steps and removals, member names, dangling references (fixtures in `store.rs`).
 
-use contactsd::domain::directory::{Change, GroupRef, GroupStep};
+use contactsd::domain::directory::{Change, GroupRef, GroupStep, Kept};
 use contactsd::domain::events::{Actor, ActorKind, Draft, EventType, Subject};
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{
@@ -666,6 +666,64 @@ async fn a_member_steps_into_and_out_of_one_group_keeping_its_others() {
     assert_eq!(copy.admins_used(), 1);
 }
 
+/// A member put with its name or avatar kept keeps the stored one, whatever its row says; a
+/// member new to the directory gets the row's. Runs of different kept fields are written in
+/// order.
+#[tokio::test]
+async fn a_member_put_keeping_its_name_or_avatar_keeps_the_stored_ones() {
+    let (_database, store, team_id, [ann, bob, cid]) = org_of_three().await;
+    let profiled = |user_id, name: &str, kept: Kept| {
+        let mut row = member(user_id, Role::Member, name);
+        row.avatar = avatar_of(&format!("{name}.png"));
+        Change::PutMember {
+            member: row,
+            groups: Some(vec![]),
+            kept,
+        }
+    };
+    let written = [
+        profiled(ann, "Ann", Kept::NONE),
+        profiled(bob, "Bob", Kept::NONE),
+    ];
+    apply(&*store, team_id, 0, &written, no_events(), NOW)
+        .await
+        .expect("apply");
+    let (name_kept, avatar_kept) = (
+        Kept {
+            nickname: true,
+            avatar: false,
+        },
+        Kept {
+            nickname: false,
+            avatar: true,
+        },
+    );
+    let changes = [
+        profiled(ann, "x", Kept::BOTH),
+        profiled(bob, "Robert", avatar_kept),
+        profiled(cid, "Cid", Kept::BOTH),
+        profiled(ann, "new", name_kept),
+    ];
+    apply(&*store, team_id, 1, &changes, no_events(), NOW)
+        .await
+        .expect("apply");
+    for (user_id, name, avatar) in [
+        (ann, "Ann", "new.png"),
+        (bob, "Robert", "Bob.png"),
+        (cid, "Cid", "Cid.png"),
+    ] {
+        let details = store
+            .member_details(team_id, user_id)
+            .await
+            .expect("details");
+        let details = details.expect("a member");
+        assert_eq!(
+            (details.nickname.as_str(), details.avatar.as_str()),
+            (name, avatar)
+        );
+    }
+}
+
 #[tokio::test]
 async fn member_names_fall_back_to_the_users_own() {
     let (_database, store) = fresh_store().await;
@@ -691,6 +749,7 @@ async fn member_names_fall_back_to_the_users_own() {
             Change::PutMember {
                 member: admin,
                 groups: Some(vec![]),
+                kept: Kept::NONE,
             },
         ],
         no_events(),

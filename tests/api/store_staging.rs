@@ -7,7 +7,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use contactsd::domain::directory::{Change, GroupRef, Staging};
+use contactsd::domain::directory::{Change, GroupRef, Kept, Staging};
 use contactsd::domain::values::{ROOT_GROUP, Role, TeamId, UserId};
 use contactsd::store::{LargeWrite, StagedWrite, Store, StoreError, StoreSettings};
 
@@ -286,6 +286,7 @@ async fn a_member_written_with_its_groups_kept_keeps_its_memberships_in_place_an
     let renamed = |user_id, nickname: &str| Change::PutMember {
         member: member(user_id, Role::SurveyAdmin, nickname),
         groups: None,
+        kept: Kept::NONE,
     };
     let in_place = [
         renamed(ann, "Ann Lee"),

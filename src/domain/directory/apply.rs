@@ -37,7 +37,7 @@ impl Directory {
                     group.parent_id = resolve(parent);
                     self.put_group(group);
                 }
-                Change::PutMember { member, groups } => {
+                Change::PutMember { member, groups, .. } => {
                     let groups = match groups {
                         Some(groups) => {
                             let mut ids: Vec<GroupId> = groups.iter().map(resolve).collect();
@@ -285,7 +285,7 @@ impl Directory {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::directory::{DirectoryBuilder, MemberRow, new_group};
+    use crate::domain::directory::{DirectoryBuilder, Kept, MemberRow, new_group};
     use crate::domain::values::{Avatar, GroupName, Nickname, RemoteId, Source};
 
     fn put(user: i64) -> Change {
@@ -302,6 +302,7 @@ mod tests {
                 source: Source::Api,
             },
             groups,
+            kept: Kept::NONE,
         }
     }
 

@@ -82,6 +82,29 @@ pub struct MemberRow {
     pub source: Source,
 }
 
+/// Which of a stored member's name and avatar a [`Change::PutMember`] leaves as stored rather
+/// than overwriting them with its row's. A write that is not about them keeps them: it does
+/// not read them first, so it cannot write back a name read before another write changed it.
+/// A member new to the directory gets its row's name and avatar either way.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Kept {
+    pub nickname: bool,
+    pub avatar: bool,
+}
+
+impl Kept {
+    /// Both written from the row.
+    pub const NONE: Kept = Kept {
+        nickname: false,
+        avatar: false,
+    };
+    /// Both left as stored.
+    pub const BOTH: Kept = Kept {
+        nickname: true,
+        avatar: true,
+    };
+}
+
 /// A group named by a change: one that exists, or one created earlier in the same batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupRef {
@@ -100,10 +123,12 @@ pub enum Change {
     UpdateGroup { group: Group, parent: GroupRef },
     /// Insert or overwrite a member and replace its whole set of groups, or, with `None`, keep
     /// the groups it is in (a member not in the directory yet joins at the root): a sync that
-    /// renames a member without moving it writes its row and none of its memberships.
+    /// renames a member without moving it writes its row and none of its memberships. A
+    /// stored member's name or avatar that `kept` names stays as stored.
     PutMember {
         member: MemberRow,
         groups: Option<Vec<GroupRef>>,
+        kept: Kept,
     },
     /// Insert a member, or overwrite a stored member's role and source (its name and avatar
     /// stay as stored), and add it to, or take it out of, one group; its other groups stay, so
@@ -172,12 +197,17 @@ pub fn with_registered(changes: &[Change], user_id: UserId) -> Vec<Change> {
     changes
         .iter()
         .map(|change| match change {
-            Change::PutMember { member, groups } => Change::PutMember {
+            Change::PutMember {
+                member,
+                groups,
+                kept,
+            } => Change::PutMember {
                 member: MemberRow {
                     user_id: named(member.user_id),
                     ..member.clone()
                 },
                 groups: groups.clone(),
+                kept: *kept,
             },
             Change::StepMember {
                 member,
@@ -249,6 +279,7 @@ impl Admission {
             Change::PutMember {
                 member,
                 groups: Some(groups),
+                kept: Kept::NONE,
             }
         } else {
             Change::StepMember {

@@ -11,8 +11,8 @@ use proptest::{prelude::*, test_runner::TestRunner};
 
 use super::reference::{Edit, Member, Reference};
 use super::{
-    Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, GroupStep, MemberFilter,
-    MemberRow, Placement, new_group,
+    Change, Directory, DirectoryBuilder, Group, GroupFilter, GroupRef, GroupStep, Kept,
+    MemberFilter, MemberRow, Placement, new_group,
 };
 use crate::domain::RuleError;
 use crate::domain::values::{
@@ -327,7 +327,12 @@ impl Harness {
                     .map(|g| g.iter().map(|g| self.pick(*g)).collect());
                 let placement =
                     d.check_member_update(user, groups.as_deref(), code.and_then(role))?;
-                vec![put(user, placement.role, &placement.groups)]
+                let groups = placement.groups.iter().map(|g| GroupRef::Existing(*g));
+                vec![Change::PutMember {
+                    member: row_of(user, placement.role),
+                    groups: Some(groups.collect()),
+                    kept: Kept::NONE,
+                }]
             }
             Op::Remove { user, group } => {
                 let (user, group) = (UserId::new(i64::from(*user)), self.pick(*group));
@@ -471,13 +476,6 @@ fn row_of(user_id: UserId, role: Role) -> MemberRow {
         nickname: Nickname::default(),
         avatar: Avatar::default(),
         source: Source::Api,
-    }
-}
-
-fn put(user_id: UserId, role: Role, groups: &[GroupId]) -> Change {
-    Change::PutMember {
-        member: row_of(user_id, role),
-        groups: Some(groups.iter().map(|g| GroupRef::Existing(*g)).collect()),
     }
 }
 

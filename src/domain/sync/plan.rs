@@ -5,7 +5,7 @@
 //! million changes with their copied strings.
 
 use super::{Snapshot, SyncReport};
-use crate::domain::directory::{Change, GroupRef, MemberRow, Staging};
+use crate::domain::directory::{Change, GroupRef, Kept, MemberRow, Staging};
 use crate::domain::values::{Avatar, Nickname, Role, Source, UserId};
 
 /// A member of the snapshot to write: the snapshot's `member`-th, in the groups
@@ -143,6 +143,7 @@ impl SyncPlan {
                     .unwrap_or_default()
                     .to_vec()
             }),
+            kept: Kept::NONE,
         }
     }
 }
@@ -223,7 +224,7 @@ mod tests {
             .chunks(&snapshot, &users, 10)
             .flatten()
             .filter_map(|change| match change {
-                Change::PutMember { member, groups } => {
+                Change::PutMember { member, groups, .. } => {
                     Some((member.user_id, member.nickname.to_string(), groups))
                 }
                 _ => None,

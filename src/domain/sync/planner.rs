@@ -9,7 +9,7 @@ use super::plan::{MemberChange, SyncPlan};
 use super::{
     MemberState, Problems, Snapshot, SyncMode, SyncOptions, SyncRefusal, SyncReport, brake_holds,
 };
-use crate::domain::directory::{Change, Directory, Group, GroupRef, MemberRow};
+use crate::domain::directory::{Change, Directory, Group, GroupRef, Kept, MemberRow};
 use crate::domain::values::{
     Avatar, GroupId, GroupName, Nickname, Openid, ROOT_GROUP, RemoteId, Role, Source, UserId,
 };
@@ -529,6 +529,7 @@ pub fn plan(
                             .map(|g| GroupRef::Existing(*g))
                             .collect(),
                     ),
+                    kept: Kept::NONE,
                 });
                 report.members_changed += 1;
             }

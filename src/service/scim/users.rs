@@ -4,7 +4,7 @@ use serde_json::{Map, Value};
 
 use super::render::{self, Location};
 use super::{REWRITE_ATTEMPTS, ScimFailure, ScimResult, Target, Versioned, check_version, patched};
-use crate::domain::directory::{Change, Directory, MemberRow, REGISTERED_USER};
+use crate::domain::directory::{Change, Directory, Kept, MemberRow, REGISTERED_USER};
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
@@ -79,7 +79,7 @@ fn record_of(
 }
 
 /// The changes that make `user_id` a member named `nickname` while `active` (in the groups it
-/// is in), and no member otherwise.
+/// is in, with the avatar it has: SCIM does not set one), and no member otherwise.
 fn membership(d: &Directory, user_id: UserId, active: bool, nickname: &Nickname) -> Vec<Change> {
     let placement = d.placement(user_id);
     match (active, placement) {
@@ -92,6 +92,10 @@ fn membership(d: &Directory, user_id: UserId, active: bool, nickname: &Nickname)
                 source: Source::Sync,
             },
             groups: None,
+            kept: Kept {
+                nickname: false,
+                avatar: true,
+            },
         }],
         (false, Some(_)) => vec![Change::RemoveMember(user_id)],
         (false, None) => Vec::new(),

@@ -11,7 +11,7 @@ use sqlx::{Execute, Postgres};
 
 use super::batched::{Batched, SpareIds};
 use super::{PostgresStore, apply_error};
-use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, MemberRow, Placement};
+use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Kept, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
@@ -193,7 +193,7 @@ impl BackendDirectory for PostgresStore {
 
 /// Inserts members given as arrays: the team is `$1`, the columns `$2` to `$6`
 /// ([`MemberColumns`]), the time `$7`; followed by how a stored row is overwritten
-/// ([`shared::REWRITE_MEMBER`] or [`shared::STEP_MEMBER`]).
+/// ([`shared::rewrite_member`] or [`shared::STEP_MEMBER`]).
 const INSERT_MEMBERS: &str = "INSERT INTO members (team_id, user_id, role, nickname, avatar, \
      source, created_at, upd_at) \
      SELECT $1, user_id, role, nickname, avatar, source, $7, $7 \
@@ -445,11 +445,11 @@ impl ChangeWriter for PgWriter {
     }
 
     /// At most three statements per run.
-    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
+    async fn put_members(&mut self, members: &[PlacedMember<'_>], kept: Kept) -> StoreResult<()> {
         let mut placed_users: Vec<UserId> = Vec::new();
         let mut placed_groups: Vec<GroupId> = Vec::new();
         // The members whose memberships stay as they are.
-        let mut kept: HashSet<UserId> = HashSet::new();
+        let mut unmoved: HashSet<UserId> = HashSet::new();
         for placed in members {
             let user_id = placed.member.user_id;
             match &placed.groups {
@@ -458,7 +458,7 @@ impl ChangeWriter for PgWriter {
                     placed_groups.extend_from_slice(groups);
                 }
                 None => {
-                    kept.insert(user_id);
+                    unmoved.insert(user_id);
                 }
             }
         }
@@ -479,7 +479,7 @@ impl ChangeWriter for PgWriter {
             .bind(
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                     "{INSERT_MEMBERS}{} RETURNING CASE WHEN xmax = 0 THEN NULL ELSE user_id END",
-                    shared::REWRITE_MEMBER
+                    shared::rewrite_member(kept)
                 ))),
                 self.team_id,
                 self.now,
@@ -490,7 +490,7 @@ impl ChangeWriter for PgWriter {
         let replaced: Vec<UserId> = replaced
             .into_iter()
             .flatten()
-            .filter(|user_id| !kept.contains(user_id))
+            .filter(|user_id| !unmoved.contains(user_id))
             .collect();
         if !replaced.is_empty() {
             // Only the memberships no longer wanted go; the others (all but one when a member

@@ -233,15 +233,11 @@ impl BackendUsers for PostgresStore {
         user_ids: &[UserId],
         scim_ids: &[&str],
     ) -> StoreResult<Vec<ScimUserRef>> {
-        Ok(sqlx::query_as(concat!(
-            "SELECT user_id, scim_id, NULL AS name, NULL AS avatar FROM scim_users \
-             WHERE team_id = $1 AND user_id = ANY($2) \
-             UNION ALL SELECT s.user_id, s.scim_id, ",
-            profile_columns!(),
-            " FROM scim_users s LEFT JOIN members m ON m.team_id = s.team_id \
-             AND m.user_id = s.user_id LEFT JOIN users u ON u.id = m.user_id \
-             WHERE s.team_id = $1 AND s.scim_id = ANY($3)",
-        ))
+        Ok(sqlx::query_as(
+            "SELECT user_id, scim_id FROM scim_users WHERE team_id = $1 AND user_id = ANY($2) \
+             UNION ALL SELECT user_id, scim_id FROM scim_users \
+             WHERE team_id = $1 AND scim_id = ANY($3)",
+        )
         .bind(team_id)
         .bind(user_ids)
         .bind(scim_ids)

@@ -14,7 +14,7 @@ use super::staging::{REMOVED_MEMBERS, REWRITTEN_MEMBERS};
 use super::statements::{push_bump, push_groups, push_joins, push_listed, upsert_members};
 use super::users::next_user_id;
 use super::{BATCH_ROWS, SqliteStore, bulk_read, json_ids, scim};
-use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Placement, Staging};
+use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Kept, Placement, Staging};
 use crate::domain::events::{Actor, NewEvent};
 use crate::domain::values::{GroupId, GroupName, RemoteId, Role, Source, TeamId, UserId};
 use crate::store::apply::{ChangeWriter, NewGroup, PlacedMember, SteppedMember};
@@ -413,7 +413,13 @@ impl ChangeWriter for SqliteWriter {
         Ok(())
     }
 
-    async fn put_members(&mut self, members: &[PlacedMember<'_>]) -> StoreResult<()> {
+    async fn put_members(&mut self, members: &[PlacedMember<'_>], kept: Kept) -> StoreResult<()> {
+        if self.target != Target::Database && kept != Kept::NONE {
+            // The copy overwrites the stored rows wholly.
+            return Err(StoreError::Inconsistent(
+                "a staged write cannot keep a member's stored name or avatar".to_owned(),
+            ));
+        }
         let (team_id, now) = (self.team_id, self.now);
         // Only the members whose groups are given have their memberships replaced.
         let users: Vec<UserId> = members
@@ -445,7 +451,7 @@ impl ChangeWriter for SqliteWriter {
                 team_id,
                 now,
                 members.iter().map(|placed| placed.member),
-                shared::REWRITE_MEMBER,
+                shared::rewrite_member(kept),
             );
             query.push(";\n");
             match target {

@@ -23,7 +23,7 @@ pub(super) fn push_bump(query: &mut QueryBuilder<Sqlite>, start: &WriteStart) {
 }
 
 /// Push the statement that inserts `members` or overwrites them as `overwrite` says
-/// ([`REWRITE_MEMBER`](crate::store::shared::REWRITE_MEMBER) or
+/// ([`rewrite_member`](crate::store::shared::rewrite_member) or
 /// [`STEP_MEMBER`](crate::store::shared::STEP_MEMBER); its `;` not included).
 pub(super) fn upsert_members<'m>(
     query: &mut QueryBuilder<Sqlite>,

@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde_json::{Map, Value};
 
 use crate::domain::RuleError;
-use crate::domain::directory::{Change, Directory, Group, GroupRef, MemberRow, new_group};
+use crate::domain::directory::{Change, Directory, Group, GroupRef, Kept, MemberRow, new_group};
 use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::GROUP_EXTENSION_SCHEMA;
 use crate::domain::scim::{ScimError, attribute};
@@ -25,9 +25,6 @@ pub(super) struct ScimIds {
     pub(super) by_user: HashMap<UserId, String>,
     /// Users looked up, SCIM users or not.
     pub(super) checked: HashSet<UserId>,
-    /// Names and avatars of the members looked up by SCIM id (the users a request names), as
-    /// their rows are rewritten unchanged but for groups.
-    pub(super) profiles: HashMap<UserId, (Nickname, Avatar)>,
 }
 
 impl ScimIds {
@@ -155,23 +152,18 @@ pub(super) fn desired(stored: &Map<String, Value>, ids: &ScimIds) -> ScimResult<
     })
 }
 
-/// The member row of `user_id` with new groups (name and role as they are).
-pub(super) fn put(
-    d: &Directory,
-    user_id: UserId,
-    profiles: &HashMap<UserId, (Nickname, Avatar)>,
-    groups: Vec<GroupRef>,
-) -> Change {
-    let (nickname, avatar) = profiles.get(&user_id).cloned().unwrap_or_default();
+/// Member `user_id` with new groups (its role, name and avatar as they are).
+fn put(d: &Directory, user_id: UserId, groups: Vec<GroupRef>) -> Change {
     Change::PutMember {
         member: MemberRow {
             user_id,
             role: d.placement(user_id).map_or(Role::Member, |p| p.role),
-            nickname,
-            avatar,
+            nickname: Nickname::default(),
+            avatar: Avatar::default(),
             source: Source::Sync,
         },
         groups: Some(groups),
+        kept: Kept::BOTH,
     }
 }
 
@@ -206,7 +198,6 @@ pub(super) fn decide(
     target: Option<GroupId>,
     want: &Desired,
     ids: &ScimIds,
-    profiles: &HashMap<UserId, (Nickname, Avatar)>,
     max_depth: u32,
 ) -> Result<Vec<Change>, RuleError> {
     let now = unix_now();
@@ -305,7 +296,7 @@ pub(super) fn decide(
             .map(|g| GroupRef::Existing(*g))
             .collect();
         groups.push(this);
-        changes.push(put(d, *user, profiles, groups));
+        changes.push(put(d, *user, groups));
     }
     for user in current.iter().filter(|u| !wanted_users.contains(u)) {
         let Some(placement) = d.placement(*user) else {
@@ -317,7 +308,43 @@ pub(super) fn decide(
             .filter(|g| Some(**g) != target)
             .map(|g| GroupRef::Existing(*g))
             .collect();
-        changes.push(put(d, *user, profiles, groups));
+        changes.push(put(d, *user, groups));
     }
+    Ok(changes)
+}
+
+/// The changes that delete group `id`: its members leave it, the groups under it move up to
+/// its parent, and it becomes a tombstone.
+pub(super) fn deletion(d: &Directory, id: GroupId) -> Result<Vec<Change>, RuleError> {
+    let now = unix_now();
+    let mut group = d.group(id)?.group;
+    let mut changes = Vec::new();
+    for child in d.children_of(id) {
+        let mut child = d.group(*child)?.group;
+        child.source = Source::Sync;
+        child.upd_at = now;
+        let parent = GroupRef::Existing(group.parent_id);
+        changes.push(Change::UpdateGroup {
+            group: child,
+            parent,
+        });
+    }
+    for user in d.direct_members(id) {
+        let Some(placement) = d.placement(*user) else {
+            continue;
+        };
+        let groups = placement
+            .groups
+            .iter()
+            .filter(|g| **g != id)
+            .map(|g| GroupRef::Existing(*g))
+            .collect();
+        changes.push(put(d, *user, groups));
+    }
+    group.is_valid = false;
+    group.source = Source::Sync;
+    group.upd_at = now;
+    let parent = GroupRef::Existing(group.parent_id);
+    changes.push(Change::UpdateGroup { group, parent });
     Ok(changes)
 }

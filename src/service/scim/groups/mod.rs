@@ -3,26 +3,26 @@
 //! extension's `parent` the group it sits under (absent: the top level, where the groups of a
 //! provider without a tree land).
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::HashSet;
 
 use serde_json::Value;
 
 use super::render::{self, Location};
 use super::{REWRITE_ATTEMPTS, ScimResult, Target, Versioned, check_version, patched};
 use crate::domain::RuleError;
-use crate::domain::directory::{Change, Directory, GroupRef};
+use crate::domain::directory::Directory;
 use crate::domain::scim::ScimError;
 use crate::domain::scim::filter::{Filter, equality, matches};
 use crate::domain::scim::patch::Operation;
 use crate::domain::scim::schema::{self, GROUP_EXTENSION_SCHEMA};
-use crate::domain::values::{Avatar, GroupId, Nickname, Source, UserId};
+use crate::domain::values::{GroupId, UserId};
 use crate::service::directories::Origin;
-use crate::service::{Service, ServiceError, unix_now};
+use crate::service::{Service, ServiceError};
 use crate::store::TeamRecord;
 
 mod changes;
 
-use changes::{ReadGroup, ScimIds, decide, desired, group_id, member_values, named_in, put};
+use changes::{ReadGroup, ScimIds, decide, deletion, desired, group_id, member_values, named_in};
 
 impl Service {
     /// Look up the SCIM ids of `users` and the users of `scim_ids` that `ids` does not know
@@ -55,58 +55,10 @@ impl Service {
         for found in pairs {
             let user = found.user_id;
             ids.checked.insert(user);
-            if let (Some(name), Some(avatar)) = (found.name, found.avatar) {
-                ids.profiles.insert(user, (name, avatar));
-            }
             ids.by_scim_id.insert(found.scim_id.clone(), user);
             ids.by_user.insert(user, found.scim_id);
         }
         Ok(())
-    }
-
-    /// Names and avatars of SCIM users, as their member rows are rewritten unchanged but
-    /// for groups: those `ids` looked up already, the others in one query.
-    async fn profiles_of(
-        &self,
-        team: &TeamRecord,
-        users: &[UserId],
-        ids: &ScimIds,
-    ) -> ScimResult<HashMap<UserId, (Nickname, Avatar)>> {
-        let mut profiles = HashMap::with_capacity(users.len());
-        let mut missing = Vec::new();
-        for user in users {
-            match ids.profiles.get(user) {
-                Some(profile) => {
-                    profiles.insert(*user, profile.clone());
-                }
-                None => missing.push(*user),
-            }
-        }
-        let read = self
-            .store
-            .member_profiles(team.access.team_id, &missing)
-            .await?;
-        profiles.extend(read.into_iter().map(|p| (p.user_id, (p.name, p.avatar))));
-        Ok(profiles)
-    }
-
-    /// Stored names and avatars of any members, as they are.
-    async fn member_rows_of(
-        &self,
-        team: &TeamRecord,
-        users: &[UserId],
-    ) -> ScimResult<HashMap<UserId, (Nickname, Avatar)>> {
-        let mut details = HashMap::with_capacity(users.len());
-        for user in users {
-            if let Some(found) = self
-                .store
-                .member_details(team.access.team_id, *user)
-                .await?
-            {
-                details.insert(*user, (found.nickname, found.avatar));
-            }
-        }
-        Ok(details)
     }
 
     fn render_group(
@@ -236,11 +188,6 @@ impl Service {
         self.resolve(team, &mut ids, current_members, &member_values(&stored))
             .await?;
         let want = desired(&stored, &ids)?;
-        // Only the users whose groups change have their rows rewritten.
-        let wanted: BTreeSet<UserId> = want.users.iter().copied().collect();
-        let current = ids.known_among(current_members);
-        let touched: Vec<UserId> = wanted.symmetric_difference(&current).copied().collect();
-        let profiles = self.profiles_of(team, &touched, &ids).await?;
         let max_depth = self.settings.max_group_depth;
         let (written, created) = self
             .directories
@@ -250,7 +197,7 @@ impl Service {
                 {
                     return Ok((Vec::new(), false));
                 }
-                Ok((decide(d, target, &want, &ids, &profiles, max_depth)?, true))
+                Ok((decide(d, target, &want, &ids, max_depth)?, true))
             })
             .await?;
         if !written {
@@ -273,22 +220,6 @@ impl Service {
             .ok_or_else(|| ServiceError::Busy.into())
     }
 
-    /// The group `target` names, as answered, refused unless its `If-Match` names the group's
-    /// version, with the SCIM ids of its members and of the users `named`.
-    async fn current_group(
-        &self,
-        target: Target<'_>,
-        named: &[&str],
-    ) -> ScimResult<(GroupId, Versioned, ScimIds)> {
-        let id = group_id(target.id)?;
-        let mut ids = ScimIds::default();
-        let current = self
-            .group_of(target.team, id, &mut ids, named, target.location)
-            .await?;
-        check_version(&current, target.if_match)?;
-        Ok((id, current, ids))
-    }
-
     pub async fn scim_replace_group(
         &self,
         target: Target<'_>,
@@ -309,6 +240,28 @@ impl Service {
         .await
     }
 
+    /// The group `target` names as the directory holds it, read before it is answered so that
+    /// any write after the read is seen by [`ReadGroup::stands`] (`None`: it did not exist
+    /// then), and as answered, refused unless its `If-Match` names its version, with the SCIM
+    /// ids of its members and of the users `named`.
+    async fn read_group(
+        &self,
+        target: Target<'_>,
+        named: &[&str],
+    ) -> ScimResult<(Option<ReadGroup>, GroupId, Versioned, ScimIds)> {
+        let id = group_id(target.id)?;
+        let read = self
+            .directories
+            .read(&*self.store, target.team, |d| Ok(ReadGroup::of(d, id)))
+            .await?;
+        let mut ids = ScimIds::default();
+        let current = self
+            .group_of(target.team, id, &mut ids, named, target.location)
+            .await?;
+        check_version(&current, target.if_match)?;
+        Ok((read, id, current, ids))
+    }
+
     /// Write the group `target` names whole, as `new` makes it from the group as answered
     /// (with the SCIM ids of the users `named`), over the group as it was read: should another
     /// write change the group's row or members between the read and the decision, nothing is
@@ -321,16 +274,7 @@ impl Service {
         new: impl Fn(Versioned) -> ScimResult<Value>,
     ) -> ScimResult<Versioned> {
         for _ in 0..REWRITE_ATTEMPTS {
-            // Read before the group is answered, so that any write after it is seen.
-            let read = match group_id(target.id) {
-                Ok(id) => {
-                    self.directories
-                        .read(&*self.store, target.team, |d| Ok(ReadGroup::of(d, id)))
-                        .await?
-                }
-                Err(_) => None,
-            };
-            let (id, current, ids) = self.current_group(target, named).await?;
+            let (read, id, current, ids) = self.read_group(target, named).await?;
             let body = new(current)?;
             let Some(read) = read else {
                 continue;
@@ -346,50 +290,29 @@ impl Service {
     }
 
     /// Delete a group: its members leave it, the groups under it move up to its parent, and
-    /// it becomes a tombstone, in one commit.
+    /// it becomes a tombstone, in one commit. With an `If-Match`, only the group as read is
+    /// deleted: should another write change it between the read and the decision, the
+    /// request is made again on the group as it then is.
     pub async fn scim_delete_group(&self, target: Target<'_>) -> ScimResult<()> {
-        let (id, _, _) = self.current_group(target, &[]).await?;
-        let team = target.team;
-        let members: Vec<UserId> = self
-            .directories
-            .read(&*self.store, team, |d| Ok(d.direct_members(id).to_vec()))
-            .await?;
-        let profiles = self.member_rows_of(team, &members).await?;
-        self.directories
-            .write(&*self.store, team, Origin::scim(), |d| {
-                let now = unix_now();
-                let mut group = d.group(id)?.group;
-                let mut changes = Vec::new();
-                for child in d.children_of(id) {
-                    let mut child = d.group(*child)?.group;
-                    child.source = Source::Sync;
-                    child.upd_at = now;
-                    let parent = GroupRef::Existing(group.parent_id);
-                    changes.push(Change::UpdateGroup {
-                        group: child,
-                        parent,
-                    });
-                }
-                for user in d.direct_members(id) {
-                    let Some(placement) = d.placement(*user) else {
-                        continue;
-                    };
-                    let groups = placement
-                        .groups
-                        .iter()
-                        .filter(|g| **g != id)
-                        .map(|g| GroupRef::Existing(*g))
-                        .collect();
-                    changes.push(put(d, *user, &profiles, groups));
-                }
-                group.is_valid = false;
-                group.source = Source::Sync;
-                group.upd_at = now;
-                let parent = GroupRef::Existing(group.parent_id);
-                changes.push(Change::UpdateGroup { group, parent });
-                Ok((changes, ()))
-            })
-            .await?;
-        Ok(())
+        for _ in 0..REWRITE_ATTEMPTS {
+            let (read, id, _, ids) = self.read_group(target, &[]).await?;
+            let Some(read) = read else {
+                continue;
+            };
+            let conditional = target.if_match.is_some();
+            let (deleted, _) = self
+                .directories
+                .write(&*self.store, target.team, Origin::scim(), |d| {
+                    if conditional && !read.stands(d, id, &ids) {
+                        return Ok((Vec::new(), false));
+                    }
+                    Ok((deletion(d, id)?, true))
+                })
+                .await?;
+            if deleted {
+                return Ok(());
+            }
+        }
+        Err(ServiceError::Busy.into())
     }
 }
