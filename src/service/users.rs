@@ -63,20 +63,16 @@ impl Service {
         nickname: Option<&Nickname>,
         avatar: Option<&Avatar>,
     ) -> ServiceResult<()> {
-        let current = self.user_by_openid(caller, openid).await?;
-        let nickname = nickname.map_or(current.nickname.as_str(), Nickname::as_str);
-        let avatar = avatar.map_or(current.avatar.as_str(), Avatar::as_str);
-        if self
+        self.may_manage_users(caller).await?;
+        let (nickname, avatar) = (nickname.map(Nickname::as_str), avatar.map(Avatar::as_str));
+        let user_id = self
             .store
             .update_user(&caller.appid, openid, nickname, avatar)
             .await?
-        {
-            // A member without a nickname of its own shows the user's, in every directory.
-            self.profiles
-                .forget(|(_, profile)| profile.user_id == current.user_id);
-            Ok(())
-        } else {
-            Err(ServiceError::UserNotFound)
-        }
+            .ok_or(ServiceError::UserNotFound)?;
+        // A member without a nickname of its own shows the user's, in every directory.
+        self.profiles
+            .forget(|(_, profile)| profile.user_id == user_id);
+        Ok(())
     }
 }

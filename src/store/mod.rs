@@ -257,14 +257,15 @@ pub trait UserStore: Send + Sync {
         appid: &str,
         org_id: Option<OrgId>,
     ) -> StoreResult<bool>;
-    /// Returns `false` when the app has no such openid.
+    /// Set the profile fields given (`None` keeps the stored one) of the user of an openid of
+    /// `appid`; answers the user, or `None` when the app has no such openid.
     async fn update_user(
         &self,
         appid: &str,
         openid: &str,
-        nickname: &str,
-        avatar: &str,
-    ) -> StoreResult<bool>;
+        nickname: Option<&str>,
+        avatar: Option<&str>,
+    ) -> StoreResult<Option<UserId>>;
     /// Profiles of these members of `team_id`, in any order.
     async fn member_profiles(
         &self,

@@ -382,20 +382,23 @@ macro_rules! impl_store {
                     &self,
                     appid: &str,
                     openid: &str,
-                    nickname: &str,
-                    avatar: &str,
-                ) -> StoreResult<bool> {
-                    let done = sqlx::query(
-                        "UPDATE users SET nickname = $1, avatar = $2 WHERE id = \
-                         (SELECT user_id FROM app_users WHERE appid = $3 AND openid = $4)",
+                    nickname: Option<&str>,
+                    avatar: Option<&str>,
+                ) -> StoreResult<Option<UserId>> {
+                    // Only the fields given are written, in the statement that finds the user,
+                    // so that concurrent updates of different fields all stand.
+                    Ok(sqlx::query_scalar(
+                        "UPDATE users SET nickname = COALESCE($1, nickname), \
+                         avatar = COALESCE($2, avatar) WHERE id = \
+                         (SELECT user_id FROM app_users WHERE appid = $3 AND openid = $4) \
+                         RETURNING id",
                     )
                     .bind(nickname)
                     .bind(avatar)
                     .bind(appid)
                     .bind(openid)
-                    .execute(self.writes())
-                    .await?;
-                    Ok(done.rows_affected() == 1)
+                    .fetch_optional(self.writes())
+                    .await?)
                 }
 
                 async fn member_profiles(

@@ -582,6 +582,36 @@ async fn racing_updates_of_one_member_keep_each_others_fields() {
     }
 }
 
+/// Updates of one user's profile sent at once to two servers, one setting its nickname and
+/// one its avatar: both stand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_updates_of_one_user_keep_each_others_fields() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let api = app.team_api().await;
+    api.register_user("cy").await;
+    for round in 0..10 {
+        let (name, avatar) = (
+            format!("Cy {round}"),
+            format!("https://c.example/{round}.png"),
+        );
+        let answers = race(&[&app, &replica], &api, 2, |i| {
+            let body = match i {
+                0 => json!({"nickname": name}),
+                _ => json!({"avatar": avatar}),
+            };
+            ("/api/sso/users/cy".to_owned(), body)
+        })
+        .await;
+        assert_eq!(successes(&answers), 2, "{answers:?}");
+        let user = crate::helpers::assert_ok(&api.get("/api/sso/users/cy").await);
+        assert_eq!(
+            (&user["nickname"], &user["avatar"]),
+            (&json!(name), &json!(avatar))
+        );
+    }
+}
+
 /// A group's DELETE carrying the `If-Match` of the group as read, racing a PATCH renaming it,
 /// on two servers: the group is deleted only as it was read. Either the DELETE goes first (the
 /// PATCH then finds no group) or the rename does (the DELETE is then refused as stale); never

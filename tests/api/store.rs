@@ -426,18 +426,14 @@ async fn users_register_once_per_openid_and_app() {
     assert_eq!(store.user(ann.user_id).await.expect("user"), Some(again));
     assert_eq!(store.user(UserId::new(1)).await.expect("user"), None);
 
-    assert!(
-        store
-            .update_user("two", "ann", "Renamed", "c.png")
-            .await
-            .expect("update")
+    let update = |openid, nickname, avatar| store.update_user("two", openid, nickname, avatar);
+    let updated = update("ann", Some("Renamed"), None).await.expect("update");
+    assert_eq!(updated, Some(other.user_id));
+    assert_eq!(
+        update("ann", None, Some("c.png")).await.expect("update"),
+        updated
     );
-    assert!(
-        !store
-            .update_user("two", "bob", "X", "")
-            .await
-            .expect("update")
-    );
+    assert_eq!(update("bob", Some("X"), None).await.expect("update"), None);
     let renamed = store
         .user(other.user_id)
         .await
