@@ -450,6 +450,46 @@ async fn users_register_once_per_openid_and_app() {
     assert_eq!(store.app_user_ids("nobody").await.expect("ids"), vec![]);
 }
 
+/// Users registered in bulk keep every character of their openids, names and avatars (on
+/// PostgreSQL they are sent in `COPY`'s binary format).
+#[tokio::test]
+async fn bulk_registration_keeps_every_character() {
+    let (_database, store) = fresh_store().await;
+    app(&*store, "app", None).await;
+    let texts = [
+        "",
+        "plain",
+        "tab\there",
+        "new\nline",
+        "back\\slash \\N",
+        "quote ' \" comma ,",
+        "ünïcödé 名前 🙂",
+        "\\.",
+    ];
+    let openids: Vec<String> = (0..texts.len())
+        .map(|n| format!("{}-{n}", texts[n]))
+        .collect();
+    let users: Vec<NewUser> = openids
+        .iter()
+        .zip(texts)
+        .map(|(openid, text)| NewUser {
+            openid,
+            nickname: text,
+            avatar: text,
+        })
+        .collect();
+    let registered = store
+        .register_users("app", &users, NOW)
+        .await
+        .expect("register_users");
+    for ((user_id, openid), text) in registered.iter().zip(&openids).zip(texts) {
+        let user = store.user(*user_id).await.expect("user").expect("a user");
+        assert_eq!((user.nickname.as_str(), user.avatar.as_str()), (text, text));
+        let found = store.user_by_openid("app", openid).await.expect("user");
+        assert_eq!(found.map(|u| u.user_id), Some(*user_id), "{openid:?}");
+    }
+}
+
 #[tokio::test]
 async fn bulk_registration_answers_in_the_order_given() {
     let (_database, store) = fresh_store().await;
