@@ -451,7 +451,7 @@ async fn users_register_once_per_openid_and_app() {
 }
 
 /// Users registered in bulk keep every character of their openids, names and avatars (on
-/// PostgreSQL they are sent in `COPY`'s binary format).
+/// PostgreSQL they travel as arrays; a build that sent them with `COPY` was checked with it).
 #[tokio::test]
 async fn bulk_registration_keeps_every_character() {
     let (_database, store) = fresh_store().await;

@@ -10,7 +10,6 @@ use futures_util::TryStreamExt;
 use sqlx::{Execute, Postgres};
 
 use super::batched::{Batched, SpareIds};
-use super::copy::BinaryRows;
 use super::{PostgresStore, apply_error};
 use crate::domain::directory::{DirectoryBuilder, Group, GroupStep, Kept, MemberRow, Placement};
 use crate::domain::events::{Actor, NewEvent};
@@ -376,14 +375,6 @@ impl PgWriter {
         self.send(query).await
     }
 
-    /// Copy `rows` in with `statement`; in a large write while the next rows are made.
-    async fn copy(&mut self, rows: BinaryRows, statement: &'static str) -> StoreResult<()> {
-        self.conn
-            .copy(rows, statement, self.large)
-            .await
-            .map_err(apply_error)
-    }
-
     /// Delete the rows of `users` in the team from `table` (`members` or `memberships`).
     async fn delete_users(&mut self, table: &'static str, users: &[UserId]) -> StoreResult<()> {
         // A join rather than `= ANY($2)`: without statistics (a table filled by this very sync)
@@ -563,7 +554,7 @@ impl ChangeWriter for PgWriter {
         self.delete_users("members", users).await
     }
 
-    /// One `COPY` per 50,000 events.
+    /// One statement over arrays per 50,000 events.
     const BATCH_EVENTS: usize = 50_000;
 
     fn last_seq(&self) -> i64 {
@@ -596,23 +587,28 @@ impl ChangeWriter for PgWriter {
                 .hold(team_id, first_seq, now, actor, events);
             return Ok(());
         }
-        let (team_id, now) = (self.team_id.get(), self.now);
-        let (appid, request_id) = (actor.appid.as_deref(), actor.request_id.as_deref());
-        let mut rows = BinaryRows::with_capacity(events.len(), 300);
-        for (seq, event) in (first_seq..).zip(events) {
-            rows.row(12).int8(team_id).int8(seq).int8(now);
-            rows.text(event.event_type)?.text(actor.kind.as_str())?;
-            rows.some_text(appid)?.some_text(request_id)?;
-            rows.text(event.object_kind)?.some_int8(event.object_id);
-            rows.some_text(event.remote_id.as_deref())?;
-            rows.some_text(event.before.as_deref())?;
-            rows.some_text(event.after.as_deref())?;
-        }
-        self.copy(
-            rows,
-            "COPY events (team_id, seq, time, type, actor_kind, appid, request_id, object_kind, \
-             object_id, remote_id, before, after) FROM STDIN (FORMAT binary)",
+        let text = |get: fn(&NewEvent) -> Option<&str>| events.iter().map(get).collect::<Vec<_>>();
+        let query = sqlx::query(
+            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
+             object_kind, object_id, remote_id, before, after) \
+             SELECT $1, $2 + e.n - 1, $3, e.type, $4, $5, $6, e.object_kind, e.object_id, \
+             e.remote_id, e.before, e.after \
+             FROM UNNEST($7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], \
+             $12::TEXT[]) WITH ORDINALITY \
+             AS e (type, object_kind, object_id, remote_id, before, after, n)",
         )
-        .await
+        .bind(self.team_id)
+        .bind(first_seq)
+        .bind(self.now)
+        .bind(actor.kind.as_str())
+        .bind(actor.appid.as_deref())
+        .bind(actor.request_id.as_deref())
+        .bind(text(|e| Some(e.event_type)))
+        .bind(text(|e| Some(e.object_kind)))
+        .bind(events.iter().map(|e| e.object_id).collect::<Vec<_>>())
+        .bind(text(|e| e.remote_id.as_deref()))
+        .bind(text(|e| e.before.as_deref()))
+        .bind(text(|e| e.after.as_deref()));
+        self.send(query).await
     }
 }

@@ -5,12 +5,10 @@
 //! writer dropped with a statement in flight leaves the task to finish it; the task then drops
 //! the transaction, which rolls it back.
 
-use futures_util::future::BoxFuture;
 use sqlx::postgres::PgArguments;
-use sqlx::{Execute, PgConnection, Postgres};
+use sqlx::{Execute, Postgres};
 
 use super::PostgresStore;
-use super::copy::BinaryRows;
 use crate::store::in_flight::WriteConn;
 
 impl WriteConn<PostgresStore> {
@@ -26,42 +24,13 @@ impl WriteConn<PostgresStore> {
             .map_err(sqlx::Error::Encode)?
             .unwrap_or_default();
         let owned = sqlx::query_with::<Postgres, PgArguments>(query.sql(), arguments);
-        self.write(in_flight, move |conn| {
-            Box::pin(async move { owned.execute(conn).await.map(drop) })
-        })
-        .await
-    }
-
-    /// Copy `rows` in with `statement` ([`BinaryRows::send`]), as [`Self::send`] sends a
-    /// statement.
-    pub(super) async fn copy(
-        &mut self,
-        rows: BinaryRows,
-        statement: &'static str,
-        in_flight: bool,
-    ) -> Result<(), sqlx::Error> {
-        self.write(in_flight, move |conn| {
-            Box::pin(async move { rows.send(conn, statement).await.map(drop) })
-        })
-        .await
-    }
-
-    /// Run `write` on the transaction's connection, now or, when `in_flight`, in a task of its
-    /// own that holds the transaction until it is done.
-    async fn write(
-        &mut self,
-        in_flight: bool,
-        write: impl for<'c> FnOnce(&'c mut PgConnection) -> BoxFuture<'c, Result<(), sqlx::Error>>
-        + Send
-        + 'static,
-    ) -> Result<(), sqlx::Error> {
         if !in_flight {
             let tx = self.tx().await?;
-            return write(tx).await;
+            return owned.execute(&mut **tx).await.map(drop);
         }
         let mut tx = self.take().await?;
         let task = tokio::spawn(async move {
-            let written = write(&mut tx).await;
+            let written = owned.execute(&mut *tx).await.map(drop);
             (tx, written)
         });
         self.in_flight(Box::pin(async move {

@@ -5,8 +5,7 @@
 //! migrate once) and the SQL that differs from SQLite's, by capability: [`orgs`] (the creator's
 //! lock), [`users`] (registration under races, reads over arrays), [`directory`] (the team lock,
 //! writes over arrays), [`batched`] (what a batch of writes keeps between them), [`in_flight`]
-//! (a large write's statements sent while the next is made), [`copy`] (large batches of rows
-//! sent with `COPY`). It behaves exactly like the SQLite
+//! (a large write's statements sent while the next is made). It behaves exactly like the SQLite
 //! backend: same ids (sequences starting where SQLite's counters start), same rows, same
 //! answers.
 //! What differs is how concurrency is made safe, because here writers are not queued behind one
@@ -69,7 +68,6 @@
 //! [`StoreError::Database`]: super::StoreError::Database
 
 mod batched;
-mod copy;
 mod directory;
 mod in_flight;
 mod orgs;

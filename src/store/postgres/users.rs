@@ -7,7 +7,6 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use sqlx::Row;
 
-use super::copy::BinaryRows;
 use super::{PostgresStore, decode_rows};
 use crate::domain::sync::MemberState;
 use crate::domain::values::{Source, TeamId, UserId};
@@ -126,16 +125,18 @@ impl BackendUsers for PostgresStore {
             let mut respondent_ids: Vec<i64> = ids.try_get("respondent_ids")?;
             user_ids.sort_unstable();
             respondent_ids.sort_unstable();
-            let mut rows = BinaryRows::with_capacity(fresh.len(), 80);
-            for ((id, respondent_id), user) in user_ids.iter().zip(respondent_ids).zip(&fresh) {
-                rows.row(5).int8(id.get()).int8(respondent_id);
-                rows.text(user.nickname)?.text(user.avatar)?.int8(now);
-            }
-            rows.send(
-                &mut tx,
-                "COPY users (id, respondent_id, nickname, avatar, created_at) \
-                 FROM STDIN (FORMAT binary)",
+            sqlx::query(
+                "INSERT INTO users (id, respondent_id, nickname, avatar, created_at) \
+                 SELECT id, respondent_id, nickname, avatar, $5 \
+                 FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[]) \
+                 AS u (id, respondent_id, nickname, avatar)",
             )
+            .bind(&user_ids[..])
+            .bind(respondent_ids)
+            .bind(&fresh.iter().map(|u| u.nickname).collect::<Vec<_>>()[..])
+            .bind(&fresh.iter().map(|u| u.avatar).collect::<Vec<_>>()[..])
+            .bind(now)
+            .execute(&mut *tx)
             .await?;
             let fresh_openids: Vec<&str> = fresh.iter().map(|u| u.openid).collect();
             let claimed = Self::claim_openids(&mut tx, appid, &fresh_openids, &user_ids).await?;
@@ -246,40 +247,33 @@ impl BackendUsers for PostgresStore {
 }
 
 /// Inserts the rows of `app_users` of app `$1` naming the openids `$2`, each for the user at its
-/// place in `$3`, in the openids' byte order (as [`PostgresStore::claim_openids`] copies them).
+/// place in `$3`, in openid order.
 const INSERT_APP_USERS: &str = "INSERT INTO app_users (appid, openid, user_id) \
      SELECT $1, openid, user_id FROM UNNEST($2::TEXT[], $3::BIGINT[]) \
-     AS a (openid, user_id) ORDER BY openid COLLATE \"C\"";
+     AS a (openid, user_id) ORDER BY openid";
 
 impl PostgresStore {
     /// Insert the rows of `app_users` naming `openids` (in openid order), each for the user
     /// at its place in `users`, in `tx`; answers how many were inserted: an openid that a
     /// concurrent registration took first is skipped (waiting for it to commit or roll back).
     ///
-    /// A plain `COPY` is tried first: one that collides fails whole and is made again as an
-    /// insert with `ON CONFLICT DO NOTHING`, which checks every row before inserting it and
-    /// took 9.2 and 8.8 s for a million openids against 6.0 s for a plain insert
-    /// (docs/SYNC.md, "Speed"). Rows go in the openids' byte order either way, so two batches
-    /// sharing openids wait for each other in one order and cannot deadlock.
+    /// A plain insert is tried first: one that collides fails whole and is made again with
+    /// `ON CONFLICT DO NOTHING`, which checks every row before inserting it and took 9.2 and
+    /// 8.8 s for a million openids against 6.0 s for the plain insert (docs/SYNC.md, "Speed").
+    /// Rows go in openid order, so two batches sharing openids wait for each other in one order
+    /// and cannot deadlock.
     async fn claim_openids(
         tx: &mut Tx<Self>,
         appid: &str,
         openids: &[&str],
         users: &[UserId],
     ) -> StoreResult<i64> {
-        let mut claims: Vec<(&str, UserId)> =
-            openids.iter().copied().zip(users.iter().copied()).collect();
-        claims.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let mut rows = BinaryRows::with_capacity(claims.len(), appid.len() + 40);
-        for (openid, user_id) in claims {
-            rows.row(3).text(appid)?.text(openid)?.int8(user_id.get());
-        }
         sqlx::raw_sql("SAVEPOINT claim").execute(&mut **tx).await?;
-        let plain = rows
-            .send(
-                tx,
-                "COPY app_users (appid, openid, user_id) FROM STDIN (FORMAT binary)",
-            )
+        let plain = sqlx::query(INSERT_APP_USERS)
+            .bind(appid)
+            .bind(openids)
+            .bind(users)
+            .execute(&mut **tx)
             .await;
         match plain {
             Ok(_) => {
