@@ -1,5 +1,6 @@
-//! SCIM group writes and the member rows they touch: a user added to a group, taken out of it
-//! and put back by a full replace keeps the name and avatar its directory shows.
+//! SCIM writes and the member rows they touch: a user added to a group, taken out of it and put
+//! back by a full replace keeps the name and avatar its directory shows, and a user write keeps
+//! an avatar set through the API.
 
 use serde_json::json;
 
@@ -61,4 +62,46 @@ async fn group_writes_keep_the_names_of_the_members_they_move() {
         .await;
     assert_eq!(replaced.status, 200, "{}", replaced.body);
     assert_eq!(names().await, ["ada@example.com D", "bob@example.com D"]);
+}
+
+/// A SCIM user write sets the member's name from `displayName` and keeps the avatar an app set
+/// through the API (SCIM has none); a group write keeps both.
+#[tokio::test]
+async fn scim_writes_keep_an_avatar_set_through_the_api() {
+    let app = TestApp::spawn().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let api = app.team_api().await;
+    let team = app.team_id;
+    let cy = scim.user("cy@example.com").await;
+    let row = api.members(team, 0, "").await.list[0].clone();
+    let user_id = row["user_id"].as_i64().expect("a user id");
+    let avatar = "https://example.com/cy.png";
+    assert_ok(
+        &api.update_member(team, user_id, &json!({"avatar": avatar}))
+            .await,
+    );
+
+    // The member's name and avatar as the WeSurvey API lists them.
+    let listed = async || {
+        let row = api.members(team, 0, "").await.list[0].clone();
+        let text = |key: &str| row[key].as_str().unwrap_or_default().to_owned();
+        (text("name"), text("avatar"))
+    };
+    let renamed = scim
+        .patch(
+            &format!("/Users/{cy}"),
+            json!([{"op": "replace", "path": "displayName", "value": "Cy Young"}]),
+        )
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.body);
+    assert_eq!(listed().await, ("Cy Young".to_owned(), avatar.to_owned()));
+
+    let group = scim
+        .post(
+            "/Groups",
+            json!({"displayName": "Ops", "members": [{"value": cy}]}),
+        )
+        .await;
+    assert_eq!(group.status, 201, "{}", group.body);
+    assert_eq!(listed().await, ("Cy Young".to_owned(), avatar.to_owned()));
 }

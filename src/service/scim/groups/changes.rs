@@ -152,12 +152,12 @@ pub(super) fn desired(stored: &Map<String, Value>, ids: &ScimIds) -> ScimResult<
     })
 }
 
-/// Member `user_id` with new groups (its role, name and avatar as they are).
-fn put(d: &Directory, user_id: UserId, groups: Vec<GroupRef>) -> Change {
+/// Member `user_id`, placed with `role`, in new groups (its role, name and avatar as they are).
+fn regrouped(user_id: UserId, role: Role, groups: Vec<GroupRef>) -> Change {
     Change::PutMember {
         member: MemberRow {
             user_id,
-            role: d.placement(user_id).map_or(Role::Member, |p| p.role),
+            role,
             nickname: Nickname::default(),
             avatar: Avatar::default(),
             source: Source::Sync,
@@ -296,7 +296,7 @@ pub(super) fn decide(
             .map(|g| GroupRef::Existing(*g))
             .collect();
         groups.push(this);
-        changes.push(put(d, *user, groups));
+        changes.push(regrouped(*user, placement.role, groups));
     }
     for user in current.iter().filter(|u| !wanted_users.contains(u)) {
         let Some(placement) = d.placement(*user) else {
@@ -308,7 +308,7 @@ pub(super) fn decide(
             .filter(|g| Some(**g) != target)
             .map(|g| GroupRef::Existing(*g))
             .collect();
-        changes.push(put(d, *user, groups));
+        changes.push(regrouped(*user, placement.role, groups));
     }
     Ok(changes)
 }
@@ -339,7 +339,7 @@ pub(super) fn deletion(d: &Directory, id: GroupId) -> Result<Vec<Change>, RuleEr
             .filter(|g| **g != id)
             .map(|g| GroupRef::Existing(*g))
             .collect();
-        changes.push(put(d, *user, groups));
+        changes.push(regrouped(*user, placement.role, groups));
     }
     group.is_valid = false;
     group.source = Source::Sync;
