@@ -57,7 +57,8 @@ pub(crate) trait ChangeWriter: Send {
     /// checked the team's version
     /// ([`BackendDirectory::start_apply`](super::backend::BackendDirectory::start_apply)).
     fn last_seq(&self) -> i64;
-    /// Insert events numbered from `first_seq` on, at most [`ChangeWriter::BATCH_EVENTS`]
+    /// Insert events numbered from `first_seq` on, at most [`ChangeWriter::BATCH_EVENTS`], and
+    /// the `event_writes` row at `first_seq` that gives them their time and `actor`
     /// (PostgreSQL holds a small write's events for the batch's commit,
     /// [`BackendDirectory::before_commit`](super::backend::BackendDirectory::before_commit)).
     async fn insert_events(

@@ -1,11 +1,13 @@
 //! The change feed's storage (§11): reading a team's events in order, and removing those older
 //! than the retention. Events are written by [`ApplyBatch::apply`](super::ApplyBatch::apply)
-//! in the transaction of their change (see [`super::apply::write_events`]). The statements are
-//! the same on both backends; [`impl_event_store`] implements the trait once for each.
+//! in the transaction of their change (see [`super::apply::write_events`]); what the events of
+//! one write share, its time and actor, is written once beside them, in `event_writes`, and
+//! given back to each event here. The statements are the same on both backends;
+//! [`impl_event_store`] implements the trait once for each.
 
 use async_trait::async_trait;
 
-use super::StoreResult;
+use super::{StoreError, StoreResult};
 use crate::domain::events::Event;
 use crate::domain::values::{EventSeq, TeamId};
 
@@ -34,14 +36,10 @@ pub trait EventStore: Send + Sync {
     async fn prune_events(&self, team_id: TeamId, before: i64, batch: i64) -> StoreResult<u64>;
 }
 
-/// An event row, in the column order of the `events` table.
+/// An event row: what is the event's own (its write's time and actor are in a [`WriteRow`]).
 pub(crate) type EventRow = (
     EventSeq,
     String,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
     String,
     Option<i64>,
     Option<String>,
@@ -49,36 +47,69 @@ pub(crate) type EventRow = (
     Option<String>,
 );
 
-pub(crate) fn event_of(row: EventRow) -> Event {
-    let (seq, event_type, time, actor_kind, appid, request_id, object_kind, object_id) =
-        (row.0, row.1, row.2, row.3, row.4, row.5, row.6, row.7);
-    Event {
-        seq,
-        event_type,
-        time,
-        actor_kind,
-        appid,
-        request_id,
-        object_kind,
-        object_id,
-        remote_id: row.8,
-        before: row.9,
-        after: row.10,
+/// A row of `event_writes`: the time and actor of the team's events from `first_seq` up to the
+/// next row's.
+pub(crate) type WriteRow = (i64, i64, String, Option<String>, Option<String>);
+
+/// The events of `rows`, ascending, each with the time and actor of the write in `writes`
+/// (ascending) that covers it.
+pub(crate) fn events_of(rows: Vec<EventRow>, writes: Vec<WriteRow>) -> StoreResult<Vec<Event>> {
+    let mut writes = writes.into_iter().peekable();
+    let mut write = None;
+    let mut events = Vec::with_capacity(rows.len());
+    for (seq, event_type, object_kind, object_id, remote_id, before, after) in rows {
+        while let Some(next) = writes.next_if(|next| next.0 <= seq.get()) {
+            write = Some(next);
+        }
+        let Some((_, time, actor_kind, appid, request_id)) = write.clone() else {
+            return Err(StoreError::Inconsistent(format!(
+                "event {} has no write",
+                seq.get()
+            )));
+        };
+        events.push(Event {
+            seq,
+            event_type,
+            time,
+            actor_kind,
+            appid,
+            request_id,
+            object_kind,
+            object_id,
+            remote_id,
+            before,
+            after,
+        });
     }
+    Ok(events)
 }
 
 pub(crate) const FEED_BOUNDS: &str =
     "SELECT event_seq, events_pruned_through FROM teams WHERE id = $1";
 
-pub(crate) const FEED: &str = "SELECT seq, type, time, actor_kind, appid, request_id, \
-     object_kind, object_id, remote_id, before, after FROM events \
-     WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+pub(crate) const FEED: &str = "SELECT seq, type, object_kind, object_id, remote_id, before, \
+     after FROM events WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
 
-/// The last of the team's oldest `$3` events (after `$2`, the last pruned) written before `$4`.
-pub(crate) const PRUNE_BOUND: &str = "SELECT MAX(seq) FROM (SELECT seq, time FROM events \
-     WHERE team_id = $1 AND seq > $2 ORDER BY seq LIMIT $3) oldest WHERE time < $4";
+/// The rows of `event_writes` that cover the team's events `$2` to `$3`.
+pub(crate) const FEED_WRITES: &str = "SELECT first_seq, time, actor_kind, appid, request_id \
+     FROM event_writes WHERE team_id = $1 AND first_seq <= $3 AND first_seq >= \
+     (SELECT COALESCE(MAX(first_seq), 0) FROM event_writes \
+     WHERE team_id = $1 AND first_seq <= $2) ORDER BY first_seq";
+
+/// The first event of the team's first write, from the one that covers event `$2` on, made at
+/// or after `$3` (unix seconds): retention stops before it.
+pub(crate) const FIRST_KEPT: &str = "SELECT MIN(first_seq) FROM event_writes \
+     WHERE team_id = $1 AND time >= $3 AND first_seq >= \
+     (SELECT COALESCE(MAX(first_seq), 0) FROM event_writes \
+     WHERE team_id = $1 AND first_seq <= $2)";
 
 pub(crate) const PRUNE: &str = "DELETE FROM events WHERE team_id = $1 AND seq <= $2";
+
+/// Remove the team's `event_writes` rows whose events are all numbered before `$2` (the row
+/// that covers event `$2` stays).
+pub(crate) const PRUNE_WRITES: &str = "DELETE FROM event_writes WHERE team_id = $1 \
+     AND first_seq < (SELECT MAX(first_seq) FROM event_writes \
+     WHERE team_id = $1 AND first_seq <= $2)";
 
 pub(crate) const MARK_PRUNED: &str =
     "UPDATE teams SET events_pruned_through = $2 WHERE id = $1 AND events_pruned_through < $2";
@@ -91,8 +122,8 @@ macro_rules! impl_event_store {
             use $crate::store::StoreResult;
             use $crate::store::backend::Backend;
             use $crate::store::events::{
-                EventPage, EventRow, EventStore, FEED, FEED_BOUNDS, MARK_PRUNED, PRUNE,
-                PRUNE_BOUND, event_of,
+                EventPage, EventRow, EventStore, FEED, FEED_BOUNDS, FEED_WRITES, FIRST_KEPT,
+                MARK_PRUNED, PRUNE, PRUNE_WRITES, WriteRow, events_of,
             };
 
             #[async_trait::async_trait]
@@ -117,9 +148,20 @@ macro_rules! impl_event_store {
                         .bind(limit)
                         .fetch_all(&mut *tx)
                         .await?;
+                    let writes: Vec<WriteRow> = match (rows.first(), rows.last()) {
+                        (Some(first), Some(last)) => {
+                            sqlx::query_as(FEED_WRITES)
+                                .bind(team_id)
+                                .bind(first.0)
+                                .bind(last.0)
+                                .fetch_all(&mut *tx)
+                                .await?
+                        }
+                        _ => Vec::new(),
+                    };
                     tx.commit().await?;
                     Ok(Some(EventPage {
-                        events: rows.into_iter().map(event_of).collect(),
+                        events: events_of(rows, writes)?,
                         last_seq,
                         pruned_through,
                     }))
@@ -132,26 +174,33 @@ macro_rules! impl_event_store {
                     batch: i64,
                 ) -> StoreResult<u64> {
                     let mut tx = self.begin_write().await?;
-                    let pruned: Option<(i64, i64)> = sqlx::query_as(FEED_BOUNDS)
+                    let bounds: Option<(i64, i64)> = sqlx::query_as(FEED_BOUNDS)
                         .bind(team_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let Some((_, pruned)) = pruned else {
+                    let Some((last_seq, pruned)) = bounds else {
                         return Ok(0);
                     };
-                    let bound: Option<i64> = sqlx::query_scalar(PRUNE_BOUND)
+                    let first_kept: Option<i64> = sqlx::query_scalar(FIRST_KEPT)
                         .bind(team_id)
-                        .bind(pruned)
-                        .bind(batch)
+                        .bind(pruned + 1)
                         .bind(before)
                         .fetch_one(&mut *tx)
                         .await?;
-                    let Some(bound) = bound else {
+                    let bound = (pruned + batch)
+                        .min(last_seq)
+                        .min(first_kept.map_or(i64::MAX, |seq| seq - 1));
+                    if bound <= pruned {
                         return Ok(0);
-                    };
+                    }
                     let done = sqlx::query(PRUNE)
                         .bind(team_id)
                         .bind(bound)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(PRUNE_WRITES)
+                        .bind(team_id)
+                        .bind(bound + 1)
                         .execute(&mut *tx)
                         .await?;
                     sqlx::query(MARK_PRUNED)

@@ -28,6 +28,7 @@ mod scim_members;
 mod scim_store;
 mod store;
 mod store_directory;
+mod store_events;
 mod store_staging;
 mod sync;
 mod sync_limits;

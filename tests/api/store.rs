@@ -66,6 +66,24 @@ pub async fn execute_unchecked(url: &str, sql: &str) {
     }
 }
 
+/// The count `sql` (a `SELECT COUNT(*)`) answers on the database behind the store's back.
+pub async fn count_rows(url: &str, sql: &str) -> i64 {
+    use sqlx::Connection;
+    if url.starts_with("sqlite:") {
+        let mut connection = sqlx::SqliteConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    }
+}
+
 pub fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {
     NewOrg {
         name: OrgName::parse(name).expect("an org name"),

@@ -118,28 +118,29 @@ impl SpareIds {
 /// savepoint is undone takes its events back ([`HeldEvents::truncate`]); the commit inserts the
 /// rest with one statement ([`HeldEvents::insert`]), in the same transaction, so the feed sees
 /// them exactly when it sees their changes. A large write (a sync) inserts its own as it goes,
-/// with a statement of its own ([`ChangeWriter::insert_events`] in `directory.rs`): a write's
-/// events share their team, time and actor, which that statement binds once for up to
-/// 50,000 events, where this one, for events of many writes, binds them per row.
+/// with a statement of its own ([`ChangeWriter::insert_events`] in `directory.rs`). Either
+/// statement stores a write's time and actor once, in `event_writes`.
 ///
 /// [`ChangeWriter::insert_events`]: crate::store::apply::ChangeWriter::insert_events
 #[derive(Debug, Default)]
 pub(crate) struct HeldEvents {
-    rows: Vec<HeldEvent>,
+    writes: Vec<HeldWrite>,
 }
 
+/// Events of one write, numbered from `first_seq` on.
 #[derive(Debug)]
-struct HeldEvent {
+struct HeldWrite {
     team_id: TeamId,
-    seq: i64,
+    first_seq: i64,
     time: i64,
     actor: Actor,
-    event: NewEvent,
+    events: Vec<NewEvent>,
 }
 
 impl HeldEvents {
+    /// How many writes' events are held.
     pub(super) fn len(&self) -> usize {
-        self.rows.len()
+        self.writes.len()
     }
 
     /// Hold `events` of team `team_id`, numbered from `first_seq` on.
@@ -151,56 +152,72 @@ impl HeldEvents {
         actor: &Actor,
         events: &[NewEvent],
     ) {
-        self.rows.extend(
-            events
-                .iter()
-                .zip(first_seq..)
-                .map(|(event, seq)| HeldEvent {
-                    team_id,
-                    seq,
-                    time,
-                    actor: actor.clone(),
-                    event: event.clone(),
-                }),
-        );
+        self.writes.push(HeldWrite {
+            team_id,
+            first_seq,
+            time,
+            actor: actor.clone(),
+            events: events.to_vec(),
+        });
     }
 
-    /// Forget the events held after the first `len` (a write that does not stand).
+    /// Forget the events of the writes held after the first `len` (a write that does not
+    /// stand).
     pub(super) fn truncate(&mut self, len: usize) {
-        self.rows.truncate(len);
+        self.writes.truncate(len);
     }
 
-    /// Insert every event held, and hold none.
+    /// Insert every event held, each write's time and actor once, and hold none.
     pub(super) async fn insert(&mut self, tx: &mut Tx<PostgresStore>) -> StoreResult<()> {
-        if self.rows.is_empty() {
+        if self.writes.is_empty() {
             return Ok(());
         }
-        let rows = std::mem::take(&mut self.rows);
-        let column = |get: fn(&HeldEvent) -> i64| rows.iter().map(get).collect::<Vec<_>>();
-        let text = |get: fn(&HeldEvent) -> Option<&str>| rows.iter().map(get).collect::<Vec<_>>();
+        let writes = std::mem::take(&mut self.writes);
+        let write_column = |get: fn(&HeldWrite) -> i64| writes.iter().map(get).collect::<Vec<_>>();
+        let write_text =
+            |get: fn(&HeldWrite) -> Option<&str>| writes.iter().map(get).collect::<Vec<_>>();
+        let events = || {
+            writes.iter().flat_map(|write| {
+                (write.first_seq..)
+                    .zip(&write.events)
+                    .map(|(seq, event)| (write.team_id, seq, event))
+            })
+        };
+        let text = |get: fn(&NewEvent) -> Option<&str>| {
+            events().map(|(_, _, event)| get(event)).collect::<Vec<_>>()
+        };
         sqlx::query(
-            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
-             object_kind, object_id, remote_id, before, after) \
+            "WITH write AS (INSERT INTO event_writes \
+             (team_id, first_seq, time, actor_kind, appid, request_id) \
              SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::BIGINT[], $4::TEXT[], \
-             $5::TEXT[], $6::TEXT[], $7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[], \
-             $11::TEXT[], $12::TEXT[])",
+             $5::TEXT[], $6::TEXT[])) \
+             INSERT INTO events (team_id, seq, type, object_kind, object_id, remote_id, before, \
+             after) \
+             SELECT * FROM UNNEST($7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::TEXT[], \
+             $11::BIGINT[], $12::TEXT[], $13::TEXT[], $14::TEXT[])",
         )
-        .bind(column(|row| row.team_id.get()))
-        .bind(column(|row| row.seq))
-        .bind(column(|row| row.time))
-        .bind(text(|row| Some(row.event.event_type)))
-        .bind(text(|row| Some(row.actor.kind.as_str())))
-        .bind(text(|row| row.actor.appid.as_deref()))
-        .bind(text(|row| row.actor.request_id.as_deref()))
-        .bind(text(|row| Some(row.event.object_kind)))
+        .bind(write_column(|write| write.team_id.get()))
+        .bind(write_column(|write| write.first_seq))
+        .bind(write_column(|write| write.time))
+        .bind(write_text(|write| Some(write.actor.kind.as_str())))
+        .bind(write_text(|write| write.actor.appid.as_deref()))
+        .bind(write_text(|write| write.actor.request_id.as_deref()))
         .bind(
-            rows.iter()
-                .map(|row| row.event.object_id)
+            events()
+                .map(|(team_id, _, _)| team_id.get())
                 .collect::<Vec<_>>(),
         )
-        .bind(text(|row| row.event.remote_id.as_deref()))
-        .bind(text(|row| row.event.before.as_deref()))
-        .bind(text(|row| row.event.after.as_deref()))
+        .bind(events().map(|(_, seq, _)| seq).collect::<Vec<_>>())
+        .bind(text(|event| Some(event.event_type)))
+        .bind(text(|event| Some(event.object_kind)))
+        .bind(
+            events()
+                .map(|(_, _, event)| event.object_id)
+                .collect::<Vec<_>>(),
+        )
+        .bind(text(|event| event.remote_id.as_deref()))
+        .bind(text(|event| event.before.as_deref()))
+        .bind(text(|event| event.after.as_deref()))
         .execute(&mut **tx)
         .await
         .map_err(apply_error)?;

@@ -589,10 +589,13 @@ impl ChangeWriter for PgWriter {
         }
         let text = |get: fn(&NewEvent) -> Option<&str>| events.iter().map(get).collect::<Vec<_>>();
         let query = sqlx::query(
-            "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
-             object_kind, object_id, remote_id, before, after) \
-             SELECT $1, $2 + e.n - 1, $3, e.type, $4, $5, $6, e.object_kind, e.object_id, \
-             e.remote_id, e.before, e.after \
+            "WITH write AS (INSERT INTO event_writes \
+             (team_id, first_seq, time, actor_kind, appid, request_id) \
+             VALUES ($1, $2, $3, $4, $5, $6)) \
+             INSERT INTO events (team_id, seq, type, object_kind, object_id, remote_id, before, \
+             after) \
+             SELECT $1, $2 + e.n - 1, e.type, e.object_kind, e.object_id, e.remote_id, \
+             e.before, e.after \
              FROM UNNEST($7::TEXT[], $8::TEXT[], $9::BIGINT[], $10::TEXT[], $11::TEXT[], \
              $12::TEXT[]) WITH ORDINALITY \
              AS e (type, object_kind, object_id, remote_id, before, after, n)",

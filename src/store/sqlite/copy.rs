@@ -86,9 +86,9 @@ impl Step {
 /// that no two valid groups share a remote id even for a statement); a listed member loses the
 /// memberships not staged for it, a removed one all of them and its row; a staged member
 /// overwrites the stored one as [`shared::REWRITE_MEMBER`] says, and its staged memberships
-/// are added where missing; the events come last, in order, so that a reader of the team's
-/// events never sees one whose change is not stored.
-static STEPS: LazyLock<[Step; 8]> = LazyLock::new(|| {
+/// are added where missing; the events come last, in order, after their writes' times and
+/// actors, so that a reader of the team's events never sees one whose change is not stored.
+static STEPS: LazyLock<[Step; 9]> = LazyLock::new(|| {
     let range = |key: &str| format!("team_id = ?3 AND {key} > ?1 AND {key} <= ?2");
     let users = range("user_id");
     let removed = |table: &str| {
@@ -146,6 +146,15 @@ static STEPS: LazyLock<[Step; 8]> = LazyLock::new(|| {
             format!(
                 "INSERT INTO main.memberships SELECT * FROM staging.memberships \
                  WHERE {users} ON CONFLICT DO NOTHING"
+            ),
+        ),
+        Step::new(
+            "event_writes",
+            "first_seq",
+            format!(
+                "INSERT INTO main.event_writes SELECT * FROM staging.event_writes WHERE {} \
+                 ON CONFLICT DO NOTHING",
+                range("first_seq")
             ),
         ),
         Step::new(

@@ -566,27 +566,36 @@ impl ChangeWriter for SqliteWriter {
         events: &[NewEvent],
     ) -> StoreResult<()> {
         let (team_id, now) = (self.team_id, self.now);
-        // What every event of the write shares is bound once, beside the rows' own values.
+        // What every event of the write shares is stored once.
+        self.hold(1, |query| {
+            query
+                .push(
+                    "INSERT INTO event_writes (team_id, first_seq, time, actor_kind, appid, \
+                     request_id) VALUES (",
+                )
+                .push_bind(team_id)
+                .push(", ")
+                .push_bind(first_seq)
+                .push(", ")
+                .push_bind(now)
+                .push(", ")
+                .push_bind(actor.kind.as_str())
+                .push(", ")
+                .push_bind(actor.appid.clone())
+                .push(", ")
+                .push_bind(actor.request_id.clone())
+                .push(")");
+        })
+        .await?;
         self.hold(events.len(), |query| {
             let mut seq = first_seq;
             query
                 .push(
-                    "INSERT INTO events (team_id, seq, time, type, actor_kind, appid, \
-                     request_id, object_kind, object_id, remote_id, before, after) \
-                     SELECT w.team_id, e.column1, w.time, e.column2, w.actor_kind, w.appid, \
-                     w.request_id, e.column3, e.column4, e.column5, e.column6, e.column7 \
-                     FROM (SELECT ",
+                    "INSERT INTO events (team_id, seq, type, object_kind, object_id, remote_id, \
+                     before, after) SELECT w.team_id, e.* FROM (SELECT ",
                 )
                 .push_bind(team_id)
-                .push(" AS team_id, ")
-                .push_bind(now)
-                .push(" AS time, ")
-                .push_bind(actor.kind.as_str())
-                .push(" AS actor_kind, ")
-                .push_bind(actor.appid.clone())
-                .push(" AS appid, ")
-                .push_bind(actor.request_id.clone())
-                .push(" AS request_id) AS w, (")
+                .push(" AS team_id) AS w, (")
                 .push_values(events, |mut row, event| {
                     row.push_bind(seq)
                         .push_bind(event.event_type)

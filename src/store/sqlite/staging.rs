@@ -54,7 +54,7 @@ use crate::store::{
 /// The tables a staged write fills, made in the staging file from the database's own
 /// definitions (so they cannot drift from the migrations).
 const STAGED_TABLES: &str = "SELECT sql FROM sqlite_schema WHERE type = 'table' \
-     AND name IN ('groups', 'members', 'memberships', 'events') ORDER BY name";
+     AND name IN ('groups', 'members', 'memberships', 'events', 'event_writes') ORDER BY name";
 
 /// Reserve `$1` group ids: the counter the writers number new groups from
 /// ([`super::directory`]: one past the larger of it and the highest id) is moved past them.

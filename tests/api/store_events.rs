@@ -1,0 +1,122 @@
+//! The change feed's storage called directly: a write's time and actor are stored once and
+//! given to each of its events, and retention removes a prefix of the events that may end
+//! inside a write, keeping what the rest need (fixtures in `store.rs`).
+
+use contactsd::domain::directory::{Change, GroupRef};
+use contactsd::domain::events::{Actor, ActorKind, Draft, EventType, Subject};
+use contactsd::domain::values::{EventSeq, TeamId};
+use contactsd::store::Store;
+
+use crate::store::{NOW, apply, count_rows, create, create_org, fresh_store, new_org};
+
+/// A write of `names.len()` creates by `request` at `time`, each with its event.
+async fn write(
+    store: &dyn Store,
+    team_id: TeamId,
+    version: i64,
+    names: &[&str],
+    request: &str,
+    time: i64,
+) {
+    let changes: Vec<Change> = names.iter().map(|name| create(name)).collect();
+    let drafts: Vec<Draft> = (0..names.len())
+        .map(|n| Draft {
+            event_type: EventType::GroupCreated,
+            subject: Subject::Group(GroupRef::New(n)),
+            change: Some(n as u32),
+            before: None,
+            after: None,
+        })
+        .collect();
+    let actor = Actor {
+        kind: ActorKind::App,
+        appid: Some("app-1".to_owned()),
+        request_id: Some(request.to_owned()),
+    };
+    apply(store, team_id, version, &changes, (&actor, &drafts), time)
+        .await
+        .expect("a write");
+}
+
+/// The team's events: number, remote id, request id and time.
+async fn feed(store: &dyn Store, team_id: TeamId) -> Vec<(i64, String, String, i64)> {
+    let page = store
+        .events(team_id, EventSeq::new(0), 100)
+        .await
+        .expect("events")
+        .expect("the team");
+    page.events
+        .into_iter()
+        .map(|event| {
+            (
+                event.seq.get(),
+                event.remote_id.expect("a remote id"),
+                event.request_id.expect("a request id"),
+                event.time,
+            )
+        })
+        .collect()
+}
+
+fn event(seq: i64, remote: &str, request: &str, time: i64) -> (i64, String, String, i64) {
+    (seq, remote.to_owned(), request.to_owned(), time)
+}
+
+#[tokio::test]
+async fn retention_cuts_inside_a_write_and_the_rest_keep_their_writes_actor() {
+    let (database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    let (_, beta) = create_org(&*store, new_org("Beta", None)).await;
+    write(&*store, acme, 0, &["A", "B", "C"], "r1", NOW).await;
+    write(&*store, beta, 0, &["X"], "b1", NOW).await;
+    write(&*store, acme, 1, &["D", "E"], "r2", NOW + 10).await;
+    write(&*store, acme, 2, &["F"], "r3", NOW + 100).await;
+    assert_eq!(
+        feed(&*store, acme).await,
+        vec![
+            event(1, "A", "r1", NOW),
+            event(2, "B", "r1", NOW),
+            event(3, "C", "r1", NOW),
+            event(4, "D", "r2", NOW + 10),
+            event(5, "E", "r2", NOW + 10),
+            event(6, "F", "r3", NOW + 100),
+        ]
+    );
+    let writes = "SELECT COUNT(*) FROM event_writes";
+    assert_eq!(
+        count_rows(&database.url, writes).await,
+        4,
+        "one row a write"
+    );
+
+    // Two at most: the cut falls inside the first write, whose last event keeps its actor.
+    assert_eq!(
+        store.prune_events(acme, NOW + 50, 2).await.expect("pruned"),
+        2
+    );
+    let rest = feed(&*store, acme).await;
+    assert_eq!(rest[0], event(3, "C", "r1", NOW));
+    assert_eq!(rest.len(), 4);
+    // The third write is younger than the cut: retention stops before it, whatever the batch.
+    assert_eq!(
+        store
+            .prune_events(acme, NOW + 50, 100)
+            .await
+            .expect("pruned"),
+        3
+    );
+    assert_eq!(
+        feed(&*store, acme).await,
+        vec![event(6, "F", "r3", NOW + 100)]
+    );
+    assert_eq!(
+        store
+            .prune_events(acme, NOW + 50, 100)
+            .await
+            .expect("pruned"),
+        0
+    );
+    // The rows of the writes whose events are gone went with them; Beta's are untouched.
+    assert_eq!(count_rows(&database.url, writes).await, 2);
+    assert_eq!(feed(&*store, beta).await, vec![event(1, "X", "b1", NOW)]);
+}
