@@ -1,13 +1,17 @@
 //! The change feed's storage called directly: a write's time and actor are stored once and
 //! given to each of its events, and retention removes a prefix of the events that may end
-//! inside a write, keeping what the rest need (fixtures in `store.rs`).
+//! inside a write, keeping what the rest need; a database from before `event_writes` keeps its
+//! feed (fixtures in `store.rs`).
 
 use contactsd::domain::directory::{Change, GroupRef};
 use contactsd::domain::events::{Actor, ActorKind, Draft, EventType, Subject};
 use contactsd::domain::values::{EventSeq, TeamId};
-use contactsd::store::Store;
+use contactsd::store::{Store, StoreSettings};
 
-use crate::store::{NOW, apply, count_rows, create, create_org, fresh_store, new_org};
+use crate::helpers::TestDatabase;
+use crate::store::{
+    NOW, apply, count_rows, create, create_org, execute_unchecked, fresh_store, new_org,
+};
 
 /// A write of `names.len()` creates by `request` at `time`, each with its event.
 async fn write(
@@ -119,4 +123,97 @@ async fn retention_cuts_inside_a_write_and_the_rest_keep_their_writes_actor() {
     // The rows of the writes whose events are gone went with them; Beta's are untouched.
     assert_eq!(count_rows(&database.url, writes).await, 2);
     assert_eq!(feed(&*store, beta).await, vec![event(1, "X", "b1", NOW)]);
+}
+
+/// Run the migrations before `event_writes` on the database at `url`.
+async fn migrate_to_before_event_writes(url: &str) {
+    use sqlx::Connection;
+    use sqlx::migrate::Migrator;
+    let before = |all: Migrator| Migrator {
+        migrations: all
+            .migrations
+            .iter()
+            .filter(|migration| migration.description != "event writes")
+            .cloned()
+            .collect::<Vec<_>>()
+            .into(),
+        ..Migrator::DEFAULT
+    };
+    if url.starts_with("sqlite:") {
+        let options: sqlx::sqlite::SqliteConnectOptions = url.parse().expect("a SQLite url");
+        let mut connection = sqlx::SqliteConnection::connect_with(&options.create_if_missing(true))
+            .await
+            .expect("connect");
+        let migrator = before(sqlx::migrate!("migrations/sqlite"));
+        migrator.run(&mut connection).await.expect("migrate");
+    } else {
+        let mut connection = sqlx::PgConnection::connect(url).await.expect("connect");
+        let migrator = before(sqlx::migrate!("migrations/postgres"));
+        migrator.run(&mut connection).await.expect("migrate");
+    }
+}
+
+/// A database written before `event_writes` existed keeps its feed: each stored event keeps its
+/// time and actor, and the migration stores them once per run of events that share them.
+#[tokio::test]
+async fn events_stored_before_event_writes_keep_their_time_and_actor() {
+    let database = TestDatabase::fresh().await;
+    migrate_to_before_event_writes(&database.url).await;
+    let row = |seq: i64, time: i64, kind: &str, request: &str| {
+        format!(
+            "(1, {seq}, {time}, 'group.created', '{kind}', 'app-1', '{request}', 'group', {seq}, \
+             'g{seq}', NULL, NULL)"
+        )
+    };
+    execute_unchecked(
+        &database.url,
+        &format!(
+            "INSERT INTO orgs (id, name, plan, admin_seats, created_at) \
+             VALUES (1, 'Acme', 'business', 10, 0); \
+             INSERT INTO teams (id, org_id, event_seq) VALUES (1, 1, 5); \
+             INSERT INTO events (team_id, seq, time, type, actor_kind, appid, request_id, \
+             object_kind, object_id, remote_id, before, after) VALUES {}, {}, {}, {}, {};",
+            row(1, NOW, "app", "r1"),
+            row(2, NOW, "app", "r1"),
+            row(3, NOW, "app", "r2"),
+            row(4, NOW + 1, "sync", "r3"),
+            row(5, NOW + 1, "sync", "r3"),
+        ),
+    )
+    .await;
+    let store = contactsd::store::open(&database.url, &StoreSettings::default())
+        .await
+        .expect("the store opens and migrates");
+    let page = store
+        .events(TeamId::new(1), EventSeq::new(0), 10)
+        .await
+        .expect("events")
+        .expect("the team");
+    let feed: Vec<_> = page
+        .events
+        .into_iter()
+        .map(|event| {
+            (
+                event.seq.get(),
+                event.time,
+                event.actor_kind,
+                event.request_id,
+            )
+        })
+        .collect();
+    let event = |seq, time, kind: &str, request: &str| {
+        (seq, time, kind.to_owned(), Some(request.to_owned()))
+    };
+    assert_eq!(
+        feed,
+        vec![
+            event(1, NOW, "app", "r1"),
+            event(2, NOW, "app", "r1"),
+            event(3, NOW, "app", "r2"),
+            event(4, NOW + 1, "sync", "r3"),
+            event(5, NOW + 1, "sync", "r3"),
+        ]
+    );
+    let writes = "SELECT COUNT(*) FROM event_writes";
+    assert_eq!(count_rows(&database.url, writes).await, 3, "one row a run");
 }
