@@ -96,6 +96,10 @@ pub(crate) const FEED_WRITES: &str = "SELECT first_seq, time, actor_kind, appid,
      (SELECT COALESCE(MAX(first_seq), 0) FROM event_writes \
      WHERE team_id = $1 AND first_seq <= $2) ORDER BY first_seq";
 
+/// The team's last stored event. It can be behind `teams.event_seq`: a SQLite sync copied in
+/// after its decision has taken its numbers before its events are stored.
+pub(crate) const LAST_STORED: &str = "SELECT MAX(seq) FROM events WHERE team_id = $1";
+
 /// The first event of the team's first write, from the one that covers event `$2` on, made at
 /// or after `$3` (unix seconds): retention stops before it.
 pub(crate) const FIRST_KEPT: &str = "SELECT MIN(first_seq) FROM event_writes \
@@ -123,7 +127,7 @@ macro_rules! impl_event_store {
             use $crate::store::backend::Backend;
             use $crate::store::events::{
                 EventPage, EventRow, EventStore, FEED, FEED_BOUNDS, FEED_WRITES, FIRST_KEPT,
-                MARK_PRUNED, PRUNE, PRUNE_WRITES, WriteRow, events_of,
+                LAST_STORED, MARK_PRUNED, PRUNE, PRUNE_WRITES, WriteRow, events_of,
             };
 
             #[async_trait::async_trait]
@@ -178,9 +182,13 @@ macro_rules! impl_event_store {
                         .bind(team_id)
                         .fetch_optional(&mut *tx)
                         .await?;
-                    let Some((last_seq, pruned)) = bounds else {
+                    let Some((_, pruned)) = bounds else {
                         return Ok(0);
                     };
+                    let last_stored: Option<i64> = sqlx::query_scalar(LAST_STORED)
+                        .bind(team_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
                     let first_kept: Option<i64> = sqlx::query_scalar(FIRST_KEPT)
                         .bind(team_id)
                         .bind(pruned + 1)
@@ -188,7 +196,7 @@ macro_rules! impl_event_store {
                         .fetch_one(&mut *tx)
                         .await?;
                     let bound = (pruned + batch)
-                        .min(last_seq)
+                        .min(last_stored.unwrap_or(pruned))
                         .min(first_kept.map_or(i64::MAX, |seq| seq - 1));
                     if bound <= pruned {
                         return Ok(0);

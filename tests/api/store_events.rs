@@ -217,3 +217,38 @@ async fn events_stored_before_event_writes_keep_their_time_and_actor() {
     let writes = "SELECT COUNT(*) FROM event_writes";
     assert_eq!(count_rows(&database.url, writes).await, 3, "one row a run");
 }
+
+/// A SQLite sync copied in after its decision has taken its event numbers before its events are
+/// stored: retention must not mark those numbers removed.
+#[tokio::test]
+async fn retention_stops_at_the_last_stored_event() {
+    let (database, store) = fresh_store().await;
+    let (_, acme) = create_org(&*store, new_org("Acme", None)).await;
+    write(&*store, acme, 0, &["A", "B", "C"], "r1", NOW).await;
+    // Numbers taken for events not yet stored, as a decided sync's copy leaves them.
+    execute_unchecked(
+        &database.url,
+        &format!(
+            "UPDATE teams SET event_seq = event_seq + 5 WHERE id = {}",
+            acme.get()
+        ),
+    )
+    .await;
+    assert_eq!(
+        store
+            .prune_events(acme, NOW + 50, 100)
+            .await
+            .expect("pruned"),
+        3
+    );
+    let page = store
+        .events(acme, EventSeq::new(0), 10)
+        .await
+        .expect("events")
+        .expect("the team");
+    assert_eq!(
+        (page.last_seq.get(), page.pruned_through.get()),
+        (8, 3),
+        "the numbers not yet stored are not marked removed"
+    );
+}
