@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use contactsd::domain::access::Plan;
 use contactsd::domain::directory::{Change, Group, GroupRef, Kept, MemberRow, Placement};
-use contactsd::domain::events::{Actor, ActorKind, Draft};
+use contactsd::domain::events::{Actor, ActorKind, Draft, Event};
 use contactsd::domain::values::{
-    Avatar, GroupId, GroupName, Nickname, OrgId, OrgName, ROOT_GROUP, RemoteId, Role, Source,
-    TeamId, UserId,
+    Avatar, EventSeq, GroupId, GroupName, Nickname, OrgId, OrgName, ROOT_GROUP, RemoteId, Role,
+    Source, TeamId, UserId,
 };
 use contactsd::store::{
     AppRecord, Applied, MemberDetails, NewApp, NewOrg, NewUser, OrgCreation, Store, StoreError,
@@ -82,6 +82,16 @@ pub async fn count_rows(url: &str, sql: &str) -> i64 {
             .await
             .unwrap_or_else(|error| panic!("{sql}: {error}"))
     }
+}
+
+/// The team's events from the first on (up to 1,000), read through the store.
+pub async fn feed_of(store: &dyn Store, team_id: TeamId) -> Vec<Event> {
+    store
+        .events(team_id, EventSeq::new(0), 1000)
+        .await
+        .expect("events")
+        .expect("the team")
+        .events
 }
 
 pub fn new_org(name: &str, creator: Option<(UserId, i64)>) -> NewOrg {

@@ -5,7 +5,7 @@ use contactsd::domain::directory::{Change, GroupRef, GroupStep, Kept};
 use contactsd::domain::events::{Actor, ActorKind, Draft, EventType, Subject};
 use contactsd::domain::sync::MemberState;
 use contactsd::domain::values::{
-    Avatar, EventSeq, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
+    Avatar, GroupId, GroupName, Nickname, ROOT_GROUP, Role, Source, TeamId, UserId,
 };
 use contactsd::store::{
     ChangeChunks, DanglingKind, DanglingReferences, LargeWrite, MemberDetails, MemberProfile,
@@ -13,9 +13,9 @@ use contactsd::store::{
 };
 
 use crate::store::{
-    NOW, app, apply, avatar_of, create, create_org, execute_unchecked, fresh_store, group, member,
-    new_org, nickname_of, no_events, org_of_three, placed, put, stored_groups, stored_members,
-    users,
+    NOW, app, apply, avatar_of, create, create_org, execute_unchecked, feed_of, fresh_store, group,
+    member, new_org, nickname_of, no_events, org_of_three, placed, put, stored_groups,
+    stored_members, users,
 };
 
 #[tokio::test]
@@ -386,12 +386,8 @@ async fn events_of_a_batch_are_stored_per_write_and_none_of_a_refused_one() {
     let feed = |team_id| {
         let store = store.clone();
         async move {
-            let page = store
-                .events(team_id, EventSeq::new(0), 10)
+            feed_of(&*store, team_id)
                 .await
-                .expect("events")
-                .expect("the team");
-            page.events
                 .into_iter()
                 .map(|e| {
                     (
@@ -504,13 +500,8 @@ async fn a_sync_in_a_batch_goes_on_from_the_writes_before_it() {
         store.team(acme).await.expect("team").map(|t| t.version),
         Some(4)
     );
-    let page = store
-        .events(acme, EventSeq::new(0), 10)
+    let feed: Vec<(i64, Option<String>)> = feed_of(&*store, acme)
         .await
-        .expect("events")
-        .expect("the team");
-    let feed: Vec<(i64, Option<String>)> = page
-        .events
         .into_iter()
         .map(|event| (event.seq.get(), event.remote_id))
         .collect();
@@ -943,13 +934,9 @@ async fn a_large_writes_events_keep_every_character() {
         .await
         .expect("the write");
     batch.commit().await.expect("commit");
-    let page = store
-        .events(team_id, EventSeq::new(0), 10)
-        .await
-        .expect("events")
-        .expect("the team");
-    let [event] = page.events.as_slice() else {
-        panic!("one event: {:?}", page.events);
+    let events = feed_of(&*store, team_id).await;
+    let [event] = events.as_slice() else {
+        panic!("one event: {events:?}");
     };
     assert_eq!(event.remote_id.as_deref(), Some(remote_id));
     assert_eq!(event.request_id, actor.request_id);

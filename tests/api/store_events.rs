@@ -10,7 +10,7 @@ use contactsd::store::{Store, StoreSettings};
 
 use crate::helpers::TestDatabase;
 use crate::store::{
-    NOW, apply, count_rows, create, create_org, execute_unchecked, fresh_store, new_org,
+    NOW, apply, count_rows, create, create_org, execute_unchecked, feed_of, fresh_store, new_org,
 };
 
 /// A write of `names.len()` creates by `request` at `time`, each with its event.
@@ -44,12 +44,8 @@ async fn write(
 
 /// The team's events: number, remote id, request id and time.
 async fn feed(store: &dyn Store, team_id: TeamId) -> Vec<(i64, String, String, i64)> {
-    let page = store
-        .events(team_id, EventSeq::new(0), 100)
+    feed_of(store, team_id)
         .await
-        .expect("events")
-        .expect("the team");
-    page.events
         .into_iter()
         .map(|event| {
             (
@@ -184,13 +180,8 @@ async fn events_stored_before_event_writes_keep_their_time_and_actor() {
     let store = contactsd::store::open(&database.url, &StoreSettings::default())
         .await
         .expect("the store opens and migrates");
-    let page = store
-        .events(TeamId::new(1), EventSeq::new(0), 10)
+    let feed: Vec<_> = feed_of(&*store, TeamId::new(1))
         .await
-        .expect("events")
-        .expect("the team");
-    let feed: Vec<_> = page
-        .events
         .into_iter()
         .map(|event| {
             (
