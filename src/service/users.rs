@@ -3,7 +3,7 @@
 use super::{Service, ServiceError, ServiceResult, unix_now};
 use crate::domain::access::{AppScope, Caller, Plan};
 use crate::domain::values::{Avatar, Nickname, Openid, UserId};
-use crate::store::UserRecord;
+use crate::store::{NewUser, UserRecord};
 
 impl Service {
     /// Team apps need a plan with third-party users; platform apps always may.
@@ -23,7 +23,15 @@ impl Service {
         self.may_manage_users(caller).await?;
         Ok(self
             .store
-            .register_user(&caller.appid, openid, nickname, avatar, unix_now())
+            .register_user(
+                &caller.appid,
+                NewUser {
+                    openid,
+                    nickname,
+                    avatar,
+                },
+                unix_now(),
+            )
             .await?)
     }
 

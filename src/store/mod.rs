@@ -243,9 +243,7 @@ pub trait UserStore: Send + Sync {
     async fn register_user(
         &self,
         appid: &str,
-        openid: &str,
-        nickname: &str,
-        avatar: &str,
+        user: NewUser<'_>,
         now: i64,
     ) -> StoreResult<UserRecord>;
     async fn user_by_openid(&self, appid: &str, openid: &str) -> StoreResult<Option<UserRecord>>;

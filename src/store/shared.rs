@@ -322,16 +322,9 @@ macro_rules! impl_store {
                 async fn register_user(
                     &self,
                     appid: &str,
-                    openid: &str,
-                    nickname: &str,
-                    avatar: &str,
+                    user: NewUser<'_>,
                     now: i64,
                 ) -> StoreResult<UserRecord> {
-                    let user = NewUser {
-                        openid,
-                        nickname,
-                        avatar,
-                    };
                     Self::register_one(self, appid, user, now).await
                 }
 

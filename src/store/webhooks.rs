@@ -44,6 +44,31 @@ pub struct Progress {
     pub last_error: Option<String>,
 }
 
+/// A worker's claim: up to `limit` active subscriptions whose attempt is due at `now` (unix
+/// milliseconds), leased to `owner` for `lease_ms`, skipping teams that already have
+/// `per_team` leased. Named fields: four of them are integers a call could swap.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub now: i64,
+    pub lease_ms: i64,
+    pub limit: i64,
+    pub per_team: i64,
+}
+
+/// An attempt to record: `owner`'s lease of subscription `id`, taken with its cursor at
+/// `from_seq`, where the subscription stands after it, and the attempt's log entry if it
+/// posted anything (the log keeps the last `keep`).
+#[derive(Debug, Clone)]
+pub struct Attempt<'a> {
+    pub id: WebhookId,
+    pub owner: &'a str,
+    pub from_seq: EventSeq,
+    pub progress: Progress,
+    pub record: Option<DeliveryRecord>,
+    pub keep: i64,
+}
+
 /// A subscription leased to a worker, with when it started failing (unix milliseconds).
 #[derive(Debug, Clone)]
 pub struct Claimed {
@@ -90,29 +115,13 @@ pub trait WebhookStore: Send + Sync {
         team_id: TeamId,
         id: WebhookId,
     ) -> StoreResult<Option<Vec<DeliveryRecord>>>;
-    /// Lease up to `limit` active subscriptions with undelivered events whose attempt is due
-    /// (`now`, unix milliseconds) to `owner` for `lease_ms`, the longest waiting first, skipping
-    /// teams that already have `per_team` leased.
-    async fn claim_webhooks(
-        &self,
-        owner: &str,
-        now: i64,
-        lease_ms: i64,
-        limit: i64,
-        per_team: i64,
-    ) -> StoreResult<Vec<Claimed>>;
-    /// Record an attempt (`record`, kept among the last `keep`) and the subscription's
-    /// `progress` if `owner` still holds its lease and its cursor is still `from_seq`; release
-    /// the lease either way. Answers whether the progress was written.
-    async fn finish_attempt(
-        &self,
-        id: WebhookId,
-        owner: &str,
-        from_seq: EventSeq,
-        progress: &Progress,
-        record: Option<&DeliveryRecord>,
-        keep: i64,
-    ) -> StoreResult<bool>;
+    /// Lease the subscriptions of a [`Claim`] that have undelivered events, the longest
+    /// waiting first.
+    async fn claim_webhooks(&self, claim: &Claim<'_>) -> StoreResult<Vec<Claimed>>;
+    /// Record an [`Attempt`]: its log entry, and the subscription's progress if the lease is
+    /// still held and the cursor has not moved; release the lease either way. Answers whether
+    /// the progress was written.
+    async fn finish_attempt(&self, attempt: &Attempt<'_>) -> StoreResult<bool>;
     /// The undelivered events of every team's subscriptions.
     async fn webhook_backlog(&self) -> StoreResult<crate::metrics::WebhookBacklog>;
 }
@@ -432,16 +441,9 @@ macro_rules! impl_webhook_store {
                     Ok(Some(rows.into_iter().map(delivery_of).collect()))
                 }
 
-                async fn claim_webhooks(
-                    &self,
-                    owner: &str,
-                    now: i64,
-                    lease_ms: i64,
-                    limit: i64,
-                    per_team: i64,
-                ) -> StoreResult<Vec<Claimed>> {
+                async fn claim_webhooks(&self, claim: &Claim<'_>) -> StoreResult<Vec<Claimed>> {
                     let due: Option<i64> = sqlx::query_scalar(ANY_DUE)
-                        .bind(now)
+                        .bind(claim.now)
                         .fetch_optional(self.reads())
                         .await?;
                     if due.is_none() {
@@ -450,26 +452,26 @@ macro_rules! impl_webhook_store {
                     let mut tx = self.begin_write().await?;
                     const CLAIM: &str = $crate::store::webhooks::claim!($lock_claimed);
                     let rows: Vec<WebhookRow> = sqlx::query_as(CLAIM)
-                        .bind(owner)
-                        .bind(now)
-                        .bind(lease_ms)
-                        .bind(limit)
-                        .bind(per_team)
+                        .bind(claim.owner)
+                        .bind(claim.now)
+                        .bind(claim.lease_ms)
+                        .bind(claim.limit)
+                        .bind(claim.per_team)
                         .fetch_all(&mut *tx)
                         .await?;
                     tx.commit().await?;
                     Ok(rows.into_iter().map(claimed_of).collect())
                 }
 
-                async fn finish_attempt(
-                    &self,
-                    id: WebhookId,
-                    owner: &str,
-                    from_seq: EventSeq,
-                    progress: &Progress,
-                    record: Option<&DeliveryRecord>,
-                    keep: i64,
-                ) -> StoreResult<bool> {
+                async fn finish_attempt(&self, attempt: &Attempt<'_>) -> StoreResult<bool> {
+                    let Attempt {
+                        id,
+                        owner,
+                        from_seq,
+                        ref progress,
+                        ref record,
+                        keep,
+                    } = *attempt;
                     let mut tx = self.begin_write().await?;
                     let done = sqlx::query(PROGRESS)
                         .bind(id)

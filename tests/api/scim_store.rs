@@ -10,7 +10,7 @@ use contactsd::store::scim::{ScimUserRecord, ScimWrite};
 use contactsd::store::{Store, StoreError};
 
 use crate::helpers::TestDatabase;
-use crate::store::{NOW, app, create_org, fresh_store, new_org, no_events};
+use crate::store::{NOW, app, create_org, fresh_store, new_org, new_user, no_events};
 
 /// The SCIM create of `name` (its SCIM id derived from it).
 fn create(name: &str) -> ScimWrite {
@@ -116,14 +116,14 @@ async fn a_refused_scim_create_leaves_no_user_and_the_batch_goes_on() {
     assert!(directory.placement(ada_id).is_some() && directory.placement(cy_id).is_some());
     // Registered under the SCIM app: those created, and no other.
     let again = store
-        .register_user("scim-app", "scim-Ada", "x", "", NOW)
+        .register_user("scim-app", new_user("scim-Ada", "x", ""), NOW)
         .await
         .expect("ada");
     assert_eq!(again.user_id, ada_id);
     // The refused creates left no registration: their openids become new users, after the last.
     for openid in ["scim-ADA", "scim-Bob"] {
         let fresh = store
-            .register_user("scim-app", openid, "x", "", NOW)
+            .register_user("scim-app", new_user(openid, "x", ""), NOW)
             .await
             .expect(openid);
         assert!(fresh.user_id > cy_id, "{openid}: {fresh:?}");

@@ -184,15 +184,20 @@ pub(crate) fn put(user_id: UserId, nickname: &str, groups: &[GroupRef]) -> Chang
     }
 }
 
+/// A user to register.
+pub(crate) fn new_user<'a>(openid: &'a str, nickname: &'a str, avatar: &'a str) -> NewUser<'a> {
+    NewUser {
+        openid,
+        nickname,
+        avatar,
+    }
+}
+
 /// Register `openids` for `appid` and answer their users.
 pub(crate) async fn users(store: &dyn Store, appid: &str, openids: &[&str]) -> Vec<UserId> {
     let users: Vec<NewUser> = openids
         .iter()
-        .map(|&openid| NewUser {
-            openid,
-            nickname: openid,
-            avatar: "",
-        })
+        .map(|&openid| new_user(openid, openid, ""))
         .collect();
     store
         .register_users(appid, &users, NOW)
@@ -370,7 +375,7 @@ async fn an_org_creator_becomes_its_owner_up_to_the_limit() {
     let (_database, store) = fresh_store().await;
     app(&*store, "platform", None).await;
     let user = store
-        .register_user("platform", "ann", "Ann", "https://a/ann.png", NOW)
+        .register_user("platform", new_user("ann", "Ann", "https://a/ann.png"), NOW)
         .await
         .expect("register");
     let (org_id, team_id) = create_org(&*store, new_org("Acme", Some((user.user_id, 2)))).await;
@@ -416,7 +421,7 @@ async fn users_register_once_per_openid_and_app() {
     app(&*store, "one", None).await;
     app(&*store, "two", None).await;
     let ann = store
-        .register_user("one", "ann", "Ann", "a.png", NOW)
+        .register_user("one", new_user("ann", "Ann", "a.png"), NOW)
         .await
         .expect("register");
     assert_eq!(
@@ -425,7 +430,7 @@ async fn users_register_once_per_openid_and_app() {
     );
     // Again: the same user, with the new profile.
     let again = store
-        .register_user("one", "ann", "Annie", "b.png", NOW)
+        .register_user("one", new_user("ann", "Annie", "b.png"), NOW)
         .await
         .expect("register");
     assert_eq!(
@@ -438,7 +443,7 @@ async fn users_register_once_per_openid_and_app() {
     );
     // The same openid of another app is another user.
     let other = store
-        .register_user("two", "ann", "Other", "", NOW)
+        .register_user("two", new_user("ann", "Other", ""), NOW)
         .await
         .expect("register");
     assert_eq!(other.user_id, UserId::new(FIRST_USER_ID.get() + 1));
@@ -523,7 +528,7 @@ async fn bulk_registration_answers_in_the_order_given() {
     let (_database, store) = fresh_store().await;
     app(&*store, "app", None).await;
     let known = store
-        .register_user("app", "known", "Known", "", NOW)
+        .register_user("app", new_user("known", "Known", ""), NOW)
         .await
         .expect("register");
     // More than one chunk of SQLite's multi-row statements, with an openid named again across

@@ -14,7 +14,7 @@ use contactsd::store::{
 
 use crate::store::{
     NOW, app, apply, avatar_of, create, create_org, execute_unchecked, feed_of, fresh_store, group,
-    member, new_org, nickname_of, no_events, org_of_three, placed, put, stored_groups,
+    member, new_org, new_user, nickname_of, no_events, org_of_three, placed, put, stored_groups,
     stored_members, users,
 };
 
@@ -721,11 +721,11 @@ async fn member_names_fall_back_to_the_users_own() {
     app(&*store, "app", None).await;
     let (_, team_id) = create_org(&*store, new_org("Acme", None)).await;
     let ann = store
-        .register_user("app", "ann", "Ann", "ann.png", NOW)
+        .register_user("app", new_user("ann", "Ann", "ann.png"), NOW)
         .await
         .expect("register");
     let bob = store
-        .register_user("app", "bob", "Bob", "bob.png", NOW)
+        .register_user("app", new_user("bob", "Bob", "bob.png"), NOW)
         .await
         .expect("register");
     let mut admin = member(bob.user_id, Role::TeamAdmin, "Robert");

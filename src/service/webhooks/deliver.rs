@@ -27,7 +27,7 @@ use crate::domain::events::Event;
 use crate::domain::values::EventSeq;
 use crate::domain::webhooks::{DeliveryRecord, WebhookState, backoff};
 use crate::service::Service;
-use crate::store::webhooks::{Claimed, Progress};
+use crate::store::webhooks::{Attempt, Claim, Claimed, Progress};
 
 /// An event as JSON, the way the feed shows it (the HTTP layer's rendering).
 pub type RenderEvent = Arc<dyn Fn(Event) -> Result<String, String> + Send + Sync>;
@@ -88,13 +88,13 @@ impl WebhookWorker {
                 let claimed = worker
                     .service
                     .store
-                    .claim_webhooks(
-                        &worker.owner,
-                        now_ms(),
+                    .claim_webhooks(&Claim {
+                        owner: &worker.owner,
+                        now: now_ms(),
                         lease_ms,
-                        free as i64,
-                        worker.settings.workers_per_team as i64,
-                    )
+                        limit: free as i64,
+                        per_team: worker.settings.workers_per_team as i64,
+                    })
                     .await;
                 match claimed {
                     Ok(claimed) => {
@@ -124,7 +124,6 @@ impl WebhookWorker {
     /// One attempt for a leased subscription; its outcome is stored, never returned.
     async fn deliver(&self, claimed: Claimed) {
         let webhook = &claimed.webhook;
-        let from = webhook.acked_seq;
         let (progress, record) = match self.batch(&claimed).await {
             Err(NoBatch::Unread(error)) => {
                 // Not the receiver's doing: try again at the next poll, as it was.
@@ -134,19 +133,15 @@ impl WebhookWorker {
             Err(NoBatch::Expired { last_seq }) => (self.expired(&claimed, last_seq), None),
             Ok(batch) => self.attempt(&claimed, &batch).await,
         };
-        let keep = self.settings.keep_deliveries;
-        let stored = self
-            .service
-            .store
-            .finish_attempt(
-                webhook.id,
-                &self.owner,
-                from,
-                &progress,
-                record.as_ref(),
-                keep,
-            )
-            .await;
+        let attempt = Attempt {
+            id: webhook.id,
+            owner: &self.owner,
+            from_seq: webhook.acked_seq,
+            progress,
+            record,
+            keep: self.settings.keep_deliveries,
+        };
+        let stored = self.service.store.finish_attempt(&attempt).await;
         if let Err(error) = stored {
             tracing::warn!(webhook = webhook.id.get(), %error, "recording a webhook attempt failed");
         }
