@@ -179,14 +179,13 @@ impl Service {
         if self.store.org_access(org_id).await?.is_none() {
             return Err(ServiceError::OrgNotFound);
         }
-        let stored = self.store.org_quota(org_id).await?;
         let quota = OrgQuota {
-            max_groups: max_groups.or(stored.max_groups),
-            max_members: max_members.or(stored.max_members),
+            max_groups,
+            max_members,
         };
-        self.store.set_org_quota(org_id, quota).await?;
+        let stored = self.store.set_org_quota(org_id, quota).await?;
         self.org_quotas.forget(|_| true);
-        Ok(quota)
+        Ok(stored)
     }
 
     /// `admin set-quota --appid`: how many orgs a platform app may create.

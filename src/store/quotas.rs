@@ -16,8 +16,10 @@ pub struct OrgQuota {
 #[async_trait]
 pub trait QuotaStore: Send + Sync {
     async fn org_quota(&self, org_id: OrgId) -> StoreResult<OrgQuota>;
-    /// Store the org's quotas whole (the org must exist).
-    async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<()>;
+    /// Store the quotas `quota` gives (`None` keeps the stored one) in one statement, so that
+    /// two changes of different quotas both hold, and answer what is stored afterwards (the org
+    /// must exist).
+    async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<OrgQuota>;
     /// How many orgs the platform app may create (`None`: the server's default).
     async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>>;
     /// Store it (the app must exist).
@@ -31,7 +33,9 @@ pub(crate) const ORG_QUOTA: &str =
     "SELECT max_groups, max_members FROM org_quotas WHERE org_id = $1";
 pub(crate) const SET_ORG_QUOTA: &str = "INSERT INTO org_quotas (org_id, max_groups, max_members) \
      VALUES ($1, $2, $3) ON CONFLICT (org_id) DO UPDATE \
-     SET max_groups = excluded.max_groups, max_members = excluded.max_members";
+     SET max_groups = COALESCE(excluded.max_groups, org_quotas.max_groups), \
+     max_members = COALESCE(excluded.max_members, org_quotas.max_members) \
+     RETURNING max_groups, max_members";
 pub(crate) const APP_ORG_QUOTA: &str = "SELECT max_orgs FROM app_quotas WHERE appid = $1";
 pub(crate) const SET_APP_ORG_QUOTA: &str = "INSERT INTO app_quotas (appid, max_orgs) \
      VALUES ($1, $2) ON CONFLICT (appid) DO UPDATE SET max_orgs = excluded.max_orgs";
@@ -62,14 +66,21 @@ macro_rules! impl_quota_store {
                     )
                 }
 
-                async fn set_org_quota(&self, org_id: OrgId, quota: OrgQuota) -> StoreResult<()> {
-                    sqlx::query(quotas::SET_ORG_QUOTA)
+                async fn set_org_quota(
+                    &self,
+                    org_id: OrgId,
+                    quota: OrgQuota,
+                ) -> StoreResult<OrgQuota> {
+                    let (max_groups, max_members) = sqlx::query_as(quotas::SET_ORG_QUOTA)
                         .bind(org_id)
                         .bind(quota.max_groups)
                         .bind(quota.max_members)
-                        .execute(self.writes())
+                        .fetch_one(self.writes())
                         .await?;
-                    Ok(())
+                    Ok(OrgQuota {
+                        max_groups,
+                        max_members,
+                    })
                 }
 
                 async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>> {
