@@ -471,11 +471,7 @@ async fn racing_scim_patches_of_one_group_keep_each_others_changes() {
     let (scim, other) = scim_on_both(&app, &replica).await;
     for round in 0..10 {
         let user = scim.user(&format!("member{round}")).await;
-        let group = scim
-            .post("/Groups", json!({"displayName": format!("Team {round}")}))
-            .await;
-        assert_eq!(group.status, 201, "{}", group.body);
-        let path = format!("/Groups/{}", group.body["id"].as_str().expect("id"));
+        let path = scim.group(&format!("Team {round}"), &[]).await;
         let renamed = format!("Renamed {round}");
         let rename = json!([{"op": "replace", "path": "displayName", "value": renamed}]);
         let add = json!([{"op": "add", "path": "members", "value": [{"value": user}]}]);
@@ -640,5 +636,65 @@ async fn a_conditional_scim_group_delete_racing_a_rename_deletes_only_the_group_
             deleted.body,
             renamed.body
         );
+    }
+}
+
+/// A DELETE of a SCIM user carrying the `If-Match` a client read, sent to one server while the
+/// other server adds the user to a group (which changes the user's version: it lists its
+/// groups). A DELETE answered 204 was decided on the user as the client read it, so the feed
+/// never shows the group addition before the removal; otherwise it is refused with 412 and the
+/// user stays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_scim_delete_racing_a_group_addition_never_removes_a_changed_user() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let (scim, other) = scim_on_both(&app, &replica).await;
+    let api = app.team_api().await;
+    for round in 0..30 {
+        let after = crate::events::feed(&app, &api, 0)
+            .await
+            .last()
+            .map_or(0, |event| event["seq"].as_i64().expect("seq"));
+        let id = scim.user(&format!("leaver{round}")).await;
+        let group_path = scim.group(&format!("Joined {round}"), &[]).await;
+        let path = format!("/Users/{id}");
+        let etag = scim.get(&path).await.etag.expect("etag");
+        let add = json!([{"op": "add", "path": "members", "value": [{"value": id}]}]);
+        let condition = [("if-match", etag.as_str())];
+        // The DELETE leaves later round by round, so that some rounds meet the addition
+        // between the DELETE's read and its write.
+        let delay = std::time::Duration::from_micros(250 * (round % 12));
+        let (deleted, added) = tokio::join!(
+            async {
+                tokio::time::sleep(delay).await;
+                scim.call(Method::DELETE, &path, None, &condition).await
+            },
+            other.patch(&group_path, add)
+        );
+        let events = crate::events::feed(&app, &api, after).await;
+        let member = events
+            .iter()
+            .find(|event| event["type"] == "member.added")
+            .map(|event| event["object"]["id"].clone())
+            .expect("the user's member.added");
+        let told: Vec<&str> = events
+            .iter()
+            .filter(|event| event["object"]["id"] == member && event["object"]["kind"] == "member")
+            .filter_map(|event| event["type"].as_str())
+            .collect();
+        match deleted.status {
+            204 => assert_eq!(
+                told,
+                ["member.added", "member.removed"],
+                "round {round}: deleted after the group addition ({}): {events:?}",
+                added.status
+            ),
+            412 => {
+                assert_eq!(added.status, 200, "{}", added.body);
+                assert_eq!(told, ["member.added", "member.updated"], "round {round}");
+                assert_eq!(scim.get(&path).await.status, 200);
+            }
+            status => panic!("round {round}: DELETE answered {status}: {}", deleted.body),
+        }
     }
 }

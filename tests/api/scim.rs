@@ -118,6 +118,16 @@ impl<'a> Scim<'a> {
         assert_eq!(answer.status, 201, "{}", answer.body);
         answer.body["id"].as_str().expect("id").to_owned()
     }
+
+    /// Create a group of these SCIM users and answer its path.
+    pub async fn group(&self, name: &str, members: &[&str]) -> String {
+        let members: Vec<Value> = members.iter().map(|id| json!({"value": id})).collect();
+        let answer = self
+            .post("/Groups", json!({"displayName": name, "members": members}))
+            .await;
+        assert_eq!(answer.status, 201, "{}", answer.body);
+        format!("/Groups/{}", answer.body["id"].as_str().expect("id"))
+    }
 }
 
 #[tokio::test]
@@ -466,6 +476,39 @@ async fn versions_answer_304_and_412() {
         .await;
     assert_eq!(stale.status, 412);
     assert_eq!(scim.get(&path).await.status, 200);
+}
+
+/// A user's version covers its groups: once another server adds the user to a group, a
+/// PATCH, PUT or DELETE carrying the version read before is refused, and changes nothing.
+#[tokio::test]
+async fn if_match_sees_groups_changed_through_another_server() {
+    let app = TestApp::spawn().await;
+    let replica = app.replica().await;
+    let scim = Scim::new(&app, app.team_id).await;
+    let other = Scim {
+        app: &replica,
+        token: scim.token.clone(),
+    };
+    let id = scim.user("lin").await;
+    let path = format!("/Users/{id}");
+    let etag = scim.get(&path).await.etag.expect("etag");
+    other.group("Ops", &[&id]).await;
+    let title = json!({"Operations": [{"op": "add", "path": "title", "value": "Dr"}]});
+    let whole = json!({"schemas": [USER], "userName": "lin", "title": "Dr"});
+    for (method, body) in [
+        (Method::PATCH, Some(title)),
+        (Method::PUT, Some(whole)),
+        (Method::DELETE, None),
+    ] {
+        let answer = scim
+            .call(method.clone(), &path, body, &[("if-match", &etag)])
+            .await;
+        assert_eq!(answer.status, 412, "{method}: {}", answer.body);
+    }
+    let user = scim.get(&path).await;
+    assert_eq!(user.status, 200, "{}", user.body);
+    assert_eq!(user.body["groups"][0]["display"], "Ops", "{}", user.body);
+    assert!(user.body.get("title").is_none(), "{}", user.body);
 }
 
 #[tokio::test]

@@ -45,6 +45,50 @@ fn changed<T>(written: &ScimResult<T>) -> bool {
     )
 }
 
+/// A user as read by a write that carried an `If-Match`, with the version the header matched.
+/// The version covers the user's groups, which other writes change: the store's check of the
+/// user's row does not see them, so the write's decision renders the user again from the
+/// directory it is decided on ([`still_matched`]).
+struct Matched {
+    record: ScimUserRecord,
+    stored: Map<String, Value>,
+    version: String,
+}
+
+impl Matched {
+    /// `None` for a write without `If-Match`, which is not conditional.
+    fn of(
+        target: Target<'_>,
+        record: &ScimUserRecord,
+        rendered: &Versioned,
+    ) -> ScimResult<Option<Matched>> {
+        if target.if_match.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Matched {
+            record: record.clone(),
+            stored: stored_of(record)?,
+            version: rendered.version.clone(),
+        }))
+    }
+}
+
+/// Refuse, as changed by another write, a conditional write decided on a directory in which
+/// the user no longer has the version its `If-Match` matched (the request is then made again,
+/// and the header checked against the user as it is).
+fn still_matched(
+    matched: Option<&Matched>,
+    directory: &Directory,
+    location: &Location,
+) -> Result<(), ServiceError> {
+    match matched {
+        Some(m) if render::user(&m.record, &m.stored, directory, location).version != m.version => {
+            Err(StoreError::ScimUserChanged.into())
+        }
+        _ => Ok(()),
+    }
+}
+
 /// What a client sent, validated, and whether the user is active.
 fn validated(body: &Value) -> ScimResult<(Map<String, Value>, bool)> {
     let stored = schema::normalize(body, &schema::USER)?;
@@ -242,15 +286,17 @@ impl Service {
         self.render_user(team, &record, &stored, location).await
     }
 
-    /// Store a user's new state and make its membership follow `active`, in one write.
+    /// Store a user's new state and make its membership follow `active`, in one write, refused
+    /// as changed unless the user still has the version its `If-Match` `matched`.
     async fn replace_user(
         &self,
-        team: &TeamRecord,
+        target: Target<'_>,
         current: ScimUserRecord,
         stored: Map<String, Value>,
         active: bool,
-        location: &Location,
+        matched: Option<&Matched>,
     ) -> ScimResult<Versioned> {
+        let Target { team, location, .. } = target;
         let record = record_of(
             current.user_id,
             current.scim_id,
@@ -264,6 +310,7 @@ impl Service {
         let nickname = nickname_of(&stored);
         self.directories
             .write_scim(&*self.store, team, ScimWrite::Put(record.clone()), |d| {
+                still_matched(matched, d, location)?;
                 Ok((membership(d, user_id, active, &nickname), ()))
             })
             .await?;
@@ -302,9 +349,10 @@ impl Service {
     ) -> ScimResult<Versioned> {
         for _ in 0..REWRITE_ATTEMPTS {
             let (current, rendered) = self.current_user(target).await?;
+            let matched = Matched::of(target, &current, &rendered)?;
             let (stored, active) = new(rendered)?;
             let written = self
-                .replace_user(target.team, current, stored, active, target.location)
+                .replace_user(target, current, stored, active, matched.as_ref())
                 .await;
             if !changed(&written) {
                 return written;
@@ -318,7 +366,8 @@ impl Service {
     /// write of the user come between its read and its write.
     pub async fn scim_delete_user(&self, target: Target<'_>) -> ScimResult<()> {
         for _ in 0..REWRITE_ATTEMPTS {
-            let (current, _) = self.current_user(target).await?;
+            let (current, rendered) = self.current_user(target).await?;
+            let matched = Matched::of(target, &current, &rendered)?;
             let user_id = current.user_id;
             let delete = ScimWrite::Delete {
                 user_id,
@@ -327,6 +376,7 @@ impl Service {
             let deleted = self
                 .directories
                 .write_scim(&*self.store, target.team, delete, |d| {
+                    still_matched(matched.as_ref(), d, target.location)?;
                     Ok((membership(d, user_id, false, &Nickname::default()), ()))
                 })
                 .await
