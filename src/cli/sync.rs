@@ -87,6 +87,7 @@ pub(super) async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serd
             ModeArg::Replace => SyncMode::Replace,
         },
         allow_mass_delete: args.allow_mass_delete,
+        dry_run: args.dry_run,
     };
     let progress = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
         .with_style(
@@ -96,7 +97,7 @@ pub(super) async fn sync_file(service: &Service, args: &SyncArgs) -> Result<serd
         .with_message("validating, planning and writing");
     progress.enable_steady_tick(Duration::from_millis(120));
     let outcome = service
-        .sync_as_team_app(args.team_id, &snapshot, options, args.dry_run)
+        .sync_as_team_app(args.team_id, &snapshot, options)
         .await;
     progress.finish_and_clear();
     match outcome {

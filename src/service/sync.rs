@@ -29,6 +29,15 @@ use crate::domain::values::{GroupId, TeamId, UserId};
 use crate::metrics::SyncEnd;
 use crate::store::{ChangeChunks, NewUser, Store, TeamRecord};
 
+/// One sync under way: who asked, the directory, the snapshot, how, and since when.
+struct SyncRun<'a> {
+    caller: &'a Caller,
+    team: TeamRecord,
+    snapshot: &'a Snapshot,
+    options: SyncOptions,
+    started: Instant,
+}
+
 /// The report of a sync, with the time it took.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOutcome {
@@ -131,12 +140,19 @@ impl Service {
         slot: &SyncSlot,
         snapshot: &Snapshot,
         options: SyncOptions,
-        dry_run: bool,
     ) -> ServiceResult<SyncOutcome> {
         let started = Instant::now();
-        let synced = self
-            .run_sync(caller, slot, snapshot, options, dry_run, started)
-            .await;
+        let synced = async {
+            let run = SyncRun {
+                caller,
+                team: self.team_for(caller, slot.team_id).await?,
+                snapshot,
+                options,
+                started,
+            };
+            self.run_sync(&run).await
+        }
+        .await;
         if let Some(metrics) = &self.metrics {
             let end = match &synced {
                 Ok(outcome) if outcome.dry_run => SyncEnd::DryRun,
@@ -150,24 +166,22 @@ impl Service {
         synced
     }
 
-    async fn run_sync(
-        &self,
-        caller: &Caller,
-        slot: &SyncSlot,
-        snapshot: &Snapshot,
-        options: SyncOptions,
-        dry_run: bool,
-        started: Instant,
-    ) -> ServiceResult<SyncOutcome> {
-        let team_id = slot.team_id;
-        let team = self.team_for(caller, team_id).await?;
+    async fn run_sync(&self, run: &SyncRun<'_>) -> ServiceResult<SyncOutcome> {
+        let SyncRun {
+            caller,
+            ref team,
+            snapshot,
+            options,
+            started,
+        } = *run;
+        let team_id = team.access.team_id;
         let max_depth = self.settings.max_group_depth;
         // Three independent reads of millions of rows each: run them side by side (the
         // directory read is a no-op when this process has the current copy already).
         let (known, members, ()) = tokio::try_join!(
             async { Ok(self.store.app_user_ids(&caller.appid).await?) },
             Members::read(&*self.store, team_id),
-            self.directories.read(&*self.store, &team, |_| Ok(())),
+            self.directories.read(&*self.store, team, |_| Ok(())),
         )?;
         let (mut users, missing) = snapshot_users(snapshot, known);
         tracing::info!(
@@ -178,18 +192,14 @@ impl Service {
             "sync: read the stored users, members and directory"
         );
         let now = unix_now();
-        if !dry_run && missing.is_empty() {
+        if !options.dry_run && missing.is_empty() {
             // Every user exists: decide once, under the write gate.
-            return self
-                .commit_sync(
-                    caller, &team, snapshot, options, &users, members, None, started,
-                )
-                .await;
+            return self.commit_sync(run, &users, members, None).await;
         }
-        let quota = self.team_quota(&team).await?;
+        let quota = self.team_quota(team).await?;
         let checked = self
             .directories
-            .read(&*self.store, &team, |d| {
+            .read(&*self.store, team, |d| {
                 Ok(sync::plan(
                     d,
                     snapshot,
@@ -213,10 +223,10 @@ impl Service {
             elapsed_ms = started.elapsed().as_millis() as u64,
             "sync: the snapshot is valid"
         );
-        if dry_run {
+        if options.dry_run {
             return Ok(SyncOutcome {
                 report: planned.1.report().clone(),
-                dry_run,
+                dry_run: true,
                 elapsed_ms: started.elapsed().as_millis() as u64,
             });
         }
@@ -225,10 +235,7 @@ impl Service {
         // The plan stands if nothing changed meanwhile, and if it was made with the members of
         // its directory (both are read side by side, each at the version it finds).
         let prior = (planned.0 == members.version).then_some(planned);
-        self.commit_sync(
-            caller, &team, snapshot, options, &users, members, prior, started,
-        )
-        .await
+        self.commit_sync(run, &users, members, prior).await
     }
 
     /// Register the users of the snapshot's members at the places `missing` (openids the app
@@ -282,18 +289,20 @@ impl Service {
     /// an event per object changed and a summary. `prior`: the plan made before the users were
     /// registered, with the version of the copy it was made on, used again if the copy is still
     /// at that version.
-    #[allow(clippy::too_many_arguments)]
     async fn commit_sync(
         &self,
-        caller: &Caller,
-        team: &TeamRecord,
-        snapshot: &Snapshot,
-        options: SyncOptions,
+        run: &SyncRun<'_>,
         users: &[UserId],
         members: Members,
         prior: Option<(i64, SyncPlan)>,
-        started: Instant,
     ) -> ServiceResult<SyncOutcome> {
+        let SyncRun {
+            caller,
+            ref team,
+            snapshot,
+            options,
+            started,
+        } = *run;
         let write = SyncWrite {
             prior: Mutex::new(prior),
             team_id: team.access.team_id,
@@ -507,12 +516,10 @@ impl Service {
         team_id: TeamId,
         snapshot: &Snapshot,
         options: SyncOptions,
-        dry_run: bool,
     ) -> ServiceResult<SyncOutcome> {
         let caller = self.team_app(team_id).await?;
         let slot = self.sync_slot(&caller, team_id).await?;
-        self.sync_directory(&caller, &slot, snapshot, options, dry_run)
-            .await
+        self.sync_directory(&caller, &slot, snapshot, options).await
     }
 
     /// The team's own app as a caller.

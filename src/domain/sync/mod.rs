@@ -48,6 +48,8 @@ pub struct SyncOptions {
     pub mode: SyncMode,
     /// Lift the safety brake on mass deletion.
     pub allow_mass_delete: bool,
+    /// Validate and plan only: answer the report of what the sync would do, write nothing.
+    pub dry_run: bool,
 }
 
 /// What a member looks like in the database beyond its placement.

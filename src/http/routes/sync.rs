@@ -75,15 +75,15 @@ fn query_options(query: &QueryParams) -> Result<SnapshotOptions, ApiError> {
 }
 
 /// The sync's options and whether it is a dry run: the body's options win over the query's.
-fn sync_options(query: SnapshotOptions, body: SnapshotOptions) -> (SyncOptions, bool) {
-    let options = SyncOptions {
+fn sync_options(query: SnapshotOptions, body: SnapshotOptions) -> SyncOptions {
+    SyncOptions {
         mode: body.mode.or(query.mode).unwrap_or(SyncMode::Upsert),
         allow_mass_delete: body
             .allow_mass_delete
             .or(query.allow_mass_delete)
             .unwrap_or(false),
-    };
-    (options, body.dry_run.or(query.dry_run).unwrap_or(false))
+        dry_run: body.dry_run.or(query.dry_run).unwrap_or(false),
+    }
 }
 
 /// What a sync did (or, in a dry run, would do).
@@ -300,10 +300,10 @@ pub async fn sync_directory(
     let parsed = tokio::task::spawn_blocking(move || snapshot::read(bridge, format, gzip, &limits))
         .await
         .map_err(|error| ApiError::internal(format!("snapshot parser stopped: {error}")))??;
-    let (options, dry_run) = sync_options(query_options, parsed.options);
+    let options = sync_options(query_options, parsed.options);
     let outcome = state
         .service
-        .sync_directory(&caller, &slot, &parsed.snapshot, options, dry_run)
+        .sync_directory(&caller, &slot, &parsed.snapshot, options)
         .await?;
     Reply::data(&SyncData {
         dry_run: outcome.dry_run,
