@@ -296,34 +296,27 @@ impl Service {
         members: Members,
         prior: Option<(i64, SyncPlan)>,
     ) -> ServiceResult<SyncOutcome> {
-        let SyncRun {
-            caller,
-            ref team,
-            snapshot,
-            options,
-            started,
-        } = *run;
         let write = SyncWrite {
             prior: Mutex::new(prior),
-            team_id: team.access.team_id,
-            snapshot,
-            options,
+            team_id: run.team.access.team_id,
+            snapshot: run.snapshot,
+            options: run.options,
             users,
             members: Mutex::new(Arc::new(members)),
             max_depth: self.settings.max_group_depth,
             now: unix_now(),
-            quota: self.team_quota(team).await?,
-            started,
+            quota: self.team_quota(&run.team).await?,
+            started: run.started,
         };
-        let actor = caller.actor(ActorKind::Sync);
+        let actor = run.caller.actor(ActorKind::Sync);
         let planned = self
             .directories
-            .write_chunked(&*self.store, team, &actor, &write)
+            .write_chunked(&*self.store, &run.team, &actor, &write)
             .await?;
         Ok(SyncOutcome {
             report: planned.map_err(ServiceError::SyncRefused)?.report().clone(),
             dry_run: false,
-            elapsed_ms: started.elapsed().as_millis() as u64,
+            elapsed_ms: run.started.elapsed().as_millis() as u64,
         })
     }
 }
