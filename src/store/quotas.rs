@@ -7,7 +7,7 @@ use super::StoreResult;
 use crate::domain::values::OrgId;
 
 /// An org's stored quotas; `None` means the server's default.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, sqlx::FromRow)]
 pub struct OrgQuota {
     pub max_groups: Option<i64>,
     pub max_members: Option<i64>,
@@ -54,16 +54,11 @@ macro_rules! impl_quota_store {
             #[async_trait]
             impl QuotaStore for $store {
                 async fn org_quota(&self, org_id: OrgId) -> StoreResult<OrgQuota> {
-                    let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(quotas::ORG_QUOTA)
+                    let row: Option<OrgQuota> = sqlx::query_as(quotas::ORG_QUOTA)
                         .bind(org_id)
                         .fetch_optional(self.reads())
                         .await?;
-                    Ok(
-                        row.map_or_else(OrgQuota::default, |(max_groups, max_members)| OrgQuota {
-                            max_groups,
-                            max_members,
-                        }),
-                    )
+                    Ok(row.unwrap_or_default())
                 }
 
                 async fn set_org_quota(
@@ -71,16 +66,12 @@ macro_rules! impl_quota_store {
                     org_id: OrgId,
                     quota: OrgQuota,
                 ) -> StoreResult<OrgQuota> {
-                    let (max_groups, max_members) = sqlx::query_as(quotas::SET_ORG_QUOTA)
+                    Ok(sqlx::query_as(quotas::SET_ORG_QUOTA)
                         .bind(org_id)
                         .bind(quota.max_groups)
                         .bind(quota.max_members)
                         .fetch_one(self.writes())
-                        .await?;
-                    Ok(OrgQuota {
-                        max_groups,
-                        max_members,
-                    })
+                        .await?)
                 }
 
                 async fn app_org_quota(&self, appid: &str) -> StoreResult<Option<i64>> {
